@@ -1,0 +1,148 @@
+"""The decompose chain: question → validated Plan, re-asking the model with the error when its plan is unusable."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from decompose.calls import ModelCaller
+from decompose.chains.parsing import extract_plan_data
+from decompose.chains.prompts import Prompts
+from decompose.errors import ModelError, PlanError
+from decompose.events import Emit, Retried
+from decompose.plan import Plan
+
+
+class StepSpec(BaseModel):
+    """One step as the model writes it."""
+
+    id: int
+    question: str = Field(max_length=300)
+    depends_on: list[int] = Field(default_factory=list, max_length=10)
+    tool: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlanSpec(BaseModel):
+    """A plan as the model writes it: the schema for structured output and grammar-constrained decoding."""
+
+    steps: list[StepSpec] = Field(min_length=1, max_length=10)
+
+
+class Decomposer:
+    def __init__(
+        self,
+        prompts: Prompts,
+        tools: Sequence[BaseTool],
+        *,
+        max_steps: int,
+        max_retries: int,
+        structured_output: bool | None,
+    ):
+        self.prompts = prompts
+        self.tools = {t.name: t for t in tools}
+        self.max_steps = max_steps
+        self.max_retries = max_retries
+        self.structured_output = structured_output
+        self._refused_structured: set[int] = set()  # models whose server rejected structured output
+
+    async def aplan(self, question: str, caller: ModelCaller, emit: Emit) -> Plan:
+        values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules()}
+        repair: list = []
+        last_error: PlanError | None = None
+        for attempt in range(1, self.max_retries + 2):
+            messages = self.prompts.decompose.format_messages(**values, repair=repair)
+            text, data = await self._ask(messages, caller)
+            try:
+                if data is None:
+                    data = extract_plan_data(text)
+                plan = Plan.from_data(data, max_steps=self.max_steps)
+                self._check_tools(plan)
+                plan.question = question
+                return drop_echo_steps(plan, question)
+            except PlanError as exc:
+                last_error = exc
+            if attempt <= self.max_retries:
+                caller.usage.parse_retries += 1
+                emit(Retried(phase="decompose", attempt=attempt, reason=str(last_error), wait=0.0, kind="parse"))
+                repair = [AIMessage(content=text or "(empty)"),
+                          HumanMessage(content=self.prompts.repair.format(error=str(last_error)))]
+        raise PlanError(
+            f"the model did not write a usable plan in {self.max_retries + 1} tries; last problem: {last_error}",
+            hint="use a stronger model, raise max_plan_retries, or allow a direct answer with on_plan_failure='direct'",
+        )
+
+    async def _ask(self, messages: list, caller: ModelCaller) -> tuple[str, Any]:
+        """Ask for a plan; return (raw text, parsed data or None when the text still needs parsing)."""
+        if self.structured_output is not False:
+            try:
+                output, _ = await caller.invoke(messages, phase="decompose", build=self._structured, key="plan")
+            except ModelError:
+                if self.structured_output:  # the user insisted on structured output
+                    raise
+                self._refused_structured.update(id(m) for m in caller.models)
+            else:
+                if isinstance(output, dict):  # a structured reply: {"raw", "parsed", "parsing_error"}
+                    raw = output.get("raw")
+                    text = _text(raw)
+                    parsed = output.get("parsed")
+                    return text, parsed.model_dump() if isinstance(parsed, BaseModel) else parsed
+                return _text(output), None
+        message, _ = await caller.invoke(messages, phase="decompose")
+        return _text(message), None
+
+    def _structured(self, model: BaseChatModel):
+        if id(model) in self._refused_structured or not supports_structured_output(model):
+            return model
+        return model.with_structured_output(PlanSpec, include_raw=True)
+
+    def _tool_rules(self) -> str:
+        if not self.tools:
+            return self.prompts.no_tool_rules
+        lines = []
+        for tool in self.tools.values():
+            args = ", ".join(f"{name}: {spec.get('type', 'any')}" for name, spec in tool.args.items())
+            lines.append(f"- {tool.name}({args}): {tool.description.strip().splitlines()[0]}")
+        return self.prompts.tool_rules.format(tools="\n".join(lines))
+
+    def _check_tools(self, plan: Plan) -> None:
+        for step in plan.steps:
+            if step.tool and step.tool not in self.tools:
+                known = ", ".join(self.tools) or "none"
+                raise PlanError(f"step {step.id} uses tool {step.tool!r}, which does not exist; tools: {known}",
+                                hint="use one of the listed tools, or no tool")
+
+
+def supports_structured_output(model: BaseChatModel) -> bool:
+    """True when the model class implements structured output (directly or through tool calling)."""
+    cls = type(model)
+    return (cls.with_structured_output is not BaseChatModel.with_structured_output
+            or cls.bind_tools is not BaseChatModel.bind_tools)
+
+
+def drop_echo_steps(plan: Plan, question: str) -> Plan:
+    """Remove steps that merely repeat the whole question (weak models do this); synthesis answers it anyway."""
+    if len(plan.steps) < 2:
+        return plan
+    target = _normal(question)
+    used = {d for s in plan.steps for d in s.depends_on}
+    kept = [s for s in plan.steps if s.tool or s.id in used or _normal(s.question) != target]
+    if kept and len(kept) < len(plan.steps):
+        plan.steps = kept
+    return plan
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def _text(message: Any) -> str:
+    content = getattr(message, "content", message)
+    if isinstance(content, list):  # content blocks
+        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+    return content if isinstance(content, str) else ""

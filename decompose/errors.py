@@ -1,0 +1,43 @@
+"""Exceptions a user can cause. Each message names the problem; `hint` says how to fix it."""
+
+from __future__ import annotations
+
+
+class DecomposeError(Exception):
+    """Base class: `str(err)` is one line naming the problem, `err.hint` the fix."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base} (hint: {self.hint})" if self.hint else base
+
+
+class PlanError(DecomposeError):
+    """A plan is malformed or invalid (unknown reference, cycle, duplicate id, ...)."""
+
+
+class ConfigError(DecomposeError):
+    """Bad configuration: unknown model spec, missing key, bad option value."""
+
+
+class ModelError(DecomposeError):
+    """A model call failed for good (non-retryable, or retries exhausted)."""
+
+
+class ToolError(DecomposeError):
+    """A tool is unknown, got bad arguments, or failed."""
+
+
+class StepTimeout(DecomposeError):
+    """A step ran past its time limit."""
+
+
+class BudgetExceeded(DecomposeError):
+    """The run used more tokens than `max_tokens_per_run` allows."""
+
+
+class InputError(DecomposeError):
+    """A question or argument given by the user is unusable (empty, wrong type, too long)."""

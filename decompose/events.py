@@ -1,0 +1,136 @@
+"""Typed events and token usage: the single stream the CLI, callbacks and traces read."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from langchain_core.messages import AIMessage
+
+
+@dataclass
+class Event:
+    t: float = field(default_factory=time.monotonic, kw_only=True)
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type
+        return data
+
+
+@dataclass
+class PlanReady(Event):
+    plan: dict[str, Any]  # the plan's JSON form: events stay plain data
+
+
+@dataclass
+class StepStarted(Event):
+    step_id: int
+    question: str
+    tool: str | None = None
+
+
+@dataclass
+class StepFinished(Event):
+    step_id: int
+    answer: Any
+    elapsed: float
+    model: str | None = None
+
+
+@dataclass
+class StepFailed(Event):
+    step_id: int
+    error: str
+
+
+@dataclass
+class StepSkipped(Event):
+    step_id: int
+    reason: str
+
+
+@dataclass
+class Retried(Event):
+    phase: str  # decompose / solve / synthesize
+    attempt: int
+    reason: str
+    wait: float
+    step_id: int | None = None
+    kind: str = "transport"  # transport (HTTP/timeout) or parse (malformed output re-asked)
+
+
+@dataclass
+class Answered(Event):
+    answer: str
+
+
+@dataclass
+class TokenCount:
+    input: int = 0
+    output: int = 0
+    calls: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+@dataclass
+class Usage:
+    """Tokens in/out per phase (decompose, solve, synthesize), model calls, retries."""
+
+    phases: dict[str, TokenCount] = field(default_factory=dict)
+    transport_retries: int = 0
+    parse_retries: int = 0
+
+    def add(self, phase: str, message: AIMessage | None) -> None:
+        count = self.phases.setdefault(phase, TokenCount())
+        count.calls += 1
+        meta = getattr(message, "usage_metadata", None) or {}
+        count.input += int(meta.get("input_tokens", 0) or 0)
+        count.output += int(meta.get("output_tokens", 0) or 0)
+
+    def merge(self, other: "Usage") -> None:
+        for phase, c in other.phases.items():
+            mine = self.phases.setdefault(phase, TokenCount())
+            mine.input += c.input
+            mine.output += c.output
+            mine.calls += c.calls
+        self.transport_retries += other.transport_retries
+        self.parse_retries += other.parse_retries
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(c.input for c in self.phases.values())
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.output for c in self.phases.values())
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def model_calls(self) -> int:
+        return sum(c.calls for c in self.phases.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "model_calls": self.model_calls,
+            "transport_retries": self.transport_retries,
+            "parse_retries": self.parse_retries,
+            "phases": {k: {"input": v.input, "output": v.output, "calls": v.calls} for k, v in self.phases.items()},
+        }
+
+
+Emit = Callable[[Event], None]

@@ -1,0 +1,341 @@
+"""`Orchestrator`: decompose → schedule → synthesize, with the policy knobs in one place.
+
+Errors before anything runs (bad question, no usable plan, unreachable model) raise. Once a plan runs, failures
+are recorded on the steps and in `Result.error` (run timeout, token budget, failed synthesis), so a partial
+result is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+
+from decompose.calls import ModelCaller
+from decompose.chains.decompose import Decomposer
+from decompose.chains.prompts import Prompts
+from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, PlanError
+from decompose.events import (Answered, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted,
+                              Usage)
+from decompose.models import load_model
+from decompose.plan import Plan, Step, resolve_args, resolve_text
+from decompose.result import Result
+from decompose.retry import RetryPolicy
+from decompose.scheduler import Hooks, run_dag
+from decompose.solvers import STRATEGIES, SelfConsistencySolver, Solver, StepContext
+from decompose.tools.runner import ToolRunner
+
+MAX_QUESTION_CHARS = 20_000
+
+
+@dataclass
+class _Run:
+    """State of one run: shared by its steps, never by two runs."""
+
+    caller: ModelCaller
+    events: list[Event]
+    emit: Callable[[Event], None]
+    run_id: str
+
+
+class Orchestrator:
+    """Answers a question in steps. See the README for every option."""
+
+    def __init__(
+        self,
+        model: BaseChatModel | str | None = None,
+        *,
+        tools: Sequence[BaseTool] = (),
+        fallbacks: Sequence[BaseChatModel | str] = (),
+        strategy: str | Solver = "direct",
+        samples: int = 5,
+        temperature: float = 0.7,
+        max_depth: int = 2,
+        max_concurrency: int = 8,
+        max_steps: int = 10,
+        max_plan_retries: int = 2,
+        step_timeout: float | None = None,
+        run_timeout: float | None = None,
+        tool_timeout: float | None = 60.0,
+        retry: RetryPolicy | None = None,
+        prompts: Prompts | None = None,
+        structured_output: bool | None = None,
+        on_plan_failure: str = "raise",
+        max_tokens_per_run: int | None = None,
+    ):
+        if max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
+        if on_plan_failure not in ("raise", "direct"):
+            raise ConfigError(f"on_plan_failure must be 'raise' or 'direct', got {on_plan_failure!r}")
+        self.model = load_model(model)
+        self.fallbacks = [load_model(m) for m in fallbacks]
+        self.tools = list(tools)
+        self.solver = _make_solver(strategy, samples, temperature, max_depth)
+        self.max_concurrency = max_concurrency
+        self.max_steps = max_steps
+        self.step_timeout = step_timeout
+        self.run_timeout = run_timeout
+        self.retry = retry or RetryPolicy()
+        self.prompts = prompts or Prompts()
+        self.on_plan_failure = on_plan_failure
+        self.max_tokens_per_run = max_tokens_per_run
+        self.decomposer = Decomposer(self.prompts, self.tools, max_steps=max_steps, max_retries=max_plan_retries,
+                                     structured_output=structured_output)
+        self.tool_runner = ToolRunner(self.tools, timeout=tool_timeout)
+
+    # ----- public API -------------------------------------------------------------------------------------
+
+    def run(self, question: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+        return _sync(self.arun(question, on_event=on_event))
+
+    def plan(self, question: str) -> Plan:
+        return _sync(self.aplan(question))
+
+    def execute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
+                on_event: Callable[[Event], None] | None = None) -> Result:
+        return _sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event))
+
+    def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None) -> list[Result]:
+        return _sync(self.abatch(questions, max_concurrency=max_concurrency))
+
+    async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+        question = _check_question(question)
+        run = self._new_run(on_event)
+        started = time.monotonic()
+        try:
+            plan = await self._plan(question, run)
+        except BudgetExceeded as exc:  # the plan alone used up the budget: still a (partial) result
+            return Result(question=question, answer=None, plan=None, usage=run.caller.usage, events=run.events,
+                          elapsed=time.monotonic() - started, error=str(exc))
+        return await self._execute(plan, question, run, started)
+
+    async def aplan(self, question: str) -> Plan:
+        return await self._plan(_check_question(question), self._new_run(None))
+
+    async def aexecute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
+                       on_event: Callable[[Event], None] | None = None) -> Result:
+        """Run exactly this plan (e.g. one a person reviewed or edited). Re-running with the same `run_id`
+        never repeats a side-effecting tool call that already succeeded."""
+        plan = _as_plan(plan, self.max_steps)
+        question = _check_question(question or plan.question or _plan_as_question(plan))
+        run = self._new_run(on_event, run_id)
+        return await self._execute(plan, question, run, time.monotonic())
+
+    async def astream(self, question: str) -> AsyncIterator[Event]:
+        """Yield events as they happen; the last one is `Answered` (errors are raised after the events)."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        task = asyncio.create_task(self.arun(question, on_event=queue.put_nowait))
+        try:
+            while not (task.done() and queue.empty()):
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None) -> list[Result]:
+        """Answer many questions; one failure does not sink the others (its Result carries `.error`)."""
+        slots = asyncio.Semaphore(max_concurrency or self.max_concurrency)
+
+        async def one(question: str) -> Result:
+            async with slots:
+                try:
+                    return await self.arun(question)
+                except DecomposeError as exc:
+                    return Result(question=str(question), answer=None, plan=None, usage=Usage(), error=str(exc))
+
+        return list(await asyncio.gather(*(one(q) for q in questions)))
+
+    # ----- internals --------------------------------------------------------------------------------------
+
+    def _new_run(self, on_event: Callable[[Event], None] | None, run_id: str | None = None) -> _Run:
+        events: list[Event] = []
+
+        def emit(event: Event) -> None:
+            events.append(event)
+            if on_event is not None:
+                on_event(event)
+
+        caller = ModelCaller([self.model, *self.fallbacks], policy=self.retry, usage=Usage(), emit=emit,
+                             max_tokens=self.max_tokens_per_run)
+        return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex)
+
+    async def _plan(self, question: str, run: _Run) -> Plan:
+        try:
+            return await self.decomposer.aplan(question, run.caller, run.emit)
+        except PlanError:
+            if self.on_plan_failure != "direct":
+                raise
+            return Plan(steps=[Step(id=1, question=question)], question=question)
+
+    async def _execute(self, plan: Plan, question: str, run: _Run, started: float) -> Result:
+        for step in plan.steps:  # a plan object may be executed again: start from a clean state
+            step.status, step.answer, step.error, step.elapsed, step.vote = "pending", None, None, None, None
+        run.emit(PlanReady(plan=plan.spec()))
+        error: str | None = None
+        answer: str | None = None
+        try:
+            async with asyncio.timeout(self.run_timeout):
+                await self._run_steps(plan, question, run, depth=0, hooks=_state_hooks(plan, run.emit))
+                answer = await self._synthesize(plan, question, run)
+        except TimeoutError:
+            error = f"run timed out after {self.run_timeout:g}s"
+            _close_unfinished(plan, error, run.emit)
+        except DecomposeError as exc:  # budget exceeded, failed synthesis, ...
+            error = str(exc)
+            _close_unfinished(plan, error, run.emit)
+        if answer is not None:
+            run.emit(Answered(answer=answer))
+        return Result(question=question, answer=answer, plan=plan, usage=run.caller.usage, events=run.events,
+                      elapsed=time.monotonic() - started, error=error)
+
+    async def _run_steps(self, plan: Plan, question: str, run: _Run, *, depth: int, hooks: Hooks) -> None:
+        steps = plan.by_id
+
+        async def run_step(step_id: int, answers: dict[int, Any]) -> Any:
+            step = steps[step_id]
+            step.attempts += 1
+            started = time.monotonic()
+            try:
+                if step.tool:
+                    return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
+                                                      caller=run.caller, emit=run.emit)
+                facts = [(resolve_text(steps[d].question, answers), resolve_text(f"{{{d}}}", answers))
+                         for d in step.depends_on]
+                context = StepContext(step=step, question=resolve_text(step.question, answers), facts=facts,
+                                      caller=run.caller, prompts=self.prompts, original_question=question,
+                                      depth=depth, recurse=lambda q, d: self._recurse(q, d, run))
+                return await self.solver.solve(context)
+            finally:
+                step.elapsed = time.monotonic() - started
+
+        await run_dag({s.id: s.depends_on for s in plan.steps}, run_step, max_concurrency=self.max_concurrency,
+                      node_timeout=self.step_timeout, hooks=hooks, fatal=(BudgetExceeded,))
+
+    async def _recurse(self, question: str, depth: int, run: _Run) -> str:
+        """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
+        parent's stream (their ids would clash), retries and usage still count."""
+        plan = await self._plan(question, run)
+        await self._run_steps(plan, question, run, depth=depth, hooks=_state_hooks(plan, _drop))
+        return await self._synthesize(plan, question, run)
+
+    async def _synthesize(self, plan: Plan, question: str, run: _Run) -> str:
+        done = [s for s in plan.steps if s.status == "done"]
+        if not done:
+            reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
+            raise DecomposeError(f"no step could be answered ({reasons})")
+        only = plan.steps[0]
+        if len(plan.steps) == 1 and only.status == "done":  # nothing to combine: save a model call
+            return resolve_text("{%d}" % only.id, {only.id: only.answer})
+        findings = "\n".join(_finding(s) for s in plan.steps)
+        messages = self.prompts.synthesize.format_messages(question=question, findings=findings)
+        message, _ = await run.caller.invoke(messages, phase="synthesize")
+        return str(message.content).strip()
+
+
+def _state_hooks(plan: Plan, emit: Callable[[Event], None]) -> Hooks:
+    """Keep each step's state in step with the scheduler, and announce every change."""
+    steps = plan.by_id
+
+    def start(step_id: int) -> None:
+        step = steps[step_id]
+        step.status = "running"
+        emit(StepStarted(step_id=step_id, question=step.question, tool=step.tool))
+
+    def done(step_id: int, answer: Any) -> None:
+        step = steps[step_id]
+        step.status, step.answer = "done", answer
+        emit(StepFinished(step_id=step_id, answer=answer, elapsed=step.elapsed or 0.0, model=step.model))
+
+    def fail(step_id: int, error: BaseException) -> None:
+        step = steps[step_id]
+        step.status, step.error = "failed", str(error)
+        emit(StepFailed(step_id=step_id, error=str(error)))
+
+    def skip(step_id: int, reason: str) -> None:
+        step = steps[step_id]
+        step.status, step.error = "skipped", reason
+        emit(StepSkipped(step_id=step_id, reason=reason))
+
+    return Hooks(on_start=start, on_done=done, on_fail=fail, on_skip=skip)
+
+
+def _drop(event: Event) -> None:
+    """Emit target for nested plans, whose step ids would clash with the parent's."""
+
+
+def _finding(step: Step) -> str:
+    if step.status == "done":
+        answer = resolve_text("{%d}" % step.id, {step.id: step.answer})
+        return f"{step.id}. {step.question} → {answer}"
+    return f"{step.id}. {step.question} → (not available: step {step.status}: {step.error})"
+
+
+def _close_unfinished(plan: Plan, reason: str, emit: Callable[[Event], None]) -> None:
+    for step in plan.steps:
+        if step.status == "running":
+            step.status, step.error = "failed", reason
+            emit(StepFailed(step_id=step.id, error=reason))
+        elif step.status == "pending":
+            step.status, step.error = "skipped", reason
+            emit(StepSkipped(step_id=step.id, reason=reason))
+
+
+def _make_solver(strategy: str | Solver, samples: int, temperature: float, max_depth: int) -> Solver:
+    if not isinstance(strategy, str):
+        return strategy
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}", hint=f"use one of: {', '.join(STRATEGIES)}")
+    if strategy == "self_consistency":
+        return SelfConsistencySolver(samples=samples, temperature=temperature)
+    if strategy == "recursive":
+        from decompose.solvers import RecursiveSolver
+
+        return RecursiveSolver(max_depth=max_depth)
+    return STRATEGIES[strategy]()
+
+
+def _check_question(question: Any) -> str:
+    if not isinstance(question, str):
+        raise InputError(f"a question must be a string, got {type(question).__name__}")
+    if not question.strip():
+        raise InputError("the question is empty", hint="ask a question in words")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InputError(f"the question is {len(question)} characters long, over {MAX_QUESTION_CHARS}",
+                         hint="shorten it or pass long material through a tool")
+    return question.strip()
+
+
+def _as_plan(plan: Plan | str | dict, max_steps: int) -> Plan:
+    if isinstance(plan, Plan):
+        return plan.validate_plan(max_steps=max_steps)
+    if isinstance(plan, str):
+        return Plan.from_json(plan, max_steps=max_steps)
+    return Plan.from_data(plan, max_steps=max_steps)
+
+
+def _plan_as_question(plan: Plan) -> str:
+    return " / ".join(s.question for s in plan.final_steps())
+
+
+def _sync(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise ConfigError("this method was called inside a running event loop",
+                      hint="await the async form instead (arun, aplan, aexecute, abatch)")

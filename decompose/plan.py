@@ -1,0 +1,258 @@
+"""Plans: steps, references to earlier answers, validation. Pure data, no I/O.
+
+A step's question or string argument may contain `{n}` (step n's answer) or `{n.field}` (a field of a
+structured answer). References imply dependencies. Only `{digits}` and `{digits.name}` are references, so a
+user's `{` or `}` elsewhere is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from decompose.errors import PlanError
+
+REFERENCE = re.compile(r"\{(\d+)((?:\.[A-Za-z_]\w*|\.\d+)*)\}")
+
+PLAN_FIELDS = ("id", "question", "depends_on", "tool", "args")
+
+StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+
+
+class Step(BaseModel):
+    """One sub-question. The first five fields are the plan; the rest is filled in as the step runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    question: str
+    depends_on: list[int] = Field(default_factory=list)
+    tool: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    status: StepStatus = "pending"
+    answer: Any = None
+    error: str | None = None
+    attempts: int = 0
+    model: str | None = None
+    elapsed: float | None = None
+    vote: dict[str, float] | None = None
+
+    def references(self) -> set[int]:
+        """Step ids this step's question and arguments refer to."""
+        found = {int(m.group(1)) for m in REFERENCE.finditer(self.question)}
+        for value in _walk_strings(self.args):
+            found.update(int(m.group(1)) for m in REFERENCE.finditer(value))
+        return found
+
+    def spec(self) -> dict[str, Any]:
+        """The plan-level fields only, as in the plan's JSON form."""
+        out: dict[str, Any] = {"id": self.id, "question": self.question, "depends_on": self.depends_on}
+        if self.tool:
+            out["tool"] = self.tool
+            out["args"] = self.args
+        return out
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[Step]
+    question: str | None = None  # the question the plan answers, when known
+
+    @property
+    def by_id(self) -> dict[int, Step]:
+        return {s.id: s for s in self.steps}
+
+    def step(self, step_id: int) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def spec(self) -> dict[str, Any]:
+        """The plan's JSON form as data: `{"question": ..., "steps": [...]}`, no runtime state."""
+        data: dict[str, Any] = {"question": self.question} if self.question else {}
+        data["steps"] = [s.spec() for s in self.steps]
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.spec(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str, *, max_steps: int = 20) -> "Plan":
+        """Parse and validate the JSON form `{"steps": [...]}`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"plan is not valid JSON: {exc}", hint='write {"steps": [...]}') from exc
+        return cls.from_data(data, max_steps=max_steps)
+
+    @classmethod
+    def from_data(cls, data: Any, *, max_steps: int = 20) -> "Plan":
+        if isinstance(data, list):
+            data = {"steps": data}
+        if not isinstance(data, dict) or "steps" not in data:
+            raise PlanError('plan must be an object with a "steps" list', hint='write {"steps": [...]}')
+        steps = data["steps"]
+        if not isinstance(steps, list):
+            raise PlanError('"steps" must be a list of steps')
+        cleaned = []
+        for i, raw in enumerate(steps, 1):
+            if not isinstance(raw, dict):
+                raise PlanError(f"plan step {i} is not an object", hint='each step is {"id": .., "question": ..}')
+            # Keep only the plan's own fields: runtime state never comes from outside.
+            step = {k: v for k, v in raw.items() if k in PLAN_FIELDS and v is not None}
+            step.setdefault("id", i)
+            cleaned.append(step)
+        parsed = []
+        for i, step in enumerate(cleaned, 1):
+            try:
+                parsed.append(Step.model_validate(step))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise PlanError(f"plan step {i}, field {where!r}: {first['msg']}",
+                                hint="each step needs an integer id and a question") from None
+        plan = cls(steps=parsed, question=data.get("question"))
+        plan.validate_plan(max_steps=max_steps)
+        return plan
+
+    def validate_plan(self, *, max_steps: int = 20) -> "Plan":
+        """Check the plan before anything runs; add dependencies implied by references."""
+        if not self.steps:
+            raise PlanError("plan has no steps", hint="a plan needs at least one step")
+        if len(self.steps) > max_steps:
+            raise PlanError(f"plan has {len(self.steps)} steps, more than max_steps={max_steps}",
+                            hint="merge steps or raise max_steps")
+        ids = [s.id for s in self.steps]
+        seen: set[int] = set()
+        for s in self.steps:
+            if s.id in seen:
+                raise PlanError(f"step id {s.id} is used twice", hint="give every step its own id")
+            seen.add(s.id)
+        span = _describe_ids(ids)
+        for s in self.steps:
+            if not s.question.strip():
+                raise PlanError(f"step {s.id} has an empty question")
+            refs = s.references()
+            for dep in set(s.depends_on) | refs:
+                if dep == s.id:
+                    raise PlanError(f"step {s.id} depends on itself", hint="a step can only use earlier answers")
+                if dep not in seen:
+                    raise PlanError(f"step {s.id} refers to {{{dep}}}, which does not exist; steps are {span}")
+            s.depends_on = sorted(set(s.depends_on) | refs)
+        cycle = _find_cycle({s.id: s.depends_on for s in self.steps})
+        if cycle:
+            path = " → ".join(str(i) for i in cycle)
+            raise PlanError(f"plan has a cycle: {path}", hint="steps must form a DAG; break the loop")
+        return self
+
+    def final_steps(self) -> list[Step]:
+        """Steps nothing else depends on: their answers are what synthesis needs most."""
+        used = {d for s in self.steps for d in s.depends_on}
+        return [s for s in self.steps if s.id not in used]
+
+
+def resolve_text(text: str, answers: dict[int, Any]) -> str:
+    """Replace `{n}` / `{n.field}` in text by the answers' string forms."""
+    return REFERENCE.sub(lambda m: _to_text(_lookup(answers, int(m.group(1)), m.group(2))), text)
+
+
+def resolve_args(args: Any, answers: dict[int, Any]) -> Any:
+    """Resolve references in tool arguments; a string that is exactly one reference gets the raw value."""
+    if isinstance(args, dict):
+        return {k: resolve_args(v, answers) for k, v in args.items()}
+    if isinstance(args, list):
+        return [resolve_args(v, answers) for v in args]
+    if isinstance(args, str):
+        whole = REFERENCE.fullmatch(args.strip())
+        if whole:
+            return _lookup(answers, int(whole.group(1)), whole.group(2))
+        return resolve_text(args, answers)
+    return args
+
+
+def _lookup(answers: dict[int, Any], step_id: int, path: str) -> Any:
+    value = answers[step_id]
+    for name in filter(None, path.split(".")):
+        value = _field(value, name, step_id)
+    return value
+
+
+def _field(value: Any, name: str, step_id: int) -> Any:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict) and name in value:
+        return value[name]
+    if isinstance(value, (list, tuple)) and name.isdigit() and int(name) < len(value):
+        return value[int(name)]
+    if hasattr(value, name) and not isinstance(value, (str, int, float)):
+        return getattr(value, name)
+    raise PlanError(f"step {step_id}'s answer has no field {name!r}",
+                    hint=f"fields available: {_fields_of(value)}")
+
+
+def _fields_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(map(str, value)) or "none"
+    return f"none (the answer is a {type(value).__name__})"
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except TypeError:
+        return str(value)
+
+
+def _walk_strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _walk_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk_strings(v)
+
+
+def _describe_ids(ids: list[int]) -> str:
+    ordered = sorted(ids)
+    if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 1:
+        return f"{ordered[0]}–{ordered[-1]}"
+    return ", ".join(map(str, ordered))
+
+
+def _find_cycle(graph: dict[int, list[int]]) -> list[int] | None:
+    """Return one cycle as a list of ids (first id repeated at the end), or None."""
+    state: dict[int, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[int] = []
+
+    def visit(node: int) -> list[int] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None

@@ -1,0 +1,121 @@
+"""How one model step is answered: directly, by chain-of-thought, by self-consistency, or by decomposing it again.
+
+A solver gets a `StepContext` (the step, its resolved question, the facts it depends on, the model caller) and
+returns the step's answer. Tool steps never reach a solver: the tool runner answers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from decompose.calls import ModelCaller
+from decompose.chains.prompts import Prompts
+from decompose.plan import Step
+from decompose.text import final_answer_line, normalize_answer
+
+
+@dataclass
+class StepContext:
+    step: Step
+    question: str  # the step's question with references resolved
+    facts: list[tuple[str, str]]  # (question, answer) of the steps it depends on
+    caller: ModelCaller
+    prompts: Prompts
+    original_question: str | None = None
+    depth: int = 0
+    # Plans and answers a sub-question one level deeper (set by the orchestrator, used by RecursiveSolver).
+    recurse: Callable[[str, int], Awaitable[str]] | None = field(default=None, repr=False)
+
+    def context_text(self) -> str:
+        # Only the facts: weak models given the whole question tend to answer it instead of the step.
+        lines = [f"- {q} → {a}" for q, a in self.facts]
+        return ("Known facts:\n" + "\n".join(lines) + "\n\n") if lines else ""
+
+    def values(self) -> dict[str, Any]:
+        return {"question": self.question, "context": self.context_text()}
+
+
+class Solver(Protocol):
+    async def solve(self, ctx: StepContext) -> Any: ...
+
+
+class DirectSolver:
+    """One model call with the answer prompt."""
+
+    async def solve(self, ctx: StepContext) -> str:
+        message, ctx.step.model = await ctx.caller.invoke(
+            ctx.prompts.answer.format_messages(**ctx.values()), phase="solve", step_id=ctx.step.id
+        )
+        return str(message.content).strip()
+
+
+class ChainOfThoughtSolver:
+    """Reason first, then keep only the line after 'Answer:'."""
+
+    async def solve(self, ctx: StepContext) -> str:
+        message, ctx.step.model = await ctx.caller.invoke(
+            ctx.prompts.cot.format_messages(**ctx.values()), phase="solve", step_id=ctx.step.id
+        )
+        return final_answer_line(str(message.content))
+
+
+class SelfConsistencySolver:
+    """K chain-of-thought samples at temperature > 0, then a vote: a = argmax_a Σ_k P(a | q, r_k).
+
+    P(a | q, r_k) is 1 for the answer sample k concludes and 0 otherwise, i.e. a majority vote over normalised
+    answers; the vote is stored on the step (`step.vote`). Ties go to the answer reached first.
+    """
+
+    def __init__(self, samples: int = 5, temperature: float = 0.7):
+        if samples < 1:
+            raise ValueError("self-consistency needs at least one sample")
+        if temperature <= 0:
+            raise ValueError("self-consistency samples need a temperature above 0")
+        self.samples = samples
+        self.temperature = temperature
+
+    async def solve(self, ctx: StepContext) -> str:
+        messages = ctx.prompts.cot.format_messages(**ctx.values())
+        replies = await asyncio.gather(*(
+            ctx.caller.invoke(messages, phase="solve", step_id=ctx.step.id,
+                              build=lambda m: m.bind(temperature=self.temperature), key=("sample", self.temperature))
+            for _ in range(self.samples)
+        ))
+        answers = [final_answer_line(str(message.content)) for message, _ in replies]
+        ctx.step.model = replies[0][1]
+        votes: Counter[str] = Counter()
+        first_form: dict[str, str] = {}
+        for answer in answers:
+            key = normalize_answer(answer)
+            votes[key] += 1.0
+            first_form.setdefault(key, answer)
+        winner = max(votes, key=lambda k: (votes[k], -list(first_form).index(k)))
+        ctx.step.vote = dict(votes)
+        return first_form[winner]
+
+
+class RecursiveSolver:
+    """Decompose the step again (a sub-plan) until `max_depth`; below that, answer directly."""
+
+    def __init__(self, max_depth: int = 2, leaf: Solver | None = None):
+        self.max_depth = max_depth
+        self.leaf = leaf or DirectSolver()
+
+    async def solve(self, ctx: StepContext) -> Any:
+        if ctx.recurse is None or ctx.depth + 1 >= self.max_depth:
+            return await self.leaf.solve(ctx)
+        question = ctx.question
+        if ctx.facts:
+            question = ctx.context_text() + question
+        return await ctx.recurse(question, ctx.depth + 1)
+
+
+STRATEGIES: dict[str, Callable[[], Solver]] = {
+    "direct": DirectSolver,
+    "cot": ChainOfThoughtSolver,
+    "self_consistency": SelfConsistencySolver,
+    "recursive": RecursiveSolver,
+}

@@ -1,0 +1,50 @@
+"""Answer normalisation (SQuAD-style) shared by self-consistency voting and evaluation scoring."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+
+ARTICLES = re.compile(r"\b(a|an|the)\b")
+NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
+PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and articles, squeeze spaces; numbers lose thousands separators and
+    trailing zeros first, so '1,000.0' and '1000' agree."""
+    text = NUMBER.sub(lambda m: _plain_number(m.group(0)), str(text).lower())
+    text = ARTICLES.sub(" ", text.translate(PUNCT))
+    return " ".join(text.split())
+
+
+def _plain_number(token: str) -> str:
+    digits = token.replace(",", "").rstrip(".")
+    if "." in digits:
+        digits = digits.rstrip("0").rstrip(".")
+    return digits or token
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def final_answer_line(text: str) -> str:
+    """The answer after the last 'Answer:' marker, else the last non-empty line (chain-of-thought output)."""
+    matches = re.findall(r"answer\s*(?:is)?\s*[:：]\s*(.+)", text, flags=re.IGNORECASE)
+    if matches:
+        return matches[-1].strip()
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -1,0 +1,274 @@
+import asyncio
+import json
+
+import pytest
+from langchain_core.tools import tool
+
+from decompose import (ConfigError, InputError, Orchestrator, Plan, PlanError, ScriptedChatModel, StepTimeout)
+from decompose.events import Answered, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+from tests.conftest import TITANIC, plan_json
+
+
+def test_run_end_to_end(titanic_model):
+    result = Orchestrator(titanic_model).run(TITANIC)
+    assert result.ok and result.error is None
+    assert [s.answer for s in result.plan.steps] == ["James Cameron", "1954", "1997", "43"]
+    assert [s.status for s in result.plan.steps] == ["done"] * 4
+    assert result.plan.step(4).depends_on == [2, 3]
+    # the synthesizer saw every sub-answer, and its reply is the answer
+    assert "James Cameron" in result.answer and "→ 43" in result.answer
+    usage = result.usage
+    assert usage.phases["decompose"].calls == 1 and usage.phases["solve"].calls == 4
+    assert usage.phases["synthesize"].calls == 1 and usage.model_calls == 6
+    assert usage.input_tokens > 0 and usage.output_tokens > 0
+    types = [type(e) for e in result.events]
+    assert types[0] is PlanReady and types[-1] is Answered
+    assert types.count(StepStarted) == 4 and types.count(StepFinished) == 4
+    assert result.elapsed > 0
+
+
+def test_dependent_steps_get_earlier_answers_as_facts(titanic_model):
+    Orchestrator(titanic_model).run(TITANIC)
+    prompt = next(c["prompt"] for c in titanic_model.calls if "born in 1954 in 1997" in c["prompt"])
+    assert "When was James Cameron born? → 1954" in prompt
+
+
+def test_plan_then_execute_the_edited_plan(titanic_model):
+    orch = Orchestrator(titanic_model)
+    plan = orch.plan(TITANIC)
+    assert [s.id for s in plan.steps] == [1, 2, 3, 4] and all(s.status == "pending" for s in plan.steps)
+    plan.steps = plan.steps[:1]  # a person keeps only the first step
+    calls_before = len(titanic_model.calls)
+    result = orch.execute(plan)
+    assert result.answer == "James Cameron"  # one step: its answer is the answer, no synthesis call
+    assert len(titanic_model.calls) == calls_before + 1
+    # a hand-written JSON plan runs too
+    again = orch.execute('{"question": "q", "steps": [{"id": 1, "question": "When was Titanic released?"}]}')
+    assert again.answer == "1997" and again.question == "q"
+
+
+def test_execute_validates_a_hand_edited_plan(titanic_model):
+    orch = Orchestrator(titanic_model)
+    plan = orch.plan(TITANIC)
+    plan.step(1).depends_on = [4]
+    with pytest.raises(PlanError, match="cycle"):
+        orch.execute(plan)
+
+
+async def test_arun_and_astream(titanic_model):
+    orch = Orchestrator(titanic_model)
+    result = await orch.arun(TITANIC)
+    assert result.ok
+    seen = [event async for event in orch.astream(TITANIC)]
+    assert isinstance(seen[0], PlanReady) and isinstance(seen[-1], Answered)
+    assert seen[-1].answer.startswith("Final:")
+    started = [e.step_id for e in seen if isinstance(e, StepStarted)]
+    finished = [e.step_id for e in seen if isinstance(e, StepFinished)]
+    assert sorted(started) == sorted(finished) == [1, 2, 3, 4]
+    # step 4 starts only after its dependencies 2 and 3 have finished
+    order = [(type(e).__name__, getattr(e, "step_id", None)) for e in seen]
+    assert order.index(("StepStarted", 4)) > max(order.index(("StepFinished", 2)), order.index(("StepFinished", 3)))
+
+
+async def test_astream_raises_after_the_events_when_planning_fails():
+    orch = Orchestrator(ScriptedChatModel(default="no plan here"), max_plan_retries=0)
+    with pytest.raises(PlanError):
+        async for _ in orch.astream("q?"):
+            pass
+
+
+def test_batch_one_failure_does_not_sink_the_others(titanic_model):
+    orch = Orchestrator(titanic_model)
+    results = orch.batch([TITANIC, "   ", TITANIC])
+    assert results[0].ok and results[2].ok
+    assert not results[1].ok and "empty" in results[1].error
+
+
+@pytest.mark.parametrize("bad, message", [("", "empty"), ("   \n", "empty"), (None, "must be a string"),
+                                          (42, "must be a string"), ("x" * 20_001, "characters long")])
+def test_bad_questions(titanic_model, bad, message):
+    with pytest.raises(InputError, match=message):
+        Orchestrator(titanic_model).run(bad)
+
+
+def test_braces_in_a_question_are_passed_through_untouched():
+    question = "In Python, what does '{x}'.format(x=1) and {0} and {{}} and {1.a} print?"
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("What does '{x}'.format(x=1) print?")),
+                                     (r"format", "1")])
+    result = Orchestrator(model).run(question)
+    assert result.answer == "1"
+    assert question in model.calls[0]["prompt"]
+
+
+def test_garbage_model_gets_a_clear_error_after_n_reasks():
+    model = ScriptedChatModel(default="I am a teapot.")
+    orch = Orchestrator(model, max_plan_retries=2)
+    with pytest.raises(PlanError, match=r"did not write a usable plan in 3 tries.*neither JSON") as err:
+        orch.run("How tall is the tower?")
+    assert err.value.hint and "stronger model" in err.value.hint
+    assert len(model.calls) == 3
+    # every re-ask quotes the problem back to the model
+    assert "could not be used: the model's reply is neither JSON" in model.calls[2]["prompt"]
+
+
+def test_reask_repairs_an_invalid_plan():
+    bad = plan_json({"id": 1, "question": "a {2}"}, {"id": 2, "question": "b {1}"})
+    model = ScriptedChatModel(rules=[(asks_for_plan, [bad, plan_json("What is 2+2?")]), (r"2\+2", "4")])
+    events = []
+    result = Orchestrator(model).run("Sum?", on_event=events.append)
+    assert result.answer == "4"
+    assert result.usage.parse_retries == 1
+    retry = next(e for e in events if isinstance(e, Retried))
+    assert retry.kind == "parse" and "cycle" in retry.reason
+
+
+def test_on_plan_failure_direct_answers_the_question_itself():
+    model = ScriptedChatModel(rules=[(asks_for_plan, "garbage"), (r"Question: Capital of France", "Paris")])
+    result = Orchestrator(model, on_plan_failure="direct", max_plan_retries=1).run("Capital of France?")
+    assert result.answer == "Paris" and len(result.plan.steps) == 1
+
+
+def test_a_failed_step_skips_dependants_and_synthesis_is_told():
+    model = ScriptedChatModel(rules=[
+        (asks_for_plan, plan_json("Step A?", "Step B uses {1}?", "Step C?")),
+        (asks_to_combine, lambda msgs: msgs[-1].content),
+        (r"Question: Step A", ValueError("model exploded")),
+        (r"Question: Step C", "c-answer"),
+    ])
+    result = Orchestrator(model).run("Whole?")
+    a, b, c = result.plan.steps
+    assert a.status == "failed" and "model exploded" in a.error
+    assert b.status == "skipped" and b.error == "step 1 failed"
+    assert c.status == "done"
+    assert "(not available: step failed" in result.answer and "→ c-answer" in result.answer
+    kinds = [type(e) for e in result.events]
+    assert StepFailed in kinds and StepSkipped in kinds
+
+
+def test_all_steps_failing_ends_with_an_error_not_an_answer():
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A", ValueError("down"))])
+    result = Orchestrator(model).run("Whole?")
+    assert result.answer is None and "no step could be answered" in result.error
+
+
+def test_step_timeout():
+    class Slow(ScriptedChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kw):
+            if "Question: slow" in messages[-1].content:
+                await asyncio.sleep(30)
+            return await super()._agenerate(messages, stop, run_manager, **kw)
+
+    model = Slow(rules=[(asks_for_plan, plan_json("slow?", "fast?")), (asks_to_combine, "combined"),
+                        (r"fast", "quick")])
+    result = Orchestrator(model, step_timeout=0.2).run("Both?")
+    slow, fast = result.plan.steps
+    assert slow.status == "failed" and "timed out after 0.2s" in slow.error
+    assert fast.answer == "quick" and result.answer == "combined"
+
+
+def test_run_timeout_returns_the_partial_result():
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?", "B {1}?")), (r"Question: A", "a")],
+                              default="late")
+    model.latency = 0.0
+
+    class SlowSecond(ScriptedChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kw):
+            if "Question: B" in messages[-1].content:
+                await asyncio.sleep(30)
+            return await super()._agenerate(messages, stop, run_manager, **kw)
+
+    slow = SlowSecond(rules=model.rules, default="late")
+    result = Orchestrator(slow, run_timeout=0.3).run("Q?")
+    assert "run timed out after 0.3s" in result.error and result.answer is None
+    assert result.plan.step(1).answer == "a" and result.plan.step(2).status == "failed"
+
+
+def test_token_budget_stops_the_run_with_the_partial_result(titanic_model):
+    result = Orchestrator(titanic_model, max_tokens_per_run=300).run(TITANIC)
+    assert "token budget exceeded" in result.error and "max_tokens_per_run=300" in result.error
+    assert result.answer is None and result.usage.total_tokens > 300
+    statuses = {s.status for s in result.plan.steps}
+    assert "done" in statuses and statuses & {"failed", "skipped"}  # partial: some steps ran, the rest stopped
+    tiny = Orchestrator(titanic_model, max_tokens_per_run=10).run(TITANIC)
+    assert tiny.plan is None and "token budget exceeded" in tiny.error
+
+
+def test_fallback_model_answers_when_the_primary_fails_for_good():
+    primary = ScriptedChatModel(default=PermissionError("401 unauthorized"), model_name="primary")
+    backup = ScriptedChatModel(rules=[(asks_for_plan, plan_json("Capital of France?")), (r"France", "Paris")],
+                               model_name="backup")
+    result = Orchestrator(primary, fallbacks=[backup]).run("Capital of France?")
+    assert result.answer == "Paris" and result.plan.step(1).model == "backup"
+
+
+def test_echo_steps_are_dropped():
+    question = "How far is the Moon?"
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json(question, "What unit?")),
+                                     (r"What unit", "km")])
+    plan = Orchestrator(model).plan(question)
+    assert [s.question for s in plan.steps] == ["What unit?"]
+
+
+def test_tool_steps_pass_raw_and_structured_values():
+    @tool
+    def lookup(order_id: str) -> dict:
+        """Find an order."""
+        return {"order_id": order_id, "total": 12.5}
+
+    @tool
+    def double(x: float) -> float:
+        """Double a number."""
+        return x * 2
+
+    plan = plan_json({"id": 1, "question": "find", "tool": "lookup", "args": {"order_id": "A7"}},
+                     {"id": 2, "question": "double it", "tool": "double", "args": {"x": "{1.total}"}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "Twice the total is 25")])
+    result = Orchestrator(model, tools=[lookup, double]).run("Double the total of A7")
+    assert result.plan.step(1).answer == {"order_id": "A7", "total": 12.5}
+    assert result.plan.step(2).answer == 25.0
+    assert result.answer == "Twice the total is 25"
+
+
+def test_unknown_tool_in_a_plan_is_reasked():
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    bad = plan_json({"id": 1, "question": "add", "tool": "sum", "args": {"a": 1, "b": 2}})
+    good = plan_json({"id": 1, "question": "add", "tool": "add", "args": {"a": 1, "b": 2}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, [bad, good])])
+    result = Orchestrator(model, tools=[add]).run("1+2?")
+    assert result.answer == "3"
+    assert "uses tool 'sum', which does not exist; tools: add" in model.calls[1]["prompt"]
+    assert "add(a: integer, b: integer)" in model.calls[0]["prompt"]
+
+
+def test_sync_api_inside_a_running_loop_is_a_clear_error(titanic_model):
+    async def inside():
+        Orchestrator(titanic_model).run(TITANIC)
+
+    with pytest.raises(ConfigError, match="running event loop"):
+        asyncio.run(inside())
+
+
+@pytest.mark.parametrize("kwargs, message", [({"max_concurrency": 0}, "max_concurrency"),
+                                             ({"strategy": "magic"}, "unknown strategy"),
+                                             ({"on_plan_failure": "ignore"}, "on_plan_failure"),
+                                             ({"max_steps": 0}, "max_steps")])
+def test_bad_config(titanic_model, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Orchestrator(titanic_model, **kwargs)
+
+
+def test_unknown_model_spec():
+    with pytest.raises(ConfigError, match="unknown model spec 'gpt5'"):
+        Orchestrator("gpt5")
+
+
+def test_result_json_has_stable_keys(titanic_model):
+    data = json.loads(Orchestrator(titanic_model).run(TITANIC).to_json())
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "usage", "events"}
+    assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "model", "elapsed"}
+    assert data["events"][0]["type"] == "PlanReady"

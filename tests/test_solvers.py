@@ -1,0 +1,76 @@
+import pytest
+
+from decompose import Orchestrator, ScriptedChatModel
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+from decompose.solvers import SelfConsistencySolver
+from decompose.text import final_answer_line, normalize_answer
+from tests.conftest import plan_json
+
+
+def thinks(messages):
+    return "step by step" in messages[0].content
+
+
+def one_step_model(*rules, question="How many legs do 3 spiders have?"):
+    return ScriptedChatModel(rules=[(asks_for_plan, plan_json(question)), *rules])
+
+
+def test_chain_of_thought_keeps_the_final_answer():
+    model = one_step_model((thinks, "Each spider has 8 legs.\n3 * 8 = 24.\nAnswer: 24"))
+    result = Orchestrator(model, strategy="cot").run("How many legs do 3 spiders have?")
+    assert result.answer == "24"
+    assert "step by step" in model.calls[1]["prompt"]
+
+
+def test_self_consistency_votes_and_records_the_vote():
+    samples = ["8*3=24\nAnswer: 24", "Answer: 24.0", "Answer: 18", "Answer: 1,000", "Answer: 24"]
+    model = one_step_model((thinks, samples))
+    result = Orchestrator(model, strategy="self_consistency", samples=5, temperature=0.8).run("Legs?")
+    step = result.plan.step(1)
+    assert step.answer == "24"
+    assert step.vote == {"24": 3.0, "18": 1.0, "1000": 1.0}
+    sample_calls = [c for c in model.calls if "step by step" in c["prompt"]]
+    assert len(sample_calls) == 5 and all(c["kwargs"].get("temperature") == 0.8 for c in sample_calls)
+
+
+def test_self_consistency_tie_goes_to_the_first_answer():
+    model = one_step_model((thinks, ["Answer: blue", "Answer: red"]))
+    result = Orchestrator(model, strategy=SelfConsistencySolver(samples=2, temperature=0.5)).run("Colour?")
+    assert result.answer == "blue"
+
+
+@pytest.mark.parametrize("kwargs", [{"samples": 0}, {"temperature": 0.0}])
+def test_self_consistency_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        SelfConsistencySolver(**kwargs)
+
+
+def test_recursive_decomposition_goes_one_level_deeper_then_answers_directly():
+    model = ScriptedChatModel(rules=[
+        (lambda m: asks_for_plan(m) and "Top question" in m[-1].content, plan_json("Part one?", "Part two?")),
+        (lambda m: asks_for_plan(m) and "Part one" in m[-1].content, plan_json("Part one a?", "Part one b?")),
+        (lambda m: asks_for_plan(m) and "Part two" in m[-1].content, plan_json("Part two?")),
+        (asks_to_combine, lambda m: "combined(" + m[-1].content.split("Original question: ")[1].split("\n")[0] + ")"),
+        (r"Question: Part one a", "1a"), (r"Question: Part one b", "1b"), (r"Question: Part two", "2"),
+    ])
+    result = Orchestrator(model, strategy="recursive", max_depth=2).run("Top question?")
+    assert result.plan.step(1).answer == "combined(Part one?)"
+    assert result.plan.step(2).answer == "2"
+    assert result.answer == "combined(Top question?)"
+    # depth 2 is the last level: "Part one a?" was answered, not decomposed again
+    assert not any(asks_for_plan_text(c) and "Part one a" in c["prompt"].splitlines()[-1] for c in model.calls)
+
+
+def asks_for_plan_text(call):
+    return '"steps"' in call["prompt"]
+
+
+@pytest.mark.parametrize("text, expected", [("The answer is: 42", "42"), ("x\nAnswer: Paris\n", "Paris"),
+                                            ("no marker\nlast line", "last line"), ("", "")])
+def test_final_answer_line(text, expected):
+    assert final_answer_line(text) == expected
+
+
+@pytest.mark.parametrize("a, b", [("The Eiffel Tower.", "eiffel tower"), ("1,000.50", "1000.5"), ("24.0", "24")])
+def test_normalize_answer(a, b):
+    assert normalize_answer(a) == normalize_answer(b)
