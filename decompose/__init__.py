@@ -15,7 +15,7 @@ from decompose.orchestrator import Orchestrator
 from decompose.plan import Plan, Step
 from decompose.result import Result
 from decompose.retry import RetryPolicy
-from decompose.tools.runner import RetryableToolError
+from decompose.tools.runner import RetryableToolError, side_effects
 
 try:
     __version__ = version("decompose-agents")
@@ -26,5 +26,5 @@ __all__ = [
     "Answered", "BudgetExceeded", "ConfigError", "DecomposeError", "Event", "InputError", "ModelError",
     "Orchestrator", "Plan", "PlanError", "PlanReady", "Prompts", "Result", "Retried", "RetryPolicy",
     "RetryableToolError", "ScriptedChatModel", "Step", "StepFailed", "StepFinished", "StepSkipped", "StepStarted",
-    "StepTimeout", "ToolError", "Usage", "load_model", "tool",
+    "StepTimeout", "ToolError", "Usage", "load_model", "side_effects", "tool",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 from langchain_core.tools import BaseTool
 
 from decompose.calls import ModelCaller
@@ -41,6 +42,7 @@ class _Run:
     events: list[Event]
     emit: Callable[[Event], None]
     run_id: str
+    history: Sequence[BaseMessage] = ()
 
 
 class Orchestrator:
@@ -92,8 +94,9 @@ class Orchestrator:
 
     # ----- public API -------------------------------------------------------------------------------------
 
-    def run(self, question: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
-        return _sync(self.arun(question, on_event=on_event))
+    def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
+            history: Sequence[BaseMessage] = ()) -> Result:
+        return _sync(self.arun(question, on_event=on_event, history=history))
 
     def plan(self, question: str) -> Plan:
         return _sync(self.aplan(question))
@@ -105,9 +108,12 @@ class Orchestrator:
     def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None) -> list[Result]:
         return _sync(self.abatch(questions, max_concurrency=max_concurrency))
 
-    async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+    async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
+                   history: Sequence[BaseMessage] = ()) -> Result:
+        """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
+        so a follow-up like "and when will it arrive?" can be understood; see `Conversation`."""
         question = _check_question(question)
-        run = self._new_run(on_event)
+        run = self._new_run(on_event, history=history)
         started = time.monotonic()
         try:
             plan = await self._plan(question, run)
@@ -124,6 +130,7 @@ class Orchestrator:
         """Run exactly this plan (e.g. one a person reviewed or edited). Re-running with the same `run_id`
         never repeats a side-effecting tool call that already succeeded."""
         plan = _as_plan(plan, self.max_steps)
+        self.decomposer.check_tools(plan)
         question = _check_question(question or plan.question or _plan_as_question(plan))
         run = self._new_run(on_event, run_id)
         return await self._execute(plan, question, run, time.monotonic())
@@ -161,7 +168,8 @@ class Orchestrator:
 
     # ----- internals --------------------------------------------------------------------------------------
 
-    def _new_run(self, on_event: Callable[[Event], None] | None, run_id: str | None = None) -> _Run:
+    def _new_run(self, on_event: Callable[[Event], None] | None, run_id: str | None = None,
+                 history: Sequence[BaseMessage] = ()) -> _Run:
         events: list[Event] = []
 
         def emit(event: Event) -> None:
@@ -171,11 +179,12 @@ class Orchestrator:
 
         caller = ModelCaller([self.model, *self.fallbacks], policy=self.retry, usage=Usage(), emit=emit,
                              max_tokens=self.max_tokens_per_run)
-        return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex)
+        return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex,
+                    history=list(history))
 
     async def _plan(self, question: str, run: _Run) -> Plan:
         try:
-            return await self.decomposer.aplan(question, run.caller, run.emit)
+            return await self.decomposer.aplan(question, run.caller, run.emit, run.history)
         except PlanError:
             if self.on_plan_failure != "direct":
                 raise
@@ -241,7 +250,8 @@ class Orchestrator:
         if len(plan.steps) == 1 and only.status == "done":  # nothing to combine: save a model call
             return resolve_text("{%d}" % only.id, {only.id: only.answer})
         findings = "\n".join(_finding(s) for s in plan.steps)
-        messages = self.prompts.synthesize.format_messages(question=question, findings=findings)
+        messages = self.prompts.synthesize.format_messages(question=question, findings=findings,
+                                                           history=list(run.history))
         message, _ = await run.caller.invoke(messages, phase="synthesize")
         return str(message.content).strip()
 

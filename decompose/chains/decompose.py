@@ -51,8 +51,9 @@ class Decomposer:
         self.structured_output = structured_output
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
 
-    async def aplan(self, question: str, caller: ModelCaller, emit: Emit) -> Plan:
-        values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules()}
+    async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
+        values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules(),
+                  "history": list(history)}
         repair: list = []
         last_error: PlanError | None = None
         for attempt in range(1, self.max_retries + 2):
@@ -62,7 +63,7 @@ class Decomposer:
                 if data is None:
                     data = extract_plan_data(text)
                 plan = Plan.from_data(data, max_steps=self.max_steps)
-                self._check_tools(plan)
+                self.check_tools(plan)
                 plan.question = question
                 return drop_echo_steps(plan, question)
             except PlanError as exc:
@@ -106,11 +107,11 @@ class Decomposer:
             return self.prompts.no_tool_rules
         lines = []
         for tool in self.tools.values():
-            args = ", ".join(f"{name}: {spec.get('type', 'any')}" for name, spec in tool.args.items())
+            args = ", ".join(f"{name}: {_type_name(spec)}" for name, spec in tool.args.items())
             lines.append(f"- {tool.name}({args}): {tool.description.strip().splitlines()[0]}")
         return self.prompts.tool_rules.format(tools="\n".join(lines))
 
-    def _check_tools(self, plan: Plan) -> None:
+    def check_tools(self, plan: Plan) -> None:
         for step in plan.steps:
             if step.tool and step.tool not in self.tools:
                 known = ", ".join(self.tools) or "none"
@@ -139,6 +140,14 @@ def drop_echo_steps(plan: Plan, question: str) -> Plan:
 
 def _normal(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def _type_name(spec: dict[str, Any]) -> str:
+    """A JSON-schema type in a word or two: 'string', 'number|string', 'array'."""
+    if "type" in spec:
+        return str(spec["type"])
+    kinds = [str(o.get("type")) for o in spec.get("anyOf", []) if o.get("type") not in (None, "null")]
+    return "|".join(dict.fromkeys(kinds)) or "any"
 
 
 def _text(message: Any) -> str:

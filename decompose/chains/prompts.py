@@ -49,29 +49,36 @@ Sub-questions and answers:
 Final answer:"""
 
 
-def _decompose() -> ChatPromptTemplate:
-    return ChatPromptTemplate.from_messages(
-        [("system", DECOMPOSE_SYSTEM), ("human", "{question}"), MessagesPlaceholder("repair", optional=True)]
-    )
-
-
-def _answer(system: str) -> ChatPromptTemplate:
-    return ChatPromptTemplate.from_messages([("system", system), ("human", ANSWER_HUMAN)])
+def _template(system: str, human: str, *, repair: bool = False) -> ChatPromptTemplate:
+    # Earlier turns of a conversation ("history") sit between the instructions and the current question.
+    messages = [("system", system), MessagesPlaceholder("history", optional=True), ("human", human)]
+    if repair:
+        messages.append(MessagesPlaceholder("repair", optional=True))
+    return ChatPromptTemplate.from_messages(messages)
 
 
 @dataclass
 class Prompts:
-    """The four templates. Variables: decompose {question, max_steps, tool_rules, repair};
-    answer/cot {question, context}; synthesize {question, findings}."""
+    """The four templates. Variables: decompose {question, max_steps, tool_rules, history, repair};
+    answer/cot {question, context}; synthesize {question, findings, history}. Build your own with
+    `Prompts(decompose=ChatPromptTemplate(...))`, or prefix every system prompt with `Prompts.with_instructions`."""
 
-    decompose: ChatPromptTemplate = field(default_factory=_decompose)
-    answer: ChatPromptTemplate = field(default_factory=lambda: _answer(ANSWER_SYSTEM))
-    cot: ChatPromptTemplate = field(default_factory=lambda: _answer(COT_SYSTEM))
-    synthesize: ChatPromptTemplate = field(
-        default_factory=lambda: ChatPromptTemplate.from_messages(
-            [("system", SYNTHESIZE_SYSTEM), ("human", SYNTHESIZE_HUMAN)]
-        )
-    )
+    decompose: ChatPromptTemplate = field(default_factory=lambda: _template(DECOMPOSE_SYSTEM, "{question}",
+                                                                            repair=True))
+    answer: ChatPromptTemplate = field(default_factory=lambda: _template(ANSWER_SYSTEM, ANSWER_HUMAN))
+    cot: ChatPromptTemplate = field(default_factory=lambda: _template(COT_SYSTEM, ANSWER_HUMAN))
+    synthesize: ChatPromptTemplate = field(default_factory=lambda: _template(SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN))
     tool_rules: str = TOOL_RULES
     no_tool_rules: str = NO_TOOL_RULES
     repair: str = REPAIR
+
+    @classmethod
+    def with_instructions(cls, instructions: str) -> "Prompts":
+        """Default prompts with `instructions` (an agent's role and policy) before each system prompt."""
+        prefix = instructions.strip().replace("{", "{{").replace("}", "}}") + "\n\n"
+        return cls(
+            decompose=_template(prefix + DECOMPOSE_SYSTEM, "{question}", repair=True),
+            answer=_template(prefix + ANSWER_SYSTEM, ANSWER_HUMAN),
+            cot=_template(prefix + COT_SYSTEM, ANSWER_HUMAN),
+            synthesize=_template(prefix + SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN),
+        )

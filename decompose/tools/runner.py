@@ -1,6 +1,6 @@
 """Calling LangChain tools from plan steps: argument validation, one re-ask, timeouts, side effects exactly once.
 
-A tool that changes the world declares `metadata={"side_effects": True}`. Such a tool is called at most once
+A tool that changes the world declares it: `@side_effects` above `@tool` (or `metadata={"side_effects": True}`). Such a tool is called at most once
 per step: model retries, parse re-asks and re-execution of the same run never repeat it (the result is kept in a
 ledger keyed by run and step). If it takes an injected `idempotency_key` argument, the key is `<run_id>:<step_id>`,
 so the tool itself can make a repeat after a crash a no-op. A failure inside a tool is retried only when the tool
@@ -28,6 +28,12 @@ IDEMPOTENCY_ARG = "idempotency_key"
 
 class RetryableToolError(ToolError):
     """Raised by a tool when the failure is transient and calling again is safe."""
+
+
+def side_effects(tool: BaseTool) -> BaseTool:
+    """Mark a tool as changing the world (a refund, a ticket): it will never run twice for one step."""
+    tool.metadata = {**(tool.metadata or {}), "side_effects": True}
+    return tool
 
 
 def has_side_effects(tool: BaseTool) -> bool:

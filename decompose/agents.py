@@ -1,0 +1,98 @@
+"""The ready agents: an `Orchestrator` preset each (tools + instructions + policy). `decompose agents` lists them.
+
+    from decompose.agents import build_agent
+    orch = build_agent("customer-service", model="openai:gpt-4o-mini", db_path="shop.sqlite3")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+
+from decompose.chains.prompts import Prompts
+from decompose.errors import ConfigError
+from decompose.orchestrator import Orchestrator
+
+CUSTOMER_SERVICE = """You are the customer-service agent of a small online shop.
+Look facts up with the tools: never guess an order's status, a date or an amount. To find a customer use
+find_customer (by email, or by name plus zip code); their orders come from list_orders. A refund is made only by
+calling issue_refund, which checks the policy itself and refuses what the policy does not allow; never tell the
+customer a refund was made unless issue_refund succeeded. Policy in short: returns within 30 days of delivery,
+damaged items always refundable, never more than was paid. Be brief, polite and concrete."""
+
+FINANCE = """You are a careful financial analyst.
+Every number comes from a tool: use the finance tools for loans, growth, present value, NPV/IRR, CAGR, returns
+and currency conversion, the calculator for any other arithmetic, and the market-data tools for prices. Never do
+arithmetic in your head. State amounts with their currency and rates in percent."""
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    description: str
+    instructions: str
+    make_tools: Callable[..., list[BaseTool]]
+    examples: tuple[str, ...]
+
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self.make_tools(dry_run=True)]
+
+
+def _customer_service_tools(*, db_path: Any = None, today: Any = None, dry_run: bool = False, **_: Any):
+    from decompose.tools.calculator import calculator_tools
+    from decompose.tools.customer_service import customer_service_tools
+
+    if dry_run:  # names only: never create the demo database just to list tools
+        import tempfile
+
+        db_path = db_path or f"{tempfile.mkdtemp(prefix='decompose-')}/names.sqlite3"
+    return customer_service_tools(db_path, today=today) + calculator_tools()
+
+
+def _finance_tools(*, market_data: Any = None, dry_run: bool = False, **_: Any):
+    from decompose.tools.calculator import calculator_tools
+    from decompose.tools.finance import finance_tools
+
+    return finance_tools(market_data) + calculator_tools()
+
+
+_AGENTS = {
+    "customer-service": AgentSpec(
+        name="customer-service",
+        description="Order status and tracking, returns and refunds (exactly once), tickets, policy questions.",
+        instructions=CUSTOMER_SERVICE,
+        make_tools=_customer_service_tools,
+        examples=("I'm ann@example.com. Where is my latest order, and can I still return the kettle?",
+                  "Please refund order A1001 for ann@example.com: the kettle arrived broken."),
+    ),
+    "finance": AgentSpec(
+        name="finance",
+        description="Loans and amortisation, growth, PV/NPV/IRR, CAGR, returns and volatility, currencies.",
+        instructions=FINANCE,
+        make_tools=_finance_tools,
+        examples=("What is the monthly payment on a 200000 USD loan at 6% over 30 years, and the total interest?",
+                  "If I invest 10000 at 7% a year for 10 years, what is it worth, and what is that in EUR?"),
+    ),
+}
+
+
+def list_agents() -> list[AgentSpec]:
+    return list(_AGENTS.values())
+
+
+def get_agent(name: str) -> AgentSpec:
+    try:
+        return _AGENTS[name]
+    except KeyError:
+        raise ConfigError(f"unknown agent {name!r}", hint=f"agents: {', '.join(_AGENTS)}") from None
+
+
+def build_agent(name: str, model: BaseChatModel | str | None = None, *, db_path: Any = None,
+                market_data: Any = None, today: Any = None, **options: Any) -> Orchestrator:
+    """An Orchestrator preset for agent `name`; `options` go to the Orchestrator (e.g. max_concurrency)."""
+    spec = get_agent(name)
+    tools = spec.make_tools(db_path=db_path, market_data=market_data, today=today)
+    return Orchestrator(model, tools=tools, prompts=Prompts.with_instructions(spec.instructions), **options)

@@ -1,0 +1,53 @@
+"""`Conversation`: multi-turn use of an Orchestrator. Earlier turns are shown to the planner and the
+synthesizer (as chat history), bounded by a token budget, so "and when will it arrive?" has its referent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
+
+from decompose.events import Event
+from decompose.orchestrator import Orchestrator, _sync
+from decompose.result import Result
+from decompose.tokens import count_message_tokens
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: str
+
+
+class Conversation:
+    def __init__(self, orchestrator: Orchestrator, *, max_history_tokens: int = 1500):
+        self.orchestrator = orchestrator
+        self.max_history_tokens = max_history_tokens
+        self.history: list[Turn] = []
+        self.last_result: Result | None = None
+
+    def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+        return _sync(self.asend(text, on_event=on_event))
+
+    async def asend(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+        result = await self.orchestrator.arun(text, on_event=on_event, history=self.history_messages())
+        self.last_result = result
+        # A failed turn is remembered too, so the next turn knows the question was not answered.
+        self.history.append(Turn(question=result.question, answer=result.answer or f"(no answer: {result.error})"))
+        return result
+
+    def reset(self) -> None:
+        self.history.clear()
+        self.last_result = None
+
+    def history_messages(self) -> list[BaseMessage]:
+        """The latest turns that fit `max_history_tokens` (counted with the model's tokenizer or tiktoken)."""
+        messages: list[BaseMessage] = []
+        for turn in self.history:
+            messages += [HumanMessage(content=turn.question), AIMessage(content=turn.answer)]
+        if not messages:
+            return []
+        model = self.orchestrator.model
+        return trim_messages(messages, max_tokens=self.max_history_tokens, strategy="last", start_on="human",
+                             token_counter=lambda msgs: count_message_tokens(msgs, model))

@@ -1,0 +1,429 @@
+"""The customer-service store: one SQLite file with a demo shop (customers, orders, shipments, payments,
+refunds, tickets, policy), seeded on first use, and the refund policy enforced in code.
+
+Money is kept as integer cents in the database and returned as strings with two decimals ("49.99").
+Writes that must happen at most once (refunds, tickets) record their idempotency key in the same
+`BEGIN IMMEDIATE` transaction as the write; the key is the primary key of `idempotency_keys`, so a repeated
+call finds the stored result instead of writing again, even from another process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from contextlib import contextmanager
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from decompose.errors import ToolError
+
+RETURN_WINDOW_DAYS = 30
+DAMAGED_WINDOW_DAYS = 90
+
+POLICY = [
+    ("Refund window", f"Delivered orders can be refunded within {RETURN_WINDOW_DAYS} days of the delivery date "
+     f"(day {RETURN_WINDOW_DAYS} included). The return window starts on the delivery date, not the order date."),
+    ("Damaged or defective items", f"If an item arrived damaged or defective, the refund window is "
+     f"{DAMAGED_WINDOW_DAYS} days from delivery and the item does not need to be unused. Report the damage "
+     "in a support ticket, with photos if possible."),
+    ("Condition of returned items", "Items that are not damaged must be returned unused, in their original "
+     "packaging, to be refunded."),
+    ("Refund amount", "A refund never exceeds the amount paid for the order minus earlier refunds. Partial "
+     "refunds are allowed. Orders that are already fully refunded cannot be refunded again."),
+    ("Orders not yet delivered", "An order that is still processing can be cancelled instead of refunded: open a "
+     "support ticket. An order in transit can be refunded once it has been delivered."),
+    ("Cancelled orders", "The payment for a cancelled order is voided and never captured, so there is nothing to "
+     "refund."),
+    ("Refund timing", "Refunds go back to the original payment method and appear within 5 to 10 business days."),
+    ("Shipping and tracking", "Orders ship within 2 business days. Each shipment has a carrier and a tracking "
+     "number; the estimated delivery date (ETA) is updated when the carrier scans the parcel."),
+    ("Contacting support", "Open a support ticket for damaged items, cancellations, delivery problems or any "
+     "question this policy does not answer. Tickets are answered within one business day."),
+]
+
+_SCHEMA = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE,
+       zip_code TEXT NOT NULL)""",
+    """CREATE TABLE orders (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id),
+       placed_on TEXT NOT NULL, status TEXT NOT NULL
+       CHECK (status IN ('processing', 'shipped', 'delivered', 'cancelled')))""",
+    """CREATE TABLE order_items (order_id TEXT NOT NULL REFERENCES orders(id), sku TEXT NOT NULL,
+       description TEXT NOT NULL, quantity INTEGER NOT NULL CHECK (quantity > 0),
+       unit_price_cents INTEGER NOT NULL CHECK (unit_price_cents >= 0), damaged INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE shipments (order_id TEXT PRIMARY KEY REFERENCES orders(id), carrier TEXT NOT NULL,
+       tracking_number TEXT NOT NULL, shipped_on TEXT NOT NULL, eta TEXT, delivered_on TEXT)""",
+    """CREATE TABLE payments (id INTEGER PRIMARY KEY, order_id TEXT NOT NULL REFERENCES orders(id),
+       amount_cents INTEGER NOT NULL CHECK (amount_cents > 0), method TEXT NOT NULL, paid_on TEXT NOT NULL)""",
+    """CREATE TABLE refunds (id INTEGER PRIMARY KEY, order_id TEXT NOT NULL REFERENCES orders(id),
+       amount_cents INTEGER NOT NULL CHECK (amount_cents > 0), reason TEXT NOT NULL, refunded_on TEXT NOT NULL,
+       idempotency_key TEXT NOT NULL UNIQUE)""",
+    """CREATE TABLE tickets (id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id),
+       order_id TEXT REFERENCES orders(id), subject TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
+       opened_on TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE)""",
+    """CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, tool TEXT NOT NULL, result_json TEXT NOT NULL)""",
+    "CREATE TABLE policy (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, body TEXT NOT NULL)",
+]
+
+_CUSTOMERS = [
+    ("C001", "Ann Lee", "ann@example.com", "94107"),
+    ("C002", "Bob Martin", "bob@example.com", "10001"),
+    ("C003", "Carla Diaz", "carla@example.com", "60601"),
+    ("C004", "Dev Patel", "dev@example.com", "73301"),
+    ("C005", "Erin Walsh", "erin@example.com", "98101"),
+    ("C006", "Farid Haddad", "farid@example.com", "02139"),
+    ("C007", "Grace Kim", "grace@example.com", "30301"),
+    ("C008", "Hugo Moreau", "hugo@example.com", "94107"),
+    ("C009", "Ivy Chen", "ivy@example.com", "10001"),
+    ("C010", "Jon Berg", "jon@example.com", "60601"),
+    ("C011", "Ann Lee", "ann.lee@example.com", "73301"),  # same name as C001: why look-ups by name need a zip
+]
+
+# (order, customer, status, placed, delivered, items, refunded cents); days are offsets from the seed date.
+# Items are (sku, description, quantity, unit price cents[, damaged]).
+_ORDERS = [
+    ("A1001", "C001", "delivered", -12, -7, [("KET-01", "Electric kettle", 1, 4999)], 0),
+    ("A1002", "C001", "delivered", -80, -75, [("HP-200", "Wireless headphones", 1, 8900)], 0),
+    ("A1003", "C001", "shipped", -3, None, [("MUG-04", "Ceramic mug", 4, 1250)], 0),
+    ("A1004", "C002", "processing", -1, None, [("LMP-11", "Desk lamp", 1, 3400)], 0),
+    ("A1005", "C002", "cancelled", -9, None, [("BAG-07", "Canvas tote bag", 2, 1800)], 0),
+    ("A1006", "C002", "delivered", -25, -20, [("SPK-03", "Bluetooth speaker", 1, 5900)], 5900),
+    ("A1007", "C003", "delivered", -14, -10, [("CHR-02", "Office chair", 1, 12000)], 3000),
+    ("A1008", "C003", "delivered", -50, -45, [("VAS-09", "Glass vase", 1, 3900, 1),
+                                               ("FLW-01", "Dried flowers", 1, 1500)], 0),
+    ("A1009", "C004", "delivered", -34, -30, [("BK-101", "Hardcover notebook", 3, 1500)], 0),
+    ("A1010", "C004", "delivered", -35, -31, [("PEN-05", "Fountain pen", 1, 6500)], 0),
+    ("A1011", "C004", "shipped", -2, None, [("INK-02", "Ink cartridges", 2, 900)], 0),
+    ("A1012", "C005", "delivered", -105, -100, [("PLT-12", "Dinner plates (set)", 1, 7500, 1)], 0),
+    ("A1013", "C005", "delivered", -5, -2, [("TWL-03", "Bath towel", 2, 2200),
+                                             ("SOP-01", "Olive soap", 3, 450)], 0),
+    ("A1014", "C006", "processing", 0, None, [("KB-60", "Mechanical keyboard", 1, 11900)], 0),
+    ("A1015", "C006", "delivered", -19, -15, [("MS-02", "Wireless mouse", 1, 2999)], 0),
+    ("A1016", "C007", "shipped", -4, None, [("YGM-01", "Yoga mat", 1, 3500)], 0),
+    ("A1017", "C007", "delivered", -205, -200, [("BTL-02", "Water bottle", 2, 1600)], 0),
+    ("A1018", "C008", "delivered", -8, -5, [("JKT-44", "Rain jacket", 1, 9900)], 0),
+    ("A1019", "C008", "cancelled", -6, None, [("UMB-01", "Umbrella", 1, 2500)], 0),
+    ("A1020", "C009", "delivered", -29, -25, [("HDR-01", "Hair dryer", 1, 4500),
+                                               ("BRS-02", "Hair brush", 1, 1500)], 1500),
+    ("A1021", "C009", "shipped", -1, None, [("CBL-03", "USB-C cable", 3, 999)], 0),
+    ("A1022", "C009", "delivered", -4, -1, [("PLW-02", "Pillow", 2, 2750)], 0),
+    ("A1023", "C010", "delivered", -66, -60, [("TNT-02", "Camping tent", 1, 18900)], 0),
+    ("A1024", "C010", "processing", -1, None, [("STV-01", "Camping stove", 1, 6400)], 0),
+    ("A1025", "C010", "delivered", -6, -3, [("LNT-05", "Head torch", 1, 2450)], 0),
+]
+_CARRIERS = ["UPS", "FedEx", "USPS", "DHL"]
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = {"a", "an", "the", "of", "to", "is", "are", "can", "i", "my", "for", "in", "on", "and", "or",
+              "it", "be", "do", "does", "what", "how", "when", "if", "with", "after", "get"}
+
+
+def default_db_path() -> Path:
+    """`$XDG_CACHE_HOME/decompose/customer_service.sqlite3`, falling back to `~/.cache`."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "decompose" / "customer_service.sqlite3"
+
+
+def money(cents: int) -> str:
+    return str(Decimal(cents).scaleb(-2))
+
+
+def to_cents(amount, what: str = "amount") -> int:
+    """A positive amount with at most two decimals, as integer cents."""
+    try:
+        value = Decimal(str(amount).strip())
+    except (InvalidOperation, ValueError):
+        raise ToolError(f"{what} '{amount}' is not a number", hint="pass an amount like 19.99") from None
+    if not value.is_finite() or value <= 0:
+        raise ToolError(f"{what} must be positive, got '{amount}'", hint="pass an amount like 19.99")
+    if value != value.quantize(Decimal("0.01")):
+        raise ToolError(f"{what} '{amount}' has more than two decimals", hint="round it to cents")
+    return int(value * 100)
+
+
+def _tokens(text: str) -> list[str]:
+    # Crude stemming ("refunds" -> "refund") is enough for a handful of policy paragraphs.
+    return [w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _WORD.findall(text.lower())
+            if w not in _STOPWORDS]
+
+
+def _seed(conn: sqlite3.Connection, today: date) -> None:
+    def day(offset: int) -> str:
+        return (today + timedelta(days=offset)).isoformat()
+
+    conn.execute("INSERT INTO meta VALUES ('seeded_on', ?)", (today.isoformat(),))
+    conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?)", _CUSTOMERS)
+    conn.executemany("INSERT INTO policy (topic, body) VALUES (?, ?)", POLICY)
+    for n, (oid, cid, status, placed, delivered, items, refunded) in enumerate(_ORDERS):
+        conn.execute("INSERT INTO orders VALUES (?, ?, ?, ?)", (oid, cid, day(placed), status))
+        conn.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?, ?)",
+                         [(oid, *item[:4], item[4] if len(item) > 4 else 0) for item in items])
+        total = sum(qty * price for _, _, qty, price, *_ in items)
+        if status != "cancelled":  # cancelled orders had their payment voided
+            conn.execute("INSERT INTO payments (order_id, amount_cents, method, paid_on) VALUES (?, ?, ?, ?)",
+                         (oid, total, "card", day(placed)))
+        if status in ("shipped", "delivered"):
+            carrier = _CARRIERS[n % len(_CARRIERS)]
+            eta = day(delivered) if delivered is not None else day(placed + 5)
+            conn.execute("INSERT INTO shipments VALUES (?, ?, ?, ?, ?, ?)",
+                         (oid, carrier, f"{carrier[:2].upper()}{9_400_100 + n * 7_919:010d}", day(placed + 1),
+                          eta, day(delivered) if delivered is not None else None))
+        if refunded:
+            conn.execute("INSERT INTO refunds (order_id, amount_cents, reason, refunded_on, idempotency_key) "
+                         "VALUES (?, ?, ?, ?, ?)", (oid, refunded, "customer return", day(delivered + 2),
+                                                    f"seed-{oid}"))
+    conn.execute("INSERT INTO tickets (customer_id, order_id, subject, body, status, opened_on, idempotency_key) "
+                 "VALUES ('C003', 'A1008', 'Vase arrived broken', 'The glass vase was cracked in the box.', "
+                 "'open', ?, 'seed-ticket-1')", (day(-44),))
+
+
+class Store:
+    """One customer-service database. Every call opens its own connection, so a Store is thread-safe."""
+
+    def __init__(self, path: str | Path | None = None, today: date | None = None):
+        self.path = Path(path) if path is not None else default_db_path()
+        self._today = today
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ToolError(f"cannot create directory for '{self.path}': {err.strerror}") from None
+        with self.transaction(write=True) as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                _seed(conn, self.today())
+
+    def today(self) -> date:
+        return self._today or date.today()
+
+    @contextmanager
+    def transaction(self, write: bool = False):
+        """A transaction; `write=True` takes the write lock up front (BEGIN IMMEDIATE), so a read-check-write
+        sequence cannot interleave with another writer."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as err:
+            raise ToolError(f"cannot open customer-service database '{self.path}': {err}") from None
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise ToolError(f"customer-service database error: {err}",
+                            hint=f"check that '{self.path}' is a decompose customer-service database") from None
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    # -- look-ups -----------------------------------------------------------------------------------------
+
+    def _customer(self, conn, customer: str) -> sqlite3.Row:
+        key = (customer or "").strip()
+        if not key:
+            raise ToolError("customer is empty", hint="pass a customer id like C001 or an email")
+        if "@" in key:
+            row = conn.execute("SELECT * FROM customers WHERE email = ?", (key.lower(),)).fetchone()
+        else:
+            row = conn.execute("SELECT * FROM customers WHERE id = ?", (key.upper(),)).fetchone()
+        if row is None:
+            raise ToolError(f"customer '{customer}' not found", hint="use find_customer to get the customer id")
+        return row
+
+    def _order(self, conn, order_id: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM orders WHERE id = ?", ((order_id or "").strip().upper(),)).fetchone()
+        if row is None:
+            raise ToolError(f"order '{order_id}' not found", hint="use list_orders to see a customer's orders")
+        return row
+
+    def find_customer(self, email: str | None, name: str | None, zip_code: str | None) -> dict:
+        with self.transaction() as conn:
+            if email:
+                email = email.strip().lower()
+                if not _EMAIL.fullmatch(email):
+                    raise ToolError(f"'{email}' is not a valid email address", hint="e.g. ann@example.com")
+                row = conn.execute("SELECT * FROM customers WHERE email = ?", (email,)).fetchone()
+                wanted = f"email '{email}'"
+            elif name and name.strip() and zip_code and zip_code.strip():
+                row = conn.execute("SELECT * FROM customers WHERE lower(name) = ? AND zip_code = ?",
+                                   (" ".join(name.lower().split()), zip_code.strip())).fetchone()
+                wanted = f"name '{name}' and zip code '{zip_code}'"
+            else:
+                raise ToolError("find_customer needs an email, or a name together with a zip code",
+                                hint="names are not unique, so a name alone is not enough")
+            if row is None:
+                raise ToolError(f"no customer with {wanted}")
+            count = conn.execute("SELECT count(*) FROM orders WHERE customer_id = ?", (row["id"],)).fetchone()[0]
+        return {"customer_id": row["id"], "name": row["name"], "email": row["email"],
+                "zip_code": row["zip_code"], "order_count": count}
+
+    def list_orders(self, customer: str) -> dict:
+        with self.transaction() as conn:
+            cust = self._customer(conn, customer)
+            orders = []
+            for o in conn.execute("SELECT * FROM orders WHERE customer_id = ? ORDER BY placed_on DESC, id DESC",
+                                  (cust["id"],)).fetchall():
+                items = conn.execute("SELECT description, quantity, unit_price_cents FROM order_items "
+                                     "WHERE order_id = ?", (o["id"],)).fetchall()
+                orders.append({"order_id": o["id"], "placed_on": o["placed_on"], "status": o["status"],
+                               "total": money(sum(i["quantity"] * i["unit_price_cents"] for i in items)),
+                               "items": [f"{i['description']} x{i['quantity']}" for i in items]})
+        return {"customer_id": cust["id"], "name": cust["name"], "orders": orders,
+                "latest_order_id": orders[0]["order_id"] if orders else None}
+
+    def _amounts(self, conn, order_id: str) -> tuple[int, int]:
+        paid = conn.execute("SELECT coalesce(sum(amount_cents), 0) FROM payments WHERE order_id = ?",
+                            (order_id,)).fetchone()[0]
+        refunded = conn.execute("SELECT coalesce(sum(amount_cents), 0) FROM refunds WHERE order_id = ?",
+                                (order_id,)).fetchone()[0]
+        return paid, refunded
+
+    def order_status(self, order_id: str) -> dict:
+        with self.transaction() as conn:
+            order = self._order(conn, order_id)
+            ship = conn.execute("SELECT * FROM shipments WHERE order_id = ?", (order["id"],)).fetchone()
+            items = conn.execute("SELECT * FROM order_items WHERE order_id = ?", (order["id"],)).fetchall()
+            paid, refunded = self._amounts(conn, order["id"])
+        return {
+            "order_id": order["id"], "customer_id": order["customer_id"], "status": order["status"],
+            "placed_on": order["placed_on"],
+            "carrier": ship["carrier"] if ship else None,
+            "tracking_number": ship["tracking_number"] if ship else None,
+            "shipped_on": ship["shipped_on"] if ship else None,
+            "eta": ship["eta"] if ship and not ship["delivered_on"] else None,
+            "delivered_on": ship["delivered_on"] if ship else None,
+            "items": [{"sku": i["sku"], "description": i["description"], "quantity": i["quantity"],
+                       "unit_price": money(i["unit_price_cents"]), "damaged": bool(i["damaged"])} for i in items],
+            "paid": money(paid), "refunded": money(refunded),
+        }
+
+    # -- refunds --------------------------------------------------------------------------------------------
+
+    def _eligibility(self, conn, order: sqlite3.Row) -> dict:
+        paid, refunded = self._amounts(conn, order["id"])
+        remaining = max(paid - refunded, 0)
+        result = {"order_id": order["id"], "eligible": False, "reason": "", "paid": money(paid),
+                  "refunded": money(refunded), "max_refundable": money(0), "delivered_on": None,
+                  "window_ends": None}
+        status = order["status"]
+        if status == "processing":
+            result["reason"] = "order is still processing; it can be cancelled instead (open a ticket)"
+            return result
+        if status == "shipped":
+            result["reason"] = "order is in transit; it can be refunded once it has been delivered"
+            return result
+        if status == "cancelled":
+            result["reason"] = "order was cancelled and its payment voided; there is nothing to refund"
+            return result
+        delivered = date.fromisoformat(conn.execute("SELECT delivered_on FROM shipments WHERE order_id = ?",
+                                                    (order["id"],)).fetchone()[0])
+        damaged = conn.execute("SELECT 1 FROM order_items WHERE order_id = ? AND damaged = 1",
+                               (order["id"],)).fetchone() is not None
+        window = DAMAGED_WINDOW_DAYS if damaged else RETURN_WINDOW_DAYS
+        age = (self.today() - delivered).days
+        result["delivered_on"] = delivered.isoformat()
+        result["window_ends"] = (delivered + timedelta(days=window)).isoformat()
+        kind = f"the {window}-day window for damaged items" if damaged else f"the {window}-day return window"
+        if remaining == 0:
+            result["reason"] = f"order is already fully refunded ({money(refunded)} of {money(paid)})"
+        elif age > window:
+            result["reason"] = f"delivered {age} days ago, outside {kind}"
+        else:
+            result.update(eligible=True, max_refundable=money(remaining),
+                          reason=f"delivered {age} days ago, within {kind}; {money(remaining)} still refundable")
+        return result
+
+    def refund_eligibility(self, order_id: str) -> dict:
+        with self.transaction() as conn:
+            return self._eligibility(conn, self._order(conn, order_id))
+
+    @staticmethod
+    def _replay(conn, key: str, tool: str) -> dict | None:
+        if not key or not key.strip():
+            raise ToolError("idempotency_key is empty", hint="the orchestrator injects one per run and step")
+        row = conn.execute("SELECT tool, result_json FROM idempotency_keys WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        if row["tool"] != tool:
+            raise ToolError(f"idempotency key '{key}' was already used by {row['tool']}")
+        return json.loads(row["result_json"])
+
+    @staticmethod
+    def _remember(conn, key: str, tool: str, result: dict) -> dict:
+        conn.execute("INSERT INTO idempotency_keys VALUES (?, ?, ?)", (key, tool, json.dumps(result)))
+        return result
+
+    def issue_refund(self, order_id: str, amount, reason: str, idempotency_key: str) -> dict:
+        cents = to_cents(amount)
+        reason = (reason or "").strip()
+        if not reason or len(reason) > 500:
+            raise ToolError("refund reason must be 1 to 500 characters", hint="say why the customer is refunded")
+        with self.transaction(write=True) as conn:
+            if (done := self._replay(conn, idempotency_key, "issue_refund")) is not None:
+                return done
+            order = self._order(conn, order_id)
+            # The policy is checked here, inside the write lock, whatever an earlier step concluded.
+            check = self._eligibility(conn, order)
+            if not check["eligible"]:
+                raise ToolError(f"refund refused for order '{order['id']}': {check['reason']}")
+            remaining = to_cents(check["max_refundable"])
+            if cents > remaining:
+                raise ToolError(f"refund of {money(cents)} exceeds the {check['max_refundable']} still "
+                                f"refundable on order '{order['id']}'", hint="refund at most max_refundable")
+            cur = conn.execute("INSERT INTO refunds (order_id, amount_cents, reason, refunded_on, idempotency_key)"
+                               " VALUES (?, ?, ?, ?, ?)", (order["id"], cents, reason, self.today().isoformat(),
+                                                           idempotency_key))
+            paid, refunded = self._amounts(conn, order["id"])
+            result = {"refund_id": f"R{cur.lastrowid:05d}", "order_id": order["id"], "amount": money(cents),
+                      "refunded_total": money(refunded), "remaining_refundable": money(paid - refunded),
+                      "refunded_on": self.today().isoformat(), "status": "refunded"}
+            return self._remember(conn, idempotency_key, "issue_refund", result)
+
+    # -- tickets and policy -----------------------------------------------------------------------------------
+
+    def open_ticket(self, customer: str, subject: str, body: str, order_id: str | None,
+                    idempotency_key: str) -> dict:
+        subject, body = (subject or "").strip(), (body or "").strip()
+        if not subject or len(subject) > 200:
+            raise ToolError("ticket subject must be 1 to 200 characters")
+        if not body or len(body) > 5000:
+            raise ToolError("ticket body must be 1 to 5000 characters")
+        with self.transaction(write=True) as conn:
+            if (done := self._replay(conn, idempotency_key, "open_ticket")) is not None:
+                return done
+            cust = self._customer(conn, customer)
+            if order_id:
+                order = self._order(conn, order_id)
+                if order["customer_id"] != cust["id"]:
+                    raise ToolError(f"order '{order['id']}' does not belong to customer '{cust['id']}'")
+                order_id = order["id"]
+            cur = conn.execute("INSERT INTO tickets (customer_id, order_id, subject, body, status, opened_on, "
+                               "idempotency_key) VALUES (?, ?, ?, ?, 'open', ?, ?)",
+                               (cust["id"], order_id or None, subject, body, self.today().isoformat(),
+                                idempotency_key))
+            result = {"ticket_id": f"T{cur.lastrowid:05d}", "customer_id": cust["id"], "order_id": order_id or None,
+                      "subject": subject, "status": "open", "opened_on": self.today().isoformat()}
+            return self._remember(conn, idempotency_key, "open_ticket", result)
+
+    def search_policy(self, query: str, limit: int = 3) -> list[dict]:
+        terms = set(_tokens(query or ""))
+        if not terms:
+            raise ToolError(f"policy query '{query}' has no searchable words", hint="e.g. 'refund damaged item'")
+        if not 1 <= limit <= 20:
+            raise ToolError(f"limit must be between 1 and 20, got {limit}")
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT topic, body FROM policy ORDER BY id").fetchall()
+        scored = []
+        for row in rows:
+            topic, body = _tokens(row["topic"]), _tokens(row["body"])
+            # A word in the topic counts three times: topics say what a paragraph is about.
+            score = sum(3 * topic.count(t) + body.count(t) for t in terms)
+            if score:
+                scored.append({"topic": row["topic"], "text": row["body"], "score": score})
+        return sorted(scored, key=lambda r: -r["score"])[:limit]

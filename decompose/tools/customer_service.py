@@ -1,0 +1,96 @@
+"""Customer-service tools over a SQLite store (see `cs_store`): look-ups, refund policy, refunds, tickets.
+
+Money in results is a string with two decimals ("49.99"); dates are ISO strings. Refunds and tickets are side
+effects: they carry `metadata={"side_effects": True}` and an injected `idempotency_key`, and a repeated call
+with the same key returns the first result without writing again.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+from langchain_core.tools import BaseTool, InjectedToolArg, tool
+
+from decompose.tools.cs_store import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS, Store, default_db_path
+
+__all__ = ["customer_service_tools", "default_db_path", "POLICY", "RETURN_WINDOW_DAYS", "DAMAGED_WINDOW_DAYS"]
+
+_SIDE_EFFECTS = {"side_effects": True}
+
+
+def customer_service_tools(db_path: str | Path | None = None, *, today: date | None = None) -> list[BaseTool]:
+    """The customer-service pack, bound to one SQLite file (created and seeded with a demo shop on first use).
+
+    `db_path=None` uses `$XDG_CACHE_HOME/decompose/customer_service.sqlite3` (default `~/.cache/...`).
+    `today` fixes the date the refund policy is judged on (default: the real date at each call); the demo data
+    is dated relative to the day the file is seeded.
+    """
+    store = Store(db_path, today)
+
+    @tool
+    def find_customer(
+        email: Annotated[str | None, "Customer email address, e.g. ann@example.com"] = None,
+        name: Annotated[str | None, "Full name; only used together with zip_code"] = None,
+        zip_code: Annotated[str | None, "Postal/ZIP code; only used together with name"] = None,
+    ) -> dict:
+        """Find a customer by email, or by full name plus zip code. Returns customer_id, name, email, zip_code
+        and order_count."""
+        return store.find_customer(email, name, zip_code)
+
+    @tool
+    def list_orders(customer: Annotated[str, "Customer id (e.g. C001) or email"]) -> dict:
+        """List a customer's orders, newest first: order_id, placed_on, status, total, items; plus
+        latest_order_id."""
+        return store.list_orders(customer)
+
+    @tool
+    def order_status(order_id: Annotated[str, "Order id, e.g. A1001"]) -> dict:
+        """Status of one order: status (processing/shipped/delivered/cancelled), carrier, tracking_number,
+        shipped_on, eta (while in transit), delivered_on, items, paid and refunded amounts."""
+        return store.order_status(order_id)
+
+    @tool
+    def refund_eligibility(order_id: Annotated[str, "Order id, e.g. A1001"]) -> dict:
+        """Check an order against the refund policy. Returns eligible (bool), reason, paid, refunded,
+        max_refundable (amount that may still be refunded), delivered_on and window_ends."""
+        return store.refund_eligibility(order_id)
+
+    @tool
+    def issue_refund(
+        order_id: Annotated[str, "Order id, e.g. A1001"],
+        amount: Annotated[Decimal, "Amount to refund in the order currency, at most 2 decimals, e.g. 49.99"],
+        reason: Annotated[str, "Why the customer is refunded"],
+        idempotency_key: Annotated[str, InjectedToolArg],
+    ) -> dict:
+        """Refund part or all of an order to the original payment method. Re-checks the refund policy and
+        refuses ineligible orders or amounts above what is still refundable. Returns refund_id, amount,
+        refunded_total and remaining_refundable."""
+        return store.issue_refund(order_id, amount, reason, idempotency_key)
+
+    @tool
+    def open_ticket(
+        customer: Annotated[str, "Customer id (e.g. C001) or email"],
+        subject: Annotated[str, "One-line summary of the problem"],
+        body: Annotated[str, "Full description for the support team"],
+        idempotency_key: Annotated[str, InjectedToolArg],
+        order_id: Annotated[str | None, "Order the ticket is about, if any"] = None,
+    ) -> dict:
+        """Open a support ticket for a customer (damaged items, cancellations, delivery problems, other
+        questions). Returns ticket_id and status."""
+        return store.open_ticket(customer, subject, body, order_id, idempotency_key)
+
+    @tool
+    def search_policy(
+        query: Annotated[str, "Keywords, e.g. 'refund damaged item'"],
+        limit: Annotated[int, "Maximum number of paragraphs to return (1-20)"] = 3,
+    ) -> list[dict]:
+        """Search the shop's refund, return, shipping and support policy. Returns the best-matching paragraphs
+        (topic, text, score), best first; an empty list when nothing matches."""
+        return store.search_policy(query, limit)
+
+    issue_refund.metadata = dict(_SIDE_EFFECTS)
+    open_ticket.metadata = dict(_SIDE_EFFECTS)
+    return [find_customer, list_orders, order_status, refund_eligibility, issue_refund, open_ticket, search_policy]

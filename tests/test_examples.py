@@ -1,0 +1,54 @@
+"""The examples run as scripts (with a scripted model loaded through a tiny wrapper module)."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(tmp_path, name, rules):
+    runner = tmp_path / "run_example.py"
+    runner.write_text(textwrap.dedent(f"""
+        import runpy, sys
+        from decompose import ScriptedChatModel
+        from decompose.models.scripted import asks_for_plan, asks_to_combine
+        import decompose.models as models
+        model = ScriptedChatModel(rules={rules})
+        models_load = models.load_model
+        models.load_model = lambda spec=None, **kw: model if spec in (None, "scripted") else models_load(spec, **kw)
+        import decompose.orchestrator as orch
+        orch.load_model = models.load_model
+        sys.argv = ["{name}", "scripted"]
+        runpy.run_path(r"{ROOT / 'examples' / name}", run_name="__main__")
+    """))
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+
+
+def test_custom_tool_example(tmp_path):
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "Dune", "tool": "stock_level", "args": {"title": "Dune"}},'
+               ' {"id": 2, "question": "Ulysses", "tool": "stock_level", "args": {"title": "Ulysses"}}]}'),
+              (asks_to_combine, "15 copies")]"""
+    done = run_example(tmp_path, "custom_tool.py", rules)
+    assert done.returncode == 0, done.stderr
+    assert "-> 12 (done)" in done.stdout and "-> 3 (done)" in done.stdout and "Answer: 15 copies" in done.stdout
+    assert len((ROOT / "examples" / "custom_tool.py").read_text().splitlines()) <= 30
+
+
+def test_customer_service_example(tmp_path):
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "orders", "tool": "list_orders", "args": {"customer": "ann@example.com"}}]}'),
+              (asks_to_combine, "done")]"""
+    done = run_example(tmp_path, "customer_service.py", rules)
+    assert done.returncode == 0, done.stderr
+    assert "[list_orders]" in done.stdout and "A1003" in done.stdout
+
+
+def test_finance_example(tmp_path):
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "pay", "tool": "loan_payment", "args": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360}}]}'),
+              (asks_to_combine, "done")]"""
+    done = run_example(tmp_path, "finance.py", rules)
+    assert done.returncode == 0, done.stderr
+    assert "1199.10" in done.stdout
