@@ -10,7 +10,7 @@ from langchain_core.runnables import Runnable
 
 from decompose.errors import BudgetExceeded, DecomposeError, ModelError
 from decompose.events import Emit, Retried, Usage
-from decompose.retry import RetryPolicy, call_with_retries, describe_error
+from decompose.retry import RetryPolicy, call_with_retries, error_reason
 
 
 def model_name(model: BaseChatModel) -> str:
@@ -59,7 +59,7 @@ class ModelCaller:
 
             def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
                 self.usage.transport_retries += 1
-                self.emit(Retried(phase=phase, attempt=attempt, reason=describe_error(exc), wait=wait,
+                self.emit(Retried(phase=phase, attempt=attempt, reason=error_reason(exc), wait=wait,
                                   step_id=step_id))
 
             try:

@@ -344,8 +344,10 @@ def _plan_as_question(plan: Plan) -> str:
 def _sync(coro: Any) -> Any:
     try:
         asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise ConfigError("this method was called inside a running event loop",
-                      hint="await the async form instead (arun, aplan, aexecute, abatch)")
+    except RuntimeError:  # no loop running: the normal case for the sync API
+        pass
+    else:
+        coro.close()
+        raise ConfigError("this method was called inside a running event loop",
+                          hint="await the async form instead (arun, aplan, aexecute, abatch)")
+    return asyncio.run(coro)

@@ -1,17 +1,7 @@
-import json
-
 import pytest
+from helpers import plan_json
 
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
-
-
-def plan_json(*questions_or_steps):
-    """A plan reply: strings become steps 1..n; dicts are taken as they are."""
-    steps = [{"id": i, "question": q} if isinstance(q, str) else q for i, q in enumerate(questions_or_steps, 1)]
-    return json.dumps({"steps": steps})
-
-
-TITANIC = "Who directed Titanic, and how old was that person when it was released?"
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from langchain_core.tools import tool
 from decompose import (ConfigError, InputError, Orchestrator, Plan, PlanError, ScriptedChatModel, StepTimeout)
 from decompose.events import Answered, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
 from decompose.models.scripted import asks_for_plan, asks_to_combine
-from tests.conftest import TITANIC, plan_json
+from helpers import TITANIC, plan_json
 
 
 def test_run_end_to_end(titanic_model):

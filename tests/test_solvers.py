@@ -4,7 +4,7 @@ from decompose import Orchestrator, ScriptedChatModel
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.solvers import SelfConsistencySolver
 from decompose.text import final_answer_line, normalize_answer
-from tests.conftest import plan_json
+from helpers import plan_json
 
 
 def thinks(messages):

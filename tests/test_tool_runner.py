@@ -11,7 +11,7 @@ from decompose import (Orchestrator, Plan, PlanError, RetryableToolError, Script
 from decompose.events import Retried
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.tools.runner import injected_args, validate_args
-from tests.conftest import plan_json
+from helpers import plan_json
 
 
 def tool_plan(*steps):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
@@ -18,20 +18,22 @@ from decompose.events import Emit, Retried
 from decompose.plan import Plan
 
 
-class StepSpec(BaseModel):
-    """One step as the model writes it."""
+def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
+    """The plan as the model writes it: the schema for structured output and grammar-constrained decoding.
 
-    id: int
-    question: str = Field(max_length=300)
-    depends_on: list[int] = Field(default_factory=list, max_length=10)
-    tool: str | None = None
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class PlanSpec(BaseModel):
-    """A plan as the model writes it: the schema for structured output and grammar-constrained decoding."""
-
-    steps: list[StepSpec] = Field(min_length=1, max_length=10)
+    Without tools the steps have no tool fields (a weak model then cannot invent tools); with tools, `tool` is
+    an enum of their names. Length caps let a grammar-constrained decoder always finish.
+    """
+    fields: dict[str, Any] = {
+        "id": (int, ...),
+        "question": (str, Field(max_length=300)),
+        "depends_on": (list[int], Field(default_factory=list, max_length=10)),
+    }
+    if tool_names:
+        fields["tool"] = (Literal[tuple(tool_names)] | None, None)  # type: ignore[valid-type]
+        fields["args"] = (dict[str, Any], Field(default_factory=dict))
+    step = create_model("PlanStep", **fields)
+    return create_model("PlanSpec", steps=(list[step], Field(min_length=1, max_length=max_steps)))
 
 
 class Decomposer:
@@ -49,6 +51,7 @@ class Decomposer:
         self.max_steps = max_steps
         self.max_retries = max_retries
         self.structured_output = structured_output
+        self.schema = plan_schema(list(self.tools), max_steps)
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
 
     async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
@@ -62,7 +65,7 @@ class Decomposer:
             try:
                 if data is None:
                     data = extract_plan_data(text)
-                plan = Plan.from_data(data, max_steps=self.max_steps)
+                plan = Plan.from_data(tidy_dependencies(data), max_steps=self.max_steps)
                 self.check_tools(plan)
                 plan.question = question
                 return drop_echo_steps(plan, question)
@@ -83,7 +86,9 @@ class Decomposer:
         if self.structured_output is not False:
             try:
                 output, _ = await caller.invoke(messages, phase="decompose", build=self._structured, key="plan")
-            except ModelError:
+            except ModelError as exc:
+                if _output_problem(exc):  # cut off at the token limit, or unparseable: worth a re-ask
+                    return f"(unusable reply: {exc})", None
                 if self.structured_output:  # the user insisted on structured output
                     raise
                 self._refused_structured.update(id(m) for m in caller.models)
@@ -100,7 +105,7 @@ class Decomposer:
     def _structured(self, model: BaseChatModel):
         if id(model) in self._refused_structured or not supports_structured_output(model):
             return model
-        return model.with_structured_output(PlanSpec, include_raw=True)
+        return model.with_structured_output(self.schema, include_raw=True)
 
     def _tool_rules(self) -> str:
         if not self.tools:
@@ -127,15 +132,47 @@ def supports_structured_output(model: BaseChatModel) -> bool:
 
 
 def drop_echo_steps(plan: Plan, question: str) -> Plan:
-    """Remove steps that merely repeat the whole question (weak models do this); synthesis answers it anyway."""
+    """Remove steps that merely repeat the whole question or an earlier step (weak models do both); synthesis
+    answers the whole question anyway. Steps others depend on, and tool steps, are kept."""
     if len(plan.steps) < 2:
         return plan
-    target = _normal(question)
     used = {d for s in plan.steps for d in s.depends_on}
-    kept = [s for s in plan.steps if s.tool or s.id in used or _normal(s.question) != target]
+    seen = {_normal(question)}
+    kept = []
+    for step in plan.steps:
+        text = _normal(step.question)
+        if step.tool or step.id in used or text not in seen:
+            kept.append(step)
+        seen.add(text)
     if kept and len(kept) < len(plan.steps):
         plan.steps = kept
     return plan
+
+
+def tidy_dependencies(data: Any) -> Any:
+    """Drop `depends_on` entries a model cannot have meant: itself, unknown ids, or later steps (models write
+    steps in order). References written as {n} in the text are left alone: a bad one is still an error."""
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not isinstance(steps, list):
+        return data
+    earlier: set[str] = set()  # as text: weak models mix 1 and "1"
+    for step in steps:
+        if isinstance(step, dict):
+            deps = step.get("depends_on")
+            if isinstance(deps, list):
+                step["depends_on"] = [d for d in deps if str(d) in earlier]
+            earlier.add(str(step.get("id")))
+    return data
+
+
+def _output_problem(exc: BaseException) -> bool:
+    """True when a structured call failed because of what the model wrote, not because the server refused."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if type(cause).__name__ in ("LengthFinishReasonError", "OutputParserException", "ValidationError"):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _normal(text: str) -> str:

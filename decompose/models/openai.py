@@ -1,0 +1,72 @@
+"""`openai:MODEL`: OpenAI, or any OpenAI-compatible server (llama.cpp, xllamacpp, vLLM, Ollama...).
+
+The client is built with its own retries off (`max_retries=0`): `decompose.retry` owns retries, so
+a failing model fails over to a fallback instead of retrying inside the SDK. Timeouts are explicit
+(connect apart from read), and `stream_usage=True` makes streamed answers report token usage.
+
+Structured output, by server:
+- OpenAI (gpt-4o and later), llama.cpp / xllamacpp, vLLM, recent Ollama: `method="json_schema"`.
+  The server constrains decoding to the schema (llama.cpp turns it into a grammar), so even a tiny
+  local model returns parseable JSON.
+- Servers that reject `response_format: json_schema` with a 400 but support tools:
+  `method="function_calling"`. `structured(model, schema)` tries json_schema and falls back to
+  function calling on a 400, so either kind of server works without configuration.
+- Servers with neither: `method="json_mode"` (valid JSON, schema not enforced) plus validation.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+import openai
+from langchain_core.runnables import Runnable
+from langchain_openai import ChatOpenAI
+
+from decompose.errors import ConfigError
+from decompose.tokens import ensure_offline_encodings
+
+DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+# Local servers ignore the key, but the OpenAI client refuses to start without one.
+PLACEHOLDER_KEY = "not-needed"
+
+
+def load_openai(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    **kwargs: Any,
+) -> ChatOpenAI:
+    """A `ChatOpenAI` for `model`; `base_url` and `api_key` default to the environment's
+    OPENAI_BASE_URL and OPENAI_API_KEY.
+
+    A float `timeout` is the read timeout; connecting gets at most 5 s of it. Other keyword
+    arguments (temperature, max_tokens, ...) go to `ChatOpenAI`.
+    """
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+    if api_key is None:
+        if base_url is None:
+            raise ConfigError(
+                "no OPENAI_API_KEY set",
+                hint="export OPENAI_API_KEY=..., or point at a local OpenAI-compatible server "
+                "with OPENAI_BASE_URL=http://127.0.0.1:8080/v1 (or base_url=...)",
+            )
+        api_key = PLACEHOLDER_KEY
+    if not isinstance(timeout, httpx.Timeout):
+        timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+    ensure_offline_encodings()  # get_num_tokens uses tiktoken
+    kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("stream_usage", True)
+    return ChatOpenAI(model=model, base_url=base_url, api_key=api_key, timeout=timeout, **kwargs)
+
+
+def structured(model: ChatOpenAI, schema: Any, **kwargs: Any) -> Runnable:
+    """`model.with_structured_output(schema)` that works whether or not the server accepts
+    `response_format: json_schema`: on a 400 it asks again through function calling."""
+    primary = model.with_structured_output(schema, method="json_schema", **kwargs)
+    fallback = model.with_structured_output(schema, method="function_calling", **kwargs)
+    return primary.with_fallbacks([fallback], exceptions_to_handle=(openai.BadRequestError,))

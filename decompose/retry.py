@@ -1,0 +1,270 @@
+"""The one retry policy for model calls, built on tenacity.
+
+Only transient failures are retried: HTTP 408/409/429/5xx, timeouts, refused or reset connections,
+and a truncated or malformed response body. Waits back off exponentially with jitter, except that a
+server's `Retry-After` / `retry-after-ms` header is obeyed (up to `max_retry_after`). A call never
+runs past `max_total` seconds: no wait starts that would cross it, and the attempt running at the
+deadline is cancelled. A permanent failure (400/401/403/404/...) or the last transient one is raised
+as `ModelError`, one line naming the endpoint and status, with the fix as its hint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+import openai
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from decompose.errors import ModelError
+
+T = TypeVar("T")
+
+# on_retry(attempt_number, exception, wait_seconds) is called before each wait.
+OnRetry = Callable[[int, BaseException, float], None]
+
+_TRANSIENT_STATUS = {408, 409, 429}
+
+# openai>=3 runs on httpx2 (an API-identical fork of httpx); other clients still use httpx.
+try:
+    import httpx2
+
+    _HTTPX: tuple = (httpx, httpx2)
+except ImportError:  # pragma: no cover - openai<3
+    _HTTPX = (httpx,)
+_HTTP_STATUS_ERRORS = tuple(m.HTTPStatusError for m in _HTTPX)
+_HTTP_ERRORS = tuple(m.HTTPError for m in _HTTPX)
+_TRANSPORT_ERRORS = tuple(m.TransportError for m in _HTTPX)
+_TIMEOUT_ERRORS = tuple(m.TimeoutException for m in _HTTPX)
+_CONNECT_ERRORS = tuple(m.ConnectError for m in _HTTPX)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    initial_wait: float = 0.5  # first backoff; doubles each retry
+    max_wait: float = 20.0  # cap on one backoff
+    max_retry_after: float = 60.0  # cap on a server's Retry-After
+    max_total: float = 120.0  # seconds for the whole call, all attempts and waits
+    jitter: float = 0.5  # up to this many random seconds added to each backoff
+
+
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code
+    if isinstance(exc, _HTTP_STATUS_ERRORS):
+        return exc.response.status_code
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying; a 4xx other than 408/409/429 never is."""
+    status = _status(exc)
+    if status is not None:
+        return status in _TRANSIENT_STATUS or status >= 500
+    return isinstance(
+        exc,
+        (
+            openai.APIConnectionError,  # includes APITimeoutError
+            *_TRANSPORT_ERRORS,  # timeouts, refused, reset, protocol errors
+            asyncio.TimeoutError,
+            ConnectionError,
+            json.JSONDecodeError,  # a 200 with a truncated or garbled body
+        ),
+    )
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The wait a 429/503 response asks for (`retry-after-ms`, or `Retry-After` in seconds or as
+    an HTTP date), or None when it asks for none."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        if "retry-after-ms" in headers:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        if "retry-after" in headers:
+            return max(0.0, float(headers["retry-after"]))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after", ""))
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and its causes: langchain-openai wraps the SDK's error, which wraps httpx's."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 5:
+        chain.append(chain[-1].__cause__)
+    return chain
+
+
+def _endpoint(exc: BaseException) -> str | None:
+    for e in _chain(exc):
+        try:
+            url = e.request.url  # type: ignore[attr-defined]
+        except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
+            continue
+        return str(url).split("?")[0]
+    return None
+
+
+def _server_detail(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        body = body.get("message", body)
+    return " ".join(str(body).split())[:200] if body else ""
+
+
+def error_reason(exc: BaseException) -> str:
+    """A few words for why a call failed, for Retried events and logs ("HTTP 429", "timeout")."""
+    status = _status(exc)
+    if status is not None:
+        return f"HTTP {status}"
+    if isinstance(exc, (openai.APITimeoutError, *_TIMEOUT_ERRORS, asyncio.TimeoutError)):
+        return "timeout"
+    if any(isinstance(e, (*_CONNECT_ERRORS, ConnectionRefusedError)) for e in _chain(exc)):
+        return "connection refused"
+    if isinstance(exc, (openai.APIConnectionError, *_TRANSPORT_ERRORS, ConnectionError)):
+        return "connection lost"
+    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError)):
+        return "malformed response"
+    return type(exc).__name__
+
+
+def _fix(reason: str, status: int | None) -> str:
+    if status in (401, 403):
+        return "check OPENAI_API_KEY (and that it may use this model)"
+    if status == 404:
+        return "check the model name, and that the base URL ends in /v1 (OPENAI_BASE_URL)"
+    if status == 429:
+        return "rate limited: lower max_concurrency or raise RetryPolicy.max_total"
+    if status is not None and status >= 500:
+        return "the server failed: retry later or configure a fallback model"
+    if status is not None:
+        return "the server rejected the request: check the model's parameters"
+    if reason == "connection refused":
+        return "is the server running? check OPENAI_BASE_URL"
+    if reason == "timeout":
+        return "the server is slow or stuck: raise the model's timeout or RetryPolicy.max_total"
+    return "the server or the network is unreliable: retry later or configure a fallback model"
+
+
+def describe_error(exc: BaseException, attempts: int = 1) -> ModelError:
+    """Turn a final model-call failure into a one-line `ModelError` naming endpoint, status, fix."""
+    reason, status, url = error_reason(exc), _status(exc), _endpoint(exc) or "the model server"
+    message = f"could not reach {url}" if reason == "connection refused" else f"{reason} from {url}"
+    detail = _server_detail(exc) if status is not None else ""
+    if detail:
+        message += f": {detail}"
+    if attempts > 1:
+        message += f" (after {attempts} attempts)"
+    return ModelError(message, hint=_fix(reason, status))
+
+
+def _is_model_failure(exc: BaseException) -> bool:
+    return is_transient(exc) or isinstance(exc, (openai.APIError, *_HTTP_ERRORS))
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    backoff = wait_exponential_jitter(
+        multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+    )
+
+    def wait(state: RetryCallState) -> float:
+        asked = retry_after_seconds(state.outcome.exception())  # type: ignore[union-attr]
+        return backoff(state) if asked is None else min(asked, policy.max_retry_after)
+
+    return wait
+
+
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]], policy: RetryPolicy, on_retry: OnRetry | None = None
+) -> T:
+    """Await `fn()` under `policy`; raise `ModelError` (chained) when it fails for good."""
+    deadline = time.monotonic() + policy.max_total
+
+    async def attempt() -> T:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            return await fn()
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry:
+            exc = state.outcome.exception()  # type: ignore[union-attr]
+            on_retry(state.attempt_number, exc, state.upcoming_sleep)  # type: ignore[arg-type]
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.max_total),
+        wait=_wait(policy),
+        retry=retry_if_exception(is_transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return await retrying(attempt)
+    except ModelError:
+        raise
+    except Exception as exc:
+        if not _is_model_failure(exc):
+            raise  # a bug or a parse error is not ours to describe
+        raise describe_error(exc, retrying.statistics.get("attempt_number", 1)) from exc
+
+
+_END = object()
+
+
+async def stream_with_retries(
+    make_stream: Callable[[], AsyncIterable[T]],
+    policy: RetryPolicy,
+    on_retry: OnRetry | None = None,
+) -> AsyncIterator[T]:
+    """Yield from `make_stream()`, retrying only until the first chunk arrives: after that,
+    chunks were already handed on, so a failure is raised (as `ModelError`) instead."""
+
+    async def first() -> tuple[AsyncIterator[T], object]:
+        stream = aiter(make_stream())
+        try:
+            return stream, await anext(stream)
+        except StopAsyncIteration:
+            return stream, _END
+        except BaseException:
+            await _aclose(stream)
+            raise
+
+    stream, chunk = await call_with_retries(first, policy, on_retry)
+    try:
+        if chunk is _END:
+            return
+        yield chunk  # type: ignore[misc]
+        async for chunk in stream:
+            yield chunk
+    except ModelError:
+        raise
+    except Exception as exc:
+        if not _is_model_failure(exc):
+            raise
+        raise describe_error(exc) from exc
+    finally:
+        await _aclose(stream)
+
+
+async def _aclose(stream: AsyncIterator[object]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,66 @@
+"""The orchestrator over a real HTTP model server that fails on cue: retries are events, fallbacks fire,
+permanent errors are one clear line, and a run ends within its deadline."""
+
+import json
+
+import pytest
+from fault_server import HANG, FaultServer, ok, status
+
+from decompose import ModelError, Orchestrator, RetryPolicy, ScriptedChatModel
+from decompose.events import Retried
+from decompose.models.openai import load_openai
+
+FAST = RetryPolicy(max_attempts=3, initial_wait=0.05, max_wait=0.2, jitter=0.01, max_total=5)
+ONE_STEP = json.dumps({"steps": [{"id": 1, "question": "Capital of France?"}]})
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FaultServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def model(server):
+    server.reset()
+    return load_openai("fault-model", base_url=server.base_url, api_key="k", timeout=2.0)
+
+
+def test_429_with_retry_after_is_retried_and_reported(server, model):
+    server.queue(status(429, {"Retry-After": "0.3"}), ok(ONE_STEP), ok("Paris"))
+    events = []
+    result = Orchestrator(model, retry=FAST, structured_output=False).run("Capital of France?",
+                                                                          on_event=events.append)
+    assert result.answer == "Paris"
+    retried = [e for e in events if isinstance(e, Retried)]
+    assert len(retried) == 1 and retried[0].phase == "decompose" and retried[0].reason == "HTTP 429"
+    assert retried[0].wait == pytest.approx(0.3)
+    assert server.gaps()[0] >= 0.3
+    assert result.usage.transport_retries == 1 and len(server.hits) == 3
+    assert result.plan.step(1).model == "fault-model"
+
+
+def test_401_is_not_retried_and_says_what_to_fix(server, model):
+    server.default = status(401, message="bad key")
+    with pytest.raises(ModelError) as err:
+        Orchestrator(model, retry=FAST, structured_output=False).run("Capital of France?")
+    assert len(server.hits) == 1
+    assert "HTTP 401 from http://127.0.0.1" in str(err.value) and "OPENAI_API_KEY" in str(err.value)
+
+
+def test_fallback_answers_when_the_server_keeps_failing(server, model):
+    server.default = status(503)
+    backup = ScriptedChatModel(rules=[(lambda m: '"steps"' in m[0].content, ONE_STEP), (r"France", "Paris")],
+                               model_name="backup")
+    result = Orchestrator(model, fallbacks=[backup], retry=FAST, structured_output=False).run("Capital?")
+    assert result.answer == "Paris" and result.plan.step(1).model == "backup"
+    assert len(server.hits) == 3 * 2  # every attempt of the primary, for the plan and for the step
+    assert result.usage.transport_retries == 2 * 2
+
+
+def test_a_hanging_server_ends_within_the_per_call_deadline(server, model):
+    server.default = HANG
+    policy = RetryPolicy(max_attempts=10, initial_wait=0.05, max_wait=0.1, jitter=0.01, max_total=1.0)
+    with pytest.raises(ModelError, match="timeout|timed out"):
+        Orchestrator(model, retry=policy, structured_output=False).run("Capital?")
+    assert len(server.hits) <= 5
