@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable, Sequence
 
+from langchain_core.callbacks import AsyncCallbackManager
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import ensure_config
+from langchain_core.utils.utils import LC_ID_PREFIX
+from langchain_core.utils.uuid import uuid7
 
 from decompose.errors import BudgetExceeded, DecomposeError, ModelError
 from decompose.events import Emit, Retried, Usage
@@ -63,7 +67,7 @@ class ModelCaller:
                                   step_id=step_id))
 
             try:
-                output = await call_with_retries(lambda: runnable.ainvoke(input), self.policy, on_retry)
+                output = await call_with_retries(lambda: _ainvoke(runnable, input), self.policy, on_retry)
             except Exception as exc:  # exhausted or permanent: try the next model
                 last_error = exc
                 continue
@@ -91,6 +95,35 @@ class ModelCaller:
                 f"{self.max_tokens}",
                 hint="raise max_tokens_per_run or ask a narrower question",
             )
+
+
+async def _ainvoke(runnable: Runnable, input: Any) -> Any:
+    """`runnable.ainvoke(input)`, minus LangChain's run bookkeeping when nobody is listening.
+
+    A chat model called on plain-text messages, with no callback handler to tell (none passed in or inherited
+    from an enclosing runnable, no LangSmith tracing, no debug/verbose output, no configure hook such as
+    `get_usage_metadata_callback`), goes straight to the model's own generation path `_agenerate_with_cache`:
+    cache, rate limiter, streaming choice and response metadata stay LangChain's; only run start/end events that
+    would reach no one are skipped (~80 µs a call). Any other call, and any call someone observes, uses `ainvoke`.
+    """
+    fast = isinstance(runnable, BaseChatModel) and hasattr(runnable, "_agenerate_with_cache")  # private: guard it
+    if fast and _plain_messages(input) and not _handlers(runnable):
+        message = (await runnable._agenerate_with_cache(input)).generations[0].message
+        if message.id is None:  # as `ainvoke` names it
+            message.id = f"{LC_ID_PREFIX}-{uuid7()}-0"
+        return message
+    return await runnable.ainvoke(input)
+
+
+def _plain_messages(input: Any) -> bool:
+    return isinstance(input, list) and all(isinstance(m, BaseMessage) and isinstance(m.content, str) for m in input)
+
+
+def _handlers(model: BaseChatModel) -> list:
+    """The handlers `model.ainvoke` would notify, configured exactly as LangChain configures them."""
+    config = ensure_config(None)  # picks up callbacks inherited from an enclosing runnable
+    return AsyncCallbackManager.configure(config.get("callbacks"), model.callbacks, model.verbose, config.get("tags"),
+                                          model.tags, config.get("metadata"), model.metadata).handlers
 
 
 def _message_of(output: Any) -> AIMessage | None:

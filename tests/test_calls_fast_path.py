@@ -1,0 +1,47 @@
+"""ModelCaller skips LangChain's run bookkeeping only when no callback handler would see the call."""
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import RunnableLambda
+
+from decompose import Orchestrator, ScriptedChatModel
+from decompose.calls import ModelCaller, _handlers
+from decompose.events import Usage
+from decompose.models.scripted import asks_for_plan
+from decompose.retry import RetryPolicy
+from tests.conftest import plan_json
+
+RULES = [(asks_for_plan, plan_json("First?", "Second?"))]
+
+
+class Counter(BaseCallbackHandler):
+    def __init__(self):
+        self.starts = 0
+
+    def on_chat_model_start(self, *args, **kwargs):
+        self.starts += 1
+
+
+def test_handlers_on_the_model_see_every_call():
+    counter = Counter()
+    result = Orchestrator(ScriptedChatModel(rules=RULES, default="x", callbacks=[counter])).run("q?")
+    assert result.ok and counter.starts == result.usage.model_calls == 4
+
+
+def test_handlers_inherited_from_an_enclosing_runnable_see_every_call():
+    counter = Counter()
+    orch = Orchestrator(ScriptedChatModel(rules=RULES, default="x"))
+    results = RunnableLambda(lambda q: orch.batch([q])).invoke("q?", config={"callbacks": [counter]})
+    assert counter.starts == results[0].usage.model_calls == 4
+
+
+async def test_unobserved_call_returns_what_ainvoke_returns():
+    model = ScriptedChatModel(default="hello there")
+    assert _handlers(model) == []
+    caller = ModelCaller([model], policy=RetryPolicy(), usage=Usage(), emit=lambda e: None)
+    from langchain_core.messages import HumanMessage
+
+    fast, _ = await caller.invoke([HumanMessage("hi")], phase="solve")
+    slow = await model.ainvoke([HumanMessage("hi")])
+    assert fast.content == slow.content and fast.usage_metadata == slow.usage_metadata
+    assert fast.response_metadata == slow.response_metadata
+    assert fast.id.startswith("lc_run-") and slow.id.startswith("lc_run-")
