@@ -1,30 +1,66 @@
 """decompose: answer hard questions in steps — decompose, solve (in parallel), combine."""
 
-from importlib.metadata import PackageNotFoundError, version
+# Names are imported on first use (PEP 562), so `import decompose.cli` (and `decompose --help`) does not pay for
+# langchain-core, pydantic and the backends. `from decompose import Orchestrator` works exactly as before.
 
-from langchain_core.tools import tool
+from __future__ import annotations
 
-from decompose.chains.prompts import Prompts
-from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelError, PlanError,
-                              StepTimeout, ToolError)
-from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
-                              StepStarted, Usage)
-from decompose.models import load_model
-from decompose.models.scripted import ScriptedChatModel
-from decompose.orchestrator import Orchestrator
-from decompose.plan import Plan, Step
-from decompose.result import Result
-from decompose.retry import RetryPolicy
-from decompose.tools.runner import RetryableToolError, side_effects
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("decompose-agents")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+_EXPORTS = {
+    "Answered": "decompose.events", "Event": "decompose.events", "PlanReady": "decompose.events",
+    "Retried": "decompose.events", "StepFailed": "decompose.events", "StepFinished": "decompose.events",
+    "StepSkipped": "decompose.events", "StepStarted": "decompose.events", "Usage": "decompose.events",
+    "BudgetExceeded": "decompose.errors", "ConfigError": "decompose.errors", "DecomposeError": "decompose.errors",
+    "InputError": "decompose.errors", "ModelError": "decompose.errors", "PlanError": "decompose.errors",
+    "StepTimeout": "decompose.errors", "ToolError": "decompose.errors",
+    "Orchestrator": "decompose.orchestrator",
+    "Plan": "decompose.plan", "Step": "decompose.plan",
+    "Prompts": "decompose.chains.prompts",
+    "Result": "decompose.result",
+    "RetryPolicy": "decompose.retry",
+    "RetryableToolError": "decompose.tools.runner", "side_effects": "decompose.tools.runner",
+    "load_model": "decompose.models",
+    "ScriptedChatModel": "decompose.models.scripted",
+    "tool": "langchain_core.tools",
+}
 
-__all__ = [
-    "Answered", "BudgetExceeded", "ConfigError", "DecomposeError", "Event", "InputError", "ModelError",
-    "Orchestrator", "Plan", "PlanError", "PlanReady", "Prompts", "Result", "Retried", "RetryPolicy",
-    "RetryableToolError", "ScriptedChatModel", "Step", "StepFailed", "StepFinished", "StepSkipped", "StepStarted",
-    "StepTimeout", "ToolError", "Usage", "load_model", "side_effects", "tool",
-]
+__all__ = sorted(_EXPORTS)  # plus __version__
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("decompose-agents")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            value = "0.0.0"
+    elif name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'decompose' has no attribute {name!r}")
+    globals()[name] = value  # cache: __getattr__ runs once per name
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, "__version__"})
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from langchain_core.tools import tool
+
+    from decompose.chains.prompts import Prompts
+    from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelError, PlanError,
+                                  StepTimeout, ToolError)
+    from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
+                                  StepStarted, Usage)
+    from decompose.models import load_model
+    from decompose.models.scripted import ScriptedChatModel
+    from decompose.orchestrator import Orchestrator
+    from decompose.plan import Plan, Step
+    from decompose.result import Result
+    from decompose.retry import RetryPolicy
+    from decompose.tools.runner import RetryableToolError, side_effects

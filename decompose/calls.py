@@ -13,7 +13,7 @@ from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_core.utils.uuid import uuid7
 
 from decompose.errors import BudgetExceeded, DecomposeError, ModelError
-from decompose.events import Emit, Retried, Usage
+from decompose.events import Emit, Retried, TokenCount, Usage
 from decompose.retry import RetryPolicy, call_with_retries, error_reason
 
 
@@ -42,6 +42,7 @@ class ModelCaller:
         self.usage = usage
         self.emit = emit
         self.max_tokens = max_tokens
+        self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
         self._runnables: dict[tuple[int, Hashable], Runnable] = {}
 
     async def invoke(
@@ -71,7 +72,10 @@ class ModelCaller:
             except Exception as exc:  # exhausted or permanent: try the next model
                 last_error = exc
                 continue
-            self.usage.add(phase, _message_of(output))
+            message = _message_of(output)
+            self.usage.add(phase, message)
+            if step_id is not None:
+                self.step_usage.setdefault(step_id, TokenCount()).add(message)
             self._check_budget()
             return output, model_name(model)
         if isinstance(last_error, DecomposeError):

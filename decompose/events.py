@@ -41,6 +41,7 @@ class StepFinished(Event):
     answer: Any
     elapsed: float
     model: str | None = None
+    usage: dict[str, int] | None = None  # this step's model tokens: {"input", "output", "calls"}
 
 
 @dataclass
@@ -80,6 +81,16 @@ class TokenCount:
     def total(self) -> int:
         return self.input + self.output
 
+    def add(self, message: AIMessage | None) -> None:
+        """Count one call, with the tokens the server reported for it."""
+        self.calls += 1
+        meta = getattr(message, "usage_metadata", None) or {}
+        self.input += int(meta.get("input_tokens", 0) or 0)
+        self.output += int(meta.get("output_tokens", 0) or 0)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"input": self.input, "output": self.output, "calls": self.calls}
+
 
 @dataclass
 class Usage:
@@ -90,11 +101,7 @@ class Usage:
     parse_retries: int = 0
 
     def add(self, phase: str, message: AIMessage | None) -> None:
-        count = self.phases.setdefault(phase, TokenCount())
-        count.calls += 1
-        meta = getattr(message, "usage_metadata", None) or {}
-        count.input += int(meta.get("input_tokens", 0) or 0)
-        count.output += int(meta.get("output_tokens", 0) or 0)
+        self.phases.setdefault(phase, TokenCount()).add(message)
 
     def merge(self, other: "Usage") -> None:
         for phase, c in other.phases.items():
@@ -129,7 +136,7 @@ class Usage:
             "model_calls": self.model_calls,
             "transport_retries": self.transport_retries,
             "parse_retries": self.parse_retries,
-            "phases": {k: {"input": v.input, "output": v.output, "calls": v.calls} for k, v in self.phases.items()},
+            "phases": {k: v.to_dict() for k, v in self.phases.items()},
         }
 
 

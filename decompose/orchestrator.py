@@ -22,7 +22,7 @@ from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
 from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, PlanError
 from decompose.events import (Answered, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted,
-                              Usage)
+                              TokenCount, Usage)
 from decompose.models import load_model
 from decompose.plan import Plan, Step, resolve_args, resolve_text
 from decompose.result import Result
@@ -198,7 +198,7 @@ class Orchestrator:
         answer: str | None = None
         try:
             async with asyncio.timeout(self.run_timeout):
-                await self._run_steps(plan, question, run, depth=0, hooks=_state_hooks(plan, run.emit))
+                await self._run_steps(plan, question, run, depth=0, hooks=_state_hooks(plan, run.emit, run.caller.step_usage))
                 answer = await self._synthesize(plan, question, run)
         except TimeoutError:
             error = f"run timed out after {self.run_timeout:g}s"
@@ -238,7 +238,7 @@ class Orchestrator:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
         parent's stream (their ids would clash), retries and usage still count."""
         plan = await self._plan(question, run)
-        await self._run_steps(plan, question, run, depth=depth, hooks=_state_hooks(plan, _drop))
+        await self._run_steps(plan, question, run, depth=depth, hooks=_state_hooks(plan, _drop, {}))
         return await self._synthesize(plan, question, run)
 
     async def _synthesize(self, plan: Plan, question: str, run: _Run) -> str:
@@ -256,7 +256,7 @@ class Orchestrator:
         return str(message.content).strip()
 
 
-def _state_hooks(plan: Plan, emit: Callable[[Event], None]) -> Hooks:
+def _state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int, TokenCount]) -> Hooks:
     """Keep each step's state in step with the scheduler, and announce every change."""
     steps = plan.by_id
 
@@ -268,7 +268,9 @@ def _state_hooks(plan: Plan, emit: Callable[[Event], None]) -> Hooks:
     def done(step_id: int, answer: Any) -> None:
         step = steps[step_id]
         step.status, step.answer = "done", answer
-        emit(StepFinished(step_id=step_id, answer=answer, elapsed=step.elapsed or 0.0, model=step.model))
+        usage = step_usage.get(step_id)
+        emit(StepFinished(step_id=step_id, answer=answer, elapsed=step.elapsed or 0.0, model=step.model,
+                          usage=usage.to_dict() if usage else None))
 
     def fail(step_id: int, error: BaseException) -> None:
         step = steps[step_id]

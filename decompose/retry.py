@@ -18,8 +18,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import sys
+
 import httpx
-import openai
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -51,6 +52,16 @@ _TIMEOUT_ERRORS = tuple(m.TimeoutException for m in _HTTPX)
 _CONNECT_ERRORS = tuple(m.ConnectError for m in _HTTPX)
 
 
+class _NeverRaised(Exception):
+    """Stands in for an openai error class while openai is not imported: none of its errors can occur then."""
+
+
+def _openai(name: str) -> type[BaseException]:
+    # Looked up lazily: importing openai costs ~1 s, which local and scripted models should not pay.
+    module = sys.modules.get("openai")
+    return getattr(module, name) if module is not None else _NeverRaised
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 4
@@ -62,7 +73,7 @@ class RetryPolicy:
 
 
 def _status(exc: BaseException) -> int | None:
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, _openai("APIStatusError")):
         return exc.status_code
     if isinstance(exc, _HTTP_STATUS_ERRORS):
         return exc.response.status_code
@@ -77,7 +88,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(
         exc,
         (
-            openai.APIConnectionError,  # includes APITimeoutError
+            _openai("APIConnectionError"),  # includes APITimeoutError
             *_TRANSPORT_ERRORS,  # timeouts, refused, reset, protocol errors
             asyncio.TimeoutError,
             ConnectionError,
@@ -136,13 +147,13 @@ def error_reason(exc: BaseException) -> str:
     status = _status(exc)
     if status is not None:
         return f"HTTP {status}"
-    if isinstance(exc, (openai.APITimeoutError, *_TIMEOUT_ERRORS, asyncio.TimeoutError)):
+    if isinstance(exc, (_openai("APITimeoutError"), *_TIMEOUT_ERRORS, asyncio.TimeoutError)):
         return "timeout"
     if any(isinstance(e, (*_CONNECT_ERRORS, ConnectionRefusedError)) for e in _chain(exc)):
         return "connection refused"
-    if isinstance(exc, (openai.APIConnectionError, *_TRANSPORT_ERRORS, ConnectionError)):
+    if isinstance(exc, (_openai("APIConnectionError"), *_TRANSPORT_ERRORS, ConnectionError)):
         return "connection lost"
-    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError)):
+    if isinstance(exc, (json.JSONDecodeError, _openai("APIResponseValidationError"))):
         return "malformed response"
     return type(exc).__name__
 
@@ -178,7 +189,7 @@ def describe_error(exc: BaseException, attempts: int = 1) -> ModelError:
 
 
 def _is_model_failure(exc: BaseException) -> bool:
-    return is_transient(exc) or isinstance(exc, (openai.APIError, *_HTTP_ERRORS))
+    return is_transient(exc) or isinstance(exc, (_openai("APIError"), *_HTTP_ERRORS))
 
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:

@@ -25,6 +25,8 @@ def test_run_end_to_end(titanic_model):
     types = [type(e) for e in result.events]
     assert types[0] is PlanReady and types[-1] is Answered
     assert types.count(StepStarted) == 4 and types.count(StepFinished) == 4
+    per_step = [e.usage for e in result.events if isinstance(e, StepFinished)]
+    assert all(u["calls"] == 1 and u["input"] > 0 for u in per_step)
     assert result.elapsed > 0
 
 

@@ -1,0 +1,217 @@
+"""The `decompose` command: run / chat / agents / eval, with a live plan view and `--json` for scripts.
+
+Start-up stays fast: this module imports only the standard library; rich, langchain-core and the model backends
+are imported by the command that needs them.
+
+Exit codes: 0 ok, 1 run failed or partial, 2 usage or configuration error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DESCRIPTION = "Answer hard questions in steps: decompose into a plan, solve the steps in parallel, combine."
+
+EPILOG = """\
+model specs (--model, else $DECOMPOSE_MODEL, else the embedded local model):
+  openai:MODEL            an OpenAI-compatible server ($OPENAI_API_KEY, $OPENAI_BASE_URL)
+  hf:PATH                 a local Transformers model or GGUF file
+  smollm2                 the embedded SmolLM2-135M-Instruct (the default)
+  py:MODULE:ATTR          a BaseChatModel object, or a zero-argument factory returning one
+  py:FILE.py:ATTR         the same, from a Python file
+  scripted:FILE.py[:ATTR] a scripted model for tests: FILE defines ATTR (default: `model`, else
+                          `make_model()`, else `rules` [+ `default`] for a ScriptedChatModel)
+
+tools (--tools MODULE:ATTR ...): ATTR is a LangChain tool, a list of tools, or a zero-argument
+factory returning either, e.g. decompose.tools.calculator:calculator
+
+exit codes: 0 ok, 1 run failed or partial (a step failed, no answer), 2 usage or configuration
+error, 130 interrupted (Ctrl-C).  Output is plain text when not on a terminal; NO_COLOR is honoured.
+
+examples:
+  decompose run "Who directed Titanic, and how old was that person when it was released?"
+  decompose run --review --agent customer-service "Refund my last order, ann@example.com"
+  decompose run --json --model openai:gpt-4o-mini "..." | jq .answer
+  decompose chat --agent customer-service
+  decompose eval questions.jsonl --concurrency 4 --out report.jsonl
+"""
+
+
+class _Version(argparse.Action):
+    """`--version`, resolved only when asked (the package version needs importlib.metadata)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any):
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import decompose
+
+        print(f"decompose {decompose.__version__}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="decompose", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_Version)
+    _add_global(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # Options accepted both before and after the command; SUPPRESS keeps a value given before it.
+    glob = argparse.ArgumentParser(add_help=False)
+    _add_global(glob, argparse.SUPPRESS)
+
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", metavar="SPEC", help="chat model spec (see below); default $DECOMPOSE_MODEL, "
+                       "else the embedded local model")
+    model.add_argument("--agent", metavar="NAME", help="a ready-made agent (see `decompose agents`)")
+    model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
+                       help="tools the plan may call (without --agent)")
+    model.add_argument("--strategy", help="how steps are answered: direct, cot, self_consistency, recursive")
+    model.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="steps running at once")
+    model.add_argument("--max-steps", type=_positive_int, metavar="N", help="largest plan allowed")
+    model.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for a whole run")
+    model.add_argument("--on-plan-failure", choices=("raise", "direct"),
+                       help="when the model writes no usable plan: fail (raise, the default) or answer directly")
+    model.add_argument("--retries", type=_non_negative_int, metavar="N",
+                       help="retries of a failed model call (default 3; 0 fails at once)")
+
+    run = commands.add_parser("run", parents=[glob, model], help="answer one question",
+                              description="Answer one question; a live tree shows the plan as it runs.")
+    run.add_argument("question", nargs="?", help="the question ('-' or none: read it from stdin)")
+    run.add_argument("--json", action="store_true", help="print the whole Result as JSON (for scripts)")
+    run.add_argument("--review", action="store_true",
+                     help="show the plan and let you approve, edit ($EDITOR) or cancel it before it runs")
+    run.add_argument("--plan", metavar="FILE", help="run a saved plan (JSON) instead of decomposing")
+
+    chat = commands.add_parser("chat", parents=[glob, model], help="multi-turn conversation",
+                               description="A conversation; each turn shows its plan live. Commands: /plan "
+                               "(last plan), /reset (forget the conversation), /exit. Ctrl-C cancels a turn.")
+    chat.add_argument("--max-history-tokens", type=_positive_int, metavar="N",
+                      help="earlier turns kept as context, in tokens (default: the Conversation's)")
+
+    agents = commands.add_parser("agents", parents=[glob], help="list the ready-made agents and their tools")
+    agents.add_argument("--json", action="store_true", help="print the list as JSON")
+
+    ev = commands.add_parser("eval", parents=[glob, model], help="answer and score many questions",
+                             description="Answer every row of a JSONL file ({\"question\": ..., \"answer\": ...};"
+                             " GSM8K and StrategyQA rows also work), score exact match and token F1, and write "
+                             "a per-question report (JSON lines). Rows already in the report are skipped, so an "
+                             "interrupted run resumes where it stopped.")
+    ev.add_argument("file", metavar="FILE.jsonl", nargs="?")
+    ev.add_argument("--out", metavar="REPORT", help="report file (JSON lines; default FILE.report.jsonl in the "
+                    "current directory)")
+    ev.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                    help="questions answered at once (default 4)")
+    ev.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N rows of the file")
+    ev.add_argument("--direct", action="store_true",
+                    help="answer each question directly (a one-step plan), to compare with decomposing")
+    ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def _add_global(parser: argparse.ArgumentParser, default: Any) -> None:
+    extra = {} if default is None else {"default": default}
+    parser.add_argument("--trace", metavar="FILE", help="write every event as JSON lines to FILE", **extra)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks", **extra)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    return _positive_int(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _untangle_tools(args)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        _say_error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`decompose ... | head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:  # one line for the user; the traceback only with --debug
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        return _report(exc, debug=args.debug)
+
+
+def _untangle_tools(args: argparse.Namespace) -> None:
+    """`--tools a:b c:d "question"`: the greedy list swallowed the question (or file); give it back."""
+    tools = getattr(args, "tools", None)
+    positional = "question" if args.command == "run" else "file"
+    if tools and getattr(args, positional, "") is None:
+        target, sep, attr = tools[-1].rpartition(":")
+        if not (sep and target and attr.isidentifier()):
+            setattr(args, positional, tools.pop())
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "agents":
+        from decompose.cli_view import show_agents
+
+        return show_agents(args)
+    if args.command == "eval":
+        from decompose.cli_eval import eval_command
+
+        return eval_command(args)
+    if args.command == "chat":
+        from decompose.cli_view import chat_command
+
+        return chat_command(args)
+    from decompose.cli_view import run_command
+
+    return run_command(args)
+
+
+def _report(exc: BaseException, *, debug: bool) -> int:
+    from decompose.errors import ConfigError, DecomposeError, InputError
+
+    if isinstance(exc, (ConfigError, InputError)):
+        _say_error(str(exc))
+        return EXIT_USAGE
+    if isinstance(exc, DecomposeError):
+        _say_error(str(exc))
+        return EXIT_FAILED
+    hint = "" if debug else " (hint: run again with --debug for the traceback)"
+    _say_error(f"{type(exc).__name__}: {exc}{hint}")
+    return EXIT_FAILED
+
+
+def _say_error(message: str) -> None:
+    message = " ".join(str(message).split())  # always one line
+    print(f"decompose: error: {message}", file=sys.stderr, flush=True)
+
+
+def run() -> None:  # pragma: no cover - console-script style entry
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
