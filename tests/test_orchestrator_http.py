@@ -64,3 +64,22 @@ def test_a_hanging_server_ends_within_the_per_call_deadline(server, model):
     with pytest.raises(ModelError, match="timeout|timed out"):
         Orchestrator(model, retry=policy, structured_output=False).run("Capital?")
     assert len(server.hits) <= 5
+
+
+def test_a_server_refusing_structured_output_gets_plain_json_instead(server, model):
+    server.queue(status(400, message="response_format json_schema is not supported"), ok(ONE_STEP), ok("Paris"))
+    result = Orchestrator(model, retry=FAST).run("Capital of France?")
+    assert result.answer == "Paris"
+    asked = [hit.body.get("response_format") for hit in server.hits]
+    assert asked[0] and asked[0]["type"] == "json_schema"  # structured output was tried first
+    assert asked[1] is None  # then the plan was asked for as plain JSON
+
+
+def test_an_unreachable_server_is_not_asked_twice_in_two_formats():
+    from servers import free_port
+
+    model = load_openai("m", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k", timeout=1.0)
+    events = []
+    with pytest.raises(ModelError, match="could not reach"):
+        Orchestrator(model, retry=FAST).run("Capital?", on_event=events.append)
+    assert len([e for e in events if isinstance(e, Retried)]) == FAST.max_attempts - 1

@@ -16,6 +16,7 @@ from decompose.chains.prompts import Prompts
 from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
 from decompose.plan import Plan
+from decompose.retry import error_reason
 
 
 def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
@@ -89,7 +90,7 @@ class Decomposer:
             except ModelError as exc:
                 if _output_problem(exc):  # cut off at the token limit, or unparseable: worth a re-ask
                     return f"(unusable reply: {exc})", None
-                if self.structured_output:  # the user insisted on structured output
+                if self.structured_output or not _server_refused(exc):  # insisted on, or the server is down
                     raise
                 self._refused_structured.update(id(m) for m in caller.models)
             else:
@@ -163,6 +164,12 @@ def tidy_dependencies(data: Any) -> Any:
                 step["depends_on"] = [d for d in deps if str(d) in earlier]
             earlier.add(str(step.get("id")))
     return data
+
+
+def _server_refused(exc: ModelError) -> bool:
+    """True when the server answered with an HTTP error (it may not support structured output), as opposed to
+    being unreachable or timing out, where asking again in another format cannot help."""
+    return exc.__cause__ is not None and error_reason(exc.__cause__).startswith("HTTP")
 
 
 def _output_problem(exc: BaseException) -> bool:
