@@ -1,0 +1,116 @@
+"""Output tokens/s of concurrent requests on a local model: batched into one `generate` vs one at a time.
+
+    python benchmarks/local_batching.py [--device cpu|cuda] [--tokens 64] [--requests 8] [--repeats 3] [--raw]
+
+`measure(run_concurrent_fn, run_sequential_fn)` times any two zero-argument callables (plain or async) that
+return the number of output tokens they produced, so other paths (e.g. through the orchestrator) reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PROMPTS = [
+    "Write a long story about a dragon who learns to bake bread.",
+    "Describe, step by step, how a car engine works.",
+    "Write a detailed travel guide for a week in Japan.",
+    "Explain the history of the Roman Empire in detail.",
+    "Write a long poem about autumn leaves and rain.",
+    "Describe how to plan and plant a vegetable garden.",
+    "Explain in detail how computers store and process data.",
+    "Write a long letter to a friend about a recent trip to the mountains.",
+]
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[int, float]:
+    started = time.perf_counter()
+    result = fn()
+    tokens = asyncio.run(result) if inspect.isawaitable(result) else result
+    return tokens, time.perf_counter() - started
+
+
+def _rate(run: tuple[int, float]) -> float:
+    return run[0] / run[1]
+
+
+def measure(
+    run_concurrent_fn: Callable[[], Any], run_sequential_fn: Callable[[], Any], repeats: int = 1
+) -> dict[str, float]:
+    """Run both (each returns its output token count), print tokens/s both ways and the speed-up.
+
+    With `repeats` > 1 the two alternate and the best run of each counts: on a shared machine the
+    slow runs measure the neighbours, not the code.
+    """
+    runs = [(_timed(run_sequential_fn), _timed(run_concurrent_fn)) for _ in range(repeats)]
+    (seq_tokens, seq_s), (con_tokens, con_s) = (max((r[i] for r in runs), key=_rate) for i in (0, 1))
+    stats = {"sequential_tps": seq_tokens / seq_s, "concurrent_tps": con_tokens / con_s}
+    stats["ratio"] = stats["concurrent_tps"] / stats["sequential_tps"]
+    print(f"one at a time: {seq_tokens} tokens in {seq_s:.2f} s = {stats['sequential_tps']:.1f} tokens/s")
+    print(f"concurrent:    {con_tokens} tokens in {con_s:.2f} s = {stats['concurrent_tps']:.1f} tokens/s")
+    print(f"speed-up: {stats['ratio']:.2f}x" + (f" (best of {repeats})" if repeats > 1 else ""))
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present, else cpu)")
+    parser.add_argument("--tokens", type=int, default=64, help="max new tokens per request")
+    parser.add_argument("--requests", type=int, default=8, help="concurrent requests")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs; the best of each counts")
+    parser.add_argument("--model", default="smollm2", help="a load_model spec, e.g. hf:/path/to/model")
+    parser.add_argument("--raw", action="store_true", help="also measure bare transformers generate()")
+    args = parser.parse_args()
+
+    import torch
+
+    from decompose.models import load_model
+
+    model = load_model(args.model, device=args.device, max_new_tokens=args.tokens, max_batch_size=args.requests)
+    print(f"model {args.model} on {model.hf_model.device}, {model.hf_model.dtype}, "
+          f"{torch.get_num_threads()} torch threads, {args.requests} requests x {args.tokens} new tokens")
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
+    model.invoke(prompts[0], max_new_tokens=4)  # warm-up: first-call allocations are not what we measure
+
+    async def concurrent() -> int:
+        replies = await asyncio.gather(*(model.ainvoke(p) for p in prompts))
+        return sum(r.usage_metadata["output_tokens"] for r in replies)
+
+    async def sequential() -> int:
+        return sum([(await model.ainvoke(p)).usage_metadata["output_tokens"] for p in prompts])
+
+    print("chat model ainvoke, batched by the model vs awaited one at a time:")
+    before = model.batch_sizes
+    measure(concurrent, sequential, args.repeats)
+    print(f"generate calls by batch size: {dict(model.batch_sizes - before)}")
+    if args.raw:
+        print("bare transformers generate(), one padded batch vs one prompt at a time:")
+        measure(*_raw_runs(model, prompts, args.tokens), args.repeats)
+
+
+def _raw_runs(model: Any, prompts: list[str], tokens: int) -> tuple[Callable[[], int], Callable[[], int]]:
+    """The same work without the chat model: the ceiling the batcher is measured against."""
+    import torch
+
+    hf, tok = model.hf_model, model.tokenizer
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+             for p in prompts]
+
+    @torch.inference_mode()
+    def generate(batch: list[str]) -> int:
+        enc = tok(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(hf.device)
+        out = hf.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        return (out.shape[1] - enc.input_ids.shape[1]) * len(batch)
+
+    return (lambda: generate(texts)), (lambda: sum(generate([t]) for t in texts))
+
+
+if __name__ == "__main__":
+    main()
