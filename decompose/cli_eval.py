@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from decompose.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from decompose.cli_config import Trace, build_orchestrator
 from decompose.errors import ConfigError, DecomposeError
-from decompose.text import exact_match, token_f1
+from decompose.text import answer_match, exact_match, token_f1
 
 
 @dataclass
@@ -127,25 +127,27 @@ def open_report(path: Path) -> TextIO:
 # ----- scoring --------------------------------------------------------------------------------------------------
 
 
-def score(prediction: str | None, gold: list[str] | None) -> tuple[float | None, float | None]:
+def score(prediction: str | None, gold: list[str] | None) -> tuple[float | None, float | None, float | None]:
+    """(exact match, token F1, answer match) against the best gold answer."""
     if gold is None:
-        return None, None
+        return None, None, None
     if prediction is None:
-        return 0.0, 0.0
-    return max(exact_match(prediction, g) for g in gold), max(token_f1(prediction, g) for g in gold)
+        return 0.0, 0.0, 0.0
+    return (max(exact_match(prediction, g) for g in gold), max(token_f1(prediction, g) for g in gold),
+            max(answer_match(prediction, g) for g in gold))
 
 
 def record_for(row: Row, mode: str, result: Any = None, error: BaseException | None = None,
                elapsed: float = 0.0) -> dict[str, Any]:
     answer = result.answer if result is not None else None
-    em, f1 = score(answer, row.gold)
+    em, f1, match = score(answer, row.gold)
     steps = result.plan.steps if result is not None and result.plan is not None else []
     usage = result.usage.to_dict() if result is not None else {}
     message = str(error) if error is not None else (result.error if result is not None else None)
     return {
         "id": row.key, "line": row.line, "mode": mode, "question": row.question,
         "gold": row.gold[0] if row.gold and len(row.gold) == 1 else row.gold,
-        "prediction": answer, "em": em, "f1": None if f1 is None else round(f1, 4),
+        "prediction": answer, "em": em, "f1": None if f1 is None else round(f1, 4), "match": match,
         "valid_plan": result is not None and result.plan is not None,
         "answered": answer is not None,
         "ok": error is None and result is not None and result.ok,
@@ -171,6 +173,7 @@ def summarize(records: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         "scored": len(scored),
         "exact_match": mean("em"),
         "f1": mean("f1"),
+        "answer_match": mean("match") if all("match" in r for r in scored) else None,
         "input_tokens": sum(r.get("input_tokens", 0) for r in records),
         "output_tokens": sum(r.get("output_tokens", 0) for r in records),
         "model_calls": sum(r.get("model_calls", 0) for r in records),
@@ -326,6 +329,7 @@ def _print_summary(summary: dict[str, Any], *, as_json: bool) -> None:
         ("malformed lines", str(summary["malformed"])),
         ("exact match", score(summary["exact_match"])),
         ("token F1", score(summary["f1"])),
+        ("answer match (number / yes-no)", score(summary["answer_match"])),
         ("tokens in / out", f"{summary['input_tokens']} / {summary['output_tokens']}"),
         ("model calls", str(summary["model_calls"])),
         ("wall time", f"{summary['elapsed']:.2f}s"),

@@ -9,8 +9,9 @@ from typing import Callable
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
 
 from decompose.events import Event
-from decompose.orchestrator import Orchestrator, _sync
+from decompose.orchestrator import Orchestrator
 from decompose.result import Result
+from decompose.sync import run_sync
 from decompose.tokens import count_message_tokens
 
 
@@ -28,7 +29,7 @@ class Conversation:
         self.last_result: Result | None = None
 
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
-        return _sync(self.asend(text, on_event=on_event))
+        return run_sync(self.asend(text, on_event=on_event))
 
     async def asend(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
         result = await self.orchestrator.arun(text, on_event=on_event, history=self.history_messages())

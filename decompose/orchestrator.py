@@ -28,6 +28,7 @@ from decompose.plan import Plan, Step, resolve_args, resolve_text
 from decompose.result import Result
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
+from decompose.sync import run_sync
 from decompose.solvers import STRATEGIES, SelfConsistencySolver, Solver, StepContext
 from decompose.tools.runner import ToolRunner
 
@@ -96,17 +97,17 @@ class Orchestrator:
 
     def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
             history: Sequence[BaseMessage] = ()) -> Result:
-        return _sync(self.arun(question, on_event=on_event, history=history))
+        return run_sync(self.arun(question, on_event=on_event, history=history))
 
     def plan(self, question: str) -> Plan:
-        return _sync(self.aplan(question))
+        return run_sync(self.aplan(question))
 
     def execute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
                 on_event: Callable[[Event], None] | None = None) -> Result:
-        return _sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event))
+        return run_sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event))
 
     def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None) -> list[Result]:
-        return _sync(self.abatch(questions, max_concurrency=max_concurrency))
+        return run_sync(self.abatch(questions, max_concurrency=max_concurrency))
 
     async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
                    history: Sequence[BaseMessage] = ()) -> Result:
@@ -341,23 +342,3 @@ def _as_plan(plan: Plan | str | dict, max_steps: int) -> Plan:
 
 def _plan_as_question(plan: Plan) -> str:
     return " / ".join(s.question for s in plan.final_steps())
-
-
-def _sync(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # no loop running: the normal case for the sync API
-        pass
-    else:
-        coro.close()
-        raise ConfigError("this method was called inside a running event loop",
-                          hint="await the async form instead (arun, aplan, aexecute, abatch)")
-    box: list[Any] = []
-    asyncio.run(_into(box, coro))
-    return box[0]
-
-
-async def _into(box: list[Any], coro: Any) -> None:
-    """Await `coro` into `box`, so that the task asyncio.run() wraps holds no result: on Python 3.11, restoring the
-    SIGINT handler afterwards builds the repr of that task, and the repr of a whole Result costs ~0.1 ms a run."""
-    box.append(await coro)

@@ -41,6 +41,23 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+YES_NO = re.compile(r"\b(yes|no|true|false)\b")
+
+
+def answer_match(prediction: str, gold: str) -> float:
+    """Task-aware match, as GSM8K and StrategyQA are usually scored: for a numeric gold, the last number in the
+    prediction; for a yes/no gold, the first yes/no (true/false) word; otherwise exact match."""
+    gold_norm = normalize_answer(gold)
+    if re.fullmatch(r"-?\d+(\.\d+)?", gold_norm):
+        numbers = NUMBER.findall(str(prediction))
+        return float(bool(numbers) and _plain_number(numbers[-1]) == gold_norm)
+    if gold_norm in ("yes", "no"):
+        word = YES_NO.search(str(prediction).lower())
+        said = {"true": "yes", "false": "no"}.get(word.group(1), word.group(1)) if word else None
+        return float(said == gold_norm)
+    return exact_match(prediction, gold)
+
+
 def final_answer_line(text: str) -> str:
     """The answer after the last 'Answer:' marker, else the last non-empty line (chain-of-thought output)."""
     matches = re.findall(r"answer\s*(?:is)?\s*[:：]\s*(.+)", text, flags=re.IGNORECASE)

@@ -40,3 +40,9 @@ def test_plan_schema_with_tools_only_allows_their_names():
     json_schema = schema.model_json_schema()
     assert "add" in str(json_schema) and "lookup" in str(json_schema)
     assert typing.get_origin(schema.model_fields["steps"].annotation) is list
+
+
+def test_a_plan_of_nothing_but_echoes_becomes_one_step():
+    plan = Plan.from_data({"steps": [{"id": 1, "question": "How many apples?"},
+                                     {"id": 2, "question": "How many apples?"}]})
+    assert [s.id for s in drop_echo_steps(plan, "How many apples?").steps] == [1]

@@ -83,3 +83,14 @@ def test_an_unreachable_server_is_not_asked_twice_in_two_formats():
     with pytest.raises(ModelError, match="could not reach"):
         Orchestrator(model, retry=FAST).run("Capital?", on_event=events.append)
     assert len([e for e in events if isinstance(e, Retried)]) == FAST.max_attempts - 1
+
+
+def test_the_sync_api_can_be_called_again_with_the_same_http_model(server, model):
+    # HTTP clients bind to the event loop they first ran on; each sync call must not strand them.
+    server.default = ok("Paris")
+    server.queue(ok(ONE_STEP))
+    orch = Orchestrator(model, retry=FAST, structured_output=False)
+    assert orch.run("Capital of France?").answer == "Paris"
+    server.queue(ok(ONE_STEP))
+    assert orch.run("Capital of France?").answer == "Paris"
+    assert Orchestrator(model, retry=FAST, structured_output=False).plan("Capital?").steps[0].question

@@ -74,3 +74,15 @@ def test_final_answer_line(text, expected):
 @pytest.mark.parametrize("a, b", [("The Eiffel Tower.", "eiffel tower"), ("1,000.50", "1000.5"), ("24.0", "24")])
 def test_normalize_answer(a, b):
     assert normalize_answer(a) == normalize_answer(b)
+
+
+@pytest.mark.parametrize("prediction, gold, expected", [
+    ("She makes $18 every day.", "18", 1.0), ("3 + 4 = 7, so 9 eggs", "9", 1.0), ("about 1,000.0", "1000", 1.0),
+    ("18 dollars, not 17", "18", 0.0), ("no number", "18", 0.0),
+    ("Yes, because llamas gestate for 11 months.", "yes", 1.0), ("False.", "no", 1.0), ("It is not", "no", 0.0),
+    ("Paris", "paris", 1.0),
+])
+def test_answer_match(prediction, gold, expected):
+    from decompose.text import answer_match
+
+    assert answer_match(prediction, gold) == expected

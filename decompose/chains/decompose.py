@@ -145,8 +145,7 @@ def drop_echo_steps(plan: Plan, question: str) -> Plan:
         if step.tool or step.id in used or text not in seen:
             kept.append(step)
         seen.add(text)
-    if kept and len(kept) < len(plan.steps):
-        plan.steps = kept
+    plan.steps = kept or plan.steps[:1]  # all echoes: one step asking the question itself
     return plan
 
 

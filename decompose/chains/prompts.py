@@ -6,6 +6,7 @@ template string, so braces in a user's question are harmless.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
@@ -20,6 +21,16 @@ Rules:
 - Write {{n}} in a later step to use the answer of step n, and list n in depends_on.
 - Steps that do not depend on each other are answered at the same time.
 {tool_rules}"""
+
+# Worked examples, shown as earlier chat turns: small models copy the pattern (and stop echoing the question).
+EXAMPLES: list[tuple[str, list[tuple[str, list[int]]]]] = [
+    ("Which is taller, the Eiffel Tower or Big Ben?",
+     [("How tall is the Eiffel Tower?", []), ("How tall is Big Ben?", []), ("Which is larger, {1} or {2}?", [1, 2])]),
+    ("How many people live in the country where the Colosseum stands?",
+     [("In which country is the Colosseum?", []), ("How many people live in {1}?", [1])]),
+    ("Tom has 4 boxes of 6 eggs and eats 5 eggs. How many eggs are left?",
+     [("How many eggs are in 4 boxes of 6 eggs?", []), ("What is {1} minus 5?", [1])]),
+]
 
 TOOL_RULES = """- A step may call a tool instead of asking a question: add "tool": "<name>" and "args": {{...}} \
 matching the tool's arguments. An argument may be "{{n}}" to pass step n's result.
@@ -49,12 +60,25 @@ Sub-questions and answers:
 Final answer:"""
 
 
-def _template(system: str, human: str, *, repair: bool = False) -> ChatPromptTemplate:
-    # Earlier turns of a conversation ("history") sit between the instructions and the current question.
-    messages = [("system", system), MessagesPlaceholder("history", optional=True), ("human", human)]
+def _template(system: str, human: str, *, examples: list | None = None, repair: bool = False) -> ChatPromptTemplate:
+    # Worked examples, then earlier turns of a conversation ("history"), then the current question.
+    messages: list = [("system", system)]
+    for question, steps in examples or []:
+        plan = {"steps": [{"id": i, "question": q, "depends_on": d} for i, (q, d) in enumerate(steps, 1)]}
+        messages += [("human", _literal(question)), ("ai", _literal(json.dumps(plan)))]
+    messages += [MessagesPlaceholder("history", optional=True), ("human", human)]
     if repair:
         messages.append(MessagesPlaceholder("repair", optional=True))
     return ChatPromptTemplate.from_messages(messages)
+
+
+def _literal(text: str) -> str:
+    """Text used as part of a template, with its braces escaped."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _decompose(system: str) -> ChatPromptTemplate:
+    return _template(system, "{question}", examples=EXAMPLES, repair=True)
 
 
 @dataclass
@@ -63,8 +87,7 @@ class Prompts:
     answer/cot {question, context}; synthesize {question, findings, history}. Build your own with
     `Prompts(decompose=ChatPromptTemplate(...))`, or prefix every system prompt with `Prompts.with_instructions`."""
 
-    decompose: ChatPromptTemplate = field(default_factory=lambda: _template(DECOMPOSE_SYSTEM, "{question}",
-                                                                            repair=True))
+    decompose: ChatPromptTemplate = field(default_factory=lambda: _decompose(DECOMPOSE_SYSTEM))
     answer: ChatPromptTemplate = field(default_factory=lambda: _template(ANSWER_SYSTEM, ANSWER_HUMAN))
     cot: ChatPromptTemplate = field(default_factory=lambda: _template(COT_SYSTEM, ANSWER_HUMAN))
     synthesize: ChatPromptTemplate = field(default_factory=lambda: _template(SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN))
@@ -75,9 +98,9 @@ class Prompts:
     @classmethod
     def with_instructions(cls, instructions: str) -> "Prompts":
         """Default prompts with `instructions` (an agent's role and policy) before each system prompt."""
-        prefix = instructions.strip().replace("{", "{{").replace("}", "}}") + "\n\n"
+        prefix = _literal(instructions.strip()) + "\n\n"
         return cls(
-            decompose=_template(prefix + DECOMPOSE_SYSTEM, "{question}", repair=True),
+            decompose=_decompose(prefix + DECOMPOSE_SYSTEM),
             answer=_template(prefix + ANSWER_SYSTEM, ANSWER_HUMAN),
             cot=_template(prefix + COT_SYSTEM, ANSWER_HUMAN),
             synthesize=_template(prefix + SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN),

@@ -185,7 +185,7 @@ class ChatTransformers(BaseChatModel):
         *,
         include_raw: bool = False,
         method: str | None = None,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = 384,
         **grammar_kwargs: Any,
     ) -> Runnable:
         """Decode under `schema`'s JSON grammar, so the output always parses (unless `max_new_tokens` cuts it).
