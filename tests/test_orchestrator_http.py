@@ -93,4 +93,5 @@ def test_the_sync_api_can_be_called_again_with_the_same_http_model(server, model
     assert orch.run("Capital of France?").answer == "Paris"
     server.queue(ok(ONE_STEP))
     assert orch.run("Capital of France?").answer == "Paris"
+    server.queue(ok(ONE_STEP))
     assert Orchestrator(model, retry=FAST, structured_output=False).plan("Capital?").steps[0].question
