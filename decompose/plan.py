@@ -44,7 +44,7 @@ class Step(BaseModel):
     def references(self) -> set[int]:
         """Step ids this step's question and arguments refer to."""
         found = {int(m.group(1)) for m in REFERENCE.finditer(self.question)}
-        for value in _walk_strings(self.args):
+        for value in walk_strings(self.args):
             found.update(int(m.group(1)) for m in REFERENCE.finditer(value))
         return found
 
@@ -213,15 +213,15 @@ def _to_text(value: Any) -> str:
         return str(value)
 
 
-def _walk_strings(value: Any):
+def walk_strings(value: Any):
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _walk_strings(v)
+            yield from walk_strings(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _walk_strings(v)
+            yield from walk_strings(v)
 
 
 def _describe_ids(ids: list[int]) -> str:

@@ -104,7 +104,7 @@ def test_braces_in_a_question_are_passed_through_untouched():
 
 
 def test_garbage_model_gets_a_clear_error_after_n_reasks():
-    model = ScriptedChatModel(default="I am a teapot.")
+    model = ScriptedChatModel(default=["I am a teapot.", "I am a kettle.", "I am a pot."])
     orch = Orchestrator(model, max_plan_retries=2)
     with pytest.raises(PlanError, match=r"did not write a usable plan in 3 tries.*neither JSON") as err:
         orch.run("How tall is the tower?")
@@ -123,6 +123,29 @@ def test_reask_repairs_an_invalid_plan():
     assert result.usage.parse_retries == 1
     retry = next(e for e in events if isinstance(e, Retried))
     assert retry.kind == "parse" and "cycle" in retry.reason
+
+
+def test_a_model_that_repeats_its_bad_plan_is_not_asked_again_and_the_usable_steps_run():
+    # A weak greedy model writes the same plan every time; step 2 refers to itself (copied from an example).
+    bad = plan_json("How many people live in France?", "Which is larger, {1} or {2}?", "Is {1} above 60 million?")
+    model = ScriptedChatModel(rules=[
+        (asks_for_plan, bad),
+        (asks_to_combine, lambda msgs: msgs[-1].content.split("Sub-questions and answers:")[1].strip()),
+        (r"Question: How many people live in France", "68 million"),
+        (r"Question: Is 68 million above 60 million", "yes"),
+    ])
+    result = Orchestrator(model, max_plan_retries=3).run("Is France more populous than 60 million?")
+    assert [s.question for s in result.plan.steps] == ["How many people live in France?",
+                                                       "Is {1} above 60 million?"]
+    assert result.ok and "yes" in result.answer
+    assert result.usage.phases["decompose"].calls == 2  # the repeat ended the re-asks
+    assert result.usage.parse_retries == 1
+
+
+def test_a_plan_with_nothing_usable_left_still_fails_clearly():
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("What is {1}?", "And {2}?"))])
+    with pytest.raises(PlanError, match=r"did not write a usable plan in 2 tries.*depends on itself"):
+        Orchestrator(model, max_plan_retries=3).run("Anything?")
 
 
 def test_on_plan_failure_direct_answers_the_question_itself():

@@ -15,7 +15,7 @@ from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import Prompts
 from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
-from decompose.plan import Plan
+from decompose.plan import REFERENCE, Plan, walk_strings
 from decompose.retry import error_reason
 
 
@@ -60,27 +60,45 @@ class Decomposer:
                   "history": list(history)}
         repair: list = []
         last_error: PlanError | None = None
+        last_data: Any = None
+        previous_text: str | None = None
+        tries = 0
         for attempt in range(1, self.max_retries + 2):
+            tries = attempt
             messages = self.prompts.decompose.format_messages(**values, repair=repair)
             text, data = await self._ask(messages, caller)
             try:
                 if data is None:
                     data = extract_plan_data(text)
-                plan = Plan.from_data(tidy_dependencies(data), max_steps=self.max_steps)
-                self.check_tools(plan)
-                plan.question = question
-                return drop_echo_steps(plan, question)
+                last_data = data
+                return self._validated(data, question)
             except PlanError as exc:
                 last_error = exc
+            if text == previous_text:  # a greedy model repeats itself: asking again cannot help
+                break
+            previous_text = text
             if attempt <= self.max_retries:
                 caller.usage.parse_retries += 1
                 emit(Retried(phase="decompose", attempt=attempt, reason=str(last_error), wait=0.0, kind="parse"))
                 repair = [AIMessage(content=text or "(empty)"),
                           HumanMessage(content=self.prompts.repair.format(error=str(last_error)))]
+        salvaged = drop_unusable_steps(last_data)
+        if salvaged is not None:
+            try:
+                return self._validated(salvaged, question)
+            except PlanError:
+                pass
         raise PlanError(
-            f"the model did not write a usable plan in {self.max_retries + 1} tries; last problem: {last_error}",
+            f"the model did not write a usable plan in {tries} tries; "
+            f"last problem: {last_error}",
             hint="use a stronger model, raise max_plan_retries, or allow a direct answer with on_plan_failure='direct'",
         )
+
+    def _validated(self, data: Any, question: str) -> Plan:
+        plan = Plan.from_data(tidy_dependencies(data), max_steps=self.max_steps)
+        self.check_tools(plan)
+        plan.question = question
+        return drop_echo_steps(plan, question)
 
     async def _ask(self, messages: list, caller: ModelCaller) -> tuple[str, Any]:
         """Ask for a plan; return (raw text, parsed data or None when the text still needs parsing)."""
@@ -147,6 +165,25 @@ def drop_echo_steps(plan: Plan, question: str) -> Plan:
         seen.add(text)
     plan.steps = kept or plan.steps[:1]  # all echoes: one step asking the question itself
     return plan
+
+
+def drop_unusable_steps(data: Any) -> dict[str, Any] | None:
+    """The last resort for a plan whose re-asks did not help: keep the steps whose references all point to
+    earlier kept steps, drop the rest (a weak model writes `{2}` inside step 2, or copies an example's `{1} or
+    {2}`). None when no step is left."""
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not isinstance(steps, list):
+        return None
+    kept, kept_ids = [], set()
+    for position, step in enumerate(steps, 1):
+        if not isinstance(step, dict):
+            continue
+        texts = [step.get("question"), *walk_strings(step.get("args"))]
+        refs = {m.group(1) for t in texts if isinstance(t, str) for m in REFERENCE.finditer(t)}
+        if refs <= kept_ids:  # compared as text: weak models mix 1 and "1"
+            kept.append(step)
+            kept_ids.add(str(step.get("id", position)))
+    return {"steps": kept} if kept else None
 
 
 def tidy_dependencies(data: Any) -> Any:
