@@ -142,9 +142,18 @@ def test_a_model_that_repeats_its_bad_plan_is_not_asked_again_and_the_usable_ste
     assert result.usage.parse_retries == 1
 
 
-def test_a_plan_with_nothing_usable_left_still_fails_clearly():
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("What is {1}?", "And {2}?"))])
-    with pytest.raises(PlanError, match=r"did not write a usable plan in 2 tries.*depends on itself"):
+def test_a_plan_whose_every_step_refers_to_itself_becomes_the_question_itself():
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("How many items are in {1}?")),
+                                     (r"Question: Anything\?", "Nothing.")], default="combined")
+    result = Orchestrator(model, max_plan_retries=3).run("Anything?")
+    assert [s.question for s in result.plan.steps] == ["Anything?"]
+    assert result.plan.steps[0].answer == "Nothing." and result.ok
+
+
+def test_a_plan_that_is_broken_beyond_its_references_still_fails_clearly():
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json({"id": 1, "question": "A?"},
+                                                               {"id": 1, "question": "B?"}))])
+    with pytest.raises(PlanError, match=r"did not write a usable plan in 2 tries.*used twice"):
         Orchestrator(model, max_plan_retries=3).run("Anything?")
 
 

@@ -82,7 +82,7 @@ class Decomposer:
                 emit(Retried(phase="decompose", attempt=attempt, reason=str(last_error), wait=0.0, kind="parse"))
                 repair = [AIMessage(content=text or "(empty)"),
                           HumanMessage(content=self.prompts.repair.format(error=str(last_error)))]
-        salvaged = drop_unusable_steps(last_data)
+        salvaged = drop_unusable_steps(last_data, question)
         if salvaged is not None:
             try:
                 return self._validated(salvaged, question)
@@ -167,12 +167,13 @@ def drop_echo_steps(plan: Plan, question: str) -> Plan:
     return plan
 
 
-def drop_unusable_steps(data: Any) -> dict[str, Any] | None:
+def drop_unusable_steps(data: Any, question: str) -> dict[str, Any] | None:
     """The last resort for a plan whose re-asks did not help: keep the steps whose references all point to
-    earlier kept steps, drop the rest (a weak model writes `{2}` inside step 2, or copies an example's `{1} or
-    {2}`). None when no step is left."""
+    earlier kept steps, drop the rest (a weak model writes `{1}` inside step 1, or copies an example's `{1} or
+    {2}`). When no step is left, the question itself is the one step: the model did write a plan, only its
+    references were unusable. None when `data` is not a list of steps at all."""
     steps = data.get("steps") if isinstance(data, dict) else data
-    if not isinstance(steps, list):
+    if not isinstance(steps, list) or not any(isinstance(step, dict) for step in steps):
         return None
     kept, kept_ids = [], set()
     for position, step in enumerate(steps, 1):
@@ -183,7 +184,7 @@ def drop_unusable_steps(data: Any) -> dict[str, Any] | None:
         if refs <= kept_ids:  # compared as text: weak models mix 1 and "1"
             kept.append(step)
             kept_ids.add(str(step.get("id", position)))
-    return {"steps": kept} if kept else None
+    return {"steps": kept or [{"id": 1, "question": question}]}
 
 
 def tidy_dependencies(data: Any) -> Any:
