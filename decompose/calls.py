@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Hashable, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManager
@@ -39,6 +40,9 @@ class ModelCaller:
     ):
         self.models = list(models)
         self.policy = policy
+        # A model in this process has no server to hang: its calls wait their turn in its batch queue, which
+        # on a CPU can rightly take minutes, so the per-call deadline meant for HTTP does not apply to it.
+        self._local_policy = replace(policy, max_total=None)
         self.usage = usage
         self.emit = emit
         self.max_tokens = max_tokens
@@ -61,6 +65,7 @@ class ModelCaller:
         last_error: BaseException | None = None
         for model in self.models:
             runnable = self._runnable(model, build, key)
+            policy = self._local_policy if getattr(model, "in_process", False) else self.policy
 
             def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
                 self.usage.transport_retries += 1
@@ -68,7 +73,7 @@ class ModelCaller:
                                   step_id=step_id))
 
             try:
-                output = await call_with_retries(lambda: _ainvoke(runnable, input), self.policy, on_retry)
+                output = await call_with_retries(lambda: _ainvoke(runnable, input), policy, on_retry)
             except Exception as exc:  # exhausted or permanent: try the next model
                 last_error = exc
                 continue

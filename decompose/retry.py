@@ -68,7 +68,7 @@ class RetryPolicy:
     initial_wait: float = 0.5  # first backoff; doubles each retry
     max_wait: float = 20.0  # cap on one backoff
     max_retry_after: float = 60.0  # cap on a server's Retry-After
-    max_total: float = 120.0  # seconds for the whole call, all attempts and waits
+    max_total: float | None = 120.0  # seconds for the whole call, all attempts and waits; None: no limit
     jitter: float = 0.5  # up to this many random seconds added to each backoff
 
 
@@ -208,10 +208,10 @@ async def call_with_retries(
     fn: Callable[[], Awaitable[T]], policy: RetryPolicy, on_retry: OnRetry | None = None
 ) -> T:
     """Await `fn()` under `policy`; raise `ModelError` (chained) when it fails for good."""
-    deadline = time.monotonic() + policy.max_total
+    deadline = None if policy.max_total is None else time.monotonic() + policy.max_total
 
     async def attempt() -> T:
-        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+        async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
             return await fn()
 
     # Most calls succeed at once: run the first attempt bare, and build the retry machinery only when it fails
@@ -241,7 +241,7 @@ async def call_with_retries(
             on_retry(state.attempt_number, exc, state.upcoming_sleep)  # type: ignore[arg-type]
 
     def past_deadline(state: RetryCallState) -> bool:  # stop_before_delay(max_total), from the call's start
-        return time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+        return deadline is not None and time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts) | past_deadline,

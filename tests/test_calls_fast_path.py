@@ -1,9 +1,14 @@
-"""ModelCaller skips LangChain's run bookkeeping only when no callback handler would see the call."""
+"""ModelCaller skips LangChain's run bookkeeping only when no callback handler would see the call, and applies
+the per-call deadline to models behind a server only."""
+
+from typing import ClassVar
+
+import pytest
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableLambda
 
-from decompose import Orchestrator, ScriptedChatModel
+from decompose import ModelError, Orchestrator, ScriptedChatModel
 from decompose.calls import ModelCaller, _handlers
 from decompose.events import Usage
 from decompose.models.scripted import asks_for_plan
@@ -45,3 +50,22 @@ async def test_unobserved_call_returns_what_ainvoke_returns():
     assert fast.content == slow.content and fast.usage_metadata == slow.usage_metadata
     assert fast.response_metadata == slow.response_metadata
     assert fast.id.startswith("lc_run-") and slow.id.startswith("lc_run-")
+
+
+class InProcessModel(ScriptedChatModel):
+    in_process: ClassVar[bool] = True
+
+
+async def test_the_per_call_deadline_applies_to_servers_not_to_models_in_this_process():
+    from langchain_core.messages import HumanMessage
+
+    slow = RetryPolicy(max_total=0.05)
+    queued = ModelCaller([InProcessModel(default="done", latency=0.2)], policy=slow, usage=Usage(),
+                         emit=lambda e: None)
+    message, _ = await queued.invoke([HumanMessage("hi")], phase="solve")
+    assert message.content == "done"  # waited its turn past max_total
+
+    remote = ModelCaller([ScriptedChatModel(default="done", latency=0.2)], policy=slow, usage=Usage(),
+                         emit=lambda e: None)
+    with pytest.raises(ModelError, match="timeout"):
+        await remote.invoke([HumanMessage("hi")], phase="solve")

@@ -46,3 +46,20 @@ def test_a_plan_of_nothing_but_echoes_becomes_one_step():
     plan = Plan.from_data({"steps": [{"id": 1, "question": "How many apples?"},
                                      {"id": 2, "question": "How many apples?"}]})
     assert [s.id for s in drop_echo_steps(plan, "How many apples?").steps] == [1]
+
+
+def test_tools_bring_their_worked_plans_into_the_decompose_prompt():
+    from decompose import Orchestrator, ScriptedChatModel
+    from decompose.models.scripted import asks_for_plan
+    from decompose.tools.calculator import calculator_tools
+
+    plan = '{"steps": [{"id": 1, "question": "2+2", "tool": "calculator", "args": {"expression": "2 + 2"}}]}'
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan)], default="4")
+    Orchestrator(model, tools=calculator_tools()).run("What is 2+2?")
+    prompt = model.calls[0]["prompt"]
+    assert '"expression": "20 - {1}"' in prompt  # the calculator's example, as an earlier turn
+    assert prompt.index("Pens cost 3 dollars") < prompt.index("What is 2+2?")
+
+    no_tools = ScriptedChatModel(rules=[(asks_for_plan, '{"steps": [{"id": 1, "question": "2+2"}]}')], default="4")
+    Orchestrator(no_tools).run("What is 2+2?")
+    assert "Pens cost" not in no_tools.calls[0]["prompt"]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, create_model
 
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
-from decompose.chains.prompts import Prompts
+from decompose.chains.prompts import Prompts, tool_example_messages
 from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
 from decompose.plan import REFERENCE, Plan, walk_strings
@@ -53,11 +53,12 @@ class Decomposer:
         self.max_retries = max_retries
         self.structured_output = structured_output
         self.schema = plan_schema(list(self.tools), max_steps)
+        self.tool_examples = tool_example_messages(tools)
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
 
     async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
         values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules(),
-                  "history": list(history)}
+                  "tool_examples": self.tool_examples, "history": list(history)}
         repair: list = []
         last_error: PlanError | None = None
         last_data: Any = None

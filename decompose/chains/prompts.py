@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
 DECOMPOSE_SYSTEM = """You split a question into a short plan of simpler sub-questions that together answer it.
@@ -61,15 +62,29 @@ Final answer:"""
 
 
 def _template(system: str, human: str, *, examples: list | None = None, repair: bool = False) -> ChatPromptTemplate:
-    # Worked examples, then earlier turns of a conversation ("history"), then the current question.
+    # Worked examples (ours, then those the tools bring), then earlier turns of a conversation ("history"), then
+    # the current question.
     messages: list = [("system", system)]
     for question, steps in examples or []:
         plan = {"steps": [{"id": i, "question": q, "depends_on": d} for i, (q, d) in enumerate(steps, 1)]}
         messages += [("human", _literal(question)), ("ai", _literal(json.dumps(plan)))]
+    if examples:
+        messages.append(MessagesPlaceholder("tool_examples", optional=True))
     messages += [MessagesPlaceholder("history", optional=True), ("human", human)]
     if repair:
         messages.append(MessagesPlaceholder("repair", optional=True))
     return ChatPromptTemplate.from_messages(messages)
+
+
+def tool_example_messages(tools) -> list:
+    """Worked plans the tools bring (`tool.metadata["plan_examples"]`: a list of `{"question": ..., "steps":
+    [...]}`), as chat turns: a small model copies a tool call it has seen far more readily than one described."""
+    messages: list = []
+    for tool in tools:
+        for example in (tool.metadata or {}).get("plan_examples", ()):
+            messages += [HumanMessage(content=example["question"]),
+                         AIMessage(content=json.dumps({"steps": example["steps"]}))]
+    return messages
 
 
 def _literal(text: str) -> str:
@@ -83,7 +98,7 @@ def _decompose(system: str) -> ChatPromptTemplate:
 
 @dataclass
 class Prompts:
-    """The four templates. Variables: decompose {question, max_steps, tool_rules, history, repair};
+    """The four templates. Variables: decompose {question, max_steps, tool_rules, tool_examples, history, repair};
     answer/cot {question, context}; synthesize {question, findings, history}. Build your own with
     `Prompts(decompose=ChatPromptTemplate(...))`, or prefix every system prompt with `Prompts.with_instructions`."""
 

@@ -10,7 +10,7 @@ import queue
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -35,6 +35,7 @@ class ChatTransformers(BaseChatModel):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+    in_process: ClassVar[bool] = True  # no server: `RetryPolicy.max_total` (an HTTP deadline) does not apply
 
     model_path: str
     max_new_tokens: int = 256

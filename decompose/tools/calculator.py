@@ -211,6 +211,17 @@ def calculator(
     return evaluate(expression)
 
 
+calculator.metadata = {"plan_examples": [{
+    "question": "Pens cost 3 dollars each. Ann buys 4 pens and pays with a 20 dollar bill. How much change does she get?",
+    "steps": [
+        {"id": 1, "question": "What do 4 pens at 3 dollars cost?", "depends_on": [], "tool": "calculator",
+         "args": {"expression": "4 * 3"}},
+        {"id": 2, "question": "What is 20 minus {1}?", "depends_on": [1], "tool": "calculator",
+         "args": {"expression": "20 - {1}"}},
+    ],
+}]}
+
+
 def calculator_tools() -> list[BaseTool]:
-    """The calculator pack: one `calculator` tool."""
+    """The calculator pack: one `calculator` tool (with a worked plan that shows models how to call it)."""
     return [calculator]
