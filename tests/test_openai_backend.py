@@ -103,3 +103,13 @@ def test_structured_falls_back_to_function_calling_when_json_schema_is_rejected(
     first, second = (hit.body for hit in server.hits)
     assert first["response_format"]["type"] == "json_schema"
     assert second["tools"][0]["function"]["name"] == "Capital"
+
+
+def test_the_token_limit_reaches_servers_that_only_read_max_tokens():
+    with FaultServer() as server:
+        server.default = ok("short")
+        load_openai("m", base_url=server.base_url, max_tokens=7).invoke("hi")
+        load_openai("m", base_url=server.base_url).invoke("hi")
+        limited, unlimited = (hit.body for hit in server.hits)
+    assert limited["max_tokens"] == 7 and limited.get("max_completion_tokens") in (None, 7)
+    assert "max_tokens" not in unlimited and "max_completion_tokens" not in unlimited

@@ -61,6 +61,10 @@ def load_openai(
     ensure_offline_encodings()  # get_num_tokens uses tiktoken
     kwargs.setdefault("max_retries", 0)
     kwargs.setdefault("stream_usage", True)
+    if kwargs.get("max_tokens") and base_url and "api.openai.com" not in base_url:
+        # langchain-openai sends the limit as `max_completion_tokens`, which some servers (llama-cpp-python)
+        # ignore, generating to the context limit; the older `max_tokens` field is understood by all of them.
+        kwargs["extra_body"] = {"max_tokens": kwargs["max_tokens"], **(kwargs.get("extra_body") or {})}
     return ChatOpenAI(model=model, base_url=base_url, api_key=api_key, timeout=timeout, **kwargs)
 
 
