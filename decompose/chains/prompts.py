@@ -67,7 +67,8 @@ def _template(system: str, human: str, *, examples: list | None = None, repair: 
     messages: list = [("system", system)]
     for question, steps in examples or []:
         plan = {"steps": [{"id": i, "question": q, "depends_on": d} for i, (q, d) in enumerate(steps, 1)]}
-        messages += [("human", _literal(question)), ("ai", _literal(json.dumps(plan)))]
+        # Messages, not templates: constant text is then neither parsed nor formatted on every call.
+        messages += [HumanMessage(content=question), AIMessage(content=json.dumps(plan))]
     if examples:
         messages.append(MessagesPlaceholder("tool_examples", optional=True))
     messages += [MessagesPlaceholder("history", optional=True), ("human", human)]
