@@ -29,6 +29,7 @@ from decompose.result import Result
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
+from decompose.text import same_question
 from decompose.solvers import STRATEGIES, SelfConsistencySolver, Solver, StepContext
 from decompose.tools.runner import ToolRunner
 
@@ -248,7 +249,9 @@ class Orchestrator:
             reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
             raise DecomposeError(f"no step could be answered ({reasons})")
         only = plan.steps[0]
-        if len(plan.steps) == 1 and only.status == "done":  # nothing to combine: save a model call
+        if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
+            # The one step asked the question itself: its answer is the answer, and a synthesis call would only
+            # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
             return resolve_text("{%d}" % only.id, {only.id: only.answer})
         findings = "\n".join(_finding(s) for s in plan.steps)
         messages = self.prompts.synthesize.format_messages(question=question, findings=findings,

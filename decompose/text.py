@@ -1,4 +1,5 @@
-"""Answer normalisation (SQuAD-style) shared by self-consistency voting and evaluation scoring."""
+"""Text normalisation: answers (SQuAD-style) for self-consistency voting and evaluation scoring, and questions
+for telling a step that merely repeats the question."""
 
 from __future__ import annotations
 
@@ -56,6 +57,15 @@ def answer_match(prediction: str, gold: str) -> float:
         said = {"true": "yes", "false": "no"}.get(word.group(1), word.group(1)) if word else None
         return float(said == gold_norm)
     return exact_match(prediction, gold)
+
+
+def same_question(a: str, b: str) -> bool:
+    """True when two questions differ only in case, punctuation and spacing."""
+    return _words(a) == _words(b)
+
+
+def _words(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
 def final_answer_line(text: str) -> str:

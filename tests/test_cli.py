@@ -171,7 +171,8 @@ def test_review_edit_then_approve(work, bad_first):
         assert "edit again? [Y/n]" in proc.stderr
     data = json.loads(proc.stdout)
     assert [s["question"] for s in data["steps"]] == ["Who directed Titanic?"]
-    assert data["answer"] == "James Cameron" and data["question"] == TITANIC
+    assert data["steps"][0]["answer"] == "James Cameron" and data["question"] == TITANIC
+    assert data["usage"]["phases"]["synthesize"]["calls"] == 1  # one sub-question is still combined
 
 
 def test_review_cancel_runs_nothing(work):
@@ -277,7 +278,7 @@ def test_failed_step_means_partial_result_and_exit_1(work, main_in_process):
 
 
 def test_tools_flag_adds_a_tool(work, main_in_process):
-    plan = {"steps": [{"id": 1, "question": "6*7", "tool": "calculator", "args": {"expression": "6*7"}}]}
+    plan = {"steps": [{"id": 1, "question": "What is 6 times 7?", "tool": "calculator", "args": {"expression": "6*7"}}]}
     (work / "plan.json").write_text(json.dumps(plan))
     # the greedy --tools list gives the question back
     code, out, err = main_in_process("run", "--json", "--plan", "plan.json", "--model", "scripted:rules.py",
@@ -285,7 +286,8 @@ def test_tools_flag_adds_a_tool(work, main_in_process):
     assert code == 0, err
     data = json.loads(out)
     assert data["steps"][0]["tool"] == "calculator" and data["steps"][0]["answer"] == 42
-    assert data["usage"]["model_calls"] == 0  # a saved plan: no decomposing; one tool step: no synthesis
+    # a saved plan: no decomposing; its one step asks the question itself: no synthesis
+    assert data["usage"]["model_calls"] == 0
 
 
 def test_plan_file_runs_without_decomposing(work):

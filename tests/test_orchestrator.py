@@ -43,11 +43,14 @@ def test_plan_then_execute_the_edited_plan(titanic_model):
     plan.steps = plan.steps[:1]  # a person keeps only the first step
     calls_before = len(titanic_model.calls)
     result = orch.execute(plan)
-    assert result.answer == "James Cameron"  # one step: its answer is the answer, no synthesis call
-    assert len(titanic_model.calls) == calls_before + 1
-    # a hand-written JSON plan runs too
-    again = orch.execute('{"question": "q", "steps": [{"id": 1, "question": "When was Titanic released?"}]}')
-    assert again.answer == "1997" and again.question == "q"
+    assert result.plan.steps[0].answer == "James Cameron"
+    # one sub-question that is not the whole question: still combined into an answer to the question
+    assert result.answer.startswith("Final: 1. Who directed Titanic? → James Cameron")
+    assert len(titanic_model.calls) == calls_before + 2
+    # a hand-written JSON plan runs too; a step asking the question itself needs no synthesis
+    again = orch.execute('{"question": "When was Titanic released?", '
+                         '"steps": [{"id": 1, "question": "When was Titanic released?"}]}')
+    assert again.answer == "1997" and again.usage.model_calls == 1
 
 
 def test_execute_validates_a_hand_edited_plan(titanic_model):
@@ -273,8 +276,8 @@ def test_unknown_tool_in_a_plan_is_reasked():
         """Add two integers."""
         return a + b
 
-    bad = plan_json({"id": 1, "question": "add", "tool": "sum", "args": {"a": 1, "b": 2}})
-    good = plan_json({"id": 1, "question": "add", "tool": "add", "args": {"a": 1, "b": 2}})
+    bad = plan_json({"id": 1, "question": "1+2?", "tool": "sum", "args": {"a": 1, "b": 2}})
+    good = plan_json({"id": 1, "question": "1+2?", "tool": "add", "args": {"a": 1, "b": 2}})
     model = ScriptedChatModel(rules=[(asks_for_plan, [bad, good])])
     result = Orchestrator(model, tools=[add]).run("1+2?")
     assert result.answer == "3"

@@ -52,7 +52,7 @@ def test_fallback_answers_when_the_server_keeps_failing(server, model):
     server.default = status(503)
     backup = ScriptedChatModel(rules=[(lambda m: '"steps"' in m[0].content, ONE_STEP), (r"France", "Paris")],
                                model_name="backup")
-    result = Orchestrator(model, fallbacks=[backup], retry=FAST, structured_output=False).run("Capital?")
+    result = Orchestrator(model, fallbacks=[backup], retry=FAST, structured_output=False).run("Capital of France?")
     assert result.answer == "Paris" and result.plan.step(1).model == "backup"
     assert len(server.hits) == 3 * 2  # every attempt of the primary, for the plan and for the step
     assert result.usage.transport_retries == 2 * 2

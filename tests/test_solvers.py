@@ -34,7 +34,7 @@ def test_self_consistency_votes_and_records_the_vote():
 
 
 def test_self_consistency_tie_goes_to_the_first_answer():
-    model = one_step_model((thinks, ["Answer: blue", "Answer: red"]))
+    model = one_step_model((thinks, ["Answer: blue", "Answer: red"]), question="Colour?")
     result = Orchestrator(model, strategy=SelfConsistencySolver(samples=2, temperature=0.5)).run("Colour?")
     assert result.answer == "blue"
 

@@ -118,7 +118,7 @@ def add(a: int, b: int) -> int:
 
 
 def test_bad_arguments_are_reasked_once_then_used():
-    plan = plan_json({"id": 1, "question": "add two and three", "tool": "add", "args": {"a": "two", "b": 3}})
+    plan = plan_json({"id": 1, "question": "2+3?", "tool": "add", "args": {"a": "two", "b": 3}})
     model = model_for(plan, (r"Corrected arguments", '{"a": 2, "b": 3}'))
     result = Orchestrator(model, tools=[add]).run("2+3?")
     assert result.answer == "5" and result.usage.parse_retries == 1

@@ -17,6 +17,7 @@ from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
 from decompose.plan import REFERENCE, Plan, walk_strings
 from decompose.retry import error_reason
+from decompose.text import same_question
 
 
 def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
@@ -157,13 +158,12 @@ def drop_echo_steps(plan: Plan, question: str) -> Plan:
     if len(plan.steps) < 2:
         return plan
     used = {d for s in plan.steps for d in s.depends_on}
-    seen = {_normal(question)}
+    seen = [question]
     kept = []
     for step in plan.steps:
-        text = _normal(step.question)
-        if step.tool or step.id in used or text not in seen:
+        if step.tool or step.id in used or not any(same_question(step.question, s) for s in seen):
             kept.append(step)
-        seen.add(text)
+        seen.append(step.question)
     plan.steps = kept or plan.steps[:1]  # all echoes: one step asking the question itself
     return plan
 
@@ -218,10 +218,6 @@ def _output_problem(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
-
-
-def _normal(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
 def _type_name(spec: dict[str, Any]) -> str:

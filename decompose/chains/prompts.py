@@ -43,14 +43,14 @@ NO_TOOL_RULES = "- No tools are available: every step is a question."
 REPAIR = "That plan could not be used: {error}\nReply with the corrected plan as JSON only."
 
 ANSWER_SYSTEM = """Answer the question briefly and precisely: a short phrase, a number or a sentence.
-Use the known facts when they help. Do not explain unless asked."""
+A yes/no question gets "Yes" or "No" first. Use the known facts when they help. Do not explain unless asked."""
 
 ANSWER_HUMAN = """{context}Question: {question}"""
 
 COT_SYSTEM = """Think step by step, briefly. Then give the final answer on a last line that starts with "Answer:"."""
 
 SYNTHESIZE_SYSTEM = """You combine the answers to sub-questions into one final answer to the original question.
-Answer directly and briefly. If a sub-answer is missing, say what could not be found and answer as well as the
+Answer directly and briefly; a yes/no question gets "Yes" or "No" first. If a sub-answer is missing, say what could not be found and answer as well as the
 rest allows."""
 
 SYNTHESIZE_HUMAN = """Original question: {question}
