@@ -79,6 +79,16 @@ def test_conversion_lands_atomically_in_the_cache(model, cache_dir):
     assert again.invoke(PROMPTS[0]).content == model.invoke(PROMPTS[0], max_new_tokens=12).content
 
 
+def test_first_use_says_it_is_converting(monkeypatch, tmp_path, caplog):
+    converted = []
+    monkeypatch.setattr("decompose.models.embedded.convert", lambda gguf, folder: converted.append(folder))
+    monkeypatch.setattr("decompose.models.embedded.load_hf", lambda path, **kw: path)
+    with caplog.at_level("WARNING", logger="decompose.models.embedded"):
+        load_embedded(cache_dir=str(tmp_path))
+    assert converted == [tmp_path / FOLDER_NAME]
+    assert f"converting it into {tmp_path / FOLDER_NAME} (once" in caplog.text
+
+
 def test_a_crash_mid_conversion_leaves_no_folder(tmp_path):
     target = tmp_path / "models" / FOLDER_NAME
     with pytest.raises(RuntimeError), atomic_folder(target) as tmp:

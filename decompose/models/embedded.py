@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from decompose.models.hf import ChatTransformers, load_hf
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FOLDER_NAME = "smollm2-135m-instruct"
 _STALE_TMP_S = 600  # a conversion takes ~30 s; older temp folders are leftovers of a crash
+_log = logging.getLogger(__name__)
 
 
 def load_embedded(*, cache_dir: str | None = None, **kwargs: Any) -> ChatTransformers:
@@ -33,7 +35,10 @@ def load_embedded(*, cache_dir: str | None = None, **kwargs: Any) -> ChatTransfo
     """
     folder = models_dir(cache_dir) / FOLDER_NAME
     if not (folder / "config.json").is_file():
-        convert(gguf_path(), folder)
+        gguf = gguf_path()
+        # Once per machine, ~30 s: say so, or a first run looks stuck (shown on stderr unless logging is set up).
+        _log.warning("decompose: first use of the embedded model: converting it into %s (once, about 30 s)", folder)
+        convert(gguf, folder)
     return load_hf(str(folder), **kwargs)
 
 
