@@ -59,13 +59,16 @@ def answer_match(prediction: str, gold: str) -> float:
     return exact_match(prediction, gold)
 
 
+NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def question_key(text: str) -> str:
+    """A question without case, punctuation or spacing: equal keys mean one question repeated."""
+    return NON_WORD.sub(" ", text.lower()).strip()
+
+
 def same_question(a: str, b: str) -> bool:
-    """True when two questions differ only in case, punctuation and spacing."""
-    return _words(a) == _words(b)
-
-
-def _words(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+    return question_key(a) == question_key(b)
 
 
 def final_answer_line(text: str) -> str:

@@ -17,7 +17,7 @@ from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
 from decompose.plan import REFERENCE, Plan, walk_strings
 from decompose.retry import error_reason
-from decompose.text import same_question
+from decompose.text import question_key
 
 
 def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
@@ -158,12 +158,13 @@ def drop_echo_steps(plan: Plan, question: str) -> Plan:
     if len(plan.steps) < 2:
         return plan
     used = {d for s in plan.steps for d in s.depends_on}
-    seen = [question]
+    seen = {question_key(question)}
     kept = []
     for step in plan.steps:
-        if step.tool or step.id in used or not any(same_question(step.question, s) for s in seen):
+        key = question_key(step.question)
+        if step.tool or step.id in used or key not in seen:
             kept.append(step)
-        seen.append(step.question)
+        seen.add(key)
     plan.steps = kept or plan.steps[:1]  # all echoes: one step asking the question itself
     return plan
 
