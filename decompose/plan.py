@@ -43,10 +43,7 @@ class Step(BaseModel):
 
     def references(self) -> set[int]:
         """Step ids this step's question and arguments refer to."""
-        found = {int(m.group(1)) for m in REFERENCE.finditer(self.question)}
-        for value in walk_strings(self.args):
-            found.update(int(m.group(1)) for m in REFERENCE.finditer(value))
-        return found
+        return references_in(self.question, self.args)
 
     def spec(self) -> dict[str, Any]:
         """The plan-level fields only, as in the plan's JSON form."""
@@ -213,15 +210,21 @@ def _to_text(value: Any) -> str:
         return str(value)
 
 
-def walk_strings(value: Any):
+def references_in(question: Any, args: Any) -> set[int]:
+    """Step ids that a question and arguments (any nesting of dicts and lists) refer to as `{n}` / `{n.field}`."""
+    texts = [question, *_walk_strings(args)]
+    return {int(m.group(1)) for text in texts if isinstance(text, str) for m in REFERENCE.finditer(text)}
+
+
+def _walk_strings(value: Any):
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from walk_strings(v)
+            yield from _walk_strings(v)
     elif isinstance(value, list):
         for v in value:
-            yield from walk_strings(v)
+            yield from _walk_strings(v)
 
 
 def _describe_ids(ids: list[int]) -> str:

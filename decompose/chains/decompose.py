@@ -15,7 +15,7 @@ from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import Prompts, tool_example_messages
 from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
-from decompose.plan import REFERENCE, Plan, walk_strings
+from decompose.plan import Plan, references_in
 from decompose.retry import error_reason
 from decompose.text import question_key
 
@@ -64,9 +64,7 @@ class Decomposer:
         last_error: PlanError | None = None
         last_data: Any = None
         previous_text: str | None = None
-        tries = 0
         for attempt in range(1, self.max_retries + 2):
-            tries = attempt
             messages = self.prompts.decompose.format_messages(**values, repair=repair)
             text, data = await self._ask(messages, caller)
             try:
@@ -91,8 +89,7 @@ class Decomposer:
             except PlanError:
                 pass
         raise PlanError(
-            f"the model did not write a usable plan in {tries} tries; "
-            f"last problem: {last_error}",
+            f"the model did not write a usable plan in {attempt} tries; last problem: {last_error}",
             hint="use a stronger model, raise max_plan_retries, or allow a direct answer with on_plan_failure='direct'",
         )
 
@@ -181,8 +178,7 @@ def drop_unusable_steps(data: Any, question: str) -> dict[str, Any] | None:
     for position, step in enumerate(steps, 1):
         if not isinstance(step, dict):
             continue
-        texts = [step.get("question"), *walk_strings(step.get("args"))]
-        refs = {m.group(1) for t in texts if isinstance(t, str) for m in REFERENCE.finditer(t)}
+        refs = {str(ref) for ref in references_in(step.get("question"), step.get("args"))}
         if refs <= kept_ids:  # compared as text: weak models mix 1 and "1"
             kept.append(step)
             kept_ids.add(str(step.get("id", position)))
