@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for a whole run")
     model.add_argument("--on-plan-failure", choices=("raise", "direct"),
                        help="when the model writes no usable plan: fail (raise, the default) or answer directly")
+    model.add_argument("--docs", metavar="PATH", help="answer steps from these documents: a folder of .txt/.md "
+                       "files or a JSONL of {\"id\", \"text\"} (local BM25 retrieval)")
+    model.add_argument("--max-replans", type=_non_negative_int, metavar="N",
+                       help="plan again up to N times when the answers are not enough (default 0)")
     model.add_argument("--retries", type=_non_negative_int, metavar="N",
                        help="retries of a failed model call (default 3; 0 fails at once)")
 

@@ -62,7 +62,13 @@ def load_tools(specs: list[str]) -> list[Any]:
 def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {"strategy": getattr(args, "strategy", None), "max_concurrency": getattr(args, "max_concurrency", None),
                "max_steps": getattr(args, "max_steps", None), "run_timeout": getattr(args, "timeout", None),
-               "on_plan_failure": getattr(args, "on_plan_failure", None)}
+               "on_plan_failure": getattr(args, "on_plan_failure", None),
+               "max_replans": getattr(args, "max_replans", None)}
+    docs = getattr(args, "docs", None)
+    if docs:
+        from decompose.retrieval import LocalDocsRetriever
+
+        options["retriever"] = LocalDocsRetriever.from_path(docs)
     retries = getattr(args, "retries", None)
     if retries is not None:
         from decompose.retry import RetryPolicy

@@ -52,6 +52,8 @@ class StepView:
     error: str | None = None
     retries: int = 0
     tokens: tuple[int, int] | None = None  # (in, out) when the event carries usage
+    replan: int = 0  # which replan added it (0: the first plan)
+    sources: list[dict[str, Any]] | None = None
 
 
 class PlanView:
@@ -64,6 +66,7 @@ class PlanView:
         self.started = time.monotonic()
         self.answer: str | None = None
         self.plan_retries = 0
+        self.replans = 0
         self.last_retry: str | None = None
         self.trace = trace
         self.trace_extra = trace_extra or {}
@@ -82,12 +85,18 @@ class PlanView:
     def _on_PlanReady(self, event: Any) -> None:
         steps = {}
         for raw in event.plan.get("steps", []):
-            steps[raw["id"]] = StepView(id=raw["id"], question=raw["question"], tool=raw.get("tool"),
-                                        depends_on=list(raw.get("depends_on") or []))
+            kept = self.steps.get(raw["id"]) if event.replan else None  # a replan keeps the earlier steps' states
+            steps[raw["id"]] = kept or StepView(id=raw["id"], question=raw["question"], tool=raw.get("tool"),
+                                                depends_on=list(raw.get("depends_on") or []),
+                                                replan=event.replan)
+        added = [s for s in steps.values() if s.id not in self.steps] if event.replan else list(steps.values())
         self.steps = steps  # replaced in one go: the refresh thread may be reading the old one
+        self.replans = event.replan
         if self.log:
-            self.log(f"plan: {len(steps)} step{'s' if len(steps) != 1 else ''}")
-            for s in steps.values():
+            noun = f"step{'s' if len(added) != 1 else ''}"
+            self.log(f"replan {event.replan}: {len(added)} more {noun}" if event.replan
+                     else f"plan: {len(added)} {noun}")
+            for s in added:
                 self.log("  " + _plain_step_label(s))
 
     def _on_StepStarted(self, event: Any) -> None:
@@ -98,6 +107,7 @@ class PlanView:
         step = self._step(event.step_id)
         step.state, step.answer, step.elapsed = "done", event.answer, event.elapsed
         step.tokens = _tokens(getattr(event, "usage", None))
+        step.sources = getattr(event, "sources", None)
         if self.log:
             self.log(f"step {step.id} done ({step.elapsed:.2f}s): {_short(step.answer)}")
 
@@ -143,7 +153,11 @@ class PlanView:
         now = time.monotonic()
         tree = Tree(Text.assemble(("◆ ", "bold cyan"), (self.question, "bold")))
         steps = list(self.steps.values())
+        replan = 0
         for s in steps:
+            if s.replan != replan:
+                replan = s.replan
+                tree.add(Text(f"↻ replan {replan}: the answers so far were not enough", style="bold yellow"))
             icon, style = STATES.get(s.state, ("?", ""))
             label = Text.assemble((f"{icon} ", style), (f"{s.id}. ", "bold"), s.question)
             if s.tool:
@@ -154,6 +168,8 @@ class PlanView:
             node = tree.add(label)
             if s.state == "done":
                 node.add(Text("→ " + _short(s.answer, 160), style="green"))
+                if s.sources:
+                    node.add(Text("sources: " + _source_ids(s.sources), style="dim"))
             elif s.state in ("failed", "skipped") and s.error:
                 node.add(Text(_short(s.error, 160), style="red" if s.state == "failed" else "dim"))
         footer = Text(style="dim")
@@ -215,6 +231,11 @@ def _tokens(usage: Any) -> tuple[int, int] | None:
     return int(getattr(usage, "input", 0) or 0), int(getattr(usage, "output", 0) or 0)
 
 
+def _source_ids(sources: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{s['id']} ({s['score']:.2f})" if isinstance(s.get("score"), (int, float)) else str(s["id"])
+                     for s in sources)
+
+
 def _short(value: Any, limit: int = 100) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = _one_line(text)
@@ -266,6 +287,8 @@ class Output:
         if self.live:
             if result.answer is not None:
                 self.out.print(Panel(Text(result.answer), title="Answer", title_align="left", border_style="green"))
+            if result.citations:
+                self.out.print(Text("Sources: " + _source_ids(result.citations), style="cyan"))
             if result.error:
                 self.out.print(Text(f"✗ {result.error}", style="red"))
             self.out.print(Text(summary_line(result), style="dim"))
@@ -317,6 +340,8 @@ def _plain_result_lines(result: Any) -> list[str]:
         lines = view.plain_lines()
     if result.answer is not None:
         lines.append(f"Answer: {result.answer}")
+    if result.citations:
+        lines.append("Sources: " + _source_ids(result.citations))
     if result.error:
         lines.append(f"Error: {_one_line(result.error)}")
     lines.append(summary_line(result))

@@ -26,6 +26,7 @@ class Event:
 @dataclass
 class PlanReady(Event):
     plan: dict[str, Any]  # the plan's JSON form: events stay plain data
+    replan: int = 0  # 0 for the first plan; n when the n-th replan added steps (the plan holds all of them)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class StepFinished(Event):
     elapsed: float
     model: str | None = None
     usage: dict[str, int] | None = None  # this step's model tokens: {"input", "output", "calls"}
+    sources: list[dict[str, Any]] | None = None  # passages it was shown: [{"id", "score"}]
 
 
 @dataclass

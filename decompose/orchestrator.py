@@ -15,21 +15,26 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
 
 from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
+from decompose.chains.answer_form import answer_form
 from decompose.chains.prompts import Prompts
+from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
 from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, PlanError
 from decompose.events import (Answered, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted,
                               TokenCount, Usage)
 from decompose.models import load_model
-from decompose.plan import Plan, Step, resolve_args, resolve_text
+from decompose.plan import Plan, Step, append_steps, known_answers, resolve_args, resolve_text
 from decompose.result import Result
+from decompose.retrieval import sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
-from decompose.text import same_question
+from decompose.text import question_key, same_question
 from decompose.solvers import STRATEGIES, SelfConsistencySolver, Solver, StepContext
 from decompose.tools.runner import ToolRunner
 
@@ -71,11 +76,15 @@ class Orchestrator:
         structured_output: bool | None = None,
         on_plan_failure: str = "raise",
         max_tokens_per_run: int | None = None,
+        max_replans: int = 0,
+        retriever: BaseRetriever | None = None,
     ):
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
+        if max_replans < 0:
+            raise ConfigError(f"max_replans must be 0 or more, got {max_replans}")
         if on_plan_failure not in ("raise", "direct"):
             raise ConfigError(f"on_plan_failure must be 'raise' or 'direct', got {on_plan_failure!r}")
         self.model = load_model(model)
@@ -90,6 +99,11 @@ class Orchestrator:
         self.prompts = prompts or Prompts()
         self.on_plan_failure = on_plan_failure
         self.max_tokens_per_run = max_tokens_per_run
+        self.max_replans = max_replans
+        if retriever is not None and not isinstance(retriever, BaseRetriever):
+            raise ConfigError(f"retriever must be a LangChain BaseRetriever, got {type(retriever).__name__}",
+                              hint="wrap your search in a BaseRetriever, or use LocalDocsRetriever.from_path")
+        self.retriever = retriever
         self.decomposer = Decomposer(self.prompts, self.tools, max_steps=max_steps, max_retries=max_plan_retries,
                                      structured_output=structured_output)
         self.tool_runner = ToolRunner(self.tools, timeout=tool_timeout)
@@ -195,13 +209,20 @@ class Orchestrator:
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float) -> Result:
         for step in plan.steps:  # a plan object may be executed again: start from a clean state
             step.status, step.answer, step.error, step.elapsed, step.vote = "pending", None, None, None, None
+            step.sources = None
         run.emit(PlanReady(plan=plan.spec()))
         error: str | None = None
         answer: str | None = None
         try:
             async with asyncio.timeout(self.run_timeout):
                 await self._run_steps(plan, question, run, depth=0, hooks=_state_hooks(plan, run.emit, run.caller.step_usage))
-                answer = await self._synthesize(plan, question, run)
+                for replan in range(1, self.max_replans + 2):
+                    answer, missing = await self._synthesize(plan, question, run,
+                                                             may_replan=replan <= self.max_replans)
+                    if missing is None or not await self._replan(plan, question, missing, run, replan):
+                        break
+                if answer is None:  # the last replan brought nothing new: answer from what there is
+                    answer, _ = await self._synthesize(plan, question, run)
         except TimeoutError:
             error = f"run timed out after {self.run_timeout:g}s"
             _close_unfinished(plan, error, run.emit)
@@ -213,8 +234,12 @@ class Orchestrator:
         return Result(question=question, answer=answer, plan=plan, usage=run.caller.usage, events=run.events,
                       elapsed=time.monotonic() - started, error=error)
 
-    async def _run_steps(self, plan: Plan, question: str, run: _Run, *, depth: int, hooks: Hooks) -> None:
+    async def _run_steps(self, plan: Plan, question: str, run: _Run, *, depth: int, hooks: Hooks,
+                         known: dict[str, Any] | None = None) -> None:
+        """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
+        earlier plan of this run) takes that answer without a call."""
         steps = plan.by_id
+        known = known or {}
 
         async def run_step(step_id: int, answers: dict[int, Any]) -> Any:
             step = steps[step_id]
@@ -224,9 +249,13 @@ class Orchestrator:
                 if step.tool:
                     return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
                                                       caller=run.caller, emit=run.emit)
+                resolved = resolve_text(step.question, answers)
+                if question_key(resolved) in known:  # a replan asked again what an earlier step answered
+                    return known[question_key(resolved)]
                 facts = [(resolve_text(steps[d].question, answers), resolve_text(f"{{{d}}}", answers))
                          for d in step.depends_on]
-                context = StepContext(step=step, question=resolve_text(step.question, answers), facts=facts,
+                passages = await self._retrieve(step, resolved)
+                context = StepContext(step=step, question=resolved, facts=facts, passages=passages,
                                       caller=run.caller, prompts=self.prompts, original_question=question,
                                       depth=depth, recurse=lambda q, d: self._recurse(q, d, run))
                 return await self.solver.solve(context)
@@ -236,14 +265,30 @@ class Orchestrator:
         await run_dag({s.id: s.depends_on for s in plan.steps}, run_step, max_concurrency=self.max_concurrency,
                       node_timeout=self.step_timeout, hooks=hooks, fatal=(BudgetExceeded,))
 
+    async def _retrieve(self, step: Step, question: str) -> list[Document]:
+        """Passages for a model step's resolved question, recorded as the step's sources."""
+        if self.retriever is None:
+            return []
+        try:
+            documents = await self.retriever.ainvoke(question)
+        except Exception as exc:  # a user's retriever: any failure becomes this step's clear error
+            raise DecomposeError(f"the retriever failed for step {step.id}: {type(exc).__name__}: {exc}",
+                                 hint="check the retriever (its index, its server)") from exc
+        step.sources = sources_of(documents)
+        return documents
+
     async def _recurse(self, question: str, depth: int, run: _Run) -> str:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
         parent's stream (their ids would clash), retries and usage still count."""
         plan = await self._plan(question, run)
         await self._run_steps(plan, question, run, depth=depth, hooks=_state_hooks(plan, _drop, {}))
-        return await self._synthesize(plan, question, run)
+        answer, _ = await self._synthesize(plan, question, run)
+        return answer
 
-    async def _synthesize(self, plan: Plan, question: str, run: _Run) -> str:
+    async def _synthesize(self, plan: Plan, question: str, run: _Run, *,
+                          may_replan: bool = False) -> tuple[str | None, str | None]:
+        """(answer, None), or (None, what is missing) when `may_replan` and the synthesizer judged the
+        sub-answers insufficient."""
         done = [s for s in plan.steps if s.status == "done"]
         if not done:
             reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
@@ -252,12 +297,36 @@ class Orchestrator:
         if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
             # The one step asked the question itself: its answer is the answer, and a synthesis call would only
             # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
-            return resolve_text("{%d}" % only.id, {only.id: only.answer})
-        findings = "\n".join(_finding(s) for s in plan.steps)
-        messages = self.prompts.synthesize.format_messages(question=question, findings=findings,
-                                                           history=list(run.history))
+            return resolve_text("{%d}" % only.id, {only.id: only.answer}), None
+        form = answer_form(question)
+        messages = self.prompts.synthesize.format_messages(
+            question=question, findings=findings_text(plan), history=list(run.history), form=form.instruction,
+            insufficient=self.prompts.insufficient if may_replan else "")
         message, _ = await run.caller.invoke(messages, phase="synthesize")
-        return str(message.content).strip()
+        answer = str(message.content).strip()
+        missing = insufficient_reason(answer)
+        if missing is not None:
+            if may_replan:
+                return None, missing
+            answer = f"Could not be determined: {missing}"
+        return keep_computed_number(answer, plan, form), None
+
+    async def _replan(self, plan: Plan, question: str, missing: str, run: _Run, replan: int) -> bool:
+        """Plan again with what was learned and run the new steps after the old ones (a question the first plan
+        already answered is not asked again). False when the new plan brings nothing to run."""
+        known = known_answers(plan)
+        prompt = self.prompts.replan.format(question=question, findings=findings_text(plan), missing=missing)
+        try:
+            extra = await self._plan(prompt, run)
+        except PlanError:
+            return False
+        new_steps = append_steps(plan, extra)
+        if not new_steps:
+            return False
+        run.emit(PlanReady(plan=plan.spec(), replan=replan))
+        await self._run_steps(Plan(steps=new_steps, question=question), question, run, depth=0,
+                              hooks=_state_hooks(plan, run.emit, run.caller.step_usage), known=known)
+        return True
 
 
 def _state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int, TokenCount]) -> Hooks:
@@ -274,7 +343,7 @@ def _state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int
         step.status, step.answer = "done", answer
         usage = step_usage.get(step_id)
         emit(StepFinished(step_id=step_id, answer=answer, elapsed=step.elapsed or 0.0, model=step.model,
-                          usage=usage.to_dict() if usage else None))
+                          usage=usage.to_dict() if usage else None, sources=step.sources))
 
     def fail(step_id: int, error: BaseException) -> None:
         step = steps[step_id]
@@ -293,11 +362,6 @@ def _drop(event: Event) -> None:
     """Emit target for nested plans, whose step ids would clash with the parent's."""
 
 
-def _finding(step: Step) -> str:
-    if step.status == "done":
-        answer = resolve_text("{%d}" % step.id, {step.id: step.answer})
-        return f"{step.id}. {step.question} → {answer}"
-    return f"{step.id}. {step.question} → (not available: step {step.status}: {step.error})"
 
 
 def _close_unfinished(plan: Plan, reason: str, emit: Callable[[Event], None]) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from decompose.errors import PlanError
+from decompose.text import question_key
 
 REFERENCE = re.compile(r"\{(\d+)((?:\.[A-Za-z_]\w*|\.\d+)*)\}")
 
@@ -40,6 +41,7 @@ class Step(BaseModel):
     model: str | None = None
     elapsed: float | None = None
     vote: dict[str, float] | None = None
+    sources: list[dict[str, Any]] | None = None  # passages retrieved for it: [{"id", "score"}]
 
     def references(self) -> set[int]:
         """Step ids this step's question and arguments refer to."""
@@ -152,6 +154,38 @@ class Plan(BaseModel):
         """Steps nothing else depends on: their answers are what synthesis needs most."""
         used = {d for s in self.steps for d in s.depends_on}
         return [s for s in self.steps if s.id not in used]
+
+
+def append_steps(plan: Plan, extra: Plan) -> list[Step]:
+    """Add `extra`'s steps after `plan`'s, renumbered past its last id (references and dependencies with them);
+    returns the added steps. Used by replanning: both plans then show as one."""
+    offset = max((s.id for s in plan.steps), default=0)
+
+    def shift(text: str) -> str:
+        return REFERENCE.sub(lambda m: "{%d%s}" % (int(m.group(1)) + offset, m.group(2)), text)
+
+    added = [Step(id=s.id + offset, question=shift(s.question), depends_on=[d + offset for d in s.depends_on],
+                  tool=s.tool, args=_map_strings(s.args, shift)) for s in extra.steps]
+    plan.steps.extend(added)
+    return added
+
+
+def known_answers(plan: Plan) -> dict[str, Any]:
+    """The done model steps' answers, by their resolved question's key: what a replan need not ask again."""
+    answers = {s.id: s.answer for s in plan.steps if s.status == "done"}
+    known: dict[str, Any] = {}
+    for step in plan.steps:
+        if step.status == "done" and not step.tool and step.references() <= answers.keys():
+            known[question_key(resolve_text(step.question, answers))] = step.answer
+    return known
+
+
+def _map_strings(value: Any, change: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, change) for v in value]
+    return change(value) if isinstance(value, str) else value
 
 
 def resolve_text(text: str, answers: dict[int, Any]) -> str:

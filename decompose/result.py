@@ -24,13 +24,28 @@ class Result:
     def ok(self) -> bool:
         return self.error is None and self.answer is not None
 
+    @property
+    def citations(self) -> list[dict[str, Any]]:
+        """The passages the answered steps were shown, once each: [{"id", "score", "steps": [step ids]}]."""
+        cited: dict[str, dict[str, Any]] = {}
+        for step in self.plan.steps if self.plan is not None else []:
+            if step.status != "done":
+                continue
+            for source in step.sources or []:
+                entry = cited.setdefault(source["id"], {**source, "steps": []})
+                entry["steps"].append(step.id)
+                if (source.get("score") or 0) > (entry.get("score") or 0):
+                    entry["score"] = source["score"]
+        return list(cited.values())
+
     def to_dict(self) -> dict[str, Any]:
         """Stable JSON form (documented in the README)."""
         steps = []
         if self.plan is not None:
             for s in self.plan.steps:
                 steps.append({**s.spec(), "status": s.status, "answer": s.answer, "error": s.error,
-                              "attempts": s.attempts, "model": s.model, "elapsed": s.elapsed, "vote": s.vote})
+                              "attempts": s.attempts, "model": s.model, "elapsed": s.elapsed, "vote": s.vote,
+                              "sources": s.sources})
         return {
             "question": self.question,
             "answer": self.answer,
@@ -38,6 +53,7 @@ class Result:
             "error": self.error,
             "elapsed": round(self.elapsed, 4),
             "steps": steps,
+            "citations": self.citations,
             "usage": self.usage.to_dict(),
             "events": [e.to_dict() for e in self.events],
         }

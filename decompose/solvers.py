@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 from decompose.calls import ModelCaller
+from langchain_core.documents import Document
+
+from decompose.chains.answer_form import answer_form
 from decompose.chains.prompts import Prompts
 from decompose.plan import Step
+from decompose.retrieval import passages_text
 from decompose.text import final_answer_line, normalize_answer
 
 
@@ -29,13 +33,17 @@ class StepContext:
     # Plans and answers a sub-question one level deeper (set by the orchestrator, used by RecursiveSolver).
     recurse: Callable[[str, int], Awaitable[str]] | None = field(default=None, repr=False)
 
+    passages: list[Document] = field(default_factory=list)  # retrieved for this step's question
+
     def context_text(self) -> str:
         # Only the facts: weak models given the whole question tend to answer it instead of the step.
         lines = [f"- {q} → {a}" for q, a in self.facts]
-        return ("Known facts:\n" + "\n".join(lines) + "\n\n") if lines else ""
+        facts = ("Known facts:\n" + "\n".join(lines) + "\n\n") if lines else ""
+        return passages_text(self.passages) + facts
 
     def values(self) -> dict[str, Any]:
-        return {"question": self.question, "context": self.context_text()}
+        return {"question": self.question, "context": self.context_text(),
+                "form": answer_form(self.question).instruction}
 
 
 class Solver(Protocol):

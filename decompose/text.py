@@ -72,9 +72,20 @@ def same_question(a: str, b: str) -> bool:
 
 
 def final_answer_line(text: str) -> str:
-    """The answer after the last 'Answer:' marker, else the last non-empty line (chain-of-thought output)."""
+    """The answer after the last 'Answer:' marker, else the last non-empty line (chain-of-thought output), without
+    the markup models wrap it in (`**bold**`, `\\boxed{42}`, `\\( ... \\)`)."""
     matches = re.findall(r"answer\s*(?:is)?\s*[:：]\s*(.+)", text, flags=re.IGNORECASE)
     if matches:
-        return matches[-1].strip()
+        return strip_markup(matches[-1])
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return strip_markup(lines[-1]) if lines else ""
+
+
+BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+LATEX_DELIMITERS = re.compile(r"\\[()\[\]]|\$\$?")
+
+
+def strip_markup(answer: str) -> str:
+    answer = BOXED.sub(r"\1", answer)
+    answer = LATEX_DELIMITERS.sub("", answer).replace("**", "").replace("__", "")
+    return answer.strip().strip("*").strip()

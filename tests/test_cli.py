@@ -9,8 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli
 
-REPO = Path(__file__).resolve().parents[1]
 TITANIC = "Who directed Titanic, and how old was that person when it was released?"
 
 RULES = '''
@@ -33,16 +33,6 @@ rules = [
 '''
 
 EVENT_TYPES = {"PlanReady", "StepStarted", "StepFinished", "StepFailed", "StepSkipped", "Retried", "Answered"}
-
-
-def cli(*args, cwd, input=None, env=None, timeout=60):
-    """Run `python -m decompose.cli ARGS` as a user would; returns the CompletedProcess (text)."""
-    full_env = {k: v for k, v in os.environ.items()
-                if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "FORCE_COLOR")}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "decompose.cli", *args], cwd=cwd, input=input, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def cli_parallel(cases, cwd):
@@ -126,12 +116,12 @@ def test_json_output_schema_and_trace(work):
                input=TITANIC + "\n")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is the JSON document alone
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "citations", "usage", "events"}
     assert data["question"] == TITANIC and data["ok"] is True and data["error"] is None
     assert data["answer"] == "James Cameron was 43 when Titanic was released."
     assert [s["answer"] for s in data["steps"]] == ["James Cameron", "1954", "1997", "43"]
     assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "error", "attempts",
-                                     "model", "elapsed", "vote"}
+                                     "model", "elapsed", "vote", "sources"}
     assert data["steps"][3]["depends_on"] == [2, 3]
     usage = data["usage"]
     assert set(usage) >= {"input_tokens", "output_tokens", "total_tokens", "model_calls", "transport_retries",
@@ -322,6 +312,6 @@ def test_no_usable_plan_still_gives_json_with_the_same_keys(work, main_in_proces
     code, out, err = main_in_process("run", "--json", "--model", "scripted:garbage.py", TITANIC)
     assert code == 1 and "Traceback" not in err
     data = json.loads(out)
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "citations", "usage", "events"}
     assert data["ok"] is False and "usable plan" in data["error"]
     assert err.count("decompose: error:") == 1 and "usable plan" in err

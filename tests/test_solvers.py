@@ -65,8 +65,12 @@ def asks_for_plan_text(call):
     return '"steps"' in call["prompt"]
 
 
-@pytest.mark.parametrize("text, expected", [("The answer is: 42", "42"), ("x\nAnswer: Paris\n", "Paris"),
-                                            ("no marker\nlast line", "last line"), ("", "")])
+@pytest.mark.parametrize("text, expected", [
+    ("The answer is: 42", "42"), ("x\nAnswer: Paris\n", "Paris"), ("no marker\nlast line", "last line"), ("", ""),
+    # markup a capable model wraps its answer in is dropped
+    ("60 * 9 = 540\nAnswer: \\(\\boxed{540}\\)", "540"), ("**Answer:** 18 dollars", "18 dollars"),
+    ("Reasoning.\nAnswer: $18$", "18"),
+])
 def test_final_answer_line(text, expected):
     assert final_answer_line(text) == expected
 

@@ -21,6 +21,7 @@ Rules:
 - Each step asks ONE thing that is simpler than the whole question. Do not repeat the question itself.
 - Write {{n}} in a later step to use the answer of step n, and list n in depends_on.
 - Steps that do not depend on each other are answered at the same time.
+- The last step answers the whole question from the earlier steps' answers.
 {tool_rules}"""
 
 # Worked examples, shown as earlier chat turns: small models copy the pattern (and stop echoing the question).
@@ -42,23 +43,39 @@ NO_TOOL_RULES = "- No tools are available: every step is a question."
 
 REPAIR = "That plan could not be used: {error}\nReply with the corrected plan as JSON only."
 
-ANSWER_SYSTEM = """Answer the question briefly and precisely: a short phrase, a number or a sentence.
-A yes/no question gets "Yes" or "No" first. Use the known facts when they help. Do not explain unless asked."""
+ANSWER_SYSTEM = """Answer the question briefly and precisely. Use the passages and known facts when they help: \
+the known facts are correct. Do not explain unless asked."""
 
-ANSWER_HUMAN = """{context}Question: {question}"""
+ANSWER_HUMAN = """{context}Question: {question}
+{form}"""
 
-COT_SYSTEM = """Think step by step, briefly. Then give the final answer on a last line that starts with "Answer:"."""
+COT_SYSTEM = """Answer the question. Use the passages and known facts when they help: the known facts are \
+correct. Think step by step, briefly, then give the final answer on a last line that starts with "Answer:"."""
 
 SYNTHESIZE_SYSTEM = """You combine the answers to sub-questions into one final answer to the original question.
-Answer directly and briefly; a yes/no question gets "Yes" or "No" first. If a sub-answer is missing, say what could not be found and answer as well as the
-rest allows."""
+The sub-answers were worked out carefully and calculator results are exact: build on them, do not redo them. \
+When the last sub-question already answers the original question, keep its answer. If the sub-answers are not \
+enough, say what could not be found and answer as well as the rest allows. Answer directly and briefly."""
 
 SYNTHESIZE_HUMAN = """Original question: {question}
 
 Sub-questions and answers:
 {findings}
-
+{insufficient}
+{form}
 Final answer:"""
+
+# Shown only while a replan is still allowed: the marker tells the orchestrator to plan again.
+INSUFFICIENT_MARKER = "INSUFFICIENT:"
+INSUFFICIENT = (f"If these answers are not enough to answer the original question, reply only with "
+                f"\"{INSUFFICIENT_MARKER} <what is still missing>\".")
+
+# The second plan after an insufficient first one: what was learned comes with the question.
+REPLAN_HUMAN = """{question}
+
+Already known (do not ask these again):
+{findings}
+Still missing: {missing}"""
 
 
 def _template(system: str, human: str, *, examples: list | None = None, repair: bool = False) -> ChatPromptTemplate:
@@ -100,7 +117,9 @@ def _decompose(system: str) -> ChatPromptTemplate:
 @dataclass
 class Prompts:
     """The four templates. Variables: decompose {question, max_steps, tool_rules, tool_examples, history, repair};
-    answer/cot {question, context}; synthesize {question, findings, history}. Build your own with
+    answer/cot {question, context, form}; synthesize {question, findings, history, form, insufficient}. `form`
+    is the answer's shape read from the question (see `answer_form`); `insufficient` is the replan instruction,
+    empty when no replan is left. Build your own with
     `Prompts(decompose=ChatPromptTemplate(...))`, or prefix every system prompt with `Prompts.with_instructions`."""
 
     decompose: ChatPromptTemplate = field(default_factory=lambda: _decompose(DECOMPOSE_SYSTEM))
@@ -110,6 +129,8 @@ class Prompts:
     tool_rules: str = TOOL_RULES
     no_tool_rules: str = NO_TOOL_RULES
     repair: str = REPAIR
+    insufficient: str = INSUFFICIENT
+    replan: str = REPLAN_HUMAN
 
     @classmethod
     def with_instructions(cls, instructions: str) -> "Prompts":

@@ -117,9 +117,6 @@ _ORDERS = [
 _CARRIERS = ["UPS", "FedEx", "USPS", "DHL"]
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = {"a", "an", "the", "of", "to", "is", "are", "can", "i", "my", "for", "in", "on", "and", "or",
-              "it", "be", "do", "does", "what", "how", "when", "if", "with", "after", "get"}
 
 
 def default_db_path() -> Path:
@@ -143,12 +140,6 @@ def to_cents(amount, what: str = "amount") -> int:
     if value != value.quantize(Decimal("0.01")):
         raise ToolError(f"{what} '{amount}' has more than two decimals", hint="round it to cents")
     return int(value * 100)
-
-
-def _tokens(text: str) -> list[str]:
-    # Crude stemming ("refunds" -> "refund") is enough for a handful of policy paragraphs.
-    return [w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _WORD.findall(text.lower())
-            if w not in _STOPWORDS]
 
 
 def _seed(conn: sqlite3.Connection, today: date) -> None:
@@ -412,18 +403,17 @@ class Store:
             return self._remember(conn, idempotency_key, "open_ticket", result)
 
     def search_policy(self, query: str, limit: int = 3) -> list[dict]:
-        terms = set(_tokens(query or ""))
-        if not terms:
+        """BM25 over the policy paragraphs: the same retriever `--docs` uses."""
+        from decompose.retrieval import LocalDocsRetriever, query_terms
+
+        if not query_terms(query or ""):
             raise ToolError(f"policy query '{query}' has no searchable words", hint="e.g. 'refund damaged item'")
         if not 1 <= limit <= 20:
             raise ToolError(f"limit must be between 1 and 20, got {limit}")
         with self.transaction() as conn:
             rows = conn.execute("SELECT topic, body FROM policy ORDER BY id").fetchall()
-        scored = []
-        for row in rows:
-            topic, body = _tokens(row["topic"]), _tokens(row["body"])
-            # A word in the topic counts three times: topics say what a paragraph is about.
-            score = sum(3 * topic.count(t) + body.count(t) for t in terms)
-            if score:
-                scored.append({"topic": row["topic"], "text": row["body"], "score": score})
-        return sorted(scored, key=lambda r: -r["score"])[:limit]
+        bodies = {row["topic"]: row["body"] for row in rows}
+        # The topic is part of the passage: topics say what a paragraph is about.
+        retriever = LocalDocsRetriever.from_texts([(t, f"{t}. {b}") for t, b in bodies.items()], k=limit)
+        return [{"topic": d.metadata["id"], "text": bodies[d.metadata["id"]], "score": d.metadata["score"]}
+                for d in retriever.invoke(query)]

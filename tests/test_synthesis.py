@@ -1,0 +1,64 @@
+"""Synthesis keeps what the steps found: a computed number survives a reply without one, and the reply's form
+follows the question."""
+
+import json
+
+from decompose import Orchestrator, ScriptedChatModel
+from decompose.chains.answer_form import AnswerForm
+from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+from decompose.plan import Plan
+from decompose.tools.calculator import calculator_tools
+
+SPRINTS = ("James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
+           "How many total meters does he run a week?")
+SPRINT_PLAN = json.dumps({"steps": [
+    {"id": 1, "question": "How many sprints a week?", "tool": "calculator", "args": {"expression": "3 * 3"}},
+    {"id": 2, "question": "How many meters in {1} sprints?", "tool": "calculator",
+     "args": {"expression": "{1} * 60"}, "depends_on": [1]},
+]})
+
+
+def sprint_model(synthesis_reply):
+    return ScriptedChatModel(rules=[(asks_for_plan, SPRINT_PLAN), (asks_to_combine, synthesis_reply)])
+
+
+def test_a_computed_number_survives_a_synthesis_reply_without_a_number():
+    model = sprint_model("Yes")  # what a capable model said when every prompt demanded Yes or No first
+    result = Orchestrator(model, tools=calculator_tools()).run(SPRINTS)
+    assert [s.answer for s in result.plan.steps] == [9, 540]
+    assert result.answer == "540"
+    combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
+    assert "How many meters in 9 sprints? → 540" in combine  # findings show resolved questions
+    assert "Answer with the number" in combine and '"Yes" or "No"' not in combine
+
+
+def test_a_synthesis_reply_with_a_number_is_kept():
+    result = Orchestrator(sprint_model("He runs 540 meters a week."), tools=calculator_tools()).run(SPRINTS)
+    assert result.answer == "He runs 540 meters a week."
+
+
+def test_the_guard_only_applies_to_number_questions_ending_in_a_tool_step():
+    plan = Plan.from_data(json.loads(SPRINT_PLAN))
+    for step, answer in zip(plan.steps, (9, 540)):
+        step.status, step.answer = "done", answer
+    assert keep_computed_number("No", plan, AnswerForm.NUMBER) == "540"
+    assert keep_computed_number("No", plan, AnswerForm.YES_NO) == "No"
+    plan.steps[1].tool = None  # a model step's wording is not exact: no override
+    assert keep_computed_number("No", plan, AnswerForm.NUMBER) == "No"
+
+
+def test_findings_name_failed_steps_and_keep_unresolvable_questions():
+    plan = Plan.from_data({"steps": [{"id": 1, "question": "A?"}, {"id": 2, "question": "B of {1}?"}]})
+    plan.steps[0].status, plan.steps[0].error = "failed", "timeout"
+    plan.steps[1].status, plan.steps[1].error = "skipped", "step 1 failed"
+    text = findings_text(plan)
+    assert "1. A? → (not available: step failed: timeout)" in text
+    assert "2. B of {1}? → (not available: step skipped: step 1 failed)" in text
+
+
+def test_insufficient_reason():
+    assert insufficient_reason("INSUFFICIENT: the height of Big Ben") == "the height of Big Ben"
+    assert insufficient_reason("**Insufficient:** nothing") == "nothing"
+    assert insufficient_reason("INSUFFICIENT:") == "the sub-answers do not answer the question"
+    assert insufficient_reason("Big Ben is 96 m tall.") is None
