@@ -109,11 +109,13 @@ def serve(*, parallel: int = 4, n_ctx_per_slot: int = 4096, threads: int | None 
         del server
 
 
-def load(base_url: str, *, max_tokens: int = 512):
-    """The project's own OpenAI-compatible backend, pointed at the local server."""
+def load(base_url: str, *, max_tokens: int = 512, timeout: float = 600.0):
+    """The project's own OpenAI-compatible backend, pointed at the local server. The timeout is long: on two
+    cores a request may wait behind several others."""
     from decompose.models.openai import load_openai
 
-    return load_openai(ALIAS, base_url=base_url, api_key="local", max_tokens=max_tokens, temperature=0)
+    return load_openai(ALIAS, base_url=base_url, api_key="local", max_tokens=max_tokens, temperature=0,
+                       timeout=timeout)
 
 
 def main() -> None:

@@ -36,13 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 
 from decompose import Orchestrator  # noqa: E402
+from decompose.plan import escape_references  # noqa: E402
 from decompose.retrieval import LocalDocsRetriever  # noqa: E402
+from decompose.retry import RetryPolicy  # noqa: E402
 from decompose.text import answer_match, exact_match, normalize_answer, token_f1  # noqa: E402
 from decompose.tools.calculator import calculator_tools  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYSTEMS = ["direct", "cot", "retrieval", "ours", "llamaindex", "seed"]
 DATASETS = ["gsm8k", "bamboogle", "strategyqa", "tatqa"]
+PATIENT = RetryPolicy(max_total=None)
 YES_NO_START = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 
 
@@ -60,6 +63,7 @@ class Dataset:
     rows: list[Row]
     tools: bool = False
     corpus: list[tuple[str, str]] | None = None  # shared documents
+    k: int = 3  # passages per query
     retrievers: dict[str, LocalDocsRetriever] = field(default_factory=dict)
 
     @property
@@ -72,7 +76,7 @@ class Dataset:
             return None
         key = row.id if row.docs else "corpus"
         if key not in self.retrievers:
-            self.retrievers[key] = LocalDocsRetriever.from_texts(docs, k=3)
+            self.retrievers[key] = LocalDocsRetriever.from_texts(docs, k=self.k)
         return self.retrievers[key]
 
 
@@ -123,8 +127,11 @@ def load_dataset(name: str, data: Path, limit: int, corpus_cache: dict) -> Datas
                     golds = [", ".join(golds)]
                 rows.append(Row(q["uid"], q["question"], golds, docs=docs))
                 if len(rows) >= limit:
-                    return Dataset(name, rows, tools=True)
-        return Dataset(name, rows, tools=True)
+                    break
+            if len(rows) >= limit:
+                break
+        # A question's own table and paragraphs are few: show most of them (the table is usually needed).
+        return Dataset(name, rows, tools=True, k=5)
     raise SystemExit(f"unknown dataset {name!r}; use: {', '.join(DATASETS)}")
 
 
@@ -166,12 +173,14 @@ def orchestrator_system(name: str, replans: int) -> Callable:
         retriever = dataset.retriever(row) if name in ("retrieval", "ours") else None
         tools = calculator_tools() if dataset.tools and name == "ours" else []
         strategy = "cot" if name == "cot" else "direct"
-        orch = Orchestrator(model, tools=tools, retriever=retriever, strategy=strategy,
+        # A local CPU server queues requests past its slots: a call may wait long, and that is not a failure.
+        orch = Orchestrator(model, tools=tools, retriever=retriever, strategy=strategy, retry=PATIENT,
                             max_replans=replans if name == "ours" else 0, on_plan_failure="direct")
         if name == "ours":
             result = await orch.arun(row.question)
         else:  # one step that asks the question itself: answered once, no synthesis
-            result = await orch.aexecute({"steps": [{"id": 1, "question": row.question}]}, question=row.question)
+            step = {"id": 1, "question": escape_references(row.question)}
+            result = await orch.aexecute({"steps": [step]}, question=row.question)
         usage = result.usage
         return Outcome(result.answer, result.plan is not None if name == "ours" else None, usage.model_calls,
                        usage.input_tokens, usage.output_tokens, result.error)
@@ -282,9 +291,11 @@ def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
 
 async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out: Path,
                    concurrency: int) -> list[dict[str, Any]]:
-    done = {r["id"]: r for r in _jsonl(out)} if out.exists() else {}
-    todo = [row for row in dataset.rows if row.id not in done]
+    done = {r["id"]: r for r in _jsonl(out)} if out.exists() else {}  # a later record of a row wins
+    # Rows that failed in transport (the server was down or overloaded) say nothing about quality: run again.
+    todo = [row for row in dataset.rows if row.id not in done or "ModelError" in str(done[row.id]["error"])]
     slots = asyncio.Semaphore(concurrency)
+    finished: list[str] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as report:
         async def one(row: Row) -> None:
@@ -298,7 +309,8 @@ async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out
                 done[row.id] = record
                 report.write(json.dumps(record, ensure_ascii=False) + "\n")
                 report.flush()
-                print(f"  {dataset.name}/{system} {len(done)}/{len(dataset.rows)} {row.id}: "
+                finished.append(row.id)
+                print(f"  {dataset.name}/{system} {len(finished)}/{len(todo)} {row.id}: "
                       f"match={record['match']:g} {str(record['prediction'])[:60]!r}", file=sys.stderr, flush=True)
 
         await asyncio.gather(*(one(row) for row in todo))
@@ -357,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
             model, label = resolve_model(args.model), args.model
         else:
             url = args.base_url or stack.enter_context(capable_model.serve(parallel=args.concurrency))
-            model, label = capable_model.load(url), capable_model.ALIAS
+            model, label = capable_model.load(url, timeout=1800), capable_model.ALIAS
         runners = {"direct": orchestrator_system("direct", 0), "cot": orchestrator_system("cot", 0),
                    "retrieval": orchestrator_system("retrieval", 0),
                    "ours": orchestrator_system("ours", args.replans),

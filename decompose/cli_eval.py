@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from decompose.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from decompose.cli_config import Trace, build_orchestrator
 from decompose.errors import ConfigError, DecomposeError
+from decompose.plan import escape_references
 from decompose.text import answer_match, exact_match, token_f1
 
 
@@ -249,7 +250,7 @@ async def _answer(orch: Any, row: Row, mode: str, trace: Trace | None) -> dict[s
     started = time.monotonic()
     try:
         if mode == "direct":
-            plan = {"question": row.question, "steps": [{"id": 1, "question": row.question}]}
+            plan = {"question": row.question, "steps": [{"id": 1, "question": escape_references(row.question)}]}
             result = await orch.aexecute(plan, question=row.question, on_event=on_event)
         else:
             result = await orch.arun(row.question, on_event=on_event)

@@ -28,7 +28,8 @@ from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputE
 from decompose.events import (Answered, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted,
                               TokenCount, Usage)
 from decompose.models import load_model
-from decompose.plan import Plan, Step, append_steps, known_answers, resolve_args, resolve_text
+from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, resolve_args,
+                            resolve_text)
 from decompose.result import Result
 from decompose.retrieval import sources_of
 from decompose.retry import RetryPolicy
@@ -204,7 +205,7 @@ class Orchestrator:
         except PlanError:
             if self.on_plan_failure != "direct":
                 raise
-            return Plan(steps=[Step(id=1, question=question)], question=question)
+            return Plan(steps=[Step(id=1, question=escape_references(question))], question=question)
 
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float) -> Result:
         for step in plan.steps:  # a plan object may be executed again: start from a clean state

@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from decompose.errors import PlanError
 from decompose.text import question_key
 
-REFERENCE = re.compile(r"\{(\d+)((?:\.[A-Za-z_]\w*|\.\d+)*)\}")
+_PATH = r"(?:\.[A-Za-z_]\w*|\.\d+)*"
+# `{n}` / `{n.field}` stands for step n's answer; a doubled `{{n}}` is the literal text `{n}` (as in str.format).
+REFERENCE = re.compile(r"(?<!\{)\{(\d+)(" + _PATH + r")\}(?!\})")
+_REFERENCE_OR_ESCAPED = re.compile(r"\{\{(\d+" + _PATH + r")\}\}|" + REFERENCE.pattern)
 
 PLAN_FIELDS = ("id", "question", "depends_on", "tool", "args")
 
@@ -142,7 +145,8 @@ class Plan(BaseModel):
                 if dep == s.id:
                     raise PlanError(f"step {s.id} depends on itself", hint="a step can only use earlier answers")
                 if dep not in seen:
-                    raise PlanError(f"step {s.id} refers to {{{dep}}}, which does not exist; steps are {span}")
+                    raise PlanError(f"step {s.id} refers to {{{dep}}}, which does not exist; steps are {span}",
+                                    hint=f"for the literal text {{{dep}}}, write {{{{{dep}}}}}")
             s.depends_on = sorted(set(s.depends_on) | refs)
         cycle = _find_cycle({s.id: s.depends_on for s in self.steps})
         if cycle:
@@ -190,7 +194,38 @@ def _map_strings(value: Any, change: Any) -> Any:
 
 def resolve_text(text: str, answers: dict[int, Any]) -> str:
     """Replace `{n}` / `{n.field}` in text by the answers' string forms."""
-    return REFERENCE.sub(lambda m: _to_text(_lookup(answers, int(m.group(1)), m.group(2))), text)
+    def replace(m: re.Match) -> str:
+        if m.group(1) is not None:  # escaped: the literal text
+            return "{" + m.group(1) + "}"
+        return _to_text(_lookup(answers, int(m.group(2)), m.group(3)))
+
+    return _REFERENCE_OR_ESCAPED.sub(replace, text)
+
+
+def keep_literal(data: Any, question: str) -> Any:
+    """In a model-written plan, the `{n}` forms that the user's question itself contains are that text, not
+    references (a question about `x^{2}` or `'{0}'.format(5)`): escape them in every step."""
+    literal = {m.group(0) for m in REFERENCE.finditer(question)}
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not literal or not isinstance(steps, list):
+        return data
+
+    def escape(text: str) -> str:
+        return REFERENCE.sub(lambda m: "{" + m.group(0) + "}" if m.group(0) in literal else m.group(0), text)
+
+    for step in steps:
+        if isinstance(step, dict):
+            if isinstance(step.get("question"), str):
+                step["question"] = escape(step["question"])
+            if "args" in step:
+                step["args"] = _map_strings(step["args"], escape)
+    return data
+
+
+def escape_references(text: str) -> str:
+    """Text whose `{n}` forms are literal (a user's own question): `x^{2}` → `x^{{2}}`, which resolves back
+    to `x^{2}` and is never taken for a reference."""
+    return REFERENCE.sub(lambda m: "{" + m.group(0) + "}", text)
 
 
 def resolve_args(args: Any, answers: dict[int, Any]) -> Any:
@@ -208,6 +243,9 @@ def resolve_args(args: Any, answers: dict[int, Any]) -> Any:
 
 
 def _lookup(answers: dict[int, Any], step_id: int, path: str) -> Any:
+    if step_id not in answers:
+        raise PlanError(f"{{{step_id}}} refers to step {step_id}, which has no answer here",
+                        hint=f"write {{{{{step_id}}}}} for the literal text {{{step_id}}}")
     value = answers[step_id]
     for name in filter(None, path.split(".")):
         value = _field(value, name, step_id)

@@ -76,3 +76,34 @@ def test_an_unusable_replan_ends_in_an_answer_from_what_there_is():
     result = Orchestrator(m, max_replans=1, on_plan_failure="direct").run(QUESTION)
     assert result.ok and result.answer == "The Eiffel Tower, probably."
     assert len(result.plan.steps) == 1  # the replan prompt was never run as a question
+
+
+CLI_RULES = '''
+import json
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+
+def is_replan(messages):
+    return asks_for_plan(messages) and any("Still missing:" in str(m.content) for m in messages)
+
+rules = [
+    (is_replan, json.dumps({"steps": [{"id": 1, "question": "How tall is Big Ben?"}]})),
+    (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "How tall is the Eiffel Tower?"}]})),
+    (asks_to_combine, ["INSUFFICIENT: the height of Big Ben", "The Eiffel Tower."]),
+    ("Eiffel", "330 m"),
+    ("Big Ben", "96 m"),
+]
+'''
+
+
+def test_the_command_shows_the_second_plan(tmp_path):
+    from helpers import cli
+
+    (tmp_path / "rules.py").write_text(CLI_RULES)
+    done = cli("run", "--model", "scripted:rules.py", "--max-replans", "1", QUESTION, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "replan 1: 1 more step" in done.stderr
+    step2 = next(line for line in done.stdout.splitlines() if "2. How tall is Big Ben?" in line)
+    assert step2.strip().startswith("[done]") and step2.endswith("-> 96 m")
+    assert "Answer: The Eiffel Tower." in done.stdout
+    bad = cli("run", "--model", "scripted:rules.py", "--max-replans", "-1", QUESTION, cwd=tmp_path)
+    assert bad.returncode == 2 and "--max-replans" in bad.stderr

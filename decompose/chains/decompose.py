@@ -15,7 +15,7 @@ from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import Prompts, tool_example_messages
 from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
-from decompose.plan import Plan, references_in
+from decompose.plan import Plan, keep_literal, references_in
 from decompose.retry import error_reason
 from decompose.text import question_key
 
@@ -94,7 +94,7 @@ class Decomposer:
         )
 
     def _validated(self, data: Any, question: str) -> Plan:
-        plan = Plan.from_data(tidy_dependencies(data), max_steps=self.max_steps)
+        plan = Plan.from_data(tidy_dependencies(keep_literal(data, question)), max_steps=self.max_steps)
         self.check_tools(plan)
         plan.question = question
         return drop_echo_steps(plan, question)
