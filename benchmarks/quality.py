@@ -337,7 +337,8 @@ def table(cells: dict[tuple[str, str], dict[str, Any]]) -> str:
              "s per question |", "|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, system), s in cells.items():
         lines.append(f"| {dataset} | {system} | {s['match']:.2f} | {s['em']:.2f} | {s['f1']:.2f} | "
-                     f"{s['valid_plans']} | {s['wrong_type']} | {s['calls']} | {s['tokens']} | {s['row_seconds']:.1f} |")
+                     f"{s['valid_plans']} | {s['wrong_type']} | {s['calls']} | {s['tokens']} | "
+                     f"{s['row_seconds']:.1f} |")
     return "\n".join(lines)
 
 

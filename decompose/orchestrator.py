@@ -23,7 +23,7 @@ from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
 from decompose.chains.answer_form import answer_form
 from decompose.chains.prompts import Prompts
-from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
+from decompose.chains.synthesis import final_answer, findings_text, insufficient_reason, keep_computed_number
 from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, PlanError
 from decompose.events import (Answered, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted,
                               TokenCount, Usage)
@@ -216,7 +216,8 @@ class Orchestrator:
         answer: str | None = None
         try:
             async with asyncio.timeout(self.run_timeout):
-                await self._run_steps(plan, question, run, depth=0, hooks=_state_hooks(plan, run.emit, run.caller.step_usage))
+                hooks = _state_hooks(plan, run.emit, run.caller.step_usage)
+                await self._run_steps(plan, question, run, depth=0, hooks=hooks)
                 for replan in range(1, self.max_replans + 2):
                     answer, missing = await self._synthesize(plan, question, run,
                                                              may_replan=replan <= self.max_replans)
@@ -304,13 +305,13 @@ class Orchestrator:
             question=question, findings=findings_text(plan), history=list(run.history), form=form.instruction,
             insufficient=self.prompts.insufficient if may_replan else "")
         message, _ = await run.caller.invoke(messages, phase="synthesize")
-        answer = str(message.content).strip()
-        missing = insufficient_reason(answer)
+        reply = str(message.content).strip()
+        missing = insufficient_reason(reply)
         if missing is not None:
             if may_replan:
                 return None, missing
-            answer = f"Could not be determined: {missing}"
-        return keep_computed_number(answer, plan, form), None
+            return keep_computed_number(f"Could not be determined: {missing}", plan, form), None
+        return keep_computed_number(final_answer(reply), plan, form), None
 
     async def _replan(self, plan: Plan, question: str, missing: str, run: _Run, replan: int) -> bool:
         """Plan again with what was learned and run the new steps after the old ones (a question the first plan

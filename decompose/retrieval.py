@@ -46,7 +46,7 @@ class LocalDocsRetriever(BaseRetriever):
         self._index.index(_tokenize([d.page_content for d in self.documents]), show_progress=False)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[tuple[str, str]] | Iterable[dict[str, Any]], **kwargs: Any) -> "LocalDocsRetriever":
+    def from_texts(cls, texts: Iterable[tuple[str, str] | dict[str, Any]], **kwargs: Any) -> "LocalDocsRetriever":
         """From (id, text) pairs or {"id", "text"} objects."""
         documents = []
         for item in texts:

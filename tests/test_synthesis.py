@@ -29,8 +29,15 @@ def test_a_computed_number_survives_a_synthesis_reply_without_a_number():
     assert [s.answer for s in result.plan.steps] == [9, 540]
     assert result.answer == "540"
     combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
-    assert "How many meters in 9 sprints? → 540" in combine  # findings show resolved questions
+    # findings show resolved questions, and how each tool result was computed
+    assert "How many meters in 9 sprints? [calculator(expression='9 * 60')] → 540" in combine
     assert "Answer with the number" in combine and '"Yes" or "No"' not in combine
+
+
+def test_the_synthesizer_checks_then_its_answer_line_is_kept():
+    reply = "3 sprints 3 times a week is 9 sprints; 9 × 60 = 540, so the steps fit.\nAnswer: **540 meters**"
+    result = Orchestrator(sprint_model(reply), tools=calculator_tools()).run(SPRINTS)
+    assert result.answer == "540 meters"
 
 
 def test_a_synthesis_reply_with_a_number_is_kept():

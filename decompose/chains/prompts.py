@@ -53,17 +53,17 @@ COT_SYSTEM = """Answer the question. Use the passages and known facts when they 
 correct. Think step by step, briefly, then give the final answer on a last line that starts with "Answer:"."""
 
 SYNTHESIZE_SYSTEM = """You combine the answers to sub-questions into one final answer to the original question.
-The sub-answers were worked out carefully and calculator results are exact: build on them, do not redo them. \
-When the last sub-question already answers the original question, keep its answer. If the sub-answers are not \
-enough, say what could not be found and answer as well as the rest allows. Answer directly and briefly."""
+The sub-answers were worked out one at a time; a tool's result is exact for the call shown. Check in a sentence \
+or two that the steps fit the question (the right numbers and operations, nothing left out). If they do, keep \
+the last step's result; if a step is wrong, correct it. If the sub-answers are not enough, say what could not \
+be found and answer as well as the rest allows. End with a last line that starts with "Answer:"."""
 
 SYNTHESIZE_HUMAN = """Original question: {question}
 
 Sub-questions and answers:
 {findings}
 {insufficient}
-{form}
-Final answer:"""
+{form}"""
 
 # Shown only while a replan is still allowed: the marker tells the orchestrator to plan again.
 INSUFFICIENT_MARKER = "INSUFFICIENT:"

@@ -8,9 +8,10 @@ import re
 from decompose.chains.answer_form import AnswerForm
 from decompose.chains.prompts import INSUFFICIENT_MARKER
 from decompose.errors import DecomposeError
-from decompose.plan import Plan, Step, resolve_text
-from decompose.text import strip_markup
+from decompose.plan import Plan, Step, resolve_args, resolve_text
+from decompose.text import final_answer_line, strip_markup
 
+ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:：]", re.IGNORECASE)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
                           re.IGNORECASE | re.DOTALL)
@@ -28,8 +29,25 @@ def _finding(step: Step, answers: dict) -> str:
     except (KeyError, DecomposeError):  # it refers to a step that failed
         question = step.question
     if step.status == "done":
-        return f"{step.id}. {question} → {resolve_text('{%d}' % step.id, answers)}"
+        return f"{step.id}. {question}{_call(step, answers)} → {resolve_text('{%d}' % step.id, answers)}"
     return f"{step.id}. {question} → (not available: step {step.status}: {step.error})"
+
+
+def _call(step: Step, answers: dict) -> str:
+    """How a tool step got its answer, so the synthesizer can tell a wrong call from a right one."""
+    if not step.tool:
+        return ""
+    try:
+        args = resolve_args(step.args, answers)
+    except DecomposeError:
+        args = step.args
+    shown = ", ".join(f"{name}={value!r}" for name, value in args.items())
+    return f" [{step.tool}({shown})]"
+
+
+def final_answer(reply: str) -> str:
+    """The synthesizer's answer: the text after its last "Answer:" line, else the whole reply."""
+    return final_answer_line(reply) if ANSWER_LINE.search(reply) else reply.strip()
 
 
 def insufficient_reason(reply: str) -> str | None:
