@@ -31,7 +31,7 @@ def test_a_computed_number_survives_a_synthesis_reply_without_a_number():
     combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
     # findings show resolved questions, and how each tool result was computed
     assert "How many meters in 9 sprints? [calculator(expression='9 * 60')] → 540" in combine
-    assert "Answer with the number" in combine and '"Yes" or "No"' not in combine
+    assert "Answer with just the number" in combine and '"Yes" or "No"' not in combine
 
 
 def test_the_synthesizer_checks_then_its_answer_line_is_kept():

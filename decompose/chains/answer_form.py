@@ -36,7 +36,7 @@ class AnswerForm(str, Enum):
 
 INSTRUCTIONS = {
     AnswerForm.YES_NO: 'This is a yes/no question: start the answer with "Yes" or "No".',
-    AnswerForm.NUMBER: "Answer with the number (and its unit, if it has one).",
+    AnswerForm.NUMBER: "Answer with just the number (and its unit, if it has one), not a sentence.",
     AnswerForm.DATE: "Answer with the date: as exact as known (day, month and year), else the year.",
     AnswerForm.PERSON: "Answer with the person's name.",
     AnswerForm.PLACE: "Answer with the place's name.",
