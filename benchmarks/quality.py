@@ -274,16 +274,22 @@ def _llamaindex_retriever(retriever: LocalDocsRetriever) -> Any:
 # ----- running and scoring ------------------------------------------------------------------------------------
 
 
-def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
-    answer = outcome.answer
+def _scores(answer: str | None, row: Row) -> dict[str, Any]:
     wrong_type = bool(answer and YES_NO_START.match(answer)) and not any(
         normalize_answer(g) in ("yes", "no") for g in row.gold)
     return {
-        "id": row.id, "question": row.question, "gold": row.gold, "prediction": answer,
         "match": max(answer_match(answer, g) for g in row.gold) if answer else 0.0,
         "em": max(exact_match(answer, g) for g in row.gold) if answer else 0.0,
         "f1": round(max(token_f1(answer, g) for g in row.gold), 4) if answer else 0.0,
-        "valid_plan": outcome.valid_plan, "wrong_type": wrong_type, "error": outcome.error,
+        "wrong_type": wrong_type,
+    }
+
+
+def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
+    return {
+        "id": row.id, "question": row.question, "gold": row.gold, "prediction": outcome.answer,
+        **_scores(outcome.answer, row),
+        "valid_plan": outcome.valid_plan, "error": outcome.error,
         "calls": outcome.calls, "input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens,
         "elapsed": round(elapsed, 2),
     }
@@ -291,7 +297,10 @@ def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
 
 async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out: Path,
                    concurrency: int) -> list[dict[str, Any]]:
-    done = {r["id"]: r for r in _jsonl(out)} if out.exists() else {}  # a later record of a row wins
+    golds = {row.id: row for row in dataset.rows}
+    # A later record of a row wins; records are scored again, so a scoring fix reaches rows already run.
+    done = {r["id"]: {**r, **_scores(r["prediction"], golds[r["id"]])} if r["id"] in golds else r
+            for r in (_jsonl(out) if out.exists() else [])}
     # Rows that failed in transport (the server was down or overloaded) say nothing about quality: run again.
     todo = [row for row in dataset.rows if row.id not in done or "ModelError" in str(done[row.id]["error"])]
     slots = asyncio.Semaphore(concurrency)

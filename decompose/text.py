@@ -48,15 +48,23 @@ YES_NO = re.compile(r"\b(yes|no|true|false)\b")
 def answer_match(prediction: str, gold: str) -> float:
     """Task-aware match, as GSM8K and StrategyQA are usually scored: for a numeric gold, the last number in the
     prediction; for a yes/no gold, the first yes/no (true/false) word; otherwise exact match."""
-    gold_norm = normalize_answer(gold)
-    if re.fullmatch(r"-?\d+(\.\d+)?", gold_norm):
+    gold_number = _number_value(gold)
+    if gold_number is not None:
         numbers = NUMBER.findall(str(prediction))
-        return float(bool(numbers) and _plain_number(numbers[-1]) == gold_norm)
+        return float(bool(numbers) and _plain_number(numbers[-1]) == gold_number)
+    gold_norm = normalize_answer(gold)
     if gold_norm in ("yes", "no"):
         word = YES_NO.search(str(prediction).lower())
         said = {"true": "yes", "false": "no"}.get(word.group(1), word.group(1)) if word else None
         return float(said == gold_norm)
     return exact_match(prediction, gold)
+
+
+def _number_value(gold: str) -> str | None:
+    """A gold answer that is a number ("18", "10.8", "$1,496.5", "-12.6", "40%"), as a plain number; else None.
+    (normalize_answer would drop the decimal point with the punctuation.)"""
+    text = str(gold).strip().lstrip("$").rstrip("%").strip()
+    return _plain_number(text) if re.fullmatch(r"-?\d[\d,]*(\.\d+)?", text) else None
 
 
 NON_WORD = re.compile(r"[^a-z0-9]+")

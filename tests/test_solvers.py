@@ -85,6 +85,9 @@ def test_normalize_answer(a, b):
     ("18 dollars, not 17", "18", 0.0), ("no number", "18", 0.0),
     ("Yes, because llamas gestate for 11 months.", "yes", 1.0), ("False.", "no", 1.0), ("It is not", "no", 0.0),
     ("Paris", "paris", 1.0),
+    # decimal, currency and percent golds keep their decimal point
+    ("10.8 grams", "10.8", 1.0), ("108", "10.8", 0.0), ("It was $1496.5 million", "$1,496.5", 1.0),
+    ("-12.6", "-12.6", 1.0), ("40%", "40%", 1.0),
 ])
 def test_answer_match(prediction, gold, expected):
     from decompose.text import answer_match

@@ -56,7 +56,8 @@ SYNTHESIZE_SYSTEM = """You combine the answers to sub-questions into one final a
 The sub-answers were worked out one at a time; a tool's result is exact for the call shown. Check in a sentence \
 or two that the steps fit the question (the right numbers and operations, nothing left out). If they do, keep \
 the last step's result; if a step is wrong, correct it. If the sub-answers are not enough, say what could not \
-be found and answer as well as the rest allows. End with a last line that starts with "Answer:"."""
+be found and answer as well as the rest allows. End with a last line "Answer: <the answer alone>": a name, \
+number, date or short phrase, not a sentence."""
 
 SYNTHESIZE_HUMAN = """Original question: {question}
 
