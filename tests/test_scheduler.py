@@ -104,7 +104,7 @@ async def test_fatal_error_stops_everything_without_orphans():
     before = asyncio.all_tasks()
     with pytest.raises(Stop):
         await run_dag({1: [], 2: [], 3: [2]}, node, fatal=(Stop,))
-    assert asyncio.all_tasks() == before
+    assert not asyncio.all_tasks() - before  # nothing of ours left running (others may finish meanwhile)
 
 
 async def test_cancellation_leaves_no_orphan_tasks():
@@ -117,7 +117,7 @@ async def test_cancellation_leaves_no_orphan_tasks():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert asyncio.all_tasks() == before
+    assert not asyncio.all_tasks() - before  # nothing of ours left running (others may finish meanwhile)
 
 
 async def test_bad_concurrency():
