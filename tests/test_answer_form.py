@@ -56,3 +56,10 @@ def test_a_yes_no_question_is_told_to_start_with_yes_or_no():
     question = "Is Paris the capital of France?"
     text = _prompt_text(Prompts().answer, question=question, context="", form=answer_form(question).instruction)
     assert 'start the answer with "Yes" or "No"' in text
+
+
+def test_the_cot_prompt_ties_the_form_to_the_answer_line_only():
+    # "just the number, not a sentence" said plainly talked a 1.5B model out of reasoning (GSM8K CoT 15/50 → 1/50)
+    text = _prompt_text(Prompts().cot, question=SPRINTS, context="", form=answer_form(SPRINTS).instruction)
+    human = text.split("Question: ", 1)[1]
+    assert human.index("Think step by step") < human.index('"Answer: ..." (on that line: Answer with just the number')

@@ -52,6 +52,11 @@ ANSWER_HUMAN = """{context}Question: {question}
 COT_SYSTEM = """Answer the question. Use the passages and known facts when they help: the known facts are \
 correct. Think step by step, briefly, then give the final answer on a last line that starts with "Answer:"."""
 
+# The answer's form is about the Answer line only: said plainly after the question, "not a sentence" would
+# talk a model out of reasoning at all.
+COT_HUMAN = """{context}Question: {question}
+Think step by step first. Then end with a last line "Answer: ..." (on that line: {form})"""
+
 SYNTHESIZE_SYSTEM = """You combine the answers to sub-questions into one final answer to the original question.
 The sub-answers were worked out one at a time; a tool's result is exact for the call shown. Check in a sentence \
 or two that the steps fit the question (the right numbers and operations, nothing left out). If they do, keep \
@@ -125,7 +130,7 @@ class Prompts:
 
     decompose: ChatPromptTemplate = field(default_factory=lambda: _decompose(DECOMPOSE_SYSTEM))
     answer: ChatPromptTemplate = field(default_factory=lambda: _template(ANSWER_SYSTEM, ANSWER_HUMAN))
-    cot: ChatPromptTemplate = field(default_factory=lambda: _template(COT_SYSTEM, ANSWER_HUMAN))
+    cot: ChatPromptTemplate = field(default_factory=lambda: _template(COT_SYSTEM, COT_HUMAN))
     synthesize: ChatPromptTemplate = field(default_factory=lambda: _template(SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN))
     tool_rules: str = TOOL_RULES
     no_tool_rules: str = NO_TOOL_RULES
@@ -140,6 +145,6 @@ class Prompts:
         return cls(
             decompose=_decompose(prefix + DECOMPOSE_SYSTEM),
             answer=_template(prefix + ANSWER_SYSTEM, ANSWER_HUMAN),
-            cot=_template(prefix + COT_SYSTEM, ANSWER_HUMAN),
+            cot=_template(prefix + COT_SYSTEM, COT_HUMAN),
             synthesize=_template(prefix + SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN),
         )
