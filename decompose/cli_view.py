@@ -66,7 +66,6 @@ class PlanView:
         self.started = time.monotonic()
         self.answer: str | None = None
         self.plan_retries = 0
-        self.replans = 0
         self.last_retry: str | None = None
         self.trace = trace
         self.trace_extra = trace_extra or {}
@@ -91,7 +90,6 @@ class PlanView:
                                                 replan=event.replan)
         added = [s for s in steps.values() if s.id not in self.steps] if event.replan else list(steps.values())
         self.steps = steps  # replaced in one go: the refresh thread may be reading the old one
-        self.replans = event.replan
         if self.log:
             noun = f"step{'s' if len(added) != 1 else ''}"
             self.log(f"replan {event.replan}: {len(added)} more {noun}" if event.replan

@@ -252,8 +252,9 @@ class Orchestrator:
                     return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
                                                       caller=run.caller, emit=run.emit)
                 resolved = resolve_text(step.question, answers)
-                if question_key(resolved) in known:  # a replan asked again what an earlier step answered
-                    return known[question_key(resolved)]
+                key = question_key(resolved)
+                if key in known:  # a replan asked again what an earlier step answered
+                    return known[key]
                 facts = [(resolve_text(steps[d].question, answers), resolve_text(f"{{{d}}}", answers))
                          for d in step.depends_on]
                 passages = await self._retrieve(step, resolved)
@@ -362,8 +363,6 @@ def _state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int
 
 def _drop(event: Event) -> None:
     """Emit target for nested plans, whose step ids would clash with the parent's."""
-
-
 
 
 def _close_unfinished(plan: Plan, reason: str, emit: Callable[[Event], None]) -> None:

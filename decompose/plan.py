@@ -211,7 +211,7 @@ def keep_literal(data: Any, question: str) -> Any:
         return data
 
     def escape(text: str) -> str:
-        return REFERENCE.sub(lambda m: "{" + m.group(0) + "}" if m.group(0) in literal else m.group(0), text)
+        return REFERENCE.sub(lambda m: _escaped(m) if m.group(0) in literal else m.group(0), text)
 
     for step in steps:
         if isinstance(step, dict):
@@ -225,7 +225,11 @@ def keep_literal(data: Any, question: str) -> Any:
 def escape_references(text: str) -> str:
     """Text whose `{n}` forms are literal (a user's own question): `x^{2}` → `x^{{2}}`, which resolves back
     to `x^{2}` and is never taken for a reference."""
-    return REFERENCE.sub(lambda m: "{" + m.group(0) + "}", text)
+    return REFERENCE.sub(_escaped, text)
+
+
+def _escaped(reference: re.Match) -> str:
+    return "{" + reference.group(0) + "}"
 
 
 def resolve_args(args: Any, answers: dict[int, Any]) -> Any:

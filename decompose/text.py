@@ -79,10 +79,13 @@ def same_question(a: str, b: str) -> bool:
     return question_key(a) == question_key(b)
 
 
+ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:：]\s*(.+)", re.IGNORECASE)
+
+
 def final_answer_line(text: str) -> str:
     """The answer after the last 'Answer:' marker, else the last non-empty line (chain-of-thought output), without
     the markup models wrap it in (`**bold**`, `\\boxed{42}`, `\\( ... \\)`)."""
-    matches = re.findall(r"answer\s*(?:is)?\s*[:：]\s*(.+)", text, flags=re.IGNORECASE)
+    matches = ANSWER_LINE.findall(text)
     if matches:
         return strip_markup(matches[-1])
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -9,10 +9,8 @@ from decompose.chains.answer_form import AnswerForm
 from decompose.chains.prompts import INSUFFICIENT_MARKER
 from decompose.errors import DecomposeError
 from decompose.plan import Plan, Step, resolve_args, resolve_text
-from decompose.text import final_answer_line, strip_markup
+from decompose.text import ANSWER_LINE, NUMBER, final_answer_line, strip_markup
 
-ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:：]", re.IGNORECASE)
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
                           re.IGNORECASE | re.DOTALL)
 

@@ -17,11 +17,13 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from decompose.errors import ToolError
 
 RETURN_WINDOW_DAYS = 30
 DAMAGED_WINDOW_DAYS = 90
+MAX_POLICY_HITS = 20
 
 POLICY = [
     ("Refund window", f"Delivered orders can be refunded within {RETURN_WINDOW_DAYS} days of the delivery date "
@@ -178,6 +180,7 @@ class Store:
     def __init__(self, path: str | Path | None = None, today: date | None = None):
         self.path = Path(path) if path is not None else default_db_path()
         self._today = today
+        self._policy: tuple[dict[str, str], Any] | None = None  # (bodies by topic, their retriever), built on use
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -408,12 +411,15 @@ class Store:
 
         if not query_terms(query or ""):
             raise ToolError(f"policy query '{query}' has no searchable words", hint="e.g. 'refund damaged item'")
-        if not 1 <= limit <= 20:
-            raise ToolError(f"limit must be between 1 and 20, got {limit}")
-        with self.transaction() as conn:
-            rows = conn.execute("SELECT topic, body FROM policy ORDER BY id").fetchall()
-        bodies = {row["topic"]: row["body"] for row in rows}
-        # The topic is part of the passage: topics say what a paragraph is about.
-        retriever = LocalDocsRetriever.from_texts([(t, f"{t}. {b}") for t, b in bodies.items()], k=limit)
+        if not 1 <= limit <= MAX_POLICY_HITS:
+            raise ToolError(f"limit must be between 1 and {MAX_POLICY_HITS}, got {limit}")
+        if self._policy is None:  # the policy is seeded once: index it once per store
+            with self.transaction() as conn:
+                rows = conn.execute("SELECT topic, body FROM policy ORDER BY id").fetchall()
+            bodies = {row["topic"]: row["body"] for row in rows}
+            # The topic is part of the passage: topics say what a paragraph is about.
+            self._policy = (bodies, LocalDocsRetriever.from_texts([(t, f"{t}. {b}") for t, b in bodies.items()],
+                                                                  k=MAX_POLICY_HITS))
+        bodies, retriever = self._policy
         return [{"topic": d.metadata["id"], "text": bodies[d.metadata["id"]], "score": d.metadata["score"]}
-                for d in retriever.invoke(query)]
+                for d in retriever.invoke(query)[:limit]]
