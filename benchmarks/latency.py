@@ -99,12 +99,12 @@ class SimModel(ScriptedChatModel):
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         if delay := self._delay(messages):
             time.sleep(delay)
-        return self._reply(messages, kwargs)
+        return self._result(*self._reply(messages, kwargs))
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
         if delay := self._delay(messages):
             await asyncio.sleep(delay)
-        return self._reply(messages, kwargs)
+        return self._result(*self._reply(messages, kwargs))
 
 
 def make_model(sc: Scenario) -> SimModel:

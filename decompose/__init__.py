@@ -13,7 +13,7 @@ _EXPORTS = {
     "Retried": "decompose.events", "StepFailed": "decompose.events", "StepFinished": "decompose.events",
     "StepSkipped": "decompose.events", "StepStarted": "decompose.events", "Usage": "decompose.events",
     "BudgetExceeded": "decompose.errors", "ConfigError": "decompose.errors", "DecomposeError": "decompose.errors",
-    "InputError": "decompose.errors", "ModelError": "decompose.errors", "PlanError": "decompose.errors",
+    "InputError": "decompose.errors", "ModelAccessError": "decompose.errors", "ModelError": "decompose.errors", "PlanError": "decompose.errors",
     "StepTimeout": "decompose.errors", "ToolError": "decompose.errors",
     "Orchestrator": "decompose.orchestrator",
     "Plan": "decompose.plan", "Step": "decompose.plan",
@@ -53,8 +53,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from langchain_core.tools import tool
 
     from decompose.chains.prompts import Prompts
-    from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelError, PlanError,
-                                  StepTimeout, ToolError)
+    from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
+                                  ModelError, PlanError, StepTimeout, ToolError)
     from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
                                   StepStarted, Usage)
     from decompose.models import load_model

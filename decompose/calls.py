@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import replace
 from typing import Any, Callable, Hashable, Sequence
 
@@ -15,10 +17,12 @@ from langchain_core.utils.uuid import uuid7
 
 from decompose.errors import BudgetExceeded, DecomposeError, ModelError
 from decompose.events import Emit, Retried, TokenCount, Usage
+from decompose.models import chat_model_of
 from decompose.retry import RetryPolicy, call_with_retries, error_reason
 
 
-def model_name(model: BaseChatModel) -> str:
+def model_name(model: Runnable) -> str:
+    model = chat_model_of(model) or model  # a wrapped model (bind, with_retry, ...) is named by what it wraps
     for attr in ("model_name", "model", "model_id"):
         value = getattr(model, attr, None)
         if isinstance(value, str) and value:
@@ -37,8 +41,10 @@ class ModelCaller:
         usage: Usage,
         emit: Emit,
         max_tokens: int | None = None,
+        slots: asyncio.Semaphore | None = None,
     ):
         self.models = list(models)
+        self.slots = slots  # shared by every run of a batch: bounds the batch's calls in flight
         self.policy = policy
         # A model in this process has no server to hang: its calls wait their turn in its batch queue, which
         # on a CPU can rightly take minutes, so the per-call deadline meant for HTTP does not apply to it.
@@ -66,7 +72,7 @@ class ModelCaller:
         last_error: BaseException | None = None
         for model in self.models:
             runnable = self._runnable(model, build, key)
-            policy = self._local_policy if getattr(model, "in_process", False) else self.policy
+            policy = self._local_policy if getattr(chat_model_of(model), "in_process", False) else self.policy
 
             def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
                 self.usage.transport_retries += 1
@@ -75,7 +81,9 @@ class ModelCaller:
 
             try:
                 direct = self._unobserved(runnable)
-                output = await call_with_retries(lambda: _ainvoke(runnable, input, direct), policy, on_retry)
+                async with self.slots or contextlib.nullcontext():
+                    output = await call_with_retries(lambda: _ainvoke(runnable, input, direct), policy, on_retry,
+                                                     endpoint=_endpoint_of(model))
             except Exception as exc:  # exhausted or permanent: try the next model
                 last_error = exc
                 continue
@@ -111,11 +119,19 @@ class ModelCaller:
 
     def _check_budget(self) -> None:
         if self.max_tokens is not None and self.usage.total_tokens > self.max_tokens:
-            raise BudgetExceeded(
-                f"token budget exceeded: {self.usage.total_tokens} tokens used, max_tokens_per_run="
-                f"{self.max_tokens}",
-                hint="raise max_tokens_per_run or ask a narrower question",
-            )
+            raise self.budget_exceeded()
+
+    def budget_exceeded(self) -> BudgetExceeded:
+        """The error, with the tokens used so far: calls that were in flight when the budget ran out still count,
+        so a run reports it from its final usage."""
+        return BudgetExceeded(f"token budget exceeded: {self.usage.total_tokens} tokens used, max_tokens_per_run="
+                              f"{self.max_tokens}", hint="raise max_tokens_per_run or ask a narrower question")
+
+
+def _endpoint_of(model: BaseChatModel) -> str | None:
+    """Where an OpenAI-compatible model's calls go, for errors that do not carry their request."""
+    base = getattr(model, "openai_api_base", None)
+    return f"{base.rstrip('/')}/chat/completions" if isinstance(base, str) and base else None
 
 
 async def _ainvoke(runnable: Runnable, input: Any, unobserved: bool) -> Any:

@@ -16,7 +16,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DESCRIPTION = "Answer hard questions in steps: decompose into a plan, solve the steps in parallel, combine."
 
-EPILOG = """\
+SPECS = """\
 model specs (--model, else $DECOMPOSE_MODEL, else the embedded local model):
   openai:MODEL            an OpenAI-compatible server ($OPENAI_API_KEY, $OPENAI_BASE_URL)
   hf:PATH                 a local Transformers model or GGUF file
@@ -26,9 +26,12 @@ model specs (--model, else $DECOMPOSE_MODEL, else the embedded local model):
   scripted:FILE.py[:ATTR] a scripted model for tests: FILE defines ATTR (default: `model`, else
                           `make_model()`, else `rules` [+ `default`] for a ScriptedChatModel)
 
-tools (--tools MODULE:ATTR ...): ATTR is a LangChain tool, a list of tools, or a zero-argument
-factory returning either, e.g. decompose.tools.calculator:calculator
+tools (--tools MODULE:ATTR or FILE.py:ATTR ...): ATTR is a LangChain tool, a list of tools, or a
+zero-argument factory returning either, e.g. decompose.tools.calculator:calculator. A FILE.py may
+import the modules beside it.
+"""
 
+EPILOG = SPECS + """
 exit codes: 0 ok, 1 run failed or partial (a step failed, no answer), 2 usage or configuration
 error, 130 interrupted (Ctrl-C).  Output is plain text when not on a terminal; NO_COLOR is honoured.
 
@@ -55,6 +58,10 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+# The commands that take --model list the specs in their own --help too.
+_with_specs: dict[str, Any] = {"epilog": SPECS, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="decompose", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,15 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global(glob, argparse.SUPPRESS)
 
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", metavar="SPEC", help="chat model spec (see below); default $DECOMPOSE_MODEL, "
-                       "else the embedded local model")
+    model.add_argument("--model", metavar="SPEC", type=_model_spec,
+                       help="chat model spec (see below); default $DECOMPOSE_MODEL, else the embedded local model")
     model.add_argument("--agent", metavar="NAME", help="a ready-made agent (see `decompose agents`)")
     model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
-                       help="tools the plan may call (without --agent)")
+                       help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR")
     model.add_argument("--strategy", help="how steps are answered: direct, cot, self_consistency, recursive")
     model.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="steps running at once")
     model.add_argument("--max-steps", type=_positive_int, metavar="N", help="largest plan allowed")
-    model.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for a whole run")
+    model.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                       help="time limit for a whole run, planning included")
     model.add_argument("--on-plan-failure", choices=("raise", "direct"),
                        help="when the model writes no usable plan: fail (raise, the default) or answer directly")
     model.add_argument("--docs", metavar="PATH", help="answer steps from these documents: a folder of .txt/.md "
@@ -85,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--retries", type=_non_negative_int, metavar="N",
                        help="retries of a failed model call (default 3; 0 fails at once)")
 
-    run = commands.add_parser("run", parents=[glob, model], help="answer one question",
+    run = commands.add_parser("run", parents=[glob, model], **_with_specs, help="answer one question",
                               description="Answer one question; a live tree shows the plan as it runs.")
     run.add_argument("question", nargs="?", help="the question ('-' or none: read it from stdin)")
     run.add_argument("--json", action="store_true", help="print the whole Result as JSON (for scripts)")
@@ -93,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="show the plan and let you approve, edit ($EDITOR) or cancel it before it runs")
     run.add_argument("--plan", metavar="FILE", help="run a saved plan (JSON) instead of decomposing")
 
-    chat = commands.add_parser("chat", parents=[glob, model], help="multi-turn conversation",
+    chat = commands.add_parser("chat", parents=[glob, model], **_with_specs, help="multi-turn conversation",
                                description="A conversation; each turn shows its plan live. Commands: /plan "
                                "(last plan), /reset (forget the conversation), /exit. Ctrl-C cancels a turn.")
     chat.add_argument("--max-history-tokens", type=_positive_int, metavar="N",
@@ -102,11 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     agents = commands.add_parser("agents", parents=[glob], help="list the ready-made agents and their tools")
     agents.add_argument("--json", action="store_true", help="print the list as JSON")
 
-    ev = commands.add_parser("eval", parents=[glob, model], help="answer and score many questions",
+    ev = commands.add_parser("eval", parents=[glob, model], **_with_specs, help="answer and score many questions",
                              description="Answer every row of a JSONL file ({\"question\": ..., \"answer\": ...};"
                              " GSM8K and StrategyQA rows also work), score exact match and token F1, and write "
-                             "a per-question report (JSON lines). Rows already in the report are skipped, so an "
-                             "interrupted run resumes where it stopped.")
+                             "a per-question report (JSON lines). Rows already answered in the report are skipped, "
+                             "so an interrupted run resumes where it stopped; rows that ended in an error run "
+                             "again.")
     ev.add_argument("file", metavar="FILE.jsonl", nargs="?")
     ev.add_argument("--out", metavar="REPORT", help="report file (JSON lines; default FILE.report.jsonl in the "
                     "current directory)")
@@ -115,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N rows of the file")
     ev.add_argument("--direct", action="store_true",
                     help="answer each question directly (a one-step plan), to compare with decomposing")
+    ev.add_argument("--keep-failed", action="store_true",
+                    help="when resuming, keep rows that ended in an error instead of running them again")
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
@@ -125,20 +136,39 @@ def _add_global(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks", **extra)
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
     return value
 
 
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
 def _non_negative_int(text: str) -> int:
-    if text.strip() == "0":
-        return 0
-    return _positive_int(text)
+    return _whole_number(text, 0)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
+
+
+def _model_spec(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a spec such as openai:gpt-4o-mini or smollm2 "
+                                         "(or leave --model out for the default)")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from decompose.errors import ConfigError
 
 SCRIPTED_NAMES = ("model", "make_model", "rules")
+COMMAND_SPECS = "; the command also takes 'py:MODULE:ATTR', 'py:FILE.py:ATTR' and 'scripted:FILE.py[:ATTR]'"
 
 
 def resolve_model(spec: str | None) -> Any:
@@ -31,9 +32,14 @@ def resolve_model(spec: str | None) -> Any:
     if spec and spec.startswith("py:"):
         target, attr = _split_target(spec.removeprefix("py:"), spec, "py:MODULE:ATTR or py:FILE.py:ATTR")
         return _as_model(_resolve(target, attr, spec), spec)
-    from decompose.models import load_model
+    from decompose.models import SPEC_HELP, load_model
 
-    return load_model(spec)
+    try:
+        return load_model(spec)
+    except ConfigError as exc:  # the command also takes py: and scripted: specs: say so
+        if exc.hint == SPEC_HELP:
+            exc.hint = SPEC_HELP + COMMAND_SPECS
+        raise
 
 
 def load_tools(specs: list[str]) -> list[Any]:
@@ -171,20 +177,27 @@ def _attr(module: Any, attr: str, spec: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         public = sorted(n for n in vars(module) if not n.startswith("_"))[:12]
-        raise ConfigError(f"{module.__name__} has no attribute {attr!r} (from {spec!r})",
+        where = getattr(module, "__file__", None) if module.__name__.startswith(_FILE_MODULE) else module.__name__
+        raise ConfigError(f"{where} has no attribute {attr!r} (from {spec!r})",
                           hint=f"names there include: {', '.join(public) or 'none'}") from None
+
+
+_FILE_MODULE = "_decompose_user_"  # the name prefix of modules loaded from a file path
 
 
 def _load_file(path: str, spec: str) -> Any:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"cannot read {path!r} (from {spec!r}): no such file", hint="check the path")
-    name = f"_decompose_user_{abs(hash(str(file.resolve())))}"
+    name = f"{_FILE_MODULE}{abs(hash(str(file.resolve())))}"
     loader_spec = importlib.util.spec_from_file_location(name, file)
     if loader_spec is None or loader_spec.loader is None:
         raise ConfigError(f"cannot load {path!r} as Python (from {spec!r})", hint="give a .py file")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[name] = module
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:  # the file may import the modules beside it, as when run as a script
+        sys.path.append(folder)
     try:
         loader_spec.loader.exec_module(module)
     except Exception as exc:

@@ -5,7 +5,9 @@ the last `####`), StrategyQA rows (a boolean answer becomes "yes"/"no"), a list 
 "answers" (the best-scoring one counts). A row is identified by its "id" (or "qid") field, else its line number.
 
 The report is JSON lines, one object per question, appended and flushed the moment the question finishes, so an
-interrupted run loses nothing: run the same command again and the rows already in the report are skipped.
+interrupted run loses nothing: run the same command again and the rows already answered are skipped; rows that
+ended in an error are run again (`--keep-failed` keeps them). A server refusing the model (HTTP 401, 403, 404)
+stops the run at once, writing nothing for the rows it could not answer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, TextIO
 
 from decompose.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from decompose.cli_config import Trace, build_orchestrator
-from decompose.errors import ConfigError, DecomposeError
+from decompose.errors import ConfigError, DecomposeError, ModelAccessError
 from decompose.plan import escape_references
 from decompose.text import answer_match, exact_match, token_f1
 
@@ -116,13 +118,14 @@ def read_report(path: Path, mode: str) -> dict[str, dict[str, Any]]:
 def open_report(path: Path) -> TextIO:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-        file = open(path, "a", encoding="utf-8")
+        if path.exists():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):  # a run killed mid-write left half a line: drop it
+                with open(path, "r+b") as torn:
+                    torn.truncate(data.rfind(b"\n") + 1)
+        return open(path, "a", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write the report {path}: {exc.strerror or exc}", hint="use another --out") from None
-    if needs_newline:  # a run killed mid-write left half a line: start on a fresh one
-        file.write("\n")
-    return file
 
 
 # ----- scoring --------------------------------------------------------------------------------------------------
@@ -194,7 +197,7 @@ def eval_command(args: argparse.Namespace) -> int:
     out_path = Path(args.out) if args.out else Path(Path(args.file).stem + (".direct" if args.direct else "")
                                                    + ".report.jsonl")
     done = read_report(out_path, mode)
-    todo = [r for r in rows if r.key not in done]
+    todo = [r for r in rows if r.key not in done or (done[r.key].get("error") and not args.keep_failed)]
     for problem in problems:
         _warn(f"skipped {problem}")
     if not rows and not problems:
@@ -204,6 +207,7 @@ def eval_command(args: argparse.Namespace) -> int:
     report = open_report(out_path)
     started = time.monotonic()
     interrupted = False
+    refused: ModelAccessError | None = None
     progress = _Progress(len(rows), len(rows) - len(todo), mode)
     try:
         with asyncio.Runner() as runner, progress:
@@ -211,6 +215,8 @@ def eval_command(args: argparse.Namespace) -> int:
                 runner.run(_run_all(orch, todo, mode, args.concurrency, report, progress, trace))
             except KeyboardInterrupt:
                 interrupted = True
+            except ModelAccessError as exc:
+                refused = exc
     finally:
         report.close()
         if trace is not None:
@@ -221,6 +227,9 @@ def eval_command(args: argparse.Namespace) -> int:
                         resumed=len(rows) - len(todo), ran=progress.completed, malformed=len(problems),
                         elapsed=round(time.monotonic() - started, 2))
     _print_summary(summary, as_json=args.json)
+    if refused is not None:  # the rows it stopped are not in the report: a fixed rerun picks them up
+        raise ModelAccessError(f"eval stopped: {refused.args[0]}; {len(rows) - len(mine)} rows were not run",
+                               hint=f"{refused.hint}, then run the same command again") from None
     if interrupted:
         _warn(f"interrupted: {len(mine)} of {len(rows)} rows are saved in {out_path}; "
               "run the same command again to finish the rest")
@@ -242,7 +251,12 @@ async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, repo
             report.flush()
             progress.advance(record)
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(rows)) or 1)))
+    try:
+        async with asyncio.TaskGroup() as workers:  # one worker's ModelAccessError cancels the others
+            for _ in range(min(concurrency, len(rows)) or 1):
+                workers.create_task(worker())
+    except BaseExceptionGroup as group:  # the first failure, as itself
+        raise group.exceptions[0] from None
 
 
 async def _answer(orch: Any, row: Row, mode: str, trace: Trace | None) -> dict[str, Any]:
@@ -254,6 +268,8 @@ async def _answer(orch: Any, row: Row, mode: str, trace: Trace | None) -> dict[s
             result = await orch.aexecute(plan, question=row.question, on_event=on_event)
         else:
             result = await orch.arun(row.question, on_event=on_event)
+    except ModelAccessError:
+        raise  # every row would fail the same way: stop the eval
     except DecomposeError as exc:
         return record_for(row, mode, error=exc, elapsed=time.monotonic() - started)
     except Exception as exc:  # one broken question must not sink the rest

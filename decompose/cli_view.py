@@ -399,21 +399,37 @@ def run_command(args: argparse.Namespace) -> int:
                 coro = orch.aexecute(plan, question=question, on_event=view)
             else:
                 coro = orch.arun(question, on_event=view)
+            failure: list[BaseException] = []
             try:
-                result = out.watch(view, runner, coro)
-            except DecomposeError as exc:
-                if args.json:  # scripts still get a document with the same keys
-                    from decompose.events import Usage
-                    from decompose.result import Result
-
-                    print(Result(question=question or "", answer=None, plan=None, usage=Usage(),
-                                 events=[], error=str(exc)).to_json(), flush=True)
+                result = out.watch(view, runner, _noting_failure(coro, failure))
+            except (DecomposeError, KeyboardInterrupt) as exc:
+                if args.json:  # scripts still get a document with the same keys, and what happened so far
+                    partial = getattr(failure[0] if failure else exc, "result", None)
+                    print((partial or _empty_result(question, exc)).to_json(), flush=True)
                 raise
         out.result(result)
         return exit_code(result)
     finally:
         if trace is not None:
             trace.close()
+
+
+async def _noting_failure(coro: Coroutine[Any, Any, Any], failure: list[BaseException]) -> Any:
+    """Await `coro`, keeping the exception it ends with: Ctrl-C reaches the caller as a fresh KeyboardInterrupt,
+    while the run's own CancelledError carries the partial result."""
+    try:
+        return await coro
+    except BaseException as exc:
+        failure.append(exc)
+        raise
+
+
+def _empty_result(question: str | None, exc: BaseException) -> Any:
+    from decompose.events import Usage
+    from decompose.result import Result
+
+    error = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    return Result(question=question or "", answer=None, plan=None, usage=Usage(), events=[], error=error)
 
 
 def _question(args: argparse.Namespace) -> str | None:
@@ -498,7 +514,12 @@ def review(plan: Any, orch: Any, out: Output) -> Any | None:
 
 def edit_text(text: str) -> str:
     """Open $VISUAL / $EDITOR on `text` and return what the person saved."""
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):  # vi on a pipe would wait forever
+            raise ConfigError("cannot edit the plan: no $EDITOR is set and this is not a terminal",
+                              hint="set $EDITOR (e.g. export EDITOR=nano), or pass an edited plan with --plan FILE")
+        editor = "vi"
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="decompose-plan-", delete=False,
                                      encoding="utf-8") as f:
         f.write(text)
@@ -523,7 +544,17 @@ def edit_text(text: str) -> str:
 CHAT_HELP = "commands: /plan (last plan), /reset (forget the conversation), /exit; Ctrl-C cancels a turn"
 
 
-def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = input) -> int:
+def _ask(prompt: str) -> str:
+    """A line from the person; the prompt only on a terminal, so piped chat output is the answers alone."""
+    if sys.stdin.isatty():
+        return input(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = _ask) -> int:
     try:
         from decompose.conversation import Conversation
     except ImportError as exc:

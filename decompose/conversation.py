@@ -3,11 +3,13 @@ synthesizer (as chat history), bounded by a token budget, so "and when will it a
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Callable
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
 
+from decompose.errors import DecomposeError
 from decompose.events import Event
 from decompose.orchestrator import Orchestrator
 from decompose.result import Result
@@ -32,7 +34,11 @@ class Conversation:
         return run_sync(self.asend(text, on_event=on_event))
 
     async def asend(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
-        result = await self.orchestrator.arun(text, on_event=on_event, history=self.history_messages())
+        try:
+            result = await self.orchestrator.arun(text, on_event=on_event, history=self.history_messages())
+        except (DecomposeError, asyncio.CancelledError) as exc:  # a cancelled turn still has a plan to show
+            self.last_result = getattr(exc, "result", None) or self.last_result
+            raise
         self.last_result = result
         # A failed turn is remembered too, so the next turn knows the question was not answered.
         self.history.append(Turn(question=result.question, answer=result.answer or f"(no answer: {result.error})"))

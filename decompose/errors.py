@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from langchain_core.tools import ToolException
+
 
 class DecomposeError(Exception):
     """Base class: `str(err)` is one line naming the problem, `err.hint` the fix."""
@@ -27,8 +29,18 @@ class ModelError(DecomposeError):
     """A model call failed for good (non-retryable, or retries exhausted)."""
 
 
-class ToolError(DecomposeError):
-    """A tool is unknown, got bad arguments, or failed."""
+class ModelAccessError(ModelError):
+    """The server refused the model for a reason no retry fixes (HTTP 401, 403, 404: key, permission, model
+    name or URL): every further call would fail the same way, so a run or an eval stops at the first one."""
+
+
+class ToolError(DecomposeError, ToolException):
+    """A tool is unknown, got bad arguments, or failed.
+
+    Also a LangChain `ToolException`, so a pack tool outside the Orchestrator (`handle_tool_error=True`,
+    LangGraph's `ToolNode`, any agent) hands the message back to the model instead of raising. LangChain's
+    `handle_tool_error=True` returns the message alone; `handle_tool_error=str` returns it with the hint.
+    """
 
 
 class StepTimeout(DecomposeError):

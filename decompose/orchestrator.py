@@ -8,10 +8,11 @@ result is never lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -24,7 +25,8 @@ from decompose.chains.decompose import Decomposer
 from decompose.chains.answer_form import answer_form
 from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import final_answer, findings_text, insufficient_reason, keep_computed_number
-from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, PlanError
+from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
+                             PlanError)
 from decompose.events import (Answered, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted,
                               TokenCount, Usage)
 from decompose.models import load_model
@@ -129,15 +131,24 @@ class Orchestrator:
                    history: Sequence[BaseMessage] = ()) -> Result:
         """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
         so a follow-up like "and when will it arrive?" can be understood; see `Conversation`."""
+        return await self._arun(question, on_event=on_event, history=history)
+
+    async def _arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
+                    history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None) -> Result:
         question = _check_question(question)
-        run = self._new_run(on_event, history=history)
-        started = time.monotonic()
-        try:
-            plan = await self._plan(question, run)
-        except BudgetExceeded as exc:  # the plan alone used up the budget: still a (partial) result
-            return Result(question=question, answer=None, plan=None, usage=run.caller.usage, events=run.events,
-                          elapsed=time.monotonic() - started, error=str(exc))
-        return await self._execute(plan, question, run, started)
+        run = self._new_run(on_event, history=history, call_slots=call_slots)
+        started, deadline = time.monotonic(), self._deadline()
+        with _partial_result_on_failure(question, None, run, started):
+            try:
+                async with asyncio.timeout_at(deadline):  # the run's deadline covers planning too
+                    plan = await self._plan(question, run)
+            except (BudgetExceeded, TimeoutError) as exc:  # nothing planned in time or budget: still a Result
+                error = self._timed_out("while planning") if isinstance(exc, TimeoutError) \
+                    else str(run.caller.budget_exceeded())
+                return Result(question=question, answer=None, plan=None, usage=run.caller.usage,
+                              events=run.events, elapsed=time.monotonic() - started, error=error)
+        with _partial_result_on_failure(question, plan, run, started):
+            return await self._execute(plan, question, run, started, deadline)
 
     async def aplan(self, question: str) -> Plan:
         return await self._plan(_check_question(question), self._new_run(None))
@@ -150,7 +161,9 @@ class Orchestrator:
         self.decomposer.check_tools(plan)
         question = _check_question(question or plan.question or _plan_as_question(plan))
         run = self._new_run(on_event, run_id)
-        return await self._execute(plan, question, run, time.monotonic())
+        started = time.monotonic()
+        with _partial_result_on_failure(question, plan, run, started):
+            return await self._execute(plan, question, run, started, self._deadline())
 
     async def astream(self, question: str) -> AsyncIterator[Event]:
         """Yield events as they happen; the last one is `Answered` (errors are raised after the events)."""
@@ -171,22 +184,29 @@ class Orchestrator:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None) -> list[Result]:
-        """Answer many questions; one failure does not sink the others (its Result carries `.error`)."""
-        slots = asyncio.Semaphore(max_concurrency or self.max_concurrency)
+        """Answer many questions; one failure does not sink the others (its Result carries `.error`).
+
+        `max_concurrency` (default: the Orchestrator's) bounds both the questions in progress and the model
+        calls in flight across the whole batch, as a rate-limited API needs; tool calls are not counted."""
+        limit = max_concurrency or self.max_concurrency
+        if limit < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {limit}")
+        questions_slots, call_slots = asyncio.Semaphore(limit), asyncio.Semaphore(limit)
 
         async def one(question: str) -> Result:
-            async with slots:
+            async with questions_slots:
                 try:
-                    return await self.arun(question)
-                except DecomposeError as exc:
-                    return Result(question=str(question), answer=None, plan=None, usage=Usage(), error=str(exc))
+                    return await self._arun(question, call_slots=call_slots)
+                except DecomposeError as exc:  # what the run did before failing, or (a bad question) nothing
+                    return getattr(exc, "result", None) or Result(question=str(question), answer=None, plan=None,
+                                                                  usage=Usage(), error=str(exc))
 
         return list(await asyncio.gather(*(one(q) for q in questions)))
 
     # ----- internals --------------------------------------------------------------------------------------
 
     def _new_run(self, on_event: Callable[[Event], None] | None, run_id: str | None = None,
-                 history: Sequence[BaseMessage] = ()) -> _Run:
+                 history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None) -> _Run:
         events: list[Event] = []
 
         def emit(event: Event) -> None:
@@ -195,7 +215,7 @@ class Orchestrator:
                 on_event(event)
 
         caller = ModelCaller([self.model, *self.fallbacks], policy=self.retry, usage=Usage(), emit=emit,
-                             max_tokens=self.max_tokens_per_run)
+                             max_tokens=self.max_tokens_per_run, slots=call_slots)
         return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex,
                     history=list(history))
 
@@ -207,7 +227,15 @@ class Orchestrator:
                 raise
             return Plan(steps=[Step(id=1, question=escape_references(question))], question=question)
 
-    async def _execute(self, plan: Plan, question: str, run: _Run, started: float) -> Result:
+    def _deadline(self) -> float | None:
+        """When a run started now must end, on the event loop's clock (None: no run_timeout)."""
+        return None if self.run_timeout is None else asyncio.get_running_loop().time() + self.run_timeout
+
+    def _timed_out(self, where: str) -> str:
+        return f"run timed out after {self.run_timeout:g}s ({where})"
+
+    async def _execute(self, plan: Plan, question: str, run: _Run, started: float,
+                       deadline: float | None) -> Result:
         for step in plan.steps:  # a plan object may be executed again: start from a clean state
             step.status, step.answer, step.error, step.elapsed, step.vote = "pending", None, None, None, None
             step.sources = None
@@ -215,7 +243,7 @@ class Orchestrator:
         error: str | None = None
         answer: str | None = None
         try:
-            async with asyncio.timeout(self.run_timeout):
+            async with asyncio.timeout_at(deadline):
                 hooks = _state_hooks(plan, run.emit, run.caller.step_usage)
                 await self._run_steps(plan, question, run, depth=0, hooks=hooks)
                 for replan in range(1, self.max_replans + 2):
@@ -226,10 +254,13 @@ class Orchestrator:
                 if answer is None:  # the last replan brought nothing new: answer from what there is
                     answer, _ = await self._synthesize(plan, question, run)
         except TimeoutError:
-            error = f"run timed out after {self.run_timeout:g}s"
+            finished = sum(step.status == "done" for step in plan.steps)
+            error = self._timed_out(f"{finished} of {len(plan.steps)} steps done, no answer yet")
             _close_unfinished(plan, error, run.emit)
+        except ModelAccessError:  # a bad key or model name: no partial answer is worth returning
+            raise
         except DecomposeError as exc:  # budget exceeded, failed synthesis, ...
-            error = str(exc)
+            error = str(run.caller.budget_exceeded() if isinstance(exc, BudgetExceeded) else exc)
             _close_unfinished(plan, error, run.emit)
         if answer is not None:
             run.emit(Answered(answer=answer))
@@ -266,7 +297,7 @@ class Orchestrator:
                 step.elapsed = time.monotonic() - started
 
         await run_dag({s.id: s.depends_on for s in plan.steps}, run_step, max_concurrency=self.max_concurrency,
-                      node_timeout=self.step_timeout, hooks=hooks, fatal=(BudgetExceeded,))
+                      node_timeout=self.step_timeout, hooks=hooks, fatal=(BudgetExceeded, ModelAccessError))
 
     async def _retrieve(self, step: Step, question: str) -> list[Document]:
         """Passages for a model step's resolved question, recorded as the step's sources."""
@@ -363,6 +394,19 @@ def _state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int
 
 def _drop(event: Event) -> None:
     """Emit target for nested plans, whose step ids would clash with the parent's."""
+
+
+@contextlib.contextmanager
+def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, started: float) -> Iterator[None]:
+    """A run that raises (a refused key, a plan that cannot be made, Ctrl-C) still tells what happened: the
+    exception carries `.result`, a Result with the calls, usage and events so far."""
+    try:
+        yield
+    except (DecomposeError, asyncio.CancelledError) as exc:
+        error = "interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc)
+        exc.result = Result(question=question, answer=None, plan=plan, usage=run.caller.usage,  # type: ignore
+                            events=run.events, elapsed=time.monotonic() - started, error=error)
+        raise
 
 
 def _close_unfinished(plan: Plan, reason: str, emit: Callable[[Event], None]) -> None:

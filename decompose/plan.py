@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from decompose.errors import PlanError
 from decompose.text import question_key
@@ -31,7 +31,7 @@ class Step(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: int
+    id: int = Field(ge=1)  # a reference {n} is never negative
     question: str
     depends_on: list[int] = Field(default_factory=list)
     tool: str | None = None
@@ -45,6 +45,14 @@ class Step(BaseModel):
     elapsed: float | None = None
     vote: dict[str, float] | None = None
     sources: list[dict[str, Any]] | None = None  # passages retrieved for it: [{"id", "score"}]
+
+    @field_validator("id", "depends_on", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        # JSON's true would pass as the id 1.
+        if isinstance(value, bool) or isinstance(value, list) and any(isinstance(v, bool) for v in value):
+            raise ValueError("must be a step number, not true/false")
+        return value
 
     def references(self) -> set[int]:
         """Step ids this step's question and arguments refer to."""

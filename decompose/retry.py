@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from decompose.errors import ModelError
+from decompose.errors import ModelAccessError, ModelError
 
 T = TypeVar("T")
 
@@ -37,6 +37,7 @@ T = TypeVar("T")
 OnRetry = Callable[[int, BaseException, float], None]
 
 _TRANSIENT_STATUS = {408, 409, 429}
+ACCESS_REFUSED = {401, 403, 404}  # the key, a permission, the model name or the URL: no call can succeed
 
 # openai>=3 runs on httpx2 (an API-identical fork of httpx); other clients still use httpx.
 try:
@@ -80,6 +81,20 @@ def _status(exc: BaseException) -> int | None:
     return None
 
 
+class MalformedResponse(Exception):
+    """A 200 from an OpenAI-compatible endpoint whose body is not a chat completion (a proxy's HTML login page,
+    an object without choices): retried like a garbled body, then reported with what came back."""
+
+    def __init__(self, url: str, body: object):
+        preview = " ".join(str(body).split())
+        self.url, self.preview = url, preview[:120] + ("…" if len(preview) > 120 else "")
+        super().__init__(f"not a chat completion: {self.preview!r}")
+
+
+def _malformed(exc: BaseException) -> MalformedResponse | None:
+    return next((e for e in _chain(exc) if isinstance(e, MalformedResponse)), None)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying; a 4xx other than 408/409/429 never is."""
     status = _status(exc)
@@ -93,6 +108,7 @@ def is_transient(exc: BaseException) -> bool:
             asyncio.TimeoutError,
             ConnectionError,
             json.JSONDecodeError,  # a 200 with a truncated or garbled body
+            MalformedResponse,
         ),
     )
 
@@ -127,6 +143,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def _endpoint(exc: BaseException) -> str | None:
     for e in _chain(exc):
+        if isinstance(e, MalformedResponse):
+            return e.url
         try:
             url = e.request.url  # type: ignore[attr-defined]
         except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
@@ -147,13 +165,15 @@ def error_reason(exc: BaseException) -> str:
     status = _status(exc)
     if status is not None:
         return f"HTTP {status}"
+    if _malformed(exc):  # raised at the HTTP layer, it reaches us wrapped as a connection error
+        return "malformed response"
     if isinstance(exc, (_openai("APITimeoutError"), *_TIMEOUT_ERRORS, asyncio.TimeoutError)):
         return "timeout"
     if any(isinstance(e, (*_CONNECT_ERRORS, ConnectionRefusedError)) for e in _chain(exc)):
         return "connection refused"
     if isinstance(exc, (_openai("APIConnectionError"), *_TRANSPORT_ERRORS, ConnectionError)):
         return "connection lost"
-    if isinstance(exc, (json.JSONDecodeError, _openai("APIResponseValidationError"))):
+    if isinstance(exc, (json.JSONDecodeError, _openai("APIResponseValidationError"))) or _malformed(exc):
         return "malformed response"
     return type(exc).__name__
 
@@ -171,25 +191,33 @@ def _fix(reason: str, status: int | None) -> str:
         return "the server rejected the request: check the model's parameters"
     if reason == "connection refused":
         return "is the server running? check OPENAI_BASE_URL"
+    if reason == "malformed response":
+        return ("is the base URL an OpenAI-compatible API (ending in /v1)? something else answered "
+                "(a proxy, a login page)")
     if reason == "timeout":
         return "the server is slow or stuck: raise the model's timeout or RetryPolicy.max_total"
     return "the server or the network is unreliable: retry later or configure a fallback model"
 
 
-def describe_error(exc: BaseException, attempts: int = 1) -> ModelError:
-    """Turn a final model-call failure into a one-line `ModelError` naming endpoint, status, fix."""
-    reason, status, url = error_reason(exc), _status(exc), _endpoint(exc) or "the model server"
+def describe_error(exc: BaseException, attempts: int = 1, endpoint: str | None = None) -> ModelError:
+    """Turn a final model-call failure into a one-line `ModelError` naming endpoint, status, fix. `endpoint` is
+    named when the error itself carries no request (a body that would not parse)."""
+    reason, status, url = error_reason(exc), _status(exc), _endpoint(exc) or endpoint or "the model server"
     message = f"could not reach {url}" if reason == "connection refused" else f"{reason} from {url}"
     detail = _server_detail(exc) if status is not None else ""
+    malformed = _malformed(exc)
+    if malformed is not None:
+        detail = f"got {malformed.preview!r} instead of a chat completion"
     if detail:
         message += f": {detail}"
     if attempts > 1:
         message += f" (after {attempts} attempts)"
-    return ModelError(message, hint=_fix(reason, status))
+    kind = ModelAccessError if status in ACCESS_REFUSED else ModelError
+    return kind(message, hint=_fix(reason, status))
 
 
 def _is_model_failure(exc: BaseException) -> bool:
-    return is_transient(exc) or isinstance(exc, (_openai("APIError"), *_HTTP_ERRORS))
+    return is_transient(exc) or isinstance(exc, (_openai("APIError"), *_HTTP_ERRORS, MalformedResponse))
 
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
@@ -205,7 +233,8 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
 
 
 async def call_with_retries(
-    fn: Callable[[], Awaitable[T]], policy: RetryPolicy, on_retry: OnRetry | None = None
+    fn: Callable[[], Awaitable[T]], policy: RetryPolicy, on_retry: OnRetry | None = None, *,
+    endpoint: str | None = None,
 ) -> T:
     """Await `fn()` under `policy`; raise `ModelError` (chained) when it fails for good."""
     deadline = None if policy.max_total is None else time.monotonic() + policy.max_total
@@ -225,7 +254,7 @@ async def call_with_retries(
         if not is_transient(exc):  # tenacity would have re-raised it at once
             if not _is_model_failure(exc):
                 raise  # a bug or a parse error is not ours to describe
-            raise describe_error(exc, 1) from exc
+            raise describe_error(exc, 1, endpoint) from exc
         first: BaseException | None = exc
 
     async def replay_then_attempt() -> T:
@@ -257,7 +286,7 @@ async def call_with_retries(
     except Exception as exc:
         if not _is_model_failure(exc):
             raise  # a bug or a parse error is not ours to describe
-        raise describe_error(exc, retrying.statistics.get("attempt_number", 1)) from exc
+        raise describe_error(exc, retrying.statistics.get("attempt_number", 1), endpoint) from exc
 
 
 _END = object()

@@ -13,5 +13,6 @@ for question in (*get_agent("customer-service").examples, "And when will my late
     result = chat.send(question)
     print(f"> {question}")
     for step in result.plan.steps if result.plan else []:
-        print(f"    {step.id}. [{step.tool or 'model'}] {step.question} -> {step.status}: {step.answer or step.error}")
-    print(result.answer or f"(no answer: {result.error})", end="\n\n")
+        outcome = step.answer if step.status == "done" else step.error  # an answer of 0 is an answer
+        print(f"    {step.id}. [{step.tool or 'model'}] {step.question} -> {step.status}: {outcome}")
+    print(result.answer if result.answer is not None else f"(no answer: {result.error})", end="\n\n")

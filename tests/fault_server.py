@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 @dataclass(frozen=True)
 class Behaviour:
-    kind: str  # "ok" | "status" | "hang" | "reset" | "malformed" | "cut_stream"
+    kind: str  # "ok" | "status" | "hang" | "reset" | "malformed" | "html" | "no_choices" | "cut_stream"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None  # "ok": the message dict (default: content "ok"); "status": the JSON body
@@ -45,6 +45,8 @@ def status(code: int, headers: dict[str, str] | None = None, message: str = "") 
 HANG = Behaviour("hang")
 RESET = Behaviour("reset")
 MALFORMED = Behaviour("malformed")
+HTML_PAGE = Behaviour("html")  # a 200 with a proxy's login page
+NO_CHOICES = Behaviour("no_choices")  # a 200 with a JSON object that is not a completion
 CUT_STREAM = Behaviour("cut_stream")  # one chunk of a stream, then the connection is reset
 
 
@@ -85,6 +87,11 @@ class FaultServer:
     def __init__(self) -> None:
         self.script: deque[Behaviour] = deque()
         self.default: Behaviour = ok()
+        # When set, picks the behaviour of each request the script does not (a soak run's random faults).
+        self.choose: Callable[[dict[str, Any]], Behaviour] | None = None
+        self.keep_hits = True  # a long soak run counts requests instead of keeping each one
+        self.requests = 0
+        self.in_flight = self.peak_in_flight = 0
         self.hits: list[Hit] = []
         app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
 
@@ -127,9 +134,22 @@ class FaultServer:
         self._thread.join(timeout=5)
 
     async def _chat(self, request: Request) -> Response:
+        self.in_flight += 1  # one event loop thread: no lock needed
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: Request) -> Response:
         body = await request.json()
-        self.hits.append(Hit(time.time(), body))
-        b = self.script.popleft() if self.script else self.default
+        self.requests += 1
+        if self.keep_hits:
+            self.hits.append(Hit(time.time(), body))
+        if self.script:
+            b = self.script.popleft()
+        else:
+            b = self.choose(body) if self.choose is not None else self.default
         if b.kind == "status":
             return JSONResponse(b.body, status_code=b.status, headers=b.headers)
         if b.kind == "hang":
@@ -142,6 +162,11 @@ class FaultServer:
             return Response(status_code=204)  # never reaches the client
         if b.kind == "malformed":
             return Response('{"id": "chatcmpl-fault", "choices": [', media_type="application/json")
+        if b.kind == "html":
+            return Response("<html><body><h1>Sign in to continue</h1><form>...</form></body></html>",
+                            media_type="text/html")
+        if b.kind == "no_choices":
+            return JSONResponse({"status": "queued", "detail": "try again"})
         if body.get("stream"):
             return StreamingResponse(self._stream(request, b), media_type="text/event-stream")
         return JSONResponse(_completion(b.body))

@@ -108,3 +108,10 @@ def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
                         str(tmp_path / "out"), "--datasets", "gsm8k", "--systems", "ours", "--limit", "1"])
     assert rerun[("gsm8k", "ours")] == cells[("gsm8k", "ours")]
     assert len(ours.read_text().splitlines()) == 1  # resumed from the report, not run again
+
+
+def test_soak_benchmark_quick(capsys):
+    assert _load("soak").main(["--questions", "30", "--bound", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "answered: 30 (100.0%)" in out and "duplicated: 0" in out
+    assert "[ok] calls in flight never above the bound (4)" in out

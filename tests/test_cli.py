@@ -3,9 +3,11 @@
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -211,7 +213,9 @@ class _Proc:
 @pytest.mark.parametrize("args, code, needles", [
     (["run", "--tools", "os:sep", "hi"], 2, ["--tools os:sep", "not a LangChain tool"]),
     (["run", "--tools", "nocolon", "hi"], 2, ["'nocolon' is not of the form MODULE:ATTR"]),
-    (["run", "--model", "no-such-backend", "hi"], 2, ["unknown model spec"]),
+    (["run", "--model", "no-such-backend", "hi"], 2, ["unknown model spec", "openai:MODEL", "py:MODULE:ATTR",
+                                                      "scripted:FILE.py"]),
+    (["run", "--model", "scripted:rules.py:nosuch", "hi"], 2, ["rules.py has no attribute 'nosuch'"]),
     (["run", "--model", "scripted:missing.py", "hi"], 2, ["cannot read 'missing.py'"]),
     (["run", "--model", "scripted:syntax.py", "hi"], 2, ["running syntax.py", "SyntaxError"]),
     (["run", "--model", "py:rules:nothing", "hi"], 2, ["has no attribute 'nothing'"]),
@@ -240,9 +244,40 @@ def test_debug_shows_the_traceback(main_in_process):
     assert code == 2 and "Traceback" in err
 
 
-def test_usage_error_exit_code_2(main_in_process):
-    code, _, err = main_in_process("run", "--max-concurrency", "zero", "hi")
-    assert code == 2 and "expected a whole number" in err
+@pytest.mark.parametrize("args, message", [
+    (["--max-concurrency", "zero"], "expected a whole number"),
+    (["--retries", "-1"], "must be 0 or more, got -1"),
+    (["--timeout", "0"], "must be a number of seconds above 0"),
+    (["--timeout", "-1"], "must be a number of seconds above 0"),
+    (["--timeout", "soon"], "expected a number of seconds"),
+    (["--model", ""], "--model: is empty"),
+])
+def test_usage_errors_exit_2(main_in_process, args, message):
+    code, _, err = main_in_process("run", *args, "hi")
+    assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("command", ["run", "chat", "eval"])
+def test_each_command_help_lists_the_model_specs_it_mentions(work, command):
+    proc = cli(command, "--help", cwd=work)
+    assert "see below" in proc.stdout and "model specs" in proc.stdout and "scripted:FILE.py" in proc.stdout
+    assert "FILE.py:ATTR" in proc.stdout
+
+
+def test_files_given_by_path_import_their_neighbours(work, main_in_process):
+    (work / "sub").mkdir()
+    (work / "sub" / "shared_rules.py").write_text(RULES)
+    (work / "sub" / "mymodel.py").write_text("from shared_rules import rules\n")
+    (work / "sub" / "mytools.py").write_text("from helper_tools import add\ntools = [add]\n")
+    (work / "sub" / "helper_tools.py").write_text(
+        "from langchain_core.tools import tool\n\n@tool\ndef add(a: int, b: int) -> int:\n"
+        "    \"\"\"Adds.\"\"\"\n    return a + b\n")
+    (work / "p.json").write_text(json.dumps({"steps": [{"id": 1, "question": "1+2", "tool": "add",
+                                                        "args": {"a": 1, "b": 2}}]}))
+    code, out, err = main_in_process("run", "--json", "--model", "scripted:sub/mymodel.py", "--plan", "p.json",
+                                     "--tools", "sub/mytools.py:tools", "1+2")
+    assert code == 0, err
+    assert json.loads(out)["steps"][0]["answer"] == 3
 
 
 def test_py_spec_accepts_an_object_or_a_factory(work, main_in_process):
@@ -315,3 +350,49 @@ def test_no_usable_plan_still_gives_json_with_the_same_keys(work, main_in_proces
     assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "citations", "usage", "events"}
     assert data["ok"] is False and "usable plan" in data["error"]
     assert err.count("decompose: error:") == 1 and "usable plan" in err
+
+
+def test_json_keeps_what_happened_when_the_run_fails(work, main_in_process):
+    (work / "noplan.py").write_text("rules = []\ndefault = 'I would rather not make a plan.'\n")
+    code, out, err = main_in_process("run", "--json", "--model", "scripted:noplan.py", TITANIC)
+    assert code != 0 and "did not write a usable plan" in err
+    data = json.loads(out)
+    assert data["ok"] is False and data["answer"] is None and "did not write a usable plan" in data["error"]
+    assert data["usage"]["model_calls"] == 2 and data["elapsed"] > 0  # the ask and its re-ask
+    retried = [e for e in data["events"] if e["type"] == "Retried"]
+    assert len(retried) == 1 and retried[0]["kind"] == "parse" and data["usage"]["parse_retries"] == 1
+
+
+def test_ctrl_c_with_json_still_prints_what_happened(work):
+    (work / "slow.py").write_text(RULES + "\nlatency = 0.4\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "FORCE_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", "run", "--json", "--trace", "t.jsonl",
+                             "--model", "scripted:slow.py", TITANIC], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trace, deadline = work / "t.jsonl", time.monotonic() + 30
+    while time.monotonic() < deadline and not (trace.exists() and "PlanReady" in trace.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err
+    data = json.loads(out)
+    assert data["error"] == "interrupted" and data["answer"] is None
+    assert data["usage"]["model_calls"] >= 1 and data["elapsed"] > 0
+    assert "PlanReady" in {e["type"] for e in data["events"]} and data["steps"]  # the plan it was running
+
+
+def test_piped_chat_prints_answers_without_prompts(work):
+    proc = cli("chat", "--model", "scripted:rules.py", cwd=work, input=f"{TITANIC}\n/plan\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "you>" not in proc.stdout and "you>" not in proc.stderr
+    assert "James Cameron was 43 when Titanic was released." in proc.stdout
+    assert "1. Who directed Titanic?" in proc.stdout  # /plan after the turn
+
+
+def test_review_edit_without_an_editor_off_a_terminal_fails_instead_of_hanging(work):
+    env = {"EDITOR": "", "VISUAL": ""}
+    proc = cli("run", "--review", "--model", "scripted:rules.py", TITANIC, cwd=work, input="e\n", env=env,
+               timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no $EDITOR is set and this is not a terminal" in proc.stderr and "--plan FILE" in proc.stderr

@@ -118,6 +118,10 @@ def test_chat_turns_commands_and_ctrl_c_cancels_only_the_turn(work):
     term.send("\x03")  # ... Ctrl-C
     term.expect("turn cancelled")
     term.expect("you> ")  # the session goes on
+    term.send("/plan\r")  # the cancelled turn's plan, as far as it got
+    screen = term.expect("you> ")
+    last = screen[screen.rfind("/plan"):]
+    assert "Again please" in last and "1. Who directed Titanic?" in last and "no plan yet" not in last
 
     term.send("/nonsense\r")
     term.expect("unknown command /nonsense")

@@ -154,6 +154,7 @@ def test_resume_skips_rows_already_in_the_report(work, main_in_process):
     assert summary["resumed"] == 1 and summary["ran"] == 2 and summary["rows"] == 3  # --limit 4: lines 1-4
     rows = report(work / "report.jsonl")
     assert sorted(r["id"] for r in rows) == ["line 2", "q1", "s1"]  # each once
+    assert '"pred\n' not in (work / "report.jsonl").read_text()  # the torn line is gone, not kept
     assert rows[0]["prediction"] == "from before"  # not run again
     assert "skipped qs.jsonl:3: not valid JSON" in err
     assert summary["exact_match"] == pytest.approx(2 / 3, abs=1e-3)
@@ -194,3 +195,41 @@ def test_summary_table_is_plain_text_without_a_terminal(work):
     assert "\x1b" not in proc.stdout + proc.stderr
     assert "exact match" in proc.stdout and "1.000" in proc.stdout
     assert "[2/2] line 2: ok em=1 f1=1.00" in proc.stderr  # one progress line per question
+
+
+def test_failed_rows_run_again_on_resume_unless_kept(work, main_in_process):
+    (work / "mixed.jsonl").write_text('{"question": "This one is broken", "answer": "x"}\n'
+                                      '{"question": "What is the capital of France?", "answer": "Paris"}\n')
+    main_in_process("eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py")
+    (work / "rules.py").write_text(RULES.replace('"broken": ValueError("model broke")', '"broken": "x"'))
+    code, out, err = main_in_process("eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py",
+                                     "--keep-failed", "--json")
+    assert code == 1 and json.loads(out)["ran"] == 0  # kept: nothing to run
+    code, out, err = main_in_process("eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["ran"] == 1 and summary["resumed"] == 1 and summary["failed"] == 0
+    latest = {r["id"]: r for r in report(work / "mixed.direct.report.jsonl")}  # a later line wins
+    assert latest["line 1"]["ok"] is True and latest["line 1"]["prediction"] == "x"
+
+
+def test_a_server_refusing_the_key_stops_the_eval_and_a_fixed_rerun_answers_every_row(work):
+    from fault_server import FaultServer, ok, status
+
+    rows = [json.dumps({"id": f"r{i}", "question": f"What is {i} plus {i}?", "answer": str(2 * i)})
+            for i in range(6)]
+    (work / "sums.jsonl").write_text("\n".join(rows) + "\n")
+    with FaultServer() as server:
+        server.default = status(401, message="bad key")
+        env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "wrong"}
+        args = ("eval", "sums.jsonl", "--direct", "--model", "openai:m", "--concurrency", "2", "--json")
+        refused = cli(*args, cwd=work, env=env)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert "eval stopped: HTTP 401 from http://127.0.0.1" in refused.stderr
+        assert "6 rows were not run" in refused.stderr and "OPENAI_API_KEY" in refused.stderr
+        assert len(server.hits) <= 2  # one refusal per worker at most, no retries, no further rows
+        assert not report(work / "sums.direct.report.jsonl")  # nothing written that a rerun would skip
+        server.default = ok("4")
+        fixed = cli(*args, cwd=work, env=env)
+    assert fixed.returncode == 0  # every row ran (most answers are wrong: that is a score, not a failure)
+    summary = json.loads(fixed.stdout)
+    assert summary["ran"] == 6 and summary["failed"] == 0

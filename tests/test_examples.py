@@ -1,5 +1,6 @@
 """The examples run as scripts (with a scripted model loaded through a tiny wrapper module)."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -52,3 +53,24 @@ def test_finance_example(tmp_path):
     done = run_example(tmp_path, "finance.py", rules)
     assert done.returncode == 0, done.stderr
     assert "1199.10" in done.stdout
+
+
+def test_the_readme_commands_run_as_written_from_the_repository(tmp_path):
+    """The README's `--model scripted:examples/scripted/...` commands, run from the repository root."""
+    readme = (ROOT / "README.md").read_text()
+    question = "Who directed Titanic, and how old was that person when it was released?"
+    assert f'decompose run --model scripted:examples/scripted/rules.py "{question}"' in readme
+    done = subprocess.run([sys.executable, "-m", "decompose.cli", "run", "--model",
+                           "scripted:examples/scripted/rules.py", question], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Answer: James Cameron was 43 when Titanic was released." in done.stdout
+    assert "[done] 4. How old was someone born in {2} in {3}? (after 2, 3)" in done.stdout
+    assert "decompose eval examples/scripted/qs.jsonl --model scripted:examples/scripted/evalrules.py" in readme
+    report = tmp_path / "qs.report.jsonl"
+    done = subprocess.run([sys.executable, "-m", "decompose.cli", "eval", str(ROOT / "examples/scripted/qs.jsonl"),
+                           "--model", f"scripted:{ROOT / 'examples/scripted/evalrules.py'}", "--out", str(report),
+                           "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1, done.stderr  # the malformed line on purpose
+    summary = json.loads(done.stdout)
+    assert summary["rows"] == 4 and summary["exact_match"] == 0.75 and summary["malformed"] == 1

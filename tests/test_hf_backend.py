@@ -210,3 +210,15 @@ def test_structured_output_contract_for_dicts_and_tools(model):
     broken = {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}
     with pytest.raises(ConfigError, match="JSON schema"):
         model.with_structured_output(broken).invoke(PROMPTS[0])
+
+
+def test_load_progress_bars_stay_off_logs(capsys):
+    from tqdm.auto import tqdm  # what transformers' GGUF loader draws its bar with
+
+    from decompose.models.hf import progress_bars_on_terminals_only
+
+    list(tqdm(range(3), desc="de-quantizing"))
+    assert "de-quantizing" in capsys.readouterr().err  # the bar, uncaught, lands in a log
+    with progress_bars_on_terminals_only():
+        list(tqdm(range(3), desc="de-quantizing"))
+    assert capsys.readouterr().err == ""

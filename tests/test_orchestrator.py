@@ -90,6 +90,32 @@ def test_batch_one_failure_does_not_sink_the_others(titanic_model):
     assert not results[1].ok and "empty" in results[1].error
 
 
+def test_batch_max_concurrency_bounds_the_model_calls_of_the_whole_batch():
+    class Counting(ScriptedChatModel):
+        in_flight: int = 0
+        peak: int = 0
+
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kw):
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            try:
+                await asyncio.sleep(0.02)
+                return await super()._agenerate(messages, stop, run_manager, **kw)
+            finally:
+                self.in_flight -= 1
+
+    model = Counting(rules=[(asks_for_plan, plan_json("A?", "B?", "C?")), (asks_to_combine, "abc"),
+                            (r"Question: ", "x")])
+    results = Orchestrator(model).batch([f"Question {i}?" for i in range(6)], max_concurrency=3)
+    assert [r.answer for r in results] == ["abc"] * 6
+    assert model.peak == 3  # 6 questions x 3 independent steps, yet never more than 3 calls at once
+    model.peak = 0
+    Orchestrator(model, max_concurrency=2).batch([f"Question {i}?" for i in range(4)])
+    assert model.peak == 2  # the Orchestrator's max_concurrency is the batch's default bound
+    with pytest.raises(ConfigError, match="max_concurrency must be at least 1"):
+        Orchestrator(model).batch(["Q?"], max_concurrency=-1)
+
+
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("   \n", "empty"), (None, "must be a string"),
                                           (42, "must be a string"), ("x" * 20_001, "characters long")])
 def test_bad_questions(titanic_model, bad, message):
@@ -217,8 +243,30 @@ def test_run_timeout_returns_the_partial_result():
 
     slow = SlowSecond(rules=model.rules, default="late")
     result = Orchestrator(slow, run_timeout=0.3).run("Q?")
-    assert "run timed out after 0.3s" in result.error and result.answer is None
+    assert result.error == "run timed out after 0.3s (1 of 2 steps done, no answer yet)" and result.answer is None
     assert result.plan.step(1).answer == "a" and result.plan.step(2).status == "failed"
+
+
+def test_run_timeout_covers_planning_and_what_is_left_after_it():
+    class Slow(ScriptedChatModel):
+        plan_seconds: float = 30
+        step_seconds: float = 0
+
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kw):
+            await asyncio.sleep(self.plan_seconds if asks_for_plan(messages) else self.step_seconds)
+            return await super()._agenerate(messages, stop, run_manager, **kw)
+
+    model = Slow(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A", "a")], default="late")
+    result = Orchestrator(model, run_timeout=0.3).run("Q?")
+    assert result.error == "run timed out after 0.3s (while planning)" and result.plan is None
+    assert result.elapsed < 1
+    # 0.2 s to plan and 0.2 s for the step: each fits in 0.3 s, both do not. The steps get what is left.
+    model.plan_seconds = model.step_seconds = 0.2
+    result = Orchestrator(model, run_timeout=0.3).run("Q?")
+    assert result.error == "run timed out after 0.3s (0 of 1 steps done, no answer yet)"
+    assert result.elapsed < 0.5
+    in_time = Orchestrator(model, run_timeout=1).run("Q?")
+    assert in_time.error is None and in_time.plan.step(1).answer == "a"
 
 
 def test_token_budget_stops_the_run_with_the_partial_result(titanic_model):
@@ -228,10 +276,12 @@ def test_token_budget_stops_the_run_with_the_partial_result(titanic_model):
     result = Orchestrator(titanic_model, max_tokens_per_run=budget).run(TITANIC)
     assert "token budget exceeded" in result.error and f"max_tokens_per_run={budget}" in result.error
     assert result.answer is None and result.usage.total_tokens > budget
+    # the figure in the message is the run's final usage, calls in flight at the time included
+    assert f"{result.usage.total_tokens} tokens used" in result.error
     statuses = {s.status for s in result.plan.steps}
     assert "done" in statuses and statuses & {"failed", "skipped"}  # partial: some steps ran, the rest stopped
     tiny = Orchestrator(titanic_model, max_tokens_per_run=10).run(TITANIC)
-    assert tiny.plan is None and "token budget exceeded" in tiny.error
+    assert tiny.plan is None and f"token budget exceeded: {tiny.usage.total_tokens} tokens used" in tiny.error
 
 
 def test_fallback_model_answers_when_the_primary_fails_for_good():

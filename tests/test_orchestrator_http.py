@@ -2,9 +2,10 @@
 permanent errors are one clear line, and a run ends within its deadline."""
 
 import json
+import time
 
 import pytest
-from fault_server import HANG, FaultServer, ok, status
+from fault_server import HANG, HTML_PAGE, MALFORMED, FaultServer, ok, status
 
 from decompose import ModelError, Orchestrator, RetryPolicy, ScriptedChatModel
 from decompose.events import Retried
@@ -95,3 +96,34 @@ def test_the_sync_api_can_be_called_again_with_the_same_http_model(server, model
     assert orch.run("Capital of France?").answer == "Paris"
     server.queue(ok(ONE_STEP))
     assert Orchestrator(model, retry=FAST, structured_output=False).plan("Capital?").steps[0].question
+
+
+def test_the_run_deadline_covers_planning_against_a_server_that_never_answers(server):
+    # The per-call timeout (30 s) and the retry policy would wait minutes; the run's deadline is what ends it.
+    server.default = HANG
+    model = load_openai("fault-model", base_url=server.base_url, api_key="k", timeout=30.0)
+    events = []
+    started = time.monotonic()
+    result = Orchestrator(model, run_timeout=1.0, structured_output=False).run("Capital?", on_event=events.append)
+    assert time.monotonic() - started < 3
+    assert result.answer is None and result.plan is None
+    assert result.error == "run timed out after 1s (while planning)"
+    assert result.elapsed == pytest.approx(1.0, abs=0.5) and len(server.hits) >= 1
+
+
+def test_an_html_page_instead_of_a_structured_plan_is_retried(server, model):
+    # Structured output goes through the SDK's own parser, which a non-JSON body used to break with an
+    # AttributeError; it is a malformed response like any other.
+    server.queue(HTML_PAGE, ok(ONE_STEP), ok("Paris"))
+    events = []
+    result = Orchestrator(model, retry=FAST).run("Capital of France?", on_event=events.append)
+    assert result.answer == "Paris"
+    assert [(e.phase, e.reason) for e in events if isinstance(e, Retried)] == [("decompose", "malformed response")]
+    assert server.hits[0].body.get("response_format")  # the failed call was the structured one
+
+
+def test_a_body_that_never_parses_names_the_endpoint(server, model):
+    server.default = MALFORMED  # a truncated JSON body carries no request: the model's own endpoint is named
+    with pytest.raises(ModelError) as err:
+        Orchestrator(model, retry=FAST, structured_output=False).run("Capital?")
+    assert str(err.value).startswith(f"malformed response from {server.base_url}/chat/completions (after 3 attempts)")

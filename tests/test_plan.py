@@ -87,3 +87,13 @@ def test_final_steps():
 def test_step_model_rejects_unknown_fields():
     with pytest.raises(Exception):
         Step(id=1, question="a", bogus=1)
+
+
+@pytest.mark.parametrize("bad_id, message", [(True, "not true/false"), (-1, "greater than or equal to 1"),
+                                             (0, "greater than or equal to 1")])
+def test_plan_ids_are_positive_step_numbers(bad_id, message):
+    with pytest.raises(PlanError, match=message) as err:
+        Plan.from_data({"steps": [{"id": bad_id, "question": "a?"}]})
+    assert "plan step 1, field 'id'" in str(err.value)
+    with pytest.raises(PlanError, match="not true/false"):
+        Plan.from_data({"steps": [{"id": 1, "question": "a?"}, {"id": 2, "question": "b?", "depends_on": [True]}]})

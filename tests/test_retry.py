@@ -10,7 +10,7 @@ import time
 import httpx
 import openai
 import pytest
-from fault_server import CUT_STREAM, HANG, MALFORMED, RESET, FaultServer, ok, status
+from fault_server import CUT_STREAM, HANG, HTML_PAGE, MALFORMED, NO_CHOICES, RESET, FaultServer, ok, status
 from servers import free_port
 
 from decompose.errors import ModelError
@@ -144,6 +144,22 @@ def test_max_total_cuts_an_attempt_that_would_run_past_it(fault):
         ask(fault.base_url, RetryPolicy(max_total=0.5), timeout=30)
     assert len(fault.hits) == 1
     assert time.monotonic() - start < 10  # far below the 30 s the attempt alone would take
+
+
+@pytest.mark.parametrize("body", [HTML_PAGE, NO_CHOICES], ids=["html-login-page", "json-without-choices"])
+def test_a_200_that_is_not_a_completion_is_retried_then_named(fault, body):
+    fault.queue(body, ok("fine"))
+    answer, calls = ask(fault.base_url)
+    assert answer.content == "fine" and [error_reason(c[1]) for c in calls] == ["malformed response"]
+    fault.reset()
+    fault.default = body
+    with pytest.raises(ModelError) as err:
+        ask(fault.base_url)
+    message = str(err.value)
+    assert message.startswith(f"malformed response from {fault.base_url}/chat/completions: got ")
+    assert ("Sign in to continue" if body is HTML_PAGE else "queued") in message
+    assert "(after 4 attempts)" in message and "OpenAI-compatible API" in err.value.hint
+    assert "Traceback" not in message and "AttributeError" not in message and len(fault.hits) == 4
 
 
 def test_connection_refused_says_where_and_what_to_check():

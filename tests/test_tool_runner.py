@@ -1,6 +1,10 @@
 import asyncio
 import json
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from typing import Annotated
 
 import pytest
@@ -122,6 +126,7 @@ def test_bad_arguments_are_reasked_once_then_used():
     model = model_for(plan, (r"Corrected arguments", '{"a": 2, "b": 3}'))
     result = Orchestrator(model, tools=[add]).run("2+3?")
     assert result.answer == "5" and result.usage.parse_retries == 1
+    assert result.plan.step(1).args == {"a": 2, "b": 3}  # what the tool was called with, not the bad args
     reask = next(c["prompt"] for c in model.calls if "Corrected arguments" in c["prompt"])
     assert "argument 'a'" in reask and "'two'" in reask
 
@@ -183,6 +188,51 @@ def test_tool_timeout_fails_the_step_clearly():
     assert result.plan.step(2).answer == 2
 
 
+def test_a_sync_tool_hanging_past_its_timeout_does_not_keep_the_process_alive(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text(textwrap.dedent("""
+        import time
+        from langchain_core.tools import tool
+        from decompose import Orchestrator, ScriptedChatModel
+
+        @tool
+        def stuck() -> str:
+            \"\"\"Hangs.\"\"\"
+            time.sleep(120)
+            return "late"
+
+        plan = {"steps": [{"id": 1, "question": "stuck", "tool": "stuck", "args": {}}]}
+        result = Orchestrator(ScriptedChatModel(default="x"), tools=[stuck], tool_timeout=0.5).execute(plan)
+        print(result.plan.step(1).error)
+    """))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30  # interpreter start-up included; the tool alone would take 120 s
+    assert "tool 'stuck' timed out after 0.5s (it is still running in a background thread" in done.stdout
+
+
+def test_a_sync_tool_runs_with_its_result_and_errors_intact():
+    seen = []
+
+    @tool
+    def where() -> str:
+        """Names its thread."""
+        seen.append(threading.current_thread())
+        return "here"
+
+    @tool
+    def broken() -> str:
+        """Fails."""
+        raise ValueError("bad")
+
+    plan = tool_plan({"id": 1, "question": "w", "tool": "where", "args": {}},
+                     {"id": 2, "question": "b", "tool": "broken", "args": {}})
+    result = Orchestrator(model_for(), tools=[where, broken]).execute(plan)
+    assert result.plan.step(1).answer == "here" and seen[0].daemon
+    assert result.plan.step(2).error == "tool 'broken' failed: bad"
+
+
 def test_a_tool_raising_a_plain_exception_becomes_a_tool_error():
     @tool
     def broken(x: int) -> int:
@@ -202,7 +252,17 @@ def test_tool_errors_keep_their_message():
 
     plan = tool_plan({"id": 1, "question": "p", "tool": "picky", "args": {"x": 1}})
     result = Orchestrator(model_for(), tools=[picky]).execute(plan)
-    assert "order 'X' not found" in result.plan.step(1).error
+    assert result.plan.step(1).error == "tool 'picky' failed: order 'X' not found (hint: check the id)"
+
+
+def test_an_unexpected_exception_names_the_tool_and_its_kind():
+    @tool
+    def odd() -> str:
+        """Breaks oddly."""
+        raise RuntimeError("socket pool exhausted")
+
+    result = Orchestrator(model_for(), tools=[odd]).execute(tool_plan({"id": 1, "question": "o", "tool": "odd"}))
+    assert result.plan.step(1).error == "tool 'odd' failed: RuntimeError: socket pool exhausted"
 
 
 def test_pydantic_results_can_be_referenced_by_field():

@@ -7,6 +7,9 @@ from typing import Any, Literal, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import Runnable, RunnableWithFallbacks
+from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, create_model
 
@@ -120,10 +123,10 @@ class Decomposer:
         message, _ = await caller.invoke(messages, phase="decompose")
         return _text(message), None
 
-    def _structured(self, model: BaseChatModel):
-        if id(model) in self._refused_structured or not supports_structured_output(model):
+    def _structured(self, model: Runnable) -> Runnable:
+        if id(model) in self._refused_structured:
             return model
-        return model.with_structured_output(self.schema, include_raw=True)
+        return structured_plan_output(model, self.schema) or model
 
     def _tool_rules(self) -> str:
         if not self.tools:
@@ -140,6 +143,26 @@ class Decomposer:
                 known = ", ".join(self.tools) or "none"
                 raise PlanError(f"step {step.id} uses tool {step.tool!r}, which does not exist; tools: {known}",
                                 hint="use one of the listed tools, or no tool")
+
+
+def structured_plan_output(model: Runnable, schema: type[BaseModel]) -> Runnable | None:
+    """`model.with_structured_output(schema, include_raw=True)`, also for a chat model wrapped as `load_model`
+    allows; None when the chat model has no structured output. A binding (`bind`, `with_config`, `with_retry`)
+    keeps its config and retries but not its call kwargs, which cannot pass the parser to reach the model; a
+    fallback chain falls back to each fallback's structured output, or its plain reply; a configurable model
+    answers with its default (a plan is then not asked of a configured alternative)."""
+    if isinstance(model, BaseChatModel):
+        return model.with_structured_output(schema, include_raw=True) if supports_structured_output(model) else None
+    if isinstance(model, RunnableBindingBase):
+        inner = structured_plan_output(model.bound, schema)
+        return None if inner is None else model.model_copy(update={"bound": inner, "kwargs": {}})
+    if isinstance(model, RunnableWithFallbacks):
+        primary = structured_plan_output(model.runnable, schema)
+        fallbacks = [structured_plan_output(m, schema) or m for m in model.fallbacks]
+        return None if primary is None else model.model_copy(update={"runnable": primary, "fallbacks": fallbacks})
+    if isinstance(model, DynamicRunnable):
+        return structured_plan_output(model.default, schema)
+    return None
 
 
 def supports_structured_output(model: BaseChatModel) -> bool:

@@ -6,20 +6,33 @@ import os
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable, RunnableWithFallbacks
+from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables.configurable import DynamicRunnable
 
 from decompose.errors import ConfigError
 
 DEFAULT_SPEC = "smollm2"
 SPEC_HELP = "use 'openai:MODEL', 'hf:/path/to/model-or.gguf', or 'smollm2' (the embedded default)"
+RUNNABLE_HELP = ("pass a LangChain chat model, as it is or wrapped by bind(), with_config(), with_retry(), "
+                 "with_fallbacks([...]) or configurable_fields(...), or a spec string: " + SPEC_HELP)
 
 
-def load_model(spec: str | BaseChatModel | None = None, **kwargs: Any) -> BaseChatModel:
-    """Build a chat model from `spec`; a `BaseChatModel` passes through unchanged.
+def load_model(spec: str | Runnable | None = None, **kwargs: Any) -> Runnable:
+    """Build a chat model from `spec`; a chat model, or a Runnable wrapping only chat models, passes through.
 
     With no spec, `DECOMPOSE_MODEL` is read, then the embedded SmolLM2 default is used.
     """
     if isinstance(spec, BaseChatModel):
         return spec
+    if isinstance(spec, Runnable):
+        if not _only_chat_models(spec):
+            raise ConfigError(f"a {type(spec).__name__} is not a chat model (messages in, an AIMessage out)",
+                              hint=RUNNABLE_HELP)
+        return spec
+    if spec is not None and not isinstance(spec, str):
+        raise ConfigError(f"model must be a chat model or a spec string, got a {type(spec).__name__}",
+                          hint=RUNNABLE_HELP)
     spec = (spec or os.environ.get("DECOMPOSE_MODEL") or DEFAULT_SPEC).strip()
     kind, _, rest = spec.partition(":")
     if kind == "openai" and rest:
@@ -35,3 +48,32 @@ def load_model(spec: str | BaseChatModel | None = None, **kwargs: Any) -> BaseCh
 
         return load_embedded(**kwargs)
     raise ConfigError(f"unknown model spec {spec!r}", hint=SPEC_HELP)
+
+
+def chat_model_of(model: Any) -> BaseChatModel | None:
+    """The chat model that answers a call of `model`: itself, or the one inside a binding (`bind`,
+    `with_config`, `with_retry`), a fallback chain (its first model) or a configurable model (its default).
+    None when `model` is not one of these around a chat model."""
+    while not isinstance(model, BaseChatModel):
+        if isinstance(model, RunnableBindingBase):
+            model = model.bound
+        elif isinstance(model, RunnableWithFallbacks):
+            model = model.runnable
+        elif isinstance(model, DynamicRunnable):
+            model = model.default
+        else:
+            return None
+    return model
+
+
+def _only_chat_models(model: Any) -> bool:
+    """True when every model `model` may call is a chat model (a fallback too, not only the first)."""
+    if isinstance(model, RunnableWithFallbacks):
+        return all(_only_chat_models(m) for m in (model.runnable, *model.fallbacks))
+    if isinstance(model, RunnableBindingBase):
+        return _only_chat_models(model.bound)
+    if isinstance(model, DynamicRunnable):
+        alternatives = getattr(model, "alternatives", {}).values()  # configurable_alternatives(...)
+        return _only_chat_models(model.default) and all(
+            _only_chat_models(m) for m in alternatives if isinstance(m, Runnable))
+    return isinstance(model, BaseChatModel)

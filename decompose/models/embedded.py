@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from decompose.errors import ConfigError
-from decompose.models.hf import ChatTransformers, load_hf
+from decompose.models.hf import ChatTransformers, load_hf, progress_bars_on_terminals_only
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FOLDER_NAME = "smollm2-135m-instruct"
@@ -69,7 +69,7 @@ def convert(gguf: Path, folder: Path) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder) as tmp, progress_bars_on_terminals_only():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         # save_pretrained refuses a GGUF-loaded model while it still looks quantized; the weights are plain now.

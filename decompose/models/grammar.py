@@ -24,7 +24,10 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, Runn
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema
 from pydantic import BaseModel
+from pydantic.v1 import BaseModel as BaseModelV1
 from transformers import LogitsProcessor
+
+from decompose.errors import ConfigError
 
 # Bounds for what a schema leaves open: roomy for real content, finite so no single field loops forever.
 MAX_STRING_LENGTH = 200
@@ -34,8 +37,8 @@ MAX_INT = 10**15  # 16 digits: no id or count needs more, and a digit loop must 
 _SCALAR = ["string", "number", "integer", "boolean", "null"]
 
 
-def resolve_schema(schema: Any) -> tuple[dict, type[BaseModel] | None]:
-    """The JSON schema to decode under, and the pydantic class to parse into (None: return a dict).
+def resolve_schema(schema: Any) -> tuple[dict, type[BaseModel] | type[BaseModelV1] | None]:
+    """The JSON schema to decode under, and the pydantic class (v2 or v1) to parse into (None: return a dict).
 
     A `BaseTool` stands for its arguments: the result is the dict to pass to `tool.invoke`.
     """
@@ -46,6 +49,8 @@ def resolve_schema(schema: Any) -> tuple[dict, type[BaseModel] | None]:
         return (args.model_json_schema() if args else {"type": "object", "properties": {}}), None
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         return schema.model_json_schema(), schema
+    if isinstance(schema, type) and issubclass(schema, BaseModelV1):
+        return convert_to_json_schema(schema), schema  # its references resolved, as for any other class
     if isinstance(schema, dict) and "parameters" in schema and "name" in schema:  # OpenAI function format
         return schema["parameters"], None
     if isinstance(schema, dict):
@@ -173,19 +178,31 @@ class GrammarProcessor(LogitsProcessor):
                 self.in_string[i] = not self.in_string[i]
 
 
+_GRAMMAR_OPTIONS = ("max_string_length", "max_items", "max_properties")
+
+
 def structured_runnable(
-    llm: Runnable, schema: Any, *, include_raw: bool, **grammar_kwargs: Any
+    llm: Runnable, schema: Any, *, include_raw: bool, method: str | None = None, **grammar_kwargs: Any
 ) -> Runnable:
     """`llm` bound to decode under `schema`'s grammar, piped into a parser, per LangChain's contract."""
+    if unknown := sorted(set(grammar_kwargs) - set(_GRAMMAR_OPTIONS)):
+        raise ConfigError(f"with_structured_output does not take {unknown}",
+                          hint=f"use include_raw, method, strict, max_new_tokens, {', '.join(_GRAMMAR_OPTIONS)}")
     json_schema, pydantic_cls = resolve_schema(schema)
     bounded = bound_schema(json_schema, **grammar_kwargs)
-    bound = llm.bind(json_schema=json.dumps(bounded), ls_structured_output_format={"schema": json_schema})
+    # Traced as LangChain traces every model's structured output: the caller's schema, converted by LangChain.
+    traced = {"schema": schema, "kwargs": {"method": method or "json_schema"}}
+    bound = llm.bind(json_schema=json.dumps(bounded), ls_structured_output_format=traced)
 
     def parse(message: AIMessage) -> Any:
         try:
             data = json.loads(message.text)
-            return pydantic_cls.model_validate(data) if pydantic_cls else data
-        except ValueError as err:  # json and pydantic errors are both ValueErrors
+            if pydantic_cls is None:
+                return data
+            if issubclass(pydantic_cls, BaseModelV1):
+                return pydantic_cls.parse_obj(data)
+            return pydantic_cls.model_validate(data)
+        except ValueError as err:  # json and pydantic (v2 and v1) errors are all ValueErrors
             raise OutputParserException(f"output does not match the schema: {err}", llm_output=message.text) from err
 
     parser = RunnableLambda(parse)

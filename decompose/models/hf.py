@@ -6,18 +6,22 @@ Every call goes through the model's `Batcher`, so concurrent calls share one pad
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import queue
+import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from decompose.errors import ConfigError
 from decompose.models.batcher import Batcher, Request, Result
@@ -25,13 +29,18 @@ from decompose.models.grammar import structured_runnable
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 _HINT = "pass a folder holding config.json and the weights (what save_pretrained writes), or a .gguf file"
+# What a single call may override (`model.invoke(msgs, max_tokens=64)` or `model.bind(...)`); `stop` comes apart.
+_CALL_OPTIONS = frozenset({"max_tokens", "max_new_tokens", "temperature", "top_p", "seed", "timeout", "json_schema"})
+_CALL_HINT = "per call, use max_tokens (or max_new_tokens), temperature, top_p, seed, stop or timeout"
+_STRUCTURED_METHODS = (None, "json_schema", "function_calling", "json_mode")
 
 
 class ChatTransformers(BaseChatModel):
     """A local causal LM. Greedy by default; `temperature > 0` samples (with `top_p`, and `seed` if set).
 
-    Per call, `max_new_tokens`, `temperature`, `top_p`, `seed` and `stop` may be overridden
-    (`model.invoke(msgs, max_new_tokens=64)` or `model.bind(...)`).
+    `max_tokens` (LangChain's standard name) and `max_new_tokens` are the same limit. Per call, `max_tokens`,
+    `temperature`, `top_p`, `seed`, `stop` and `timeout` may be overridden (`model.invoke(msgs, max_tokens=64)`
+    or `model.bind(...)`). An option the model does not know is refused (`ConfigError`), never ignored.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -43,11 +52,33 @@ class ChatTransformers(BaseChatModel):
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] | None = None
+    timeout: float | None = None  # seconds a call may take, its wait in the batch queue included; None: no limit
+    streaming: bool = False  # LangChain's flag: `invoke` then generates through `_stream` (callbacks see tokens)
+    # LangChain's standard parameters that a model in this process has no use for: no server to authenticate
+    # with, no transport to retry (the Orchestrator's RetryPolicy retries calls). Accepted, so code written for
+    # any chat model constructs this one too; they change nothing.
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    max_retries: int | None = None
     max_batch_size: int = 8
     batch_wait_ms: float = 10.0
     hf_model: Any = Field(exclude=True, repr=False)
     tokenizer: Any = Field(exclude=True, repr=False)
     _batcher: Batcher = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _standard_names(cls, values: Any) -> Any:
+        """`max_tokens` sets `max_new_tokens`; an unknown option is an error, not silently dropped."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if "max_tokens" in values:
+            values["max_new_tokens"] = _one_limit(values.pop("max_tokens"), values.get("max_new_tokens"))
+            if values["max_new_tokens"] is None:
+                del values["max_new_tokens"]
+        if unknown := _unknown_options(values):
+            raise ConfigError(f"unknown option(s) for ChatTransformers: {unknown}", hint=f"use {_options_help()}")
+        return values
 
     def model_post_init(self, context: Any) -> None:
         self._batcher = Batcher(
@@ -61,6 +92,18 @@ class ChatTransformers(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "temperature": self.temperature, "top_p": self.top_p}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """What LangSmith (and LangChain's standard tests) record of a call: the limit, stops and model used."""
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "transformers"
+        model = kwargs.get("model")
+        params["ls_model_name"] = model if isinstance(model, str) else Path(self.model_path).name
+        params["ls_max_tokens"] = _one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) \
+            or self.max_new_tokens
+        if stops := stop or self.stop:
+            params["ls_stop"] = stops
+        return params
 
     @property
     def batch_sizes(self) -> Counter[int]:
@@ -88,10 +131,12 @@ class ChatTransformers(BaseChatModel):
 
     # --- generation ---------------------------------------------------------------------------------------
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Request:
+        if unknown := sorted(set(kwargs) - _CALL_OPTIONS):
+            raise ConfigError(f"ChatTransformers does not take {unknown} in a call", hint=_CALL_HINT)
         temperature = kwargs.get("temperature", self.temperature)
         return Request(
             prompt_ids=self._prompt_ids(messages),
-            max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
+            max_new_tokens=_one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) or self.max_new_tokens,
             stop=[s for s in (stop or self.stop or []) if s],
             temperature=temperature,
             top_p=kwargs.get("top_p", self.top_p) if temperature > 0 else 1.0,
@@ -103,6 +148,9 @@ class ChatTransformers(BaseChatModel):
         message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_meta(self, result))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
+    def _timeout(self, kwargs: dict[str, Any]) -> float | None:
+        return kwargs.get("timeout", self.timeout)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -110,7 +158,13 @@ class ChatTransformers(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._result(self._batcher.submit(self._request(messages, stop, kwargs)).result())
+        request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
+        try:
+            return self._result(self._batcher.submit(request).result(timeout=timeout))
+        except TimeoutError:
+            raise _timed_out(timeout) from None
+        finally:
+            request.cancelled = True  # no-op once finished; frees the batch row after a timeout
 
     async def _agenerate(
         self,
@@ -119,9 +173,12 @@ class ChatTransformers(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
+        request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
         try:
-            return self._result(await asyncio.wrap_future(self._batcher.submit(request)))
+            waiter = asyncio.wrap_future(self._batcher.submit(request))
+            return self._result(await (waiter if timeout is None else asyncio.wait_for(waiter, timeout)))
+        except TimeoutError:
+            raise _timed_out(timeout) from None
         finally:
             request.cancelled = True  # no-op once finished; frees the batch row if the caller gave up
 
@@ -133,12 +190,20 @@ class ChatTransformers(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         pieces: queue.Queue[str | None] = queue.Queue()
-        request = self._request(messages, stop, kwargs)
+        request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
+        deadline = None if timeout is None else time.monotonic() + timeout
         request.on_text = pieces.put
         future = self._batcher.submit(request)
         future.add_done_callback(lambda _: pieces.put(None))
+
+        def next_piece() -> str | None:
+            try:
+                return pieces.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise _timed_out(timeout) from None
+
         try:
-            while (piece := pieces.get()) is not None:
+            while (piece := next_piece()) is not None:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
                 if run_manager:
                     run_manager.on_llm_new_token(piece, chunk=chunk)
@@ -161,12 +226,20 @@ class ChatTransformers(BaseChatModel):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        request = self._request(messages, stop, kwargs)
+        request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
+        deadline = None if timeout is None else time.monotonic() + timeout
         request.on_text = put
         future = self._batcher.submit(request)
         future.add_done_callback(lambda _: put(None))
+
+        async def next_piece() -> str | None:
+            try:
+                return await asyncio.wait_for(pieces.get(), None if deadline is None else deadline - time.monotonic())
+            except TimeoutError:
+                raise _timed_out(timeout) from None
+
         try:
-            while (piece := await pieces.get()) is not None:
+            while (piece := await next_piece()) is not None:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
                 if run_manager:
                     await run_manager.on_llm_new_token(piece, chunk=chunk)
@@ -176,7 +249,8 @@ class ChatTransformers(BaseChatModel):
             request.cancelled = True
 
     def _last_chunk(self, result: Result) -> ChatGenerationChunk:
-        message = AIMessageChunk(content="", usage_metadata=_usage(result), response_metadata=_meta(self, result))
+        message = AIMessageChunk(content="", usage_metadata=_usage(result), response_metadata=_meta(self, result),
+                                 chunk_position="last")
         return ChatGenerationChunk(message=message)
 
     # --- structured output --------------------------------------------------------------------------------
@@ -186,18 +260,49 @@ class ChatTransformers(BaseChatModel):
         *,
         include_raw: bool = False,
         method: str | None = None,
+        strict: bool | None = None,
         max_new_tokens: int = 384,
         **grammar_kwargs: Any,
     ) -> Runnable:
         """Decode under `schema`'s JSON grammar, so the output always parses (unless `max_new_tokens` cuts it).
 
-        `schema`: a pydantic class (parsed into it), a JSON schema or OpenAI function dict (parsed into a dict),
-        or a `BaseTool` (its arguments, as a dict). Every `method` decodes the same way: a grammar is stronger
-        than tool calling or JSON mode. `grammar_kwargs` (`max_string_length`, `max_items`, `max_properties`)
-        bound what the schema leaves open; see `grammar.bound_schema`.
+        `schema`: a pydantic class, v2 or v1 (parsed into it), a TypedDict, a JSON schema or OpenAI function
+        dict (parsed into a dict), or a `BaseTool` (its arguments, as a dict). Every `method` decodes the same
+        way, and `strict` changes nothing: a grammar holds the output to the schema more strictly than tool
+        calling, JSON mode or a server's strict mode. `grammar_kwargs` (`max_string_length`, `max_items`,
+        `max_properties`) bound what the schema leaves open; see `grammar.bound_schema`.
         """
+        if method not in _STRUCTURED_METHODS:
+            raise ConfigError(f"unknown structured output method {method!r}",
+                              hint=f"use one of {list(_STRUCTURED_METHODS)}: all decode under the schema's grammar")
         llm = self.bind(max_new_tokens=max_new_tokens)
-        return structured_runnable(llm, schema, include_raw=include_raw, **grammar_kwargs)
+        return structured_runnable(llm, schema, include_raw=include_raw, method=method, **grammar_kwargs)
+
+
+def _one_limit(max_tokens: int | None, max_new_tokens: int | None) -> int | None:
+    """The token limit given under either name (None: neither); both, and different, is an error."""
+    if max_tokens is not None and max_new_tokens is not None and max_tokens != max_new_tokens:
+        raise ConfigError(f"max_tokens={max_tokens} and max_new_tokens={max_new_tokens} disagree",
+                          hint="they name the same limit: pass one of them")
+    return max_tokens if max_tokens is not None else max_new_tokens
+
+
+def _unknown_options(names: Any) -> list[str]:
+    """The names that are neither a `ChatTransformers` field nor a LangChain alias of one."""
+    return sorted(set(names) - set(ChatTransformers.model_fields) - {"max_tokens", "callback_manager"})
+
+
+def _options_help() -> str:
+    internal = {"model_path", "hf_model", "tokenizer", "api_key", "max_retries", "name", "cache", "verbose",
+                "callbacks", "tags", "metadata", "custom_get_token_ids", "rate_limiter", "disable_streaming",
+                "output_version", "profile"}
+    return ", ".join(["max_tokens (or max_new_tokens)"] + sorted(set(ChatTransformers.model_fields) - internal
+                                                               - {"max_new_tokens"}))
+
+
+def _timed_out(timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"local generation took longer than its timeout of {timeout:g} s (the wait in the batch "
+                        "queue included); raise timeout=, or pass timeout=None to wait as long as it takes")
 
 
 def _usage(result: Result) -> dict[str, int]:
@@ -216,13 +321,11 @@ def load_hf(path: str, *, device: str | None = None, **kwargs: Any) -> ChatTrans
     """Load `path` (a model folder, or a `.gguf` file) as a `ChatTransformers`.
 
     `device`: "cuda", "cpu", ... (default: CUDA in bf16 when a GPU is present, else CPU in fp32).
-    Other kwargs set `ChatTransformers` fields: max_new_tokens, temperature, top_p, seed, stop,
-    max_batch_size, batch_wait_ms.
+    Other kwargs set `ChatTransformers` fields: max_tokens (or max_new_tokens), temperature, top_p, seed, stop,
+    timeout, max_batch_size, batch_wait_ms.
     """
-    unknown = set(kwargs) - set(ChatTransformers.model_fields) - {"hf_model", "tokenizer", "model_path"}
-    if unknown:
-        fields = sorted(set(ChatTransformers.model_fields) - {"hf_model", "tokenizer", "model_path"})
-        raise ConfigError(f"unknown option(s) for hf:{path}: {sorted(unknown)}", hint=f"use {fields} or device")
+    if unknown := sorted(set(_unknown_options(kwargs)) | ({"hf_model", "tokenizer", "model_path"} & set(kwargs))):
+        raise ConfigError(f"unknown option(s) for hf:{path}: {unknown}", hint=f"use {_options_help()} or device")
     folder, gguf = _locate(path)
 
     import torch
@@ -233,10 +336,11 @@ def load_hf(path: str, *, device: str | None = None, **kwargs: Any) -> ChatTrans
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=gguf, dtype=dtype, device_map=device, local_files_only=True
-        )
+        with progress_bars_on_terminals_only():
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=gguf, dtype=dtype, device_map=device, local_files_only=True
+            )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"hf:{path} is not a loadable causal LM ({first_line})", hint=_HINT) from None
@@ -256,3 +360,14 @@ def _locate(path: str) -> tuple[str, str | None]:
         return str(p), ggufs[0].name
     what = "does not exist" if not p.exists() else "holds no config.json and no single .gguf file"
     raise ConfigError(f"hf:{path}: {what}", hint=_HINT)
+
+
+@contextlib.contextmanager
+def progress_bars_on_terminals_only() -> Iterator[None]:
+    """Hide the bars a GGUF load draws with plain tqdm (not transformers' switchable ones) when stderr is a file
+    or a pipe: there they are hundreds of lines of noise in a log. Failures still raise."""
+    if sys.stderr.isatty():
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        yield

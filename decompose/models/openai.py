@@ -25,6 +25,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 from decompose.errors import ConfigError
+from decompose.retry import MalformedResponse
 from decompose.tokens import ensure_offline_encodings
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
@@ -59,13 +60,63 @@ def load_openai(
     if not isinstance(timeout, httpx.Timeout):
         timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
     ensure_offline_encodings()  # get_num_tokens uses tiktoken
+    # A 200 that is not JSON (a proxy's login page) breaks deep inside the SDK's parsers: catch it at the
+    # HTTP layer, where the body can still be quoted (on the caller's own clients too).
+    for key, default, hook in (("http_client", openai.DefaultHttpxClient, _refuse_non_json),
+                               ("http_async_client", openai.DefaultAsyncHttpxClient, _arefuse_non_json)):
+        client = kwargs.get(key) or default()
+        client.event_hooks = {**client.event_hooks,
+                              "response": [*client.event_hooks.get("response", []), hook]}
+        kwargs[key] = client
     kwargs.setdefault("max_retries", 0)
     kwargs.setdefault("stream_usage", True)
     if kwargs.get("max_tokens") and base_url and "api.openai.com" not in base_url:
         # langchain-openai sends the limit as `max_completion_tokens`, which some servers (llama-cpp-python)
         # ignore, generating to the context limit; the older `max_tokens` field is understood by all of them.
         kwargs["extra_body"] = {"max_tokens": kwargs["max_tokens"], **(kwargs.get("extra_body") or {})}
-    return ChatOpenAI(model=model, base_url=base_url, api_key=api_key, timeout=timeout, **kwargs)
+    return OpenAICompatible(model=model, base_url=base_url, api_key=api_key, timeout=timeout, **kwargs)
+
+
+class OpenAICompatible(ChatOpenAI):
+    """`ChatOpenAI` that calls a 200 whose body is not a chat completion what it is: a `MalformedResponse`
+    naming the endpoint (retried, then one clear line), not an AttributeError or ValueError from inside."""
+
+    @classmethod
+    def lc_id(cls) -> list[str]:
+        """Serialized as the `ChatOpenAI` it is, so `langchain_core.load` can read it back (as a `ChatOpenAI`:
+        the checks here are this process's, not configuration)."""
+        return ChatOpenAI.lc_id()
+
+    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> Any:
+        if isinstance(response, str) or _without_choices(response):
+            endpoint = f"{(self.openai_api_base or 'https://api.openai.com/v1').rstrip('/')}/chat/completions"
+            shown = response.model_dump(exclude_none=True) if hasattr(response, "model_dump") else response
+            raise MalformedResponse(endpoint, shown)
+        return super()._create_chat_result(response, generation_info)
+
+
+def _non_json_completion(response: httpx.Response) -> bool:
+    content_type = response.headers.get("content-type", "")
+    return (response.status_code == 200 and response.request.url.path.endswith("/chat/completions")
+            and "json" not in content_type and "event-stream" not in content_type)
+
+
+def _refuse_non_json(response: httpx.Response) -> None:
+    if _non_json_completion(response):
+        response.read()
+        raise MalformedResponse(str(response.request.url), response.text)
+
+
+async def _arefuse_non_json(response: httpx.Response) -> None:
+    if _non_json_completion(response):
+        await response.aread()
+        raise MalformedResponse(str(response.request.url), response.text)
+
+
+def _without_choices(response: Any) -> bool:
+    """An object with neither choices nor an error (an error is the library's to report)."""
+    get = response.get if isinstance(response, dict) else lambda key: getattr(response, key, None)
+    return not get("choices") and not get("error")
 
 
 def structured(model: ChatOpenAI, schema: Any, **kwargs: Any) -> Runnable:

@@ -10,11 +10,13 @@ raises `RetryableToolError` — and, for a tool with side effects, only when it 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import threading
 from typing import Any, Sequence
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from langchain_core.tools import BaseTool, ToolException
+from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
 from pydantic import ValidationError
 
 from decompose.calls import ModelCaller
@@ -92,6 +94,7 @@ class ToolRunner:
         second = validate_args(tool, fixed)
         if second is not None:
             raise ToolError(second, hint=f"the model could not write valid arguments for {tool.name!r}")
+        step.args = dict(fixed)  # the step records the arguments the tool was actually called with
         return fixed
 
     async def _reask_args(self, tool: BaseTool, step: Step, args: dict[str, Any], problem: str,
@@ -119,9 +122,11 @@ class ToolRunner:
         while True:
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await tool.ainvoke(args)
+                    return await (_in_daemon_thread(tool, args) if _is_sync(tool) else tool.ainvoke(args))
             except TimeoutError:
-                raise ToolError(f"tool {tool.name!r} timed out after {self.timeout:g}s",
+                left = " (it is still running in a background thread, which will not delay exit)" \
+                    if _is_sync(tool) else ""
+                raise ToolError(f"tool {tool.name!r} timed out after {self.timeout:g}s{left}",
                                 hint="raise tool_timeout; a tool with side effects is never re-run after a timeout")
             except RetryableToolError as exc:
                 if not retry_allowed or attempt > self.max_retries:
@@ -131,11 +136,48 @@ class ToolRunner:
                              kind="tool"))
                 await asyncio.sleep(wait)
                 attempt += 1
-            except DecomposeError:
-                raise
+            except DecomposeError as exc:  # the tool's own error, said by the tool: name the tool
+                if f"{tool.name!r}" in str(exc.args[0] if exc.args else ""):
+                    raise
+                raise ToolError(f"tool {tool.name!r} failed: {exc.args[0] if exc.args else exc}",
+                                hint=exc.hint) from exc
             except (ToolException, ValidationError, ValueError, TypeError, ArithmeticError, LookupError,
                     OSError) as exc:
                 raise ToolError(f"tool {tool.name!r} failed: {exc}") from exc
+            except Exception as exc:  # an unexpected kind: its type says more than its message alone
+                raise ToolError(f"tool {tool.name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_sync(tool: BaseTool) -> bool:
+    """A tool with no async implementation: LangChain would run it in the default thread pool."""
+    if isinstance(tool, (StructuredTool, Tool)):
+        return tool.coroutine is None
+    return type(tool)._arun is BaseTool._arun
+
+
+def _in_daemon_thread(tool: BaseTool, args: dict[str, Any]) -> asyncio.Future:
+    """Run a sync tool in a daemon thread of its own. LangChain's default (the loop's thread pool) is joined
+    when the interpreter exits, so a tool that hangs past its timeout would keep the process alive forever."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    context = contextvars.copy_context()  # callbacks and config travel as context variables
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if not future.done():  # a timed-out wait has cancelled it
+            (future.set_exception if failed else future.set_result)(outcome)
+
+    def work() -> None:
+        try:
+            outcome, failed = context.run(tool.invoke, args), False
+        except BaseException as exc:  # handed to the awaiting step, never lost in the thread
+            outcome, failed = exc, True
+        try:
+            loop.call_soon_threadsafe(settle, outcome, failed)
+        except RuntimeError:  # the loop closed while the tool ran: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name=f"tool-{tool.name}", daemon=True).start()
+    return future
 
 
 def validate_args(tool: BaseTool, args: Any) -> str | None:
