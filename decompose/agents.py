@@ -52,7 +52,7 @@ def _customer_service_tools(*, db_path: Any = None, today: Any = None, dry_run: 
     return customer_service_tools(db_path, today=today) + calculator_tools()
 
 
-def _finance_tools(*, market_data: Any = None, dry_run: bool = False, **_: Any):
+def _finance_tools(*, market_data: Any = None, **_: Any):  # listing its tools creates nothing: no dry run
     from decompose.tools.calculator import calculator_tools
     from decompose.tools.finance import finance_tools
 

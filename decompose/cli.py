@@ -243,9 +243,5 @@ def _say_error(message: str) -> None:
     print(f"decompose: error: {message}", file=sys.stderr, flush=True)
 
 
-def run() -> None:  # pragma: no cover - console-script style entry
-    sys.exit(main())
-
-
 if __name__ == "__main__":
     sys.exit(main())

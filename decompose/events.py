@@ -105,15 +105,6 @@ class Usage:
     def add(self, phase: str, message: AIMessage | None) -> None:
         self.phases.setdefault(phase, TokenCount()).add(message)
 
-    def merge(self, other: "Usage") -> None:
-        for phase, c in other.phases.items():
-            mine = self.phases.setdefault(phase, TokenCount())
-            mine.input += c.input
-            mine.output += c.output
-            mine.calls += c.calls
-        self.transport_retries += other.transport_retries
-        self.parse_retries += other.parse_retries
-
     @property
     def input_tokens(self) -> int:
         return sum(c.input for c in self.phases.values())

@@ -290,8 +290,8 @@ class Orchestrator:
                          for d in step.depends_on]
                 passages = await self._retrieve(step, resolved)
                 context = StepContext(step=step, question=resolved, facts=facts, passages=passages,
-                                      caller=run.caller, prompts=self.prompts, original_question=question,
-                                      depth=depth, recurse=lambda q, d: self._recurse(q, d, run))
+                                      caller=run.caller, prompts=self.prompts, depth=depth,
+                                      recurse=lambda q, d: self._recurse(q, d, run))
                 return await self.solver.solve(context)
             finally:
                 step.elapsed = time.monotonic() - started

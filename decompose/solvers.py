@@ -28,7 +28,6 @@ class StepContext:
     facts: list[tuple[str, str]]  # (question, answer) of the steps it depends on
     caller: ModelCaller
     prompts: Prompts
-    original_question: str | None = None
     depth: int = 0
     # Plans and answers a sub-question one level deeper (set by the orchestrator, used by RecursiveSolver).
     recurse: Callable[[str, int], Awaitable[str]] | None = field(default=None, repr=False)
