@@ -72,7 +72,8 @@ class ModelCaller:
         last_error: BaseException | None = None
         for model in self.models:
             runnable = self._runnable(model, build, key)
-            policy = self._local_policy if getattr(chat_model_of(model), "in_process", False) else self.policy
+            chat_model = chat_model_of(model)  # through bind/with_retry/...: what the call really reaches
+            policy = self._local_policy if getattr(chat_model, "in_process", False) else self.policy
 
             def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
                 self.usage.transport_retries += 1
@@ -83,7 +84,7 @@ class ModelCaller:
                 direct = self._unobserved(runnable)
                 async with self.slots or contextlib.nullcontext():
                     output = await call_with_retries(lambda: _ainvoke(runnable, input, direct), policy, on_retry,
-                                                     endpoint=_endpoint_of(model))
+                                                     endpoint=_endpoint_of(chat_model))
             except Exception as exc:  # exhausted or permanent: try the next model
                 last_error = exc
                 continue
@@ -128,7 +129,7 @@ class ModelCaller:
                               f"{self.max_tokens}", hint="raise max_tokens_per_run or ask a narrower question")
 
 
-def _endpoint_of(model: BaseChatModel) -> str | None:
+def _endpoint_of(model: BaseChatModel | None) -> str | None:
     """Where an OpenAI-compatible model's calls go, for errors that do not carry their request."""
     base = getattr(model, "openai_api_base", None)
     return f"{base.rstrip('/')}/chat/completions" if isinstance(base, str) and base else None

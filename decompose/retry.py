@@ -173,7 +173,7 @@ def error_reason(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(exc, (_openai("APIConnectionError"), *_TRANSPORT_ERRORS, ConnectionError)):
         return "connection lost"
-    if isinstance(exc, (json.JSONDecodeError, _openai("APIResponseValidationError"))) or _malformed(exc):
+    if isinstance(exc, (json.JSONDecodeError, _openai("APIResponseValidationError"))):
         return "malformed response"
     return type(exc).__name__
 
@@ -217,7 +217,7 @@ def describe_error(exc: BaseException, attempts: int = 1, endpoint: str | None =
 
 
 def _is_model_failure(exc: BaseException) -> bool:
-    return is_transient(exc) or isinstance(exc, (_openai("APIError"), *_HTTP_ERRORS, MalformedResponse))
+    return is_transient(exc) or isinstance(exc, (_openai("APIError"), *_HTTP_ERRORS))
 
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:

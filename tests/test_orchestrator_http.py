@@ -127,3 +127,8 @@ def test_a_body_that_never_parses_names_the_endpoint(server, model):
     with pytest.raises(ModelError) as err:
         Orchestrator(model, retry=FAST, structured_output=False).run("Capital?")
     assert str(err.value).startswith(f"malformed response from {server.base_url}/chat/completions (after 3 attempts)")
+    server.reset()
+    server.default = MALFORMED
+    with pytest.raises(ModelError) as err:  # a wrapped model is seen through
+        Orchestrator(model.bind(temperature=0), retry=FAST, structured_output=False).run("Capital?")
+    assert str(err.value).startswith(f"malformed response from {server.base_url}/chat/completions")

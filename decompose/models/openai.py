@@ -65,8 +65,9 @@ def load_openai(
     for key, default, hook in (("http_client", openai.DefaultHttpxClient, _refuse_non_json),
                                ("http_async_client", openai.DefaultAsyncHttpxClient, _arefuse_non_json)):
         client = kwargs.get(key) or default()
-        client.event_hooks = {**client.event_hooks,
-                              "response": [*client.event_hooks.get("response", []), hook]}
+        hooks = client.event_hooks.get("response", [])
+        if hook not in hooks:  # a client reused for several models gets the check once
+            client.event_hooks = {**client.event_hooks, "response": [*hooks, hook]}
         kwargs[key] = client
     kwargs.setdefault("max_retries", 0)
     kwargs.setdefault("stream_usage", True)

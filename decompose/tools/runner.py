@@ -118,14 +118,14 @@ class ToolRunner:
 
     async def _call(self, tool: BaseTool, args: dict[str, Any], step: Step, emit: Emit) -> Any:
         retry_allowed = not has_side_effects(tool) or IDEMPOTENCY_ARG in args
+        sync = _is_sync(tool)
         attempt = 1
         while True:
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await (_in_daemon_thread(tool, args) if _is_sync(tool) else tool.ainvoke(args))
+                    return await (_in_daemon_thread(tool, args) if sync else tool.ainvoke(args))
             except TimeoutError:
-                left = " (it is still running in a background thread, which will not delay exit)" \
-                    if _is_sync(tool) else ""
+                left = " (it is still running in a background thread, which will not delay exit)" if sync else ""
                 raise ToolError(f"tool {tool.name!r} timed out after {self.timeout:g}s{left}",
                                 hint="raise tool_timeout; a tool with side effects is never re-run after a timeout")
             except RetryableToolError as exc:
