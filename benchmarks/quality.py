@@ -39,7 +39,7 @@ from decompose import Orchestrator  # noqa: E402
 from decompose.plan import escape_references  # noqa: E402
 from decompose.retrieval import LocalDocsRetriever  # noqa: E402
 from decompose.retry import RetryPolicy  # noqa: E402
-from decompose.text import answer_match, exact_match, normalize_answer, token_f1  # noqa: E402
+from decompose.scoring import answer_match, exact_match, normalize_answer, token_f1  # noqa: E402
 from decompose.tools.calculator import calculator_tools  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -374,9 +374,9 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
 
     with contextlib.ExitStack() as stack:
         if args.model:
-            from decompose.cli_config import resolve_model  # every spec the command takes
+            from decompose.models import load_model  # every spec the command takes
 
-            model, label = resolve_model(args.model), args.model
+            model, label = load_model(args.model), args.model
         else:
             url = args.base_url or stack.enter_context(capable_model.serve(parallel=args.concurrency))
             model, label = capable_model.load(url, timeout=1800), capable_model.ALIAS

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -22,22 +22,22 @@ from langchain_core.tools import BaseTool
 
 from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
-from decompose.chains.answer_form import answer_form
+from decompose.chains.answer_form import AnswerForm, answer_form
 from decompose.chains.prompts import Prompts
-from decompose.chains.synthesis import final_answer, findings_text, insufficient_reason, keep_computed_number
+from decompose.chains.synthesis import (final_answer, findings_text, insufficient_reason, keep_computed_number,
+                                        known_facts_text)
 from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                              PlanError)
-from decompose.events import (Answered, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted,
-                              TokenCount, Usage)
+from decompose.events import Answered, Event, PlanReady, Usage
 from decompose.models import load_model
-from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, resolve_args,
-                            resolve_text)
+from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
+                            resolve_args, resolve_text, same_question)
 from decompose.result import Result
-from decompose.retrieval import sources_of
+from decompose.retrieval import passages_text, sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
-from decompose.text import question_key, same_question
+from decompose.step_state import close_unfinished, drop, state_hooks
 from decompose.solvers import STRATEGIES, SelfConsistencySolver, Solver, StepContext
 from decompose.tools.runner import ToolRunner
 
@@ -53,6 +53,7 @@ class _Run:
     emit: Callable[[Event], None]
     run_id: str
     history: Sequence[BaseMessage] = ()
+    answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
 
 
 class Orchestrator:
@@ -108,8 +109,8 @@ class Orchestrator:
                               hint="wrap your search in a BaseRetriever, or use LocalDocsRetriever.from_path")
         self.retriever = retriever
         self.decomposer = Decomposer(self.prompts, self.tools, max_steps=max_steps, max_retries=max_plan_retries,
-                                     structured_output=structured_output)
-        self.tool_runner = ToolRunner(self.tools, timeout=tool_timeout)
+                                     structured_output=structured_output, documents=retriever is not None)
+        self.tool_runner = ToolRunner(self.tools, timeout=tool_timeout, prompts=self.prompts)
 
     # ----- public API -------------------------------------------------------------------------------------
 
@@ -119,6 +120,13 @@ class Orchestrator:
 
     def plan(self, question: str) -> Plan:
         return run_sync(self.aplan(question))
+
+    def check_plan(self, plan: Plan) -> Plan:
+        """Raise `PlanError` unless `plan` can run here (valid, within max_steps, only this Orchestrator's tools),
+        as `execute` would before anything runs: a plan a person wrote or edited is checked up front."""
+        plan.validate_plan(max_steps=self.max_steps)
+        self.decomposer.check_tools(plan)
+        return plan
 
     def execute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
                 on_event: Callable[[Event], None] | None = None) -> Result:
@@ -236,15 +244,12 @@ class Orchestrator:
 
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float,
                        deadline: float | None) -> Result:
-        for step in plan.steps:  # a plan object may be executed again: start from a clean state
-            step.status, step.answer, step.error, step.elapsed, step.vote = "pending", None, None, None, None
-            step.sources = None
         run.emit(PlanReady(plan=plan.spec()))
         error: str | None = None
         answer: str | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                hooks = _state_hooks(plan, run.emit, run.caller.step_usage)
+                hooks = state_hooks(plan, run.emit, run.caller.step_usage)
                 await self._run_steps(plan, question, run, depth=0, hooks=hooks)
                 for replan in range(1, self.max_replans + 2):
                     answer, missing = await self._synthesize(plan, question, run,
@@ -256,16 +261,16 @@ class Orchestrator:
         except TimeoutError:
             finished = sum(step.status == "done" for step in plan.steps)
             error = self._timed_out(f"{finished} of {len(plan.steps)} steps done, no answer yet")
-            _close_unfinished(plan, error, run.emit)
+            close_unfinished(plan, error, run.emit)
         except ModelAccessError:  # a bad key or model name: no partial answer is worth returning
             raise
         except DecomposeError as exc:  # budget exceeded, failed synthesis, ...
             error = str(run.caller.budget_exceeded() if isinstance(exc, BudgetExceeded) else exc)
-            _close_unfinished(plan, error, run.emit)
+            close_unfinished(plan, error, run.emit)
         if answer is not None:
             run.emit(Answered(answer=answer))
         return Result(question=question, answer=answer, plan=plan, usage=run.caller.usage, events=run.events,
-                      elapsed=time.monotonic() - started, error=error)
+                      elapsed=time.monotonic() - started, error=error, answer_sources=run.answer_sources)
 
     async def _run_steps(self, plan: Plan, question: str, run: _Run, *, depth: int, hooks: Hooks,
                          known: dict[str, Any] | None = None) -> None:
@@ -301,21 +306,32 @@ class Orchestrator:
 
     async def _retrieve(self, step: Step, question: str) -> list[Document]:
         """Passages for a model step's resolved question, recorded as the step's sources."""
+        documents = await self._search(question, f"step {step.id}")
+        if self.retriever is not None:
+            step.sources = sources_of(documents)
+        return documents
+
+    async def _retrieve_for_answer(self, question: str, run: _Run) -> list[Document]:
+        """Passages for the whole question, shown to the final answer beside the sub-answers: a step's narrower
+        question can miss what the question's own words find (and a wrong step can then be corrected)."""
+        documents = await self._search(question, "the final answer")
+        run.answer_sources = sources_of(documents)
+        return documents
+
+    async def _search(self, query: str, purpose: str) -> list[Document]:
         if self.retriever is None:
             return []
         try:
-            documents = await self.retriever.ainvoke(question)
-        except Exception as exc:  # a user's retriever: any failure becomes this step's clear error
-            raise DecomposeError(f"the retriever failed for step {step.id}: {type(exc).__name__}: {exc}",
+            return await self.retriever.ainvoke(query)
+        except Exception as exc:  # a user's retriever: any failure becomes a clear error
+            raise DecomposeError(f"the retriever failed for {purpose}: {type(exc).__name__}: {exc}",
                                  hint="check the retriever (its index, its server)") from exc
-        step.sources = sources_of(documents)
-        return documents
 
     async def _recurse(self, question: str, depth: int, run: _Run) -> str:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
         parent's stream (their ids would clash), retries and usage still count."""
         plan = await self._plan(question, run)
-        await self._run_steps(plan, question, run, depth=depth, hooks=_state_hooks(plan, _drop, {}))
+        await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(plan, drop, {}))
         answer, _ = await self._synthesize(plan, question, run)
         return answer
 
@@ -325,17 +341,33 @@ class Orchestrator:
         sub-answers insufficient."""
         done = [s for s in plan.steps if s.status == "done"]
         if not done:
+            if self.on_plan_failure == "direct":  # a plan that answered nothing failed too: answer directly
+                return await self._answer_directly(question, run), None
             reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
-            raise DecomposeError(f"no step could be answered ({reasons})")
+            raise DecomposeError(f"no step could be answered ({reasons})",
+                                 hint="see each step's error; on_plan_failure='direct' answers the question itself")
         only = plan.steps[0]
         if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
             # The one step asked the question itself: its answer is the answer, and a synthesis call would only
             # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
             return resolve_text("{%d}" % only.id, {only.id: only.answer}), None
         form = answer_form(question)
-        messages = self.prompts.synthesize.format_messages(
-            question=question, findings=findings_text(plan), history=list(run.history), form=form.instruction,
-            insufficient=self.prompts.insufficient if may_replan else "")
+        # Passages for the whole question help where a step's own passages cannot: checking the values a tool
+        # computed on, and weighing a yes/no. For multi-hop facts the steps' passages carry the chain and the
+        # whole question's are mostly distractors (Bamboogle: 3 answers lost in 36, none gained).
+        grounded = bool(self.tools) or form is AnswerForm.YES_NO
+        passages = await self._retrieve_for_answer(question, run) if grounded else []
+        insufficient = self.prompts.insufficient if may_replan else ""
+        if form is AnswerForm.YES_NO:
+            # Judged briefly from the sub-answers as known facts: reasoning at length talked the 1.5B model into
+            # "Yes" (42 of 50 StrategyQA answers, 20 gold) where the brief answer weighs the facts.
+            messages = self.prompts.synthesize_yes_no.format_messages(
+                question=question, context=passages_text(passages) + known_facts_text(plan),
+                history=list(run.history), form="\n".join(filter(None, (form.instruction, insufficient))))
+        else:
+            messages = self.prompts.synthesize.format_messages(
+                question=question, findings=findings_text(plan), context=passages_text(passages),
+                history=list(run.history), form=form.instruction, insufficient=insufficient)
         message, _ = await run.caller.invoke(messages, phase="synthesize")
         reply = str(message.content).strip()
         missing = insufficient_reason(reply)
@@ -344,6 +376,15 @@ class Orchestrator:
                 return None, missing
             return keep_computed_number(f"Could not be determined: {missing}", plan, form), None
         return keep_computed_number(final_answer(reply), plan, form), None
+
+    async def _answer_directly(self, question: str, run: _Run) -> str:
+        """The question answered in one call, with passages for it when there is a retriever."""
+        passages = await self._retrieve_for_answer(question, run)
+        messages = self.prompts.answer.format_messages(question=question, context=passages_text(passages),
+                                                       history=list(run.history),
+                                                       form=answer_form(question).instruction)
+        message, _ = await run.caller.invoke(messages, phase="synthesize")
+        return str(message.content).strip()
 
     async def _replan(self, plan: Plan, question: str, missing: str, run: _Run, replan: int) -> bool:
         """Plan again with what was learned and run the new steps after the old ones (a question the first plan
@@ -359,41 +400,8 @@ class Orchestrator:
             return False
         run.emit(PlanReady(plan=plan.spec(), replan=replan))
         await self._run_steps(Plan(steps=new_steps, question=question), question, run, depth=0,
-                              hooks=_state_hooks(plan, run.emit, run.caller.step_usage), known=known)
+                              hooks=state_hooks(plan, run.emit, run.caller.step_usage), known=known)
         return True
-
-
-def _state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int, TokenCount]) -> Hooks:
-    """Keep each step's state in step with the scheduler, and announce every change."""
-    steps = plan.by_id
-
-    def start(step_id: int) -> None:
-        step = steps[step_id]
-        step.status = "running"
-        emit(StepStarted(step_id=step_id, question=step.question, tool=step.tool))
-
-    def done(step_id: int, answer: Any) -> None:
-        step = steps[step_id]
-        step.status, step.answer = "done", answer
-        usage = step_usage.get(step_id)
-        emit(StepFinished(step_id=step_id, answer=answer, elapsed=step.elapsed or 0.0, model=step.model,
-                          usage=usage.to_dict() if usage else None, sources=step.sources))
-
-    def fail(step_id: int, error: BaseException) -> None:
-        step = steps[step_id]
-        step.status, step.error = "failed", str(error)
-        emit(StepFailed(step_id=step_id, error=str(error)))
-
-    def skip(step_id: int, reason: str) -> None:
-        step = steps[step_id]
-        step.status, step.error = "skipped", reason
-        emit(StepSkipped(step_id=step_id, reason=reason))
-
-    return Hooks(on_start=start, on_done=done, on_fail=fail, on_skip=skip)
-
-
-def _drop(event: Event) -> None:
-    """Emit target for nested plans, whose step ids would clash with the parent's."""
 
 
 @contextlib.contextmanager
@@ -403,20 +411,9 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
     try:
         yield
     except (DecomposeError, asyncio.CancelledError) as exc:
-        error = "interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc)
-        exc.result = Result(question=question, answer=None, plan=plan, usage=run.caller.usage,  # type: ignore
-                            events=run.events, elapsed=time.monotonic() - started, error=error)
+        exc.result = Result.failed(question, exc, plan=plan, usage=run.caller.usage,  # type: ignore[attr-defined]
+                                   events=run.events, elapsed=time.monotonic() - started)
         raise
-
-
-def _close_unfinished(plan: Plan, reason: str, emit: Callable[[Event], None]) -> None:
-    for step in plan.steps:
-        if step.status == "running":
-            step.status, step.error = "failed", reason
-            emit(StepFailed(step_id=step.id, error=reason))
-        elif step.status == "pending":
-            step.status, step.error = "skipped", reason
-            emit(StepSkipped(step_id=step.id, reason=reason))
 
 
 def _make_solver(strategy: str | Solver, samples: int, temperature: float, max_depth: int) -> Solver:
@@ -445,8 +442,8 @@ def _check_question(question: Any) -> str:
 
 
 def _as_plan(plan: Plan | str | dict, max_steps: int) -> Plan:
-    if isinstance(plan, Plan):
-        return plan.validate_plan(max_steps=max_steps)
+    if isinstance(plan, Plan):  # a copy: the caller's plan is never changed, and two runs never share steps
+        return Plan.from_data(plan.spec(), max_steps=max_steps)
     if isinstance(plan, str):
         return Plan.from_json(plan, max_steps=max_steps)
     return Plan.from_data(plan, max_steps=max_steps)

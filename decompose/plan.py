@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from decompose.errors import PlanError
-from decompose.text import question_key
 
 _PATH = r"(?:\.[A-Za-z_]\w*|\.\d+)*"
 # `{n}` / `{n.field}` stands for step n's answer; a doubled `{{n}}` is the literal text `{n}` (as in str.format).
@@ -343,3 +342,16 @@ def _find_cycle(graph: dict[int, list[int]]) -> list[int] | None:
             if found:
                 return found
     return None
+
+
+# Question identity: a step that merely repeats the question, or one asked again by a replan.
+NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def question_key(text: str) -> str:
+    """A question without case, punctuation or spacing: equal keys mean one question repeated."""
+    return NON_WORD.sub(" ", text.lower()).strip()
+
+
+def same_question(a: str, b: str) -> bool:
+    return question_key(a) == question_key(b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,18 @@ class Result:
     events: list[Event] = field(default_factory=list)
     elapsed: float = 0.0
     error: str | None = None  # set when the run stopped early; `answer` may still hold a partial answer
+    answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
+
+    @classmethod
+    def failed(cls, question: str | None, error: str | BaseException, *, plan: Plan | None = None,
+               usage: Usage | None = None, events: list[Event] | None = None, elapsed: float = 0.0) -> "Result":
+        """A run that ended without an answer, with the same keys as any other: `error` is the message, or an
+        exception (Ctrl-C and cancellation read "interrupted")."""
+        if isinstance(error, BaseException):
+            interrupted = isinstance(error, (KeyboardInterrupt, asyncio.CancelledError))
+            error = "interrupted" if interrupted else str(error)
+        return cls(question=question or "", answer=None, plan=plan, usage=usage or Usage(), events=events or [],
+                   elapsed=elapsed, error=error)
 
     @property
     def ok(self) -> bool:
@@ -26,16 +39,22 @@ class Result:
 
     @property
     def citations(self) -> list[dict[str, Any]]:
-        """The passages the answered steps were shown, once each: [{"id", "score", "steps": [step ids]}]."""
+        """The passages the answered steps and the final answer were shown, once each: [{"id", "score", "steps":
+        [step ids], "answer": shown to the final answer}]."""
         cited: dict[str, dict[str, Any]] = {}
+
+        def cite(source: dict[str, Any]) -> dict[str, Any]:
+            entry = cited.setdefault(source["id"], {**source, "steps": [], "answer": False})
+            if (source.get("score") or 0) > (entry.get("score") or 0):
+                entry["score"] = source["score"]
+            return entry
+
         for step in self.plan.steps if self.plan is not None else []:
-            if step.status != "done":
-                continue
-            for source in step.sources or []:
-                entry = cited.setdefault(source["id"], {**source, "steps": []})
-                entry["steps"].append(step.id)
-                if (source.get("score") or 0) > (entry.get("score") or 0):
-                    entry["score"] = source["score"]
+            if step.status == "done":
+                for source in step.sources or []:
+                    cite(source)["steps"].append(step.id)
+        for source in self.answer_sources:
+            cite(source)["answer"] = True
         return list(cited.values())
 
     def to_dict(self) -> dict[str, Any]:

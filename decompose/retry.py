@@ -14,7 +14,7 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -287,47 +287,3 @@ async def call_with_retries(
         if not _is_model_failure(exc):
             raise  # a bug or a parse error is not ours to describe
         raise describe_error(exc, retrying.statistics.get("attempt_number", 1), endpoint) from exc
-
-
-_END = object()
-
-
-async def stream_with_retries(
-    make_stream: Callable[[], AsyncIterable[T]],
-    policy: RetryPolicy,
-    on_retry: OnRetry | None = None,
-) -> AsyncIterator[T]:
-    """Yield from `make_stream()`, retrying only until the first chunk arrives: after that,
-    chunks were already handed on, so a failure is raised (as `ModelError`) instead."""
-
-    async def first() -> tuple[AsyncIterator[T], object]:
-        stream = aiter(make_stream())
-        try:
-            return stream, await anext(stream)
-        except StopAsyncIteration:
-            return stream, _END
-        except BaseException:
-            await _aclose(stream)
-            raise
-
-    stream, chunk = await call_with_retries(first, policy, on_retry)
-    try:
-        if chunk is _END:
-            return
-        yield chunk  # type: ignore[misc]
-        async for chunk in stream:
-            yield chunk
-    except ModelError:
-        raise
-    except Exception as exc:
-        if not _is_model_failure(exc):
-            raise
-        raise describe_error(exc) from exc
-    finally:
-        await _aclose(stream)
-
-
-async def _aclose(stream: AsyncIterator[object]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -18,7 +18,8 @@ from decompose.chains.answer_form import answer_form
 from decompose.chains.prompts import Prompts
 from decompose.plan import Step
 from decompose.retrieval import passages_text
-from decompose.text import final_answer_line, normalize_answer
+from decompose.chains.answer_line import final_answer_line
+from decompose.scoring import normalize_answer
 
 
 @dataclass

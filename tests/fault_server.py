@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 @dataclass(frozen=True)
 class Behaviour:
-    kind: str  # "ok" | "status" | "hang" | "reset" | "malformed" | "html" | "no_choices" | "cut_stream"
+    kind: str  # "ok" | "status" | "hang" | "reset" | "malformed" | "html" | "no_choices"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None  # "ok": the message dict (default: content "ok"); "status": the JSON body
@@ -47,7 +47,6 @@ RESET = Behaviour("reset")
 MALFORMED = Behaviour("malformed")
 HTML_PAGE = Behaviour("html")  # a 200 with a proxy's login page
 NO_CHOICES = Behaviour("no_choices")  # a 200 with a JSON object that is not a completion
-CUT_STREAM = Behaviour("cut_stream")  # one chunk of a stream, then the connection is reset
 
 
 @dataclass(frozen=True)
@@ -174,10 +173,6 @@ class FaultServer:
     async def _stream(self, request: Request, b: Behaviour):  # type: ignore[no-untyped-def]
         words = ["one", " two", " three"]
         yield _chunk({"role": "assistant", "content": words[0]})
-        if b.kind == "cut_stream":
-            await asyncio.sleep(0.05)  # let the first chunk leave before the reset
-            _reset(request)
-            return
         for word in words[1:]:
             yield _chunk({"content": word})
         yield _chunk({}, usage={"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8})

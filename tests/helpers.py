@@ -1,4 +1,9 @@
-"""Shared test helpers (plain functions; fixtures live in conftest.py)."""
+"""Shared test helpers (plain functions; fixtures live in conftest.py).
+
+Test files import them, and the servers in servers.py and fault_server.py, one way: `from helpers import ...`
+(tests/ has no __init__.py, so pytest puts the folder itself on sys.path). Never `from tests.helpers` or
+`from tests.conftest`, and no sys.path edits in test files.
+"""
 
 import json
 import os

@@ -45,7 +45,8 @@ def test_a_how_many_question_gets_no_yes_no_instruction():
     for template, values in [
         (prompts.answer, {"question": SPRINTS, "context": "", "form": form}),
         (prompts.cot, {"question": SPRINTS, "context": "", "form": form}),
-        (prompts.synthesize, {"question": SPRINTS, "findings": "1. x → 540", "form": form, "insufficient": ""}),
+        (prompts.synthesize, {"question": SPRINTS, "findings": "1. x → 540", "form": form, "insufficient": "",
+                              "context": ""}),
     ]:
         text = _prompt_text(template, **values)
         assert "yes" not in text.lower(), text

@@ -12,6 +12,7 @@ pytest.importorskip("llama_index.core")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 
 
+@pytest.mark.slow
 def test_latency_benchmark_quick(capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("latency_bench", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
@@ -110,6 +111,7 @@ def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
     assert len(ours.read_text().splitlines()) == 1  # resumed from the report, not run again
 
 
+@pytest.mark.slow
 def test_soak_benchmark_quick(capsys):
     assert _load("soak").main(["--questions", "30", "--bound", "4"]) == 0
     out = capsys.readouterr().out

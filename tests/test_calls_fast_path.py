@@ -4,7 +4,7 @@ the per-call deadline to models behind a server only."""
 from typing import ClassVar
 
 import pytest
-
+from helpers import plan_json
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableLambda
 
@@ -13,7 +13,6 @@ from decompose.calls import ModelCaller, _handlers
 from decompose.events import Usage
 from decompose.models.scripted import asks_for_plan
 from decompose.retry import RetryPolicy
-from tests.conftest import plan_json
 
 RULES = [(asks_for_plan, plan_json("First?", "Second?"))]
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from helpers import REPO, cli
@@ -85,6 +84,7 @@ def test_help_lists_commands_model_specs_and_exit_codes(work):
     assert version.returncode == 0 and version.stdout.startswith("decompose ")
 
 
+@pytest.mark.slow
 def test_run_prints_plan_answer_and_summary_as_plain_text(work):
     proc = cli("run", "--model", "scripted:rules.py", TITANIC, cwd=work)
     assert proc.returncode == 0, proc.stderr
@@ -98,6 +98,7 @@ def test_run_prints_plan_answer_and_summary_as_plain_text(work):
     assert "step 4 done" in proc.stderr  # progress lines go to stderr
 
 
+@pytest.mark.slow
 def test_json_output_schema_and_trace(work):
     proc = cli("run", "--json", "--trace", "trace.jsonl", "--model", "scripted:rules.py", "-", cwd=work,
                input=TITANIC + "\n")
@@ -136,6 +137,7 @@ else:
 
 
 @pytest.mark.parametrize("bad_first", [False, True])
+@pytest.mark.slow
 def test_review_edit_then_approve(work, bad_first):
     (work / "editor.py").write_text(EDITOR.format(bad_first=bad_first))
     keys = "e\ny\na\n" if bad_first else "e\na\n"
@@ -152,6 +154,7 @@ def test_review_edit_then_approve(work, bad_first):
     assert data["usage"]["phases"]["synthesize"]["calls"] == 1  # one sub-question is still combined
 
 
+@pytest.mark.slow
 def test_review_cancel_runs_nothing(work):
     proc = cli("run", "--review", "--model", "scripted:rules.py", TITANIC, cwd=work, input="c\n")
     assert proc.returncode == 1
@@ -159,6 +162,7 @@ def test_review_cancel_runs_nothing(work):
     assert "cancelled: nothing was run" in proc.stdout and "Answer:" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_agents_lists_agents_and_tools(work):
     proc = cli("agents", cwd=work)
     assert proc.returncode == 0, proc.stderr
@@ -184,6 +188,7 @@ KEY_ERRORS = [  # the ones the issue names, each through the real command
 ]
 
 
+@pytest.mark.slow
 def test_key_errors_are_one_line_with_a_hint(work):
     results = cli_parallel([(args, env) for args, env, _, _ in KEY_ERRORS], cwd=work)
     for (args, _, code, needles), proc in zip(KEY_ERRORS, results):
@@ -300,6 +305,7 @@ def test_tools_flag_adds_a_tool(work, main_in_process):
     assert data["usage"]["model_calls"] == 0
 
 
+@pytest.mark.slow
 def test_plan_file_runs_without_decomposing(work):
     # asking this model for a plan fails: the run must not ask
     never = "(asks_for_plan, ValueError('no plans')), (lambda m: False, json.dumps("
@@ -348,6 +354,7 @@ def test_json_keeps_what_happened_when_the_run_fails(work, main_in_process):
     assert len(retried) == 1 and retried[0]["kind"] == "parse" and data["usage"]["parse_retries"] == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_json_still_prints_what_happened(work):
     (work / "slow.py").write_text(RULES + "\nlatency = 0.4\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "FORCE_COLOR")}
@@ -367,6 +374,7 @@ def test_ctrl_c_with_json_still_prints_what_happened(work):
     assert "PlanReady" in {e["type"] for e in data["events"]} and data["steps"]  # the plan it was running
 
 
+@pytest.mark.slow
 def test_piped_chat_prints_answers_without_prompts(work):
     proc = cli("chat", "--model", "scripted:rules.py", cwd=work, input=f"{TITANIC}\n/plan\n")
     assert proc.returncode == 0, proc.stderr
@@ -375,6 +383,7 @@ def test_piped_chat_prints_answers_without_prompts(work):
     assert "1. Who directed Titanic?" in proc.stdout  # /plan after the turn
 
 
+@pytest.mark.slow
 def test_review_edit_without_an_editor_off_a_terminal_fails_instead_of_hanging(work):
     env = {"EDITOR": "", "VISUAL": ""}
     proc = cli("run", "--review", "--model", "scripted:rules.py", TITANIC, cwd=work, input="e\n", env=env,

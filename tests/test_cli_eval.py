@@ -94,6 +94,7 @@ def report(path):
     return records
 
 
+@pytest.mark.slow
 def test_eval_scores_and_reports_every_question(work):
     proc = cli("eval", "qs.jsonl", "--model", "scripted:rules.py", "--out", "report.jsonl", "--json", cwd=work)
     assert proc.returncode == 1  # a malformed line makes the run partial; the rest still ran
@@ -160,6 +161,7 @@ def test_resume_skips_rows_already_in_the_report(work, main_in_process):
     assert summary["exact_match"] == pytest.approx(2 / 3, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_interrupted_eval_loses_nothing_and_resumes(work):
     rows = [json.dumps({"id": f"r{i}", "question": "What is the capital of France?", "answer": "Paris"})
             for i in range(8)]
@@ -189,6 +191,7 @@ def test_interrupted_eval_loses_nothing_and_resumes(work):
     assert summary["exact_match"] == 1.0
 
 
+@pytest.mark.slow
 def test_summary_table_is_plain_text_without_a_terminal(work):
     proc = cli("eval", "qs.jsonl", "--model", "scripted:rules.py", "--limit", "2", cwd=work)
     assert proc.returncode == 0, proc.stderr
@@ -212,6 +215,8 @@ def test_failed_rows_run_again_on_resume_unless_kept(work, main_in_process):
     assert latest["line 1"]["ok"] is True and latest["line 1"]["prediction"] == "x"
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_server_refusing_the_key_stops_the_eval_and_a_fixed_rerun_answers_every_row(work):
     from fault_server import FaultServer, ok, status
 

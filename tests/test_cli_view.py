@@ -2,7 +2,7 @@
 
 from rich.console import Console
 
-from decompose.cli_view import PlanView
+from decompose.cli.plan_view import PlanView
 from decompose.events import PlanReady, StepFinished, StepStarted
 
 FIRST = {"steps": [{"id": 1, "question": "How tall is the Eiffel Tower?", "depends_on": []}]}
@@ -22,8 +22,8 @@ def test_a_replan_keeps_the_finished_steps_and_shows_the_added_ones():
     view(StepStarted(step_id=1, question="How tall is the Eiffel Tower?"))
     view(StepFinished(step_id=1, answer="330 m", elapsed=0.1, sources=[{"id": "eiffel", "score": 1.5}]))
     view(PlanReady(plan=BOTH, replan=1))
-    assert view.steps[1].state == "done" and view.steps[1].answer == "330 m"  # not reset to waiting
-    assert view.steps[2].state == "waiting" and view.steps[2].replan == 1
+    assert view.state(1) == "done" and view.steps[1].answer == "330 m"  # not reset to waiting
+    assert view.state(2) == "waiting" and view.progress[2].replan == 1
     text = drawn(view)
     assert text.index("1. How tall is the Eiffel Tower?") < text.index("↻ replan 1") < text.index("2. How tall")
     assert "sources: eiffel (1.50)" in text
@@ -34,3 +34,31 @@ def test_a_first_plan_has_no_replan_marker():
     view = PlanView("q")
     view(PlanReady(plan=BOTH))
     assert "replan" not in drawn(view)
+
+
+def test_a_retried_step_reads_retrying_until_it_finishes():
+    from decompose.events import Retried
+
+    lines: list[str] = []
+    view = PlanView("q", log=lines.append)
+    view(PlanReady(plan=FIRST))
+    view(StepStarted(step_id=1, question="How tall is the Eiffel Tower?"))
+    view(Retried(phase="solve", step_id=1, attempt=1, kind="transport", reason="reset", wait=0.5))
+    assert view.state(1) == "retrying" and "retrying (retry 1)" in drawn(view)
+    view(StepFinished(step_id=1, answer="330 m", elapsed=0.1, usage={"input": 12, "output": 3, "calls": 2}))
+    assert view.state(1) == "done" and "done (retry 1) · 0.10s · 12→3 tok" in drawn(view)
+    assert "step 1: retry 1 (transport): reset, waiting 0.5s" in lines
+
+
+def test_a_finished_plan_is_drawn_from_its_own_steps():
+    from decompose.plan import Plan
+
+    plan = Plan.from_data(BOTH)
+    plan.steps[0].status, plan.steps[0].answer, plan.steps[0].elapsed = "done", "330 m", 0.5
+    plan.steps[1].status, plan.steps[1].error = "skipped", "run timed out"
+    view = PlanView.of_plan(plan, "Which is taller?")
+    assert view.steps[1] is plan.steps[0]  # the Step itself, not a copy
+    assert view.plain_lines() == ["Plan for: Which is taller?",
+                                  "  [done] 1. How tall is the Eiffel Tower? 0.50s -> 330 m",
+                                  "  [skipped] 2. How tall is Big Ben?: run timed out"]
+    assert "combining" not in drawn(view) and "✓ 1. How tall is the Eiffel Tower?" in drawn(view)

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from decompose import Plan
-from decompose.chains.decompose import drop_echo_steps, plan_schema, tidy_dependencies
+from decompose.chains.decompose import ask_invented_tool_calls, drop_echo_steps, plan_schema, tidy_dependencies
 
 
 def test_tidy_dependencies_drops_what_a_model_cannot_have_meant():
@@ -63,3 +63,46 @@ def test_tools_bring_their_worked_plans_into_the_decompose_prompt():
     no_tools = ScriptedChatModel(rules=[(asks_for_plan, '{"steps": [{"id": 1, "question": "2+2"}]}')], default="4")
     Orchestrator(no_tools).run("What is 2+2?")
     assert "Pens cost" not in no_tools.calls[0]["prompt"]
+
+
+def test_with_documents_the_planner_is_shown_how_to_read_values_before_computing():
+    from decompose import Orchestrator, ScriptedChatModel
+    from decompose.models.scripted import asks_for_plan
+    from decompose.retrieval import LocalDocsRetriever
+    from decompose.tools.calculator import calculator_tools
+
+    docs = LocalDocsRetriever.from_texts([("t", "Revenue was 120 in 2019 and 100 in 2018.")])
+    plan = '{"steps": [{"id": 1, "question": "Revenue in 2019?"}]}'
+    with_docs = ScriptedChatModel(rules=[(asks_for_plan, plan)], default="120")
+    Orchestrator(with_docs, tools=calculator_tools(), retriever=docs).run("What was revenue in 2019?")
+    prompt = with_docs.calls[0]["prompt"]
+    assert "The documents are not shown to you" in prompt
+    assert '"expression": "({1} - {2}) / {2} * 100"' in prompt  # the calculator's example for documents
+    without = ScriptedChatModel(rules=[(asks_for_plan, plan)], default="120")
+    Orchestrator(without, tools=calculator_tools()).run("What was revenue in 2019?")
+    assert "documents are not shown" not in without.calls[0]["prompt"]
+    assert "({1} - {2}) / {2}" not in without.calls[0]["prompt"]
+
+
+def test_with_documents_a_tool_call_on_invented_values_is_asked_as_its_question():
+    question = "What was the change in total sales from 2018 to 2019?"
+    plan = Plan.from_data({"steps": [
+        {"id": 1, "question": "Total sales in 2019?", "tool": "calculator", "args": {"expression": "2019 * 1000000"}},
+        {"id": 2, "question": "Total sales in 2018?", "tool": "calculator", "args": {"expression": "sum(sales)"}},
+        {"id": 3, "question": "Change?", "tool": "calculator", "args": {"expression": "{1} - {2}"},
+         "depends_on": [1, 2]},
+        {"id": 4, "question": "Years apart?", "tool": "calculator", "args": {"expression": "2019 - 2018"}},
+    ]})
+    asked = ask_invented_tool_calls(plan, question)
+    assert [(s.tool, s.args) for s in asked.steps] == [
+        (None, {}), (None, {}),  # values the planner never saw: read from the documents instead
+        ("calculator", {"expression": "{1} - {2}"}),  # it computes on the steps' answers
+        ("calculator", {"expression": "2019 - 2018"}),  # every value is in the question
+    ]
+
+
+def test_a_tool_call_on_values_from_the_question_is_kept():
+    plan = Plan.from_data({"steps": [{"id": 1, "question": "Order?", "tool": "lookup_order",
+                                      "args": {"order_id": "A123", "verbose": True}}]})
+    kept = ask_invented_tool_calls(plan, "Where is my order A123?")
+    assert kept.steps[0].tool == "lookup_order"

@@ -6,6 +6,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each example runs in a new interpreter
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,7 +40,6 @@ def test_custom_tool_example(tmp_path):
     done = run_example(tmp_path, "custom_tool.py", rules)
     assert done.returncode == 0, done.stderr
     assert "-> 12 (done)" in done.stdout and "-> 3 (done)" in done.stdout and "Answer: 15 copies" in done.stdout
-    assert len((ROOT / "examples" / "custom_tool.py").read_text().splitlines()) <= 30
 
 
 def test_customer_service_example(tmp_path):

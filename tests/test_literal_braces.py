@@ -4,6 +4,7 @@ written, whether the planner copies them, the question is answered directly, or 
 import json
 
 import pytest
+from helpers import cli
 
 from decompose import Orchestrator, PlanError, ScriptedChatModel
 from decompose.models.scripted import asks_for_plan
@@ -68,9 +69,8 @@ rules = [("", answer)]
 '''
 
 
+@pytest.mark.slow
 def test_eval_direct_asks_the_question_as_written(tmp_path):
-    from helpers import cli
-
     (tmp_path / "rules.py").write_text(ECHO_RULES)
     (tmp_path / "qs.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": q}) + "\n"
                                                for i, q in enumerate(QUESTIONS)))

@@ -6,13 +6,13 @@ import asyncio
 from typing import Literal
 
 import pytest
-from fault_server import FaultServer, ok, status
+from fault_server import FaultServer, ok
 from pydantic import BaseModel
 from servers import llama_server
 
 from decompose.errors import ConfigError
 from decompose.models import load_model
-from decompose.models.openai import PLACEHOLDER_KEY, load_openai, structured
+from decompose.models.openai import PLACEHOLDER_KEY, load_openai
 from decompose.retry import RetryPolicy, call_with_retries
 
 
@@ -57,6 +57,9 @@ def test_arguments_win_over_environment(monkeypatch):
     assert (model.request_timeout.connect, model.request_timeout.read) == (2.0, 2.0)
 
 
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.server
 def test_answers_with_usage(llama_url):
     model = load_openai("smollm2", base_url=llama_url, max_tokens=12)
     reply = model.invoke("What is the capital of France? Answer in one word.")
@@ -65,6 +68,9 @@ def test_answers_with_usage(llama_url):
     assert usage["input_tokens"] > 0 and 0 < usage["output_tokens"] <= 12
 
 
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.server
 def test_max_tokens_is_honoured(llama_url):
     model = load_openai("smollm2", base_url=llama_url, max_tokens=4)
     reply = model.invoke("Write a long story about a dragon.")
@@ -72,6 +78,9 @@ def test_max_tokens_is_honoured(llama_url):
     assert reply.response_metadata["finish_reason"] == "length"
 
 
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.server
 def test_structured_output_with_json_schema(llama_url):
     model = load_openai("smollm2", base_url=llama_url, max_tokens=32)
     parsed = model.with_structured_output(Capital, method="json_schema").invoke(
@@ -80,6 +89,9 @@ def test_structured_output_with_json_schema(llama_url):
     assert isinstance(parsed, Capital)
 
 
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.server
 def test_streaming_reports_usage_under_the_retry_policy(llama_url):
     model = load_openai("smollm2", base_url=llama_url, max_tokens=6)
 
@@ -92,19 +104,7 @@ def test_streaming_reports_usage_under_the_retry_policy(llama_url):
     assert sum(c.usage_metadata["output_tokens"] for c in chunks if c.usage_metadata) <= 6
 
 
-def test_structured_falls_back_to_function_calling_when_json_schema_is_rejected():
-    call = {"id": "call_1", "type": "function",
-            "function": {"name": "Capital", "arguments": '{"city": "Rome"}'}}
-    with FaultServer() as server:
-        server.queue(status(400, message="response_format json_schema is not supported"),
-                     ok(content=None, tool_calls=[call]))
-        model = load_openai("fault", base_url=server.base_url)
-        assert structured(model, Capital).invoke("Capital of Italy?") == Capital(city="Rome")
-    first, second = (hit.body for hit in server.hits)
-    assert first["response_format"]["type"] == "json_schema"
-    assert second["tools"][0]["function"]["name"] == "Capital"
-
-
+@pytest.mark.server
 def test_the_token_limit_reaches_servers_that_only_read_max_tokens():
     with FaultServer() as server:
         server.default = ok("short")

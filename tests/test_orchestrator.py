@@ -4,7 +4,7 @@ import json
 import pytest
 from langchain_core.tools import tool
 
-from decompose import (ConfigError, InputError, Orchestrator, Plan, PlanError, ScriptedChatModel, StepTimeout)
+from decompose import ConfigError, InputError, Orchestrator, Plan, PlanError, ScriptedChatModel
 from decompose.events import Answered, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from helpers import TITANIC, plan_json
@@ -159,7 +159,7 @@ def test_a_model_that_repeats_its_bad_plan_is_not_asked_again_and_the_usable_ste
     bad = plan_json("How many people live in France?", "Which is larger, {1} or {2}?", "Is {1} above 60 million?")
     model = ScriptedChatModel(rules=[
         (asks_for_plan, bad),
-        (asks_to_combine, lambda msgs: msgs[-1].content.split("Sub-questions and answers:")[1].strip()),
+        (asks_to_combine, lambda msgs: msgs[-1].content.split("Known facts:")[1].strip()),
         (r"Question: How many people live in France", "68 million"),
         (r"Question: Is 68 million above 60 million", "yes"),
     ])
@@ -215,6 +215,20 @@ def test_all_steps_failing_ends_with_an_error_not_an_answer():
     assert result.answer is None and "no step could be answered" in result.error
 
 
+def test_with_on_plan_failure_direct_a_plan_that_answered_nothing_is_answered_directly():
+    from decompose.retrieval import LocalDocsRetriever
+
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A\?", ValueError("down")),
+                                     (r"Question: Which year", "2018")])
+    docs = LocalDocsRetriever.from_texts([("t", "Sales peaked in the year 2018.")])
+    result = Orchestrator(model, retriever=docs, on_plan_failure="direct").run("Which year had the most sales?")
+    assert result.ok and result.answer == "2018"
+    assert result.plan.step(1).status == "failed"  # the plan's record stays as it ran
+    direct = next(c["prompt"] for c in model.calls if "Question: Which year" in c["prompt"])
+    assert "[t] Sales peaked in the year 2018." in direct
+    assert [c["id"] for c in result.citations if c["answer"]] == ["t"]
+
+
 def test_step_timeout():
     class Slow(ScriptedChatModel):
         async def _agenerate(self, messages, stop=None, run_manager=None, **kw):
@@ -247,6 +261,7 @@ def test_run_timeout_returns_the_partial_result():
     assert result.plan.step(1).answer == "a" and result.plan.step(2).status == "failed"
 
 
+@pytest.mark.slow
 def test_run_timeout_covers_planning_and_what_is_left_after_it():
     class Slow(ScriptedChatModel):
         plan_seconds: float = 30
@@ -259,12 +274,11 @@ def test_run_timeout_covers_planning_and_what_is_left_after_it():
     model = Slow(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A", "a")], default="late")
     result = Orchestrator(model, run_timeout=0.3).run("Q?")
     assert result.error == "run timed out after 0.3s (while planning)" and result.plan is None
-    assert result.elapsed < 1
+    assert result.elapsed < 10  # ended by the deadline, not by the 30 s plan
     # 0.2 s to plan and 0.2 s for the step: each fits in 0.3 s, both do not. The steps get what is left.
     model.plan_seconds = model.step_seconds = 0.2
     result = Orchestrator(model, run_timeout=0.3).run("Q?")
     assert result.error == "run timed out after 0.3s (0 of 1 steps done, no answer yet)"
-    assert result.elapsed < 0.5
     in_time = Orchestrator(model, run_timeout=1).run("Q?")
     assert in_time.error is None and in_time.plan.step(1).answer == "a"
 
@@ -362,3 +376,15 @@ def test_result_json_has_stable_keys(titanic_model):
     assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "citations", "usage", "events"}
     assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "model", "elapsed"}
     assert data["events"][0]["type"] == "PlanReady"
+
+
+def test_executing_a_plan_never_changes_it_and_runs_never_share_steps():
+    plan = Plan.from_data({"steps": [{"id": 1, "question": "What is 2+2?"}]})
+    answers = iter(["4", "four"])
+    model = ScriptedChatModel(rules=[(r"2\+2", lambda _: next(answers))])
+    orch = Orchestrator(model)
+    first = orch.execute(plan)
+    assert first.plan is not plan and plan.steps[0].status == "pending" and plan.steps[0].answer is None
+    second = orch.execute(plan)
+    assert (first.answer, second.answer) == ("4", "four")
+    assert first.plan.steps[0].answer == "4"  # the second run left the first one's record alone

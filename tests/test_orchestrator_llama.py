@@ -6,6 +6,8 @@ from servers import llama_server
 from decompose import Orchestrator
 from decompose.models.openai import load_openai
 
+pytestmark = [pytest.mark.slow, pytest.mark.model, pytest.mark.server]
+
 
 @pytest.fixture(scope="module")
 def model():

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from helpers import cli
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel
 from decompose.events import PlanReady
@@ -95,9 +96,8 @@ rules = [
 '''
 
 
+@pytest.mark.slow
 def test_the_command_shows_the_second_plan(tmp_path):
-    from helpers import cli
-
     (tmp_path / "rules.py").write_text(CLI_RULES)
     done = cli("run", "--model", "scripted:rules.py", "--max-replans", "1", QUESTION, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -124,7 +124,7 @@ class Fixed(BaseRetriever):
 def test_any_langchain_retriever_plugs_in():
     model = ScriptedChatModel(rules=[(r"Where is Paris", "France")])
     result = Orchestrator(model, retriever=Fixed()).execute({"steps": [{"id": 1, "question": "Where is Paris?"}]})
-    assert result.answer == "France" and result.citations == [{"id": "doc-7", "score": None, "steps": [1]}]
+    assert result.answer == "France" and result.citations == [{"id": "doc-7", "score": None, "steps": [1], "answer": False}]
     assert "[doc-7] Paris is in France." in model.calls[0]["prompt"]
 
 
@@ -141,6 +141,7 @@ RULES = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_cli_docs_shows_sources(tmp_path, docs_folder):
     (tmp_path / "rules.py").write_text(RULES)
     plan = tmp_path / "plan.json"
@@ -151,3 +152,50 @@ def test_cli_docs_shows_sources(tmp_path, docs_folder):
     assert "Sources: paris.txt#1" in done.stdout
     bad = cli("run", "--model", "scripted:rules.py", "--docs", str(tmp_path / "nope"), "x?", cwd=tmp_path)
     assert bad.returncode == 2 and "--docs" in bad.stderr and "no such file or folder" in bad.stderr
+
+
+def test_a_yes_no_answer_sees_passages_for_the_whole_question_and_cites_them():
+    model = titanic_model()
+    retriever = LocalDocsRetriever.from_texts(FACTS, k=1)
+    question = "Was the director of the 1997 film Titanic born in 1954?"
+    result = Orchestrator(model, retriever=retriever).run(question)
+    combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
+    # the steps' narrower questions found "cameron" and "born"; the question's own words find the film passage
+    found = retriever.invoke(question)[0]
+    assert f"[{found.metadata['id']}] {found.page_content}" in combine.split("Original question:")[0]
+    cited = {c["id"]: c for c in result.citations}
+    assert cited[found.metadata["id"]]["answer"] is True
+    assert cited["born"]["answer"] is False and cited["born"]["steps"] == [2]
+
+
+def test_a_multi_hop_fact_is_combined_from_the_steps_passages_only():
+    model = titanic_model()
+    result = Orchestrator(model, retriever=LocalDocsRetriever.from_texts(FACTS, k=1)).run(
+        "When was the director of the 1997 film Titanic born?")
+    combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
+    assert "Passages:" not in combine and not any(c["answer"] for c in result.citations)
+
+
+def test_a_retriever_failing_for_the_final_answer_is_a_clear_error():
+    class StepsOnly(BaseRetriever):  # answers the steps' searches, fails the final one
+        def _get_relevant_documents(self, query, *, run_manager):
+            if "director" in query:
+                raise ConnectionError("search server down")
+            return []
+
+    result = Orchestrator(titanic_model(), retriever=StepsOnly()).run("Was the director of Titanic born in 1954?")
+    assert result.answer is None
+    assert "the retriever failed for the final answer: ConnectionError: search server down" in result.error
+    assert [s.status for s in result.plan.steps] == ["done", "done"]  # the steps' answers are kept
+
+
+def test_with_tools_the_answer_sees_passages_to_check_the_values_computed_on():
+    from decompose.tools.calculator import calculator_tools
+
+    model = titanic_model()
+    retriever = LocalDocsRetriever.from_texts(FACTS, k=1)
+    question = "How many years after the Titanic sank was the film Titanic released?"
+    Orchestrator(model, tools=calculator_tools(), retriever=retriever).run(question)
+    combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
+    found = retriever.invoke(question)[0]
+    assert f"[{found.metadata['id']}] {found.page_content}" in combine

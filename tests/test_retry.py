@@ -10,7 +10,7 @@ import time
 import httpx
 import openai
 import pytest
-from fault_server import CUT_STREAM, HANG, HTML_PAGE, MALFORMED, NO_CHOICES, RESET, FaultServer, ok, status
+from fault_server import HANG, HTML_PAGE, MALFORMED, NO_CHOICES, RESET, FaultServer, ok, status
 from servers import free_port
 
 from decompose.errors import ModelError
@@ -21,7 +21,6 @@ from decompose.retry import (
     error_reason,
     is_transient,
     retry_after_seconds,
-    stream_with_retries,
 )
 
 FAST = RetryPolicy(max_attempts=4, initial_wait=0.05, max_wait=0.2, jitter=0.01, max_total=10)
@@ -57,6 +56,7 @@ def ask(base_url: str, policy: RetryPolicy = FAST, timeout: float = 5.0):
     [{"Retry-After": "0.3"}, {"retry-after-ms": "300"}],
     ids=["retry-after-seconds", "retry-after-ms"],
 )
+@pytest.mark.server
 def test_429_waits_as_long_as_the_server_asks(fault, headers):
     fault.queue(status(429, headers))
     answer, calls = ask(fault.base_url)
@@ -67,6 +67,8 @@ def test_429_waits_as_long_as_the_server_asks(fault, headers):
     assert (attempt, error_reason(exc), wait) == (1, "HTTP 429", 0.3)
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_retry_after_as_http_date(fault):
     when = math.ceil(time.time()) + 1  # a whole second: HTTP dates have no fractions
     fault.queue(status(503, {"Retry-After": email.utils.formatdate(when, usegmt=True)}))
@@ -75,6 +77,7 @@ def test_retry_after_as_http_date(fault):
     assert fault.hits[1].at >= when - 0.005  # small slack: wall clock vs the event loop's clock
 
 
+@pytest.mark.server
 def test_retry_after_is_capped(fault):
     fault.queue(status(429, {"Retry-After": "3600"}))
     _, calls = ask(fault.base_url, RetryPolicy(max_retry_after=0.2, max_total=10))
@@ -82,6 +85,7 @@ def test_retry_after_is_capped(fault):
     assert fault.gaps()[0] >= 0.2
 
 
+@pytest.mark.server
 def test_server_errors_back_off_then_succeed(fault):
     fault.queue(status(500), status(503))
     answer, calls = ask(fault.base_url)
@@ -97,6 +101,7 @@ def test_server_errors_back_off_then_succeed(fault):
     "code, words",
     [(401, "OPENAI_API_KEY"), (403, "OPENAI_API_KEY"), (404, "model name"), (400, "rejected")],
 )
+@pytest.mark.server
 def test_permanent_errors_fail_at_once_with_the_fix(fault, code, words):
     fault.queue(status(code, message="nope"))
     with pytest.raises(ModelError) as err:
@@ -110,6 +115,7 @@ def test_permanent_errors_fail_at_once_with_the_fix(fault, code, words):
 
 @pytest.mark.parametrize("behaviour, reason", [(HANG, "timeout"), (RESET, "connection lost"),
                                                (MALFORMED, "malformed response")])
+@pytest.mark.server
 def test_broken_transport_is_retried(fault, behaviour, reason):
     fault.queue(behaviour)
     answer, calls = ask(fault.base_url, timeout=0.3)
@@ -118,6 +124,7 @@ def test_broken_transport_is_retried(fault, behaviour, reason):
     assert [error_reason(e) for _, e, _ in calls] == [reason]
 
 
+@pytest.mark.server
 def test_retries_exhausted_name_the_endpoint_and_count(fault):
     fault.default = status(503)
     with pytest.raises(ModelError, match=r"HTTP 503 .* \(after 4 attempts\)"):
@@ -125,6 +132,8 @@ def test_retries_exhausted_name_the_endpoint_and_count(fault):
     assert len(fault.hits) == FAST.max_attempts
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_max_total_bounds_a_server_that_always_hangs(fault):
     fault.default = HANG
     policy = RetryPolicy(max_attempts=100, initial_wait=0.05, jitter=0, max_total=1.2)
@@ -137,6 +146,7 @@ def test_max_total_bounds_a_server_that_always_hangs(fault):
     assert "raise the model's timeout" in err.value.hint
 
 
+@pytest.mark.server
 def test_max_total_cuts_an_attempt_that_would_run_past_it(fault):
     fault.default = HANG  # hangs 30 s, as long as the client's timeout below
     start = time.monotonic()
@@ -147,6 +157,7 @@ def test_max_total_cuts_an_attempt_that_would_run_past_it(fault):
 
 
 @pytest.mark.parametrize("body", [HTML_PAGE, NO_CHOICES], ids=["html-login-page", "json-without-choices"])
+@pytest.mark.server
 def test_a_200_that_is_not_a_completion_is_retried_then_named(fault, body):
     fault.queue(body, ok("fine"))
     answer, calls = ask(fault.base_url)
@@ -168,36 +179,6 @@ def test_connection_refused_says_where_and_what_to_check():
         ask(url, RetryPolicy(max_attempts=2, initial_wait=0.01, jitter=0))
     assert str(err.value).startswith(f"could not reach {url}/chat/completions")
     assert err.value.hint == "is the server running? check OPENAI_BASE_URL"
-
-
-def test_stream_retries_until_the_first_chunk(fault):
-    fault.queue(status(503), ok())
-    model = load_openai("fault", base_url=fault.base_url)
-    calls = []
-
-    async def go():
-        stream = stream_with_retries(lambda: model.astream("hi"), FAST, lambda *a: calls.append(a))
-        return [chunk async for chunk in stream]
-
-    chunks = asyncio.run(go())
-    assert "".join(c.content for c in chunks) == "one two three"
-    assert any(c.usage_metadata for c in chunks)  # stream_usage=True
-    assert len(fault.hits) == 2 and len(calls) == 1
-
-
-def test_stream_failure_after_first_chunk_is_not_retried(fault):
-    fault.queue(CUT_STREAM)
-    model = load_openai("fault", base_url=fault.base_url)
-    received = []
-
-    async def go():
-        async for chunk in stream_with_retries(lambda: model.astream("hi"), FAST):
-            received.append(chunk.content)
-
-    with pytest.raises(ModelError, match="connection lost"):
-        asyncio.run(go())
-    assert received[-1] == "one"
-    assert len(fault.hits) == 1
 
 
 def test_errors_that_are_not_the_servers_pass_through_unchanged():

@@ -3,7 +3,8 @@ import pytest
 from decompose import Orchestrator, ScriptedChatModel
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.solvers import SelfConsistencySolver
-from decompose.text import final_answer_line, normalize_answer
+from decompose.chains.answer_line import final_answer_line
+from decompose.scoring import normalize_answer
 from helpers import plan_json
 
 
@@ -90,6 +91,6 @@ def test_normalize_answer(a, b):
     ("-12.6", "-12.6", 1.0), ("40%", "40%", 1.0),
 ])
 def test_answer_match(prediction, gold, expected):
-    from decompose.text import answer_match
+    from decompose.scoring import answer_match
 
     assert answer_match(prediction, gold) == expected

@@ -44,6 +44,8 @@ def weights() -> dict[str, Any]:
 # -- chat models: unit suites ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.model
 class TestChatTransformersUnit(ChatModelUnitTests):
     @property
     def chat_model_class(self) -> type[ChatTransformers]:
@@ -97,6 +99,7 @@ class TestScriptedChatModelIntegration(ChatModelIntegrationTests):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 class TestChatTransformersIntegration(ChatModelIntegrationTests):
     """The suite on the embedded 135M model. Replies are kept short (a few tokens each): the suite checks the
     plumbing (invoke, stream, batch, usage, stop, structured output), not the quality of the text."""
@@ -202,6 +205,8 @@ def test_every_pack_tool_has_a_suite():
 COUNT = "Count from 1 to 50, separated by commas."
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_max_tokens_is_the_token_limit_at_init_and_per_call():
     model = ChatTransformers(**weights(), max_tokens=6)
     assert model.max_new_tokens == 6
@@ -214,6 +219,8 @@ def test_max_tokens_is_the_token_limit_at_init_and_per_call():
         ChatTransformers(**weights(), max_tokens=6, max_new_tokens=7)
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_unknown_options_are_refused_not_dropped():
     with pytest.raises(ConfigError, match=r"unknown option\(s\) for ChatTransformers: \['top_k'\]") as err:
         ChatTransformers(**weights(), top_k=5)
@@ -230,6 +237,8 @@ def test_unknown_options_are_refused_not_dropped():
     assert standard.invoke("Hello").usage_metadata["output_tokens"] <= 4
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_hf_loader_takes_the_standard_limit_and_refuses_unknown_options():
     from decompose.models.hf import load_hf
 
@@ -238,6 +247,8 @@ def test_hf_loader_takes_the_standard_limit_and_refuses_unknown_options():
         load_hf(embedded().model_path, top_k=5)
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_a_call_past_its_timeout_raises_and_frees_its_row():
     model = ChatTransformers(**weights(), max_tokens=200, timeout=0.05)
     with pytest.raises(TimeoutError, match="timeout of 0.05 s"):
@@ -251,6 +262,8 @@ def test_a_call_past_its_timeout_raises_and_frees_its_row():
     assert model.invoke("Hello", timeout=None, max_tokens=4).usage_metadata["output_tokens"] <= 4
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_streaming_flag_makes_invoke_stream_tokens_to_callbacks():
     from langchain_core.callbacks import BaseCallbackHandler
 
@@ -266,6 +279,8 @@ def test_streaming_flag_makes_invoke_stream_tokens_to_callbacks():
     assert len(handler.tokens) >= 2 and "".join(handler.tokens) == reply.content
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_structured_output_refuses_what_it_does_not_know():
     model = ChatTransformers(**weights())
     schema = {"type": "object", "properties": {"city": {"type": "string"}}}

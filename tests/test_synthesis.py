@@ -69,3 +69,28 @@ def test_insufficient_reason():
     assert insufficient_reason("**Insufficient:** nothing") == "nothing"
     assert insufficient_reason("INSUFFICIENT:") == "the sub-answers do not answer the question"
     assert insufficient_reason("Big Ben is 96 m tall.") is None
+
+
+def test_a_yes_no_question_is_judged_briefly_from_the_sub_answers_as_known_facts():
+    plan = json.dumps({"steps": [{"id": 1, "question": "Which coast is Miami on?"},
+                                 {"id": 2, "question": "Is {1} the West Coast?", "depends_on": [1]}]})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "No"),
+                                     (r"Question: Which coast", "the East Coast"), (r"Question: Is the East", "No")])
+    result = Orchestrator(model).run("Is Miami on the West Coast?")
+    assert result.answer == "No"
+    combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
+    assert "Known facts:\n- Which coast is Miami on? → the East Coast\n- Is the East Coast the West Coast? → No" \
+        in combine
+    assert '"Yes" or "No"' in combine
+    # no reasoning at length: it talked the 1.5B model into "Yes" where the facts said No
+    assert "step by step" not in combine and "Check in a sentence" not in combine
+
+
+def test_a_yes_no_synthesis_may_still_ask_for_a_replan():
+    plan = json.dumps({"steps": [{"id": 1, "question": "Which coast is Miami on?"}]})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "INSUFFICIENT: which coast"),
+                                     (r"Question: Which coast", "unknown")])
+    result = Orchestrator(model, max_replans=1).run("Is Miami on the West Coast?")
+    combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
+    assert "INSUFFICIENT:" in combine
+    assert result.answer.startswith("Could not be determined: which coast")

@@ -90,12 +90,14 @@ def test_disabled_cache_falls_back_to_a_private_one(fresh_cache, monkeypatch):
     assert os.environ["TIKTOKEN_CACHE_DIR"].endswith("decompose-tiktoken")
 
 
+@pytest.mark.slow
 def test_plain_tiktoken_and_chat_openai_work_offline_in_a_new_process(tmp_path):
     # A proxy that refuses connections: any download attempt would fail loudly, even on a
     # machine that has network.
     code = textwrap.dedent("""
         import decompose.tokens, tiktoken
         from langchain_openai import ChatOpenAI
+        decompose.tokens.ensure_offline_encodings()  # nothing is written on import
         print(len(tiktoken.get_encoding("o200k_base").encode("hello world")),
               ChatOpenAI(model="gpt-4o", api_key="x").get_num_tokens("hello world"))
     """)
@@ -133,3 +135,12 @@ def test_message_counts_match_openai_rules():
     # ChatOpenAI refuses to count for a local model name; we fall back to the same rules.
     local = ChatOpenAI(model="smollm2", api_key="x", base_url="http://127.0.0.1:1/v1")
     assert count_message_tokens(messages, local) == 17
+
+
+def test_importing_decompose_writes_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    code = "import decompose, decompose.tokens, os; print(os.environ['TIKTOKEN_CACHE_DIR'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(cache) and not cache.exists()

@@ -131,6 +131,19 @@ def test_bad_arguments_are_reasked_once_then_used():
     assert "argument 'a'" in reask and "'two'" in reask
 
 
+def test_the_argument_reask_is_a_prompt_you_can_replace():
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from decompose import Prompts
+
+    plan = plan_json({"id": 1, "question": "2+3?", "tool": "add", "args": {"a": "two", "b": 3}})
+    model = model_for(plan, (r"Fix \{a\}", '{"a": 2, "b": 3}'))
+    mine = ChatPromptTemplate.from_messages([("human", "Fix {{a}} for {tool}: {problem}")])
+    result = Orchestrator(model, tools=[add], prompts=Prompts(tool_args=mine)).run("2+3?")
+    assert result.answer == "5"
+    assert any("Fix {a} for add: tool 'add', argument 'a'" in c["prompt"] for c in model.calls)
+
+
 def test_bad_arguments_twice_fail_with_the_tool_and_field_named():
     plan = plan_json({"id": 1, "question": "add", "tool": "add", "args": {"a": 1}})
     model = model_for(plan, (r"Corrected arguments", '{"a": 1, "c": 2}'))
@@ -188,6 +201,7 @@ def test_tool_timeout_fails_the_step_clearly():
     assert result.plan.step(2).answer == 2
 
 
+@pytest.mark.slow
 def test_a_sync_tool_hanging_past_its_timeout_does_not_keep_the_process_alive(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text(textwrap.dedent("""

@@ -18,9 +18,8 @@ from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import Prompts, tool_example_messages
 from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
-from decompose.plan import Plan, keep_literal, references_in
+from decompose.plan import Plan, keep_literal, question_key, references_in
 from decompose.retry import error_reason
-from decompose.text import question_key
 
 
 def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
@@ -50,6 +49,7 @@ class Decomposer:
         max_steps: int,
         max_retries: int,
         structured_output: bool | None,
+        documents: bool = False,
     ):
         self.prompts = prompts
         self.tools = {t.name: t for t in tools}
@@ -57,7 +57,8 @@ class Decomposer:
         self.max_retries = max_retries
         self.structured_output = structured_output
         self.schema = plan_schema(list(self.tools), max_steps)
-        self.tool_examples = tool_example_messages(tools)
+        self.documents = documents  # a retriever answers question steps: tool values must come from them
+        self.tool_examples = tool_example_messages(tools, documents=documents)
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
 
     async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
@@ -100,6 +101,8 @@ class Decomposer:
         plan = Plan.from_data(tidy_dependencies(keep_literal(data, question)), max_steps=self.max_steps)
         self.check_tools(plan)
         plan.question = question
+        if self.documents:
+            plan = ask_invented_tool_calls(plan, question)
         return drop_echo_steps(plan, question)
 
     async def _ask(self, messages: list, caller: ModelCaller) -> tuple[str, Any]:
@@ -135,7 +138,8 @@ class Decomposer:
         for tool in self.tools.values():
             args = ", ".join(f"{name}: {_type_name(spec)}" for name, spec in tool.args.items())
             lines.append(f"- {tool.name}({args}): {tool.description.strip().splitlines()[0]}")
-        return self.prompts.tool_rules.format(tools="\n".join(lines))
+        rules = self.prompts.tool_rules.format(tools="\n".join(lines))
+        return rules + "\n" + self.prompts.document_rules if self.documents else rules
 
     def check_tools(self, plan: Plan) -> None:
         for step in plan.steps:
@@ -170,6 +174,34 @@ def supports_structured_output(model: BaseChatModel) -> bool:
     cls = type(model)
     return (cls.with_structured_output is not BaseChatModel.with_structured_output
             or cls.bind_tools is not BaseChatModel.bind_tools)
+
+
+def ask_invented_tool_calls(plan: Plan, question: str) -> Plan:
+    """With documents, a tool call that takes no step's result and holds a value the question does not (the
+    planner never sees the documents, so "2019 * 1000000" or "sum(sales_data)" is made up) is asked as its
+    question instead, answered from the documents."""
+    given = set(_TOKEN.findall(question.lower()))
+    for step in plan.steps:
+        if not step.tool or references_in("", step.args):
+            continue
+        values = [str(v) for v in _leaves(step.args) if not isinstance(v, bool)]  # a flag is a choice, not data
+        if any(token not in given for v in values for token in _TOKEN.findall(v.lower())):
+            step.tool, step.args = None, {}
+    return plan
+
+
+_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z_]\w*")
+
+
+def _leaves(value: Any):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    elif value is not None:
+        yield value
 
 
 def drop_echo_steps(plan: Plan, question: str) -> Plan:

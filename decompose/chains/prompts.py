@@ -41,6 +41,10 @@ Tools:
 
 NO_TOOL_RULES = "- No tools are available: every step is a question."
 
+# With documents the planner sees only the question: a tool call it writes can only hold invented values.
+DOCUMENT_RULES = """- The documents are not shown to you: get each value from them with a question step (no tool), \
+then pass it to a tool as "{{n}}"."""
+
 REPAIR = "That plan could not be used: {error}\nReply with the corrected plan as JSON only."
 
 ANSWER_SYSTEM = """Answer the question briefly and precisely. Use the passages and known facts when they help: \
@@ -64,11 +68,24 @@ the last step's result; if a step is wrong, correct it. If the sub-answers are n
 be found and answer as well as the rest allows. End with a last line "Answer: <the answer alone>": a name, \
 number, date or short phrase, not a sentence."""
 
-SYNTHESIZE_HUMAN = """Original question: {question}
+SYNTHESIZE_HUMAN = """{context}Original question: {question}
 
 Sub-questions and answers:
 {findings}
 {insufficient}
+{form}"""
+
+# A tool step whose arguments do not fit the tool's schema: one re-ask (see ToolRunner).
+TOOL_ARGS_SYSTEM = "You fix tool arguments. Reply with one JSON object of arguments only."
+TOOL_ARGS_HUMAN = """Task: {task}
+Tool: {tool} — {description}
+Argument schema: {schema}
+Arguments given: {args}
+Problem: {problem}
+Corrected arguments:"""
+
+# Yes/no questions are judged briefly from the sub-answers, given as known facts (see Orchestrator._synthesize).
+SYNTHESIZE_YES_NO_HUMAN = """{context}Original question: {question}
 {form}"""
 
 # Shown only while a replan is still allowed: the marker tells the orchestrator to plan again.
@@ -100,12 +117,14 @@ def _template(system: str, human: str, *, examples: list | None = None, repair: 
     return ChatPromptTemplate.from_messages(messages)
 
 
-def tool_example_messages(tools) -> list:
+def tool_example_messages(tools, *, documents: bool = False) -> list:
     """Worked plans the tools bring (`tool.metadata["plan_examples"]`: a list of `{"question": ..., "steps":
-    [...]}`), as chat turns: a small model copies a tool call it has seen far more readily than one described."""
+    [...]}`; with documents, `"document_plan_examples"` as well), as chat turns: a small model copies a tool call
+    it has seen far more readily than one described."""
+    keys = ("plan_examples", "document_plan_examples") if documents else ("plan_examples",)
     messages: list = []
     for tool in tools:
-        for example in (tool.metadata or {}).get("plan_examples", ()):
+        for example in (e for key in keys for e in (tool.metadata or {}).get(key, ())):
             messages += [HumanMessage(content=example["question"]),
                          AIMessage(content=json.dumps({"steps": example["steps"]}))]
     return messages
@@ -122,18 +141,27 @@ def _decompose(system: str) -> ChatPromptTemplate:
 
 @dataclass
 class Prompts:
-    """The four templates. Variables: decompose {question, max_steps, tool_rules, tool_examples, history, repair};
-    answer/cot {question, context, form}; synthesize {question, findings, history, form, insufficient}. `form`
-    is the answer's shape read from the question (see `answer_form`); `insufficient` is the replan instruction,
-    empty when no replan is left. Build your own with
+    """The six templates. Variables: decompose {question, max_steps, tool_rules, tool_examples, history, repair};
+    answer/cot {question, context, form}; synthesize {question, context, findings, history, form, insufficient};
+    synthesize_yes_no {question, context, history, form} (the sub-answers are in `context` as known facts);
+    tool_args {task, tool, description, schema, args, problem} (the re-ask for a tool call's bad arguments).
+    `context` holds retrieved passages; `form` is the answer's shape read from the question (see `answer_form`),
+    followed for yes/no by the replan instruction; `insufficient` is that instruction, empty when no replan is
+    left. Build your own with
     `Prompts(decompose=ChatPromptTemplate(...))`, or prefix every system prompt with `Prompts.with_instructions`."""
 
     decompose: ChatPromptTemplate = field(default_factory=lambda: _decompose(DECOMPOSE_SYSTEM))
     answer: ChatPromptTemplate = field(default_factory=lambda: _template(ANSWER_SYSTEM, ANSWER_HUMAN))
     cot: ChatPromptTemplate = field(default_factory=lambda: _template(COT_SYSTEM, COT_HUMAN))
     synthesize: ChatPromptTemplate = field(default_factory=lambda: _template(SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN))
+    synthesize_yes_no: ChatPromptTemplate = field(
+        default_factory=lambda: _template(ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN))
+    tool_args: ChatPromptTemplate = field(
+        default_factory=lambda: ChatPromptTemplate.from_messages([("system", TOOL_ARGS_SYSTEM),
+                                                                  ("human", TOOL_ARGS_HUMAN)]))
     tool_rules: str = TOOL_RULES
     no_tool_rules: str = NO_TOOL_RULES
+    document_rules: str = DOCUMENT_RULES
     repair: str = REPAIR
     insufficient: str = INSUFFICIENT
     replan: str = REPLAN_HUMAN
@@ -147,4 +175,5 @@ class Prompts:
             answer=_template(prefix + ANSWER_SYSTEM, ANSWER_HUMAN),
             cot=_template(prefix + COT_SYSTEM, COT_HUMAN),
             synthesize=_template(prefix + SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN),
+            synthesize_yes_no=_template(prefix + ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN),
         )

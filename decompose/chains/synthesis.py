@@ -9,7 +9,8 @@ from decompose.chains.answer_form import AnswerForm
 from decompose.chains.prompts import INSUFFICIENT_MARKER
 from decompose.errors import DecomposeError
 from decompose.plan import Plan, Step, resolve_args, resolve_text
-from decompose.text import ANSWER_LINE, NUMBER, final_answer_line, strip_markup
+from decompose.chains.answer_line import ANSWER_LINE, final_answer_line, strip_markup
+from decompose.scoring import NUMBER
 
 INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
                           re.IGNORECASE | re.DOTALL)
@@ -18,7 +19,14 @@ INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + 
 def findings_text(plan: Plan) -> str:
     """One line per step: its question with references filled in, and its answer (or why there is none)."""
     answers = {s.id: s.answer for s in plan.steps if s.status == "done"}
-    return "\n".join(_finding(step, answers) for step in plan.steps)
+    return "\n".join(f"{step.id}. {_finding(step, answers)}" for step in plan.steps)
+
+
+def known_facts_text(plan: Plan) -> str:
+    """The answered steps as the answer prompt's known facts (the failed ones are left out)."""
+    answers = {s.id: s.answer for s in plan.steps if s.status == "done"}
+    lines = [_finding(step, answers) for step in plan.steps if step.status == "done"]
+    return "Known facts:\n" + "\n".join(f"- {line}" for line in lines) + "\n\n" if lines else ""
 
 
 def _finding(step: Step, answers: dict) -> str:
@@ -27,8 +35,8 @@ def _finding(step: Step, answers: dict) -> str:
     except (KeyError, DecomposeError):  # it refers to a step that failed
         question = step.question
     if step.status == "done":
-        return f"{step.id}. {question}{_call(step, answers)} → {resolve_text('{%d}' % step.id, answers)}"
-    return f"{step.id}. {question} → (not available: step {step.status}: {step.error})"
+        return f"{question}{_call(step, answers)} → {resolve_text('{%d}' % step.id, answers)}"
+    return f"{question} → (not available: step {step.status}: {step.error})"
 
 
 def _call(step: Step, answers: dict) -> str:

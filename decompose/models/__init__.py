@@ -13,7 +13,8 @@ from langchain_core.runnables.configurable import DynamicRunnable
 from decompose.errors import ConfigError
 
 DEFAULT_SPEC = "smollm2"
-SPEC_HELP = "use 'openai:MODEL', 'hf:/path/to/model-or.gguf', or 'smollm2' (the embedded default)"
+SPEC_HELP = ("use 'openai:MODEL', 'hf:/path/to/model-or.gguf', 'smollm2' (the embedded default), "
+             "'py:MODULE:ATTR', 'py:FILE.py:ATTR' or 'scripted:FILE.py[:ATTR]'")
 RUNNABLE_HELP = ("pass a LangChain chat model, as it is or wrapped by bind(), with_config(), with_retry(), "
                  "with_fallbacks([...]) or configurable_fields(...), or a spec string: " + SPEC_HELP)
 
@@ -21,7 +22,8 @@ RUNNABLE_HELP = ("pass a LangChain chat model, as it is or wrapped by bind(), wi
 def load_model(spec: str | Runnable | None = None, **kwargs: Any) -> Runnable:
     """Build a chat model from `spec`; a chat model, or a Runnable wrapping only chat models, passes through.
 
-    With no spec, `DECOMPOSE_MODEL` is read, then the embedded SmolLM2 default is used.
+    With no spec, `DECOMPOSE_MODEL` is read, then the embedded SmolLM2 default is used. `py:` and `scripted:`
+    specs name Python code (see `decompose.models.python_specs`); `kwargs` are for the other backends.
     """
     if isinstance(spec, BaseChatModel):
         return spec
@@ -33,8 +35,15 @@ def load_model(spec: str | Runnable | None = None, **kwargs: Any) -> Runnable:
     if spec is not None and not isinstance(spec, str):
         raise ConfigError(f"model must be a chat model or a spec string, got a {type(spec).__name__}",
                           hint=RUNNABLE_HELP)
-    spec = (spec or os.environ.get("DECOMPOSE_MODEL") or DEFAULT_SPEC).strip()
+    spec = (spec or os.environ.get("DECOMPOSE_MODEL") or "").strip() or DEFAULT_SPEC
     kind, _, rest = spec.partition(":")
+    if kind in ("py", "scripted"):
+        if kwargs:
+            raise ConfigError(f"model spec {spec!r} takes no options (got {', '.join(sorted(kwargs))})",
+                              hint="configure the model in the code the spec names")
+        from decompose.models.python_specs import load_py, load_scripted
+
+        return (load_py if kind == "py" else load_scripted)(rest, spec)
     if kind == "openai" and rest:
         from decompose.models.openai import load_openai
 

@@ -57,7 +57,7 @@ class Request:
 
 
 @dataclass
-class Result:
+class Generated:
     text: str
     input_tokens: int
     output_tokens: int
@@ -127,7 +127,7 @@ class Batcher:
             return
         for request, future in ready:
             future.set_result(
-                Result(request.text, len(request.prompt_ids), request.n_generated, request.finish_reason)
+                Generated(request.text, len(request.prompt_ids), request.n_generated, request.finish_reason)
             )
 
     @torch.inference_mode()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from decompose import paths
 from decompose.errors import ConfigError
 from decompose.models.hf import ChatTransformers, load_hf, progress_bars_on_terminals_only
 
@@ -45,10 +45,7 @@ def load_embedded(*, cache_dir: str | None = None, **kwargs: Any) -> ChatTransfo
 def models_dir(cache_dir: str | None = None) -> Path:
     if cache_dir:
         return Path(cache_dir).expanduser()
-    if root := os.environ.get("DECOMPOSE_CACHE"):
-        return Path(root).expanduser() / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "decompose" / "models"
+    return paths.cache_dir() / "models"
 
 
 def gguf_path() -> Path:

@@ -24,7 +24,7 @@ from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from decompose.errors import ConfigError
-from decompose.models.batcher import Batcher, Request, Result
+from decompose.models.batcher import Batcher, Generated, Request
 from decompose.models.grammar import structured_runnable
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
@@ -144,7 +144,7 @@ class ChatTransformers(BaseChatModel):
             json_schema=kwargs.get("json_schema"),
         )
 
-    def _result(self, result: Result) -> ChatResult:
+    def _result(self, result: Generated) -> ChatResult:
         message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_meta(self, result))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -248,7 +248,7 @@ class ChatTransformers(BaseChatModel):
         finally:
             request.cancelled = True
 
-    def _last_chunk(self, result: Result) -> ChatGenerationChunk:
+    def _last_chunk(self, result: Generated) -> ChatGenerationChunk:
         message = AIMessageChunk(content="", usage_metadata=_usage(result), response_metadata=_meta(self, result),
                                  chunk_position="last")
         return ChatGenerationChunk(message=message)
@@ -305,7 +305,7 @@ def _timed_out(timeout: float | None) -> TimeoutError:
                         "queue included); raise timeout=, or pass timeout=None to wait as long as it takes")
 
 
-def _usage(result: Result) -> dict[str, int]:
+def _usage(result: Generated) -> dict[str, int]:
     return {
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
@@ -313,7 +313,7 @@ def _usage(result: Result) -> dict[str, int]:
     }
 
 
-def _meta(model: ChatTransformers, result: Result) -> dict[str, Any]:
+def _meta(model: ChatTransformers, result: Generated) -> dict[str, Any]:
     return {"model_name": Path(model.model_path).name, "finish_reason": result.finish_reason}
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import openai
-from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 from decompose.errors import ConfigError
@@ -118,11 +117,3 @@ def _without_choices(response: Any) -> bool:
     """An object with neither choices nor an error (an error is the library's to report)."""
     get = response.get if isinstance(response, dict) else lambda key: getattr(response, key, None)
     return not get("choices") and not get("error")
-
-
-def structured(model: ChatOpenAI, schema: Any, **kwargs: Any) -> Runnable:
-    """`model.with_structured_output(schema)` that works whether or not the server accepts
-    `response_format: json_schema`: on a 400 it asks again through function calling."""
-    primary = model.with_structured_output(schema, method="json_schema", **kwargs)
-    fallback = model.with_structured_output(schema, method="function_calling", **kwargs)
-    return primary.with_fallbacks([fallback], exceptions_to_handle=(openai.BadRequestError,))

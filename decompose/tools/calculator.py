@@ -211,7 +211,7 @@ def calculator(
     return evaluate(expression)
 
 
-calculator.metadata = {"plan_examples": [{
+PLAN_EXAMPLES = [{
     "question": "Pens cost 3 dollars each. Ann buys 4 pens and pays with a 20 dollar bill. How much change does she get?",
     "steps": [
         {"id": 1, "question": "What do 4 pens at 3 dollars cost?", "depends_on": [], "tool": "calculator",
@@ -219,9 +219,21 @@ calculator.metadata = {"plan_examples": [{
         {"id": 2, "question": "What is 20 minus {1}?", "depends_on": [1], "tool": "calculator",
          "args": {"expression": "20 - {1}"}},
     ],
-}]}
+}]
+# Shown when a retriever holds the numbers: read them with question steps, compute on their answers.
+DOCUMENT_PLAN_EXAMPLES = [{
+    "question": "By what percentage did revenue change from 2018 to 2019?",
+    "steps": [
+        {"id": 1, "question": "What was the revenue in 2019?", "depends_on": []},
+        {"id": 2, "question": "What was the revenue in 2018?", "depends_on": []},
+        {"id": 3, "question": "What is the change from {2} to {1} in percent?", "depends_on": [1, 2],
+         "tool": "calculator", "args": {"expression": "({1} - {2}) / {2} * 100"}},
+    ],
+}]
 
 
 def calculator_tools() -> list[BaseTool]:
-    """The calculator pack: one `calculator` tool (with a worked plan that shows models how to call it)."""
-    return [calculator]
+    """The calculator pack: one `calculator` tool with worked plans that show models how to call it. A copy
+    per call: the module's tool is never changed, so one caller's metadata cannot leak into another's."""
+    examples = {"plan_examples": PLAN_EXAMPLES, "document_plan_examples": DOCUMENT_PLAN_EXAMPLES}
+    return [calculator.model_copy(update={"metadata": examples})]

@@ -10,7 +10,6 @@ call finds the stored result instead of writing again, even from another process
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from decompose.errors import ToolError
+from decompose.paths import cache_dir
 
 RETURN_WINDOW_DAYS = 30
 DAMAGED_WINDOW_DAYS = 90
@@ -122,9 +122,8 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def default_db_path() -> Path:
-    """`$XDG_CACHE_HOME/decompose/customer_service.sqlite3`, falling back to `~/.cache`."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "decompose" / "customer_service.sqlite3"
+    """`customer_service.sqlite3` in the cache folder (`decompose.paths.cache_dir`)."""
+    return cache_dir() / "customer_service.sqlite3"
 
 
 def money(cents: int) -> str:

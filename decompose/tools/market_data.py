@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from decompose.errors import ToolError
+from decompose.paths import cache_dir
 
 # symbol -> (first close, mean daily log return, daily volatility); invented, not real companies
 DEMO_SYMBOLS = {
@@ -27,8 +28,7 @@ _DEMO_START, _DEMO_END = date(2023, 1, 2), date(2024, 12, 31)
 
 
 def default_market_data_path() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "decompose" / "market_data_demo.csv"
+    return cache_dir() / "market_data_demo.csv"
 
 
 def write_demo_csv(path: str | Path) -> Path:

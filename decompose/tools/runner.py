@@ -15,12 +15,12 @@ import json
 import threading
 from typing import Any, Sequence
 
-from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
 from pydantic import ValidationError
 
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
+from decompose.chains.prompts import Prompts
 from decompose.errors import DecomposeError, PlanError, ToolError
 from decompose.events import Emit, Retried
 from decompose.plan import Step
@@ -57,8 +57,10 @@ def _visible_fields(tool: BaseTool) -> dict[str, Any]:
 
 
 class ToolRunner:
-    def __init__(self, tools: Sequence[BaseTool], *, timeout: float | None = None, max_retries: int = 2):
+    def __init__(self, tools: Sequence[BaseTool], *, timeout: float | None = None, max_retries: int = 2,
+                 prompts: Prompts | None = None):
         self.tools = {t.name: t for t in tools}
+        self.prompts = prompts or Prompts()
         self.timeout = timeout
         self.max_retries = max_retries
         self._ledger: dict[str, Any] = {}  # idempotency key -> result of a side-effecting call
@@ -100,12 +102,9 @@ class ToolRunner:
     async def _reask_args(self, tool: BaseTool, step: Step, args: dict[str, Any], problem: str,
                           caller: ModelCaller) -> dict[str, Any]:
         schema = json.dumps(_visible_fields_json(tool), ensure_ascii=False)
-        messages = [
-            SystemMessage(content="You fix tool arguments. Reply with one JSON object of arguments only."),
-            HumanMessage(content=f"Task: {step.question}\nTool: {tool.name} — {tool.description}\n"
-                                 f"Argument schema: {schema}\nArguments given: {json.dumps(args, default=str)}\n"
-                                 f"Problem: {problem}\nCorrected arguments:"),
-        ]
+        messages = self.prompts.tool_args.format_messages(
+            task=step.question, tool=tool.name, description=tool.description, schema=schema,
+            args=json.dumps(args, default=str), problem=problem)
         message, _ = await caller.invoke(messages, phase="solve", step_id=step.id)
         try:
             data = extract_plan_data(str(message.content))

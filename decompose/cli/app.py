@@ -1,9 +1,7 @@
-"""The `decompose` command: run / chat / agents / eval, with a live plan view and `--json` for scripts.
+"""The parser and `main`: options, help, dispatch to the command's module, one-line errors and exit codes.
 
 Start-up stays fast: this module imports only the standard library; rich, langchain-core and the model backends
 are imported by the command that needs them.
-
-Exit codes: 0 ok, 1 run failed or partial, 2 usage or configuration error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from decompose.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
 DESCRIPTION = "Answer hard questions in steps: decompose into a plan, solve the steps in parallel, combine."
 
@@ -207,19 +205,20 @@ def _untangle_tools(args: argparse.Namespace) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    # Imported here: only the command that runs pays for rich, langchain-core and the backends.
     if args.command == "agents":
-        from decompose.cli_view import show_agents
+        from decompose.cli.agents import agents_command
 
-        return show_agents(args)
+        return agents_command(args)
     if args.command == "eval":
-        from decompose.cli_eval import eval_command
+        from decompose.cli.eval import eval_command
 
         return eval_command(args)
     if args.command == "chat":
-        from decompose.cli_view import chat_command
+        from decompose.cli.chat import chat_command
 
         return chat_command(args)
-    from decompose.cli_view import run_command
+    from decompose.cli.run import run_command
 
     return run_command(args)
 
@@ -241,7 +240,3 @@ def _report(exc: BaseException, *, debug: bool) -> int:
 def _say_error(message: str) -> None:
     message = " ".join(str(message).split())  # always one line
     print(f"decompose: error: {message}", file=sys.stderr, flush=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from decompose.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from decompose.cli_config import Trace, build_orchestrator
-from decompose.errors import ConfigError, DecomposeError, ModelAccessError
+from decompose.cli.config import Trace, build_orchestrator
+from decompose.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from decompose.errors import ConfigError, DecomposeError, InputError, ModelAccessError
 from decompose.plan import escape_references
-from decompose.text import answer_match, exact_match, token_f1
+from decompose.scoring import answer_match, exact_match, token_f1
 
 
 @dataclass
@@ -190,8 +190,6 @@ def summarize(records: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 def eval_command(args: argparse.Namespace) -> int:
     mode = "direct" if args.direct else "decomposed"
     if not args.file:
-        from decompose.errors import InputError
-
         raise InputError("no questions file given", hint="decompose eval questions.jsonl")
     rows, problems = read_rows(args.file, args.limit)
     out_path = Path(args.out) if args.out else Path(Path(args.file).stem + (".direct" if args.direct else "")

@@ -1,5 +1,5 @@
-"""Text normalisation: answers (SQuAD-style) for self-consistency voting and evaluation scoring, and questions
-for telling a step that merely repeats the question."""
+"""Answers compared SQuAD-style: normalisation (shared by self-consistency's vote) and the eval scores (exact
+match, token F1, the task-aware answer match)."""
 
 from __future__ import annotations
 
@@ -65,38 +65,3 @@ def _number_value(gold: str) -> str | None:
     (normalize_answer would drop the decimal point with the punctuation.)"""
     text = str(gold).strip().lstrip("$").rstrip("%").strip()
     return _plain_number(text) if re.fullmatch(r"-?\d[\d,]*(\.\d+)?", text) else None
-
-
-NON_WORD = re.compile(r"[^a-z0-9]+")
-
-
-def question_key(text: str) -> str:
-    """A question without case, punctuation or spacing: equal keys mean one question repeated."""
-    return NON_WORD.sub(" ", text.lower()).strip()
-
-
-def same_question(a: str, b: str) -> bool:
-    return question_key(a) == question_key(b)
-
-
-ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:：]\s*(.+)", re.IGNORECASE)
-
-
-def final_answer_line(text: str) -> str:
-    """The answer after the last 'Answer:' marker, else the last non-empty line (chain-of-thought output), without
-    the markup models wrap it in (`**bold**`, `\\boxed{42}`, `\\( ... \\)`)."""
-    matches = ANSWER_LINE.findall(text)
-    if matches:
-        return strip_markup(matches[-1])
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return strip_markup(lines[-1]) if lines else ""
-
-
-BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-LATEX_DELIMITERS = re.compile(r"\\[()\[\]]|\$\$?")
-
-
-def strip_markup(answer: str) -> str:
-    answer = BOXED.sub(r"\1", answer)
-    answer = LATEX_DELIMITERS.sub("", answer).replace("**", "").replace("__", "")
-    return answer.strip().strip("*").strip()

@@ -1,0 +1,99 @@
+"""`decompose chat`: a conversation; each turn shows its plan live. /plan, /reset, /exit; Ctrl-C cancels a turn."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, Callable
+
+from decompose.cli.config import Trace, build_orchestrator
+from decompose.cli.exit_codes import EXIT_OK
+from decompose.cli.output import Output
+from decompose.cli.plan_view import PlanView, one_line
+from decompose.errors import ConfigError, DecomposeError
+
+CHAT_HELP = "commands: /plan (last plan), /reset (forget the conversation), /exit; Ctrl-C cancels a turn"
+
+
+def _ask(prompt: str) -> str:
+    """A line from the person; the prompt only on a terminal, so piped chat output is the answers alone."""
+    if sys.stdin.isatty():
+        return input(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = _ask) -> int:
+    try:
+        from decompose.conversation import Conversation
+    except ImportError as exc:
+        raise ConfigError(f"chat is not available in this installation ({exc})", hint="upgrade decompose") from None
+    trace = Trace(args.trace) if args.trace else None
+    try:
+        orch = build_orchestrator(args)
+        options = {"max_history_tokens": args.max_history_tokens} if args.max_history_tokens else {}
+        conv = Conversation(orch, **options)
+        out = Output()
+        if sys.stdin.isatty():
+            try:
+                import readline  # noqa: F401  (line editing for input())
+            except ImportError:
+                pass
+        who = f"agent {args.agent}" if args.agent else "decompose"
+        out.say(f"{who} chat — {CHAT_HELP}", style="dim")
+        turn = 0
+        with asyncio.Runner() as runner:
+            while True:
+                try:
+                    line = ask("you> ").strip()
+                except EOFError:
+                    out.say("")
+                    break
+                except KeyboardInterrupt:
+                    out.say("\n(type /exit or press Ctrl-D to leave)", style="dim")
+                    continue
+                if not line:
+                    continue
+                if line.startswith("/"):
+                    if _chat_command(line, conv, out):
+                        break
+                    continue
+                turn += 1
+                view = PlanView(line, trace=trace, trace_extra={"turn": turn})
+                try:
+                    result = out.watch(view, runner, conv.asend(line, on_event=view))
+                except KeyboardInterrupt:
+                    out.say("turn cancelled", style="yellow")
+                    continue
+                except DecomposeError as exc:
+                    out.say(f"error: {one_line(exc)}", style="red")
+                    continue
+                out.result(result)
+        return EXIT_OK
+    finally:
+        if trace is not None:
+            trace.close()
+
+
+def _chat_command(line: str, conv: Any, out: Output) -> bool:
+    """Handle a /command; True means leave the chat."""
+    command = line.split()[0].lower()
+    if command in ("/exit", "/quit"):
+        return True
+    if command == "/reset":
+        conv.reset()
+        out.say("conversation cleared", style="dim")
+    elif command == "/plan":
+        last = conv.last_result
+        if last is None or last.plan is None:
+            out.say("no plan yet: ask a question first", style="dim")
+        else:
+            out.show_plan(last.plan, last.question)
+    elif command == "/help":
+        out.say(CHAT_HELP)
+    else:
+        out.say(f"unknown command {command}; {CHAT_HELP}", style="yellow")
+    return False

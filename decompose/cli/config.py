@@ -1,0 +1,102 @@
+"""Flags → environment → defaults: the tools, the Orchestrator and the trace file a command runs with.
+
+Model specs are `load_model`'s (every spec the command takes, a library user's code takes too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from typing import Any, TextIO
+
+from decompose.errors import ConfigError
+from decompose.importing import call_factory, resolve, split_target
+
+
+def load_tools(specs: list[str]) -> list[Any]:
+    """`--tools MODULE:ATTR ...`: each ATTR is a tool, a list of tools, or a zero-argument factory of either."""
+    from langchain_core.tools import BaseTool
+
+    tools: list[Any] = []
+    for spec in specs:
+        target, attr = split_target(spec, spec, "MODULE:ATTR, e.g. decompose.tools.calculator:calculator")
+        value = resolve(target, attr, spec)
+        if callable(value) and not isinstance(value, BaseTool):
+            value = call_factory(value, spec)
+        found = value if isinstance(value, (list, tuple)) else [value]
+        for item in found:
+            if not isinstance(item, BaseTool):
+                raise ConfigError(f"--tools {spec}: {type(item).__name__} is not a LangChain tool",
+                                  hint="decorate the function with @tool, or point at a list of tools")
+        tools.extend(found)
+    names = [t.name for t in tools]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"--tools: tool name {duplicates[0]!r} is given twice", hint="each tool needs its own name")
+    return tools
+
+
+def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {"strategy": getattr(args, "strategy", None), "max_concurrency": getattr(args, "max_concurrency", None),
+               "max_steps": getattr(args, "max_steps", None), "run_timeout": getattr(args, "timeout", None),
+               "on_plan_failure": getattr(args, "on_plan_failure", None),
+               "max_replans": getattr(args, "max_replans", None)}
+    docs = getattr(args, "docs", None)
+    if docs:
+        from decompose.retrieval import LocalDocsRetriever
+
+        options["retriever"] = LocalDocsRetriever.from_path(docs)
+    retries = getattr(args, "retries", None)
+    if retries is not None:
+        from decompose.retry import RetryPolicy
+
+        options["retry"] = RetryPolicy(max_attempts=retries + 1)
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def build_orchestrator(args: argparse.Namespace) -> Any:
+    """An Orchestrator from the flags: `--agent NAME`, or a plain one with `--tools` (none by default)."""
+    from decompose.models import load_model
+
+    options = orchestrator_options(args)
+    if args.agent:
+        if args.tools:
+            raise ConfigError("--agent and --tools cannot be used together",
+                              hint="an agent brings its own tools: drop --tools, or drop --agent")
+        agents = agents_module()
+        agents.get_agent(args.agent)  # an unknown name fails here, before a model is loaded
+        return agents.build_agent(args.agent, model=load_model(args.model), **options)
+    tools = load_tools(args.tools or [])
+    from decompose.orchestrator import Orchestrator
+
+    return Orchestrator(load_model(args.model), tools=tools, **options)
+
+
+def agents_module() -> Any:
+    """`decompose.agents`, or a ConfigError naming why an installation lacks it."""
+    try:
+        return importlib.import_module("decompose.agents")
+    except ImportError as exc:
+        raise ConfigError(f"agents are not available in this installation ({exc})",
+                          hint="run without --agent, or upgrade decompose") from None
+
+
+class Trace:
+    """`--trace FILE`: every event as one JSON line, flushed as it happens."""
+
+    def __init__(self, path: str):
+        try:
+            self.file: TextIO = open(path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write trace file {path}: {exc.strerror or exc}",
+                              hint="check the path and its permissions") from None
+
+    def write(self, event: Any, **extra: Any) -> None:
+        data = event.to_dict()
+        data.update(extra)
+        self.file.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()

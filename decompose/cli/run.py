@@ -1,0 +1,95 @@
+"""`decompose run`: answer one question (or run a saved plan), optionally reviewing the plan first."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, Coroutine
+
+from decompose.cli.config import Trace, build_orchestrator
+from decompose.cli.exit_codes import EXIT_FAILED, exit_code
+from decompose.cli.output import Output
+from decompose.cli.plan_view import PlanView
+from decompose.cli.review import review
+from decompose.errors import ConfigError, DecomposeError, InputError, PlanError
+from decompose.plan import Plan
+from decompose.result import Result
+
+
+def run_command(args: argparse.Namespace) -> int:
+    question = _question(args)
+    plan = _read_plan_file(args.plan) if args.plan else None
+    trace = Trace(args.trace) if args.trace else None
+    try:
+        orch = build_orchestrator(args)
+        if plan is not None:
+            try:
+                orch.check_plan(plan)
+            except PlanError as exc:
+                raise ConfigError(f"plan file {args.plan} is invalid: {exc.args[0]}", hint=exc.hint) from None
+            question = question or plan.question
+        out = Output(json_mode=args.json)
+        with asyncio.Runner() as runner:
+            if args.review:
+                if plan is None:
+                    plan = out.spinner("planning…", runner, orch.aplan(question))
+                plan = review(plan, orch, out)
+                if plan is None:
+                    out.say("cancelled: nothing was run", style="yellow")
+                    return EXIT_FAILED
+            view = PlanView(question or plan.question or "(plan)", trace=trace)
+            if plan is not None:
+                coro = orch.aexecute(plan, question=question, on_event=view)
+            else:
+                coro = orch.arun(question, on_event=view)
+            failure: list[BaseException] = []
+            try:
+                result = out.watch(view, runner, _noting_failure(coro, failure))
+            except (DecomposeError, KeyboardInterrupt) as exc:
+                if args.json:  # scripts still get a document with the same keys, and what happened so far
+                    partial = getattr(failure[0] if failure else exc, "result", None)
+                    print((partial or Result.failed(question, exc)).to_json(), flush=True)
+                raise
+        out.result(result)
+        return exit_code(result)
+    finally:
+        if trace is not None:
+            trace.close()
+
+
+async def _noting_failure(coro: Coroutine[Any, Any, Any], failure: list[BaseException]) -> Any:
+    """Await `coro`, keeping the exception it ends with: Ctrl-C reaches the caller as a fresh KeyboardInterrupt,
+    while the run's own CancelledError carries the partial result."""
+    try:
+        return await coro
+    except BaseException as exc:
+        failure.append(exc)
+        raise
+
+
+def _question(args: argparse.Namespace) -> str | None:
+    question = args.question
+    if question == "-" or (question is None and not args.plan and not args.review and not sys.stdin.isatty()):
+        question = sys.stdin.read()
+    if question is not None and question.strip():
+        return question.strip()
+    if args.plan:
+        return None
+    raise InputError("no question given", hint='decompose run "your question" (or pipe it on stdin)')
+
+
+def _read_plan_file(path: str) -> Plan:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read plan file {path}: {exc.strerror or exc}",
+                          hint="check the path; a plan file is JSON like {\"steps\": [...]}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read plan file {path}: it is not UTF-8 text",
+                          hint="a plan file is JSON like {\"steps\": [...]}") from None
+    try:
+        return Plan.from_json(text, max_steps=10_000)  # checked against the Orchestrator's max_steps later
+    except PlanError as exc:
+        raise ConfigError(f"plan file {path} is invalid: {exc.args[0]}", hint=exc.hint) from None

@@ -1,0 +1,54 @@
+"""The one place a step's state is written during a run: the scheduler's hooks set it and announce each change
+as an event, and a run that stops early closes what is unfinished."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from decompose.events import Event, StepFailed, StepFinished, StepSkipped, StepStarted, TokenCount
+from decompose.plan import Plan
+from decompose.scheduler import Hooks
+
+
+def state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int, TokenCount]) -> Hooks:
+    """Keep each step's state in step with the scheduler, and announce every change."""
+    steps = plan.by_id
+
+    def start(step_id: int) -> None:
+        step = steps[step_id]
+        step.status = "running"
+        emit(StepStarted(step_id=step_id, question=step.question, tool=step.tool))
+
+    def done(step_id: int, answer: Any) -> None:
+        step = steps[step_id]
+        step.status, step.answer = "done", answer
+        usage = step_usage.get(step_id)
+        emit(StepFinished(step_id=step_id, answer=answer, elapsed=step.elapsed or 0.0, model=step.model,
+                          usage=usage.to_dict() if usage else None, sources=step.sources))
+
+    def fail(step_id: int, error: BaseException) -> None:
+        step = steps[step_id]
+        step.status, step.error = "failed", str(error)
+        emit(StepFailed(step_id=step_id, error=str(error)))
+
+    def skip(step_id: int, reason: str) -> None:
+        step = steps[step_id]
+        step.status, step.error = "skipped", reason
+        emit(StepSkipped(step_id=step_id, reason=reason))
+
+    return Hooks(on_start=start, on_done=done, on_fail=fail, on_skip=skip)
+
+
+def drop(event: Event) -> None:
+    """Emit target for nested plans, whose step ids would clash with the parent's."""
+
+
+def close_unfinished(plan: Plan, reason: str, emit: Callable[[Event], None]) -> None:
+    """A run that stops early (timeout, budget): running steps fail and waiting ones are skipped, with why."""
+    for step in plan.steps:
+        if step.status == "running":
+            step.status, step.error = "failed", reason
+            emit(StepFailed(step_id=step.id, error=reason))
+        elif step.status == "pending":
+            step.status, step.error = "skipped", reason
+            emit(StepSkipped(step_id=step.id, reason=reason))

@@ -1,0 +1,79 @@
+"""decompose/events.py: the events' plain-data forms and the token usage arithmetic."""
+
+import json
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
+                              StepStarted, TokenCount, Usage)
+
+
+def reply(input_tokens: int, output_tokens: int) -> AIMessage:
+    return AIMessage(content="x", usage_metadata={"input_tokens": input_tokens, "output_tokens": output_tokens,
+                                                  "total_tokens": input_tokens + output_tokens})
+
+
+@pytest.mark.parametrize("event, fields", [
+    (PlanReady(plan={"steps": [{"id": 1, "question": "A?"}]}, t=1.5),
+     {"plan": {"steps": [{"id": 1, "question": "A?"}]}, "replan": 0}),
+    (StepStarted(step_id=2, question="B?", t=1.5), {"step_id": 2, "question": "B?", "tool": None}),
+    (StepFinished(step_id=2, answer=42, elapsed=0.25, model="m", usage={"input": 3, "output": 1, "calls": 1},
+                  sources=[{"id": "doc", "score": 1.0}], t=1.5),
+     {"step_id": 2, "answer": 42, "elapsed": 0.25, "model": "m", "usage": {"input": 3, "output": 1, "calls": 1},
+      "sources": [{"id": "doc", "score": 1.0}]}),
+    (StepFailed(step_id=3, error="boom", t=1.5), {"step_id": 3, "error": "boom"}),
+    (StepSkipped(step_id=4, reason="step 3 failed", t=1.5), {"step_id": 4, "reason": "step 3 failed"}),
+    (Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.5, step_id=1, t=1.5),
+     {"phase": "solve", "attempt": 2, "reason": "HTTP 503", "wait": 0.5, "step_id": 1, "kind": "transport"}),
+    (Answered(answer="43", t=1.5), {"answer": "43"}),
+], ids=lambda v: type(v).__name__ if isinstance(v, Event) else "")
+def test_to_dict_is_every_field_plus_the_type_and_time(event, fields):
+    data = event.to_dict()
+    assert data == {**fields, "t": 1.5, "type": type(event).__name__}
+    assert event.type == type(event).__name__
+    assert json.loads(json.dumps(data)) == data  # plain data: a trace line as it is
+
+
+def test_the_time_defaults_to_the_monotonic_clock_at_creation():
+    first, second = Answered(answer="a"), Answered(answer="b")
+    assert 0 < first.t <= second.t
+
+
+def test_to_dict_is_a_copy_the_event_does_not_share():
+    event = PlanReady(plan={"steps": [{"id": 1, "question": "A?"}]})
+    event.to_dict()["plan"]["steps"].append({"id": 2})
+    assert event.plan == {"steps": [{"id": 1, "question": "A?"}]}
+
+
+def test_a_token_count_counts_each_call_and_the_tokens_reported():
+    count = TokenCount()
+    count.add(reply(10, 2))
+    count.add(None)  # a call whose reply carried no usage still counts as a call
+    count.add(AIMessage(content="no usage"))
+    count.add(reply(5, 1))
+    assert (count.input, count.output, count.calls, count.total) == (15, 3, 4, 18)
+    assert count.to_dict() == {"input": 15, "output": 3, "calls": 4}
+
+
+def test_usage_adds_up_its_phases():
+    usage = Usage()
+    usage.add("decompose", reply(100, 20))
+    usage.add("solve", reply(30, 5))
+    usage.add("solve", reply(31, 6))
+    usage.add("synthesize", None)
+    usage.transport_retries, usage.parse_retries = 2, 1
+    assert usage.phases["solve"].to_dict() == {"input": 61, "output": 11, "calls": 2}
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.model_calls) == (161, 31, 192, 4)
+    assert usage.to_dict() == {
+        "input_tokens": 161, "output_tokens": 31, "total_tokens": 192, "model_calls": 4,
+        "transport_retries": 2, "parse_retries": 1,
+        "phases": {"decompose": {"input": 100, "output": 20, "calls": 1},
+                   "solve": {"input": 61, "output": 11, "calls": 2},
+                   "synthesize": {"input": 0, "output": 0, "calls": 1}},
+    }
+
+
+def test_empty_usage_is_all_zeros():
+    assert Usage().to_dict() == {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "model_calls": 0,
+                                 "transport_retries": 0, "parse_retries": 0, "phases": {}}
