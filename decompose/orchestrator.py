@@ -22,18 +22,16 @@ from langchain_core.tools import BaseTool
 
 from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
-from decompose.chains.answer_form import AnswerForm, answer_form
 from decompose.chains.prompts import Prompts
-from decompose.chains.synthesis import (final_answer, findings_text, insufficient_reason, keep_computed_number,
-                                        known_facts_text)
+from decompose.chains.synthesis import Synthesizer, findings_text
 from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                              PlanError)
 from decompose.events import Answered, Event, PlanReady, Usage
 from decompose.models import load_model
 from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
-                            resolve_args, resolve_text, same_question)
+                            resolve_args, resolve_text)
 from decompose.result import Result
-from decompose.retrieval import passages_text, sources_of
+from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
@@ -111,6 +109,8 @@ class Orchestrator:
         self.decomposer = Decomposer(self.prompts, self.tools, max_steps=max_steps, max_retries=max_plan_retries,
                                      structured_output=structured_output, documents=retriever is not None)
         self.tool_runner = ToolRunner(self.tools, timeout=tool_timeout, prompts=self.prompts)
+        self.synthesizer = Synthesizer(self.prompts, retriever=retriever, with_tools=bool(self.tools),
+                                       direct_when_nothing=on_plan_failure == "direct")
 
     # ----- public API -------------------------------------------------------------------------------------
 
@@ -306,26 +306,10 @@ class Orchestrator:
 
     async def _retrieve(self, step: Step, question: str) -> list[Document]:
         """Passages for a model step's resolved question, recorded as the step's sources."""
-        documents = await self._search(question, f"step {step.id}")
+        documents = await search(self.retriever, question, f"step {step.id}")
         if self.retriever is not None:
             step.sources = sources_of(documents)
         return documents
-
-    async def _retrieve_for_answer(self, question: str, run: _Run) -> list[Document]:
-        """Passages for the whole question, shown to the final answer beside the sub-answers: a step's narrower
-        question can miss what the question's own words find (and a wrong step can then be corrected)."""
-        documents = await self._search(question, "the final answer")
-        run.answer_sources = sources_of(documents)
-        return documents
-
-    async def _search(self, query: str, purpose: str) -> list[Document]:
-        if self.retriever is None:
-            return []
-        try:
-            return await self.retriever.ainvoke(query)
-        except Exception as exc:  # a user's retriever: any failure becomes a clear error
-            raise DecomposeError(f"the retriever failed for {purpose}: {type(exc).__name__}: {exc}",
-                                 hint="check the retriever (its index, its server)") from exc
 
     async def _recurse(self, question: str, depth: int, run: _Run) -> str:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
@@ -339,52 +323,9 @@ class Orchestrator:
                           may_replan: bool = False) -> tuple[str | None, str | None]:
         """(answer, None), or (None, what is missing) when `may_replan` and the synthesizer judged the
         sub-answers insufficient."""
-        done = [s for s in plan.steps if s.status == "done"]
-        if not done:
-            if self.on_plan_failure == "direct":  # a plan that answered nothing failed too: answer directly
-                return await self._answer_directly(question, run), None
-            reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
-            raise DecomposeError(f"no step could be answered ({reasons})",
-                                 hint="see each step's error; on_plan_failure='direct' answers the question itself")
-        only = plan.steps[0]
-        if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
-            # The one step asked the question itself: its answer is the answer, and a synthesis call would only
-            # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
-            return resolve_text("{%d}" % only.id, {only.id: only.answer}), None
-        form = answer_form(question)
-        # Passages for the whole question help where a step's own passages cannot: checking the values a tool
-        # computed on, and weighing a yes/no. For multi-hop facts the steps' passages carry the chain and the
-        # whole question's are mostly distractors (Bamboogle: 3 answers lost in 36, none gained).
-        grounded = bool(self.tools) or form is AnswerForm.YES_NO
-        passages = await self._retrieve_for_answer(question, run) if grounded else []
-        insufficient = self.prompts.insufficient if may_replan else ""
-        if form is AnswerForm.YES_NO:
-            # Judged briefly from the sub-answers as known facts: reasoning at length talked the 1.5B model into
-            # "Yes" (42 of 50 StrategyQA answers, 20 gold) where the brief answer weighs the facts.
-            messages = self.prompts.synthesize_yes_no.format_messages(
-                question=question, context=passages_text(passages) + known_facts_text(plan),
-                history=list(run.history), form="\n".join(filter(None, (form.instruction, insufficient))))
-        else:
-            messages = self.prompts.synthesize.format_messages(
-                question=question, findings=findings_text(plan), context=passages_text(passages),
-                history=list(run.history), form=form.instruction, insufficient=insufficient)
-        message, _ = await run.caller.invoke(messages, phase="synthesize")
-        reply = str(message.content).strip()
-        missing = insufficient_reason(reply)
-        if missing is not None:
-            if may_replan:
-                return None, missing
-            return keep_computed_number(f"Could not be determined: {missing}", plan, form), None
-        return keep_computed_number(final_answer(reply), plan, form), None
-
-    async def _answer_directly(self, question: str, run: _Run) -> str:
-        """The question answered in one call, with passages for it when there is a retriever."""
-        passages = await self._retrieve_for_answer(question, run)
-        messages = self.prompts.answer.format_messages(question=question, context=passages_text(passages),
-                                                       history=list(run.history),
-                                                       form=answer_form(question).instruction)
-        message, _ = await run.caller.invoke(messages, phase="synthesize")
-        return str(message.content).strip()
+        synthesis = await self.synthesizer.combine(plan, question, run.caller, run.history, may_replan=may_replan)
+        run.answer_sources = synthesis.sources
+        return synthesis.answer, synthesis.missing
 
     async def _replan(self, plan: Plan, question: str, missing: str, run: _Run, replan: int) -> bool:
         """Plan again with what was learned and run the new steps after the old ones (a question the first plan

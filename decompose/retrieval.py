@@ -18,7 +18,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, PrivateAttr
 
-from decompose.errors import ConfigError
+from decompose.errors import ConfigError, DecomposeError
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -165,3 +165,14 @@ def passages_text(documents: list[Document]) -> str:
         return ""
     lines = [f"[{d.metadata.get('id', d.id or n)}] {d.page_content}" for n, d in enumerate(documents, 1)]
     return "Passages:\n" + "\n".join(lines) + "\n\n"
+
+
+async def search(retriever: BaseRetriever | None, query: str, purpose: str) -> list[Document]:
+    """Passages for `query` (none without a retriever); a retriever that fails is a clear error naming `purpose`."""
+    if retriever is None:
+        return []
+    try:
+        return await retriever.ainvoke(query)
+    except Exception as exc:  # a user's retriever: any failure becomes a clear error
+        raise DecomposeError(f"the retriever failed for {purpose}: {type(exc).__name__}: {exc}",
+                             hint="check the retriever (its index, its server)") from exc

@@ -1,14 +1,22 @@
-"""What the synthesizer is shown, and how its reply is read: the sub-answers as text, the "not enough yet" marker
-that asks for a replan, and the guard that keeps a computed number the reply dropped."""
+"""The synthesis: an answered plan becomes the answer. What the synthesizer is shown (the sub-answers as findings
+or known facts, passages for the whole question where they help), and how its reply is read: the "not enough
+yet" marker that asks for a replan, and the guard that keeps a computed number the reply dropped."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
-from decompose.chains.answer_form import AnswerForm
-from decompose.chains.prompts import INSUFFICIENT_MARKER
+from langchain_core.messages import BaseMessage
+from langchain_core.retrievers import BaseRetriever
+
+from decompose.calls import ModelCaller
+from decompose.chains.answer_form import AnswerForm, answer_form
+from decompose.chains.prompts import INSUFFICIENT_MARKER, Prompts
 from decompose.errors import DecomposeError
-from decompose.plan import Plan, Step, resolve_args, resolve_text
+from decompose.plan import Plan, Step, resolve_args, resolve_text, same_question
+from decompose.retrieval import passages_text, search, sources_of
 from decompose.chains.answer_line import ANSWER_LINE, final_answer_line, strip_markup
 from decompose.scoring import NUMBER
 
@@ -85,3 +93,71 @@ def keep_computed_number(answer: str, plan: Plan, form: AnswerForm) -> str:
     if value is None or NUMBER.search(answer):
         return answer
     return str(value)
+
+
+@dataclass
+class Synthesis:
+    answer: str | None  # None when the synthesizer asked for a replan
+    missing: str | None = None  # what it said is missing, when it asked for one
+    sources: list[dict[str, Any]] = field(default_factory=list)  # passages the answer was shown
+
+
+class Synthesizer:
+    """Turns an answered plan into the answer to the question."""
+
+    def __init__(self, prompts: Prompts, *, retriever: BaseRetriever | None, with_tools: bool,
+                 direct_when_nothing: bool):
+        self.prompts = prompts
+        self.retriever = retriever
+        self.with_tools = with_tools
+        self.direct_when_nothing = direct_when_nothing  # on_plan_failure="direct"
+
+    async def combine(self, plan: Plan, question: str, caller: ModelCaller, history: Sequence[BaseMessage] = (),
+                      *, may_replan: bool = False) -> Synthesis:
+        done = [s for s in plan.steps if s.status == "done"]
+        if not done:
+            if self.direct_when_nothing:  # a plan that answered nothing failed too: answer directly
+                return await self.answer_directly(question, caller, history)
+            reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
+            raise DecomposeError(f"no step could be answered ({reasons})",
+                                 hint="see each step's error; on_plan_failure='direct' answers the question itself")
+        only = plan.steps[0]
+        if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
+            # The one step asked the question itself: its answer is the answer, and a synthesis call would only
+            # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
+            return Synthesis(resolve_text("{%d}" % only.id, {only.id: only.answer}))
+        form = answer_form(question)
+        # Passages for the whole question help where a step's own passages cannot: checking the values a tool
+        # computed on, and weighing a yes/no. For multi-hop facts the steps' passages carry the chain and the
+        # whole question's are mostly distractors (Bamboogle: 3 answers lost in 36, none gained).
+        grounded = self.with_tools or form is AnswerForm.YES_NO
+        passages = await search(self.retriever, question, "the final answer") if grounded else []
+        insufficient = self.prompts.insufficient if may_replan else ""
+        if form is AnswerForm.YES_NO:
+            # Judged briefly from the sub-answers as known facts: reasoning at length talked the 1.5B model into
+            # "Yes" (42 of 50 StrategyQA answers, 20 gold) where the brief answer weighs the facts.
+            messages = self.prompts.synthesize_yes_no.format_messages(
+                question=question, context=passages_text(passages) + known_facts_text(plan),
+                history=list(history), form="\n".join(filter(None, (form.instruction, insufficient))))
+        else:
+            messages = self.prompts.synthesize.format_messages(
+                question=question, findings=findings_text(plan), context=passages_text(passages),
+                history=list(history), form=form.instruction, insufficient=insufficient)
+        message, _ = await caller.invoke(messages, phase="synthesize")
+        reply = str(message.content).strip()
+        sources = sources_of(passages)
+        missing = insufficient_reason(reply)
+        if missing is not None:
+            if may_replan:
+                return Synthesis(None, missing, sources)
+            return Synthesis(keep_computed_number(f"Could not be determined: {missing}", plan, form), None, sources)
+        return Synthesis(keep_computed_number(final_answer(reply), plan, form), None, sources)
+
+    async def answer_directly(self, question: str, caller: ModelCaller,
+                              history: Sequence[BaseMessage] = ()) -> Synthesis:
+        """The question answered in one call, with passages for it when there is a retriever."""
+        passages = await search(self.retriever, question, "the final answer")
+        messages = self.prompts.answer.format_messages(question=question, context=passages_text(passages),
+                                                       history=list(history), form=answer_form(question).instruction)
+        message, _ = await caller.invoke(messages, phase="synthesize")
+        return Synthesis(str(message.content).strip(), None, sources_of(passages))
