@@ -295,19 +295,20 @@ def _to_text(value: Any) -> str:
 
 def references_in(question: Any, args: Any) -> set[int]:
     """Step ids that a question and arguments (any nesting of dicts and lists) refer to as `{n}` / `{n.field}`."""
-    texts = [question, *_walk_strings(args)]
+    texts = [question, *arg_values(args)]
     return {int(m.group(1)) for text in texts if isinstance(text, str) for m in REFERENCE.finditer(text)}
 
 
-def _walk_strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
+def arg_values(value: Any):
+    """The values inside tool arguments: every leaf of nested dicts and lists, None left out."""
+    if isinstance(value, dict):
         for v in value.values():
-            yield from _walk_strings(v)
+            yield from arg_values(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _walk_strings(v)
+            yield from arg_values(v)
+    elif value is not None:
+        yield value
 
 
 def _describe_ids(ids: list[int]) -> str:

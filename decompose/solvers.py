@@ -15,7 +15,7 @@ from decompose.calls import ModelCaller
 from langchain_core.documents import Document
 
 from decompose.chains.answer_form import answer_form
-from decompose.chains.prompts import Prompts
+from decompose.chains.prompts import Prompts, known_facts
 from decompose.plan import Step
 from decompose.retrieval import passages_text
 from decompose.chains.answer_line import final_answer_line
@@ -37,9 +37,7 @@ class StepContext:
 
     def context_text(self) -> str:
         # Only the facts: weak models given the whole question tend to answer it instead of the step.
-        lines = [f"- {q} → {a}" for q, a in self.facts]
-        facts = ("Known facts:\n" + "\n".join(lines) + "\n\n") if lines else ""
-        return passages_text(self.passages) + facts
+        return passages_text(self.passages) + known_facts([f"{q} → {a}" for q, a in self.facts])
 
     def values(self) -> dict[str, Any]:
         return {"question": self.question, "context": self.context_text(),

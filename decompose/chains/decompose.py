@@ -18,7 +18,7 @@ from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import Prompts, tool_example_messages
 from decompose.errors import ModelError, PlanError
 from decompose.events import Emit, Retried
-from decompose.plan import Plan, keep_literal, question_key, references_in
+from decompose.plan import Plan, arg_values, keep_literal, question_key, references_in
 from decompose.retry import error_reason
 
 
@@ -184,24 +184,13 @@ def ask_invented_tool_calls(plan: Plan, question: str) -> Plan:
     for step in plan.steps:
         if not step.tool or references_in("", step.args):
             continue
-        values = [str(v) for v in _leaves(step.args) if not isinstance(v, bool)]  # a flag is a choice, not data
+        values = [str(v) for v in arg_values(step.args) if not isinstance(v, bool)]  # a flag is a choice, not data
         if any(token not in given for v in values for token in _TOKEN.findall(v.lower())):
             step.tool, step.args = None, {}
     return plan
 
 
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z_]\w*")
-
-
-def _leaves(value: Any):
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _leaves(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _leaves(item)
-    elif value is not None:
-        yield value
 
 
 def drop_echo_steps(plan: Plan, question: str) -> Plan:

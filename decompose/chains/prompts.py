@@ -84,7 +84,7 @@ Arguments given: {args}
 Problem: {problem}
 Corrected arguments:"""
 
-# Yes/no questions are judged briefly from the sub-answers, given as known facts (see Orchestrator._synthesize).
+# Yes/no questions are judged briefly from the sub-answers, given as known facts (see Synthesizer.combine).
 SYNTHESIZE_YES_NO_HUMAN = """{context}Original question: {question}
 {form}"""
 
@@ -128,6 +128,11 @@ def tool_example_messages(tools, *, documents: bool = False) -> list:
             messages += [HumanMessage(content=example["question"]),
                          AIMessage(content=json.dumps({"steps": example["steps"]}))]
     return messages
+
+
+def known_facts(lines: list[str]) -> str:
+    """The "Known facts:" block of an answer prompt, one fact per line ("question → answer"); empty without any."""
+    return "Known facts:\n" + "\n".join(f"- {line}" for line in lines) + "\n\n" if lines else ""
 
 
 def _literal(text: str) -> str:

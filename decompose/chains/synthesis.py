@@ -13,11 +13,11 @@ from langchain_core.retrievers import BaseRetriever
 
 from decompose.calls import ModelCaller
 from decompose.chains.answer_form import AnswerForm, answer_form
-from decompose.chains.prompts import INSUFFICIENT_MARKER, Prompts
+from decompose.chains.answer_line import ANSWER_LINE, final_answer_line, strip_markup
+from decompose.chains.prompts import INSUFFICIENT_MARKER, Prompts, known_facts
 from decompose.errors import DecomposeError
 from decompose.plan import Plan, Step, resolve_args, resolve_text, same_question
 from decompose.retrieval import passages_text, search, sources_of
-from decompose.chains.answer_line import ANSWER_LINE, final_answer_line, strip_markup
 from decompose.scoring import NUMBER
 
 INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
@@ -26,15 +26,18 @@ INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + 
 
 def findings_text(plan: Plan) -> str:
     """One line per step: its question with references filled in, and its answer (or why there is none)."""
-    answers = {s.id: s.answer for s in plan.steps if s.status == "done"}
+    answers = _answers(plan)
     return "\n".join(f"{step.id}. {_finding(step, answers)}" for step in plan.steps)
 
 
 def known_facts_text(plan: Plan) -> str:
     """The answered steps as the answer prompt's known facts (the failed ones are left out)."""
-    answers = {s.id: s.answer for s in plan.steps if s.status == "done"}
-    lines = [_finding(step, answers) for step in plan.steps if step.status == "done"]
-    return "Known facts:\n" + "\n".join(f"- {line}" for line in lines) + "\n\n" if lines else ""
+    answers = _answers(plan)
+    return known_facts([_finding(step, answers) for step in plan.steps if step.status == "done"])
+
+
+def _answers(plan: Plan) -> dict[int, Any]:
+    return {s.id: s.answer for s in plan.steps if s.status == "done"}
 
 
 def _finding(step: Step, answers: dict) -> str:
