@@ -36,7 +36,7 @@ from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 import decompose  # noqa: E402
-from decompose import Orchestrator, ScriptedChatModel  # noqa: E402
+from decompose import Decomposer, Orchestrator, ScriptedChatModel  # noqa: E402
 from decompose.models.scripted import _text, asks_for_plan, asks_to_combine  # noqa: E402
 
 QUESTION = "Compare the items and summarise what they have in common."
@@ -118,7 +118,8 @@ def make_model(sc: Scenario) -> SimModel:
 # ----- the four systems: each is  build(model, scenario) -> run()  ----------------------------------------------
 
 def build_ours(model: SimModel, sc: Scenario) -> Callable[[], Any]:
-    orch = Orchestrator(model, max_concurrency=len(sc.steps), max_steps=max(10, len(sc.steps)))
+    orch = Orchestrator(model, max_concurrency=len(sc.steps),
+                        decomposer=Decomposer(max_steps=max(10, len(sc.steps))))
     return lambda: orch.run(QUESTION)
 
 

@@ -103,14 +103,14 @@ def main() -> None:
 
 
 def _orchestrator_runs(model: Any, prompts: list[str]) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    from decompose import Orchestrator
+    from decompose import Decomposer, Orchestrator
     from decompose.events import StepFinished, StepStarted
 
     plan = {"steps": [{"id": i, "question": p} for i, p in enumerate(prompts, 1)]}
 
     async def execute(concurrency: int) -> tuple[int, float]:
         events: list = []
-        orch = Orchestrator(model, max_concurrency=concurrency, max_steps=len(prompts))
+        orch = Orchestrator(model, max_concurrency=concurrency, decomposer=Decomposer(max_steps=len(prompts)))
         await orch.aexecute(plan, on_event=events.append)
         starts = [e.t for e in events if isinstance(e, StepStarted)]
         ends = [e for e in events if isinstance(e, StepFinished)]

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 
-from decompose import Orchestrator  # noqa: E402
+from decompose import Decomposer, Orchestrator  # noqa: E402
 from decompose.plan import escape_references  # noqa: E402
 from decompose.retrieval import LocalDocsRetriever  # noqa: E402
 from decompose.retry import RetryPolicy  # noqa: E402
@@ -175,7 +175,7 @@ def orchestrator_system(name: str, replans: int) -> Callable:
         strategy = "cot" if name == "cot" else "direct"
         # A local CPU server queues requests past its slots: a call may wait long, and that is not a failure.
         orch = Orchestrator(model, tools=tools, retriever=retriever, strategy=strategy, retry=PATIENT,
-                            max_replans=replans if name == "ours" else 0, on_plan_failure="direct")
+                            decomposer=Decomposer(max_replans=replans if name == "ours" else 0, on_failure="direct"))
         if name == "ours":
             result = await orch.arun(row.question)
         else:  # one step that asks the question itself: answered once, no synthesis

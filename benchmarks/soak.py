@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fault_server import HTML_PAGE, MALFORMED, RESET, Behaviour, FaultServer, ok, status  # noqa: E402
 from langchain_core.tools import InjectedToolArg, tool  # noqa: E402
 
-from decompose import Orchestrator, RetryPolicy  # noqa: E402
+from decompose import Limits, Orchestrator, RetryPolicy  # noqa: E402
 from decompose.models.openai import load_openai  # noqa: E402
 from decompose.tools.runner import side_effects  # noqa: E402
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                             http_async_client=httpx.AsyncClient(transport=transport))
         db = Path(tmp) / "refunds.sqlite"
         policy = RetryPolicy(max_attempts=8, initial_wait=0.05, max_wait=0.5, max_retry_after=1.0, max_total=15)
-        orch = Orchestrator(model, tools=[refund_tool(db)], retry=policy, run_timeout=args.run_timeout)
+        orch = Orchestrator(model, tools=[refund_tool(db)], retry=policy, limits=Limits(run_timeout=args.run_timeout))
 
         started = time.monotonic()
         results: list[Outcome] = []

@@ -15,13 +15,16 @@ _EXPORTS = {
     "BudgetExceeded": "decompose.errors", "ConfigError": "decompose.errors", "DecomposeError": "decompose.errors",
     "InputError": "decompose.errors", "ModelAccessError": "decompose.errors", "ModelError": "decompose.errors", "PlanError": "decompose.errors",
     "StepTimeout": "decompose.errors", "ToolError": "decompose.errors",
-    "Orchestrator": "decompose.orchestrator",
+    "Orchestrator": "decompose.orchestrator", "Limits": "decompose.limits", "Decomposer": "decompose.chains.decompose",
+    "ToolRunner": "decompose.tools.runner", "Solved": "decompose.plan", "StepContext": "decompose.solvers",
+    "DirectSolver": "decompose.solvers", "ChainOfThoughtSolver": "decompose.solvers",
+    "SelfConsistencySolver": "decompose.solvers", "RecursiveSolver": "decompose.solvers",
     "Plan": "decompose.plan", "Step": "decompose.plan",
     "Prompts": "decompose.chains.prompts",
     "Result": "decompose.result",
     "RetryPolicy": "decompose.retry",
     "RetryableToolError": "decompose.tools.runner", "side_effects": "decompose.tools.runner",
-    "load_model": "decompose.models",
+    "load_model": "decompose.models", "FallbackModel": "decompose.models.fallback",
     "ScriptedChatModel": "decompose.models.scripted",
     "tool": "langchain_core.tools",
 }
@@ -52,15 +55,19 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from langchain_core.tools import tool
 
+    from decompose.chains.decompose import Decomposer
     from decompose.chains.prompts import Prompts
     from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                                   ModelError, PlanError, StepTimeout, ToolError)
     from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
                                   StepStarted, Usage)
     from decompose.models import load_model
+    from decompose.models.fallback import FallbackModel
     from decompose.models.scripted import ScriptedChatModel
+    from decompose.limits import Limits
     from decompose.orchestrator import Orchestrator
-    from decompose.plan import Plan, Step
+    from decompose.plan import Plan, Solved, Step
     from decompose.result import Result
     from decompose.retry import RetryPolicy
-    from decompose.tools.runner import RetryableToolError, side_effects
+    from decompose.solvers import ChainOfThoughtSolver, DirectSolver, RecursiveSolver, SelfConsistencySolver, StepContext
+    from decompose.tools.runner import RetryableToolError, ToolRunner, side_effects

@@ -1,4 +1,4 @@
-"""Every model call goes through `ModelCaller`: retries, fallbacks, usage, budget and retry events in one place."""
+"""Every model call goes through `ModelCaller`: retries, fallbacks, usage and budget in one place."""
 
 from __future__ import annotations
 
@@ -15,35 +15,29 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_core.utils.uuid import uuid7
 
-from decompose.errors import BudgetExceeded, DecomposeError, ModelError
-from decompose.events import Emit, Retried, TokenCount, Usage
-from decompose.models import chat_model_of
-from decompose.retry import RetryPolicy, call_with_retries, error_reason
-
-
-def model_name(model: Runnable) -> str:
-    model = chat_model_of(model) or model  # a wrapped model (bind, with_retry, ...) is named by what it wraps
-    for attr in ("model_name", "model", "model_id"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return type(model).__name__
+from decompose.errors import BudgetExceeded
+from decompose.events import Emit, TokenCount, Usage
+from decompose.limits import Limits
+from decompose.models import chat_model_of, model_name
+from decompose.models.fallback import FallbackModel
+from decompose.retry import RetryPolicy, call_with_retries, retry_events
 
 
 class ModelCaller:
-    """Calls the primary model, then each fallback once the previous one has failed for good."""
+    """Calls the models of a `FallbackModel` (a list is the primary and its fallbacks), each under its own retry
+    policy, and counts what they used."""
 
     def __init__(
         self,
-        models: Sequence[BaseChatModel],
+        models: FallbackModel | Sequence[BaseChatModel],
         *,
         policy: RetryPolicy,
         usage: Usage,
         emit: Emit,
-        max_tokens: int | None = None,
+        limits: Limits | None = None,
         slots: asyncio.Semaphore | None = None,
     ):
-        self.models = list(models)
+        self.fallback = models if isinstance(models, FallbackModel) else FallbackModel(*models)
         self.slots = slots  # shared by every run of a batch: bounds the batch's calls in flight
         self.policy = policy
         # A model in this process has no server to hang: its calls wait their turn in its batch queue, which
@@ -51,10 +45,16 @@ class ModelCaller:
         self._local_policy = replace(policy, max_total=None)
         self.usage = usage
         self.emit = emit
-        self.max_tokens = max_tokens
+        self.limits = limits or Limits()
+        self.calls_started = 0  # in flight included: what a call limit is checked against
         self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
         self._runnables: dict[tuple[int, Hashable], Runnable] = {}
         self._handlerless: dict[int, bool] = {}
+
+    @property
+    def models(self) -> list[Runnable]:
+        """The primary model, then its fallbacks."""
+        return self.fallback.models
 
     async def invoke(
         self,
@@ -69,36 +69,26 @@ class ModelCaller:
 
         `key` names the runnable `build` makes, so it is built once per model rather than per call.
         """
-        last_error: BaseException | None = None
-        for model in self.models:
+        self.limits.check_before_call(self.usage, self.calls_started)  # nothing is spent past a limit
+        self.calls_started += 1
+        announce = retry_events(self.emit, self.usage, phase, step_id)
+
+        async def call(model: Runnable) -> Any:
             runnable = self._runnable(model, build, key)
             chat_model = chat_model_of(model)  # through bind/with_retry/...: what the call really reaches
             policy = self._local_policy if getattr(chat_model, "in_process", False) else self.policy
+            direct = self._unobserved(runnable)
+            async with self.slots or contextlib.nullcontext():
+                return await call_with_retries(lambda: _ainvoke(runnable, input, direct), policy, announce,
+                                               endpoint=_endpoint_of(chat_model))
 
-            def on_retry(attempt: int, exc: BaseException, wait: float) -> None:
-                self.usage.transport_retries += 1
-                self.emit(Retried(phase=phase, attempt=attempt, reason=error_reason(exc), wait=wait,
-                                  step_id=step_id))
-
-            try:
-                direct = self._unobserved(runnable)
-                async with self.slots or contextlib.nullcontext():
-                    output = await call_with_retries(lambda: _ainvoke(runnable, input, direct), policy, on_retry,
-                                                     endpoint=_endpoint_of(chat_model))
-            except Exception as exc:  # exhausted or permanent: try the next model
-                last_error = exc
-                continue
-            message = _message_of(output)
-            self.usage.add(phase, message)
-            if step_id is not None:
-                self.step_usage.setdefault(step_id, TokenCount()).add(message)
-            self._check_budget()
-            return output, model_name(model)
-        if isinstance(last_error, DecomposeError):
-            raise last_error
-        # Not a transport failure the retry layer knows: e.g. a custom model raising its own error.
-        raise ModelError(f"model {model_name(self.models[-1])!r} failed: {type(last_error).__name__}: {last_error}",
-                         hint="check the model's configuration; see the error above") from last_error
+        output, model = await self.fallback.call(call)
+        message = _message_of(output)
+        self.usage.add(phase, message)
+        if step_id is not None:
+            self.step_usage.setdefault(step_id, TokenCount()).add(message)
+        self.limits.check_after_call(self.usage, self.calls_started)
+        return output, model_name(model)
 
     def _unobserved(self, runnable: Runnable) -> bool:
         """True when no callback handler would see a call of this chat model. Asked once per model and run: every
@@ -118,15 +108,10 @@ class ModelCaller:
             self._runnables[cache_key] = build(model)
         return self._runnables[cache_key]
 
-    def _check_budget(self) -> None:
-        if self.max_tokens is not None and self.usage.total_tokens > self.max_tokens:
-            raise self.budget_exceeded()
-
     def budget_exceeded(self) -> BudgetExceeded:
-        """The error, with the tokens used so far: calls that were in flight when the budget ran out still count,
-        so a run reports it from its final usage."""
-        return BudgetExceeded(f"token budget exceeded: {self.usage.total_tokens} tokens used, max_tokens_per_run="
-                              f"{self.max_tokens}", hint="raise max_tokens_per_run or ask a narrower question")
+        """The error, from the usage so far: calls that were in flight when a limit was reached still count, so a
+        run reports it from its final usage."""
+        return self.limits.exceeded(self.usage, self.calls_started)
 
 
 def _endpoint_of(model: BaseChatModel | None) -> str | None:

@@ -48,7 +48,7 @@ class StepTimeout(DecomposeError):
 
 
 class BudgetExceeded(DecomposeError):
-    """The run used more tokens than `max_tokens_per_run` allows."""
+    """A run reached one of its `Limits`: the token budget (`max_tokens`) or the model-call limit."""
 
 
 class InputError(DecomposeError):

@@ -65,7 +65,7 @@ class Retried(Event):
     reason: str
     wait: float
     step_id: int | None = None
-    kind: str = "transport"  # transport (HTTP/timeout) or parse (malformed output re-asked)
+    kind: str = "transport"  # the retry rule's kind: transport (HTTP, timeout), parse (a reply re-asked), tool
 
 
 @dataclass

@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
-from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
 
@@ -28,15 +27,18 @@ from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, Input
                              PlanError)
 from decompose.events import Answered, Event, PlanReady, Usage
 from decompose.models import load_model
+from decompose.models.fallback import FallbackModel
 from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
                             resolve_args, resolve_text)
+from decompose.limits import Limits
 from decompose.result import Result
 from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
 from decompose.step_state import close_unfinished, drop, state_hooks
-from decompose.solvers import STRATEGIES, SelfConsistencySolver, Solver, StepContext
+from decompose.settings import checked, make_solver, moved_settings
+from decompose.solvers import Solved, Solver, StepContext
 from decompose.tools.runner import ToolRunner
 
 MAX_QUESTION_CHARS = 20_000
@@ -50,73 +52,71 @@ class _Run:
     events: list[Event]
     emit: Callable[[Event], None]
     run_id: str
+    limits: Limits
     history: Sequence[BaseMessage] = ()
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
 
 
 class Orchestrator:
-    """Answers a question in steps. See the README for every option."""
+    """Answers a question in steps. The common case is one line, `Orchestrator("openai:gpt-4o-mini", tools=[...])`;
+    settings live on the part they set: `strategy=SelfConsistencySolver(samples=5)`, `decomposer=Decomposer(
+    max_steps=5)`, `tool_runner=ToolRunner(timeout=30)`, `limits=Limits(run_timeout=60, max_tokens=20_000)`."""
 
     def __init__(
         self,
-        model: BaseChatModel | str | None = None,
+        model: BaseChatModel | FallbackModel | str | None = None,
         *,
         tools: Sequence[BaseTool] = (),
-        fallbacks: Sequence[BaseChatModel | str] = (),
         strategy: str | Solver = "direct",
-        samples: int = 5,
-        temperature: float = 0.7,
-        max_depth: int = 2,
-        max_concurrency: int = 8,
-        max_steps: int = 10,
-        max_plan_retries: int = 2,
-        step_timeout: float | None = None,
-        run_timeout: float | None = None,
-        tool_timeout: float | None = 60.0,
+        retriever: BaseRetriever | None = None,
+        fallbacks: Sequence[BaseChatModel | str] = (),
+        decomposer: Decomposer | None = None,
+        tool_runner: ToolRunner | None = None,
+        limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         prompts: Prompts | None = None,
-        structured_output: bool | None = None,
-        on_plan_failure: str = "raise",
-        max_tokens_per_run: int | None = None,
-        max_replans: int = 0,
-        retriever: BaseRetriever | None = None,
+        max_concurrency: int = 8,
+        **moved: Any,
     ):
+        if moved:  # the flat keyword arguments of earlier versions, each now set on its part
+            strategy, decomposer, tool_runner, limits = moved_settings(moved, strategy, decomposer, tool_runner,
+                                                                        limits)
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        if max_steps < 1:
-            raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
-        if max_replans < 0:
-            raise ConfigError(f"max_replans must be 0 or more, got {max_replans}")
-        if on_plan_failure not in ("raise", "direct"):
-            raise ConfigError(f"on_plan_failure must be 'raise' or 'direct', got {on_plan_failure!r}")
-        self.model = load_model(model)
-        self.fallbacks = [load_model(m) for m in fallbacks]
-        self.tools = list(tools)
-        self.solver = _make_solver(strategy, samples, temperature, max_depth)
-        self.max_concurrency = max_concurrency
-        self.max_steps = max_steps
-        self.step_timeout = step_timeout
-        self.run_timeout = run_timeout
-        self.retry = retry or RetryPolicy()
-        self.prompts = prompts or Prompts()
-        self.on_plan_failure = on_plan_failure
-        self.max_tokens_per_run = max_tokens_per_run
-        self.max_replans = max_replans
         if retriever is not None and not isinstance(retriever, BaseRetriever):
             raise ConfigError(f"retriever must be a LangChain BaseRetriever, got {type(retriever).__name__}",
                               hint="wrap your search in a BaseRetriever, or use LocalDocsRetriever.from_path")
+        if isinstance(model, FallbackModel):  # its own fallbacks and fallback_on
+            if fallbacks:
+                raise ConfigError("fallbacks are given twice: in the FallbackModel and as fallbacks=",
+                                  hint="put every fallback in the FallbackModel")
+            self.models = model
+        else:
+            self.models = FallbackModel(load_model(model), *(load_model(m) for m in fallbacks))
+        self.model, self.fallbacks = self.models.models[0], self.models.models[1:]
+        self.tools = list(tools)
+        self.solver = make_solver(strategy)
         self.retriever = retriever
-        self.decomposer = Decomposer(self.prompts, self.tools, max_steps=max_steps, max_retries=max_plan_retries,
-                                     structured_output=structured_output, documents=retriever is not None)
-        self.tool_runner = ToolRunner(self.tools, timeout=tool_timeout, prompts=self.prompts)
+        self.limits = checked(limits or Limits(), Limits, "limits")
+        self.retry = retry or RetryPolicy()
+        self.prompts = prompts or Prompts()
+        self.max_concurrency = max_concurrency
+        self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
+            self.prompts, self.tools, documents=retriever is not None)
+        self.tool_runner = checked(tool_runner or ToolRunner(), ToolRunner, "tool_runner").configured(
+            self.tools, self.prompts)
         self.synthesizer = Synthesizer(self.prompts, retriever=retriever, with_tools=bool(self.tools),
-                                       direct_when_nothing=on_plan_failure == "direct")
+                                       direct_when_nothing=self.decomposer.on_failure == "direct")
+
+    @property
+    def max_steps(self) -> int:
+        return self.decomposer.max_steps
 
     # ----- public API -------------------------------------------------------------------------------------
 
     def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-            history: Sequence[BaseMessage] = ()) -> Result:
-        return run_sync(self.arun(question, on_event=on_event, history=history))
+            history: Sequence[BaseMessage] = (), limits: Limits | None = None) -> Result:
+        return run_sync(self.arun(question, on_event=on_event, history=history, limits=limits))
 
     def plan(self, question: str) -> Plan:
         return run_sync(self.aplan(question))
@@ -129,29 +129,32 @@ class Orchestrator:
         return plan
 
     def execute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
-                on_event: Callable[[Event], None] | None = None) -> Result:
-        return run_sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event))
+                on_event: Callable[[Event], None] | None = None, limits: Limits | None = None) -> Result:
+        return run_sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event, limits=limits))
 
-    def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None) -> list[Result]:
-        return run_sync(self.abatch(questions, max_concurrency=max_concurrency))
+    def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
+              limits: Limits | None = None) -> list[Result]:
+        return run_sync(self.abatch(questions, max_concurrency=max_concurrency, limits=limits))
 
     async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-                   history: Sequence[BaseMessage] = ()) -> Result:
+                   history: Sequence[BaseMessage] = (), limits: Limits | None = None) -> Result:
         """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
-        so a follow-up like "and when will it arrive?" can be understood; see `Conversation`."""
-        return await self._arun(question, on_event=on_event, history=history)
+        so a follow-up like "and when will it arrive?" can be understood; see `Conversation`. `limits` replaces
+        the Orchestrator's for this run (`orch.limits.replace(max_tokens=2000)` changes one of them)."""
+        return await self._arun(question, on_event=on_event, history=history, limits=limits)
 
     async def _arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-                    history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None) -> Result:
+                    history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None,
+                    limits: Limits | None = None) -> Result:
         question = _check_question(question)
-        run = self._new_run(on_event, history=history, call_slots=call_slots)
-        started, deadline = time.monotonic(), self._deadline()
+        run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
+        started, deadline = time.monotonic(), _deadline(run.limits)
         with _partial_result_on_failure(question, None, run, started):
             try:
                 async with asyncio.timeout_at(deadline):  # the run's deadline covers planning too
                     plan = await self._plan(question, run)
             except (BudgetExceeded, TimeoutError) as exc:  # nothing planned in time or budget: still a Result
-                error = self._timed_out("while planning") if isinstance(exc, TimeoutError) \
+                error = _timed_out(run.limits, "while planning") if isinstance(exc, TimeoutError) \
                     else str(run.caller.budget_exceeded())
                 return Result(question=question, answer=None, plan=None, usage=run.caller.usage,
                               events=run.events, elapsed=time.monotonic() - started, error=error)
@@ -162,21 +165,21 @@ class Orchestrator:
         return await self._plan(_check_question(question), self._new_run(None))
 
     async def aexecute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
-                       on_event: Callable[[Event], None] | None = None) -> Result:
+                       on_event: Callable[[Event], None] | None = None, limits: Limits | None = None) -> Result:
         """Run exactly this plan (e.g. one a person reviewed or edited). Re-running with the same `run_id`
         never repeats a side-effecting tool call that already succeeded."""
         plan = _as_plan(plan, self.max_steps)
         self.decomposer.check_tools(plan)
         question = _check_question(question or plan.question or _plan_as_question(plan))
-        run = self._new_run(on_event, run_id)
+        run = self._new_run(on_event, run_id, limits=limits)
         started = time.monotonic()
         with _partial_result_on_failure(question, plan, run, started):
-            return await self._execute(plan, question, run, started, self._deadline())
+            return await self._execute(plan, question, run, started, _deadline(run.limits))
 
-    async def astream(self, question: str) -> AsyncIterator[Event]:
+    async def astream(self, question: str, *, limits: Limits | None = None) -> AsyncIterator[Event]:
         """Yield events as they happen; the last one is `Answered` (errors are raised after the events)."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        task = asyncio.create_task(self.arun(question, on_event=queue.put_nowait))
+        task = asyncio.create_task(self.arun(question, on_event=queue.put_nowait, limits=limits))
         try:
             while not (task.done() and queue.empty()):
                 getter = asyncio.ensure_future(queue.get())
@@ -191,7 +194,8 @@ class Orchestrator:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None) -> list[Result]:
+    async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
+                     limits: Limits | None = None) -> list[Result]:
         """Answer many questions; one failure does not sink the others (its Result carries `.error`).
 
         `max_concurrency` (default: the Orchestrator's) bounds both the questions in progress and the model
@@ -204,7 +208,7 @@ class Orchestrator:
         async def one(question: str) -> Result:
             async with questions_slots:
                 try:
-                    return await self._arun(question, call_slots=call_slots)
+                    return await self._arun(question, call_slots=call_slots, limits=limits)
                 except DecomposeError as exc:  # what the run did before failing, or (a bad question) nothing
                     return getattr(exc, "result", None) or Result(question=str(question), answer=None, plan=None,
                                                                   usage=Usage(), error=str(exc))
@@ -214,7 +218,9 @@ class Orchestrator:
     # ----- internals --------------------------------------------------------------------------------------
 
     def _new_run(self, on_event: Callable[[Event], None] | None, run_id: str | None = None,
-                 history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None) -> _Run:
+                 history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None,
+                 limits: Limits | None = None) -> _Run:
+        limits = self.limits if limits is None else checked(limits, Limits, "limits")
         events: list[Event] = []
 
         def emit(event: Event) -> None:
@@ -222,25 +228,18 @@ class Orchestrator:
             if on_event is not None:
                 on_event(event)
 
-        caller = ModelCaller([self.model, *self.fallbacks], policy=self.retry, usage=Usage(), emit=emit,
-                             max_tokens=self.max_tokens_per_run, slots=call_slots)
-        return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex,
+        caller = ModelCaller(self.models, policy=self.retry, usage=Usage(), emit=emit,
+                             limits=limits, slots=call_slots)
+        return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex, limits=limits,
                     history=list(history))
 
     async def _plan(self, question: str, run: _Run) -> Plan:
         try:
             return await self.decomposer.aplan(question, run.caller, run.emit, run.history)
         except PlanError:
-            if self.on_plan_failure != "direct":
+            if self.decomposer.on_failure != "direct":
                 raise
             return Plan(steps=[Step(id=1, question=escape_references(question))], question=question)
-
-    def _deadline(self) -> float | None:
-        """When a run started now must end, on the event loop's clock (None: no run_timeout)."""
-        return None if self.run_timeout is None else asyncio.get_running_loop().time() + self.run_timeout
-
-    def _timed_out(self, where: str) -> str:
-        return f"run timed out after {self.run_timeout:g}s ({where})"
 
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float,
                        deadline: float | None) -> Result:
@@ -251,16 +250,17 @@ class Orchestrator:
             async with asyncio.timeout_at(deadline):
                 hooks = state_hooks(plan, run.emit, run.caller.step_usage)
                 await self._run_steps(plan, question, run, depth=0, hooks=hooks)
-                for replan in range(1, self.max_replans + 2):
+                max_replans = self.decomposer.max_replans
+                for replan in range(1, max_replans + 2):
                     answer, missing = await self._synthesize(plan, question, run,
-                                                             may_replan=replan <= self.max_replans)
+                                                             may_replan=replan <= max_replans)
                     if missing is None or not await self._replan(plan, question, missing, run, replan):
                         break
                 if answer is None:  # the last replan brought nothing new: answer from what there is
                     answer, _ = await self._synthesize(plan, question, run)
         except TimeoutError:
             finished = sum(step.status == "done" for step in plan.steps)
-            error = self._timed_out(f"{finished} of {len(plan.steps)} steps done, no answer yet")
+            error = _timed_out(run.limits, f"{finished} of {len(plan.steps)} steps done, no answer yet")
             close_unfinished(plan, error, run.emit)
         except ModelAccessError:  # a bad key or model name: no partial answer is worth returning
             raise
@@ -275,41 +275,36 @@ class Orchestrator:
     async def _run_steps(self, plan: Plan, question: str, run: _Run, *, depth: int, hooks: Hooks,
                          known: dict[str, Any] | None = None) -> None:
         """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
-        earlier plan of this run) takes that answer without a call."""
+        earlier plan of this run) takes that answer without a call. Each step returns `Solved`; the hooks
+        (step_state.py) record it on the step."""
         steps = plan.by_id
         known = known or {}
 
-        async def run_step(step_id: int, answers: dict[int, Any]) -> Any:
+        async def run_step(step_id: int, solved: dict[int, Solved]) -> Solved:
             step = steps[step_id]
-            step.attempts += 1
-            started = time.monotonic()
-            try:
-                if step.tool:
-                    return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
-                                                      caller=run.caller, emit=run.emit)
-                resolved = resolve_text(step.question, answers)
-                key = question_key(resolved)
-                if key in known:  # a replan asked again what an earlier step answered
-                    return known[key]
-                facts = [(resolve_text(steps[d].question, answers), resolve_text(f"{{{d}}}", answers))
-                         for d in step.depends_on]
-                passages = await self._retrieve(step, resolved)
-                context = StepContext(step=step, question=resolved, facts=facts, passages=passages,
-                                      caller=run.caller, prompts=self.prompts, depth=depth,
-                                      recurse=lambda q, d: self._recurse(q, d, run))
-                return await self.solver.solve(context)
-            finally:
-                step.elapsed = time.monotonic() - started
+            answers = {i: s.answer for i, s in solved.items()}
+            if step.tool:
+                return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
+                                                  caller=run.caller, emit=run.emit)
+            resolved = resolve_text(step.question, answers)
+            key = question_key(resolved)
+            if key in known:  # a replan asked again what an earlier step answered
+                return Solved(known[key])
+            facts = [(resolve_text(steps[d].question, answers), resolve_text(f"{{{d}}}", answers))
+                     for d in step.depends_on]
+            passages = await search(self.retriever, resolved, f"step {step.id}")
+            context = StepContext(step=step, question=resolved, facts=facts, passages=passages,
+                                  caller=run.caller, prompts=self.prompts, depth=depth,
+                                  recurse=lambda q, d: self._recurse(q, d, run))
+            outcome = await self.solver.solve(context)
+            if not isinstance(outcome, Solved):  # a custom solver may return the bare answer
+                outcome = Solved(outcome)
+            if self.retriever is not None:
+                outcome = replace(outcome, sources=sources_of(passages))
+            return outcome
 
         await run_dag({s.id: s.depends_on for s in plan.steps}, run_step, max_concurrency=self.max_concurrency,
-                      node_timeout=self.step_timeout, hooks=hooks, fatal=(BudgetExceeded, ModelAccessError))
-
-    async def _retrieve(self, step: Step, question: str) -> list[Document]:
-        """Passages for a model step's resolved question, recorded as the step's sources."""
-        documents = await search(self.retriever, question, f"step {step.id}")
-        if self.retriever is not None:
-            step.sources = sources_of(documents)
-        return documents
+                      node_timeout=run.limits.step_timeout, hooks=hooks, fatal=(BudgetExceeded, ModelAccessError))
 
     async def _recurse(self, question: str, depth: int, run: _Run) -> str:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
@@ -357,18 +352,13 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
         raise
 
 
-def _make_solver(strategy: str | Solver, samples: int, temperature: float, max_depth: int) -> Solver:
-    if not isinstance(strategy, str):
-        return strategy
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r}", hint=f"use one of: {', '.join(STRATEGIES)}")
-    if strategy == "self_consistency":
-        return SelfConsistencySolver(samples=samples, temperature=temperature)
-    if strategy == "recursive":
-        from decompose.solvers import RecursiveSolver
+def _deadline(limits: Limits) -> float | None:
+    """When a run started now must end, on the event loop's clock (None: no run_timeout)."""
+    return None if limits.run_timeout is None else asyncio.get_running_loop().time() + limits.run_timeout
 
-        return RecursiveSolver(max_depth=max_depth)
-    return STRATEGIES[strategy]()
+
+def _timed_out(limits: Limits, where: str) -> str:
+    return f"run timed out after {limits.run_timeout:g}s ({where})"
 
 
 def _check_question(question: Any) -> str:

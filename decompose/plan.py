@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -64,6 +65,18 @@ class Step(BaseModel):
             out["tool"] = self.tool
             out["args"] = self.args
         return out
+
+
+@dataclass(frozen=True)
+class Solved:
+    """What a step's work returns — its answer and how it was reached — for the run to record on the step (a
+    solver or the tool runner never writes the step itself)."""
+
+    answer: Any
+    model: str | None = None  # the model that answered (a fallback's name when the primary failed)
+    vote: dict[str, float] | None = None  # self-consistency: answer -> votes
+    sources: list[dict[str, Any]] | None = None  # passages retrieved for the step
+    args: dict[str, Any] | None = None  # the arguments a tool was called with, when the model corrected the plan's
 
 
 class Plan(BaseModel):

@@ -1,70 +1,58 @@
-"""The one retry policy for model calls, built on tenacity.
+"""The one retry engine: every retry in decompose runs `retrying(rule, attempt)` under a named `Rule`.
 
-Only transient failures are retried: HTTP 408/409/429/5xx, timeouts, refused or reset connections,
-and a truncated or malformed response body. Waits back off exponentially with jitter, except that a
-server's `Retry-After` / `retry-after-ms` header is obeyed (up to `max_retry_after`). A call never
-runs past `max_total` seconds: no wait starts that would cross it, and the attempt running at the
-deadline is cancelled. A permanent failure (400/401/403/404/...) or the last transient one is raised
-as `ModelError`, one line naming the endpoint and status, with the fix as its hint.
+A rule is tenacity's three strategies plus a name and what a retry under it counts as:
+
+- `transport(policy)`: a model call's transient failure (see `transport_errors`): exponential backoff with jitter,
+  a server's `Retry-After` obeyed up to `max_retry_after`, at most `max_attempts`, and no wait that would cross
+  `max_total` seconds from the call's start (the attempt running at that deadline is cancelled).
+- `plan_reask(max_retries)`: a plan that would not parse or validate is asked for again with the problem, at most
+  `max_retries` times, and not after the model repeated its previous reply (a greedy model will again).
+- `TOOL_ARGS_REASK`: tool arguments that do not fit the tool's schema are asked for again, once.
+- `transient_tool_error(...)`: a tool that raised its retryable error is called again after 0.1, 0.2, 0.4 s...,
+  up to `max_retries` times, and a tool with side effects only when it takes an idempotency key.
+
+Strategies are tenacity's (composable with `|` and `&`); every strategy and hook is handed the call's one
+`RetryState` (tenacity's `RetryCallState`, plus the failures so far). `retry_events` is the one hook that turns a
+retry into a `Retried` event and counts it in `Usage`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import lru_cache
+from typing import Literal, TypeVar
 
-import sys
-
-import httpx
 from tenacity import (
-    AsyncRetrying,
     RetryCallState,
     retry_if_exception,
+    retry_if_exception_type,
+    retry_never,
     stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
     wait_exponential_jitter,
+    wait_none,
 )
+from tenacity.retry import retry_base
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
-from decompose.errors import ModelAccessError, ModelError
+from decompose.errors import ModelError
+from decompose.events import Emit, Retried, Usage
+from decompose.transport_errors import (describe_error, error_reason, is_model_failure, is_transient,
+                                       retry_after_seconds)
 
 T = TypeVar("T")
-
-# on_retry(attempt_number, exception, wait_seconds) is called before each wait.
-OnRetry = Callable[[int, BaseException, float], None]
-
-_TRANSIENT_STATUS = {408, 409, 429}
-ACCESS_REFUSED = {401, 403, 404}  # the key, a permission, the model name or the URL: no call can succeed
-
-# openai>=3 runs on httpx2 (an API-identical fork of httpx); other clients still use httpx.
-try:
-    import httpx2
-
-    _HTTPX: tuple = (httpx, httpx2)
-except ImportError:  # pragma: no cover - openai<3
-    _HTTPX = (httpx,)
-_HTTP_STATUS_ERRORS = tuple(m.HTTPStatusError for m in _HTTPX)
-_HTTP_ERRORS = tuple(m.HTTPError for m in _HTTPX)
-_TRANSPORT_ERRORS = tuple(m.TransportError for m in _HTTPX)
-_TIMEOUT_ERRORS = tuple(m.TimeoutException for m in _HTTPX)
-_CONNECT_ERRORS = tuple(m.ConnectError for m in _HTTPX)
-
-
-class _NeverRaised(Exception):
-    """Stands in for an openai error class while openai is not imported: none of its errors can occur then."""
-
-
-def _openai(name: str) -> type[BaseException]:
-    # Looked up lazily: importing openai costs ~1 s, which local and scripted models should not pay.
-    module = sys.modules.get("openai")
-    return getattr(module, name) if module is not None else _NeverRaised
+RetryKind = Literal["transport", "parse", "tool"]
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How a model call is retried: the settings of its `transport` rule."""
+
     max_attempts: int = 4
     initial_wait: float = 0.5  # first backoff; doubles each retry
     max_wait: float = 20.0  # cap on one backoff
@@ -73,217 +61,154 @@ class RetryPolicy:
     jitter: float = 0.5  # up to this many random seconds added to each backoff
 
 
-def _status(exc: BaseException) -> int | None:
-    if isinstance(exc, _openai("APIStatusError")):
-        return exc.status_code
-    if isinstance(exc, _HTTP_STATUS_ERRORS):
-        return exc.response.status_code
-    return None
+@dataclass(frozen=True)
+class Rule:
+    """When a failed attempt is tried again. `kind` is what a retry counts as: a `transport` failure, a `parse`
+    re-ask (the model's reply was unusable) or a `tool` failure; `Retried.kind` and `Usage` say so."""
+
+    name: str
+    kind: RetryKind
+    retry: retry_base  # which failures may be retried
+    stop: stop_base  # when to give up, asked after each retryable failure
+    wait: wait_base = wait_none()  # seconds before the next attempt
 
 
-class MalformedResponse(Exception):
-    """A 200 from an OpenAI-compatible endpoint whose body is not a chat completion (a proxy's HTML login page,
-    an object without choices): retried like a garbled body, then reported with what came back."""
+class RetryState(RetryCallState):
+    """tenacity's record of one call under a rule (`retry_object` is the rule), plus every failure so far."""
 
-    def __init__(self, url: str, body: object):
-        preview = " ".join(str(body).split())
-        self.url, self.preview = url, preview[:120] + ("…" if len(preview) > 120 else "")
-        super().__init__(f"not a chat completion: {self.preview!r}")
+    def __init__(self, rule: Rule):
+        super().__init__(rule, None, (), {})  # type: ignore[arg-type]  # a Rule has retry/stop/wait as Retrying has
+        self.failures: list[BaseException] = []
 
-
-def _malformed(exc: BaseException) -> MalformedResponse | None:
-    return next((e for e in _chain(exc) if isinstance(e, MalformedResponse)), None)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures worth retrying; a 4xx other than 408/409/429 never is."""
-    status = _status(exc)
-    if status is not None:
-        return status in _TRANSIENT_STATUS or status >= 500
-    return isinstance(
-        exc,
-        (
-            _openai("APIConnectionError"),  # includes APITimeoutError
-            *_TRANSPORT_ERRORS,  # timeouts, refused, reset, protocol errors
-            asyncio.TimeoutError,
-            ConnectionError,
-            json.JSONDecodeError,  # a 200 with a truncated or garbled body
-            MalformedResponse,
-        ),
-    )
+    def failed(self, exc: BaseException) -> None:
+        """Record that the current attempt raised `exc`."""
+        self.set_exception((type(exc), exc, exc.__traceback__))
+        self.failures.append(exc)
 
 
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """The wait a 429/503 response asks for (`retry-after-ms`, or `Retry-After` in seconds or as
-    an HTTP date), or None when it asks for none."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
-        return None
-    try:
-        if "retry-after-ms" in headers:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
-        if "retry-after" in headers:
-            return max(0.0, float(headers["retry-after"]))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(headers.get("retry-after", ""))
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+class UnusableReply(Exception):
+    """A model's reply that could not be used: re-asked under `plan_reask` or `TOOL_ARGS_REASK`."""
+
+    def __init__(self, reply: str, problem: str):
+        super().__init__(problem)
+        self.reply = reply  # shown to the model when it is asked again
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and its causes: langchain-openai wraps the SDK's error, which wraps httpx's."""
-    chain = [exc]
-    while chain[-1].__cause__ is not None and len(chain) < 5:
-        chain.append(chain[-1].__cause__)
-    return chain
+Hook = Callable[[RetryState], None]
 
 
-def _endpoint(exc: BaseException) -> str | None:
-    for e in _chain(exc):
-        if isinstance(e, MalformedResponse):
-            return e.url
+async def retrying(rule: Rule, attempt: Callable[[RetryState], Awaitable[T]], *, before_sleep: Hook | None = None,
+                   give_up: Callable[[RetryState], T] | None = None) -> T:
+    """Await `attempt(state)` until it succeeds or `rule` gives up. A result is final; a failure is retried while
+    `rule.retry` allows it and `rule.stop` does not object, with `before_sleep(state)` told of each retry. A failure
+    that is not retried goes to `give_up(state)` (which returns a result or raises), or is raised as it is.
+
+    Tenacity's `AsyncRetrying` costs ~25 µs a call even when the first attempt succeeds; this loop runs the same
+    strategies on the same record, and a first attempt that succeeds costs only the record (<1 µs)."""
+    state = RetryState(rule)
+    while True:
         try:
-            url = e.request.url  # type: ignore[attr-defined]
-        except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
-            continue
-        return str(url).split("?")[0]
-    return None
+            return await attempt(state)
+        except Exception as exc:  # cancellation is no failure: it passes
+            state.failed(exc)
+        if rule.retry(state):
+            state.upcoming_sleep = rule.wait(state)
+            if not rule.stop(state):
+                state.idle_for += state.upcoming_sleep
+                if before_sleep is not None:
+                    before_sleep(state)
+                if state.upcoming_sleep:
+                    await asyncio.sleep(state.upcoming_sleep)
+                state.attempt_number += 1
+                continue
+        if give_up is None:
+            raise state.failures[-1]
+        return give_up(state)
 
 
-def _server_detail(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        body = body.get("message", body)
-    return " ".join(str(body).split())[:200] if body else ""
+def retry_events(emit: Emit, usage: Usage | None, phase: str, step_id: int | None = None) -> Hook:
+    """The `before_sleep` hook that announces every retry: one `Retried` event, counted in `usage` as a transport
+    or parse retry (a tool's own retries are events only)."""
+
+    def announce(state: RetryState) -> None:
+        kind = state.retry_object.kind  # type: ignore[attr-defined]
+        failure = state.failures[-1]
+        if usage is not None and kind == "transport":
+            usage.transport_retries += 1
+        elif usage is not None and kind == "parse":
+            usage.parse_retries += 1
+        emit(Retried(phase=phase, attempt=state.attempt_number, wait=state.upcoming_sleep, step_id=step_id,
+                     kind=kind, reason=error_reason(failure) if kind == "transport" else str(failure)))
+
+    return announce
 
 
-def error_reason(exc: BaseException) -> str:
-    """A few words for why a call failed, for Retried events and logs ("HTTP 429", "timeout")."""
-    status = _status(exc)
-    if status is not None:
-        return f"HTTP {status}"
-    if _malformed(exc):  # raised at the HTTP layer, it reaches us wrapped as a connection error
-        return "malformed response"
-    if isinstance(exc, (_openai("APITimeoutError"), *_TIMEOUT_ERRORS, asyncio.TimeoutError)):
-        return "timeout"
-    if any(isinstance(e, (*_CONNECT_ERRORS, ConnectionRefusedError)) for e in _chain(exc)):
-        return "connection refused"
-    if isinstance(exc, (_openai("APIConnectionError"), *_TRANSPORT_ERRORS, ConnectionError)):
-        return "connection lost"
-    if isinstance(exc, (json.JSONDecodeError, _openai("APIResponseValidationError"))):
-        return "malformed response"
-    return type(exc).__name__
+# ----- the named rules ---------------------------------------------------------------------------------------
 
 
-def _fix(reason: str, status: int | None) -> str:
-    if status in (401, 403):
-        return "check OPENAI_API_KEY (and that it may use this model)"
-    if status == 404:
-        return "check the model name, and that the base URL ends in /v1 (OPENAI_BASE_URL)"
-    if status == 429:
-        return "rate limited: lower max_concurrency or raise RetryPolicy.max_total"
-    if status is not None and status >= 500:
-        return "the server failed: retry later or configure a fallback model"
-    if status is not None:
-        return "the server rejected the request: check the model's parameters"
-    if reason == "connection refused":
-        return "is the server running? check OPENAI_BASE_URL"
-    if reason == "malformed response":
-        return ("is the base URL an OpenAI-compatible API (ending in /v1)? something else answered "
-                "(a proxy, a login page)")
-    if reason == "timeout":
-        return "the server is slow or stuck: raise the model's timeout or RetryPolicy.max_total"
-    return "the server or the network is unreliable: retry later or configure a fallback model"
+class wait_retry_after(wait_base):
+    """As long as the server asked (`Retry-After`, `retry-after-ms`), up to `cap`; `otherwise` when it did not."""
+
+    def __init__(self, cap: float, otherwise: wait_base):
+        self.cap, self.otherwise = cap, otherwise
+
+    def __call__(self, state: RetryCallState) -> float:
+        asked = retry_after_seconds(state.outcome.exception())  # type: ignore[union-attr, arg-type]
+        return self.otherwise(state) if asked is None else min(asked, self.cap)
 
 
-def describe_error(exc: BaseException, attempts: int = 1, endpoint: str | None = None) -> ModelError:
-    """Turn a final model-call failure into a one-line `ModelError` naming endpoint, status, fix. `endpoint` is
-    named when the error itself carries no request (a body that would not parse)."""
-    reason, status, url = error_reason(exc), _status(exc), _endpoint(exc) or endpoint or "the model server"
-    message = f"could not reach {url}" if reason == "connection refused" else f"{reason} from {url}"
-    detail = _server_detail(exc) if status is not None else ""
-    malformed = _malformed(exc)
-    if malformed is not None:
-        detail = f"got {malformed.preview!r} instead of a chat completion"
-    if detail:
-        message += f": {detail}"
-    if attempts > 1:
-        message += f" (after {attempts} attempts)"
-    kind = ModelAccessError if status in ACCESS_REFUSED else ModelError
-    return kind(message, hint=_fix(reason, status))
+class stop_if_reply_repeated(stop_base):
+    """Stop when the model's unusable reply is the one it gave before: asking again cannot help."""
+
+    def __call__(self, state: RetryCallState) -> bool:
+        failures = getattr(state, "failures", [])
+        replies = [getattr(f, "reply", None) for f in failures[-2:]]
+        return len(replies) == 2 and replies[0] is not None and replies[0] == replies[1]
 
 
-def _is_model_failure(exc: BaseException) -> bool:
-    return is_transient(exc) or isinstance(exc, (_openai("APIError"), *_HTTP_ERRORS))
+@lru_cache(maxsize=32)  # a policy is fixed for a run: its rule is built once, not per call
+def transport(policy: RetryPolicy) -> Rule:
+    stop = stop_after_attempt(policy.max_attempts)
+    if policy.max_total is not None:
+        stop = stop | stop_before_delay(policy.max_total)  # counted from the call's start: `RetryState.start_time`
+    backoff = wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)
+    return Rule("transport", "transport", retry_if_exception(is_transient), stop,
+                wait_retry_after(policy.max_retry_after, backoff))
 
 
-def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(
-        multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
-    )
-
-    def wait(state: RetryCallState) -> float:
-        asked = retry_after_seconds(state.outcome.exception())  # type: ignore[union-attr]
-        return backoff(state) if asked is None else min(asked, policy.max_retry_after)
-
-    return wait
+def plan_reask(max_retries: int) -> Rule:
+    return Rule("plan re-ask", "parse", retry_if_exception_type(UnusableReply),
+                stop_after_attempt(max_retries + 1) | stop_if_reply_repeated())
 
 
-async def call_with_retries(
-    fn: Callable[[], Awaitable[T]], policy: RetryPolicy, on_retry: OnRetry | None = None, *,
-    endpoint: str | None = None,
-) -> T:
-    """Await `fn()` under `policy`; raise `ModelError` (chained) when it fails for good."""
-    deadline = None if policy.max_total is None else time.monotonic() + policy.max_total
+TOOL_ARGS_REASK = Rule("tool-argument re-ask", "parse", retry_if_exception_type(UnusableReply), stop_after_attempt(2))
 
-    async def attempt() -> T:
-        async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
+
+def transient_tool_error(error: type[BaseException], max_retries: int, *, may_repeat: bool) -> Rule:
+    """`error` is the tool's way to say "call me again" (`RetryableToolError`); `may_repeat` is False for a tool
+    with side effects and no idempotency key, which a second call could repeat."""
+    return Rule("transient tool error", "tool", retry_if_exception_type(error) if may_repeat else retry_never,
+                stop_after_attempt(max_retries + 1), wait_exponential(multiplier=0.1))
+
+
+# ----- model calls ------------------------------------------------------------------------------------------
+
+
+async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, before_sleep: Hook | None = None,
+                            *, endpoint: str | None = None) -> T:
+    """Await `fn()` under `transport(policy)`; raise `ModelError` (chained) when the server fails for good.
+    `endpoint` is named when the error itself carries no request (a body that would not parse)."""
+
+    async def attempt(state: RetryState) -> T:
+        if policy.max_total is None:
+            return await fn()
+        async with asyncio.timeout(max(0.0, state.start_time + policy.max_total - time.monotonic())):
             return await fn()
 
-    # Most calls succeed at once: run the first attempt bare, and build the retry machinery only when it fails
-    # transiently (tenacity's set-up and iteration cost ~25 µs a call). tenacity then replays that failure as its
-    # attempt 1, so attempt numbers, waits, `on_retry` and the deadline are exactly as before.
-    try:
-        return await attempt()
-    except ModelError:
-        raise
-    except Exception as exc:
-        if not is_transient(exc):  # tenacity would have re-raised it at once
-            if not _is_model_failure(exc):
-                raise  # a bug or a parse error is not ours to describe
-            raise describe_error(exc, 1, endpoint) from exc
-        first: BaseException | None = exc
+    def give_up(state: RetryState) -> T:
+        failure = state.failures[-1]
+        if isinstance(failure, ModelError) or not is_model_failure(failure):
+            raise failure  # a bug or a parse error is not ours to describe
+        raise describe_error(failure, state.attempt_number, endpoint) from failure
 
-    async def replay_then_attempt() -> T:
-        nonlocal first
-        if first is not None:
-            failure, first = first, None
-            raise failure
-        return await attempt()
-
-    def before_sleep(state: RetryCallState) -> None:
-        if on_retry:
-            exc = state.outcome.exception()  # type: ignore[union-attr]
-            on_retry(state.attempt_number, exc, state.upcoming_sleep)  # type: ignore[arg-type]
-
-    def past_deadline(state: RetryCallState) -> bool:  # stop_before_delay(max_total), from the call's start
-        return deadline is not None and time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
-
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts) | past_deadline,
-        wait=_wait(policy),
-        retry=retry_if_exception(is_transient),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    try:
-        return await retrying(replay_then_attempt)
-    except ModelError:
-        raise
-    except Exception as exc:
-        if not _is_model_failure(exc):
-            raise  # a bug or a parse error is not ours to describe
-        raise describe_error(exc, retrying.statistics.get("attempt_number", 1), endpoint) from exc
+    return await retrying(transport(policy), attempt, before_sleep=before_sleep, give_up=give_up)

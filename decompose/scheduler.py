@@ -68,7 +68,7 @@ async def run_dag(
                         value = await run_node(node, values)
                 except TimeoutError:
                     error: BaseException = StepTimeout(f"step {node} timed out after {node_timeout:g}s",
-                                                       hint="raise step_timeout or simplify the step")
+                                                       hint="raise Limits.step_timeout or simplify the step")
                 except fatal:
                     raise
                 except Exception as exc:  # a failed step must not sink its siblings

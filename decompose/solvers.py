@@ -1,7 +1,8 @@
 """How one model step is answered: directly, by chain-of-thought, by self-consistency, or by decomposing it again.
 
 A solver gets a `StepContext` (the step, its resolved question, the facts it depends on, the model caller) and
-returns the step's answer. Tool steps never reach a solver: the tool runner answers them.
+returns the step's answer — a plain value, or `Solved` with how it was reached (the model, a vote). It never writes
+the step: the run records what it returns. Tool steps never reach a solver: the tool runner answers them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from decompose.calls import ModelCaller
 from langchain_core.documents import Document
 
 from decompose.chains.answer_form import answer_form
+from decompose.errors import ConfigError
 from decompose.chains.prompts import Prompts, known_facts
-from decompose.plan import Step
+from decompose.plan import Solved, Step
 from decompose.retrieval import passages_text
 from decompose.chains.answer_line import final_answer_line
 from decompose.scoring import normalize_answer
@@ -45,45 +47,47 @@ class StepContext:
 
 
 class Solver(Protocol):
-    async def solve(self, ctx: StepContext) -> Any: ...
+    async def solve(self, ctx: StepContext) -> Solved | Any: ...
 
 
 class DirectSolver:
     """One model call with the answer prompt."""
 
-    async def solve(self, ctx: StepContext) -> str:
-        message, ctx.step.model = await ctx.caller.invoke(
+    async def solve(self, ctx: StepContext) -> Solved:
+        message, model = await ctx.caller.invoke(
             ctx.prompts.answer.format_messages(**ctx.values()), phase="solve", step_id=ctx.step.id
         )
-        return str(message.content).strip()
+        return Solved(str(message.content).strip(), model=model)
 
 
 class ChainOfThoughtSolver:
     """Reason first, then keep only the line after 'Answer:'."""
 
-    async def solve(self, ctx: StepContext) -> str:
-        message, ctx.step.model = await ctx.caller.invoke(
+    async def solve(self, ctx: StepContext) -> Solved:
+        message, model = await ctx.caller.invoke(
             ctx.prompts.cot.format_messages(**ctx.values()), phase="solve", step_id=ctx.step.id
         )
-        return final_answer_line(str(message.content))
+        return Solved(final_answer_line(str(message.content)), model=model)
 
 
 class SelfConsistencySolver:
     """K chain-of-thought samples at temperature > 0, then a vote: a = argmax_a Σ_k P(a | q, r_k).
 
     P(a | q, r_k) is 1 for the answer sample k concludes and 0 otherwise, i.e. a majority vote over normalised
-    answers; the vote is stored on the step (`step.vote`). Ties go to the answer reached first.
+    answers; the vote is returned with the answer (and recorded as `step.vote`). Ties go to the answer reached
+    first.
     """
 
     def __init__(self, samples: int = 5, temperature: float = 0.7):
         if samples < 1:
-            raise ValueError("self-consistency needs at least one sample")
+            raise ConfigError(f"self-consistency needs at least one sample, got samples={samples}")
         if temperature <= 0:
-            raise ValueError("self-consistency samples need a temperature above 0")
+            raise ConfigError(f"self-consistency samples need a temperature above 0, got {temperature}",
+                              hint="at temperature 0 every sample is the same: use strategy='cot'")
         self.samples = samples
         self.temperature = temperature
 
-    async def solve(self, ctx: StepContext) -> str:
+    async def solve(self, ctx: StepContext) -> Solved:
         messages = ctx.prompts.cot.format_messages(**ctx.values())
         replies = await asyncio.gather(*(
             ctx.caller.invoke(messages, phase="solve", step_id=ctx.step.id,
@@ -91,7 +95,6 @@ class SelfConsistencySolver:
             for _ in range(self.samples)
         ))
         answers = [final_answer_line(str(message.content)) for message, _ in replies]
-        ctx.step.model = replies[0][1]
         votes: Counter[str] = Counter()
         first_form: dict[str, str] = {}
         for answer in answers:
@@ -99,14 +102,15 @@ class SelfConsistencySolver:
             votes[key] += 1.0
             first_form.setdefault(key, answer)
         winner = max(votes, key=lambda k: (votes[k], -list(first_form).index(k)))
-        ctx.step.vote = dict(votes)
-        return first_form[winner]
+        return Solved(first_form[winner], model=replies[0][1], vote=dict(votes))
 
 
 class RecursiveSolver:
     """Decompose the step again (a sub-plan) until `max_depth`; below that, answer directly."""
 
     def __init__(self, max_depth: int = 2, leaf: Solver | None = None):
+        if max_depth < 1:
+            raise ConfigError(f"max_depth must be at least 1, got {max_depth}")
         self.max_depth = max_depth
         self.leaf = leaf or DirectSolver()
 
@@ -119,7 +123,7 @@ class RecursiveSolver:
         return await ctx.recurse(question, ctx.depth + 1)
 
 
-STRATEGIES: dict[str, Callable[[], Solver]] = {
+STRATEGIES: dict[str, Callable[..., Solver]] = {
     "direct": DirectSolver,
     "cot": ChainOfThoughtSolver,
     "self_consistency": SelfConsistencySolver,

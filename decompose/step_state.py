@@ -3,6 +3,7 @@ as an event, and a run that stops early closes what is unfinished."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from decompose.events import Event, StepFailed, StepFinished, StepSkipped, StepStarted, TokenCount
@@ -11,24 +12,33 @@ from decompose.scheduler import Hooks
 
 
 def state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int, TokenCount]) -> Hooks:
-    """Keep each step's state in step with the scheduler, and announce every change."""
+    """Keep each step's state in step with the scheduler, and announce every change. A step's work returns a
+    `Solved` (its answer and how it was reached: model, vote, sources); this records it."""
     steps = plan.by_id
+    started: dict[int, float] = {}
 
     def start(step_id: int) -> None:
         step = steps[step_id]
         step.status = "running"
+        step.attempts += 1
+        started[step_id] = time.monotonic()
         emit(StepStarted(step_id=step_id, question=step.question, tool=step.tool))
 
-    def done(step_id: int, answer: Any) -> None:
+    def done(step_id: int, solved: Any) -> None:
         step = steps[step_id]
-        step.status, step.answer = "done", answer
+        step.status, step.answer, step.elapsed = "done", solved.answer, time.monotonic() - started[step_id]
+        step.model, step.vote = solved.model, solved.vote
+        if solved.sources is not None:
+            step.sources = solved.sources
+        if solved.args is not None:  # the arguments the tool was called with, after the model corrected them
+            step.args = solved.args
         usage = step_usage.get(step_id)
-        emit(StepFinished(step_id=step_id, answer=answer, elapsed=step.elapsed or 0.0, model=step.model,
+        emit(StepFinished(step_id=step_id, answer=step.answer, elapsed=step.elapsed, model=step.model,
                           usage=usage.to_dict() if usage else None, sources=step.sources))
 
     def fail(step_id: int, error: BaseException) -> None:
         step = steps[step_id]
-        step.status, step.error = "failed", str(error)
+        step.status, step.error, step.elapsed = "failed", str(error), time.monotonic() - started[step_id]
         emit(StepFailed(step_id=step_id, error=str(error)))
 
     def skip(step_id: int, reason: str) -> None:

@@ -1,4 +1,5 @@
 import pytest
+from fault_server import FaultServer
 from helpers import plan_json
 
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
@@ -15,3 +16,27 @@ def titanic_model():
         (r"Question: When was Titanic released", "1997"),
         (r"Question: How old was someone born in 1954 in 1997", "43"),
     ])
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A real fault-injecting OpenAI-compatible server on 127.0.0.1, one per test module."""
+    with FaultServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def fault(server):
+    """The module's fault server with no fault scripted and no request recorded yet."""
+    server.reset()
+    return server
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """An empty cache folder ($DECOMPOSE_CACHE) for one test module: the embedded model converts into it on first
+    use, as on a fresh machine."""
+    root = tmp_path_factory.mktemp("decompose-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DECOMPOSE_CACHE", str(root))
+        yield root

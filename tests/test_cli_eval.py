@@ -11,35 +11,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, cli
 
-# Decomposed: a two-step plan, then synthesis answers by topic. Direct: the one step is answered by topic.
-RULES = '''
-import json
-from decompose.models.scripted import asks_for_plan, asks_to_combine
 
-ANSWERS = {"capital of France": "Paris", "ducks": "18", "sky green": "no", "big apple": "New York",
-           "broken": ValueError("model broke")}
-
-def by_topic(messages):
-    text = messages[-1].content
-    for topic, answer in ANSWERS.items():
-        if topic in text:
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-    return "I don't know"
-
-rules = [
-    (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "First part?"},
-                                          {"id": 2, "question": "Second part, given {1}?"}]})),
-    (asks_to_combine, by_topic),
-    (r"Question: First part", "one"),
-    (r"Question: Second part", "two"),
-    (r"Question:", by_topic),
-]
-latency = float(__import__("os").environ.get("SCRIPTED_LATENCY", "0"))
-'''
+# The example's scripted model: a two-step plan, then synthesis answers by topic; "broken" makes the model fail.
+RULES = (REPO / "examples" / "scripted" / "evalrules.py").read_text()
 
 ROWS = [
     '{"id": "q1", "question": "What is the capital of France?", "answer": "Paris"}',
@@ -50,14 +26,6 @@ ROWS = [
     '{"qid": "s1", "question": "Is the sky green?", "answer": false}',
     '{"question": "Which city is the big apple?", "answer": "New York City"}',  # EM 0, F1 0.8
 ]
-
-
-def cli(*args, cwd, env=None, timeout=60):
-    full_env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "FORCE_COLOR")}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "decompose.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

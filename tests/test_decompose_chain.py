@@ -106,3 +106,16 @@ def test_a_tool_call_on_values_from_the_question_is_kept():
                                       "args": {"order_id": "A123", "verbose": True}}]})
     kept = ask_invented_tool_calls(plan, "Where is my order A123?")
     assert kept.steps[0].tool == "lookup_order"
+
+
+def test_each_plan_reask_is_one_parse_retry_showing_the_model_its_last_reply():
+    from decompose import Decomposer, Orchestrator, PlanError, Retried, ScriptedChatModel
+
+    model = ScriptedChatModel(default=["I am a teapot.", "I am a kettle.", "I am a pot."])
+    events = []
+    with pytest.raises(PlanError, match="did not write a usable plan in 3 tries"):
+        Orchestrator(model, decomposer=Decomposer(max_retries=2)).run("How tall?", on_event=events.append)
+    retried = [e for e in events if isinstance(e, Retried)]
+    assert [(e.kind, e.phase, e.attempt, e.wait) for e in retried] == [("parse", "decompose", 1, 0.0),
+                                                                      ("parse", "decompose", 2, 0.0)]
+    assert "I am a kettle." in model.calls[2]["prompt"] and "I am a teapot." not in model.calls[2]["prompt"]

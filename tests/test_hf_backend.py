@@ -44,14 +44,6 @@ PlanSpec = plan_schema([], max_steps=8)
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("decompose-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DECOMPOSE_CACHE", str(root))
-        yield root
-
-
-@pytest.fixture(scope="module")
 def model(cache_dir) -> ChatTransformers:
     """Converted from the wheel's GGUF into the empty temporary cache: the first-use path."""
     return load_embedded(max_new_tokens=24, max_batch_size=10, batch_wait_ms=50)

@@ -6,7 +6,7 @@ import json
 import pytest
 from helpers import cli
 
-from decompose import Orchestrator, PlanError, ScriptedChatModel
+from decompose import Decomposer, Orchestrator, PlanError, ScriptedChatModel
 from decompose.models.scripted import asks_for_plan
 from decompose.plan import Plan, escape_references, keep_literal, references_in, resolve_text
 
@@ -31,7 +31,7 @@ def test_a_planner_copying_the_question_keeps_its_braces(question):
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_a_direct_answer_keeps_the_braces(question):
     model = ScriptedChatModel(rules=[(asks_for_plan, "not a plan"), ("", echo)])
-    result = Orchestrator(model, on_plan_failure="direct", max_plan_retries=0).run(question)
+    result = Orchestrator(model, decomposer=Decomposer(on_failure="direct", max_retries=0)).run(question)
     assert result.ok, result.error
     assert result.answer == "asked: " + question
 

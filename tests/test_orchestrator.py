@@ -4,7 +4,7 @@ import json
 import pytest
 from langchain_core.tools import tool
 
-from decompose import ConfigError, InputError, Orchestrator, Plan, PlanError, ScriptedChatModel
+from decompose import ConfigError, Decomposer, InputError, Limits, Orchestrator, Plan, PlanError, ScriptedChatModel
 from decompose.events import Answered, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from helpers import TITANIC, plan_json
@@ -77,7 +77,7 @@ async def test_arun_and_astream(titanic_model):
 
 
 async def test_astream_raises_after_the_events_when_planning_fails():
-    orch = Orchestrator(ScriptedChatModel(default="no plan here"), max_plan_retries=0)
+    orch = Orchestrator(ScriptedChatModel(default="no plan here"), decomposer=Decomposer(max_retries=0))
     with pytest.raises(PlanError):
         async for _ in orch.astream("q?"):
             pass
@@ -134,7 +134,7 @@ def test_braces_in_a_question_are_passed_through_untouched():
 
 def test_garbage_model_gets_a_clear_error_after_n_reasks():
     model = ScriptedChatModel(default=["I am a teapot.", "I am a kettle.", "I am a pot."])
-    orch = Orchestrator(model, max_plan_retries=2)
+    orch = Orchestrator(model, decomposer=Decomposer(max_retries=2))
     with pytest.raises(PlanError, match=r"did not write a usable plan in 3 tries.*neither JSON") as err:
         orch.run("How tall is the tower?")
     assert err.value.hint and "stronger model" in err.value.hint
@@ -163,7 +163,7 @@ def test_a_model_that_repeats_its_bad_plan_is_not_asked_again_and_the_usable_ste
         (r"Question: How many people live in France", "68 million"),
         (r"Question: Is 68 million above 60 million", "yes"),
     ])
-    result = Orchestrator(model, max_plan_retries=3).run("Is France more populous than 60 million?")
+    result = Orchestrator(model, decomposer=Decomposer(max_retries=3)).run("Is France more populous than 60 million?")
     assert [s.question for s in result.plan.steps] == ["How many people live in France?",
                                                        "Is {1} above 60 million?"]
     assert result.ok and "yes" in result.answer
@@ -174,7 +174,7 @@ def test_a_model_that_repeats_its_bad_plan_is_not_asked_again_and_the_usable_ste
 def test_a_plan_whose_every_step_refers_to_itself_becomes_the_question_itself():
     model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("How many items are in {1}?")),
                                      (r"Question: Anything\?", "Nothing.")], default="combined")
-    result = Orchestrator(model, max_plan_retries=3).run("Anything?")
+    result = Orchestrator(model, decomposer=Decomposer(max_retries=3)).run("Anything?")
     assert [s.question for s in result.plan.steps] == ["Anything?"]
     assert result.plan.steps[0].answer == "Nothing." and result.ok
 
@@ -183,12 +183,12 @@ def test_a_plan_that_is_broken_beyond_its_references_still_fails_clearly():
     model = ScriptedChatModel(rules=[(asks_for_plan, plan_json({"id": 1, "question": "A?"},
                                                                {"id": 1, "question": "B?"}))])
     with pytest.raises(PlanError, match=r"did not write a usable plan in 2 tries.*used twice"):
-        Orchestrator(model, max_plan_retries=3).run("Anything?")
+        Orchestrator(model, decomposer=Decomposer(max_retries=3)).run("Anything?")
 
 
 def test_on_plan_failure_direct_answers_the_question_itself():
     model = ScriptedChatModel(rules=[(asks_for_plan, "garbage"), (r"Question: Capital of France", "Paris")])
-    result = Orchestrator(model, on_plan_failure="direct", max_plan_retries=1).run("Capital of France?")
+    result = Orchestrator(model, decomposer=Decomposer(on_failure="direct", max_retries=1)).run("Capital of France?")
     assert result.answer == "Paris" and len(result.plan.steps) == 1
 
 
@@ -221,7 +221,7 @@ def test_with_on_plan_failure_direct_a_plan_that_answered_nothing_is_answered_di
     model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A\?", ValueError("down")),
                                      (r"Question: Which year", "2018")])
     docs = LocalDocsRetriever.from_texts([("t", "Sales peaked in the year 2018.")])
-    result = Orchestrator(model, retriever=docs, on_plan_failure="direct").run("Which year had the most sales?")
+    result = Orchestrator(model, retriever=docs, decomposer=Decomposer(on_failure="direct")).run("Which year had the most sales?")
     assert result.ok and result.answer == "2018"
     assert result.plan.step(1).status == "failed"  # the plan's record stays as it ran
     direct = next(c["prompt"] for c in model.calls if "Question: Which year" in c["prompt"])
@@ -238,7 +238,7 @@ def test_step_timeout():
 
     model = Slow(rules=[(asks_for_plan, plan_json("slow?", "fast?")), (asks_to_combine, "combined"),
                         (r"fast", "quick")])
-    result = Orchestrator(model, step_timeout=0.2).run("Both?")
+    result = Orchestrator(model, limits=Limits(step_timeout=0.2)).run("Both?")
     slow, fast = result.plan.steps
     assert slow.status == "failed" and "timed out after 0.2s" in slow.error
     assert fast.answer == "quick" and result.answer == "combined"
@@ -256,7 +256,7 @@ def test_run_timeout_returns_the_partial_result():
             return await super()._agenerate(messages, stop, run_manager, **kw)
 
     slow = SlowSecond(rules=model.rules, default="late")
-    result = Orchestrator(slow, run_timeout=0.3).run("Q?")
+    result = Orchestrator(slow, limits=Limits(run_timeout=0.3)).run("Q?")
     assert result.error == "run timed out after 0.3s (1 of 2 steps done, no answer yet)" and result.answer is None
     assert result.plan.step(1).answer == "a" and result.plan.step(2).status == "failed"
 
@@ -272,14 +272,14 @@ def test_run_timeout_covers_planning_and_what_is_left_after_it():
             return await super()._agenerate(messages, stop, run_manager, **kw)
 
     model = Slow(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A", "a")], default="late")
-    result = Orchestrator(model, run_timeout=0.3).run("Q?")
+    result = Orchestrator(model, limits=Limits(run_timeout=0.3)).run("Q?")
     assert result.error == "run timed out after 0.3s (while planning)" and result.plan is None
     assert result.elapsed < 10  # ended by the deadline, not by the 30 s plan
     # 0.2 s to plan and 0.2 s for the step: each fits in 0.3 s, both do not. The steps get what is left.
     model.plan_seconds = model.step_seconds = 0.2
-    result = Orchestrator(model, run_timeout=0.3).run("Q?")
+    result = Orchestrator(model, limits=Limits(run_timeout=0.3)).run("Q?")
     assert result.error == "run timed out after 0.3s (0 of 1 steps done, no answer yet)"
-    in_time = Orchestrator(model, run_timeout=1).run("Q?")
+    in_time = Orchestrator(model, limits=Limits(run_timeout=1)).run("Q?")
     assert in_time.error is None and in_time.plan.step(1).answer == "a"
 
 
@@ -287,19 +287,22 @@ def test_token_budget_stops_the_run_with_the_partial_result(titanic_model):
     phases = Orchestrator(titanic_model).run(TITANIC).usage.phases
     one_answer = max(1, phases["solve"].total // phases["solve"].calls)
     budget = phases["decompose"].total + one_answer + 5  # enough to plan and answer one step, not all
-    result = Orchestrator(titanic_model, max_tokens_per_run=budget).run(TITANIC)
-    assert "token budget exceeded" in result.error and f"max_tokens_per_run={budget}" in result.error
+    result = Orchestrator(titanic_model, limits=Limits(max_tokens=budget)).run(TITANIC)
+    assert "token budget exceeded" in result.error and f"max_tokens={budget}" in result.error
     assert result.answer is None and result.usage.total_tokens > budget
     # the figure in the message is the run's final usage, calls in flight at the time included
     assert f"{result.usage.total_tokens} tokens used" in result.error
     statuses = {s.status for s in result.plan.steps}
     assert "done" in statuses and statuses & {"failed", "skipped"}  # partial: some steps ran, the rest stopped
-    tiny = Orchestrator(titanic_model, max_tokens_per_run=10).run(TITANIC)
+    tiny = Orchestrator(titanic_model, limits=Limits(max_tokens=10)).run(TITANIC)
     assert tiny.plan is None and f"token budget exceeded: {tiny.usage.total_tokens} tokens used" in tiny.error
 
 
 def test_fallback_model_answers_when_the_primary_fails_for_good():
-    primary = ScriptedChatModel(default=PermissionError("401 unauthorized"), model_name="primary")
+    from decompose import ModelAccessError
+
+    refused = ModelAccessError("HTTP 401 from http://127.0.0.1:9/v1/chat/completions", hint="check OPENAI_API_KEY")
+    primary = ScriptedChatModel(default=refused, model_name="primary")
     backup = ScriptedChatModel(rules=[(asks_for_plan, plan_json("Capital of France?")), (r"France", "Paris")],
                                model_name="backup")
     result = Orchestrator(primary, fallbacks=[backup]).run("Capital of France?")
@@ -357,13 +360,19 @@ def test_sync_api_inside_a_running_loop_is_a_clear_error(titanic_model):
         asyncio.run(inside())
 
 
-@pytest.mark.parametrize("kwargs, message", [({"max_concurrency": 0}, "max_concurrency"),
-                                             ({"strategy": "magic"}, "unknown strategy"),
-                                             ({"on_plan_failure": "ignore"}, "on_plan_failure"),
-                                             ({"max_steps": 0}, "max_steps")])
-def test_bad_config(titanic_model, kwargs, message):
+@pytest.mark.parametrize("make, message", [
+    (lambda model: Orchestrator(model, max_concurrency=0), "max_concurrency"),
+    (lambda model: Orchestrator(model, strategy="magic"), "unknown strategy"),
+    (lambda model: Orchestrator(model, strategy=42), "strategy must be a name or a solver"),
+    (lambda model: Orchestrator(model, decomposer=Decomposer(on_failure="ignore")), "on_failure"),
+    (lambda model: Orchestrator(model, decomposer=Decomposer(max_steps=0)), "max_steps"),
+    (lambda model: Orchestrator(model, decomposer={"max_steps": 3}), "decomposer must be a Decomposer"),
+    (lambda model: Orchestrator(model, limits=Limits(run_timeout=-1)), "run_timeout must be a positive"),
+    (lambda model: Orchestrator(model).run("Q?", limits={"max_tokens": 5}), "limits must be a Limits"),
+])
+def test_bad_config(titanic_model, make, message):
     with pytest.raises(ConfigError, match=message):
-        Orchestrator(titanic_model, **kwargs)
+        make(titanic_model)
 
 
 def test_unknown_model_spec():

@@ -5,21 +5,16 @@ import json
 import time
 
 import pytest
-from fault_server import HANG, HTML_PAGE, MALFORMED, FaultServer, ok, status
+from fault_server import HANG, HTML_PAGE, MALFORMED, ok, status
 from servers import free_port
 
-from decompose import ModelError, Orchestrator, RetryPolicy, ScriptedChatModel
+from decompose import Decomposer, Limits, ModelError, Orchestrator, RetryPolicy, ScriptedChatModel
 from decompose.events import Retried
 from decompose.models.openai import load_openai
 
 FAST = RetryPolicy(max_attempts=3, initial_wait=0.05, max_wait=0.2, jitter=0.01, max_total=5)
+TEXT_PLANS = Decomposer(structured_output=False)  # the fault server speaks plain chat completions only
 ONE_STEP = json.dumps({"steps": [{"id": 1, "question": "Capital of France?"}]})
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FaultServer() as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -32,7 +27,7 @@ def model(server):
 def test_429_with_retry_after_is_retried_and_reported(server, model):
     server.queue(status(429, {"Retry-After": "0.3"}), ok(ONE_STEP), ok("Paris"))
     events = []
-    result = Orchestrator(model, retry=FAST, structured_output=False).run("Capital of France?",
+    result = Orchestrator(model, retry=FAST, decomposer=TEXT_PLANS).run("Capital of France?",
                                                                           on_event=events.append)
     assert result.answer == "Paris"
     retried = [e for e in events if isinstance(e, Retried)]
@@ -47,7 +42,7 @@ def test_429_with_retry_after_is_retried_and_reported(server, model):
 def test_401_is_not_retried_and_says_what_to_fix(server, model):
     server.default = status(401, message="bad key")
     with pytest.raises(ModelError) as err:
-        Orchestrator(model, retry=FAST, structured_output=False).run("Capital of France?")
+        Orchestrator(model, retry=FAST, decomposer=TEXT_PLANS).run("Capital of France?")
     assert len(server.hits) == 1
     assert "HTTP 401 from http://127.0.0.1" in str(err.value) and "OPENAI_API_KEY" in str(err.value)
 
@@ -57,7 +52,7 @@ def test_fallback_answers_when_the_server_keeps_failing(server, model):
     server.default = status(503)
     backup = ScriptedChatModel(rules=[(lambda m: '"steps"' in m[0].content, ONE_STEP), (r"France", "Paris")],
                                model_name="backup")
-    result = Orchestrator(model, fallbacks=[backup], retry=FAST, structured_output=False).run("Capital of France?")
+    result = Orchestrator(model, fallbacks=[backup], retry=FAST, decomposer=TEXT_PLANS).run("Capital of France?")
     assert result.answer == "Paris" and result.plan.step(1).model == "backup"
     assert len(server.hits) == 3 * 2  # every attempt of the primary, for the plan and for the step
     assert result.usage.transport_retries == 2 * 2
@@ -69,7 +64,7 @@ def test_a_hanging_server_ends_within_the_per_call_deadline(server, model):
     server.default = HANG
     policy = RetryPolicy(max_attempts=10, initial_wait=0.05, max_wait=0.1, jitter=0.01, max_total=1.0)
     with pytest.raises(ModelError, match="timeout|timed out"):
-        Orchestrator(model, retry=policy, structured_output=False).run("Capital?")
+        Orchestrator(model, retry=policy, decomposer=TEXT_PLANS).run("Capital?")
     assert len(server.hits) <= 5
 
 
@@ -96,12 +91,12 @@ def test_the_sync_api_can_be_called_again_with_the_same_http_model(server, model
     # HTTP clients bind to the event loop they first ran on; each sync call must not strand them.
     server.default = ok("Paris")
     server.queue(ok(ONE_STEP))
-    orch = Orchestrator(model, retry=FAST, structured_output=False)
+    orch = Orchestrator(model, retry=FAST, decomposer=TEXT_PLANS)
     assert orch.run("Capital of France?").answer == "Paris"
     server.queue(ok(ONE_STEP))
     assert orch.run("Capital of France?").answer == "Paris"
     server.queue(ok(ONE_STEP))
-    assert Orchestrator(model, retry=FAST, structured_output=False).plan("Capital?").steps[0].question
+    assert Orchestrator(model, retry=FAST, decomposer=TEXT_PLANS).plan("Capital?").steps[0].question
 
 
 @pytest.mark.slow
@@ -112,7 +107,7 @@ def test_the_run_deadline_covers_planning_against_a_server_that_never_answers(se
     model = load_openai("fault-model", base_url=server.base_url, api_key="k", timeout=30.0)
     events = []
     started = time.monotonic()
-    result = Orchestrator(model, run_timeout=1.0, structured_output=False).run("Capital?", on_event=events.append)
+    result = Orchestrator(model, limits=Limits(run_timeout=1.0), decomposer=TEXT_PLANS).run("Capital?", on_event=events.append)
     assert time.monotonic() - started < 15  # far below the minutes the per-call timeout and retries allow
     assert result.answer is None and result.plan is None
     assert result.error == "run timed out after 1s (while planning)"
@@ -135,10 +130,10 @@ def test_an_html_page_instead_of_a_structured_plan_is_retried(server, model):
 def test_a_body_that_never_parses_names_the_endpoint(server, model):
     server.default = MALFORMED  # a truncated JSON body carries no request: the model's own endpoint is named
     with pytest.raises(ModelError) as err:
-        Orchestrator(model, retry=FAST, structured_output=False).run("Capital?")
+        Orchestrator(model, retry=FAST, decomposer=TEXT_PLANS).run("Capital?")
     assert str(err.value).startswith(f"malformed response from {server.base_url}/chat/completions (after 3 attempts)")
     server.reset()
     server.default = MALFORMED
     with pytest.raises(ModelError) as err:  # a wrapped model is seen through
-        Orchestrator(model.bind(temperature=0), retry=FAST, structured_output=False).run("Capital?")
+        Orchestrator(model.bind(temperature=0), retry=FAST, decomposer=TEXT_PLANS).run("Capital?")
     assert str(err.value).startswith(f"malformed response from {server.base_url}/chat/completions")

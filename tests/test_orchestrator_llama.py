@@ -3,7 +3,7 @@
 import pytest
 from servers import llama_server
 
-from decompose import Orchestrator
+from decompose import Decomposer, Orchestrator
 from decompose.models.openai import load_openai
 
 pytestmark = [pytest.mark.slow, pytest.mark.model, pytest.mark.server]
@@ -21,7 +21,7 @@ def model():
     "Which is larger, the population of France or of Spain?",
 ])
 def test_structured_plans_from_a_real_server_run_end_to_end(model, question):
-    orch = Orchestrator(model, max_steps=4)
+    orch = Orchestrator(model, decomposer=Decomposer(max_steps=4))
     result = orch.run(question)
     assert result.plan is not None and 1 <= len(result.plan.steps) <= 4
     assert result.usage.phases["decompose"].calls >= 1

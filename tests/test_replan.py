@@ -5,7 +5,7 @@ import json
 import pytest
 from helpers import cli
 
-from decompose import ConfigError, Orchestrator, ScriptedChatModel
+from decompose import ConfigError, Decomposer, Orchestrator, ScriptedChatModel
 from decompose.events import PlanReady
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 
@@ -31,7 +31,7 @@ def model(final="The Eiffel Tower (330 m) is taller than Big Ben (96 m)."):
 
 def test_an_insufficient_answer_plans_again_and_reuses_finished_steps():
     m = model()
-    result = Orchestrator(m, max_replans=1).run(QUESTION)
+    result = Orchestrator(m, decomposer=Decomposer(max_replans=1)).run(QUESTION)
     assert result.ok and result.answer.startswith("The Eiffel Tower (330 m)")
     # one plan holding both: the second plan's steps renumbered after the first's
     assert [(s.id, s.question, s.answer) for s in result.plan.steps] == [
@@ -58,7 +58,7 @@ def test_without_replans_the_synthesizer_is_not_offered_the_marker():
 
 def test_replans_are_bounded():
     m = ScriptedChatModel(rules=[(asks_for_plan, FIRST), (asks_to_combine, "INSUFFICIENT: more"), ("", "330 m")])
-    result = Orchestrator(m, max_replans=2).run(QUESTION)
+    result = Orchestrator(m, decomposer=Decomposer(max_replans=2)).run(QUESTION)
     plans = [e for e in result.events if isinstance(e, PlanReady)]
     assert [p.replan for p in plans] == [0, 1, 2]
     assert result.answer == "Could not be determined: more"  # the last synthesis had no marker left to use
@@ -67,14 +67,14 @@ def test_replans_are_bounded():
 
 def test_negative_max_replans_is_a_config_error():
     with pytest.raises(ConfigError, match="max_replans"):
-        Orchestrator(ScriptedChatModel(), max_replans=-1)
+        Decomposer(max_replans=-1)
 
 
 def test_an_unusable_replan_ends_in_an_answer_from_what_there_is():
     m = ScriptedChatModel(rules=[(is_replan, "{\"steps\": []}"), (asks_for_plan, FIRST),
                                  (asks_to_combine, ["INSUFFICIENT: Big Ben", "The Eiffel Tower, probably."]),
                                  ("", "330 m")])
-    result = Orchestrator(m, max_replans=1, on_plan_failure="direct").run(QUESTION)
+    result = Orchestrator(m, decomposer=Decomposer(max_replans=1, on_failure="direct")).run(QUESTION)
     assert result.ok and result.answer == "The Eiffel Tower, probably."
     assert len(result.plan.steps) == 1  # the replan prompt was never run as a question
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from langchain_core.tools import tool
 
-from decompose import ConfigError, Orchestrator, Plan, PlanError, Result, ScriptedChatModel
+from decompose import ConfigError, Decomposer, Orchestrator, Plan, PlanError, Result, ScriptedChatModel
 from decompose.events import Usage
 
 
@@ -33,7 +33,7 @@ def test_a_failed_result_from_an_exception(error, text):
 
 
 def test_check_plan_validates_against_this_orchestrators_tools_and_max_steps():
-    orch = Orchestrator(ScriptedChatModel(), tools=[refund], max_steps=2)
+    orch = Orchestrator(ScriptedChatModel(), tools=[refund], decomposer=Decomposer(max_steps=2))
     plan = Plan.from_data({"steps": [{"id": 1, "question": "Which order?"},
                                      {"id": 2, "question": "refund {1}", "tool": "refund", "args": {"order": "{1}"}}]},
                           max_steps=100)

@@ -1,4 +1,5 @@
-"""The retry policy against a real misbehaving HTTP server (tests/fault_server.py) on 127.0.0.1."""
+"""The retry engine: the transport rule against a real misbehaving HTTP server (tests/fault_server.py) on
+127.0.0.1, and each named rule's decisions on a `RetryState`."""
 
 from __future__ import annotations
 
@@ -10,43 +11,38 @@ import time
 import httpx
 import openai
 import pytest
-from fault_server import HANG, HTML_PAGE, MALFORMED, NO_CHOICES, RESET, FaultServer, ok, status
+from fault_server import HANG, HTML_PAGE, MALFORMED, NO_CHOICES, RESET, ok, status
 from servers import free_port
+from tenacity import (retry_if_exception, retry_if_exception_type, stop_after_attempt, stop_before_delay,
+                      wait_exponential, wait_fixed)
 
+from decompose import RetryableToolError, ToolError
 from decompose.errors import ModelError
+from decompose.events import Retried, Usage
 from decompose.models.openai import load_openai
-from decompose.retry import (
-    RetryPolicy,
-    call_with_retries,
-    error_reason,
-    is_transient,
-    retry_after_seconds,
-)
+from decompose.retry import (TOOL_ARGS_REASK, RetryPolicy, RetryState, Rule, UnusableReply, call_with_retries,
+                             plan_reask, retry_events, retrying, stop_if_reply_repeated, transient_tool_error,
+                             transport)
+from decompose.transport_errors import error_reason, is_transient, retry_after_seconds
 
 FAST = RetryPolicy(max_attempts=4, initial_wait=0.05, max_wait=0.2, jitter=0.01, max_total=10)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FaultServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fault(server):
-    server.reset()
-    return server
+def http_error(code: int, **headers: str) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    return httpx.HTTPStatusError("x", request=request, response=httpx.Response(code, headers=headers, request=request))
 
 
 def ask(base_url: str, policy: RetryPolicy = FAST, timeout: float = 5.0):
-    """Run one chat call under `policy`; returns (answer, on_retry calls)."""
+    """Run one chat call under `policy`; returns (answer, [(attempt, failure, wait)] for each retry)."""
     calls: list[tuple[int, BaseException, float]] = []
     model = load_openai("fault", base_url=base_url, timeout=timeout)
 
+    def before_sleep(state):
+        calls.append((state.attempt_number, state.failures[-1], state.upcoming_sleep))
+
     async def go():
-        return await call_with_retries(
-            lambda: model.ainvoke("hi"), policy, lambda *a: calls.append(a)
-        )
+        return await call_with_retries(lambda: model.ainvoke("hi"), policy, before_sleep)
 
     return asyncio.run(go()), calls
 
@@ -191,11 +187,6 @@ def test_errors_that_are_not_the_servers_pass_through_unchanged():
 
 def test_classification_of_plain_httpx_errors():
     request = httpx.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
-
-    def http_error(code: int, **headers: str) -> httpx.HTTPStatusError:
-        response = httpx.Response(code, headers=headers, request=request)
-        return httpx.HTTPStatusError("x", request=request, response=response)
-
     assert [is_transient(http_error(c)) for c in (408, 409, 429, 500, 502, 503, 504)] == [True] * 7
     assert [is_transient(http_error(c)) for c in (400, 401, 403, 404, 422)] == [False] * 5
     assert is_transient(httpx.ReadTimeout("slow", request=request))
@@ -205,3 +196,144 @@ def test_classification_of_plain_httpx_errors():
     assert retry_after_seconds(http_error(429, **{"retry-after-ms": "250"})) == 0.25
     assert retry_after_seconds(http_error(429, **{"retry-after": "soon"})) is None
     assert retry_after_seconds(http_error(500)) is None
+
+
+# ----- the engine and its named rules, each decision on a RetryState --------------------------------------------
+
+
+def failed_state(rule: Rule, *failures: BaseException) -> RetryState:
+    """The record after `failures`, one attempt each, as `retrying` keeps it."""
+    state = RetryState(rule)
+    for number, failure in enumerate(failures, 1):
+        state.attempt_number = number
+        state.failed(failure)
+    return state
+
+
+def test_the_transport_rule_retries_transient_failures_within_attempts_and_deadline():
+    rule = transport(RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=20, jitter=0.1, max_total=10))
+    assert rule is transport(RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=20, jitter=0.1, max_total=10))
+    assert (rule.name, rule.kind) == ("transport", "transport")
+    assert rule.retry(failed_state(rule, http_error(503)))
+    assert not rule.retry(failed_state(rule, http_error(401))) and not rule.retry(failed_state(rule, KeyError()))
+    assert not rule.stop(failed_state(rule, http_error(503), http_error(503)))
+    assert rule.stop(failed_state(rule, *[http_error(503)] * 3))  # max_attempts
+    late = failed_state(rule, http_error(503))
+    late.start_time -= 9.8
+    late.upcoming_sleep = 0.5
+    assert rule.stop(late)  # the wait would cross max_total
+    second = failed_state(rule, http_error(500), http_error(500))
+    assert 1.0 <= rule.wait(second) <= 1.1  # backoff: 0.5 * 2 plus jitter
+    assert rule.wait(failed_state(rule, http_error(429, **{"retry-after": "3"}))) == 3.0
+    assert rule.wait(failed_state(rule, http_error(429, **{"retry-after": "3600"}))) == 60.0  # max_retry_after
+    no_deadline = transport(RetryPolicy(max_total=None))
+    forever = failed_state(no_deadline, http_error(503))
+    forever.start_time -= 10_000
+    assert not no_deadline.stop(forever)
+
+
+def test_the_plan_reask_rule_stops_after_max_retries_or_a_repeated_reply():
+    rule = plan_reask(max_retries=2)
+    assert rule.kind == "parse" and rule.wait(failed_state(rule, UnusableReply("x", "bad"))) == 0
+    assert rule.retry(failed_state(rule, UnusableReply("x", "bad")))
+    assert not rule.retry(failed_state(rule, ModelError("HTTP 503")))  # the call failed, not the reply
+    assert not rule.stop(failed_state(rule, UnusableReply("a", "bad"), UnusableReply("b", "bad")))
+    assert rule.stop(failed_state(rule, *(UnusableReply(r, "bad") for r in "abc")))  # 1 + 2 re-asks
+    assert rule.stop(failed_state(rule, UnusableReply("same", "bad"), UnusableReply("same", "bad")))
+    assert not rule.stop(failed_state(plan_reask(5), UnusableReply("", "bad")))
+    assert plan_reask(0).stop(failed_state(rule, UnusableReply("a", "bad")))
+
+
+def test_the_tool_argument_rule_reasks_once():
+    rule = TOOL_ARGS_REASK
+    assert rule.kind == "parse" and rule.retry(failed_state(rule, UnusableReply("{}", "missing 'a'")))
+    assert not rule.stop(failed_state(rule, UnusableReply("{}", "missing 'a'")))
+    assert rule.stop(failed_state(rule, UnusableReply("{}", "missing 'a'"), UnusableReply("{}", "missing 'a'")))
+
+
+def test_the_transient_tool_error_rule_backs_off_and_spares_unkeyed_side_effects():
+    rule = transient_tool_error(RetryableToolError, 3, may_repeat=True)
+    busy = RetryableToolError("busy")
+    assert rule.kind == "tool" and rule.retry(failed_state(rule, busy))
+    assert not rule.retry(failed_state(rule, ToolError("bad input")))
+    assert [rule.wait(failed_state(rule, *[busy] * n)) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
+    assert not rule.stop(failed_state(rule, *[busy] * 3)) and rule.stop(failed_state(rule, *[busy] * 4))
+    assert not transient_tool_error(RetryableToolError, 3, may_repeat=False).retry(failed_state(rule, busy))
+
+
+def test_rules_compose_from_tenacity_strategies():
+    rule = Rule("patient re-ask", "parse", retry_if_exception_type(UnusableReply),
+                stop_after_attempt(5) | stop_if_reply_repeated(), wait_fixed(0.25))
+    assert rule.stop(failed_state(rule, UnusableReply("same", "bad"), UnusableReply("same", "bad")))
+    assert not rule.stop(failed_state(rule, UnusableReply("a", "bad"), UnusableReply("b", "bad")))
+    assert rule.wait(failed_state(rule, UnusableReply("a", "bad"))) == 0.25
+
+
+async def test_retrying_hands_one_record_to_the_attempt_and_every_hook():
+    rule = Rule("test", "parse", retry_if_exception_type(UnusableReply), stop_after_attempt(3), wait_fixed(0.01))
+    seen = []
+
+    async def attempt(state: RetryState) -> str:
+        seen.append(("attempt", state.attempt_number, [str(f) for f in state.failures]))
+        if state.attempt_number < 3:
+            raise UnusableReply("x", f"bad {state.attempt_number}")
+        return "done"
+
+    def before_sleep(state: RetryState) -> None:
+        seen.append(("sleep", state.attempt_number, state.upcoming_sleep))
+
+    assert await retrying(rule, attempt, before_sleep=before_sleep) == "done"
+    assert seen == [("attempt", 1, []), ("sleep", 1, 0.01), ("attempt", 2, ["bad 1"]), ("sleep", 2, 0.01),
+                    ("attempt", 3, ["bad 1", "bad 2"])]
+
+
+async def test_retrying_gives_up_through_its_hook_and_raises_what_it_does_not_retry():
+    rule = Rule("test", "parse", retry_if_exception_type(UnusableReply), stop_after_attempt(2))
+
+    async def unusable(state: RetryState) -> str:
+        raise UnusableReply("x", f"bad {state.attempt_number}")
+
+    given_up = await retrying(rule, unusable, give_up=lambda s: f"salvaged after {s.attempt_number}: {s.failures[-1]}")
+    assert given_up == "salvaged after 2: bad 2"
+    with pytest.raises(UnusableReply, match="bad 2"):
+        await retrying(rule, unusable)
+
+    calls = []
+
+    async def buggy(state: RetryState) -> str:
+        calls.append(state.attempt_number)
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        await retrying(rule, buggy)
+    assert calls == [1]
+
+
+def test_one_hook_turns_every_retry_into_an_event_and_a_count():
+    events, usage = [], Usage()
+    announce = retry_events(events.append, usage, "solve", step_id=4)
+    transport_state = failed_state(transport(RetryPolicy()), http_error(503))
+    transport_state.upcoming_sleep = 0.5
+    announce(transport_state)
+    announce(failed_state(TOOL_ARGS_REASK, UnusableReply("{}", "tool 'add' is missing argument 'a'")))
+    announce(failed_state(transient_tool_error(RetryableToolError, 2, may_repeat=True), RetryableToolError("busy")))
+    assert [(e.kind, e.phase, e.step_id, e.attempt, e.reason, e.wait) for e in events] == [
+        ("transport", "solve", 4, 1, "HTTP 503", 0.5),
+        ("parse", "solve", 4, 1, "tool 'add' is missing argument 'a'", 0.0),
+        ("tool", "solve", 4, 1, "busy", 0.0),
+    ]
+    assert all(isinstance(e, Retried) for e in events)
+    assert (usage.transport_retries, usage.parse_retries) == (1, 1)  # a tool's own retry is an event only
+
+
+async def test_a_first_attempt_that_succeeds_consults_no_strategy():
+    def never(state):
+        raise AssertionError("consulted on the fast path")
+
+    rule = Rule("strict", "transport", retry_if_exception(never), stop_after_attempt(1) | stop_before_delay(0),
+                wait_fixed(0) + wait_exponential())
+
+    async def fine(state: RetryState) -> str:
+        return "ok"
+
+    assert await retrying(rule, fine, before_sleep=never, give_up=never) == "ok"

@@ -1,8 +1,14 @@
 import pytest
 
-from decompose import Orchestrator, ScriptedChatModel
+from decompose import ConfigError, Orchestrator, ScriptedChatModel
 from decompose.models.scripted import asks_for_plan, asks_to_combine
-from decompose.solvers import SelfConsistencySolver
+from decompose.calls import ModelCaller
+from decompose.chains.prompts import Prompts
+from decompose.events import Usage
+from decompose.plan import Step
+from decompose.retry import RetryPolicy
+from decompose.solvers import (ChainOfThoughtSolver, DirectSolver, RecursiveSolver, SelfConsistencySolver, Solved,
+                               StepContext)
 from decompose.chains.answer_line import final_answer_line
 from decompose.scoring import normalize_answer
 from helpers import plan_json
@@ -26,7 +32,7 @@ def test_chain_of_thought_keeps_the_final_answer():
 def test_self_consistency_votes_and_records_the_vote():
     samples = ["8*3=24\nAnswer: 24", "Answer: 24.0", "Answer: 18", "Answer: 1,000", "Answer: 24"]
     model = one_step_model((thinks, samples))
-    result = Orchestrator(model, strategy="self_consistency", samples=5, temperature=0.8).run("Legs?")
+    result = Orchestrator(model, strategy=SelfConsistencySolver(samples=5, temperature=0.8)).run("Legs?")
     step = result.plan.step(1)
     assert step.answer == "24"
     assert step.vote == {"24": 3.0, "18": 1.0, "1000": 1.0}
@@ -42,7 +48,7 @@ def test_self_consistency_tie_goes_to_the_first_answer():
 
 @pytest.mark.parametrize("kwargs", [{"samples": 0}, {"temperature": 0.0}])
 def test_self_consistency_rejects_bad_settings(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="self-consistency"):
         SelfConsistencySolver(**kwargs)
 
 
@@ -54,7 +60,7 @@ def test_recursive_decomposition_goes_one_level_deeper_then_answers_directly():
         (asks_to_combine, lambda m: "combined(" + m[-1].content.split("Original question: ")[1].split("\n")[0] + ")"),
         (r"Question: Part one a", "1a"), (r"Question: Part one b", "1b"), (r"Question: Part two", "2"),
     ])
-    result = Orchestrator(model, strategy="recursive", max_depth=2).run("Top question?")
+    result = Orchestrator(model, strategy=RecursiveSolver(max_depth=2)).run("Top question?")
     assert result.plan.step(1).answer == "combined(Part one?)"
     assert result.plan.step(2).answer == "2"
     assert result.answer == "combined(Top question?)"
@@ -94,3 +100,35 @@ def test_answer_match(prediction, gold, expected):
     from decompose.scoring import answer_match
 
     assert answer_match(prediction, gold) == expected
+
+
+async def test_the_built_in_solvers_return_what_they_found_and_never_write_the_step():
+    step = Step(id=1, question="Colour of the sky?")
+    model = ScriptedChatModel(default="Answer: blue", model_name="sky-model")
+    caller = ModelCaller([model], policy=RetryPolicy(), usage=Usage(), emit=lambda event: None)
+    ctx = StepContext(step=step, question=step.question, facts=[], caller=caller, prompts=Prompts())
+    for solver in (DirectSolver(), ChainOfThoughtSolver(), SelfConsistencySolver(samples=3)):
+        solved = await solver.solve(ctx)
+        assert solved.model == "sky-model" and solved.answer.endswith("blue")
+    assert solved.vote == {"blue": 3.0}
+    assert step == Step(id=1, question="Colour of the sky?")  # the run records answers, not the solver
+
+
+class _Tagging:
+    """A custom solver: returns `Solved` with details, or the bare answer."""
+
+    def __init__(self, bare: bool):
+        self.bare = bare
+
+    async def solve(self, ctx):
+        return "42" if self.bare else Solved("42", model="my-model", vote={"42": 2.0, "41": 1.0})
+
+
+@pytest.mark.parametrize("bare", [False, True])
+def test_the_run_records_what_a_custom_solver_returns(bare):
+    result = Orchestrator(one_step_model(), strategy=_Tagging(bare)).run("How many legs do 3 spiders have?")
+    step = result.plan.step(1)
+    assert step.answer == "42" and step.attempts == 1 and step.elapsed is not None
+    assert (step.model, step.vote) == ((None, None) if bare else ("my-model", {"42": 2.0, "41": 1.0}))
+    finished = next(e for e in result.events if type(e).__name__ == "StepFinished")
+    assert finished.model == step.model and finished.elapsed == step.elapsed

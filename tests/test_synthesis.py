@@ -3,7 +3,7 @@ follows the question."""
 
 import json
 
-from decompose import Orchestrator, ScriptedChatModel
+from decompose import Decomposer, Orchestrator, ScriptedChatModel
 from decompose.chains.answer_form import AnswerForm
 from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
 from decompose.models.scripted import asks_for_plan, asks_to_combine
@@ -90,7 +90,7 @@ def test_a_yes_no_synthesis_may_still_ask_for_a_replan():
     plan = json.dumps({"steps": [{"id": 1, "question": "Which coast is Miami on?"}]})
     model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "INSUFFICIENT: which coast"),
                                      (r"Question: Which coast", "unknown")])
-    result = Orchestrator(model, max_replans=1).run("Is Miami on the West Coast?")
+    result = Orchestrator(model, decomposer=Decomposer(max_replans=1)).run("Is Miami on the West Coast?")
     combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
     assert "INSUFFICIENT:" in combine
     assert result.answer.startswith("Could not be determined: which coast")

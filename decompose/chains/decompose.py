@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import Any, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableWithFallbacks
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.configurable import DynamicRunnable
@@ -15,11 +17,13 @@ from pydantic import BaseModel, Field, create_model
 
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
-from decompose.chains.prompts import Prompts, tool_example_messages
-from decompose.errors import ModelError, PlanError
-from decompose.events import Emit, Retried
+from decompose.chains.prompts import PROMPT_NAME, Prompts, compact_prompt, tool_example_messages
+from decompose.errors import ConfigError, ModelError, PlanError
+from decompose.events import Emit
+from decompose.models import chat_model_of
 from decompose.plan import Plan, arg_values, keep_literal, question_key, references_in
-from decompose.retry import error_reason
+from decompose.retry import RetryState, UnusableReply, plan_reask, retry_events, retrying
+from decompose.transport_errors import error_reason
 
 
 def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
@@ -41,22 +45,48 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
 
 
 class Decomposer:
+    """Makes plans. Its settings are the user's: `Orchestrator(decomposer=Decomposer(max_steps=5))`. What it plans
+    with — the prompts, the tools, whether documents answer question steps — comes from the Orchestrator that
+    uses it, through `configured`, so one Decomposer can serve several Orchestrators."""
+
     def __init__(
         self,
-        prompts: Prompts,
-        tools: Sequence[BaseTool],
+        prompts: Prompts | None = None,
+        tools: Sequence[BaseTool] = (),
         *,
-        max_steps: int,
-        max_retries: int,
-        structured_output: bool | None,
+        max_steps: int = 10,
+        max_retries: int = 2,
+        structured_output: bool | None = None,
+        on_failure: Literal["raise", "direct"] = "raise",
+        max_replans: int = 0,
         documents: bool = False,
     ):
-        self.prompts = prompts
-        self.tools = {t.name: t for t in tools}
+        if max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
+        if max_retries < 0:
+            raise ConfigError(f"max_retries (plan re-asks) must be 0 or more, got {max_retries}")
+        if max_replans < 0:
+            raise ConfigError(f"max_replans must be 0 or more, got {max_replans}")
+        if on_failure not in ("raise", "direct"):
+            raise ConfigError(f"on_failure must be 'raise' or 'direct', got {on_failure!r}",
+                              hint="'direct' answers the question in one step when no plan can be made")
         self.max_steps = max_steps
         self.max_retries = max_retries
         self.structured_output = structured_output
-        self.schema = plan_schema(list(self.tools), max_steps)
+        self.on_failure = on_failure  # "direct": a plan that cannot be made becomes one step asking the question
+        self.max_replans = max_replans  # new plans when the synthesis judges the sub-answers insufficient
+        self._use(prompts or Prompts(), tools, documents)
+
+    def configured(self, prompts: Prompts, tools: Sequence[BaseTool], *, documents: bool) -> Decomposer:
+        """A copy with these settings that plans with `prompts` and `tools`."""
+        made = copy.copy(self)
+        made._use(prompts, tools, documents)
+        return made
+
+    def _use(self, prompts: Prompts, tools: Sequence[BaseTool], documents: bool) -> None:
+        self.prompts = prompts
+        self.tools = {t.name: t for t in tools}
+        self.schema = plan_schema(list(self.tools), self.max_steps)
         self.documents = documents  # a retriever answers question steps: tool values must come from them
         self.tool_examples = tool_example_messages(tools, documents=documents)
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
@@ -64,38 +94,43 @@ class Decomposer:
     async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
         values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules(),
                   "tool_examples": self.tool_examples, "history": list(history)}
-        repair: list = []
-        last_error: PlanError | None = None
-        last_data: Any = None
-        previous_text: str | None = None
-        for attempt in range(1, self.max_retries + 2):
-            messages = self.prompts.decompose.format_messages(**values, repair=repair)
-            text, data = await self._ask(messages, caller)
+        # A model fine-tuned by `decompose train` is asked with the compact prompt it learned on.
+        prompt = trained_prompt(caller.models, self.tools.values()) or self.prompts.decompose
+        last_data: Any = None  # the last reply that parsed: what salvage works from
+
+        async def ask(state: RetryState) -> Plan:
+            nonlocal last_data
+            repair = []
+            if state.failures:  # only an unusable reply is re-asked: show the model its reply and the problem
+                unusable = state.failures[-1]
+                repair = [AIMessage(content=getattr(unusable, "reply", "") or "(empty)"),
+                          HumanMessage(content=self.prompts.repair.format(error=str(unusable)))]
+            text, data = await self._ask(prompt.format_messages(**values, repair=repair), caller)
             try:
                 if data is None:
                     data = extract_plan_data(text)
                 last_data = data
                 return self._validated(data, question)
             except PlanError as exc:
-                last_error = exc
-            if text == previous_text:  # a greedy model repeats itself: asking again cannot help
-                break
-            previous_text = text
-            if attempt <= self.max_retries:
-                caller.usage.parse_retries += 1
-                emit(Retried(phase="decompose", attempt=attempt, reason=str(last_error), wait=0.0, kind="parse"))
-                repair = [AIMessage(content=text or "(empty)"),
-                          HumanMessage(content=self.prompts.repair.format(error=str(last_error)))]
-        salvaged = drop_unusable_steps(last_data, question)
-        if salvaged is not None:
-            try:
-                return self._validated(salvaged, question)
-            except PlanError:
-                pass
-        raise PlanError(
-            f"the model did not write a usable plan in {attempt} tries; last problem: {last_error}",
-            hint="use a stronger model, raise max_plan_retries, or allow a direct answer with on_plan_failure='direct'",
-        )
+                raise UnusableReply(text, str(exc)) from exc
+
+        def salvage(state: RetryState) -> Plan:
+            failure = state.failures[-1]
+            if not isinstance(failure, UnusableReply):
+                raise failure  # the model call itself failed
+            salvaged = drop_unusable_steps(last_data, question)
+            if salvaged is not None:
+                try:
+                    return self._validated(salvaged, question)
+                except PlanError:
+                    pass
+            raise PlanError(
+                f"the model did not write a usable plan in {state.attempt_number} tries; last problem: {failure}",
+                hint="use a stronger model, raise Decomposer(max_retries=...), or allow a direct answer with "
+                     "Decomposer(on_failure='direct') (--on-plan-failure direct)")
+
+        announce = retry_events(emit, caller.usage, "decompose")
+        return await retrying(plan_reask(self.max_retries), ask, before_sleep=announce, give_up=salvage)
 
     def _validated(self, data: Any, question: str) -> Plan:
         plan = Plan.from_data(tidy_dependencies(keep_literal(data, question)), max_steps=self.max_steps)
@@ -248,7 +283,10 @@ def tidy_dependencies(data: Any) -> Any:
 def _server_refused(exc: ModelError) -> bool:
     """True when the server answered with an HTTP error (it may not support structured output), as opposed to
     being unreachable or timing out, where asking again in another format cannot help."""
-    return exc.__cause__ is not None and error_reason(exc.__cause__).startswith("HTTP")
+    cause = exc.__cause__  # through an `AllModelsFailed`, the last model's error to what the server said
+    while isinstance(cause, ModelError):
+        cause = cause.__cause__
+    return cause is not None and error_reason(cause).startswith("HTTP")
 
 
 def _output_problem(exc: BaseException) -> bool:
@@ -274,3 +312,9 @@ def _text(message: Any) -> str:
     if isinstance(content, list):  # content blocks
         return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
     return content if isinstance(content, str) else ""
+
+
+def trained_prompt(models: Sequence[Any], tools: Iterable[BaseTool]) -> ChatPromptTemplate | None:
+    """The compact prompt when the first model carries a decomposer adapter trained on it; None otherwise."""
+    chat = chat_model_of(models[0]) if models else None
+    return compact_prompt(tools) if getattr(chat, "plan_prompt", None) == PROMPT_NAME else None

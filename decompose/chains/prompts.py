@@ -7,10 +7,12 @@ template string, so braces in a user's question are harmless.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.tools import BaseTool
 
 DECOMPOSE_SYSTEM = """You split a question into a short plan of simpler sub-questions that together answer it.
 Reply with JSON only, in this form:
@@ -182,3 +184,44 @@ class Prompts:
             synthesize=_template(prefix + SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN),
             synthesize_yes_no=_template(prefix + ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN),
         )
+
+
+# ----- the compact prompt of a trained decomposer -------------------------------------------------------------
+# Not a `Prompts` field: a fine-tuned model must be asked exactly what it was taught (`decompose train` uses these
+# functions to build its training rows), so it cannot be overridden; a new wording is a new PROMPT_NAME.
+
+# The name an adapter records (see `sft.write_adapter_info`): a model loaded with it gets this prompt.
+PROMPT_NAME = "compact-v1"
+
+COMPACT_SYSTEM = "Split the question into steps and reply with the plan as JSON."
+COMPACT_NO_TOOLS = "No tools."
+
+
+def tool_signature(tool: BaseTool) -> str:
+    """`name(arg, optional_arg?)`: what a step's `tool` and `args` must fit, in a few tokens."""
+    schema = tool.tool_call_schema
+    if isinstance(schema, dict):  # a JSON-schema tool
+        required = set(schema.get("required", []))
+        names = list(schema.get("properties", {}))
+    else:
+        required = {name for name, spec in schema.model_fields.items() if spec.is_required()}
+        names = list(schema.model_fields)
+    return f"{tool.name}({', '.join(n if n in required else n + '?' for n in names)})"
+
+
+def system_text(tools: Iterable[BaseTool]) -> str:
+    signatures = [tool_signature(t) for t in tools]
+    return COMPACT_SYSTEM + "\n" + ("Tools: " + "; ".join(signatures) if signatures else COMPACT_NO_TOOLS)
+
+
+def compact_prompt(tools: Iterable[BaseTool]) -> ChatPromptTemplate:
+    """The prompt as a template of `question` (and an optional `repair` turn, for the Decomposer's re-asks).
+    Other variables the Decomposer passes (rules, examples, history) are not used: the model learned them."""
+    system = system_text(tools).replace("{", "{{").replace("}", "}}")
+    return ChatPromptTemplate.from_messages(
+        [("system", system), ("human", "{question}"), MessagesPlaceholder("repair", optional=True)])
+
+
+def compact_messages(question: str, tools: Iterable[BaseTool]) -> list[BaseMessage]:
+    """The messages a trained decomposer sees for `question`: in training and at inference."""
+    return compact_prompt(tools).format_messages(question=question)

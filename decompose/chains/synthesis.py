@@ -113,7 +113,7 @@ class Synthesizer:
         self.prompts = prompts
         self.retriever = retriever
         self.with_tools = with_tools
-        self.direct_when_nothing = direct_when_nothing  # on_plan_failure="direct"
+        self.direct_when_nothing = direct_when_nothing  # Decomposer(on_failure="direct")
 
     async def combine(self, plan: Plan, question: str, caller: ModelCaller, history: Sequence[BaseMessage] = (),
                       *, may_replan: bool = False) -> Synthesis:
@@ -123,7 +123,8 @@ class Synthesizer:
                 return await self.answer_directly(question, caller, history)
             reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
             raise DecomposeError(f"no step could be answered ({reasons})",
-                                 hint="see each step's error; on_plan_failure='direct' answers the question itself")
+                                 hint="see each step's error; Decomposer(on_failure='direct') "
+                                      "(--on-plan-failure direct) answers the question itself")
         only = plan.steps[0]
         if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
             # The one step asked the question itself: its answer is the answer, and a synthesis call would only

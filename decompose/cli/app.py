@@ -38,7 +38,9 @@ examples:
   decompose run --review --agent customer-service "Refund my last order, ann@example.com"
   decompose run --json --model openai:gpt-4o-mini "..." | jq .answer
   decompose chat --agent customer-service
+  decompose serve --port 8000 --model openai:gpt-4o-mini
   decompose eval questions.jsonl --concurrency 4 --out report.jsonl
+  decompose train train-data/train.jsonl --held-out train-data/heldout.jsonl --out my-adapter
 """
 
 
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", metavar="SPEC", type=_model_spec,
                        help="chat model spec (see below); default $DECOMPOSE_MODEL, else the embedded local model")
+    model.add_argument("--adapter", metavar="DIR", help="a LoRA adapter made by `decompose train`, merged into "
+                       "the local model (smollm2 or hf:PATH)")
     model.add_argument("--agent", metavar="NAME", help="a ready-made agent (see `decompose agents`)")
     model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
                        help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR")
@@ -125,6 +129,65 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--keep-failed", action="store_true",
                     help="when resuming, keep rows that ended in an error instead of running them again")
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    sv = commands.add_parser("serve", parents=[glob, model], **_with_specs, help="serve the agents over HTTP",
+                             description="Serve every agent over HTTP: streamed runs with plan review, stored "
+                             "conversations, and an OpenAI-compatible /v1/chat/completions (see the README).")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    sv.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the conversation store, which replicas share "
+                    "(default: SQLite serve.sqlite3 in the cache folder)")
+    sv.add_argument("--api-key-file", metavar="FILE", help="accept only these API keys (one a line), sent as "
+                    "'Authorization: Bearer KEY'")
+    sv.add_argument("--rate-limit", metavar="N/min", help="requests a minute per API key (per address without "
+                    "keys); over it: 429 with Retry-After")
+    sv.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[],
+                    help="let web pages from ORIGIN call the API (repeatable; none by default)")
+    sv.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000, metavar="N",
+                    help="largest request body (default 1000000; over it: 413)")
+    sv.add_argument("--max-history-tokens", type=_positive_int, default=1500, metavar="N",
+                    help="earlier turns given to a conversation's next turn, in tokens (default 1500)")
+    sv.add_argument("--shutdown-timeout", type=_positive_seconds, default=30.0, metavar="SECONDS",
+                    help="on SIGTERM or Ctrl-C, how long runs in flight may finish before they end as "
+                    "interrupted (default 30)")
+    sv.add_argument("--lease", type=_positive_seconds, default=15.0, metavar="SECONDS",
+                    help="a running turn its server has not renewed for this long (a crashed replica) reads as "
+                    "interrupted (default 15)")
+
+    tr = commands.add_parser("train", parents=[glob], help="fine-tune a local decomposer (LoRA) on plans",
+                             description="Fine-tune the embedded model (or --model hf:PATH) with a LoRA adapter "
+                             "on a JSONL of {\"question\", \"plan\", \"tools\"} rows, then score held-out "
+                             "plans. With --build-data SOURCE, write such files instead, from the public "
+                             "decompositions in SOURCE and synthetic tool plans.")
+    tr.add_argument("file", metavar="FILE.jsonl", nargs="?", help="training rows")
+    tr.add_argument("--model", metavar="SPEC", type=_model_spec, help="smollm2 (default) or hf:PATH")
+    tr.add_argument("--out", metavar="DIR", help="the adapter folder (default decomposer-adapter); with "
+                    "--build-data, the data folder (default train-data)")
+    tr.add_argument("--held-out", metavar="FILE", help="rows scored after training (default: a share of FILE)")
+    tr.add_argument("--held-out-fraction", type=float, default=0.05, metavar="F",
+                    help="share of FILE set aside for scoring when --held-out is not given (default 0.05)")
+    tr.add_argument("--score-limit", type=_positive_int, default=100, metavar="N",
+                    help="held-out rows scored at most (default 100)")
+    tr.add_argument("--epochs", type=float, default=1.0, metavar="N", help="passes over the data (default 1)")
+    tr.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N optimizer steps")
+    tr.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="rows per step (default 8)")
+    tr.add_argument("--learning-rate", type=float, default=5e-4, metavar="LR", help="default 5e-4")
+    tr.add_argument("--rank", type=_positive_int, default=8, metavar="R",
+                    help="LoRA rank (default 8: an adapter of about 10 MB for the embedded model)")
+    tr.add_argument("--max-length", type=_positive_int, default=512, metavar="N",
+                    help="rows longer than N tokens are left out (default 512)")
+    tr.add_argument("--save-steps", type=_positive_int, default=50, metavar="N",
+                    help="checkpoint every N steps (default 50)")
+    tr.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="default 0")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    tr.add_argument("--build-data", metavar="SOURCE", help="write train.jsonl and heldout.jsonl from the training "
+                    "sets in SOURCE (gsm8k_train.jsonl, strategyqa_train.jsonl) and synthetic tool plans")
+    tr.add_argument("--synthetic", type=_non_negative_int, default=60, metavar="N",
+                    help="with --build-data: rows per synthetic template (default 60)")
+    tr.add_argument("--gsm8k", type=_non_negative_int, metavar="N", help="with --build-data: at most N GSM8K rows")
+    tr.add_argument("--strategyqa", type=_non_negative_int, metavar="N",
+                    help="with --build-data: at most N StrategyQA rows")
+    tr.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -160,6 +223,12 @@ def _positive_seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return int(text)
 
 
 def _model_spec(text: str) -> str:
@@ -218,6 +287,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from decompose.cli.chat import chat_command
 
         return chat_command(args)
+    if args.command == "serve":
+        from decompose.cli.serve import serve_command
+
+        return serve_command(args)
+    if args.command == "train":
+        from decompose.cli.train import train_command
+
+        return train_command(args)
     from decompose.cli.run import run_command
 
     return run_command(args)

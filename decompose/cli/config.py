@@ -38,10 +38,23 @@ def load_tools(specs: list[str]) -> list[Any]:
 
 
 def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {"strategy": getattr(args, "strategy", None), "max_concurrency": getattr(args, "max_concurrency", None),
-               "max_steps": getattr(args, "max_steps", None), "run_timeout": getattr(args, "timeout", None),
-               "on_plan_failure": getattr(args, "on_plan_failure", None),
-               "max_replans": getattr(args, "max_replans", None)}
+    """The Orchestrator's keyword arguments from the flags, each setting on its part; flags not given keep the
+    part's defaults."""
+    options: dict[str, Any] = {}
+    for flag in ("strategy", "max_concurrency"):
+        if getattr(args, flag, None) is not None:
+            options[flag] = getattr(args, flag)
+    plan_flags = {"max_steps": "max_steps", "on_plan_failure": "on_failure", "max_replans": "max_replans"}
+    planning = {setting: getattr(args, flag) for flag, setting in plan_flags.items()
+                if getattr(args, flag, None) is not None}
+    if planning:
+        from decompose.chains.decompose import Decomposer
+
+        options["decomposer"] = Decomposer(**planning)
+    if getattr(args, "timeout", None) is not None:
+        from decompose.limits import Limits
+
+        options["limits"] = Limits(run_timeout=args.timeout)
     docs = getattr(args, "docs", None)
     if docs:
         from decompose.retrieval import LocalDocsRetriever
@@ -52,7 +65,7 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         from decompose.retry import RetryPolicy
 
         options["retry"] = RetryPolicy(max_attempts=retries + 1)
-    return {k: v for k, v in options.items() if v is not None}
+    return options
 
 
 def build_orchestrator(args: argparse.Namespace) -> Any:
@@ -66,11 +79,11 @@ def build_orchestrator(args: argparse.Namespace) -> Any:
                               hint="an agent brings its own tools: drop --tools, or drop --agent")
         agents = agents_module()
         agents.get_agent(args.agent)  # an unknown name fails here, before a model is loaded
-        return agents.build_agent(args.agent, model=load_model(args.model), **options)
+        return agents.build_agent(args.agent, model=load_model(args.model, adapter=args.adapter), **options)
     tools = load_tools(args.tools or [])
     from decompose.orchestrator import Orchestrator
 
-    return Orchestrator(load_model(args.model), tools=tools, **options)
+    return Orchestrator(load_model(args.model, adapter=args.adapter), tools=tools, **options)
 
 
 def agents_module() -> Any:

@@ -19,12 +19,24 @@ RUNNABLE_HELP = ("pass a LangChain chat model, as it is or wrapped by bind(), wi
                  "with_fallbacks([...]) or configurable_fields(...), or a spec string: " + SPEC_HELP)
 
 
-def load_model(spec: str | Runnable | None = None, **kwargs: Any) -> Runnable:
+def load_model(spec: str | Runnable | None = None, *, adapter: str | None = None, **kwargs: Any) -> Runnable:
     """Build a chat model from `spec`; a chat model, or a Runnable wrapping only chat models, passes through.
 
     With no spec, `DECOMPOSE_MODEL` is read, then the embedded SmolLM2 default is used. `py:` and `scripted:`
     specs name Python code (see `decompose.models.python_specs`); `kwargs` are for the other backends.
+    `adapter`: a LoRA adapter folder (what `decompose train` writes) merged into a local model (`smollm2`,
+    `hf:PATH`).
     """
+    if adapter is not None:
+        local = (spec or os.environ.get("DECOMPOSE_MODEL") or "").strip() or DEFAULT_SPEC if (
+            spec is None or isinstance(spec, str)) else ""
+        if not (local == DEFAULT_SPEC or local.startswith("hf:")):
+            raise ConfigError(f"an adapter needs a local model, not {local or type(spec).__name__!r}",
+                              hint="use it with 'smollm2' or 'hf:PATH' (the base model it was trained on)")
+        from decompose.models.adapter import adapter_info
+
+        adapter_info(adapter)  # a wrong folder fails at once, not after a model conversion or load
+        kwargs["adapter"] = adapter
     if isinstance(spec, BaseChatModel):
         return spec
     if isinstance(spec, Runnable):
@@ -73,6 +85,24 @@ def chat_model_of(model: Any) -> BaseChatModel | None:
         else:
             return None
     return model
+
+
+def model_name(model: Runnable) -> str:
+    """The name a model answers to (its `model_name`, `model` or `model_id`), seen through any wrapper."""
+    model = chat_model_of(model) or model
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FallbackModel":  # imported on first use: it imports `model_name` from here
+        from decompose.models.fallback import FallbackModel
+
+        return FallbackModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _only_chat_models(model: Any) -> bool:

@@ -28,7 +28,8 @@ _log = logging.getLogger(__name__)
 
 
 def load_embedded(*, cache_dir: str | None = None, **kwargs: Any) -> ChatTransformers:
-    """SmolLM2-135M-Instruct as a `ChatTransformers` (kwargs as for `load_hf`), converting it on first use.
+    """SmolLM2-135M-Instruct as a `ChatTransformers` (kwargs as for `load_hf`, `adapter` included), converting
+    it on first use.
 
     The converted folder lives in `cache_dir`, else `$DECOMPOSE_CACHE/models`, else
     `$XDG_CACHE_HOME/decompose/models` (default `~/.cache/decompose/models`).

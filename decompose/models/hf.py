@@ -24,6 +24,7 @@ from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from decompose.errors import ConfigError
+from decompose.models.adapter import adapter_info, merge_adapter
 from decompose.models.batcher import Batcher, Generated, Request
 from decompose.models.grammar import structured_runnable
 
@@ -61,6 +62,10 @@ class ChatTransformers(BaseChatModel):
     max_retries: int | None = None
     max_batch_size: int = 8
     batch_wait_ms: float = 10.0
+    # The adapter merged into the weights, and the decomposer prompt it was trained on (the Decomposer then uses
+    # that prompt: see `decompose.chains.decompose.trained_prompt`).
+    adapter: str | None = None
+    plan_prompt: str | None = None
     hf_model: Any = Field(exclude=True, repr=False)
     tokenizer: Any = Field(exclude=True, repr=False)
     _batcher: Batcher = PrivateAttr()
@@ -91,7 +96,8 @@ class ChatTransformers(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "temperature": self.temperature, "top_p": self.top_p}
+        return {"model_path": self.model_path, "adapter": self.adapter, "temperature": self.temperature,
+                "top_p": self.top_p}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """What LangSmith (and LangChain's standard tests) record of a call: the limit, stops and model used."""
@@ -122,12 +128,7 @@ class ChatTransformers(BaseChatModel):
         return len(self._prompt_ids(convert_to_messages(messages)))
 
     def _prompt_ids(self, messages: list[BaseMessage]) -> list[int]:
-        chat = [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
-        if self.tokenizer.chat_template:
-            text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        else:  # a base model: a plain transcript that ends where the assistant speaks
-            text = "".join(f"{c['role']}: {c['content']}\n" for c in chat) + "assistant:"
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        return chat_prompt_ids(self.tokenizer, messages)
 
     # --- generation ---------------------------------------------------------------------------------------
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Request:
@@ -279,6 +280,17 @@ class ChatTransformers(BaseChatModel):
         return structured_runnable(llm, schema, include_raw=include_raw, method=method, **grammar_kwargs)
 
 
+def chat_prompt_ids(tokenizer: Any, messages: Sequence[BaseMessage]) -> list[int]:
+    """Token ids of `messages` as the model sees them, up to where the assistant speaks: for generation, and
+    for training (`decompose.train`), so a fine-tuned model is taught on exactly the prompts it is given."""
+    chat = [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    else:  # a base model: a plain transcript that ends where the assistant speaks
+        text = "".join(f"{c['role']}: {c['content']}\n" for c in chat) + "assistant:"
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
 def _one_limit(max_tokens: int | None, max_new_tokens: int | None) -> int | None:
     """The token limit given under either name (None: neither); both, and different, is an error."""
     if max_tokens is not None and max_new_tokens is not None and max_tokens != max_new_tokens:
@@ -293,7 +305,7 @@ def _unknown_options(names: Any) -> list[str]:
 
 
 def _options_help() -> str:
-    internal = {"model_path", "hf_model", "tokenizer", "api_key", "max_retries", "name", "cache", "verbose",
+    internal = {"model_path", "hf_model", "tokenizer", "adapter", "plan_prompt", "api_key", "max_retries", "name", "cache", "verbose",
                 "callbacks", "tags", "metadata", "custom_get_token_ids", "rate_limiter", "disable_streaming",
                 "output_version", "profile"}
     return ", ".join(["max_tokens (or max_new_tokens)"] + sorted(set(ChatTransformers.model_fields) - internal
@@ -317,16 +329,19 @@ def _meta(model: ChatTransformers, result: Generated) -> dict[str, Any]:
     return {"model_name": Path(model.model_path).name, "finish_reason": result.finish_reason}
 
 
-def load_hf(path: str, *, device: str | None = None, **kwargs: Any) -> ChatTransformers:
+def load_hf(path: str, *, device: str | None = None, adapter: str | None = None, **kwargs: Any) -> ChatTransformers:
     """Load `path` (a model folder, or a `.gguf` file) as a `ChatTransformers`.
 
     `device`: "cuda", "cpu", ... (default: CUDA in bf16 when a GPU is present, else CPU in fp32).
+    `adapter`: a LoRA adapter folder (what `decompose train` writes), merged into the weights.
     Other kwargs set `ChatTransformers` fields: max_tokens (or max_new_tokens), temperature, top_p, seed, stop,
     timeout, max_batch_size, batch_wait_ms.
     """
-    if unknown := sorted(set(_unknown_options(kwargs)) | ({"hf_model", "tokenizer", "model_path"} & set(kwargs))):
-        raise ConfigError(f"unknown option(s) for hf:{path}: {unknown}", hint=f"use {_options_help()} or device")
+    internal = {"hf_model", "tokenizer", "model_path", "adapter", "plan_prompt"}
+    if unknown := sorted(set(_unknown_options(kwargs)) | (internal & set(kwargs))):
+        raise ConfigError(f"unknown option(s) for hf:{path}: {unknown}", hint=f"use {_options_help()}, device or adapter")
     folder, gguf = _locate(path)
+    info = adapter_info(adapter) if adapter is not None else {}  # a wrong folder fails before the slow load
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -344,8 +359,11 @@ def load_hf(path: str, *, device: str | None = None, **kwargs: Any) -> ChatTrans
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"hf:{path} is not a loadable causal LM ({first_line})", hint=_HINT) from None
+    if adapter is not None:
+        model = merge_adapter(model, adapter)
     model.eval()
-    return ChatTransformers(model_path=str(path), hf_model=model, tokenizer=tokenizer, **kwargs)
+    return ChatTransformers(model_path=str(path), hf_model=model, tokenizer=tokenizer, adapter=adapter,
+                            plan_prompt=info.get("prompt"), **kwargs)
 
 
 def _locate(path: str) -> tuple[str, str | None]:

@@ -8,10 +8,9 @@ Structured output, by server:
 - OpenAI (gpt-4o and later), llama.cpp / xllamacpp, vLLM, recent Ollama: `method="json_schema"`.
   The server constrains decoding to the schema (llama.cpp turns it into a grammar), so even a tiny
   local model returns parseable JSON.
-- Servers that reject `response_format: json_schema` with a 400 but support tools:
-  `method="function_calling"`. `structured(model, schema)` tries json_schema and falls back to
-  function calling on a 400, so either kind of server works without configuration.
-- Servers with neither: `method="json_mode"` (valid JSON, schema not enforced) plus validation.
+- Servers that reject `response_format: json_schema` with an HTTP error: the planner asks that model for
+  its plan as plain JSON instead, found in the reply and validated (`chains/decompose.py`), so either kind
+  of server works without configuration.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import openai
 from langchain_openai import ChatOpenAI
 
 from decompose.errors import ConfigError
-from decompose.retry import MalformedResponse
+from decompose.transport_errors import MalformedResponse
 from decompose.tokens import ensure_offline_encodings
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)

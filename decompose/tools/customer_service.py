@@ -14,7 +14,8 @@ from typing import Annotated
 
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 
-from decompose.tools.cs_store import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS, Store, default_db_path
+from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
+from decompose.tools.cs_store import Store, default_db_path
 
 __all__ = ["customer_service_tools", "default_db_path", "POLICY", "RETURN_WINDOW_DAYS", "DAMAGED_WINDOW_DAYS"]
 

@@ -10,6 +10,7 @@ raises `RetryableToolError` — and, for a tool with side effects, only when it 
 from __future__ import annotations
 
 import asyncio
+import copy
 import contextvars
 import json
 import threading
@@ -21,9 +22,10 @@ from pydantic import ValidationError
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import Prompts
-from decompose.errors import DecomposeError, PlanError, ToolError
-from decompose.events import Emit, Retried
-from decompose.plan import Step
+from decompose.errors import ConfigError, DecomposeError, PlanError, ToolError
+from decompose.events import Emit
+from decompose.plan import Solved, Step
+from decompose.retry import TOOL_ARGS_REASK, RetryState, UnusableReply, retry_events, retrying, transient_tool_error
 
 IDEMPOTENCY_ARG = "idempotency_key"
 
@@ -57,16 +59,34 @@ def _visible_fields(tool: BaseTool) -> dict[str, Any]:
 
 
 class ToolRunner:
-    def __init__(self, tools: Sequence[BaseTool], *, timeout: float | None = None, max_retries: int = 2,
+    """Calls the plan's tool steps. Its settings are the user's: `Orchestrator(tool_runner=ToolRunner(timeout=30))`;
+    the tools and prompts come from the Orchestrator that uses it, through `configured`."""
+
+    def __init__(self, tools: Sequence[BaseTool] = (), *, timeout: float | None = 60.0, max_retries: int = 2,
                  prompts: Prompts | None = None):
-        self.tools = {t.name: t for t in tools}
-        self.prompts = prompts or Prompts()
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"tool timeout must be a positive number of seconds or None, got {timeout!r}")
+        if max_retries < 0:
+            raise ConfigError(f"tool max_retries must be 0 or more, got {max_retries}")
         self.timeout = timeout
-        self.max_retries = max_retries
+        self.max_retries = max_retries  # retries of a tool that raises RetryableToolError
+        self._use(tools, prompts or Prompts())
+
+    def configured(self, tools: Sequence[BaseTool], prompts: Prompts) -> ToolRunner:
+        """A copy with these settings, calling `tools`, with a ledger of its own."""
+        made = copy.copy(self)
+        made._use(tools, prompts)
+        return made
+
+    def _use(self, tools: Sequence[BaseTool], prompts: Prompts) -> None:
+        self.tools = {t.name: t for t in tools}
+        self.prompts = prompts
         self._ledger: dict[str, Any] = {}  # idempotency key -> result of a side-effecting call
 
     async def run(self, step: Step, args: dict[str, Any], *, run_id: str, caller: ModelCaller | None,
-                  emit: Emit) -> Any:
+                  emit: Emit) -> Solved:
+        """Call the step's tool with `args` (its resolved arguments); the result, and the arguments the tool was
+        called with when the model had to correct them."""
         tool = self.tools.get(step.tool or "")
         if tool is None:
             known = ", ".join(self.tools) or "none"
@@ -75,29 +95,40 @@ class ToolRunner:
         key = f"{run_id}:{step.id}"
         if has_side_effects(tool) and key in self._ledger:
             return self._ledger[key]
-        args = await self._valid_args(tool, step, args, caller, emit)
+        called_with = await self._valid_args(tool, step, args, caller, emit)
+        corrected = dict(called_with) if called_with != args else None
         if IDEMPOTENCY_ARG in injected_args(tool):
-            args[IDEMPOTENCY_ARG] = key
-        result = await self._call(tool, args, step, emit)
+            called_with[IDEMPOTENCY_ARG] = key
+        solved = Solved(await self._call(tool, called_with, step, emit), args=corrected)
         if has_side_effects(tool):
-            self._ledger[key] = result
-        return result
+            self._ledger[key] = solved
+        return solved
 
     async def _valid_args(self, tool: BaseTool, step: Step, args: dict[str, Any], caller: ModelCaller | None,
                           emit: Emit) -> dict[str, Any]:
-        problem = validate_args(tool, args)
-        if problem is None:
+        if caller is None:  # no model to re-ask
+            problem = validate_args(tool, args)
+            if problem is not None:
+                raise ToolError(problem, hint=f"fix the arguments of step {step.id}")
             return dict(args)
-        if caller is None:
-            raise ToolError(problem, hint=f"fix the arguments of step {step.id}")
-        emit(Retried(phase="solve", attempt=1, reason=problem, wait=0.0, step_id=step.id, kind="parse"))
-        caller.usage.parse_retries += 1
-        fixed = await self._reask_args(tool, step, args, problem, caller)
-        second = validate_args(tool, fixed)
-        if second is not None:
-            raise ToolError(second, hint=f"the model could not write valid arguments for {tool.name!r}")
-        step.args = dict(fixed)  # the step records the arguments the tool was actually called with
-        return fixed
+
+        async def attempt(state: RetryState) -> dict[str, Any]:
+            fixed = args
+            if state.failures:  # the plan's arguments did not fit: the model writes them again
+                fixed = await self._reask_args(tool, step, args, str(state.failures[-1]), caller)
+            problem = validate_args(tool, fixed)
+            if problem is not None:
+                raise UnusableReply(json.dumps(fixed, default=str), problem)
+            return dict(fixed)
+
+        def give_up(state: RetryState) -> dict[str, Any]:
+            failure = state.failures[-1]
+            if not isinstance(failure, UnusableReply):
+                raise failure
+            raise ToolError(str(failure), hint=f"the model could not write valid arguments for {tool.name!r}")
+
+        return await retrying(TOOL_ARGS_REASK, attempt, before_sleep=retry_events(emit, caller.usage, "solve", step.id),
+                              give_up=give_up)
 
     async def _reask_args(self, tool: BaseTool, step: Step, args: dict[str, Any], problem: str,
                           caller: ModelCaller) -> dict[str, Any]:
@@ -116,25 +147,19 @@ class ToolRunner:
         return data
 
     async def _call(self, tool: BaseTool, args: dict[str, Any], step: Step, emit: Emit) -> Any:
-        retry_allowed = not has_side_effects(tool) or IDEMPOTENCY_ARG in args
         sync = _is_sync(tool)
-        attempt = 1
-        while True:
+
+        async def attempt(state: RetryState) -> Any:
             try:
                 async with asyncio.timeout(self.timeout):
                     return await (_in_daemon_thread(tool, args) if sync else tool.ainvoke(args))
             except TimeoutError:
                 left = " (it is still running in a background thread, which will not delay exit)" if sync else ""
                 raise ToolError(f"tool {tool.name!r} timed out after {self.timeout:g}s{left}",
-                                hint="raise tool_timeout; a tool with side effects is never re-run after a timeout")
-            except RetryableToolError as exc:
-                if not retry_allowed or attempt > self.max_retries:
-                    raise
-                wait = 0.1 * 2 ** (attempt - 1)
-                emit(Retried(phase="solve", attempt=attempt, reason=str(exc), wait=wait, step_id=step.id,
-                             kind="tool"))
-                await asyncio.sleep(wait)
-                attempt += 1
+                                hint="raise ToolRunner(timeout=...); a tool with side effects is never re-run after a "
+                                     "timeout")
+            except RetryableToolError:
+                raise  # the tool asks to be called again: `transient_tool_error` decides
             except DecomposeError as exc:  # the tool's own error, said by the tool: name the tool
                 if f"{tool.name!r}" in str(exc.args[0] if exc.args else ""):
                     raise
@@ -145,6 +170,10 @@ class ToolRunner:
                 raise ToolError(f"tool {tool.name!r} failed: {exc}") from exc
             except Exception as exc:  # an unexpected kind: its type says more than its message alone
                 raise ToolError(f"tool {tool.name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+        may_repeat = not has_side_effects(tool) or IDEMPOTENCY_ARG in args
+        rule = transient_tool_error(RetryableToolError, self.max_retries, may_repeat=may_repeat)
+        return await retrying(rule, attempt, before_sleep=retry_events(emit, None, "solve", step.id))
 
 
 def _is_sync(tool: BaseTool) -> bool:

@@ -1,0 +1,62 @@
+"""`decompose serve`: the agents over HTTP (the service is decompose/serve/), under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from typing import Any
+
+from decompose.errors import ConfigError
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    if args.agent:
+        raise ConfigError("serve offers every agent: a request names the one it wants",
+                          hint='drop --agent; send {"agent": NAME} (or "model" for /v1/chat/completions)')
+    if args.trace:
+        raise ConfigError("serve writes no trace file: each run streams its events to its client",
+                          hint="drop --trace; read the events from the run's stream")
+    try:
+        import uvicorn
+
+        from decompose.serve import create_app
+    except ImportError as exc:
+        raise ConfigError(f"serve needs the serve extra ({exc})",
+                          hint='pip install "decompose-agents[serve]"') from None
+    from decompose.cli.config import load_tools, orchestrator_options
+    from decompose.models import load_model
+    from decompose.serve.security import parse_rate, read_keys
+
+    keys = read_keys(args.api_key_file) if args.api_key_file else None
+    per_minute = parse_rate(args.rate_limit) if args.rate_limit else None
+    sock = _listen(args.host, args.port)  # before the model loads: a busy port fails at once
+    app = create_app(load_model(args.model, adapter=args.adapter), db=args.db, tools=load_tools(args.tools or []),
+                     orchestrator_options=orchestrator_options(args), api_keys=keys, rate_limit=per_minute,
+                     cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes,
+                     max_history_tokens=args.max_history_tokens, shutdown_timeout=args.shutdown_timeout,
+                     lease=args.lease)
+    service = app.state.service
+    host, port = sock.getsockname()[:2]
+    print(f"decompose serve: listening on http://{host}:{port} (agents: {', '.join(service.catalog.names())}; "
+          f"db: {service.store.engine.url!r})", file=sys.stderr, flush=True)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:  # the first signal: runs get --shutdown-timeout, then end as interrupted
+                service.shutdown_soon()
+            super().handle_exit(sig, frame)
+
+    # uvicorn waits a little longer than the runs get, so an interrupted run's stream still ends cleanly.
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=args.shutdown_timeout + 5)
+    Server(config).run(sockets=[sock])
+    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                          hint="choose another --port (0 picks a free one), or stop what uses it") from None
+

@@ -1,0 +1,149 @@
+"""`create_app(...)`: the HTTP service — agents, streamed runs with optional plan review, stored conversations and
+an OpenAI-compatible chat endpoint — as a Starlette ASGI app. `decompose serve` runs it under uvicorn; mount it
+in your own app to serve the agents there (enter its lifespan in yours so a shutdown ends its runs cleanly)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any, AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from decompose.errors import DecomposeError, PlanError
+from decompose.events import Event
+from decompose.models import load_model
+from decompose.orchestrator import Orchestrator
+from decompose.plan import Plan
+from decompose.result import Result
+from decompose.serve import conversations, openai_compat
+from decompose.serve.bodies import optional_str, question_of, read_json
+from decompose.serve.catalog import Catalog
+from decompose.serve.errors import ApiError, api_error_of, exception_handlers
+from decompose.serve.running import RunFeed, settle
+from decompose.serve.security import ApiKeys, Guard, RateLimiter, parse_rate
+from decompose.serve.service import Service
+from decompose.serve.sse import event_stream, run_frames
+from decompose.serve.store import Store
+
+RUN_EXAMPLE = '{"question": "...", "agent": "customer-service"}'
+
+
+def create_app(model: Any = None, *, db: str | None = None, agents: Mapping[str, Orchestrator] | None = None,
+               tools: Sequence[Any] = (), orchestrator_options: Mapping[str, Any] | None = None,
+               api_keys: Iterable[str] | None = None, rate_limit: int | str | None = None,
+               cors_origins: Sequence[str] = (), max_body_bytes: int = 1_000_000, max_history_tokens: int = 1500,
+               shutdown_timeout: float = 30.0, lease: float = 15.0) -> Starlette:
+    """The service as an ASGI app.
+
+    model: a chat model or spec (`load_model`'s; None: $DECOMPOSE_MODEL, else the embedded model) for the ready
+    agents and `decompose` (the model alone with `tools`); or `agents={name: Orchestrator}` to serve exactly
+    those (a request that names no agent gets `decompose`, or the first of `agents`). orchestrator_options: the
+    Orchestrator's keyword arguments for every agent built here. db: a SQLAlchemy URL for conversations and
+    plans awaiting review (default: SQLite in the cache folder). api_keys: accepted keys (kept hashed);
+    rate_limit: requests a minute per key ("60/min" or 60); cors_origins: origins a browser may call from (none
+    by default). shutdown_timeout: how long runs in flight may finish at shutdown. lease: seconds after which a
+    running turn whose server stopped renewing it reads as interrupted.
+    """
+    catalog = Catalog(load_model(model) if agents is None else None, tools=tools, options=orchestrator_options,
+                      agents=agents)
+    service = Service(catalog=catalog, store=Store(db, lease=lease), max_body_bytes=max_body_bytes,
+                      max_history_tokens=max_history_tokens, shutdown_timeout=shutdown_timeout)
+    per_minute = parse_rate(rate_limit) if isinstance(rate_limit, str) else rate_limit
+    middleware = [Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                             allow_headers=["Authorization", "Content-Type", "X-API-Key"])] if cors_origins else []
+    middleware.append(Middleware(Guard, keys=ApiKeys(api_keys) if api_keys is not None else None,
+                                 limiter=RateLimiter(per_minute) if per_minute else None))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await service.close()
+
+    app = Starlette(routes=routes(service), middleware=middleware, exception_handlers=exception_handlers,
+                    lifespan=lifespan)
+    app.state.service = service
+    return app
+
+
+def routes(service: Service) -> list[Route]:
+    async def list_agents(_: Request) -> Response:
+        return JSONResponse({"agents": service.catalog.describe()})
+
+    async def start_run(request: Request) -> Response:
+        body = await read_json(request, service.max_body_bytes, example=RUN_EXAMPLE)
+        agent, orch = service.catalog.get(optional_str(body, "agent"))
+        plan = checked_plan(orch, body["plan"]) if body.get("plan") is not None else None
+        question = question_of(body, example=RUN_EXAMPLE) if plan is None or body.get("question") else None
+        if request.query_params.get("review", "").lower() in ("1", "true", "yes"):
+            return await _for_review(service, agent, orch, question, plan)
+        run_id = uuid.uuid4().hex
+        return _stream(service, agent, question or plan.question or "", run_id,
+                       lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit)
+                       if plan is not None else orch.arun(question, on_event=emit))
+
+    async def approve_run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        review = await asyncio.to_thread(service.store.review, run_id)
+        if review is None:
+            raise ApiError(404, f"no plan awaiting approval has run id {run_id!r}",
+                           "ask for one with POST /v1/runs?review=true")
+        body = await read_json(request, service.max_body_bytes, example='{"plan": {"steps": [...]}} or nothing')
+        agent, orch = service.catalog.get(review["agent"])
+        plan = checked_plan(orch, body["plan"] if body.get("plan") is not None else review["plan"])
+        if not await asyncio.to_thread(service.store.approve, run_id):
+            raise ApiError(409, f"run {run_id} was already approved",
+                           "ask for a new plan with POST /v1/runs?review=true")
+        question = review["question"]
+        return _stream(service, agent, question, run_id,
+                       lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit))
+
+    return [
+        Route("/v1/agents", list_agents, methods=["GET"]),
+        Route("/v1/runs", start_run, methods=["POST"]),
+        Route("/v1/runs/{run_id}/approve", approve_run, methods=["POST"]),
+        *conversations.routes(service),
+        *openai_compat.routes(service),
+    ]
+
+
+def checked_plan(orch: Orchestrator, data: Any) -> Plan:
+    """A plan from a request (its JSON form, as data or text), checked as `execute` would: 422 when invalid."""
+    try:
+        plan = Plan.from_json(data, max_steps=orch.max_steps) if isinstance(data, str) \
+            else Plan.from_data(data, max_steps=orch.max_steps)
+        return orch.check_plan(plan)
+    except PlanError as exc:
+        raise ApiError(422, f"the plan is invalid: {exc.args[0]}", exc.hint) from None
+
+
+async def _for_review(service: Service, agent: str, orch: Orchestrator, question: str | None,
+                      plan: Plan | None) -> Response:
+    if plan is None:
+        try:
+            plan = await orch.aplan(question)
+        except DecomposeError as exc:
+            raise api_error_of(exc) from None
+    run_id = uuid.uuid4().hex
+    question = question or plan.question or ""
+    await asyncio.to_thread(service.store.save_review, run_id, agent, question, plan.spec())
+    return JSONResponse({"run_id": run_id, "agent": agent, "question": question, "plan": plan.spec(),
+                         "approve": f"/v1/runs/{run_id}/approve"}, status_code=201)
+
+
+def _stream(service: Service, agent: str, question: str, run_id: str,
+            start: Callable[[Callable[[Event], None]], Coroutine[Any, Any, Result]]) -> Response:
+    """Start the run (`start(on_event)` makes its coroutine) and stream it: `run`, the events, `result`."""
+    feed = RunFeed()
+
+    async def run() -> None:
+        await settle(feed, start(feed.emit), question)
+
+    service.start(run())
+    return event_stream(run_frames(feed, ("run", {"id": run_id, "agent": agent, "question": question})))

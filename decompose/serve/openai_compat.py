@@ -1,0 +1,148 @@
+"""OpenAI-compatible `POST /v1/chat/completions` (and `GET /v1/models`): `model` names an agent, the last user
+message is the question and the earlier messages are its history, so any OpenAI client or LangChain `ChatOpenAI`
+can talk to an agent. System messages are left out: an agent brings its own instructions."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from decompose.conversation import Conversation, Turn
+from decompose.errors import DecomposeError
+from decompose.result import Result
+from decompose.serve.bodies import read_json
+from decompose.serve.errors import ApiError, api_error_of, decompose_error_body
+from decompose.serve.running import Ended, RunFeed, settle
+from decompose.serve.service import Service
+from decompose.serve.sse import KEEPALIVE_SECONDS, PING, SSE_HEADERS
+
+EXAMPLE = '{"model": "customer-service", "messages": [{"role": "user", "content": "..."}]}'
+IGNORED_ROLES = ("system", "developer")
+
+
+def routes(service: Service) -> list[Route]:
+    async def models(_: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "created": 0,
+                                                         "owned_by": "decompose"}
+                                                        for name in service.catalog.names()]})
+
+    async def completions(request: Request) -> Response:
+        body = await read_json(request, service.max_body_bytes, example=EXAMPLE)
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            raise ApiError(422, "no model given: it names the agent to ask",
+                           f"models: {', '.join(service.catalog.names())}")
+        agent, orch = service.catalog.get(name)
+        question, history = split_messages(body.get("messages"))
+        chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
+        chat.history = history
+        feed = RunFeed()
+
+        task = service.start(settle(feed, chat.asend(question, on_event=feed.emit), question))
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.get("stream"):
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(_chunks(feed, completion_id, created, agent, usage),
+                                     media_type="text/event-stream", headers=SSE_HEADERS)
+        ended = await task
+        if isinstance(ended.error, DecomposeError):
+            raise api_error_of(ended.error)
+        if ended.error is not None:
+            raise ApiError(500, **decompose_error_body(ended.error)["error"])
+        return JSONResponse(_completion(ended.result, completion_id, created, agent))
+
+    return [Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", completions, methods=["POST"])]
+
+
+def split_messages(messages: Any) -> tuple[str, list[Turn]]:
+    """The question (the last message, a user's) and the earlier user/assistant messages as turns."""
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(422, "messages must be a non-empty list", f"send {EXAMPLE}")
+    said = [(role, text) for role, text in map(_role_and_text, messages) if role not in IGNORED_ROLES]
+    if not said or said[-1][0] != "user":
+        raise ApiError(422, "the last message must be the user's question", f"send {EXAMPLE}")
+    if not said[-1][1].strip():
+        raise ApiError(422, "the question is empty", "ask a question in words")
+    turns: list[Turn] = []
+    asked: str | None = None
+    for role, text in said[:-1]:
+        if role == "user":
+            if asked is not None:  # two questions in a row: the first was not answered
+                turns.append(Turn(asked, "(no answer)"))
+            asked = text
+        else:
+            turns.append(Turn(asked or "", text))
+            asked = None
+    if asked is not None:
+        turns.append(Turn(asked, "(no answer)"))
+    return said[-1][1].strip(), turns
+
+
+def _role_and_text(message: Any) -> tuple[str, str]:
+    if not isinstance(message, dict):
+        raise ApiError(422, "each message must be an object with role and content", f"send {EXAMPLE}")
+    role, content = message.get("role"), message.get("content")
+    if role not in ("user", "assistant", *IGNORED_ROLES):
+        raise ApiError(422, f"messages with role {role!r} are not supported",
+                       "send user and assistant messages (an agent calls its own tools)")
+    if isinstance(content, list):  # content parts: only text is understood
+        if any(not isinstance(p, dict) or p.get("type") != "text" for p in content):
+            raise ApiError(422, "only text content parts are supported", "send the message as text")
+        content = "".join(str(p.get("text", "")) for p in content)
+    if not isinstance(content, str):
+        raise ApiError(422, f"a {role} message has no text content", "give each message a content string")
+    return role, content
+
+
+def _usage(result: Result) -> dict[str, int]:
+    usage = result.usage
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def _completion(result: Result, completion_id: str, created: int, agent: str) -> dict[str, Any]:
+    if result.answer is None:
+        raise ApiError(502, f"the agent gave no answer: {result.error}",
+                       "POST /v1/runs with the same question streams every step and where it failed")
+    return {"id": completion_id, "object": "chat.completion", "created": created, "model": agent,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
+                         "finish_reason": "stop"}],
+            "usage": _usage(result)}
+
+
+async def _chunks(feed: RunFeed, completion_id: str, created: int, agent: str,
+                  with_usage: bool) -> AsyncIterator[bytes]:
+    """chat.completion.chunk events: the role at once, the answer when the run ends, then `[DONE]`."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": agent,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return _data(data)
+
+    yield chunk({"role": "assistant", "content": ""})
+    async for item in feed.items(KEEPALIVE_SECONDS):
+        if item is None:
+            yield PING
+        elif isinstance(item, Ended):
+            result = item.result
+            if result.answer is None:  # OpenAI clients raise an error event as an APIError
+                yield _data(decompose_error_body(item.error) if item.error is not None else
+                            {"error": {"message": f"the agent gave no answer: {result.error}", "hint": None}})
+            else:
+                yield chunk({"content": result.answer})
+                yield chunk({}, "stop")
+                if with_usage:
+                    yield _data({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                 "model": agent, "choices": [], "usage": _usage(result)})
+    yield b"data: [DONE]\n\n"
+
+
+def _data(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()

@@ -1,0 +1,112 @@
+"""Runs in progress: each runs in a task of its own, so it outlives the response that streams it (a client that
+goes away does not cut a turn short), and a shutdown can let every run finish or end it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
+
+from decompose.errors import DecomposeError
+from decompose.events import Event
+from decompose.result import Result
+
+log = logging.getLogger("decompose.serve")
+
+
+@dataclass
+class Ended:
+    """The last item of a feed: the result (partial when the run failed) and the error it ended with."""
+
+    result: Result
+    error: BaseException | None = None
+
+
+class RunFeed:
+    """One run's events, then its end, in order, for the response that streams them."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Event | Ended] = asyncio.Queue()
+
+    def emit(self, event: Event) -> None:
+        self._queue.put_nowait(event)
+
+    def end(self, ended: Ended) -> None:
+        self._queue.put_nowait(ended)
+
+    async def items(self, keepalive: float) -> AsyncIterator[Event | Ended | None]:
+        """Events, then the `Ended`; None after `keepalive` seconds of quiet (for a keep-alive line)."""
+        getter: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                getter = getter or asyncio.ensure_future(self._queue.get())
+                done, _ = await asyncio.wait({getter}, timeout=keepalive)
+                if not done:
+                    yield None
+                    continue
+                item, getter = getter.result(), None
+                yield item
+                if isinstance(item, Ended):
+                    return
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+
+async def outcome(run: Coroutine[Any, Any, Result], question: str) -> Ended:
+    """Await the run; a failure becomes its partial result and error (a cancellation passes through)."""
+    try:
+        return Ended(await run)
+    except DecomposeError as exc:
+        return Ended(partial_result(exc, question), exc)
+    except Exception as exc:  # a bug: the stream still ends, the turn is still recorded, the log has the trace
+        log.exception("run failed unexpectedly: %s", question)
+        return Ended(Result.failed(question, f"internal error: {type(exc).__name__}: {exc}"), exc)
+
+
+def partial_result(exc: BaseException, question: str) -> Result:
+    """What a run that raised had done (the Orchestrator attaches it), else an empty failed Result."""
+    return getattr(exc, "result", None) or Result.failed(question, exc)
+
+
+async def settle(feed: RunFeed, run: Coroutine[Any, Any, Result], question: str, *,
+                 record: Callable[[Ended], Awaitable[None]] | None = None,
+                 record_interrupted: Callable[[], None] | None = None) -> Ended:
+    """Await the run, record its end (`record`), then announce it on `feed`: a client that has the result finds
+    it stored. A run cancelled because the server is stopping is recorded with `record_interrupted` (called,
+    not awaited: a cancelled task must not wait again) and announced as interrupted, so its stream ends cleanly."""
+    try:
+        ended = await outcome(run, question)
+    except asyncio.CancelledError as exc:
+        if record_interrupted is not None:
+            record_interrupted()
+        feed.end(Ended(partial_result(exc, question), exc))
+        raise
+    if record is not None:
+        await record(ended)
+    feed.end(ended)
+    return ended
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def drain(self, timeout: float) -> None:
+        """Let the runs in progress finish for up to `timeout` seconds, then cancel the rest."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        self.cancel_all()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

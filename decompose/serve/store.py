@@ -1,0 +1,218 @@
+"""Conversations, their turns and the plans awaiting review, in any SQLAlchemy database (SQLite by default), so
+several replicas share them and a restarted server has lost nothing it acknowledged.
+
+A turn's question is committed before its run starts and its answer when the run ends. A running turn carries
+its server's id and a lease the server renews while it lives; a running turn whose lease ran out belonged to a
+server that died (kill -9, a lost machine) and reads as `interrupted`, on every replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, create_engine, event,
+                        insert, select, update)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+
+from decompose.errors import ConfigError
+from decompose.paths import cache_dir
+
+RUNNING, ANSWERED, FAILED, INTERRUPTED = "running", "answered", "failed", "interrupted"
+
+metadata = MetaData()
+conversations = Table(
+    "decompose_conversations", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+turns = Table(
+    "decompose_turns", metadata,
+    Column("conversation_id", String(32), ForeignKey(conversations.c.id), primary_key=True),
+    Column("seq", Integer, primary_key=True),  # the key makes two replicas racing for one turn collide
+    Column("question", Text, nullable=False),
+    Column("answer", Text),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("owner", String(32)),  # the server running it
+    Column("lease_until", Float),  # a running turn not renewed by then belongs to a dead server
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+reviews = Table(
+    "decompose_reviews", metadata,
+    Column("id", String(32), primary_key=True),  # also the run id: re-running never repeats a side effect
+    Column("agent", String(200), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("plan", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, approved
+    Column("created_at", Float, nullable=False),
+)
+
+
+def _shown(turn: Any) -> dict[str, Any]:
+    return {k: turn[k] for k in ("seq", "question", "answer", "status", "error", "created_at", "finished_at")}
+
+
+def _dead(turn: Any) -> bool:
+    return turn["status"] == RUNNING and turn["lease_until"] is not None and turn["lease_until"] < time.time()
+
+
+def default_db_url() -> str:
+    return f"sqlite:///{cache_dir() / 'serve.sqlite3'}"
+
+
+class TurnBusy(Exception):
+    """The conversation's previous turn is still running."""
+
+
+class Store:
+    def __init__(self, url: str | None = None, *, lease: float = 15.0):
+        self.url = url or default_db_url()
+        self.lease = lease
+        self.owner = uuid.uuid4().hex  # this server, for the leases of its running turns
+        self.engine = _engine(self.url)
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {exc.orig}",
+                              hint="check the --db URL, that the server is up and the path writable") from None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite this server's writers take turns here: contending for the file's lock
+        instead would put each to sleep in SQLite's busy handler (other processes still wait on the lock)."""
+        with self._write_lock, self.engine.begin() as db:
+            yield db
+
+    # ----- conversations ----------------------------------------------------------------------------------
+
+    def create_conversation(self, agent: str) -> dict[str, Any]:
+        row = {"id": uuid.uuid4().hex, "agent": agent, "created_at": time.time()}
+        with self._writing() as db:
+            db.execute(insert(conversations).values(**row))
+        return {**row, "turns": []}
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation with its turns in order, a dead server's running turns marked interrupted."""
+        with self.engine.connect() as db:
+            found = db.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+            if found is None:
+                return None
+            rows = self._turns(db, conversation_id)
+        if any(_dead(r) for r in rows):  # written only then: a read takes no write lock
+            with self._writing() as db:
+                self._interrupt_dead(db, conversation_id)
+                rows = self._turns(db, conversation_id)
+        return {**found._asdict(), "turns": [_shown(r) for r in rows]}
+
+    def agent_of(self, conversation_id: str) -> str | None:
+        """The conversation's agent; None when there is no such conversation."""
+        with self.engine.connect() as db:
+            return db.execute(select(conversations.c.agent).where(conversations.c.id == conversation_id)).scalar()
+
+    def begin_turn(self, conversation_id: str, question: str) -> tuple[int, list[dict[str, Any]]]:
+        """Commit the question as a running turn: its number and the turns before it, each ended or marked
+        interrupted. TurnBusy while the previous turn still runs."""
+        now = time.time()
+        with self._writing() as db:
+            self._interrupt_dead(db, conversation_id)
+            earlier = self._turns(db, conversation_id)
+            if earlier and earlier[-1]["status"] == RUNNING:
+                raise TurnBusy
+            seq = earlier[-1]["seq"] + 1 if earlier else 1
+            try:
+                db.execute(insert(turns).values(conversation_id=conversation_id, seq=seq, question=question,
+                                                status=RUNNING, owner=self.owner, lease_until=now + self.lease,
+                                                created_at=now))
+            except IntegrityError:  # another replica took this turn between our read and our write
+                raise TurnBusy from None
+        return seq, [_shown(t) for t in earlier]
+
+    @staticmethod
+    def _turns(db: Connection, conversation_id: str) -> list[Any]:
+        return list(db.execute(select(turns).where(turns.c.conversation_id == conversation_id)
+                               .order_by(turns.c.seq)).mappings())
+
+    @staticmethod
+    def _interrupt_dead(db: Connection, conversation_id: str) -> None:
+        db.execute(update(turns).where(turns.c.conversation_id == conversation_id, turns.c.status == RUNNING,
+                                       turns.c.lease_until < time.time())
+                   .values(status=INTERRUPTED, error="the server running this turn stopped before the answer",
+                           lease_until=None))
+
+    def end_turn(self, conversation_id: str, seq: int, *, status: str, answer: str | None = None,
+                 error: str | None = None) -> None:
+        # An answer that comes after its turn was taken for dead (a database outage stopped the renewals) is kept.
+        with self._writing() as db:
+            db.execute(update(turns).where(turns.c.conversation_id == conversation_id, turns.c.seq == seq,
+                                           turns.c.status.in_((RUNNING, INTERRUPTED)))
+                       .values(status=status, answer=answer, error=error, lease_until=None,
+                               finished_at=time.time()))
+
+    def renew_leases(self) -> None:
+        """Called every lease/3 seconds while this server lives: its running turns stay running."""
+        with self._writing() as db:
+            db.execute(update(turns).where(turns.c.owner == self.owner, turns.c.status == RUNNING)
+                       .values(lease_until=time.time() + self.lease))
+
+    def interrupt_own_turns(self) -> None:
+        """At shutdown: whatever this server still runs will not finish."""
+        with self._writing() as db:
+            db.execute(update(turns).where(turns.c.owner == self.owner, turns.c.status == RUNNING)
+                       .values(status=INTERRUPTED, error="the server stopped before the answer",
+                               lease_until=None, finished_at=time.time()))
+
+    # ----- plans awaiting review --------------------------------------------------------------------------
+
+    def save_review(self, run_id: str, agent: str, question: str, plan: dict[str, Any]) -> None:
+        with self._writing() as db:
+            db.execute(insert(reviews).values(id=run_id, agent=agent, question=question, plan=json.dumps(plan),
+                                              status="pending", created_at=time.time()))
+
+    def review(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(reviews).where(reviews.c.id == run_id)).first()
+        return None if row is None else {**row._asdict(), "plan": json.loads(row.plan)}
+
+    def approve(self, run_id: str) -> bool:
+        """Mark the plan approved; False when it already was (one approval runs it, on any replica)."""
+        with self._writing() as db:
+            done = db.execute(update(reviews).where(reviews.c.id == run_id, reviews.c.status == "pending")
+                              .values(status="approved"))
+        return done.rowcount == 1
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise ConfigError(f"cannot use database {url!r}: {exc}",
+                          hint="give a SQLAlchemy URL such as sqlite:///conversations.sqlite3 or "
+                               "postgresql+psycopg://user@host/db (with its driver installed)") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets readers and one writer (several servers on one file) work at once; the busy timeout makes a
+    # writer wait for the lock instead of failing.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

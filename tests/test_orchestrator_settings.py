@@ -1,0 +1,75 @@
+"""Settings live on the part they set (solver, decomposer, tool runner, limits); the flat keyword arguments of
+earlier versions still work, with a warning that names the new spelling."""
+
+import pytest
+
+from decompose import (ConfigError, Decomposer, Limits, Orchestrator, RecursiveSolver, ScriptedChatModel,
+                       SelfConsistencySolver, ToolRunner)
+
+
+@pytest.fixture
+def model():
+    return ScriptedChatModel()
+
+
+def test_the_common_case_is_one_line_with_sensible_defaults(model):
+    orch = Orchestrator(model)
+    assert orch.limits == Limits() and orch.decomposer.max_steps == 10 and orch.tool_runner.timeout == 60.0
+
+
+def test_each_setting_lives_on_its_part(model):
+    orch = Orchestrator(model, strategy=SelfConsistencySolver(samples=3), decomposer=Decomposer(max_steps=4),
+                        tool_runner=ToolRunner(timeout=5, max_retries=1), limits=Limits(run_timeout=9))
+    assert orch.solver.samples == 3 and orch.max_steps == 4
+    assert (orch.tool_runner.timeout, orch.tool_runner.max_retries) == (5, 1) and orch.limits.run_timeout == 9
+
+
+def test_one_decomposer_serves_several_orchestrators_with_their_own_tools(model):
+    from langchain_core.tools import tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    shared = Decomposer(max_steps=3)
+    with_tools, without = Orchestrator(model, tools=[add], decomposer=shared), Orchestrator(model, decomposer=shared)
+    assert list(with_tools.decomposer.tools) == ["add"] and without.decomposer.tools == {}
+    assert shared.tools == {}  # configured copies: the user's object is unchanged
+    assert with_tools.tool_runner is not Orchestrator(model, tools=[add]).tool_runner
+
+
+@pytest.mark.parametrize("old, check", [
+    ({"max_steps": 4}, lambda o: o.decomposer.max_steps == 4),
+    ({"max_plan_retries": 0}, lambda o: o.decomposer.max_retries == 0),
+    ({"on_plan_failure": "direct", "max_replans": 1},
+     lambda o: (o.decomposer.on_failure, o.decomposer.max_replans) == ("direct", 1)),
+    ({"tool_timeout": 3}, lambda o: o.tool_runner.timeout == 3),
+    ({"run_timeout": 5, "max_tokens_per_run": 100}, lambda o: o.limits == Limits(run_timeout=5, max_tokens=100)),
+    ({"strategy": "self_consistency", "samples": 2}, lambda o: o.solver.samples == 2),
+    ({"strategy": "recursive", "max_depth": 3}, lambda o: isinstance(o.solver, RecursiveSolver)
+     and o.solver.max_depth == 3),
+])
+def test_earlier_flat_keywords_still_work_with_a_warning(model, old, check):
+    with pytest.warns(DeprecationWarning, match=r"Orchestrator\(\w+=\.\.\.\) is now"):
+        orch = Orchestrator(model, **old)
+    assert check(orch)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_stepz": 4}, "unexpected keyword argument 'max_stepz'"),
+    ({"max_steps": 4, "decomposer": Decomposer()}, "decomposer is given both"),
+    ({"samples": 3}, "strategy 'direct' takes no samples"),
+])
+def test_bad_flat_keywords_are_clear_errors(model, kwargs, message):
+    with pytest.raises(ConfigError, match=message), pytest.warns(DeprecationWarning) if "max_stepz" not in kwargs \
+            else _no_warning():
+        Orchestrator(model, **kwargs)
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,195 @@
+"""`decompose serve` as a real process: killed with kill -9 mid-turn and restarted on the same database it has
+lost no acknowledged message; stopped with SIGTERM it lets a turn in flight finish, or ends it as interrupted."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from helpers import REPO, TITANIC
+
+pytest.importorskip("sqlalchemy")
+from decompose.serve.store import Store  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+RULES = """
+import json
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+
+rules = [
+    (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "Who directed Titanic?"},
+                                          {"id": 2, "question": "When was {1} born?"}]})),
+    (asks_to_combine, "James Cameron, born 1954."),
+    (r"Question: Who directed Titanic", "James Cameron"),
+    (r"Question: When was James Cameron born", "1954"),
+]
+default = "I do not know"
+latency = LATENCY
+"""
+
+
+class Served:
+    """`python -m decompose.cli serve` on a free port; its log in a file."""
+
+    def __init__(self, tmp_path, db, *flags, latency=0.5):
+        rules = tmp_path / f"slow_rules_{latency}.py"
+        rules.write_text(RULES.replace("LATENCY", str(latency)))
+        env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["DECOMPOSE_CACHE"] = str(tmp_path / "cache")
+        self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", "serve", "--port", "0",
+                                          "--model", f"scripted:{rules}", "--db", db, *flags],
+                                         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self.url = self._wait_listening()
+        except BaseException:  # never leave a server behind
+            self.stop()
+            raise
+
+    def _wait_listening(self, timeout=60):
+        """The URL once the server says it listens: its socket is bound by then, so requests wait for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(r"listening on (http://\S+)", self.log.read_text())
+            if found:
+                return found.group(1)
+            assert self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.05)
+        raise AssertionError(f"the server did not start: {self.log.read_text()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def db(tmp_path):
+    return f"sqlite:///{tmp_path / 'conversations.sqlite3'}"
+
+
+def frames_until(lines, wanted):
+    """Read SSE frames from a reply's lines until the `wanted` event; returns them as [(name, data)]."""
+    frames, name = [], None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            frames.append((name, json.loads(line[6:])))
+            if name == wanted:
+                return frames
+    return frames
+
+
+def test_kill_9_mid_turn_loses_no_acknowledged_message(tmp_path, db):
+    first = Served(tmp_path, db, "--lease", "1", latency=1.0)
+    try:
+        cid = httpx.post(f"{first.url}/v1/conversations", json={}).json()["id"]
+        with httpx.stream("POST", f"{first.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
+                          timeout=30) as reply:
+            frames = frames_until(reply.iter_lines(), "PlanReady")  # acknowledged, and the run is under way
+            assert frames[0][0] == "turn" and frames[-1][0] == "PlanReady"
+            os.kill(first.proc.pid, signal.SIGKILL)
+            first.proc.wait(timeout=10)
+    finally:
+        first.stop()
+
+    second = Served(tmp_path, db, "--lease", "1", latency=0.0)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the dead server's lease runs out within a second
+            turns = httpx.get(f"{second.url}/v1/conversations/{cid}").json()["turns"]
+            if turns[0]["status"] != "running" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert [(t["question"], t["answer"], t["status"]) for t in turns] == [(TITANIC, None, "interrupted")]
+        assert "stopped before the answer" in turns[0]["error"]
+
+        body = httpx.post(f"{second.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
+                          timeout=30).text
+        assert '"answer": "James Cameron, born 1954."' in body
+        turns = httpx.get(f"{second.url}/v1/conversations/{cid}").json()["turns"]
+        assert [t["status"] for t in turns] == ["interrupted", "answered"]
+    finally:
+        second.stop()
+
+
+def test_sigterm_lets_the_turn_in_flight_finish(tmp_path, db):
+    server = Served(tmp_path, db, "--shutdown-timeout", "20", latency=0.5)
+    try:
+        cid = httpx.post(f"{server.url}/v1/conversations", json={}).json()["id"]
+        with httpx.stream("POST", f"{server.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
+                          timeout=30) as reply:
+            lines = reply.iter_lines()
+            frames = frames_until(lines, "turn")
+            server.proc.send_signal(signal.SIGTERM)
+            frames += frames_until(lines, "result")
+        assert frames[-1][0] == "result" and frames[-1][1]["answer"] == "James Cameron, born 1954."
+        server.proc.wait(timeout=30)
+    finally:
+        server.stop()
+    turn = Store(db).conversation(cid)["turns"][0]
+    assert (turn["status"], turn["answer"]) == ("answered", "James Cameron, born 1954.")
+
+
+def test_sigterm_past_the_shutdown_timeout_ends_the_turn_as_interrupted(tmp_path, db):
+    server = Served(tmp_path, db, "--shutdown-timeout", "0.5", latency=3.0)
+    try:
+        cid = httpx.post(f"{server.url}/v1/conversations", json={}).json()["id"]
+        with httpx.stream("POST", f"{server.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
+                          timeout=30) as reply:
+            lines = reply.iter_lines()
+            frames_until(lines, "turn")
+            server.proc.send_signal(signal.SIGTERM)
+            frames = frames_until(lines, "result")  # the stream ends cleanly: an error, then the partial result
+        assert frames[-2][0] == "error" and "interrupted" in frames[-2][1]["error"]["message"]
+        assert frames[-1][1]["ok"] is False and frames[-1][1]["error"] == "interrupted"
+        server.proc.wait(timeout=30)
+    finally:
+        server.stop()
+    turn = Store(db).conversation(cid)["turns"][0]
+    assert (turn["question"], turn["status"], turn["answer"]) == (TITANIC, "interrupted", None)
+    assert "server stopped" in turn["error"]
+
+
+def test_serve_reports_a_busy_port_in_one_line(tmp_path):
+    import socket
+
+    from helpers import cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = cli("serve", "--port", str(port), "--model", "scripted:x.py", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_keys_rate_limit_and_cors_from_the_command_line(tmp_path, db):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# one key a line\nk-alpha\n\nk-beta\n")
+    server = Served(tmp_path, db, "--api-key-file", str(keys), "--rate-limit", "3/min",
+                    "--cors-origin", "https://shop.example", latency=0.0)
+    try:
+        agents = f"{server.url}/v1/agents"
+        assert httpx.get(agents).status_code == 401
+        alpha = httpx.get(agents, headers={"Authorization": "Bearer k-alpha", "Origin": "https://shop.example"})
+        assert alpha.status_code == 200 and alpha.headers["access-control-allow-origin"] == "https://shop.example"
+        assert httpx.get(agents, headers={"X-API-Key": "k-alpha"}).status_code == 200
+        assert httpx.get(agents, headers={"X-API-Key": "k-alpha"}).status_code == 200
+        limited = httpx.get(agents, headers={"X-API-Key": "k-alpha"})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert httpx.get(agents, headers={"X-API-Key": "k-beta"}).status_code == 200  # a bucket of its own
+        guesses = [httpx.get(agents, headers={"X-API-Key": f"guess-{i}"}).status_code for i in range(3)]
+        assert guesses == [401, 401, 429]  # key guessing is limited per address (the first 401 counted too)
+    finally:
+        server.stop()

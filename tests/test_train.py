@@ -1,0 +1,204 @@
+"""`decompose train`: prompt/label encoding, adapters, the Decomposer hook, clear errors, and a real tiny run."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: everything loads from disk
+
+import json
+
+import pytest
+from langchain_core.messages import SystemMessage
+
+from decompose.cli.app import main
+from decompose.errors import ConfigError
+from decompose.models import load_model
+from decompose.models.adapter import INFO_FILE, adapter_info
+from decompose.models.scripted import ScriptedChatModel
+from decompose.orchestrator import Orchestrator
+from decompose.tools.calculator import calculator_tools
+from decompose.train.data import TrainDataError, pack_tools, read_examples
+from decompose.train.prompt import COMPACT_SYSTEM, PROMPT_NAME, compact_messages, plan_target
+from decompose.train.sft import IGNORE, Collator, encode, train
+
+ROWS = [
+    {"question": f"What do {n} pens at {p} dollars cost?", "tools": ["calculator"],
+     "plan": {"steps": [{"id": 1, "question": f"What is {n} * {p}?", "tool": "calculator",
+                         "args": {"expression": f"{n} * {p}"}}]}}
+    for n, p in [(3, 2), (4, 5), (6, 7), (2, 9), (5, 3), (8, 4)]
+]
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+class CharTokenizer:
+    """A tokenizer without a chat template: one id per character, 0 as the end token."""
+
+    chat_template = None
+    eos_token_id = 0
+    pad_token_id = None
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
+
+
+def test_labels_cover_only_the_plan_and_its_end_token(tmp_path):
+    example = read_examples(write_rows(tmp_path / "d.jsonl", ROWS[:1]))[0]
+    row = encode(example, CharTokenizer(), pack_tools(), max_length=10_000)
+    prompt_length = row["labels"].count(IGNORE)
+    from decompose.models.hf import chat_prompt_ids
+
+    assert row["input_ids"][:prompt_length] == chat_prompt_ids(
+        CharTokenizer(), compact_messages(example.question, calculator_tools()))  # the inference prompt, exactly
+    plan = row["labels"][prompt_length:]
+    assert "".join(map(chr, plan[:-1])) == plan_target(example.plan) and plan[-1] == 0
+    assert encode(example, CharTokenizer(), pack_tools(), max_length=prompt_length) is None  # too long: left out
+
+
+def test_collator_pads_on_the_right_and_ignores_the_padding():
+    batch = Collator(pad_id=7)([{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]},
+                                {"input_ids": [4], "labels": [4]}])
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 7, 7]]
+    assert batch["labels"].tolist() == [[IGNORE, 2, 3], [4, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_decomposer_asks_a_trained_model_with_the_compact_prompt():
+    class Trained(ScriptedChatModel):
+        plan_prompt: str | None = PROMPT_NAME
+
+    plan = '{"steps":[{"id":1,"question":"3 * 2?","tool":"calculator","args":{"expression":"3 * 2"}}]}'
+    model = Trained(rules=[(lambda msgs: msgs[0].content.startswith(COMPACT_SYSTEM), plan)], default="6")
+    result = Orchestrator(model, tools=calculator_tools()).run("What do 3 pens at 2 dollars cost?")
+    assert result.plan.steps[0].answer == 6
+    first = model.calls[0]["prompt"]
+    assert "calculator(expression)" in first and "Rules:" not in first  # no long rules, no worked examples
+
+
+def test_train_errors_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(TrainDataError, match="does not exist"):
+        train(tmp_path / "missing.jsonl", out=tmp_path / "a")
+    bad = write_rows(tmp_path / "bad.jsonl", [ROWS[0], {"question": "q", "plan": {"steps": "no"}}])
+    with pytest.raises(TrainDataError, match=r"bad.jsonl:2: .*must be a list"):
+        train(bad, out=tmp_path / "a")
+
+
+def test_a_missing_or_wrong_adapter_folder_fails_before_loading(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist") as err:
+        adapter_info(tmp_path / "nope")
+    assert "decompose train" in err.value.hint
+    with pytest.raises(ConfigError, match="no adapter_config.json"):
+        adapter_info(tmp_path)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # a model folder: the adapter is checked before the weights load
+    with pytest.raises(ConfigError, match="adapter folder .* does not exist"):
+        load_model(f"hf:{model}", adapter=str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("spec", ["openai:gpt-4o-mini", "scripted:rules.py"])
+def test_an_adapter_needs_a_local_model(spec, tmp_path):
+    with pytest.raises(ConfigError, match="an adapter needs a local model"):
+        load_model(spec, adapter=str(tmp_path))
+
+
+def test_cli_train_without_a_file_is_a_usage_error(capsys):
+    assert main(["train"]) == 2
+    assert "needs a training file" in capsys.readouterr().err
+
+
+def test_cli_run_with_a_missing_adapter_is_a_usage_error(tmp_path, capsys):
+    assert main(["run", "--adapter", str(tmp_path / "nope"), "hi"]) == 2
+    assert "adapter folder" in capsys.readouterr().err
+
+
+def test_cli_build_data_writes_both_files(tmp_path, capsys):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "gsm8k_train.jsonl").write_text("")
+    (source / "strategyqa_train.jsonl").write_text("")
+    assert main(["train", "--build-data", str(source), "--out", str(tmp_path / "data"), "--synthetic", "1"]) == 0
+    assert "heldout.jsonl" in capsys.readouterr().out
+    assert read_examples(tmp_path / "data" / "train.jsonl") and read_examples(tmp_path / "data" / "heldout.jsonl")
+
+
+# --- a real run on the embedded model ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(cache_dir, tmp_path_factory):
+    """Two steps on four rows, two held out and scored; checkpoints every step."""
+    folder = tmp_path_factory.mktemp("train")
+    data = write_rows(folder / "train.jsonl", ROWS)
+    report = train(data, out=folder / "adapter", held_out_fraction=1 / 3, max_steps=2, batch_size=2,
+                   learning_rate=1e-3, save_steps=1, progress=False)
+    return data, folder / "adapter", report
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_tiny_run_writes_an_adapter_and_scores_the_held_out_rows(trained):
+    _, adapter, report = trained
+    assert report.steps == 2 and report.examples == 4 and report.tokens_per_s > 0
+    assert report.first_loss is not None and report.last_loss is not None
+    info = json.loads((adapter / INFO_FILE).read_text())
+    assert info["prompt"] == PROMPT_NAME and info["base"] == "smollm2"
+    scores = json.loads((adapter / "held_out_scores.json").read_text())
+    assert scores["rows"] == 2 and 0 <= scores["valid"] <= 1 and scores["tool_rows"] == 2
+    assert len((adapter / "held_out_plans.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_the_adapter_loads_merged_and_changes_the_logits(trained):
+    import torch
+
+    _, adapter, _ = trained
+    base, tuned = load_model("smollm2"), load_model("smollm2", adapter=str(adapter))
+    assert tuned.adapter == str(adapter) and tuned.plan_prompt == PROMPT_NAME and base.plan_prompt is None
+    messages = compact_messages("What do 7 pens at 3 dollars cost?", calculator_tools())
+    ids = torch.tensor([base._prompt_ids(messages)])
+    with torch.no_grad():
+        before, after = base.hf_model(ids).logits, tuned.hf_model(ids).logits
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert not any("lora" in name for name, _ in tuned.hf_model.named_parameters())  # merged, not wrapped
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_an_hf_model_folder_takes_the_adapter_too(trained, cache_dir):
+    _, adapter, _ = trained
+    folder = next((cache_dir / "models").iterdir())  # the embedded model, converted into a Transformers folder
+    assert load_model(f"hf:{folder}", adapter=str(adapter)).plan_prompt == PROMPT_NAME
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(trained):
+    data, adapter, _ = trained
+    with pytest.raises(ConfigError, match="checkpoints of an earlier run") as err:
+        train(data, out=adapter, max_steps=3, batch_size=2, progress=False)
+    assert "--resume" in err.value.hint
+    report = train(data, out=adapter, held_out_fraction=1 / 3, score_limit=0, max_steps=3, batch_size=2,
+                   save_steps=1, resume=True, progress=False)  # the same split as the first run, not scored
+    assert (report.resumed_at, report.steps, report.scores) == (2, 3, None)  # one step more, not three
+    assert sorted(p.name for p in (adapter / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_cli_train_prints_its_report_as_json(trained, tmp_path, capsys):
+    data, _, _ = trained
+    argv = ["train", str(data), "--out", str(tmp_path / "a"), "--max-steps", "1", "--batch-size", "2",
+            "--held-out-fraction", "0", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["steps"] == 1 and report["adapter"] == str(tmp_path / "a") and report["scores"] is None
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
+def test_compact_system_message_lists_the_tools():
+    system = compact_messages("q", calculator_tools())[0]
+    assert isinstance(system, SystemMessage) and system.content.endswith("Tools: calculator(expression)")
