@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("decompose.conversation")
-
 pytestmark = pytest.mark.slow  # each test drives the command on a pseudo-terminal
 
 REPO = Path(__file__).resolve().parents[1]
