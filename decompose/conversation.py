@@ -22,6 +22,11 @@ class Turn:
     question: str
     answer: str
 
+    @classmethod
+    def remembered(cls, question: str, answer: str | None, why_not: object) -> Turn:
+        """A turn as the next turns see it: one without an answer says why, so they know it was not answered."""
+        return cls(question=question, answer=answer or f"(no answer: {why_not})")
+
 
 class Conversation:
     def __init__(self, orchestrator: Orchestrator, *, max_history_tokens: int = 1500):
@@ -40,8 +45,7 @@ class Conversation:
             self.last_result = getattr(exc, "result", None) or self.last_result
             raise
         self.last_result = result
-        # A failed turn is remembered too, so the next turn knows the question was not answered.
-        self.history.append(Turn(question=result.question, answer=result.answer or f"(no answer: {result.error})"))
+        self.history.append(Turn.remembered(result.question, result.answer, result.error))  # a failed turn too
         return result
 
     def reset(self) -> None:

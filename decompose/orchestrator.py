@@ -121,9 +121,12 @@ class Orchestrator:
     def plan(self, question: str) -> Plan:
         return run_sync(self.aplan(question))
 
-    def check_plan(self, plan: Plan) -> Plan:
+    def check_plan(self, plan: Plan | str | dict) -> Plan:
         """Raise `PlanError` unless `plan` can run here (valid, within max_steps, only this Orchestrator's tools),
-        as `execute` would before anything runs: a plan a person wrote or edited is checked up front."""
+        as `execute` would before anything runs: a plan a person wrote or edited is checked up front. A plan given
+        as JSON text or data is parsed first."""
+        if not isinstance(plan, Plan):
+            plan = _as_plan(plan, self.max_steps)
         plan.validate_plan(max_steps=self.max_steps)
         self.decomposer.check_tools(plan)
         return plan
@@ -146,7 +149,7 @@ class Orchestrator:
     async def _arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
                     history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None,
                     limits: Limits | None = None) -> Result:
-        question = _check_question(question)
+        question = check_question(question)
         run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
         started, deadline = time.monotonic(), _deadline(run.limits)
         with _partial_result_on_failure(question, None, run, started):
@@ -162,7 +165,7 @@ class Orchestrator:
             return await self._execute(plan, question, run, started, deadline)
 
     async def aplan(self, question: str) -> Plan:
-        return await self._plan(_check_question(question), self._new_run(None))
+        return await self._plan(check_question(question), self._new_run(None))
 
     async def aexecute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
                        on_event: Callable[[Event], None] | None = None, limits: Limits | None = None) -> Result:
@@ -170,7 +173,7 @@ class Orchestrator:
         never repeats a side-effecting tool call that already succeeded."""
         plan = _as_plan(plan, self.max_steps)
         self.decomposer.check_tools(plan)
-        question = _check_question(question or plan.question or _plan_as_question(plan))
+        question = check_question(question or plan.question or _plan_as_question(plan))
         run = self._new_run(on_event, run_id, limits=limits)
         started = time.monotonic()
         with _partial_result_on_failure(question, plan, run, started):
@@ -361,7 +364,8 @@ def _timed_out(limits: Limits, where: str) -> str:
     return f"run timed out after {limits.run_timeout:g}s ({where})"
 
 
-def _check_question(question: Any) -> str:
+def check_question(question: Any) -> str:
+    """The question stripped, or `InputError` naming why it cannot be asked (not a string, empty, too long)."""
     if not isinstance(question, str):
         raise InputError(f"a question must be a string, got {type(question).__name__}")
     if not question.strip():

@@ -1,6 +1,7 @@
 """`Result.failed` and `Orchestrator.check_plan`: what the command needs, public for any caller."""
 
 import asyncio
+import json
 
 import pytest
 from langchain_core.tools import tool
@@ -43,3 +44,15 @@ def test_check_plan_validates_against_this_orchestrators_tools_and_max_steps():
     three = Plan.from_data([{"question": q} for q in "abc"], max_steps=100)
     with pytest.raises(PlanError, match="more than max_steps=2"):
         orch.check_plan(three)
+
+
+def test_check_plan_parses_a_plan_given_as_json_text_or_data():
+    orch = Orchestrator(ScriptedChatModel(), tools=[refund], decomposer=Decomposer(max_steps=2))
+    data = {"steps": [{"id": 1, "question": "Which order?"},
+                      {"id": 2, "question": "refund {1}", "tool": "refund", "args": {"order": "{1}"}}]}
+    assert orch.check_plan(json.dumps(data)).spec() == orch.check_plan(data).spec()
+    assert orch.check_plan(data).steps[1].depends_on == [1]
+    with pytest.raises(PlanError, match="more than max_steps=2"):
+        orch.check_plan(json.dumps([{"question": q} for q in "abc"]))
+    with pytest.raises(PlanError):
+        orch.check_plan("not a plan")

@@ -122,16 +122,22 @@ def test_kill_9_mid_turn_loses_no_acknowledged_message(tmp_path, db):
         second.stop()
 
 
+def sigterm_mid_turn(server: Served) -> tuple[str, list]:
+    """Start a turn, send SIGTERM once it runs, and read its stream to the end: (conversation id, the frames
+    after the signal)."""
+    cid = httpx.post(f"{server.url}/v1/conversations", json={}).json()["id"]
+    with httpx.stream("POST", f"{server.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
+                      timeout=30) as reply:
+        lines = reply.iter_lines()
+        frames_until(lines, "turn")
+        server.proc.send_signal(signal.SIGTERM)
+        return cid, frames_until(lines, "result")
+
+
 def test_sigterm_lets_the_turn_in_flight_finish(tmp_path, db):
     server = Served(tmp_path, db, "--shutdown-timeout", "20", latency=0.5)
     try:
-        cid = httpx.post(f"{server.url}/v1/conversations", json={}).json()["id"]
-        with httpx.stream("POST", f"{server.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
-                          timeout=30) as reply:
-            lines = reply.iter_lines()
-            frames = frames_until(lines, "turn")
-            server.proc.send_signal(signal.SIGTERM)
-            frames += frames_until(lines, "result")
+        cid, frames = sigterm_mid_turn(server)
         assert frames[-1][0] == "result" and frames[-1][1]["answer"] == "James Cameron, born 1954."
         server.proc.wait(timeout=30)
     finally:
@@ -143,13 +149,7 @@ def test_sigterm_lets_the_turn_in_flight_finish(tmp_path, db):
 def test_sigterm_past_the_shutdown_timeout_ends_the_turn_as_interrupted(tmp_path, db):
     server = Served(tmp_path, db, "--shutdown-timeout", "0.5", latency=3.0)
     try:
-        cid = httpx.post(f"{server.url}/v1/conversations", json={}).json()["id"]
-        with httpx.stream("POST", f"{server.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
-                          timeout=30) as reply:
-            lines = reply.iter_lines()
-            frames_until(lines, "turn")
-            server.proc.send_signal(signal.SIGTERM)
-            frames = frames_until(lines, "result")  # the stream ends cleanly: an error, then the partial result
+        cid, frames = sigterm_mid_turn(server)  # the stream ends cleanly: an error, then the partial result
         assert frames[-2][0] == "error" and "interrupted" in frames[-2][1]["error"]["message"]
         assert frames[-1][1]["ok"] is False and frames[-1][1]["error"] == "interrupted"
         server.proc.wait(timeout=30)

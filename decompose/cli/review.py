@@ -31,7 +31,7 @@ def review(plan: Plan, orch: Any, out: Output) -> Plan | None:
         while True:
             text = edit_text(text)
             try:
-                edited = orch.check_plan(Plan.from_json(text, max_steps=orch.max_steps))
+                edited = orch.check_plan(text)
             except PlanError as exc:
                 out.say(f"error: {one_line(exc)}", style="red")
                 again = out.ask("edit again? [Y/n] ")

@@ -116,9 +116,7 @@ def routes(service: Service) -> list[Route]:
 def checked_plan(orch: Orchestrator, data: Any) -> Plan:
     """A plan from a request (its JSON form, as data or text), checked as `execute` would: 422 when invalid."""
     try:
-        plan = Plan.from_json(data, max_steps=orch.max_steps) if isinstance(data, str) \
-            else Plan.from_data(data, max_steps=orch.max_steps)
-        return orch.check_plan(plan)
+        return orch.check_plan(data)
     except PlanError as exc:
         raise ApiError(422, f"the plan is invalid: {exc.args[0]}", exc.hint) from None
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from decompose.orchestrator import MAX_QUESTION_CHARS
+from decompose.errors import InputError
+from decompose.orchestrator import check_question
 from decompose.serve.errors import ApiError
 
 
@@ -38,14 +39,10 @@ def question_of(body: dict[str, Any], *, example: str) -> str:
     question = body.get("question")
     if question is None:
         raise ApiError(422, "no question given", f"send {example}")
-    if not isinstance(question, str):
-        raise ApiError(422, f"a question must be a string, got {type(question).__name__}", f"send {example}")
-    if not question.strip():
-        raise ApiError(422, "the question is empty", "ask a question in words")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise ApiError(422, f"the question is {len(question)} characters long, over {MAX_QUESTION_CHARS}",
-                       "shorten it or pass long material through a tool")
-    return question.strip()
+    try:
+        return check_question(question)
+    except InputError as exc:
+        raise ApiError(422, str(exc.args[0]), exc.hint or f"send {example}") from None
 
 
 def optional_str(body: dict[str, Any], field: str) -> str | None:

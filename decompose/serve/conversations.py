@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from decompose.conversation import Conversation, Turn
 from decompose.serve.bodies import optional_str, question_of, read_json
-from decompose.serve.errors import ApiError
+from decompose.serve.errors import INTERRUPTED_MESSAGE, ApiError
 from decompose.serve.running import Ended, RunFeed, settle
 from decompose.serve.service import Service
 from decompose.serve.sse import event_stream, run_frames
@@ -57,8 +57,7 @@ def routes(service: Service) -> list[Route]:
                                     answer=result.answer, error=result.error)
 
         def record_interrupted() -> None:
-            store.end_turn(conversation_id, seq, status=INTERRUPTED,
-                           error="interrupted: the server stopped before the answer")
+            store.end_turn(conversation_id, seq, status=INTERRUPTED, error=INTERRUPTED_MESSAGE)
 
         async def run() -> None:
             await settle(feed, chat.asend(question, on_event=feed.emit), question, record=record,
@@ -77,9 +76,8 @@ def routes(service: Service) -> list[Route]:
 
 
 def history_turn(turn: dict[str, Any]) -> Turn:
-    """A stored turn as `Conversation` remembers one: a turn without an answer says why, so the next turn knows
-    the question was not answered."""
-    return Turn(question=turn["question"], answer=turn["answer"] or f"(no answer: {turn['error'] or turn['status']})")
+    """A stored turn as `Conversation` remembers one."""
+    return Turn.remembered(turn["question"], turn["answer"], turn["error"] or turn["status"])
 
 
 async def _conversation(service: Service, conversation_id: str) -> dict[str, Any]:

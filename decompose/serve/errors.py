@@ -15,6 +15,8 @@ from decompose.errors import DecomposeError, InputError, ModelError, PlanError
 
 log = logging.getLogger("decompose.serve")
 
+INTERRUPTED_MESSAGE = "interrupted: the server stopped before the answer"
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, hint: str | None = None, headers: dict[str, str] | None = None):
@@ -36,7 +38,7 @@ def decompose_error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, DecomposeError):
         return error_body(str(exc.args[0]) if exc.args else type(exc).__name__, exc.hint)
     if isinstance(exc, asyncio.CancelledError):
-        return error_body("interrupted: the server stopped before the answer", "send the question again")
+        return error_body(INTERRUPTED_MESSAGE, "send the question again")
     return error_body(f"internal error: {type(exc).__name__}: {exc}",
                       "this is a bug in the server; the server log has the traceback")
 
@@ -68,8 +70,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error: {type(exc).__name__}: {exc}",
-                          "this is a bug in the server; the server log has the traceback")
+    return JSONResponse(decompose_error_body(exc), status_code=500)
 
 
 exception_handlers = {ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected}

@@ -4,7 +4,6 @@ can talk to an agent. System messages are left out: an agent brings its own inst
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any, AsyncIterator
@@ -20,7 +19,7 @@ from decompose.serve.bodies import read_json
 from decompose.serve.errors import ApiError, api_error_of, decompose_error_body
 from decompose.serve.running import Ended, RunFeed, settle
 from decompose.serve.service import Service
-from decompose.serve.sse import KEEPALIVE_SECONDS, PING, SSE_HEADERS
+from decompose.serve.sse import KEEPALIVE_SECONDS, PING, SSE_HEADERS, frame
 
 EXAMPLE = '{"model": "customer-service", "messages": [{"role": "user", "content": "..."}]}'
 IGNORED_ROLES = ("system", "developer")
@@ -121,10 +120,12 @@ async def _chunks(feed: RunFeed, completion_id: str, created: int, agent: str,
                   with_usage: bool) -> AsyncIterator[bytes]:
     """chat.completion.chunk events: the role at once, the answer when the run ends, then `[DONE]`."""
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": agent,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-        return _data(data)
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return chunk_with([{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    def chunk_with(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return frame(None, {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                            "model": agent, "choices": choices, **extra})
 
     yield chunk({"role": "assistant", "content": ""})
     async for item in feed.items(KEEPALIVE_SECONDS):
@@ -133,16 +134,11 @@ async def _chunks(feed: RunFeed, completion_id: str, created: int, agent: str,
         elif isinstance(item, Ended):
             result = item.result
             if result.answer is None:  # OpenAI clients raise an error event as an APIError
-                yield _data(decompose_error_body(item.error) if item.error is not None else
+                yield frame(None, decompose_error_body(item.error) if item.error is not None else
                             {"error": {"message": f"the agent gave no answer: {result.error}", "hint": None}})
             else:
                 yield chunk({"content": result.answer})
                 yield chunk({}, "stop")
                 if with_usage:
-                    yield _data({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                 "model": agent, "choices": [], "usage": _usage(result)})
+                    yield chunk_with([], usage=_usage(result))
     yield b"data: [DONE]\n\n"
-
-
-def _data(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()

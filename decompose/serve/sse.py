@@ -19,8 +19,10 @@ PING = b": keep-alive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # nginx: do not buffer the stream
 
 
-def frame(name: str, data: Any) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
+def frame(name: str | None, data: Any) -> bytes:
+    """One server-sent event; without a name it is a bare `data:` line, as OpenAI's chunks are."""
+    named = f"event: {name}\n" if name else ""
+    return f"{named}data: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
 
 
 async def run_frames(feed: RunFeed, first: tuple[str, dict[str, Any]]) -> AsyncIterator[bytes]:
