@@ -124,7 +124,11 @@ def _raw_runs(model: Any, prompts: list[str], tokens: int) -> tuple[Callable[[],
     """The same work without the chat model: the ceiling the batcher is measured against."""
     import torch
 
-    hf, tok = model.hf_model, model.tokenizer
+    import copy
+
+    hf, tok = model.hf_model, copy.copy(model.tokenizer)
+    if tok.pad_token is None:  # SmolLM2's GGUF names no pad token; padding a batch needs one
+        tok.pad_token = tok.eos_token
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
              for p in prompts]
 

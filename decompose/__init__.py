@@ -26,6 +26,7 @@ _EXPORTS = {
     "RetryableToolError": "decompose.tools.runner", "side_effects": "decompose.tools.runner",
     "load_model": "decompose.models", "FallbackModel": "decompose.models.fallback",
     "ScriptedChatModel": "decompose.models.scripted",
+    "IntentDetected": "decompose.events", "IntentRouter": "decompose.intents", "IntentRouting": "decompose.intents",
     "tool": "langchain_core.tools",
 }
 
@@ -59,8 +60,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from decompose.chains.prompts import Prompts
     from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                                   ModelError, PlanError, StepTimeout, ToolError)
-    from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
-                                  StepStarted, Usage)
+    from decompose.events import (Answered, Event, IntentDetected, PlanReady, Retried, StepFailed, StepFinished,
+                                  StepSkipped, StepStarted, Usage)
+    from decompose.intents import IntentRouter, IntentRouting
     from decompose.models import load_model
     from decompose.models.fallback import FallbackModel
     from decompose.models.scripted import ScriptedChatModel

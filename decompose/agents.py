@@ -14,6 +14,7 @@ from langchain_core.tools import BaseTool
 
 from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError
+from decompose.intents import CUSTOMER_SERVICE_ROUTES, IntentRouter, IntentRouting, Route
 from decompose.orchestrator import Orchestrator
 
 CUSTOMER_SERVICE = """You are the customer-service agent of a small online shop.
@@ -36,6 +37,7 @@ class AgentSpec:
     instructions: str
     make_tools: Callable[..., list[BaseTool]]
     examples: tuple[str, ...]
+    routes: tuple[Any, ...] = ()  # `decompose.intents.Route`s: how a routed conversation handles each intent
 
     def tool_names(self) -> list[str]:
         return [t.name for t in self.make_tools(dry_run=True)]
@@ -67,6 +69,7 @@ _AGENTS = {
         make_tools=_customer_service_tools,
         examples=("I'm ann@example.com. Where is my latest order, and can I still return the kettle?",
                   "Please refund order A1001 for ann@example.com: the kettle arrived broken."),
+        routes=CUSTOMER_SERVICE_ROUTES,
     ),
     "finance": AgentSpec(
         name="finance",
@@ -96,3 +99,11 @@ def build_agent(name: str, model: BaseChatModel | str | None = None, *, db_path:
     spec = get_agent(name)
     tools = spec.make_tools(db_path=db_path, market_data=market_data, today=today)
     return Orchestrator(model, tools=tools, prompts=Prompts.with_instructions(spec.instructions), **options)
+
+
+def agent_routing(name: str, router: IntentRouter) -> IntentRouting:
+    """Per-turn intent routing for agent `name` (`Conversation(agent, routing=...)`): each route adds its hint and
+    worked plan to the agent's instructions and keeps only its tools. An agent without routes gets one catch-all
+    route, so turns still report their intent and run unchanged."""
+    spec = get_agent(name)
+    return IntentRouting(router, spec.routes or (Route(router.fallback),), instructions=spec.instructions)

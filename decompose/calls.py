@@ -18,7 +18,7 @@ from langchain_core.utils.uuid import uuid7
 from decompose.errors import BudgetExceeded
 from decompose.events import Emit, TokenCount, Usage
 from decompose.limits import Limits
-from decompose.models import chat_model_of, model_name
+from decompose.models import chat_model_of, model_name, planner_of
 from decompose.models.fallback import FallbackModel
 from decompose.retry import RetryPolicy, call_with_retries, retry_events
 
@@ -74,6 +74,8 @@ class ModelCaller:
         announce = retry_events(self.emit, self.usage, phase, step_id)
 
         async def call(model: Runnable) -> Any:
+            if phase == "decompose":  # a local model with a decomposer adapter plans with it, answers without it
+                model = planner_of(model)
             runnable = self._runnable(model, build, key)
             chat_model = chat_model_of(model)  # through bind/with_retry/...: what the call really reaches
             policy = self._local_policy if getattr(chat_model, "in_process", False) else self.policy

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_m
 
 from decompose.errors import DecomposeError
 from decompose.events import Event
+from decompose.intents import IntentRouting
 from decompose.orchestrator import Orchestrator
 from decompose.result import Result
 from decompose.sync import run_sync
@@ -29,9 +30,15 @@ class Turn:
 
 
 class Conversation:
-    def __init__(self, orchestrator: Orchestrator, *, max_history_tokens: int = 1500):
+    """`routing` (an `IntentRouting`): each turn's intent is detected first (an `IntentDetected` event, the turn's
+    first) and the turn runs with its route's tools and instructions; without it every turn runs on
+    `orchestrator` as it is."""
+
+    def __init__(self, orchestrator: Orchestrator, *, max_history_tokens: int = 1500,
+                 routing: IntentRouting | None = None):
         self.orchestrator = orchestrator
         self.max_history_tokens = max_history_tokens
+        self.routing = routing
         self.history: list[Turn] = []
         self.last_result: Result | None = None
 
@@ -39,11 +46,21 @@ class Conversation:
         return run_sync(self.asend(text, on_event=on_event))
 
     async def asend(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+        orchestrator, detected = self.orchestrator, None
+        if self.routing is not None:
+            detected, orchestrator = await self.routing.aroute(text, self.orchestrator)
+            if on_event is not None:
+                on_event(detected)
         try:
-            result = await self.orchestrator.arun(text, on_event=on_event, history=self.history_messages())
+            result = await orchestrator.arun(text, on_event=on_event, history=self.history_messages())
         except (DecomposeError, asyncio.CancelledError) as exc:  # a cancelled turn still has a plan to show
-            self.last_result = getattr(exc, "result", None) or self.last_result
+            partial = getattr(exc, "result", None)
+            if partial is not None and detected is not None:
+                partial.events.insert(0, detected)
+            self.last_result = partial or self.last_result
             raise
+        if detected is not None:
+            result.events.insert(0, detected)  # the run's own events begin after it
         self.last_result = result
         self.history.append(Turn.remembered(result.question, result.answer, result.error))  # a failed turn too
         return result

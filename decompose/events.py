@@ -69,6 +69,17 @@ class Retried(Event):
 
 
 @dataclass
+class IntentDetected(Event):
+    """A routed turn's first event: what the intent router decided (see `decompose.intents`)."""
+
+    intent: str
+    confidence: float | None  # a trained router's probability; None when a model only named its choice
+    router: str  # "zero-shot:<model>" or "trained:<model>"
+    route: str | None = None  # the route the turn took (its tools and instructions)
+    error: str | None = None  # why the fallback intent was given, if it was
+
+
+@dataclass
 class Answered(Event):
     answer: str
 

@@ -136,8 +136,8 @@ class Orchestrator:
         return run_sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event, limits=limits))
 
     def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-              limits: Limits | None = None) -> list[Result]:
-        return run_sync(self.abatch(questions, max_concurrency=max_concurrency, limits=limits))
+              limits: Limits | None = None, executor: Any = "local") -> list[Result]:
+        return run_sync(self.abatch(questions, max_concurrency=max_concurrency, limits=limits, executor=executor))
 
     async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
                    history: Sequence[BaseMessage] = (), limits: Limits | None = None) -> Result:
@@ -198,11 +198,16 @@ class Orchestrator:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-                     limits: Limits | None = None) -> list[Result]:
+                     limits: Limits | None = None, executor: Any = "local") -> list[Result]:
         """Answer many questions; one failure does not sink the others (its Result carries `.error`).
 
         `max_concurrency` (default: the Orchestrator's) bounds both the questions in progress and the model
-        calls in flight across the whole batch, as a rate-limited API needs; tool calls are not counted."""
+        calls in flight across the whole batch, as a rate-limited API needs; tool calls are not counted.
+        `executor="ray"` (or a `RayExecutor`, a `RayPool`) spreads them over a Ray cluster (`distributed.py`)."""
+        if executor != "local":
+            from decompose.distributed import ray_batch  # Ray is optional: imported only when asked for
+            return await asyncio.to_thread(ray_batch, self, questions, executor=executor,
+                                           max_concurrency=max_concurrency, limits=limits)
         limit = max_concurrency or self.max_concurrency
         if limit < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {limit}")

@@ -45,3 +45,25 @@ def llama_server(n_ctx: int = 2048) -> Iterator[str]:
         yield f"http://127.0.0.1:{params.port}/v1"
     finally:
         del server  # the destructor stops the HTTP loop
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """An ASGI `app` under uvicorn in a thread, on a free port of 127.0.0.1; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

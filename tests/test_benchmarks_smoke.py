@@ -117,3 +117,17 @@ def test_soak_benchmark_quick(capsys):
     out = capsys.readouterr().out
     assert "answered: 30 (100.0%)" in out and "duplicated: 0" in out
     assert "[ok] calls in flight never above the bound (4)" in out
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_serve_load_benchmark_quick(capsys):
+    pytest.importorskip("sqlalchemy")
+    # tiny numbers: 2 replicas with colliding messages under load, then kill -9 mid-turn and a restart
+    assert _load("serve_load").main(["--clients", "10", "--messages", "3", "--latency-ms", "10",
+                                     "--replicas", "2", "--collide"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("lost 0, duplicated 0, unknown 0, out of order 0, answers differing 0") == 2
+    assert "[ok] every acknowledged message stored exactly once, in order" in out
+    assert "[ok] the kill broke streams mid-turn" in out and "FAIL" not in out
+    assert out.rstrip().endswith("PASS")

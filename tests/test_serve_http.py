@@ -1,19 +1,16 @@
 """The service over real HTTP on 127.0.0.1 (uvicorn in a thread): the OpenAI client and LangChain's ChatOpenAI
 talking to an agent through /v1/chat/completions, and the event stream read as a browser would."""
 
-import contextlib
 import json
-import socket
-import threading
 import time
 
 import httpx
 import pytest
 from helpers import TITANIC, plan_json
+from servers import serving
 
 pytest.importorskip("sqlalchemy")
 import openai  # noqa: E402
-import uvicorn  # noqa: E402
 
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
@@ -29,23 +26,6 @@ def titanic_model(latency=0.0):
         (r"Question: Who directed Titanic", "James Cameron"),
         (r"Question: When was James Cameron born", "1954"),
     ], default="I do not know", latency=latency)
-
-
-@contextlib.contextmanager
-def serving(app):
-    """`app` under uvicorn on a free port of 127.0.0.1; yields the base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -77,6 +77,24 @@ def test_decomposer_asks_a_trained_model_with_the_compact_prompt():
     assert "calculator(expression)" in first and "Rules:" not in first  # no long rules, no worked examples
 
 
+def test_the_planner_writes_the_plan_and_the_base_model_answers():
+    class Planner(ScriptedChatModel):
+        plan_prompt: str | None = PROMPT_NAME
+
+    class WithPlanner(ScriptedChatModel):
+        planner: Planner | None = None  # as a local model loaded with a decomposer adapter carries it
+
+    plan = ('{"steps":[{"id":1,"question":"Who directed Titanic?"},'
+            '{"id":2,"question":"When was {1} born?","depends_on":[1]}]}')
+    planner = Planner(rules=[(lambda msgs: msgs[0].content.startswith(COMPACT_SYSTEM), plan)], default="no")
+    model = WithPlanner(rules=[("When was James Cameron born", "1954"), ("Who directed", "James Cameron")], default="Answer: 1954",
+                        planner=planner)
+    result = Orchestrator(model).run("When was the director of Titanic born?")
+    assert [s.answer for s in result.plan.steps] == ["James Cameron", "1954"]
+    assert len(planner.calls) == 1  # the plan only: no step or synthesis reaches the adapter
+    assert not any(COMPACT_SYSTEM in c["prompt"] for c in model.calls) and len(model.calls) == 3
+
+
 def test_train_errors_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(TrainDataError, match="does not exist"):
         train(tmp_path / "missing.jsonl", out=tmp_path / "a")
@@ -156,14 +174,16 @@ def test_the_adapter_loads_merged_and_changes_the_logits(trained):
     import torch
 
     _, adapter, _ = trained
-    base, tuned = load_model("smollm2"), load_model("smollm2", adapter=str(adapter))
-    assert tuned.adapter == str(adapter) and tuned.plan_prompt == PROMPT_NAME and base.plan_prompt is None
+    base, tuned = load_model("smollm2", adapter="none"), load_model("smollm2", adapter=str(adapter))
+    planner = tuned.planner
+    assert base.planner is None and planner.adapter == str(adapter) and planner.plan_prompt == PROMPT_NAME
     messages = compact_messages("What do 7 pens at 3 dollars cost?", calculator_tools())
     ids = torch.tensor([base._prompt_ids(messages)])
     with torch.no_grad():
-        before, after = base.hf_model(ids).logits, tuned.hf_model(ids).logits
-    assert not torch.allclose(before, after, atol=1e-4)
-    assert not any("lora" in name for name, _ in tuned.hf_model.named_parameters())  # merged, not wrapped
+        before, planned, answered = (m.hf_model(ids).logits for m in (base, planner, tuned))
+    assert not torch.allclose(before, planned, atol=1e-4)
+    assert torch.equal(before, answered)  # steps and synthesis are answered by the base weights
+    assert not any("lora" in name for name, _ in planner.hf_model.named_parameters())  # merged, not wrapped
 
 
 @pytest.mark.slow
@@ -171,7 +191,8 @@ def test_the_adapter_loads_merged_and_changes_the_logits(trained):
 def test_an_hf_model_folder_takes_the_adapter_too(trained, cache_dir):
     _, adapter, _ = trained
     folder = next((cache_dir / "models").iterdir())  # the embedded model, converted into a Transformers folder
-    assert load_model(f"hf:{folder}", adapter=str(adapter)).plan_prompt == PROMPT_NAME
+    assert load_model(f"hf:{folder}", adapter=str(adapter)).planner.plan_prompt == PROMPT_NAME
+    assert load_model(f"hf:{folder}").planner is None  # no adapter ships for an arbitrary model
 
 
 @pytest.mark.slow
@@ -202,3 +223,20 @@ def test_cli_train_prints_its_report_as_json(trained, tmp_path, capsys):
 def test_compact_system_message_lists_the_tools():
     system = compact_messages("q", calculator_tools())[0]
     assert isinstance(system, SystemMessage) and system.content.endswith("Tools: calculator(expression)")
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_the_shipped_adapter_plans_a_held_out_tool_question_right():
+    from decompose.models.adapter import DEFAULT_ADAPTER
+    from decompose.train.templates import synthetic_examples
+
+    model = load_model("smollm2")  # the embedded default plans with the shipped adapter
+    assert model.planner.adapter == str(DEFAULT_ADAPTER) and model.planner.plan_prompt == PROMPT_NAME
+    trained_on = {e.question for e in synthetic_examples(30, seed=0)}  # what the shipped adapter saw
+    question = "How much is 35% of 1460 dollars?"
+    assert question not in trained_on
+    result = Orchestrator(model, tools=calculator_tools()).run(question)
+    assert [(s.tool, s.answer) for s in result.plan.steps] == [("calculator", 511)]
+    assert "511" in result.answer
+    assert load_model("smollm2", adapter="none").planner is None

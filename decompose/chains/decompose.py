@@ -20,7 +20,7 @@ from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import PROMPT_NAME, Prompts, compact_prompt, tool_example_messages
 from decompose.errors import ConfigError, ModelError, PlanError
 from decompose.events import Emit
-from decompose.models import chat_model_of
+from decompose.models import chat_model_of, planner_of
 from decompose.plan import Plan, arg_values, keep_literal, question_key, references_in
 from decompose.retry import RetryState, UnusableReply, plan_reask, retry_events, retrying
 from decompose.transport_errors import error_reason
@@ -316,5 +316,5 @@ def _text(message: Any) -> str:
 
 def trained_prompt(models: Sequence[Any], tools: Iterable[BaseTool]) -> ChatPromptTemplate | None:
     """The compact prompt when the first model carries a decomposer adapter trained on it; None otherwise."""
-    chat = chat_model_of(models[0]) if models else None
+    chat = chat_model_of(planner_of(models[0])) if models else None
     return compact_prompt(tools) if getattr(chat, "plan_prompt", None) == PROMPT_NAME else None

@@ -76,8 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", metavar="SPEC", type=_model_spec,
                        help="chat model spec (see below); default $DECOMPOSE_MODEL, else the embedded local model")
-    model.add_argument("--adapter", metavar="DIR", help="a LoRA adapter made by `decompose train`, merged into "
-                       "the local model (smollm2 or hf:PATH)")
+    model.add_argument("--adapter", metavar="DIR", help="a LoRA decomposer adapter made by `decompose train`: "
+                       "the local model (smollm2 or hf:PATH) plans with it; smollm2 has one built in, "
+                       "`--adapter none` plans without it")
+    model.add_argument("--decoding", metavar="NAME=VALUE,...", action="append",
+                       help="how the local model decodes, e.g. num_beams=4,length_penalty=0.8 or temperature=0.7,"
+                       "top_p=0.9,seed=1: do_sample, temperature, top_k, top_p, repetition_penalty, seed, num_beams, "
+                       "length_penalty, early_stopping (smollm2 or hf:PATH)")
     model.add_argument("--agent", metavar="NAME", help="a ready-made agent (see `decompose agents`)")
     model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
                        help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR")
@@ -108,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "(last plan), /reset (forget the conversation), /exit. Ctrl-C cancels a turn.")
     chat.add_argument("--max-history-tokens", type=_positive_int, metavar="N",
                       help="earlier turns kept as context, in tokens (default: the Conversation's)")
+    chat.add_argument("--intents", metavar="ROUTER", help="route each turn by its intent: a folder made by "
+                      "`decompose train --intents`, or zero-shot (the model picks one of the agent's routes) or "
+                      "zero-shot:NAME,NAME,...")
 
     agents = commands.add_parser("agents", parents=[glob], help="list the ready-made agents and their tools")
     agents.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -129,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--keep-failed", action="store_true",
                     help="when resuming, keep rows that ended in an error instead of running them again")
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ev.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="answer the rows on a Ray cluster "
+                    "(HOST:6379 or ray://HOST:10001; none: a local one); --concurrency bounds the model calls in "
+                    "flight across it (pip install 'decompose-agents[ray]')")
+    ev.add_argument("--workers", type=_positive_int, metavar="N", help="Ray workers (default: one per CPU)")
 
     sv = commands.add_parser("serve", parents=[glob, model], **_with_specs, help="serve the agents over HTTP",
                              description="Serve every agent over HTTP: streamed runs with plan review, stored "
@@ -187,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--gsm8k", type=_non_negative_int, metavar="N", help="with --build-data: at most N GSM8K rows")
     tr.add_argument("--strategyqa", type=_non_negative_int, metavar="N",
                     help="with --build-data: at most N StrategyQA rows")
+    tr.add_argument("--intents", metavar="CSV", help="train an intent router instead: sentence vectors from the "
+                    "model and a linear classifier, on a text,category CSV (e.g. banking77_train.csv); saved in "
+                    "--out (default intent-router)")
+    tr.add_argument("--per-intent", type=_positive_int, metavar="N",
+                    help="with --intents: at most N rows of each intent (default: all)")
     tr.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 

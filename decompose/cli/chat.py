@@ -35,6 +35,8 @@ def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = _ask) 
     try:
         orch = build_orchestrator(args)
         options = {"max_history_tokens": args.max_history_tokens} if args.max_history_tokens else {}
+        if getattr(args, "intents", None):
+            options["routing"] = intent_routing(args, orch)
         conv = Conversation(orch, **options)
         out = Output()
         if sys.stdin.isatty():
@@ -76,6 +78,45 @@ def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = _ask) 
     finally:
         if trace is not None:
             trace.close()
+
+
+def intent_routing(args: argparse.Namespace, orch: Any) -> Any:
+    """`--intents DIR` (a router made by `decompose train --intents`), `--intents zero-shot` (the chat model picks
+    one of the agent's routes) or `--intents zero-shot:a,b,c` (one of these intents)."""
+    import os
+
+    from decompose.intents import IntentRouter, IntentRouting
+
+    spec = args.intents.strip()
+    if spec == "zero-shot" or spec.startswith("zero-shot:"):
+        names = [n.strip() for n in spec.partition(":")[2].split(",") if n.strip()]
+        if not names and args.agent:
+            from decompose.cli.config import agents_module
+
+            names = [r.name for r in agents_module().get_agent(args.agent).routes]
+        if not names:
+            raise ConfigError("--intents zero-shot needs intent names",
+                              hint="use --agent customer-service (its routes), or --intents zero-shot:NAME,NAME,...")
+        router = IntentRouter.zero_shot(orch.model, names)
+    else:
+        # The chat model's own weights give the vectors when the router was trained on that same model.
+        same = (args.model or os.environ.get("DECOMPOSE_MODEL") or "smollm2") == _trained_on(spec) and not args.adapter
+        router = IntentRouter.load(spec, model=orch.model if same else None)
+    if args.agent:
+        from decompose.cli.config import agents_module
+
+        return agents_module().agent_routing(args.agent, router)
+    return IntentRouting(router, ())  # no agent: no routes; each turn still reports its intent
+
+
+def _trained_on(folder: str) -> str | None:
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads((Path(folder) / "intent_router.json").read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError):
+        return None  # IntentRouter.load names the problem
 
 
 def _chat_command(line: str, conv: Any, out: Output) -> bool:

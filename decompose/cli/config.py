@@ -68,10 +68,19 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def load_model_from_flags(args: argparse.Namespace) -> Any:
+    """The chat model of `--model`, `--adapter` and `--decoding` (repeatable; a later value of a name wins)."""
+    from decompose.models import load_model
+    from decompose.models.decoding import parse_options
+
+    decoding: dict[str, Any] = {}
+    for text in getattr(args, "decoding", None) or []:
+        decoding.update(parse_options(text))
+    return load_model(args.model, adapter=args.adapter, **({"decoding": decoding} if decoding else {}))
+
+
 def build_orchestrator(args: argparse.Namespace) -> Any:
     """An Orchestrator from the flags: `--agent NAME`, or a plain one with `--tools` (none by default)."""
-    from decompose.models import load_model
-
     options = orchestrator_options(args)
     if args.agent:
         if args.tools:
@@ -79,11 +88,11 @@ def build_orchestrator(args: argparse.Namespace) -> Any:
                               hint="an agent brings its own tools: drop --tools, or drop --agent")
         agents = agents_module()
         agents.get_agent(args.agent)  # an unknown name fails here, before a model is loaded
-        return agents.build_agent(args.agent, model=load_model(args.model, adapter=args.adapter), **options)
+        return agents.build_agent(args.agent, model=load_model_from_flags(args), **options)
     tools = load_tools(args.tools or [])
     from decompose.orchestrator import Orchestrator
 
-    return Orchestrator(load_model(args.model, adapter=args.adapter), tools=tools, **options)
+    return Orchestrator(load_model_from_flags(args), tools=tools, **options)
 
 
 def agents_module() -> Any:

@@ -7,7 +7,8 @@ the last `####`), StrategyQA rows (a boolean answer becomes "yes"/"no"), a list 
 The report is JSON lines, one object per question, appended and flushed the moment the question finishes, so an
 interrupted run loses nothing: run the same command again and the rows already answered are skipped; rows that
 ended in an error are run again (`--keep-failed` keeps them). A server refusing the model (HTTP 401, 403, 404)
-stops the run at once, writing nothing for the rows it could not answer.
+stops the run at once, writing nothing for the rows it could not answer. `--ray [ADDRESS]` answers the rows on
+Ray workers (`eval_ray.py`) into the same report, saved here as each row comes back.
 """
 
 from __future__ import annotations
@@ -189,6 +190,11 @@ def summarize(records: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 def eval_command(args: argparse.Namespace) -> int:
     mode = "direct" if args.direct else "decomposed"
+    on_ray = getattr(args, "ray", None) is not None
+    if on_ray and not args.file and Path(args.ray).is_file():  # `--ray FILE`: the optional ADDRESS took FILE
+        args.file, args.ray = args.ray, ""
+    if getattr(args, "workers", None) and not on_ray:
+        raise ConfigError("--workers is a number of Ray workers", hint="add --ray, or drop --workers")
     if not args.file:
         raise InputError("no questions file given", hint="decompose eval questions.jsonl")
     rows, problems = read_rows(args.file, args.limit)
@@ -201,7 +207,7 @@ def eval_command(args: argparse.Namespace) -> int:
     if not rows and not problems:
         raise ConfigError(f"{args.file} has no questions", hint='write one JSON object per line: {"question": ...}')
     trace = Trace(args.trace) if args.trace else None
-    orch = build_orchestrator(args) if todo else None
+    orch = build_orchestrator(args) if todo and not on_ray else None  # on Ray, each worker builds its own
     report = open_report(out_path)
     started = time.monotonic()
     interrupted = False
@@ -210,7 +216,12 @@ def eval_command(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner() as runner, progress:
             try:
-                runner.run(_run_all(orch, todo, mode, args.concurrency, report, progress, trace))
+                if on_ray:
+                    from decompose.cli.eval_ray import run_on_ray
+
+                    run_on_ray(args, todo, mode, report, progress, trace, _save, _answer, record_for)
+                else:
+                    runner.run(_run_all(orch, todo, mode, args.concurrency, report, progress, trace))
             except KeyboardInterrupt:
                 interrupted = True
             except ModelAccessError as exc:
@@ -244,10 +255,7 @@ async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, repo
     async def worker() -> None:
         while not queue.empty():
             row = queue.get_nowait()
-            record = await _answer(orch, row, mode, trace)
-            report.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            report.flush()
-            progress.advance(record)
+            _save(await _answer(orch, row, mode, trace), report, progress)
 
     try:
         async with asyncio.TaskGroup() as workers:  # one worker's ModelAccessError cancels the others
@@ -255,6 +263,12 @@ async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, repo
                 workers.create_task(worker())
     except BaseExceptionGroup as group:  # the first failure, as itself
         raise group.exceptions[0] from None
+
+
+def _save(record: dict[str, Any], report: TextIO, progress: "_Progress") -> None:
+    report.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    report.flush()
+    progress.advance(record)
 
 
 async def _answer(orch: Any, row: Row, mode: str, trace: Trace | None) -> dict[str, Any]:

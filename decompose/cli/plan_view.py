@@ -60,6 +60,7 @@ class PlanView:
         self.trace_extra = trace_extra or {}
         self.log = log
         self.static = False  # a finished or not-yet-run plan: no progress footer
+        self.intent: str | None = None  # "card_arrival (0.93) → card_issues" on a routed turn
 
     @classmethod
     def of_plan(cls, plan: Plan, question: str | None = None) -> "PlanView":
@@ -92,6 +93,11 @@ class PlanView:
         handler = getattr(self, f"_on_{event.type}", None)
         if handler is not None:
             handler(event)
+
+    def _on_IntentDetected(self, event: Any) -> None:
+        self.intent = intent_label(event)
+        if self.log:
+            self.log(f"intent: {self.intent}")
 
     def _on_PlanReady(self, event: Any) -> None:
         steps, progress, added = {}, {}, []
@@ -164,6 +170,8 @@ class PlanView:
     def render(self) -> Group:
         now = time.monotonic()
         tree = Tree(Text.assemble(("◆ ", "bold cyan"), (self.question, "bold")))
+        if self.intent:
+            tree.add(Text(f"◇ intent: {self.intent}", style="magenta"))
         steps = list(self.steps.values())
         replan = 0
         for s in steps:
@@ -230,6 +238,17 @@ class PlanView:
         elif s.error:
             text += f": {short(s.error, 200)}"
         return text
+
+
+def intent_label(event: Any) -> str:
+    """`card_arrival (0.93, trained:smollm2) → card_issues`; the reason when the router fell back."""
+    how = f"{event.confidence:.2f}, {event.router}" if event.confidence is not None else event.router
+    text = f"{event.intent} ({how})"
+    if event.route and event.route != event.intent:
+        text += f" → {event.route}"
+    if event.error:
+        text += f" [{one_line(event.error)}]"
+    return text
 
 
 def source_ids(sources: list[dict[str, Any]]) -> str:

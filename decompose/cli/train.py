@@ -12,6 +12,8 @@ from decompose.cli.output import Output
 
 
 def train_command(args: argparse.Namespace) -> int:
+    if getattr(args, "intents", None):
+        return _train_intents(args)
     if args.build_data:
         return _build(args)
     if not args.file:
@@ -60,6 +62,20 @@ def _build(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {built.train} ({built.train_rows} rows) and {built.held_out} ({built.held_out_rows} rows)")
         print(f"train on them: decompose train {built.train} --held-out {built.held_out}")
+    return EXIT_OK
+
+
+def _train_intents(args: argparse.Namespace) -> int:
+    from decompose.train.intents import train_intents
+
+    report = train_intents(args.intents, out=args.out or "intent-router", per_intent=args.per_intent,
+                           model=args.model or "smollm2", seed=args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2), flush=True)
+        return EXIT_OK
+    print(f"intent router: {report.out} ({report.intents} intents, {report.rows} rows; vectors {report.encode_s:g} s, "
+          f"classifier {report.fit_s:g} s; training accuracy {_pct(report.train_accuracy)})", flush=True)
+    print(f"use it: decompose chat --agent customer-service --intents {report.out}", flush=True)
     return EXIT_OK
 
 

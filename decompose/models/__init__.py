@@ -11,6 +11,7 @@ from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.configurable import DynamicRunnable
 
 from decompose.errors import ConfigError
+from decompose.models.decoding import Decoding  # noqa: F401  (load_model("smollm2", decoding=Decoding(...)))
 
 DEFAULT_SPEC = "smollm2"
 SPEC_HELP = ("use 'openai:MODEL', 'hf:/path/to/model-or.gguf', 'smollm2' (the embedded default), "
@@ -19,17 +20,26 @@ RUNNABLE_HELP = ("pass a LangChain chat model, as it is or wrapped by bind(), wi
                  "with_fallbacks([...]) or configurable_fields(...), or a spec string: " + SPEC_HELP)
 
 
-def load_model(spec: str | Runnable | None = None, *, adapter: str | None = None, **kwargs: Any) -> Runnable:
+def load_model(spec: str | Runnable | None = None, *, adapter: str | os.PathLike | bool | None = None,
+               **kwargs: Any) -> Runnable:
     """Build a chat model from `spec`; a chat model, or a Runnable wrapping only chat models, passes through.
 
     With no spec, `DECOMPOSE_MODEL` is read, then the embedded SmolLM2 default is used. `py:` and `scripted:`
     specs name Python code (see `decompose.models.python_specs`); `kwargs` are for the other backends.
-    `adapter`: a LoRA adapter folder (what `decompose train` writes) merged into a local model (`smollm2`,
-    `hf:PATH`).
+    `adapter`: a LoRA adapter folder (what `decompose train` writes) that writes a local model's plans (`smollm2`,
+    `hf:PATH`); the embedded model plans with its shipped adapter unless given another, or False / "none".
+    `decoding=Decoding(...)` (or a dict) sets a local model's decoding (`decompose.models.decoding`).
     """
-    if adapter is not None:
-        local = (spec or os.environ.get("DECOMPOSE_MODEL") or "").strip() or DEFAULT_SPEC if (
-            spec is None or isinstance(spec, str)) else ""
+    local = (spec or os.environ.get("DECOMPOSE_MODEL") or "").strip() or DEFAULT_SPEC if (
+        spec is None or isinstance(spec, str)) else ""
+    if "decoding" in kwargs and not (local == DEFAULT_SPEC or local.startswith("hf:")):
+        raise ConfigError(f"decoding= is for local models, not {local or type(spec).__name__!r}",
+                          hint="use it with 'smollm2' or 'hf:PATH'; other models take their own options "
+                               "(openai: temperature, top_p, seed)")
+    if adapter in (False, "none"):  # the embedded model without its shipped adapter
+        if local == DEFAULT_SPEC:
+            kwargs["adapter"] = None
+    elif adapter is not None:
         if not (local == DEFAULT_SPEC or local.startswith("hf:")):
             raise ConfigError(f"an adapter needs a local model, not {local or type(spec).__name__!r}",
                               hint="use it with 'smollm2' or 'hf:PATH' (the base model it was trained on)")
@@ -85,6 +95,11 @@ def chat_model_of(model: Any) -> BaseChatModel | None:
         else:
             return None
     return model
+
+
+def planner_of(model: Runnable) -> Runnable:
+    """The model that writes `model`'s plans: a local model's sibling carrying a decomposer adapter, or itself."""
+    return getattr(chat_model_of(model), "planner", None) or model
 
 
 def model_name(model: Runnable) -> str:

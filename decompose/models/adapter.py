@@ -17,6 +17,8 @@ from typing import Any
 from decompose.errors import ConfigError
 
 INFO_FILE = "decompose_adapter.json"
+# The decomposer adapter shipped for the embedded model (made by `decompose train`: see its decompose_adapter.json).
+DEFAULT_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-decomposer"
 _HINT = "pass the folder `decompose train --out DIR` wrote (it holds adapter_config.json)"
 
 

@@ -5,6 +5,10 @@ One worker thread per model owns the model: it waits for a request, collects wha
 thread blocks on the model. Callers get a `concurrent.futures.Future`, which works from sync code, from any
 event loop (`asyncio.wrap_future`) and from many threads at once. Each row keeps its own token limit and stop
 strings: a stopping criterion finishes rows one by one, and `generate` ends when all are finished.
+
+One `generate` call has one decoding config, so a batch is split into groups that decode alike (`Request.key`).
+Beam search rows are not single sequences while they run (each is several beams), so a beam group also shares
+its limit and stop strings, and its rows are read once `generate` returns; their stream arrives all at once.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import xgrammar as xgr
 from transformers import StoppingCriteria
 
 from decompose.errors import ConfigError, ModelError
+from decompose.models.decoding import Decoding, check_grammar
 from decompose.models.grammar import Closers, GrammarProcessor
 
 _SCHEMA_HINT = "use a JSON schema (or pydantic model) made of objects, arrays, strings, numbers, booleans, enums"
@@ -36,9 +41,7 @@ class Request:
     prompt_ids: list[int]
     max_new_tokens: int
     stop: list[str] = field(default_factory=list)
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+    decoding: Decoding = field(default_factory=lambda: Decoding().resolved())  # resolved: unused settings dropped
     json_schema: str | None = None  # decode under this JSON schema's grammar
     on_text: Callable[[str], None] | None = None  # streaming: called with each new piece of text
     cancelled: bool = False  # set by the caller; the row then stops at the next step
@@ -52,8 +55,12 @@ class Request:
 
     @property
     def key(self) -> tuple:
-        """Requests with equal keys can share a `generate` call (one sampling config per call)."""
-        return (self.temperature > 0, self.temperature, self.top_p, self.seed)
+        """Requests with equal keys can share a `generate` call (one decoding config per call)."""
+        if self.decoding.seed is not None:
+            return (id(self),)  # alone: the same seed gives the same text whatever else is queued with it
+        if self.decoding.beams > 1:
+            return (self.decoding, self.max_new_tokens, tuple(self.stop))
+        return (self.decoding,)
 
 
 @dataclass
@@ -139,26 +146,29 @@ class Batcher:
         for i, r in enumerate(requests):  # left padding: every row's next token lands in the same column
             input_ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
             attention_mask[i, width - len(r.prompt_ids) :] = 1
-        first = requests[0]
-        kwargs: dict[str, Any] = {"do_sample": False}
-        if first.temperature > 0:
-            kwargs = {"do_sample": True, "temperature": first.temperature, "top_p": first.top_p}
-            if first.seed is not None:
-                torch.manual_seed(first.seed)  # only this thread generates, so the global RNG is ours
+        decoding, first = requests[0].decoding, requests[0]
+        config = decoding.generation_config(max_new_tokens=max(r.max_new_tokens for r in requests),
+                                            pad_token_id=self.pad_id, eos_token_id=self.eos_ids)
+        if decoding.seed is not None:
+            torch.manual_seed(decoding.seed)  # only this thread generates, so the global RNG is ours
+        kwargs: dict[str, Any] = {"stopping_criteria": [_RowStops(requests, self)]}
+        if decoding.beams > 1:  # rows are read when it returns; stops end beams, cancelling all ends the call
+            config.stop_strings = first.stop or None
+            kwargs = {"stopping_criteria": [_AllCancelled(requests)], "tokenizer": self.tokenizer}
         if any(r.grammar is not None for r in requests):
+            check_grammar(decoding)
             if self._closers is None:
                 self._closers = Closers(self.tokenizer, self.model.config.vocab_size, self.eos_ids)
             kwargs["logits_processor"] = [GrammarProcessor(requests, self._closers)]
         device = self.model.device
-        self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            max_new_tokens=max(r.max_new_tokens for r in requests),
-            stopping_criteria=[_RowStops(requests, self)],
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_ids,
-            **kwargs,
-        )
+        out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                  generation_config=config, **kwargs)
+        if decoding.beams > 1:
+            for r, row in zip(requests, out[:, width:].tolist()):
+                for token in row:  # the winning beam, fed as if generated one token at a time
+                    if r.done:
+                        break
+                    self.advance(r, token)
         for r in requests:
             if not r.done:  # the model's own length limit ended it
                 self._finish(r, "length")
@@ -214,6 +224,17 @@ class _RowStops(StoppingCriteria):
             if not r.done:
                 self.batcher.advance(r, token)
         return torch.tensor([r.done for r in self.requests], device=input_ids.device)
+
+
+class _AllCancelled(StoppingCriteria):
+    """Ends a beam search once every caller has given up (a beam row cannot be stopped on its own)."""
+
+    def __init__(self, requests: list[Request]):
+        self.requests = requests
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        stop = all(r.cancelled for r in self.requests)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:

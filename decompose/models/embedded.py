@@ -19,6 +19,7 @@ from typing import Any
 
 from decompose import paths
 from decompose.errors import ConfigError
+from decompose.models.adapter import DEFAULT_ADAPTER
 from decompose.models.hf import ChatTransformers, load_hf, progress_bars_on_terminals_only
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -29,11 +30,15 @@ _log = logging.getLogger(__name__)
 
 def load_embedded(*, cache_dir: str | None = None, **kwargs: Any) -> ChatTransformers:
     """SmolLM2-135M-Instruct as a `ChatTransformers` (kwargs as for `load_hf`, `adapter` included), converting
-    it on first use.
+    it on first use. It plans with the shipped decomposer adapter (`DEFAULT_ADAPTER`) unless `adapter` names
+    another, or is False or "none".
 
     The converted folder lives in `cache_dir`, else `$DECOMPOSE_CACHE/models`, else
     `$XDG_CACHE_HOME/decompose/models` (default `~/.cache/decompose/models`).
     """
+    # The shipped decomposer adapter plans unless another (or none: adapter=False or "none") is asked for.
+    adapter = kwargs.pop("adapter", DEFAULT_ADAPTER)
+    kwargs["adapter"] = None if adapter in (False, "none") else adapter
     folder = models_dir(cache_dir) / FOLDER_NAME
     if not (folder / "config.json").is_file():
         gguf = gguf_path()

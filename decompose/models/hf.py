@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import queue
 import sys
@@ -26,22 +27,24 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from decompose.errors import ConfigError
 from decompose.models.adapter import adapter_info, merge_adapter
 from decompose.models.batcher import Batcher, Generated, Request
+from decompose.models.decoding import HELP, OPTIONS, DecodingFields, check_grammar, fold_options, refuse_unknown
 from decompose.models.grammar import structured_runnable
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 _HINT = "pass a folder holding config.json and the weights (what save_pretrained writes), or a .gguf file"
 # What a single call may override (`model.invoke(msgs, max_tokens=64)` or `model.bind(...)`); `stop` comes apart.
-_CALL_OPTIONS = frozenset({"max_tokens", "max_new_tokens", "temperature", "top_p", "seed", "timeout", "json_schema"})
-_CALL_HINT = "per call, use max_tokens (or max_new_tokens), temperature, top_p, seed, stop or timeout"
+_CALL_OPTIONS = frozenset({"max_tokens", "max_new_tokens", "timeout", "json_schema", *OPTIONS})
+_CALL_HINT = f"per call, use max_tokens (or max_new_tokens), stop, timeout, or a decoding option: {HELP}"
 _STRUCTURED_METHODS = (None, "json_schema", "function_calling", "json_mode")
 
 
-class ChatTransformers(BaseChatModel):
-    """A local causal LM. Greedy by default; `temperature > 0` samples (with `top_p`, and `seed` if set).
+class ChatTransformers(DecodingFields, BaseChatModel):
+    """A local causal LM. Greedy by default; sampling and beam search are set by the decoding options
+    (`decoding.Decoding`: `temperature`, `top_p`, `num_beams`, ...), as fields or `decoding=Decoding(...)`.
 
     `max_tokens` (LangChain's standard name) and `max_new_tokens` are the same limit. Per call, `max_tokens`,
-    `temperature`, `top_p`, `seed`, `stop` and `timeout` may be overridden (`model.invoke(msgs, max_tokens=64)`
-    or `model.bind(...)`). An option the model does not know is refused (`ConfigError`), never ignored.
+    `stop`, `timeout` and every decoding option may be overridden (`model.invoke(msgs, num_beams=4)` or
+    `model.bind(...)`). An option the model does not know is refused (`ConfigError`), never ignored.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -49,9 +52,6 @@ class ChatTransformers(BaseChatModel):
 
     model_path: str
     max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
     stop: list[str] | None = None
     timeout: float | None = None  # seconds a call may take, its wait in the batch queue included; None: no limit
     streaming: bool = False  # LangChain's flag: `invoke` then generates through `_stream` (callbacks see tokens)
@@ -66,6 +66,7 @@ class ChatTransformers(BaseChatModel):
     # that prompt: see `decompose.chains.decompose.trained_prompt`).
     adapter: str | None = None
     plan_prompt: str | None = None
+    planner: Any = Field(default=None, exclude=True, repr=False)  # with an adapter: the model the Decomposer asks
     hf_model: Any = Field(exclude=True, repr=False)
     tokenizer: Any = Field(exclude=True, repr=False)
     _batcher: Batcher = PrivateAttr()
@@ -76,13 +77,12 @@ class ChatTransformers(BaseChatModel):
         """`max_tokens` sets `max_new_tokens`; an unknown option is an error, not silently dropped."""
         if not isinstance(values, dict):
             return values
-        values = dict(values)
+        values = fold_options(values)  # `decoding=` spread into the fields; values and combinations checked
         if "max_tokens" in values:
             values["max_new_tokens"] = _one_limit(values.pop("max_tokens"), values.get("max_new_tokens"))
             if values["max_new_tokens"] is None:
                 del values["max_new_tokens"]
-        if unknown := _unknown_options(values):
-            raise ConfigError(f"unknown option(s) for ChatTransformers: {unknown}", hint=f"use {_options_help()}")
+        refuse_unknown(values, _known_options(), "ChatTransformers", hint=f"use {_options_help()}")
         return values
 
     def model_post_init(self, context: Any) -> None:
@@ -96,8 +96,7 @@ class ChatTransformers(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "adapter": self.adapter, "temperature": self.temperature,
-                "top_p": self.top_p}
+        return {"model_path": self.model_path, "adapter": self.adapter, **self.decoding.options()}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """What LangSmith (and LangChain's standard tests) record of a call: the limit, stops and model used."""
@@ -132,16 +131,15 @@ class ChatTransformers(BaseChatModel):
 
     # --- generation ---------------------------------------------------------------------------------------
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Request:
-        if unknown := sorted(set(kwargs) - _CALL_OPTIONS):
-            raise ConfigError(f"ChatTransformers does not take {unknown} in a call", hint=_CALL_HINT)
-        temperature = kwargs.get("temperature", self.temperature)
+        refuse_unknown(kwargs, _CALL_OPTIONS, "a ChatTransformers call", hint=_CALL_HINT)
+        decoding = self.decoding.with_options(kwargs).resolved()  # a call's options beat the model's
+        if kwargs.get("json_schema"):
+            check_grammar(decoding)
         return Request(
             prompt_ids=self._prompt_ids(messages),
             max_new_tokens=_one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) or self.max_new_tokens,
             stop=[s for s in (stop or self.stop or []) if s],
-            temperature=temperature,
-            top_p=kwargs.get("top_p", self.top_p) if temperature > 0 else 1.0,
-            seed=kwargs.get("seed", self.seed) if temperature > 0 else None,
+            decoding=decoding,
             json_schema=kwargs.get("json_schema"),
         )
 
@@ -263,21 +261,25 @@ class ChatTransformers(BaseChatModel):
         method: str | None = None,
         strict: bool | None = None,
         max_new_tokens: int = 384,
-        **grammar_kwargs: Any,
+        **kwargs: Any,
     ) -> Runnable:
         """Decode under `schema`'s JSON grammar, so the output always parses (unless `max_new_tokens` cuts it).
 
         `schema`: a pydantic class, v2 or v1 (parsed into it), a TypedDict, a JSON schema or OpenAI function
         dict (parsed into a dict), or a `BaseTool` (its arguments, as a dict). Every `method` decodes the same
         way, and `strict` changes nothing: a grammar holds the output to the schema more strictly than tool
-        calling, JSON mode or a server's strict mode. `grammar_kwargs` (`max_string_length`, `max_items`,
-        `max_properties`) bound what the schema leaves open; see `grammar.bound_schema`.
+        calling, JSON mode or a server's strict mode. `kwargs`: `max_string_length`, `max_items` and
+        `max_properties` bound what the schema leaves open (see `grammar.bound_schema`); decoding options
+        (`temperature`, ...) apply to these calls; beam search cannot run under a grammar, so the model's
+        `num_beams` default is not used here, and asking for `num_beams > 1` is a `ConfigError`.
         """
         if method not in _STRUCTURED_METHODS:
             raise ConfigError(f"unknown structured output method {method!r}",
                               hint=f"use one of {list(_STRUCTURED_METHODS)}: all decode under the schema's grammar")
-        llm = self.bind(max_new_tokens=max_new_tokens)
-        return structured_runnable(llm, schema, include_raw=include_raw, method=method, **grammar_kwargs)
+        decoding = {k: kwargs.pop(k) for k in OPTIONS if k in kwargs}
+        check_grammar(self.decoding.with_options({"num_beams": None, **decoding}).resolved())
+        llm = self.bind(max_new_tokens=max_new_tokens, **{"num_beams": None, **decoding})
+        return structured_runnable(llm, schema, include_raw=include_raw, method=method, **kwargs)
 
 
 def chat_prompt_ids(tokenizer: Any, messages: Sequence[BaseMessage]) -> list[int]:
@@ -299,13 +301,13 @@ def _one_limit(max_tokens: int | None, max_new_tokens: int | None) -> int | None
     return max_tokens if max_tokens is not None else max_new_tokens
 
 
-def _unknown_options(names: Any) -> list[str]:
-    """The names that are neither a `ChatTransformers` field nor a LangChain alias of one."""
-    return sorted(set(names) - set(ChatTransformers.model_fields) - {"max_tokens", "callback_manager"})
+def _known_options() -> set[str]:
+    """`ChatTransformers` fields and LangChain's aliases of them, `decoding=` (the options as one value)."""
+    return set(ChatTransformers.model_fields) | {"max_tokens", "callback_manager", "decoding"}
 
 
 def _options_help() -> str:
-    internal = {"model_path", "hf_model", "tokenizer", "adapter", "plan_prompt", "api_key", "max_retries", "name", "cache", "verbose",
+    internal = {"model_path", "hf_model", "tokenizer", "adapter", "plan_prompt", "planner", "api_key", "max_retries", "name", "cache", "verbose",
                 "callbacks", "tags", "metadata", "custom_get_token_ids", "rate_limiter", "disable_streaming",
                 "output_version", "profile"}
     return ", ".join(["max_tokens (or max_new_tokens)"] + sorted(set(ChatTransformers.model_fields) - internal
@@ -334,13 +336,14 @@ def load_hf(path: str, *, device: str | None = None, adapter: str | None = None,
 
     `device`: "cuda", "cpu", ... (default: CUDA in bf16 when a GPU is present, else CPU in fp32).
     `adapter`: a LoRA adapter folder (what `decompose train` writes), merged into the weights.
-    Other kwargs set `ChatTransformers` fields: max_tokens (or max_new_tokens), temperature, top_p, seed, stop,
-    timeout, max_batch_size, batch_wait_ms.
+    Other kwargs set `ChatTransformers` fields: max_tokens (or max_new_tokens), the decoding options (or
+    `decoding=Decoding(...)`), stop, timeout, max_batch_size, batch_wait_ms.
     """
-    internal = {"hf_model", "tokenizer", "model_path", "adapter", "plan_prompt"}
-    if unknown := sorted(set(_unknown_options(kwargs)) | (internal & set(kwargs))):
-        raise ConfigError(f"unknown option(s) for hf:{path}: {unknown}", hint=f"use {_options_help()}, device or adapter")
+    internal = {"hf_model", "tokenizer", "model_path", "adapter", "plan_prompt", "planner"}
+    refuse_unknown(kwargs, _known_options() - internal, f"hf:{path}", hint=f"use {_options_help()}, device or adapter")
+    fold_options(kwargs)  # a bad decoding option fails before the slow load
     folder, gguf = _locate(path)
+    adapter = str(adapter) if adapter is not None else None  # a Path too
     info = adapter_info(adapter) if adapter is not None else {}  # a wrong folder fails before the slow load
 
     import torch
@@ -359,11 +362,13 @@ def load_hf(path: str, *, device: str | None = None, adapter: str | None = None,
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"hf:{path} is not a loadable causal LM ({first_line})", hint=_HINT) from None
-    if adapter is not None:
-        model = merge_adapter(model, adapter)
     model.eval()
+    planner = None
+    if adapter is not None:  # the adapter writes plans only: answers and synthesis stay the base model's
+        planner = ChatTransformers(model_path=str(path), hf_model=merge_adapter(copy.deepcopy(model), adapter).eval(),
+                                   tokenizer=tokenizer, adapter=adapter, plan_prompt=info.get("prompt"), **kwargs)
     return ChatTransformers(model_path=str(path), hf_model=model, tokenizer=tokenizer, adapter=adapter,
-                            plan_prompt=info.get("prompt"), **kwargs)
+                            planner=planner, **kwargs)
 
 
 def _locate(path: str) -> tuple[str, str | None]:

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from decompose.errors import DecomposeError, PlanError
 from decompose.events import Event
@@ -33,6 +35,12 @@ from decompose.serve.sse import event_stream, run_frames
 from decompose.serve.store import Store
 
 RUN_EXAMPLE = '{"question": "...", "agent": "customer-service"}'
+STATIC = Path(__file__).parent / "static"
+# The page loads nothing from elsewhere and runs no inline script: model text that ever reached the markup could
+# not run, and nothing can be fetched from the network.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
 
 def create_app(model: Any = None, *, db: str | None = None, agents: Mapping[str, Orchestrator] | None = None,
@@ -58,6 +66,7 @@ def create_app(model: Any = None, *, db: str | None = None, agents: Mapping[str,
     per_minute = parse_rate(rate_limit) if isinstance(rate_limit, str) else rate_limit
     middleware = [Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                              allow_headers=["Authorization", "Content-Type", "X-API-Key"])] if cors_origins else []
+    middleware.append(Middleware(WebPage))  # before the key check: the page asks for the key itself
     middleware.append(Middleware(Guard, keys=ApiKeys(api_keys) if api_keys is not None else None,
                                  limiter=RateLimiter(per_minute) if per_minute else None))
 
@@ -111,6 +120,23 @@ def routes(service: Service) -> list[Route]:
         *conversations.routes(service),
         *openai_compat.routes(service),
     ]
+
+
+class WebPage:
+    """`GET /` (the web page) and `/static/NAME` (its files, a fixed set read at startup: no path reaches beyond
+    them). They hold no data, so they are served without a key; everything else goes on to the API."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.files = {"/": STATIC / "index.html", **{f"/static/{f.name}": f for f in STATIC.iterdir() if f.is_file()}}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        path = path[len(root):] if root and path.startswith(root + "/") else path  # mounted under a prefix
+        file = self.files.get(path) if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") else None
+        if file is None:
+            return await self.app(scope, receive, send)
+        await FileResponse(file, headers=PAGE_HEADERS)(scope, receive, send)
 
 
 def checked_plan(orch: Orchestrator, data: Any) -> Plan:

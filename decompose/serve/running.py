@@ -79,12 +79,20 @@ async def settle(feed: RunFeed, run: Coroutine[Any, Any, Result], question: str,
     try:
         ended = await outcome(run, question)
     except asyncio.CancelledError as exc:
-        if record_interrupted is not None:
-            record_interrupted()
-        feed.end(Ended(partial_result(exc, question), exc))
+        try:
+            if record_interrupted is not None:
+                record_interrupted()
+        except Exception:
+            log.exception("could not record the interrupted run: %s", question)
+        finally:
+            feed.end(Ended(partial_result(exc, question), exc))
         raise
     if record is not None:
-        await record(ended)
+        try:
+            await record(ended)
+        except Exception as exc:  # the database failed: the stream still ends, saying the answer is not stored
+            log.exception("could not record the end of the run: %s", question)
+            ended = Ended(ended.result, exc)
     feed.end(ended)
     return ended
 

@@ -19,12 +19,13 @@ from typing import Any, Iterator
 from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, create_engine, event,
                         insert, select, update)
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
 
-from decompose.errors import ConfigError
+from decompose.errors import ConfigError, DecomposeError
 from decompose.paths import cache_dir
 
 RUNNING, ANSWERED, FAILED, INTERRUPTED = "running", "answered", "failed", "interrupted"
+BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another's lock before StoreUnavailable (503)
 
 metadata = MetaData()
 conversations = Table(
@@ -73,25 +74,60 @@ class TurnBusy(Exception):
     """The conversation's previous turn is still running."""
 
 
+class StoreUnavailable(DecomposeError):
+    """The database stayed locked (SQLite past its busy timeout) or could not be reached: the request may be
+    tried again."""
+
+    def __init__(self, exc: OperationalError):
+        super().__init__(f"the conversation store is unavailable: {exc.orig}",
+                         hint="try again in a moment; if it lasts, check the --db database")
+
+
 class Store:
+    retry_wait = 0.2  # seconds before end_turn tries again, doubling
+
     def __init__(self, url: str | None = None, *, lease: float = 15.0):
         self.url = url or default_db_url()
         self.lease = lease
         self.owner = uuid.uuid4().hex  # this server, for the leases of its running turns
         self.engine = _engine(self.url)
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        try:
-            metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {exc.orig}",
-                              hint="check the --db URL, that the server is up and the path writable") from None
+        self._live: set[tuple[str, int]] = set()  # the turns (conversation, seq) this server still runs
+        self._create_tables()
+
+    def _create_tables(self, attempts: int = 5) -> None:
+        # Replicas started at once on a new database race to create the tables: the loser's CREATE fails with
+        # "already exists" (its check came before the winner's CREATE). Checking again then finds them.
+        for attempt in range(attempts):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                raced = "already exists" in str(exc.orig).lower() or isinstance(exc, IntegrityError)  # PostgreSQL:
+                if raced and attempt + 1 < attempts:  # the race can show as a duplicate pg_type row
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {exc.orig}",
+                                  hint="check the --db URL, that the server is up and the path writable") from None
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Connection]:
         """A write transaction. On SQLite this server's writers take turns here: contending for the file's lock
-        instead would put each to sleep in SQLite's busy handler (other processes still wait on the lock)."""
-        with self._write_lock, self.engine.begin() as db:
-            yield db
+        instead would put each to sleep in SQLite's busy handler (other processes still wait on the lock).
+        A database still locked past the busy timeout, or unreachable, raises StoreUnavailable."""
+        try:
+            with self._write_lock, self.engine.begin() as db:
+                yield db
+        except OperationalError as exc:
+            raise StoreUnavailable(exc) from exc
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as db:
+                yield db
+        except OperationalError as exc:
+            raise StoreUnavailable(exc) from exc
 
     # ----- conversations ----------------------------------------------------------------------------------
 
@@ -103,7 +139,7 @@ class Store:
 
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         """The conversation with its turns in order, a dead server's running turns marked interrupted."""
-        with self.engine.connect() as db:
+        with self._reading() as db:
             found = db.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
             if found is None:
                 return None
@@ -116,7 +152,7 @@ class Store:
 
     def agent_of(self, conversation_id: str) -> str | None:
         """The conversation's agent; None when there is no such conversation."""
-        with self.engine.connect() as db:
+        with self._reading() as db:
             return db.execute(select(conversations.c.agent).where(conversations.c.id == conversation_id)).scalar()
 
     def begin_turn(self, conversation_id: str, question: str) -> tuple[int, list[dict[str, Any]]]:
@@ -135,6 +171,7 @@ class Store:
                                                 created_at=now))
             except IntegrityError:  # another replica took this turn between our read and our write
                 raise TurnBusy from None
+        self._live.add((conversation_id, seq))
         return seq, [_shown(t) for t in earlier]
 
     @staticmethod
@@ -150,18 +187,35 @@ class Store:
                            lease_until=None))
 
     def end_turn(self, conversation_id: str, seq: int, *, status: str, answer: str | None = None,
-                 error: str | None = None) -> None:
+                 error: str | None = None, attempts: int = 3) -> None:
+        """Store the turn's end, trying again while the database is unavailable. Either way this server stops
+        renewing the turn: one whose end could not be stored reads interrupted after the lease, instead of
+        running for as long as the server lives (which would refuse every later message with 409)."""
         # An answer that comes after its turn was taken for dead (a database outage stopped the renewals) is kept.
-        with self._writing() as db:
-            db.execute(update(turns).where(turns.c.conversation_id == conversation_id, turns.c.seq == seq,
-                                           turns.c.status.in_((RUNNING, INTERRUPTED)))
-                       .values(status=status, answer=answer, error=error, lease_until=None,
-                               finished_at=time.time()))
+        try:
+            for attempt in range(attempts):
+                try:
+                    with self._writing() as db:
+                        db.execute(update(turns).where(turns.c.conversation_id == conversation_id,
+                                                       turns.c.seq == seq, turns.c.status.in_((RUNNING, INTERRUPTED)))
+                                   .values(status=status, answer=answer, error=error, lease_until=None,
+                                           finished_at=time.time()))
+                    return
+                except StoreUnavailable:
+                    if attempt + 1 == attempts:
+                        raise
+                    time.sleep(self.retry_wait * 2 ** attempt)
+        finally:
+            self._live.discard((conversation_id, seq))  # by seq: the conversation's next turn may be live
 
     def renew_leases(self) -> None:
-        """Called every lease/3 seconds while this server lives: its running turns stay running."""
+        """Called every lease/3 seconds while this server lives: the turns it still runs stay running."""
+        live = list({conversation_id for conversation_id, _ in list(self._live)})
+        if not live:  # nothing to renew: no write at all
+            return
         with self._writing() as db:
-            db.execute(update(turns).where(turns.c.owner == self.owner, turns.c.status == RUNNING)
+            db.execute(update(turns).where(turns.c.owner == self.owner, turns.c.status == RUNNING,
+                                           turns.c.conversation_id.in_(live))
                        .values(lease_until=time.time() + self.lease))
 
     def interrupt_own_turns(self) -> None:
@@ -179,7 +233,7 @@ class Store:
                                               status="pending", created_at=time.time()))
 
     def review(self, run_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as db:
+        with self._reading() as db:
             row = db.execute(select(reviews).where(reviews.c.id == run_id)).first()
         return None if row is None else {**row._asdict(), "plan": json.loads(row.plan)}
 
@@ -212,7 +266,8 @@ def _engine(url: str) -> Engine:
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     # WAL lets readers and one writer (several servers on one file) work at once; the busy timeout makes a
     # writer wait for the lock instead of failing.
+    # The busy timeout first: switching to WAL needs the lock another process may hold at that moment.
     cursor = connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

@@ -50,7 +50,7 @@ def gsm8k_example(row: dict[str, Any]) -> Example | None:
             results.append((shown, step_id))
     if not steps or final is None or not _same(results[-1][0], final):
         return None
-    return Example(question, Plan.from_data({"steps": steps}), ["calculator"])
+    return Example(question, Plan.from_data({"steps": steps}), ["calculator"], "gsm8k")
 
 
 def _reference(number: str, results: list[tuple[float, int]], given: set[float | None]) -> str:
@@ -101,4 +101,4 @@ def strategyqa_example(row: dict[str, Any]) -> Example | None:
         plan = Plan.from_data({"steps": steps})
     except DecomposeError:  # a reference to a later or missing step: not a plan to learn from
         return None
-    return Example(row["question"].strip(), plan, [])
+    return Example(row["question"].strip(), plan, [], "strategyqa")

@@ -32,11 +32,16 @@ class Example:
     question: str
     plan: Plan
     tools: list[str] = field(default_factory=list)
+    # Where the row came from ("gsm8k", "strategyqa", "tools", "tools-unseen": a held-out template), so scores
+    # can be read per kind of question; not shown to the model.
+    source: str = ""
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {"question": self.question, "plan": {"steps": self.plan.spec()["steps"]}}
         if self.tools:
             row["tools"] = self.tools
+        if self.source:
+            row["source"] = self.source
         return row
 
 
@@ -78,7 +83,7 @@ def check_row(row: Any, known: dict[str, BaseTool], where: str = "row") -> Examp
                                  hint="list every tool the plan calls in \"tools\"")
         if step.tool and (problem := validate_args(known[step.tool], _placeholders(step.args))):
             raise TrainDataError(f"{where}: step {step.id}: {problem}", hint="fix the step's args")
-    return Example(row["question"].strip(), plan, tools)
+    return Example(row["question"].strip(), plan, tools, str(row.get("source") or ""))
 
 
 def _placeholders(args: Any) -> Any:

@@ -1,8 +1,9 @@
 """`decompose train --build-data SOURCE`: the training and held-out files, from the public decompositions in
 SOURCE (GSM8K and StrategyQA training sets, see `convert`) and the synthetic tool plans (see `templates`).
 
-Only the sources' training files are read. The held-out file holds every held-out template's rows and one
-converted row in `held_out_every`, so no question is in both files.
+Only the sources' training files are read. The held-out file holds every held-out template's rows, new draws of
+the training templates (other numbers, names and ids; a question also in the training file is left out), and
+one converted row in `held_out_every`, so no question is in both files.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def build_dataset(source: str | Path, out: str | Path, *, synthetic: int = 60, g
     limits = {"gsm8k_train.jsonl": gsm8k, "strategyqa_train.jsonl": strategyqa}
     train: list[Example] = list(synthetic_examples(synthetic, seed=seed))
     held_out: list[Example] = list(synthetic_examples(max(1, synthetic // 4), held_out=True, seed=seed + 1))
+    seen = {example.question for example in train}
+    held_out += [e for e in synthetic_examples(max(1, synthetic // 4), seed=seed + 2) if e.question not in seen]
     for name, convert in SOURCES.items():
         for index, example in enumerate(itertools.islice(_converted(source / name, convert), limits[name])):
             (held_out if index % held_out_every == held_out_every - 1 else train).append(example)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -31,6 +31,7 @@ class Scores:
     tool_rows: int  # rows whose gold plan calls tools: the denominator of tool_exact
     tool_exact: float  # ... whose plan makes exactly the gold tool calls, in order, with the same arguments
     steps_agree: float  # plans with as many steps as the gold plan
+    by_source: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same scores per row source
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +69,8 @@ def _invoke_all(calls: list[tuple[Any, list]], max_concurrency: int) -> list[Any
 
 def _judge(example: Example, output: Any, known: dict[str, BaseTool]) -> dict[str, Any]:
     gold = example.plan.spec()["steps"]
-    record: dict[str, Any] = {"question": example.question, "gold": gold, "plan": None, "error": None}
+    record: dict[str, Any] = {"question": example.question, "source": example.source, "gold": gold, "plan": None,
+                              "error": None}
     parsed = output.get("parsed") if isinstance(output, dict) else None
     if parsed is None:
         record["error"] = str(output if isinstance(output, Exception) else output.get("parsing_error"))
@@ -115,12 +117,18 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def summarize(records: Sequence[dict[str, Any]]) -> Scores:
+def summarize(records: Sequence[dict[str, Any]], *, per_source: bool = True) -> Scores:
     n = len(records)
     tool_records = [r for r in records if any(s.get("tool") for s in r["gold"])]
 
     def rate(key: str, rows: Sequence[dict[str, Any]]) -> float:
         return round(sum(bool(r[key]) for r in rows) / len(rows), 4) if rows else 0.0
 
+    sources = sorted({r.get("source") or "" for r in records}) if per_source else []
+    by_source = {s: asdict(summarize([r for r in records if (r.get("source") or "") == s], per_source=False))
+                 for s in sources if s and len(sources) > 1}
+    for scores in by_source.values():
+        del scores["by_source"]
     return Scores(rows=n, valid=rate("valid", records), echo=rate("echo", records), tool_rows=len(tool_records),
-                  tool_exact=rate("tool_exact", tool_records), steps_agree=rate("steps_agree", records))
+                  tool_exact=rate("tool_exact", tool_records), steps_agree=rate("steps_agree", records),
+                  by_source=by_source)

@@ -164,7 +164,7 @@ def _local_model(spec: str) -> Any:
     from decompose.models import load_model
     from decompose.models.hf import ChatTransformers
 
-    chat = load_model(spec)
+    chat = load_model(spec, adapter="none")  # a new adapter is trained on the base weights
     if not isinstance(chat, ChatTransformers):
         raise ConfigError(f"training needs a local model, not {spec!r}",
                           hint="use 'smollm2' (the embedded model) or 'hf:PATH'")
@@ -192,7 +192,8 @@ def _trainer(model: Any, rows: list[dict], tokenizer: Any, checkpoints: Path, me
         max_steps=max_steps or -1, learning_rate=learning_rate, lr_scheduler_type="cosine",
         warmup_steps=max(1, steps // 20), logging_steps=1, save_steps=save_steps, save_total_limit=2,
         bf16=cuda, use_cpu=not cuda, seed=seed, report_to=[], disable_tqdm=True, remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0)
+        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length")  # rows of like length share a batch: less padding to compute
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Collator(pad), callbacks=[meter])
     trainer.remove_callback(PrinterCallback)  # the meter shows progress; printed log dicts are noise
@@ -240,9 +241,11 @@ class LossMeter(TrainerCallback):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             # On stderr: stdout stays the command's result (the scores, or --json).
+            console = Console(stderr=True)
+            self._log_lines = not console.is_terminal  # a bar redrawn in a log file shows nothing until the end
             self._bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"),
-                                 TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+                                 TimeRemainingColumn(), console=console, transient=False)
             self._task = self._bar.add_task("train", total=state.max_steps, completed=state.global_step,
                                             loss="…", speed="…")
             self._bar.start()
@@ -258,6 +261,9 @@ class LossMeter(TrainerCallback):
         if self._bar:
             loss = f"{self.last:.3f}" if self.last is not None else "…"
             self._bar.update(self._task, completed=state.global_step, loss=loss, speed=f"{self.tokens_per_s:.0f}")
+            if self._log_lines and (state.global_step % 10 == 0 or state.global_step == state.max_steps):
+                self._bar.console.print(f"step {state.global_step}/{state.max_steps}  loss {loss}  "
+                                        f"{self.tokens_per_s:.0f} tok/s  {self.seconds:.0f} s")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if self._bar:

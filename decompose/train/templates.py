@@ -39,7 +39,8 @@ class Template:
         values, steps = self.draw(rng)
         question = rng.choice(self.wordings).format(**values)
         numbered = [{"id": i, **step} for i, step in enumerate(steps, 1)]
-        return Example(question, Plan.from_data({"steps": numbered}), list(tool_set(self.pack)))
+        return Example(question, Plan.from_data({"steps": numbered}), list(tool_set(self.pack)),
+                       "tools-unseen" if self.held_out else "tools")
 
 
 def _tool(question: str, tool: str, **args: Any) -> dict[str, Any]:

@@ -1,0 +1,164 @@
+"""Does the decomposer adapter make the embedded model plan and answer tool questions right? Before and after.
+
+    decompose train --build-data ../shared/data/train --synthetic 30 --gsm8k 500 --strategyqa 300 --out train-data
+    python benchmarks/adapter_quality.py train-data/heldout.jsonl                 # the shipped adapter vs none
+    python benchmarks/adapter_quality.py train-data/heldout.jsonl --adapter DIR --per-source 20
+
+Each held-out tool row (sources "tools": training templates with new numbers, names and ids; "tools-unseen":
+templates never trained on) is run end to end by an Orchestrator over the pack's tools, as `decompose run`
+would: the plan is compared with the gold plan (valid, right tool + arguments in order, echoes of the question)
+and the final answer with the gold plan's result (the gold plan run with the same tools: its last step's value
+must be the run's last step's value, and a number in it must appear in the answer). Customer-service tools run on
+a fresh demo shop in a temporary folder. Rows print as they finish; a table per system and source follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from decompose import Orchestrator, load_model
+from decompose.agents import get_agent
+from decompose.models.adapter import DEFAULT_ADAPTER
+from decompose.plan import Plan
+from decompose.train.data import read_examples
+from decompose.train.score import _echoes, _normal, _tool_calls
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def tools_for(names: list[str], shop: str) -> list:
+    """The tools a row names, from the pack that has them all (calculator alone when it names only that)."""
+    for pack in ("customer-service", "finance"):
+        tools = get_agent(pack).make_tools(db_path=shop) if pack == "customer-service" else \
+            get_agent(pack).make_tools()
+        if set(names) <= {t.name for t in tools} and len(names) > 1:
+            return tools
+    from decompose.tools.calculator import calculator_tools
+
+    return calculator_tools()
+
+
+def numbers(text: str) -> list[float]:
+    return [float(n.replace(",", "")) for n in _NUMBER.findall(text)]
+
+
+def first_number(value: Any) -> float | None:
+    """The first number in a step's value (a tool's dict: its first numeric field)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, dict):
+        for item in value.values():
+            if (found := first_number(item)) is not None:
+                return found
+        return None
+    if isinstance(value, str):
+        found = numbers(value)
+        return found[0] if found else None
+    return None
+
+
+def answer_right(answer: str, ours: Any, gold: Any) -> bool:
+    if _normal(_plain(ours)) != _normal(_plain(gold)):
+        return False
+    target = first_number(gold)
+    return target is None or any(abs(n - target) <= max(0.005 * abs(target), 0.01) for n in numbers(answer))
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+
+
+async def run_row(orch: Orchestrator, gold: Orchestrator, example: Any) -> dict[str, Any]:
+    gold_result = await gold.aexecute(Plan.from_data({"question": example.question,
+                                                      "steps": example.plan.spec()["steps"]}))
+    gold_value = gold_result.plan.steps[-1].answer
+    result = await orch.arun(example.question)
+    steps = result.plan.spec()["steps"] if result.plan else []
+    last = result.plan.steps[-1].answer if result.plan and result.plan.steps else None
+    return {"question": example.question, "source": example.source, "valid": result.plan is not None,
+            "tool_exact": bool(steps) and _tool_calls(steps) == _tool_calls(example.plan.spec()["steps"]),
+            "echo": _echoes(steps, example.question), "answer": result.answer, "gold_value": gold_value,
+            "answer_right": result.error is None and answer_right(result.answer or "", last, gold_value),
+            "plan": steps, "error": str(result.error) if result.error else None}
+
+
+async def evaluate(model: Any, examples: list, concurrency: int) -> list[dict[str, Any]]:
+    gate = asyncio.Semaphore(concurrency)
+    shop = str(Path(tempfile.mkdtemp(prefix="adapter-quality-")) / "shop.sqlite3")
+
+    async def one(example: Any) -> dict[str, Any]:
+        async with gate:
+            tools = tools_for(example.tools, shop)
+            record = await run_row(Orchestrator(model, tools=tools), Orchestrator(model, tools=tools), example)
+            print(json.dumps({k: record[k] for k in ("source", "tool_exact", "answer_right", "question")}),
+                  flush=True)
+            return record
+
+    return list(await asyncio.gather(*(one(e) for e in examples)))
+
+
+def spread(examples: list, per_source: int) -> list:
+    """At most `per_source` rows of each source, evenly spaced: the file lists each template's rows together, so
+    the first rows would all come from the first templates."""
+    chosen = []
+    for source in ("tools", "tools-unseen"):
+        rows = [e for e in examples if e.source == source]
+        step = max(1, len(rows) / per_source) if per_source else 0
+        chosen += [rows[int(i * step)] for i in range(min(per_source, len(rows)))] if step else []
+    return chosen
+
+
+def table(name: str, records: list[dict[str, Any]]) -> None:
+    for source in sorted({r["source"] for r in records}):
+        rows = [r for r in records if r["source"] == source]
+        rate = lambda key: 100 * sum(bool(r[key]) for r in rows) / len(rows)  # noqa: E731
+        print(f"| {name} | {source} | {len(rows)} | {rate('valid'):.0f} % | {rate('tool_exact'):.0f} % | "
+              f"{rate('answer_right'):.0f} % | {rate('echo'):.0f} % |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("held_out", help="heldout.jsonl written by `decompose train --build-data`")
+    parser.add_argument("--adapter", default=str(DEFAULT_ADAPTER), help="adapter folder (default: the shipped one)")
+    parser.add_argument("--per-source", type=int, default=40, help="rows per source at most (default 40)")
+    parser.add_argument("--before-per-source", type=int, default=10,
+                        help="rows per source for the model without the adapter (default 10: its long prompt is slow)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--out", help="write every row's record to this JSONL")
+    args = parser.parse_args()
+
+    examples = [e for e in read_examples(args.held_out) if e.source in ("tools", "tools-unseen")]
+    chosen = spread(examples, args.per_source)
+    if not chosen:
+        sys.exit(f"{args.held_out} has no rows from the tool templates: write it with `decompose train --build-data`")
+    results = {}
+    for name, adapter, rows in (("adapter", args.adapter, args.per_source),
+                                ("no adapter", "none", args.before_per_source)):
+        start = time.monotonic()
+        model = load_model("smollm2", adapter=adapter)
+        rows_chosen = spread(chosen, rows)
+        results[name] = asyncio.run(evaluate(model, rows_chosen, args.concurrency))
+        print(f"{name}: {len(rows_chosen)} rows in {time.monotonic() - start:.0f} s", flush=True)
+    print("\n| model | source | rows | valid plans | right tool + args | right final answer | echoes |")
+    print("|---|---|---|---|---|---|---|")
+    for name, records in results.items():
+        table(name, records)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            for name, records in results.items():
+                for record in records:
+                    out.write(json.dumps({"model": name, **record}, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""Intent recognition and routing: which kind of request a customer's message is, and what the agent does with it.
+
+    router = IntentRouter.zero_shot("openai:gpt-4o-mini", ["request_refund", "card_arrival", ...])
+    router = IntentRouter.load("intent-router")           # made by `decompose train --intents banking77_train.csv`
+    router.classify("I am still waiting on my card?")      # IntentPrediction(intent='card_arrival', confidence=0.91)
+
+    chat = Conversation(agent, routing=IntentRouting(router, CUSTOMER_SERVICE_ROUTES, instructions=...))
+
+Two routers, one interface (`classify`, `aclassify`, `classify_many`):
+
+- zero-shot: the chat model picks a name under structured output (a JSON schema whose one field is an enum of
+  the intent names); a model without structured output is asked for the name and its reply is read. A reply that
+  names no intent gives the fallback intent (`other`): a router never sinks a turn.
+- trained: mean-pooled last hidden states of a local model (the embedded SmolLM2 by default) and a linear
+  classifier trained on them (`decompose.train.intents`). Saved as plain numpy weights and JSON, so loading needs
+  neither scikit-learn nor a pickle.
+
+Routing: `IntentRouting` maps the detected intent to a `Route` (a group of intents with its own instructions,
+worked plan and tools) and runs the turn on an Orchestrator made for that route. numpy and torch are imported
+on first use only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from decompose.errors import ConfigError
+from decompose.events import IntentDetected
+
+if TYPE_CHECKING:
+    from decompose.orchestrator import Orchestrator
+
+FALLBACK_INTENT = "other"
+ROUTER_FILE = "intent_router.json"
+WEIGHTS_FILE = "weights.npz"
+FORMAT = "decompose-intent-router"
+
+ZERO_SHOT_SYSTEM = """You sort customer messages by intent.
+Choose the one intent from this list that best matches the customer's message:
+{intents}
+Reply with the intent name only, exactly as written in the list."""
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    intent: str
+    confidence: float | None  # the classifier's probability; None where a model only names a choice
+    router: str  # which router decided: "zero-shot:<model>" or "trained:<model>"
+    error: str | None = None  # why the fallback intent was given (an unreadable reply, a failed call)
+
+
+class IntentRouter:
+    """The common interface; build one with `IntentRouter.zero_shot(...)`, `IntentRouter.load(DIR)` or
+    `decompose.train.intents.train_intents(...)`."""
+
+    intents: list[str]
+    fallback: str = FALLBACK_INTENT
+    name: str = "router"
+
+    @staticmethod
+    def zero_shot(model: Any, intents: Sequence[str], *, fallback: str = FALLBACK_INTENT,
+                  descriptions: dict[str, str] | None = None) -> "ZeroShotRouter":
+        return ZeroShotRouter(model, intents, fallback=fallback, descriptions=descriptions)
+
+    @staticmethod
+    def load(folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> "TrainedRouter":
+        return TrainedRouter.load(folder, model=model, min_confidence=min_confidence)
+
+    def classify(self, text: str) -> IntentPrediction:
+        return self.classify_many([text])[0]
+
+    async def aclassify(self, text: str) -> IntentPrediction:
+        import asyncio
+
+        return (await asyncio.to_thread(self.classify_many, [text]))[0]
+
+    def classify_many(self, texts: Sequence[str]) -> list[IntentPrediction]:
+        raise NotImplementedError
+
+
+# ----- zero-shot --------------------------------------------------------------------------------------------
+
+class ZeroShotRouter(IntentRouter):
+    """The chat model chooses among `intents` (structured output where the model has it)."""
+
+    def __init__(self, model: Any, intents: Sequence[str], *, fallback: str = FALLBACK_INTENT,
+                 descriptions: dict[str, str] | None = None):
+        from decompose.models import chat_model_of, load_model
+
+        self.intents = _checked_intents(intents)
+        self.fallback = fallback
+        self.model = load_model(model)
+        chat = chat_model_of(self.model)
+        self.name = f"zero-shot:{_model_name(chat or self.model)}"
+        listed = [f"- {i}: {descriptions[i]}" if descriptions and i in descriptions else f"- {i}"
+                  for i in self.intents]
+        self.system = ZERO_SHOT_SYSTEM.format(intents="\n".join(listed))
+        # The enum holds the reply to a real name; the fallback is a choice too, so "none of these" is expressible.
+        names = self.intents + ([fallback] if fallback not in self.intents else [])
+        self.schema = {"title": "IntentChoice", "description": "The customer's intent.", "type": "object",
+                       "properties": {"intent": {"type": "string", "enum": names}},
+                       "required": ["intent"], "additionalProperties": False}
+        self.structured = self._structured()
+
+    def _structured(self) -> Any:
+        try:
+            return self.model.with_structured_output(self.schema, method="json_schema", include_raw=True)
+        except (NotImplementedError, ConfigError, TypeError, ValueError):  # no structured output: read the reply
+            return None
+
+    def _messages(self, text: str) -> list:
+        return [SystemMessage(content=self.system), HumanMessage(content=text)]
+
+    def classify_many(self, texts: Sequence[str]) -> list[IntentPrediction]:
+        from decompose.sync import run_sync
+
+        return run_sync(self.aclassify_many(texts))
+
+    async def aclassify(self, text: str) -> IntentPrediction:
+        return (await self.aclassify_many([text]))[0]
+
+    async def aclassify_many(self, texts: Sequence[str], *, max_concurrency: int = 8) -> list[IntentPrediction]:
+        """Concurrent calls: a local model batches them, a server answers them in parallel."""
+        import asyncio
+
+        slots = asyncio.Semaphore(max_concurrency)
+
+        async def one(text: str) -> IntentPrediction:
+            async with slots:
+                return await self._one(text)
+
+        return list(await asyncio.gather(*(one(t) for t in texts)))
+
+    async def _one(self, text: str) -> IntentPrediction:
+        messages = self._messages(text)
+        try:
+            if self.structured is not None:
+                out = await self.structured.ainvoke(messages)
+                parsed, raw = out.get("parsed"), out.get("raw")
+                choice = parsed.get("intent") if isinstance(parsed, dict) else getattr(parsed, "intent", None)
+                if choice in self.intents or choice == self.fallback:
+                    return IntentPrediction(choice, None, self.name)
+                reply = getattr(raw, "text", "") or ""
+            else:
+                reply = (await self.model.ainvoke(messages)).text
+        except Exception as exc:  # noqa: BLE001 — a failed call routes to the fallback; the event says why
+            return IntentPrediction(self.fallback, 0.0, self.name, error=f"{type(exc).__name__}: {exc}")
+        choice = parse_intent(reply, self.intents)
+        if choice is None:
+            return IntentPrediction(self.fallback, 0.0, self.name,
+                                    error=f"the model named no known intent: {reply.strip()[:80]!r}")
+        return IntentPrediction(choice, None, self.name)
+
+
+def parse_intent(reply: str, intents: Sequence[str]) -> str | None:
+    """The intent a free-text reply names: JSON `{"intent": ...}`, the bare name (any case, spaces or hyphens
+    for underscores), or the longest name found inside the reply; None when it names none."""
+    text = (reply or "").strip()
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get("intent"), str):
+            text = data["intent"]
+    except ValueError:
+        pass
+    by_key = {_key(i): i for i in intents}
+    if (key := _key(text)) in by_key:
+        return by_key[key]
+    flat = f"_{_key(text)}_"
+    found = [i for k, i in by_key.items() if k and f"_{k}_" in flat]
+    return max(found, key=len) if found else None
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9?]+", "_", text.strip().strip("`'\".").lower()).strip("_")
+
+
+# ----- trained ----------------------------------------------------------------------------------------------
+
+class SentenceEncoder:
+    """Sentence vectors from a local causal LM: the mean of its last hidden states over the text's tokens.
+
+    Batched (texts sorted by length, so padding is small), no gradients, the LM head never run."""
+
+    def __init__(self, model: Any = "smollm2", *, max_length: int = 64, batch_size: int = 32):
+        from decompose.models import chat_model_of, load_model
+
+        self.spec = model if isinstance(model, str) else None
+        chat = chat_model_of(base_model(model) if isinstance(model, str) else load_model(model))
+        if getattr(chat, "hf_model", None) is None or getattr(chat, "tokenizer", None) is None:
+            raise ConfigError(f"a trained intent router needs a local Transformers model, not "
+                              f"{type(chat).__name__}", hint="use 'smollm2' (the default) or 'hf:PATH'")
+        self.chat = chat
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+        import torch
+
+        tokenizer, hf_model = self.chat.tokenizer, self.chat.hf_model
+        base = hf_model.base_model  # the transformer without the LM head: its logits would be wasted work
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        ids = [tokenizer.encode(t or " ", add_special_tokens=False)[: self.max_length] or [pad] for t in texts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), hf_model.config.hidden_size), dtype=np.float32)
+        device = next(hf_model.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                width = max(len(ids[i]) for i in batch)
+                # Right padding: under causal attention the real tokens never see the pads after them.
+                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[row, : len(ids[i])] = 1
+                hidden = base(input_ids=input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+                m = mask.to(device).unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1)
+                out[batch] = pooled.float().cpu().numpy()
+        return out
+
+
+def base_model(spec: str) -> Any:
+    """A local model from its spec with no adapter: the vectors are the base weights' (an adapter taught to
+    write plans would change them, and the router was trained on the base model)."""
+    from decompose.models import load_model
+    from decompose.models.hf import load_hf
+
+    if spec.strip() == "smollm2":
+        from decompose.models import embedded
+
+        folder = embedded.models_dir() / embedded.FOLDER_NAME
+        if not (folder / "config.json").is_file():
+            embedded.convert(embedded.gguf_path(), folder)  # once per machine, as the chat model's first use
+        return load_hf(str(folder))
+    if spec.startswith("hf:"):
+        return load_hf(spec[3:])
+    return load_model(spec)
+
+
+class TrainedRouter(IntentRouter):
+    """A linear classifier over `SentenceEncoder` vectors. `weights` (intents × hidden) and `bias` already fold
+    in the feature scaling used in training, so a prediction is one matrix product and a softmax."""
+
+    def __init__(self, intents: Sequence[str], weights: Any, bias: Any, *, encoder: SentenceEncoder,
+                 info: dict[str, Any] | None = None, fallback: str = FALLBACK_INTENT, min_confidence: float = 0.0):
+        self.intents = _checked_intents(intents)
+        self.weights, self.bias = weights, bias
+        self.encoder = encoder
+        self.info = dict(info or {})
+        self.fallback = fallback
+        self.min_confidence = min_confidence
+        self.name = f"trained:{self.info.get('model') or _model_name(encoder.chat)}"
+
+    def probabilities(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        logits = self.encoder.encode(texts) @ self.weights.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def classify_many(self, texts: Sequence[str]) -> list[IntentPrediction]:
+        if not texts:
+            return []
+        out = []
+        for row in self.probabilities(texts):
+            best = int(row.argmax())
+            confidence = float(row[best])
+            if confidence < self.min_confidence:  # unsure: the fallback route, not a wrong specific one
+                out.append(IntentPrediction(self.fallback, confidence, self.name,
+                                            error=f"best guess {self.intents[best]} below min_confidence"))
+            else:
+                out.append(IntentPrediction(self.intents[best], confidence, self.name))
+        return out
+
+    def save(self, folder: str | Path) -> Path:
+        import numpy as np
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / WEIGHTS_FILE, weights=self.weights.astype(np.float32), bias=self.bias.astype(np.float32))
+        info = {"format": FORMAT, "version": 1, **self.info, "intents": self.intents, "fallback": self.fallback,
+                "features": "mean of the model's last hidden states over the text's tokens",
+                "max_length": self.encoder.max_length}
+        (folder / ROUTER_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> "TrainedRouter":
+        """Load what `save` (or `decompose train --intents`) wrote. `model`: an already loaded chat model to take
+        the features from (it must be the model the router was trained on); default: load the saved spec."""
+        import numpy as np
+
+        folder = Path(folder)
+        meta_path, weights_path = folder / ROUTER_FILE, folder / WEIGHTS_FILE
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise ConfigError(f"{folder} is not an intent router (no {ROUTER_FILE} and {WEIGHTS_FILE})",
+                              hint="make one with: decompose train --intents banking77_train.csv --out DIR")
+        try:
+            info = json.loads(meta_path.read_text(encoding="utf-8"))
+            arrays = np.load(weights_path)
+            weights, bias = arrays["weights"], arrays["bias"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise ConfigError(f"{folder}: unreadable intent router ({exc})",
+                              hint="train it again with decompose train --intents") from None
+        if info.get("format") != FORMAT or weights.shape[0] != len(info.get("intents", ())):
+            raise ConfigError(f"{folder}: not a {FORMAT} folder, or its weights do not match its intents",
+                              hint="train it again with decompose train --intents")
+        encoder = SentenceEncoder(model if model is not None else info.get("model", "smollm2"),
+                                  max_length=int(info.get("max_length", 64)))
+        if weights.shape[1] != encoder.chat.hf_model.config.hidden_size:
+            raise ConfigError(f"{folder} was trained on {info.get('model')!r}, whose vectors have {weights.shape[1]} "
+                              f"values, not on this model ({encoder.chat.hf_model.config.hidden_size})",
+                              hint="load it with the model it was trained on")
+        return cls(info["intents"], weights, bias, encoder=encoder, info=info,
+                   fallback=info.get("fallback", FALLBACK_INTENT), min_confidence=min_confidence)
+
+
+def _checked_intents(intents: Iterable[str]) -> list[str]:
+    names = [str(i).strip() for i in intents]
+    if len(names) < 2 or any(not n for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"an intent router needs two or more distinct, non-empty intent names, got {names[:5]}",
+                          hint="pass the names of the intents to choose among")
+    return names
+
+
+def _model_name(model: Any) -> str:
+    path = getattr(model, "model_path", None)
+    if path:
+        return Path(path).name
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
+
+
+# ----- routing ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Route:
+    """A group of intents and what a turn in it gets: `tools` (names; empty: all the agent's tools) and
+    `instructions` added to the agent's own (a hint and a worked plan). An intent belongs to the first route
+    whose `keywords` one of its name's words matches; `intents` lists exact names."""
+
+    name: str
+    instructions: str = ""
+    tools: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    intents: frozenset[str] = field(default_factory=frozenset)
+
+    def matches(self, intent: str) -> bool:
+        key = _key(intent)
+        return intent in self.intents or key == _key(self.name) or any(
+            re.search(rf"(^|_){re.escape(k)}", key) for k in self.keywords)
+
+
+CUSTOMER_SERVICE_ROUTES: tuple[Route, ...] = (
+    Route("refunds", keywords=("refund", "reverted", "charged_twice", "not_recognised", "extra_charge"),
+          tools=("find_customer", "list_orders", "order_status", "refund_eligibility", "issue_refund",
+                 "search_policy", "calculator"),
+          instructions="This message asks for money back or disputes a charge. Worked plan: find_customer (by "
+                       "email) → list_orders → refund_eligibility of the order → issue_refund only for an "
+                       "eligible order and at most max_refundable. Tell the customer exactly what was refunded, or "
+                       "why not."),
+    Route("balance_top_up", keywords=("top_up", "balance", "deposit", "receiving_money"),
+          tools=("find_customer", "list_orders", "search_policy", "open_ticket", "calculator"),
+          instructions="This message is about the account's balance, a top-up or a payment that has not shown up. "
+                       "Worked plan: find_customer → search_policy for the rule that applies → open_ticket when "
+                       "the money is missing, giving the amounts and dates the customer named."),
+    Route("transfers", keywords=("transfer", "beneficiary"),
+          tools=("find_customer", "search_policy", "open_ticket"),
+          instructions="This message is about a transfer. Worked plan: find_customer → search_policy (timing, "
+                       "fees, cancellation) → open_ticket for a declined, failed or missing transfer, with the "
+                       "amount and date."),
+    Route("card_issues", keywords=("card", "pin", "atm", "contactless", "cash_withdrawal", "apple_pay", "visa",
+                                   "passcode", "phone"),
+          tools=("find_customer", "search_policy", "open_ticket"),
+          instructions="This message is about a card (delivery, activation, PIN, a lost, stolen or declined "
+                       "card). The tools cannot change a card: find_customer → search_policy → open_ticket "
+                       "naming the card problem, and tell the customer the ticket id."),
+    Route(FALLBACK_INTENT),  # everything else: the agent as it is
+)
+
+
+class IntentRouting:
+    """Routes each turn: `router` names the intent, the first matching route of `routes` says which tools and
+    instructions the turn gets. `instructions`: the agent's own, which a route's are added to."""
+
+    def __init__(self, router: IntentRouter, routes: Sequence[Route] = CUSTOMER_SERVICE_ROUTES, *,
+                 instructions: str = ""):
+        self.router = router
+        self.routes = tuple(routes)
+        self.instructions = instructions.strip()
+        self._made: dict[tuple[int, str], Any] = {}
+
+    def route_for(self, intent: str) -> Route | None:
+        """The first route `intent` matches, else the route named after the fallback intent (the catch-all)."""
+        fallback = getattr(self.router, "fallback", FALLBACK_INTENT)
+        return (next((r for r in self.routes if r.matches(intent)), None)
+                or next((r for r in self.routes if r.name == fallback), None))
+
+    async def aroute(self, text: str, base: Orchestrator) -> tuple[IntentDetected, Orchestrator]:
+        """The detected intent (as the event the turn starts with) and the Orchestrator to answer it with."""
+        try:
+            found = await self.router.aclassify(text)
+        except Exception as exc:  # noqa: BLE001 — a router failure must not sink the turn: the agent as it is
+            found = IntentPrediction(self.router.fallback, 0.0, self.router.name, error=f"{type(exc).__name__}: {exc}")
+        route = self.route_for(found.intent)
+        event = IntentDetected(intent=found.intent, confidence=found.confidence, router=found.router,
+                               route=route.name if route else None, error=found.error)
+        return event, self.orchestrator_for(route, base)
+
+    def orchestrator_for(self, route: Route | None, base: Orchestrator) -> Orchestrator:
+        """`base` with the route's tools and instructions (made once per route); `base` itself for a route that
+        changes nothing."""
+        if route is None or (not route.tools and not route.instructions):
+            return base
+        key = (id(base), route.name)
+        if key not in self._made:
+            from decompose.chains.prompts import Prompts
+            from decompose.orchestrator import Orchestrator
+
+            tools = [t for t in base.tools if t.name in route.tools] if route.tools else list(base.tools)
+            tools = tools or list(base.tools)  # an agent without the route's tools keeps its own
+            text = "\n\n".join(p for p in (self.instructions, route.instructions) if p)
+            self._made[key] = Orchestrator(
+                base.models, tools=tools, strategy=base.solver, retriever=base.retriever,
+                decomposer=base.decomposer, tool_runner=base.tool_runner, limits=base.limits, retry=base.retry,
+                prompts=Prompts.with_instructions(text), max_concurrency=base.max_concurrency)
+        return self._made[key]
