@@ -71,7 +71,7 @@ def accuracy(weights, bias, intents, x, gold) -> float:
 
 def route_accuracy(weights, bias, intents, x, gold) -> float:
     """How often the predicted intent falls in the gold intent's customer-service route (what routing uses)."""
-    from decompose.intents import CUSTOMER_SERVICE_ROUTES, IntentRouting
+    from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting
 
     routing = IntentRouting(None, CUSTOMER_SERVICE_ROUTES)  # only its intent → route mapping is used
     predicted = np.array(intents)[(x @ weights.T + bias).argmax(axis=1)]

@@ -26,7 +26,7 @@ _EXPORTS = {
     "RetryableToolError": "decompose.tools.runner", "side_effects": "decompose.tools.runner",
     "load_model": "decompose.models", "FallbackModel": "decompose.models.fallback",
     "ScriptedChatModel": "decompose.models.scripted",
-    "IntentDetected": "decompose.events", "IntentRouter": "decompose.intents", "IntentRouting": "decompose.intents",
+    "IntentDetected": "decompose.events", "IntentRouter": "decompose.intents", "IntentRouting": "decompose.routing",
     "tool": "langchain_core.tools",
 }
 
@@ -62,7 +62,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
                                   ModelError, PlanError, StepTimeout, ToolError)
     from decompose.events import (Answered, Event, IntentDetected, PlanReady, Retried, StepFailed, StepFinished,
                                   StepSkipped, StepStarted, Usage)
-    from decompose.intents import IntentRouter, IntentRouting
+    from decompose.intents import IntentRouter
+    from decompose.routing import IntentRouting
     from decompose.models import load_model
     from decompose.models.fallback import FallbackModel
     from decompose.models.scripted import ScriptedChatModel

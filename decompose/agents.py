@@ -14,7 +14,8 @@ from langchain_core.tools import BaseTool
 
 from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError
-from decompose.intents import CUSTOMER_SERVICE_ROUTES, IntentRouter, IntentRouting, Route
+from decompose.intents import IntentRouter
+from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting, Route
 from decompose.orchestrator import Orchestrator
 
 CUSTOMER_SERVICE = """You are the customer-service agent of a small online shop.

@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_m
 
 from decompose.errors import DecomposeError
 from decompose.events import Event
-from decompose.intents import IntentRouting
+from decompose.routing import IntentRouting
 from decompose.orchestrator import Orchestrator
 from decompose.result import Result
 from decompose.sync import run_sync

@@ -4,7 +4,6 @@
     router = IntentRouter.load("intent-router")           # made by `decompose train --intents banking77_train.csv`
     router.classify("I am still waiting on my card?")      # IntentPrediction(intent='card_arrival', confidence=0.91)
 
-    chat = Conversation(agent, routing=IntentRouting(router, CUSTOMER_SERVICE_ROUTES, instructions=...))
 
 Two routers, one interface (`classify`, `aclassify`, `classify_many`):
 
@@ -15,26 +14,20 @@ Two routers, one interface (`classify`, `aclassify`, `classify_many`):
   classifier trained on them (`decompose.train.intents`). Saved as plain numpy weights and JSON, so loading needs
   neither scikit-learn nor a pickle.
 
-Routing: `IntentRouting` maps the detected intent to a `Route` (a group of intents with its own instructions,
-worked plan and tools) and runs the turn on an Orchestrator made for that route. numpy and torch are imported
-on first use only.
+Routing a turn by its intent is `decompose.routing`. numpy and torch are imported on first use only.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from decompose.errors import ConfigError
-from decompose.events import IntentDetected
-
-if TYPE_CHECKING:
-    from decompose.orchestrator import Orchestrator
 
 FALLBACK_INTENT = "other"
 ROUTER_FILE = "intent_router.json"
@@ -228,21 +221,11 @@ class SentenceEncoder:
 
 
 def base_model(spec: str) -> Any:
-    """A local model from its spec with no adapter: the vectors are the base weights' (an adapter taught to
-    write plans would change them, and the router was trained on the base model)."""
+    """A local model from its spec without a decomposer adapter: the vectors are the base weights' (the router
+    was trained on those)."""
     from decompose.models import load_model
-    from decompose.models.hf import load_hf
 
-    if spec.strip() == "smollm2":
-        from decompose.models import embedded
-
-        folder = embedded.models_dir() / embedded.FOLDER_NAME
-        if not (folder / "config.json").is_file():
-            embedded.convert(embedded.gguf_path(), folder)  # once per machine, as the chat model's first use
-        return load_hf(str(folder))
-    if spec.startswith("hf:"):
-        return load_hf(spec[3:])
-    return load_model(spec)
+    return load_model(spec, adapter="none")
 
 
 class TrainedRouter(IntentRouter):
@@ -337,99 +320,3 @@ def _model_name(model: Any) -> str:
     if path:
         return Path(path).name
     return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
-
-
-# ----- routing ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Route:
-    """A group of intents and what a turn in it gets: `tools` (names; empty: all the agent's tools) and
-    `instructions` added to the agent's own (a hint and a worked plan). An intent belongs to the first route
-    whose `keywords` one of its name's words matches; `intents` lists exact names."""
-
-    name: str
-    instructions: str = ""
-    tools: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    intents: frozenset[str] = field(default_factory=frozenset)
-
-    def matches(self, intent: str) -> bool:
-        key = _key(intent)
-        return intent in self.intents or key == _key(self.name) or any(
-            re.search(rf"(^|_){re.escape(k)}", key) for k in self.keywords)
-
-
-CUSTOMER_SERVICE_ROUTES: tuple[Route, ...] = (
-    Route("refunds", keywords=("refund", "reverted", "charged_twice", "not_recognised", "extra_charge"),
-          tools=("find_customer", "list_orders", "order_status", "refund_eligibility", "issue_refund",
-                 "search_policy", "calculator"),
-          instructions="This message asks for money back or disputes a charge. Worked plan: find_customer (by "
-                       "email) → list_orders → refund_eligibility of the order → issue_refund only for an "
-                       "eligible order and at most max_refundable. Tell the customer exactly what was refunded, or "
-                       "why not."),
-    Route("balance_top_up", keywords=("top_up", "balance", "deposit", "receiving_money"),
-          tools=("find_customer", "list_orders", "search_policy", "open_ticket", "calculator"),
-          instructions="This message is about the account's balance, a top-up or a payment that has not shown up. "
-                       "Worked plan: find_customer → search_policy for the rule that applies → open_ticket when "
-                       "the money is missing, giving the amounts and dates the customer named."),
-    Route("transfers", keywords=("transfer", "beneficiary"),
-          tools=("find_customer", "search_policy", "open_ticket"),
-          instructions="This message is about a transfer. Worked plan: find_customer → search_policy (timing, "
-                       "fees, cancellation) → open_ticket for a declined, failed or missing transfer, with the "
-                       "amount and date."),
-    Route("card_issues", keywords=("card", "pin", "atm", "contactless", "cash_withdrawal", "apple_pay", "visa",
-                                   "passcode", "phone"),
-          tools=("find_customer", "search_policy", "open_ticket"),
-          instructions="This message is about a card (delivery, activation, PIN, a lost, stolen or declined "
-                       "card). The tools cannot change a card: find_customer → search_policy → open_ticket "
-                       "naming the card problem, and tell the customer the ticket id."),
-    Route(FALLBACK_INTENT),  # everything else: the agent as it is
-)
-
-
-class IntentRouting:
-    """Routes each turn: `router` names the intent, the first matching route of `routes` says which tools and
-    instructions the turn gets. `instructions`: the agent's own, which a route's are added to."""
-
-    def __init__(self, router: IntentRouter, routes: Sequence[Route] = CUSTOMER_SERVICE_ROUTES, *,
-                 instructions: str = ""):
-        self.router = router
-        self.routes = tuple(routes)
-        self.instructions = instructions.strip()
-        self._made: dict[tuple[int, str], Any] = {}
-
-    def route_for(self, intent: str) -> Route | None:
-        """The first route `intent` matches, else the route named after the fallback intent (the catch-all)."""
-        fallback = getattr(self.router, "fallback", FALLBACK_INTENT)
-        return (next((r for r in self.routes if r.matches(intent)), None)
-                or next((r for r in self.routes if r.name == fallback), None))
-
-    async def aroute(self, text: str, base: Orchestrator) -> tuple[IntentDetected, Orchestrator]:
-        """The detected intent (as the event the turn starts with) and the Orchestrator to answer it with."""
-        try:
-            found = await self.router.aclassify(text)
-        except Exception as exc:  # noqa: BLE001 — a router failure must not sink the turn: the agent as it is
-            found = IntentPrediction(self.router.fallback, 0.0, self.router.name, error=f"{type(exc).__name__}: {exc}")
-        route = self.route_for(found.intent)
-        event = IntentDetected(intent=found.intent, confidence=found.confidence, router=found.router,
-                               route=route.name if route else None, error=found.error)
-        return event, self.orchestrator_for(route, base)
-
-    def orchestrator_for(self, route: Route | None, base: Orchestrator) -> Orchestrator:
-        """`base` with the route's tools and instructions (made once per route); `base` itself for a route that
-        changes nothing."""
-        if route is None or (not route.tools and not route.instructions):
-            return base
-        key = (id(base), route.name)
-        if key not in self._made:
-            from decompose.chains.prompts import Prompts
-            from decompose.orchestrator import Orchestrator
-
-            tools = [t for t in base.tools if t.name in route.tools] if route.tools else list(base.tools)
-            tools = tools or list(base.tools)  # an agent without the route's tools keeps its own
-            text = "\n\n".join(p for p in (self.instructions, route.instructions) if p)
-            self._made[key] = Orchestrator(
-                base.models, tools=tools, strategy=base.solver, retriever=base.retriever,
-                decomposer=base.decomposer, tool_runner=base.tool_runner, limits=base.limits, retry=base.retry,
-                prompts=Prompts.with_instructions(text), max_concurrency=base.max_concurrency)
-        return self._made[key]

@@ -15,8 +15,8 @@ from decompose.agents import agent_routing, build_agent
 from decompose.cli.app import main
 from decompose.conversation import Conversation
 from decompose.events import IntentDetected
-from decompose.intents import (CUSTOMER_SERVICE_ROUTES, IntentRouter, IntentRouting, TrainedRouter,
-                               parse_intent)
+from decompose.intents import IntentRouter, TrainedRouter, parse_intent
+from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from helpers import plan_json
 

@@ -121,6 +121,25 @@ def test_a_database_locked_past_the_busy_timeout_is_503_with_retry_after(tmp_pat
         assert [t["status"] for t in client.get(f"/v1/conversations/{cid}").json()["turns"]] == ["answered"]
 
 
+def test_a_locked_database_is_503_on_the_review_routes_too(tmp_path, monkeypatch):
+    path = tmp_path / "serve.sqlite3"
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 100)
+    app = create_app(model_that(lambda: None), db=f"sqlite:///{path}")
+    with TestClient(app) as client:
+        client.post("/v1/conversations", json={})  # the tables exist before the lock is taken
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            busy = client.post("/v1/runs?review=true", json={"question": TITANIC})
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert "conversation store is unavailable" in busy.json()["error"]["message"]
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        review = client.post("/v1/runs?review=true", json={"question": TITANIC})
+        assert review.status_code == 201 and review.json()["plan"]["steps"]  # the lock gone, the review is stored
+
+
 def test_an_idle_server_writes_nothing_to_renew(db):
     store = Store(db, lease=0.2)
     cid = store.create_conversation("decompose")["id"]

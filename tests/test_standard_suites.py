@@ -222,16 +222,19 @@ def test_max_tokens_is_the_token_limit_at_init_and_per_call():
 @pytest.mark.slow
 @pytest.mark.model
 def test_unknown_options_are_refused_not_dropped():
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) for ChatTransformers: \['top_k'\]") as err:
-        ChatTransformers(**weights(), top_k=5)
+    # top_k and the other decoding options are known now (`decompose.models.decoding`); an OpenAI-only one is not.
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) for ChatTransformers: 'frequency_penalty' "
+                                          r"\(did you mean 'repetition_penalty'\?\)") as err:
+        ChatTransformers(**weights(), frequency_penalty=0.5)
     assert "max_tokens" in err.value.hint and "timeout" in err.value.hint
     model = ChatTransformers(**weights(), max_tokens=4)
-    for call in ({"top_k": 5}, {"model": "another-model"}, {"response_format": {"type": "json_object"}}):
-        with pytest.raises(ConfigError, match=f"does not take \\['{next(iter(call))}'\\]") as err:
+    for call in ({"frequency_penalty": 0.5}, {"model": "another-model"}, {"response_format": {"type": "json_object"}}):
+        with pytest.raises(ConfigError, match=f"unknown option\\(s\\) for a ChatTransformers call: "
+                                              f"'{next(iter(call))}'") as err:
             model.invoke("Hello", **call)
         assert "max_tokens" in err.value.hint
-    with pytest.raises(ConfigError, match="top_k"):
-        model.bind(top_k=5).invoke("Hello")
+    with pytest.raises(ConfigError, match="frequency_penalty"):
+        model.bind(frequency_penalty=0.5).invoke("Hello")
     # LangChain's standard parameters are accepted (the standard suite builds every model with them).
     standard = ChatTransformers(**weights(), api_key="sk-unused", max_retries=2, timeout=60, max_tokens=4)
     assert standard.invoke("Hello").usage_metadata["output_tokens"] <= 4
@@ -243,8 +246,8 @@ def test_hf_loader_takes_the_standard_limit_and_refuses_unknown_options():
     from decompose.models.hf import load_hf
 
     assert load_hf(embedded().model_path, max_tokens=5).max_new_tokens == 5
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) for hf:.*\['top_k'\]"):
-        load_hf(embedded().model_path, top_k=5)
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) for hf:.*'frequency_penalty'"):
+        load_hf(embedded().model_path, frequency_penalty=0.5)
 
 
 @pytest.mark.slow

@@ -85,7 +85,8 @@ def intent_routing(args: argparse.Namespace, orch: Any) -> Any:
     one of the agent's routes) or `--intents zero-shot:a,b,c` (one of these intents)."""
     import os
 
-    from decompose.intents import IntentRouter, IntentRouting
+    from decompose.intents import IntentRouter
+    from decompose.routing import IntentRouting
 
     spec = args.intents.strip()
     if spec == "zero-shot" or spec.startswith("zero-shot:"):

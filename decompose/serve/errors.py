@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from decompose.errors import DecomposeError, InputError, ModelError, PlanError
+from decompose.serve.store import StoreUnavailable
 
 log = logging.getLogger("decompose.serve")
 
@@ -68,9 +69,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail), None, exc.headers)
 
 
+async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """Any route whose store call found the database locked past its busy timeout or unreachable: nothing was
+    stored, so the client may send again."""
+    assert isinstance(exc, StoreUnavailable)
+    return error_response(503, str(exc.args[0]), exc.hint, {"Retry-After": "1"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(decompose_error_body(exc), status_code=500)
 
 
-exception_handlers = {ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected}
+exception_handlers = {ApiError: _api_error, HTTPException: _http_error, StoreUnavailable: _store_unavailable,
+                      Exception: _unexpected}
