@@ -95,16 +95,19 @@ class Store:
         self._live: set[tuple[str, int]] = set()  # the turns (conversation, seq) this server still runs
         self._create_tables()
 
-    def _create_tables(self, attempts: int = 5) -> None:
+    def _create_tables(self, attempts: int = 8) -> None:
         # Replicas started at once on a new database race to create the tables: the loser's CREATE fails with
-        # "already exists" (its check came before the winner's CREATE). Checking again then finds them.
+        # "already exists" (its check came before the winner's CREATE). Checking again then finds them. On SQLite
+        # the switch to WAL can also find the new file locked without waiting out the busy timeout: try again.
         for attempt in range(attempts):
             try:
                 metadata.create_all(self.engine)
                 return
             except (OperationalError, ProgrammingError, IntegrityError) as exc:
-                raced = "already exists" in str(exc.orig).lower() or isinstance(exc, IntegrityError)  # PostgreSQL:
-                if raced and attempt + 1 < attempts:  # the race can show as a duplicate pg_type row
+                message = str(exc.orig).lower()
+                # PostgreSQL can show the race as a duplicate pg_type row: an IntegrityError.
+                raced = isinstance(exc, IntegrityError) or "already exists" in message or "is locked" in message
+                if raced and attempt + 1 < attempts:
                     time.sleep(0.05 * (attempt + 1))
                     continue
                 raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {exc.orig}",
