@@ -35,16 +35,13 @@ from decompose.train.score import _echoes, _normal, _tool_calls
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def tools_for(names: list[str], shop: str) -> list:
-    """The tools a row names, from the pack that has them all (calculator alone when it names only that)."""
-    for pack in ("customer-service", "finance"):
-        tools = get_agent(pack).make_tools(db_path=shop) if pack == "customer-service" else \
-            get_agent(pack).make_tools()
-        if set(names) <= {t.name for t in tools} and len(names) > 1:
-            return tools
+def tool_packs(shop: str) -> dict[frozenset[str], list]:
+    """Each pack's tools, made once, by their names: the customer-service ones on a fresh demo shop."""
     from decompose.tools.calculator import calculator_tools
 
-    return calculator_tools()
+    packs = [get_agent("customer-service").make_tools(db_path=shop), get_agent("finance").make_tools(),
+             calculator_tools()]
+    return {frozenset(t.name for t in tools): tools for tools in packs}
 
 
 def numbers(text: str) -> list[float]:
@@ -93,11 +90,11 @@ async def run_row(orch: Orchestrator, gold: Orchestrator, example: Any) -> dict[
 
 async def evaluate(model: Any, examples: list, concurrency: int) -> list[dict[str, Any]]:
     gate = asyncio.Semaphore(concurrency)
-    shop = str(Path(tempfile.mkdtemp(prefix="adapter-quality-")) / "shop.sqlite3")
+    packs = tool_packs(str(Path(tempfile.mkdtemp(prefix="adapter-quality-")) / "shop.sqlite3"))
 
     async def one(example: Any) -> dict[str, Any]:
         async with gate:
-            tools = tools_for(example.tools, shop)
+            tools = packs[frozenset(example.tools)]  # a row names exactly its pack's tools
             record = await run_row(Orchestrator(model, tools=tools), Orchestrator(model, tools=tools), example)
             print(json.dumps({k: record[k] for k in ("source", "tool_exact", "answer_right", "question")}),
                   flush=True)

@@ -38,7 +38,7 @@ class AgentSpec:
     instructions: str
     make_tools: Callable[..., list[BaseTool]]
     examples: tuple[str, ...]
-    routes: tuple[Any, ...] = ()  # `decompose.intents.Route`s: how a routed conversation handles each intent
+    routes: tuple[Any, ...] = ()  # `decompose.routing.Route`s: how a routed conversation handles each intent
 
     def tool_names(self) -> list[str]:
         return [t.name for t in self.make_tools(dry_run=True)]

@@ -85,6 +85,7 @@ def intent_routing(args: argparse.Namespace, orch: Any) -> Any:
     one of the agent's routes) or `--intents zero-shot:a,b,c` (one of these intents)."""
     import os
 
+    from decompose.cli.config import agents_module
     from decompose.intents import IntentRouter
     from decompose.routing import IntentRouting
 
@@ -92,20 +93,17 @@ def intent_routing(args: argparse.Namespace, orch: Any) -> Any:
     if spec == "zero-shot" or spec.startswith("zero-shot:"):
         names = [n.strip() for n in spec.partition(":")[2].split(",") if n.strip()]
         if not names and args.agent:
-            from decompose.cli.config import agents_module
-
             names = [r.name for r in agents_module().get_agent(args.agent).routes]
         if not names:
             raise ConfigError("--intents zero-shot needs intent names",
                               hint="use --agent customer-service (its routes), or --intents zero-shot:NAME,NAME,...")
         router = IntentRouter.zero_shot(orch.model, names)
     else:
-        # The chat model's own weights give the vectors when the router was trained on that same model.
-        same = (args.model or os.environ.get("DECOMPOSE_MODEL") or "smollm2") == _trained_on(spec) and not args.adapter
+        # The chat model's own weights give the vectors when the router was trained on that same model (an
+        # --adapter never changes them: it is merged into the planner's copy).
+        same = (args.model or os.environ.get("DECOMPOSE_MODEL") or "smollm2") == _trained_on(spec)
         router = IntentRouter.load(spec, model=orch.model if same else None)
     if args.agent:
-        from decompose.cli.config import agents_module
-
         return agents_module().agent_routing(args.agent, router)
     return IntentRouting(router, ())  # no agent: no routes; each turn still reports its intent
 

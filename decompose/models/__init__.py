@@ -36,15 +36,15 @@ def load_model(spec: str | Runnable | None = None, *, adapter: str | os.PathLike
         raise ConfigError(f"decoding= is for local models, not {local or type(spec).__name__!r}",
                           hint="use it with 'smollm2' or 'hf:PATH'; other models take their own options "
                                "(openai: temperature, top_p, seed)")
-    if adapter in (False, "none"):  # the embedded model without its shipped adapter
+    from decompose.models.adapter import NO_ADAPTER, adapter_info  # no third-party import: cheap
+
+    if adapter in NO_ADAPTER:  # the embedded model without its shipped adapter
         if local == DEFAULT_SPEC:
             kwargs["adapter"] = None
     elif adapter is not None:
         if not (local == DEFAULT_SPEC or local.startswith("hf:")):
             raise ConfigError(f"an adapter needs a local model, not {local or type(spec).__name__!r}",
                               hint="use it with 'smollm2' or 'hf:PATH' (the base model it was trained on)")
-        from decompose.models.adapter import adapter_info
-
         adapter_info(adapter)  # a wrong folder fails at once, not after a model conversion or load
         kwargs["adapter"] = adapter
     if isinstance(spec, BaseChatModel):

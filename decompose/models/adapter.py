@@ -19,6 +19,7 @@ from decompose.errors import ConfigError
 INFO_FILE = "decompose_adapter.json"
 # The decomposer adapter shipped for the embedded model (made by `decompose train`: see its decompose_adapter.json).
 DEFAULT_ADAPTER = Path(__file__).parent / "adapters" / "smollm2-decomposer"
+NO_ADAPTER = (False, "none")  # what `adapter=` (and `--adapter`) take for the embedded model without it
 _HINT = "pass the folder `decompose train --out DIR` wrote (it holds adapter_config.json)"
 
 

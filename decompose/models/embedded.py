@@ -19,7 +19,7 @@ from typing import Any
 
 from decompose import paths
 from decompose.errors import ConfigError
-from decompose.models.adapter import DEFAULT_ADAPTER
+from decompose.models.adapter import DEFAULT_ADAPTER, NO_ADAPTER
 from decompose.models.hf import ChatTransformers, load_hf, progress_bars_on_terminals_only
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -38,7 +38,7 @@ def load_embedded(*, cache_dir: str | None = None, **kwargs: Any) -> ChatTransfo
     """
     # The shipped decomposer adapter plans unless another (or none: adapter=False or "none") is asked for.
     adapter = kwargs.pop("adapter", DEFAULT_ADAPTER)
-    kwargs["adapter"] = None if adapter in (False, "none") else adapter
+    kwargs["adapter"] = None if adapter in NO_ADAPTER else adapter
     folder = models_dir(cache_dir) / FOLDER_NAME
     if not (folder / "config.json").is_file():
         gguf = gguf_path()

@@ -5,7 +5,7 @@ the history a turn is given comes from the stored turns, under `Conversation`'s 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,10 +17,9 @@ from decompose.serve.errors import INTERRUPTED_MESSAGE, ApiError
 from decompose.serve.running import Ended, RunFeed, settle
 from decompose.serve.service import Service
 from decompose.serve.sse import event_stream, run_frames
-from decompose.serve.store import ANSWERED, FAILED, INTERRUPTED, RUNNING, StoreUnavailable, TurnBusy
+from decompose.serve.store import ANSWERED, FAILED, INTERRUPTED, RUNNING, TurnBusy
 
 MESSAGE_EXAMPLE = '{"question": "..."}'
-T = TypeVar("T")
 
 
 def routes(service: Service) -> list[Route]:
@@ -29,7 +28,7 @@ def routes(service: Service) -> list[Route]:
     async def create(request: Request) -> Response:
         body = await read_json(request, service.max_body_bytes, example='{"agent": "customer-service"}')
         agent, _ = service.catalog.get(optional_str(body, "agent"))
-        return JSONResponse(await stored(store.create_conversation, agent), status_code=201)
+        return JSONResponse(await asyncio.to_thread(store.create_conversation, agent), status_code=201)
 
     async def show(request: Request) -> Response:
         return JSONResponse(await _conversation(service, request.path_params["conversation_id"]))
@@ -38,12 +37,12 @@ def routes(service: Service) -> list[Route]:
         conversation_id = request.path_params["conversation_id"]
         body = await read_json(request, service.max_body_bytes, example=MESSAGE_EXAMPLE)
         question = question_of(body, example=MESSAGE_EXAMPLE)
-        stored_agent = await stored(store.agent_of, conversation_id)
+        stored_agent = await asyncio.to_thread(store.agent_of, conversation_id)
         if stored_agent is None:
             raise _no_conversation(conversation_id)
         agent, orch = service.catalog.get(stored_agent)
         try:
-            seq, earlier = await stored(store.begin_turn, conversation_id, question)
+            seq, earlier = await asyncio.to_thread(store.begin_turn, conversation_id, question)
         except TurnBusy:
             raise ApiError(409, "the previous message of this conversation is still being answered",
                            f"wait for its answer (GET /v1/conversations/{conversation_id}), then send again") from None
@@ -82,19 +81,10 @@ def history_turn(turn: dict[str, Any]) -> Turn:
 
 
 async def _conversation(service: Service, conversation_id: str) -> dict[str, Any]:
-    found = await stored(service.store.conversation, conversation_id)
+    found = await asyncio.to_thread(service.store.conversation, conversation_id)
     if found is None:
         raise _no_conversation(conversation_id)
     return found
-
-
-async def stored(call: Callable[..., T], *args: Any) -> T:
-    """A store call, off the event loop; a database locked past its busy timeout or unreachable is 503 with
-    Retry-After (the client may send again: nothing was stored), not a 500."""
-    try:
-        return await asyncio.to_thread(call, *args)
-    except StoreUnavailable as exc:
-        raise ApiError(503, str(exc.args[0]), exc.hint, {"Retry-After": "1"}) from None
 
 
 def _no_conversation(conversation_id: str) -> ApiError:
