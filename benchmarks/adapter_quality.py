@@ -1,6 +1,6 @@
 """Does the decomposer adapter make the embedded model plan and answer tool questions right? Before and after.
 
-    decompose train --build-data ../shared/data/train --synthetic 30 --gsm8k 500 --strategyqa 300 --out train-data
+    decompose train --build-data ../shared/data/train --synthetic 80 --gsm8k 0 --strategyqa 150 --out train-data
     python benchmarks/adapter_quality.py train-data/heldout.jsonl                 # the shipped adapter vs none
     python benchmarks/adapter_quality.py train-data/heldout.jsonl --adapter DIR --per-source 20
 
@@ -8,8 +8,8 @@ Each held-out tool row (sources "tools": training templates with new numbers, na
 templates never trained on) is run end to end by an Orchestrator over the pack's tools, as `decompose run`
 would: the plan is compared with the gold plan (valid, right tool + arguments in order, echoes of the question)
 and the final answer with the gold plan's result (the gold plan run with the same tools: its last step's value
-must be the run's last step's value, and one of its numbers must appear in the answer; rows whose gold plan fails,
-e.g. a customer the demo shop does not have, are left out of that column). Customer-service tools run on
+must be the run's last step's value, and one of its numbers must appear in the answer; held-out customers and
+orders are the demo shop's, and a row whose gold plan still fails is left out of that column). Customer-service tools run on
 a fresh demo shop in a temporary folder. Rows print as they finish; a table per system and source follows.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import tempfile
 import time
@@ -29,11 +28,9 @@ from decompose import Orchestrator, load_model
 from decompose.agents import get_agent
 from decompose.models.adapter import DEFAULT_ADAPTER
 from decompose.plan import Plan
+from decompose.scoring import YES_NO, leaf_numbers, numbers_in, same_number
 from decompose.train.data import read_examples
-from decompose.train.score import _echoes, _normal, _tool_calls
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
+from decompose.train.score import echoes, normal_value, spread, tool_calls
 
 def tool_packs(shop: str) -> dict[frozenset[str], list]:
     """Each pack's tools, made once, by their names: the customer-service ones on a fresh demo shop."""
@@ -44,29 +41,17 @@ def tool_packs(shop: str) -> dict[frozenset[str], list]:
     return {frozenset(t.name for t in tools): tools for tools in packs}
 
 
-def numbers(text: str) -> list[float]:
-    return [float(n.replace(",", "")) for n in _NUMBER.findall(text)]
-
-
-def leaf_numbers(value: Any) -> list[float]:
-    """Every number in a step's value (a tool's dict: each numeric field, nested ones too)."""
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list):
-        return [n for item in value for n in leaf_numbers(item)]
-    return numbers(value) if isinstance(value, str) else []
-
-
 def answer_right(answer: str, ours: Any, gold: Any) -> bool:
-    """The run ended in the gold plan's value, and the answer reports a number of it (when it has one)."""
-    if _normal(_plain(ours)) != _normal(_plain(gold)):
+    """The run ended in the gold plan's value, and the answer reports it: the verdict of a yes/no tool (a dict
+    with one bool field, such as `refund_eligibility`), else a number of it (when it has one)."""
+    if normal_value(_plain(ours)) != normal_value(_plain(gold)):
         return False
+    flags = [v for v in _plain(gold).values() if isinstance(v, bool)] if isinstance(_plain(gold), dict) else []
+    if len(flags) == 1:
+        said = YES_NO.search(answer.lower())
+        return bool(said) and (said.group(1) in ("yes", "true")) == flags[0]
     targets = leaf_numbers(_plain(gold))
-    return not targets or any(abs(n - t) <= max(0.005 * abs(t), 0.01) for t in targets for n in numbers(answer))
+    return not targets or any(same_number(n, t) for t in targets for n in numbers_in(answer))
 
 
 def _plain(value: Any) -> Any:
@@ -81,8 +66,8 @@ async def run_row(orch: Orchestrator, gold: Orchestrator, example: Any) -> dict[
     steps = result.plan.spec()["steps"] if result.plan else []
     last = result.plan.steps[-1].answer if result.plan and result.plan.steps else None
     return {"question": example.question, "source": example.source, "valid": result.plan is not None,
-            "tool_exact": bool(steps) and _tool_calls(steps) == _tool_calls(example.plan.spec()["steps"]),
-            "echo": _echoes(steps, example.question), "answer": result.answer, "gold_value": gold_value,
+            "tool_exact": bool(steps) and tool_calls(steps) == tool_calls(example.plan.spec()["steps"]),
+            "echo": echoes(steps, example.question), "answer": result.answer, "gold_value": gold_value,
             "gold_ran": gold_value is not None,
             "answer_right": result.error is None and answer_right(result.answer or "", last, gold_value),
             "plan": steps, "error": str(result.error) if result.error else None}
@@ -103,15 +88,10 @@ async def evaluate(model: Any, examples: list, concurrency: int) -> list[dict[st
     return list(await asyncio.gather(*(one(e) for e in examples)))
 
 
-def spread(examples: list, per_source: int) -> list:
-    """At most `per_source` rows of each source, evenly spaced: the file lists each template's rows together, so
-    the first rows would all come from the first templates."""
-    chosen = []
-    for source in ("tools", "tools-unseen"):
-        rows = [e for e in examples if e.source == source]
-        step = max(1, len(rows) / per_source) if per_source else 0
-        chosen += [rows[int(i * step)] for i in range(min(per_source, len(rows)))] if step else []
-    return chosen
+def per_source(examples: list, limit: int) -> list:
+    """At most `limit` rows of each source, spread over its templates."""
+    return [e for source in ("tools", "tools-unseen")
+            for e in spread([e for e in examples if e.source == source], limit)] if limit else []
 
 
 def table(name: str, records: list[dict[str, Any]]) -> None:
@@ -135,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
 
     examples = [e for e in read_examples(args.held_out) if e.source in ("tools", "tools-unseen")]
-    chosen = spread(examples, args.per_source)
+    chosen = per_source(examples, args.per_source)
     if not chosen:
         sys.exit(f"{args.held_out} has no rows from the tool templates: write it with `decompose train --build-data`")
     results = {}
@@ -143,7 +123,7 @@ def main() -> None:
                                 ("no adapter", "none", args.before_per_source)):
         start = time.monotonic()
         model = load_model("smollm2", adapter=adapter)
-        rows_chosen = spread(chosen, rows)
+        rows_chosen = per_source(chosen, rows)
         results[name] = asyncio.run(evaluate(model, rows_chosen, args.concurrency))
         print(f"{name}: {len(rows_chosen)} rows in {time.monotonic() - start:.0f} s", flush=True)
     print("\n| model | source | rows | valid plans | right tool + args | right final answer | echoes |")

@@ -27,6 +27,35 @@ def _plain_number(token: str) -> str:
     return digits or token
 
 
+def numbers_in(text: str) -> list[float]:
+    """Every number written in `text`, as a float ("1,234.5" is 1234.5)."""
+    found = []
+    for token in NUMBER.findall(str(text)):
+        try:
+            found.append(float(token.replace(",", "").rstrip(".")))
+        except ValueError:  # a lone "-" or ","-only run
+            continue
+    return found
+
+
+def leaf_numbers(value: object) -> list[float]:
+    """Every number in a value: itself, a numeric string's, or each field's of a tool's dict or list, nested."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [n for item in value for n in leaf_numbers(item)]
+    return numbers_in(value) if isinstance(value, str) else []
+
+
+def same_number(a: float, b: float) -> bool:
+    """Equal up to the rounding an answer may apply (half a percent, or a cent)."""
+    return abs(a - b) <= max(0.005 * abs(b), 0.01)
+
+
 def exact_match(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 

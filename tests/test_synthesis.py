@@ -5,7 +5,8 @@ import json
 
 from decompose import Decomposer, Orchestrator, ScriptedChatModel
 from decompose.chains.answer_form import AnswerForm
-from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
+from decompose.agents import get_agent
+from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number, keep_computed_verdict
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.plan import Plan
 from decompose.tools.calculator import calculator_tools
@@ -53,6 +54,62 @@ def test_the_guard_only_applies_to_number_questions_ending_in_a_tool_step():
     assert keep_computed_number("No", plan, AnswerForm.YES_NO) == "No"
     plan.steps[1].tool = None  # a model step's wording is not exact: no override
     assert keep_computed_number("No", plan, AnswerForm.NUMBER) == "No"
+
+
+def finance_plan(result) -> Plan:
+    plan = Plan.from_data({"steps": [{"id": 1, "question": "What is it worth now?", "tool": "present_value",
+                                      "args": {"future_value": 47000, "annual_rate_pct": 3, "years": 22}}]})
+    plan.steps[0].status, plan.steps[0].answer = "done", result
+    return plan
+
+
+def test_an_answer_that_only_repeats_the_questions_numbers_gives_way_to_the_tools_result():
+    question = "How much is $47000 due in 22 years worth now, discounting at 3%?"
+    plan = finance_plan({"present_value": "24528.95", "discount": "22471.05"})
+    assert keep_computed_number("The present value is $47000.", plan, AnswerForm.NUMBER, question) == \
+        "present value: 24528.95; discount: 22471.05"
+    assert keep_computed_number("It is worth 24,528.95 dollars.", plan, AnswerForm.NUMBER, question) == \
+        "It is worth 24,528.95 dollars."  # reports the tool's number, formatted its own way
+    assert keep_computed_number("About 24529 now.", plan, AnswerForm.NUMBER, question) == "About 24529 now."
+    # A number of its own (not the question's): the synthesizer reasoned further, which is not overruled.
+    assert keep_computed_number("Roughly 25000.", plan, AnswerForm.NUMBER, question) == "Roughly 25000."
+    scalar = finance_plan(540)
+    assert keep_computed_number("He runs 3 sprints.", scalar, AnswerForm.NUMBER, SPRINTS) == "540"
+
+
+def test_a_tools_prose_result_is_not_forced_on_the_answer():
+    plan = finance_plan("Delivered orders can be refunded within 30 days.")
+    assert keep_computed_number("Yes", plan, AnswerForm.NUMBER, "How many days?") == "Yes"
+    assert keep_computed_number("Yes", finance_plan(True), AnswerForm.NUMBER, "How many?") == "Yes"
+
+
+def test_a_yes_no_answer_follows_the_tools_verdict():
+    plan = finance_plan({"order_id": "A1002", "eligible": False, "reason": "delivered 75 days ago", "paid": "89.00"})
+    assert keep_computed_verdict('Yes  The answer is "Yes".', plan, AnswerForm.YES_NO) == "No: delivered 75 days ago"
+    assert keep_computed_verdict("No, it was delivered too long ago.", plan, AnswerForm.YES_NO) == \
+        "No, it was delivered too long ago."
+    assert keep_computed_verdict("It can be refunded.", finance_plan(True), AnswerForm.YES_NO) == "Yes"
+    assert keep_computed_verdict("Yes", plan, AnswerForm.OTHER) == "Yes"  # not a yes/no question
+    two_flags = finance_plan({"eligible": False, "delivered": True})  # which one answers is not known
+    assert keep_computed_verdict("Yes", two_flags, AnswerForm.YES_NO) == "Yes"
+
+
+def test_a_refund_question_answered_against_the_tool_ends_in_its_verdict():
+    plan = json.dumps({"steps": [{"id": 1, "question": "Can order A1002 be refunded?", "tool": "refund_eligibility",
+                                  "args": {"order_id": "A1002"}}]})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "Yes")])
+    tools = get_agent("customer-service").make_tools(dry_run=True)
+    result = Orchestrator(model, tools=tools).run("Is order A1002 eligible for a refund?")
+    assert result.answer.startswith("No: delivered 75 days ago")
+
+
+def test_a_long_tool_result_is_cut_in_the_findings():
+    schedule = [{"month": m, "payment": "1234.56", "interest": "12.34", "balance": "9999.99"} for m in range(1, 49)]
+    plan = finance_plan(schedule)
+    findings = findings_text(plan)
+    assert len(findings) < 2000 and "more characters not shown" in findings
+    assert '"month": 1,' in findings  # the first rows are still there
+    assert "not shown" not in findings_text(finance_plan({"present_value": "24530.42"}))
 
 
 def test_findings_name_failed_steps_and_keep_unresolvable_questions():

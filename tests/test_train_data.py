@@ -12,7 +12,9 @@ from decompose.train.data import TrainDataError, check_row, pack_tools, read_exa
 from decompose.train.dataset import build_dataset
 from decompose.chains.decompose import trained_prompt
 from decompose.train.prompt import PROMPT_NAME, compact_messages, compact_prompt, plan_target, tool_signature
-from decompose.train.templates import TEMPLATES, synthetic_examples
+from decompose.tools.cs_seed import demo_customers, demo_order_ids
+from decompose.train.score import spread
+from decompose.train.templates import TEMPLATES, Draws, synthetic_examples
 
 NATALIA = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
                        "May. How many clips did Natalia sell altogether in April and May?",
@@ -66,9 +68,7 @@ def test_strategyqa_reference_to_a_missing_step_is_left_out():
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.name)
 def test_every_synthetic_plan_is_valid_with_valid_tool_arguments(template):
-    import random
-
-    known, rng = pack_tools(), random.Random(3)
+    known, rng = pack_tools(), Draws(3, shop_share=0.5)
     for _ in range(10):
         example = template.example(rng)
         checked = check_row(json.loads(json.dumps(example.to_row())), known)  # as read back from JSONL
@@ -84,6 +84,32 @@ def test_templates_vary_wording_and_values_and_hold_out_their_own_templates():
     questions = [e.question for e in synthetic_examples(20, seed=1)]
     assert len(set(questions)) > 0.9 * len(questions)
     assert not set(questions) & {e.question for e in synthetic_examples(20, held_out=True, seed=1)}
+
+
+def test_held_out_customers_and_orders_are_the_demo_shops_so_answers_can_be_checked():
+    emails = {email for _, email, _ in demo_customers()}
+    orders = set(demo_order_ids())
+
+    def ids(examples):
+        found = {"customer": set(), "email": set(), "order_id": set()}
+        for example in examples:
+            for step in example.plan.steps:
+                for key, value in step.args.items():
+                    if key in found and "{" not in str(value):
+                        found[key].add(value)
+        return found["customer"] | found["email"], found["order_id"]
+
+    held_emails, held_orders = ids(synthetic_examples(10, seed=2, shop_share=1.0))
+    assert held_emails and held_emails <= emails and held_orders and held_orders <= orders
+    train_emails, train_orders = ids(synthetic_examples(10, seed=2))
+    assert train_emails & emails and train_emails - emails  # half the shop's, half made up: ids are copied
+    assert train_orders & orders and train_orders - orders
+
+
+def test_a_score_limit_spreads_over_the_file():
+    rows = list(range(100))
+    assert spread(rows, 10) == list(range(0, 100, 10))
+    assert spread(rows, None) == rows and spread(rows[:5], 10) == rows[:5]
 
 
 def test_synthetic_examples_are_reproducible_from_the_seed():

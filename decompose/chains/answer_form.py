@@ -12,9 +12,11 @@ AUXILIARIES = ("is", "are", "was", "were", "am", "do", "does", "did", "can", "co
                "don't", "doesn't", "didn't", "can't", "couldn't", "won't", "wouldn't", "shouldn't", "hasn't",
                "haven't", "hadn't")
 NUMBER_OPENERS = re.compile(
-    r"^(how (many|much|old|long|far|tall|high|big|large|wide|deep|heavy|fast|often)|what (is|was|were|are) the "
+    r"^(how (many|much|old|long|far|tall|high|big|large|wide|deep|heavy|fast|often)|what (is|was|were|are) (the|my|its|their|our|your) "
+    r"((monthly|annual|yearly|weekly|net|present|future|expected|final|new) )?"
     r"(total|sum|difference|average|mean|number|amount|percentage|percent|ratio|cost|price|value|area|"
-    r"perimeter|speed|distance)|what (percentage|percent|fraction|number|amount)|calculate|compute)\b")
+    r"perimeter|speed|distance|payment|interest|npv|irr|balance|profit|revenue|income)|"
+    r"what (percentage|percent|fraction|number|amount)|by (how much|what (percent|percentage))|calculate|compute|convert)\b")
 DATE_OPENERS = re.compile(r"^(when|what (year|date|day|month|century|decade)|in (what|which) (year|month|century))\b")
 PERSON_OPENERS = re.compile(r"^(who|whom|whose)\b")
 PLACE_OPENERS = re.compile(r"^(where|in (what|which) (country|city|state|town|place))\b")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, create_model
 
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
+from decompose.chains.plan_grammar import decodes_under_grammar, typed_plan_schema
 from decompose.chains.prompts import PROMPT_NAME, Prompts, compact_prompt, tool_example_messages
 from decompose.errors import ConfigError, ModelError, PlanError
 from decompose.events import Emit
@@ -42,6 +43,13 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
         fields["args"] = (dict[str, Any], Field(default_factory=dict))
     step = create_model("PlanStep", **fields)
     return create_model("PlanSpec", steps=(list[step], Field(min_length=1, max_length=max_steps)))
+
+
+def plan_schema_for(model: Any, tools: Sequence[BaseTool], max_steps: int) -> type[BaseModel] | dict:
+    """The schema `model` is asked to write a plan under: the typed one where it decodes under a grammar."""
+    if tools and decodes_under_grammar(model):
+        return typed_plan_schema(tools, max_steps)
+    return plan_schema([t.name for t in tools], max_steps)
 
 
 class Decomposer:
@@ -87,6 +95,7 @@ class Decomposer:
         self.prompts = prompts
         self.tools = {t.name: t for t in tools}
         self.schema = plan_schema(list(self.tools), self.max_steps)
+        self.typed_schema = typed_plan_schema(tools, self.max_steps) if tools else None  # for local models
         self.documents = documents  # a retriever answers question steps: tool values must come from them
         self.tool_examples = tool_example_messages(tools, documents=documents)
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
@@ -164,7 +173,8 @@ class Decomposer:
     def _structured(self, model: Runnable) -> Runnable:
         if id(model) in self._refused_structured:
             return model
-        return structured_plan_output(model, self.schema) or model
+        schema = self.typed_schema if self.typed_schema and decodes_under_grammar(model) else self.schema
+        return structured_plan_output(model, schema) or model
 
     def _tool_rules(self) -> str:
         if not self.tools:
@@ -184,7 +194,7 @@ class Decomposer:
                                 hint="use one of the listed tools, or no tool")
 
 
-def structured_plan_output(model: Runnable, schema: type[BaseModel]) -> Runnable | None:
+def structured_plan_output(model: Runnable, schema: type[BaseModel] | dict) -> Runnable | None:
     """`model.with_structured_output(schema, include_raw=True)`, also for a chat model wrapped as `load_model`
     allows; None when the chat model has no structured output. A binding (`bind`, `with_config`, `with_retry`)
     keeps its config and retries but not its call kwargs, which cannot pass the parser to reach the model; a

@@ -18,8 +18,9 @@ from decompose.chains.prompts import INSUFFICIENT_MARKER, Prompts, known_facts
 from decompose.errors import DecomposeError
 from decompose.plan import Plan, Step, resolve_args, resolve_text, same_question
 from decompose.retrieval import passages_text, search, sources_of
-from decompose.scoring import NUMBER
+from decompose.scoring import YES_NO as YES_NO_WORD, leaf_numbers, numbers_in, same_number
 
+FINDING_CHARS = 1500  # about 400 tokens: room for a few findings in even a small model's context
 INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
                           re.IGNORECASE | re.DOTALL)
 
@@ -46,8 +47,16 @@ def _finding(step: Step, answers: dict) -> str:
     except (KeyError, DecomposeError):  # it refers to a step that failed
         question = step.question
     if step.status == "done":
-        return f"{question}{_call(step, answers)} → {resolve_text('{%d}' % step.id, answers)}"
+        return f"{question}{_call(step, answers)} → {_shown(resolve_text('{%d}' % step.id, answers))}"
     return f"{question} → (not available: step {step.status}: {step.error})"
+
+
+def _shown(answer: str) -> str:
+    """A step's answer as the synthesizer sees it: a long tool result (a 48-month amortization schedule, a year of
+    prices) is cut, so the findings fit a small model's context and the answer is not drowned in rows."""
+    if len(answer) <= FINDING_CHARS:
+        return answer
+    return f"{answer[:FINDING_CHARS]} … ({len(answer) - FINDING_CHARS} more characters not shown)"
 
 
 def _call(step: Step, answers: dict) -> str:
@@ -75,27 +84,57 @@ def insufficient_reason(reply: str) -> str | None:
     return strip_markup(found.group(1)) or "the sub-answers do not answer the question"
 
 
-def computed_number(plan: Plan) -> int | float | None:
-    """The number the plan ends in: the answer of its one final step, when that step is a done tool step (a
-    calculator's result is exact; a model step's wording is not)."""
+def computed_result(plan: Plan) -> Any:
+    """The result the plan ends in: the answer of its one final step, when that step is a done tool step (a
+    tool's result is exact; a model step's wording is not). None otherwise."""
     finals = plan.final_steps()
     if len(finals) != 1 or finals[0].status != "done" or not finals[0].tool:
         return None
-    value = finals[0].answer
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return value
+    return finals[0].answer
 
 
-def keep_computed_number(answer: str, plan: Plan, form: AnswerForm) -> str:
-    """A number question whose plan ends in a computed number: the answer must carry a number. A reply with none
-    (a bare "Yes", "The answer is above") is replaced by the computed one."""
+def keep_computed_number(answer: str, plan: Plan, form: AnswerForm, question: str = "") -> str:
+    """A number question whose plan ends in a tool's numbers: the answer must report one of them, or a number of
+    its own reasoning. A reply with no number (a bare "Yes") or with only numbers copied from the question (a weak
+    model's "The present value is $47000" for $47000 due in 22 years) contradicts the tool and is replaced by
+    its result."""
     if form is not AnswerForm.NUMBER:
         return answer
-    value = computed_number(plan)
-    if value is None or NUMBER.search(answer):
+    result = computed_result(plan)
+    computed = leaf_numbers(result) if isinstance(result, (int, float, dict, list)) else []  # not a tool's prose
+    if not computed:
         return answer
-    return str(value)
+    said, given = numbers_in(answer), numbers_in(question)
+    if any(same_number(n, c) for n in said for c in computed):
+        return answer
+    if any(not any(same_number(n, g) for g in given) for n in said):
+        return answer  # a number the synthesizer worked out itself
+    return stated(result)
+
+
+def keep_computed_verdict(answer: str, plan: Plan, form: AnswerForm) -> str:
+    """A yes/no question whose plan ends in a tool's verdict (a bool, or a dict with one bool field such as
+    `eligible`): an answer that does not open with the same Yes/No contradicts the tool and is replaced by the
+    verdict and the tool's `reason`, when it gives one."""
+    if form is not AnswerForm.YES_NO:
+        return answer
+    result = computed_result(plan)
+    flags = [v for v in result.values() if isinstance(v, bool)] if isinstance(result, dict) else [result]
+    if len(flags) != 1 or not isinstance(flags[0], bool):
+        return answer
+    verdict = "Yes" if flags[0] else "No"
+    said = YES_NO_WORD.search(answer.lower())
+    if said and {"yes": "Yes", "true": "Yes"}.get(said.group(1), "No") == verdict:
+        return answer
+    reason = result.get("reason") if isinstance(result, dict) else None
+    return f"{verdict}: {reason}" if isinstance(reason, str) and reason else verdict
+
+
+def stated(result: Any) -> str:
+    """A tool's result as an answer: a number as it is; a dict's fields as "name: value", joined."""
+    if isinstance(result, dict):
+        return "; ".join(f"{name.replace('_', ' ')}: {value}" for name, value in result.items())
+    return str(result)
 
 
 @dataclass
@@ -151,11 +190,12 @@ class Synthesizer:
         reply = str(message.content).strip()
         sources = sources_of(passages)
         missing = insufficient_reason(reply)
-        if missing is not None:
-            if may_replan:
-                return Synthesis(None, missing, sources)
-            return Synthesis(keep_computed_number(f"Could not be determined: {missing}", plan, form), None, sources)
-        return Synthesis(keep_computed_number(final_answer(reply), plan, form), None, sources)
+        if missing is not None and may_replan:
+            return Synthesis(None, missing, sources)
+        answer = f"Could not be determined: {missing}" if missing is not None else final_answer(reply)
+        # A tool's exact result is not contradicted: its number, or its yes/no verdict.
+        answer = keep_computed_verdict(keep_computed_number(answer, plan, form, question), plan, form)
+        return Synthesis(answer, None, sources)
 
     async def answer_directly(self, question: str, caller: ModelCaller,
                               history: Sequence[BaseMessage] = ()) -> Synthesis:

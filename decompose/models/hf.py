@@ -49,6 +49,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     in_process: ClassVar[bool] = True  # no server: `RetryPolicy.max_total` (an HTTP deadline) does not apply
+    grammar_decoding: ClassVar[bool] = True  # structured output decodes under a grammar: see `plan_grammar`
 
     model_path: str
     max_new_tokens: int = 256

@@ -232,8 +232,15 @@ DOCUMENT_PLAN_EXAMPLES = [{
 }]
 
 
+# What a grammar-constrained local planner may write as an expression (`chains.plan_grammar`): numbers,
+# operators, step references and the known names, so "9 candles at 26 dollars" cannot be written.
+EXPRESSION_PATTERN = (r"^([0-9 .,+\-*/%^()]|\{\d+(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+)*\}|of|pi|e|"
+                      + "|".join(_FUNCTIONS) + ")+$")
+
+
 def calculator_tools() -> list[BaseTool]:
     """The calculator pack: one `calculator` tool with worked plans that show models how to call it. A copy
     per call: the module's tool is never changed, so one caller's metadata cannot leak into another's."""
-    examples = {"plan_examples": PLAN_EXAMPLES, "document_plan_examples": DOCUMENT_PLAN_EXAMPLES}
+    examples = {"plan_examples": PLAN_EXAMPLES, "document_plan_examples": DOCUMENT_PLAN_EXAMPLES,
+                "arg_patterns": {"expression": EXPRESSION_PATTERN}}
     return [calculator.model_copy(update={"metadata": examples})]

@@ -103,6 +103,15 @@ _ORDERS = [
 _CARRIERS = ["UPS", "FedEx", "USPS", "DHL"]
 
 
+def demo_customers() -> list[tuple[str, str, str]]:
+    """(name, email, zip code) of each demo customer: what synthetic training questions can ask about."""
+    return [(name, email, zip_code) for _, name, email, zip_code in _CUSTOMERS]
+
+
+def demo_order_ids() -> list[str]:
+    return [order[0] for order in _ORDERS]
+
+
 def seed(conn: sqlite3.Connection, today: date) -> None:
     def day(offset: int) -> str:
         return (today + timedelta(days=offset)).isoformat()

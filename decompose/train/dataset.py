@@ -39,9 +39,12 @@ def build_dataset(source: str | Path, out: str | Path, *, synthetic: int = 60, g
                              hint="pass the folder of training sets (its README lists gsm8k_train.jsonl, ...)")
     limits = {"gsm8k_train.jsonl": gsm8k, "strategyqa_train.jsonl": strategyqa}
     train: list[Example] = list(synthetic_examples(synthetic, seed=seed))
-    held_out: list[Example] = list(synthetic_examples(max(1, synthetic // 4), held_out=True, seed=seed + 1))
+    # Held-out customers and orders are the demo shop's, so running a plan can check its answer.
+    held_out: list[Example] = list(synthetic_examples(max(1, synthetic // 4), held_out=True, seed=seed + 1,
+                                                      shop_share=1.0))
     seen = {example.question for example in train}
-    held_out += [e for e in synthetic_examples(max(1, synthetic // 4), seed=seed + 2) if e.question not in seen]
+    held_out += [e for e in synthetic_examples(max(1, synthetic // 4), seed=seed + 2, shop_share=1.0)
+                 if e.question not in seen]
     for name, convert in SOURCES.items():
         for index, example in enumerate(itertools.islice(_converted(source / name, convert), limits[name])):
             (held_out if index % held_out_every == held_out_every - 1 else train).append(example)

@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from decompose.chains.decompose import plan_schema
+from decompose.chains.decompose import plan_schema_for
 from decompose.errors import DecomposeError
 from decompose.plan import same_question
 from decompose.train.data import Example, check_row
@@ -44,12 +44,22 @@ def score_plans(model: Any, examples: Sequence[Example], known: dict[str, BaseTo
     calls = []
     for example in examples:
         names = tuple(example.tools)
-        if names not in structured:
-            structured[names] = model.with_structured_output(plan_schema(names, MAX_STEPS), include_raw=True)
+        if names not in structured:  # the schema the Decomposer would ask this model for a plan under
+            schema = plan_schema_for(model, [known[n] for n in names], MAX_STEPS)
+            structured[names] = model.with_structured_output(schema, include_raw=True)
         calls.append((structured[names], compact_messages(example.question, [known[n] for n in names])))
     outputs = _invoke_all(calls, max_concurrency)
     records = [_judge(example, output, known) for example, output in zip(examples, outputs)]
     return summarize(records), records
+
+
+def spread(rows: Sequence[Any], limit: int | None) -> list[Any]:
+    """At most `limit` of `rows`, evenly spaced: a held-out file lists each template's rows together, so its
+    first rows would all come from the first templates."""
+    if limit is None or len(rows) <= limit:
+        return list(rows)
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]
 
 
 def _invoke_all(calls: list[tuple[Any, list]], max_concurrency: int) -> list[Any]:
@@ -81,29 +91,31 @@ def _judge(example: Example, output: Any, known: dict[str, BaseTool]) -> dict[st
                          where="plan").plan
     except DecomposeError as exc:
         record.update(plan=data.get("steps"), error=str(exc))
-        return {**record, "valid": False, "echo": _echoes(data.get("steps"), example.question),
+        return {**record, "valid": False, "echo": echoes(data.get("steps"), example.question),
                 "tool_exact": False, "steps_agree": len(data.get("steps") or []) == len(gold)}
     steps = plan.spec()["steps"]
     record["plan"] = steps
-    return {**record, "valid": True, "echo": _echoes(steps, example.question),
-            "tool_exact": _tool_calls(steps) == _tool_calls(gold), "steps_agree": len(steps) == len(gold)}
+    return {**record, "valid": True, "echo": echoes(steps, example.question),
+            "tool_exact": tool_calls(steps) == tool_calls(gold), "steps_agree": len(steps) == len(gold)}
 
 
-def _echoes(steps: Any, question: str) -> bool:
+def echoes(steps: Any, question: str) -> bool:
+    """True when a step without a tool merely repeats the whole question."""
     return any(isinstance(s, dict) and not s.get("tool") and isinstance(s.get("question"), str)
                and same_question(s["question"], question) for s in steps or [])
 
 
-def _tool_calls(steps: list[dict[str, Any]]) -> list[tuple[str, Any]]:
-    return [(s["tool"], _normal(s.get("args", {}))) for s in steps if s.get("tool")]
+def tool_calls(steps: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """The plan's tool calls in order, each (tool, its arguments as `normal_value`): what must equal gold's."""
+    return [(s["tool"], normal_value(s.get("args", {}))) for s in steps if s.get("tool")]
 
 
-def _normal(value: Any) -> Any:
+def normal_value(value: Any) -> Any:
     """Arguments compared as values: 6 == 6.0 == "6", "EUR" == "eur", spacing in expressions ignored."""
     if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items() if v is not None}
+        return {k: normal_value(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_normal(v) for v in value]
+        return [normal_value(v) for v in value]
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):

@@ -27,7 +27,7 @@ from decompose.models.adapter import INFO_FILE, quiet_peft
 from decompose.models.hf import chat_prompt_ids
 from decompose.train.data import Example, pack_tools, read_examples
 from decompose.train.prompt import PROMPT_NAME, compact_messages, plan_target
-from decompose.train.score import Scores, score_plans
+from decompose.train.score import Scores, score_plans, spread
 
 IGNORE = -100  # the label Transformers' loss skips: the prompt's tokens
 
@@ -75,7 +75,7 @@ def train(
     """Fine-tune `model` (`smollm2` or `hf:PATH`) on the JSONL `data` and write a LoRA adapter to `out`.
 
     `held_out`: a JSONL scored after training; without it, `held_out_fraction` of `data` is set aside (0: no
-    scoring). At most `score_limit` held-out rows are scored (None: all). `tools`: tools beyond the packs'
+    scoring). At most `score_limit` held-out rows, spread over the file, are scored (None: all). `tools`: tools beyond the packs'
     that rows may name. `resume`: continue from the last checkpoint in `out/checkpoints`.
     """
     if not (epochs > 0 and learning_rate > 0 and batch_size >= 1):
@@ -87,7 +87,7 @@ def train(
         scored = read_examples(held_out, tools)
     else:
         examples, scored = _split(examples, held_out_fraction, seed)
-    scored = scored[:score_limit] if score_limit is not None else scored
+    scored = spread(scored, score_limit)
     out = Path(out)
     checkpoints = out / "checkpoints"
     last = _last_checkpoint(checkpoints, resume)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from decompose.plan import Plan
+from decompose.tools.cs_seed import demo_customers, demo_order_ids
 from decompose.train.data import Example, tool_set
 
 FIRST = ["Ann", "Ben", "Carla", "Dev", "Eva", "Femi", "Grace", "Hugo", "Ivy", "Jon", "Kofi", "Lena", "Mia",
@@ -47,12 +48,27 @@ def _tool(question: str, tool: str, **args: Any) -> dict[str, Any]:
     return {"question": question, "tool": tool, "args": args}
 
 
-def _email(rng: random.Random) -> str:
+class Draws(random.Random):
+    """The random draws of one set of rows. `shop_share`: how often a customer or order is one the demo shop
+    has (held-out rows: always, so their answers can be checked by running the plan; training rows: half the
+    time, the other half made up, so the model learns to copy ids rather than remember the shop's)."""
+
+    def __init__(self, seed: int, shop_share: float):
+        super().__init__(seed)
+        self.shop_share = shop_share
+
+    def from_shop(self) -> bool:
+        return self.random() < self.shop_share
+
+
+def _email(rng: Draws) -> str:
+    if rng.from_shop():
+        return rng.choice(demo_customers())[1]
     return f"{rng.choice(FIRST).lower()}.{rng.choice(LAST).lower()}@{rng.choice(DOMAINS)}"
 
 
-def _order(rng: random.Random) -> str:
-    return f"A{rng.randint(1001, 1099)}"
+def _order(rng: Draws) -> str:
+    return rng.choice(demo_order_ids()) if rng.from_shop() else f"A{rng.randint(1001, 1099)}"
 
 
 def _money(rng: random.Random, low: int, high: int, step: int) -> int:
@@ -226,7 +242,11 @@ def _find_by_email(rng):
 
 
 def _find_by_name(rng):
-    v = {"name": f"{rng.choice(FIRST)} {rng.choice(LAST)}", "zip": f"{rng.randint(10000, 99999)}"}
+    if rng.from_shop():
+        name, _, zip_code = rng.choice(demo_customers())
+        v = {"name": name, "zip": zip_code}
+    else:
+        v = {"name": f"{rng.choice(FIRST)} {rng.choice(LAST)}", "zip": f"{rng.randint(10000, 99999)}"}
     return v, [_tool(f"Who is {v['name']} at zip code {v['zip']}?", "find_customer", name=v["name"],
                      zip_code=v["zip"])]
 
@@ -368,9 +388,11 @@ TEMPLATES: tuple[Template, ...] = (
 )
 
 
-def synthetic_examples(per_template: int, *, held_out: bool = False, seed: int = 0) -> Iterator[Example]:
-    """`per_template` examples from each training template (or, with `held_out`, each held-out one)."""
-    rng = random.Random(seed)
+def synthetic_examples(per_template: int, *, held_out: bool = False, seed: int = 0,
+                       shop_share: float = 0.5) -> Iterator[Example]:
+    """`per_template` examples from each training template (or, with `held_out`, each held-out one);
+    `shop_share`: see `Draws`."""
+    rng = Draws(seed, shop_share)
     for template in TEMPLATES:
         if template.held_out == held_out:
             for _ in range(per_template):
