@@ -109,7 +109,7 @@ def test_held_out_customers_and_orders_are_the_demo_shops_so_answers_can_be_chec
 def test_a_score_limit_spreads_over_the_file():
     rows = list(range(100))
     assert spread(rows, 10) == list(range(0, 100, 10))
-    assert spread(rows, None) == rows and spread(rows[:5], 10) == rows[:5]
+    assert spread(rows, None) == rows and spread(rows[:5], 10) == rows[:5] and spread(rows, 0) == []
 
 
 def test_synthetic_examples_are_reproducible_from_the_seed():

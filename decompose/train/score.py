@@ -58,6 +58,8 @@ def spread(rows: Sequence[Any], limit: int | None) -> list[Any]:
     first rows would all come from the first templates."""
     if limit is None or len(rows) <= limit:
         return list(rows)
+    if limit <= 0:
+        return []
     step = len(rows) / limit
     return [rows[int(i * step)] for i in range(limit)]
 
