@@ -28,7 +28,7 @@ from decompose import Orchestrator, load_model
 from decompose.agents import get_agent
 from decompose.models.adapter import DEFAULT_ADAPTER
 from decompose.plan import Plan
-from decompose.scoring import YES_NO, leaf_numbers, numbers_in, same_number
+from decompose.scoring import leaf_numbers, numbers_in, said_yes, same_number, tool_verdict
 from decompose.train.data import read_examples
 from decompose.train.score import echoes, normal_value, spread, tool_calls
 
@@ -46,10 +46,9 @@ def answer_right(answer: str, ours: Any, gold: Any) -> bool:
     with one bool field, such as `refund_eligibility`), else a number of it (when it has one)."""
     if normal_value(_plain(ours)) != normal_value(_plain(gold)):
         return False
-    flags = [v for v in _plain(gold).values() if isinstance(v, bool)] if isinstance(_plain(gold), dict) else []
-    if len(flags) == 1:
-        said = YES_NO.search(answer.lower())
-        return bool(said) and (said.group(1) in ("yes", "true")) == flags[0]
+    verdict = tool_verdict(_plain(gold))
+    if verdict is not None:
+        return said_yes(answer) == verdict
     targets = leaf_numbers(_plain(gold))
     return not targets or any(same_number(n, t) for t in targets for n in numbers_in(answer))
 

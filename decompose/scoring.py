@@ -74,6 +74,19 @@ def token_f1(prediction: str, gold: str) -> float:
 YES_NO = re.compile(r"\b(yes|no|true|false)\b")
 
 
+def said_yes(text: str) -> bool | None:
+    """The first yes/no (true/false) word of `text` as True or False; None when it has none."""
+    word = YES_NO.search(str(text).lower())
+    return None if word is None else word.group(1) in ("yes", "true")
+
+
+def tool_verdict(result: object) -> bool | None:
+    """A tool result's yes/no: a bool, or the one bool field of a dict (`refund_eligibility`'s `eligible`);
+    None when there is no single verdict."""
+    flags = [v for v in result.values() if isinstance(v, bool)] if isinstance(result, dict) else [result]
+    return flags[0] if len(flags) == 1 and isinstance(flags[0], bool) else None
+
+
 def answer_match(prediction: str, gold: str) -> float:
     """Task-aware match, as GSM8K and StrategyQA are usually scored: for a numeric gold, the last number in the
     prediction; for a yes/no gold, the first yes/no (true/false) word; otherwise exact match."""
@@ -83,9 +96,8 @@ def answer_match(prediction: str, gold: str) -> float:
         return float(bool(numbers) and _plain_number(numbers[-1]) == gold_number)
     gold_norm = normalize_answer(gold)
     if gold_norm in ("yes", "no"):
-        word = YES_NO.search(str(prediction).lower())
-        said = {"true": "yes", "false": "no"}.get(word.group(1), word.group(1)) if word else None
-        return float(said == gold_norm)
+        said = said_yes(prediction)
+        return float(said is not None and said == (gold_norm == "yes"))
     return exact_match(prediction, gold)
 
 

@@ -7,8 +7,10 @@ Test files import them, and the servers in servers.py and fault_server.py, one w
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,3 +33,29 @@ def cli(*args, cwd, input=None, env=None, timeout=60):
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "decompose.cli", *args], cwd=cwd, input=input, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def report(path):
+    """An eval report's records (a torn line, as a killed run may leave, is not one)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
+
+
+def interrupt_eval(args, *, cwd, env, out_file, timeout):
+    """Start `python -m decompose.cli ARGS` (an eval), press Ctrl-C once two rows are in `out_file`, check that it
+    stopped as promised (exit 130, how to resume, no traceback) and return the ids of the rows it saved."""
+    proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (not out_file.exists() or len(report(out_file)) < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    return {r["id"] for r in report(out_file)}

@@ -3,15 +3,11 @@
 import io
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from helpers import REPO, cli
+from helpers import REPO, cli, interrupt_eval, report
 
 
 # The example's scripted model: a two-step plan, then synthesis answers by topic; "broken" makes the model fail.
@@ -49,17 +45,6 @@ def main_in_process(work, monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return run
-
-
-def report(path):
-    """The report's records (a torn line, as a killed run may leave, is not one)."""
-    records = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return records
 
 
 @pytest.mark.slow
@@ -137,18 +122,9 @@ def test_interrupted_eval_loses_nothing_and_resumes(work):
     env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "FORCE_COLOR")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["SCRIPTED_LATENCY"] = "0.15"
-    proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", "eval", "many.jsonl", "--direct", "--model",
-                             "scripted:rules.py", "--concurrency", "1"], cwd=work, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out_file = work / "many.direct.report.jsonl"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out_file.exists() or len(report(out_file)) < 2):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "run the same command again" in err
-    saved = {r["id"] for r in report(out_file)}
+    saved = interrupt_eval(["eval", "many.jsonl", "--direct", "--model", "scripted:rules.py", "--concurrency", "1"],
+                           cwd=work, env=env, out_file=out_file, timeout=30)
     assert 2 <= len(saved) < 8
     again = cli("eval", "many.jsonl", "--direct", "--model", "scripted:rules.py", "--json", cwd=work)
     assert again.returncode == 0, again.stderr

@@ -5,16 +5,14 @@ import asyncio
 import importlib.util
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from functools import partial
 
 import pytest
 
-from helpers import REPO, cli, plan_json
+from helpers import REPO, cli, interrupt_eval, plan_json, report
 
 from decompose import Orchestrator, RetryPolicy, ScriptedChatModel
 from decompose.errors import ConfigError
@@ -213,16 +211,6 @@ def test_the_scale_out_benchmark_runs(cluster, capsys):
 EVAL_RULES = (REPO / "examples" / "scripted" / "evalrules.py").read_text() + "\nlatency = 0.2\n"
 
 
-def report(path):
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return records
-
-
 def test_eval_on_ray_writes_the_report_resumes_after_ctrl_c_and_matches_a_local_eval(cluster, tmp_path):
     (tmp_path / "rules.py").write_text(EVAL_RULES)
     rows = [{"id": f"r{i}", "question": f"What is the capital of France, take {i}?", "answer": "Paris"}
@@ -231,17 +219,8 @@ def test_eval_on_ray_writes_the_report_resumes_after_ctrl_c_and_matches_a_local_
     (tmp_path / "many.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = ["eval", "many.jsonl", "--model", "scripted:rules.py", "--ray", cluster, "--concurrency", "2", "--json"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out_file = tmp_path / "many.report.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out_file.exists() or len(report(out_file)) < 2):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "run the same command again" in err
-    saved = {r["id"] for r in report(out_file)}
+    saved = interrupt_eval(args, cwd=tmp_path, env=env, out_file=out_file, timeout=60)
     assert 2 <= len(saved) < 10
 
     again = cli(*args, "--workers", "2", "--trace", "trace.jsonl", cwd=tmp_path, timeout=120)

@@ -141,6 +141,12 @@ def last_card(page, state):
     return card
 
 
+def titanic_in_review(page):
+    """Ask the Titanic question with review on; the card once its plan waits for review."""
+    ask(page, TITANIC, review=True)
+    return last_card(page, "review")
+
+
 def steps(card):
     """[(id, status, question)] of the plan tree drawn in the card."""
     return [(int(s.get_attribute("data-step-id")), s.get_attribute("data-status"),
@@ -246,8 +252,7 @@ def test_a_run_that_fails_shows_the_error_and_its_hint(browser, tmp_path):
 def test_review_then_approve_runs_the_plan_as_reviewed(browser, tmp_path):
     model = titanic_model()
     with page_of(browser, create_app(model, db=db(tmp_path))) as page:
-        ask(page, TITANIC, review=True)
-        card = last_card(page, "review")
+        card = titanic_in_review(page)
         assert card.locator(".step-input").evaluate_all("inputs => inputs.map(i => i.value)") == [
             "Who directed Titanic?", "When was {1} born?"]
         assert len(model.calls) == 1  # the plan only: nothing ran
@@ -261,8 +266,7 @@ def test_review_then_approve_runs_the_plan_as_reviewed(browser, tmp_path):
 def test_review_edit_a_step_question_and_the_run_uses_the_edited_plan(browser, tmp_path):
     model = titanic_model()
     with page_of(browser, create_app(model, db=db(tmp_path))) as page:
-        ask(page, TITANIC, review=True)
-        card = last_card(page, "review")
+        card = titanic_in_review(page)
         card.get_by_label("Step 1 question").fill("Who directed Avatar?")
         card.get_by_role("button", name="Approve and run").click()
         last_card(page, "done")
@@ -277,8 +281,7 @@ def test_review_edit_a_step_question_and_the_run_uses_the_edited_plan(browser, t
 def test_review_edit_the_plan_json_with_bad_plans_refused_until_fixed(browser, tmp_path):
     model = titanic_model()
     with page_of(browser, create_app(model, db=db(tmp_path))) as page:
-        ask(page, TITANIC, review=True)
-        card = last_card(page, "review")
+        card = titanic_in_review(page)
         card.get_by_role("button", name="Edit JSON").click()
         editor = card.get_by_label("Plan JSON")
         assert json.loads(editor.input_value())["steps"][1]["question"] == "When was {1} born?"
@@ -304,8 +307,7 @@ def test_review_cancel_runs_nothing(browser, tmp_path):
     model = titanic_model()
     app = create_app(model, db=db(tmp_path))
     with page_of(browser, app) as page:
-        ask(page, TITANIC, review=True)
-        card = last_card(page, "review")
+        card = titanic_in_review(page)
         run_id = card.get_attribute("data-run-id")
         card.get_by_role("button", name="Cancel").click()
         last_card(page, "cancelled")

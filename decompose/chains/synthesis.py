@@ -18,7 +18,7 @@ from decompose.chains.prompts import INSUFFICIENT_MARKER, Prompts, known_facts
 from decompose.errors import DecomposeError
 from decompose.plan import Plan, Step, resolve_args, resolve_text, same_question
 from decompose.retrieval import passages_text, search, sources_of
-from decompose.scoring import YES_NO as YES_NO_WORD, leaf_numbers, numbers_in, same_number
+from decompose.scoring import leaf_numbers, numbers_in, said_yes, same_number, tool_verdict
 
 FINDING_CHARS = 1500  # about 400 tokens: room for a few findings in even a small model's context
 INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
@@ -119,15 +119,12 @@ def keep_computed_verdict(answer: str, plan: Plan, form: AnswerForm) -> str:
     if form is not AnswerForm.YES_NO:
         return answer
     result = computed_result(plan)
-    flags = [v for v in result.values() if isinstance(v, bool)] if isinstance(result, dict) else [result]
-    if len(flags) != 1 or not isinstance(flags[0], bool):
-        return answer
-    verdict = "Yes" if flags[0] else "No"
-    said = YES_NO_WORD.search(answer.lower())
-    if said and {"yes": "Yes", "true": "Yes"}.get(said.group(1), "No") == verdict:
+    verdict = tool_verdict(result)
+    if verdict is None or said_yes(answer) == verdict:
         return answer
     reason = result.get("reason") if isinstance(result, dict) else None
-    return f"{verdict}: {reason}" if isinstance(reason, str) and reason else verdict
+    word = "Yes" if verdict else "No"
+    return f"{word}: {reason}" if isinstance(reason, str) and reason else word
 
 
 def stated(result: Any) -> str:
