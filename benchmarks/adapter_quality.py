@@ -1,6 +1,6 @@
 """Does the decomposer adapter make the embedded model plan and answer tool questions right? Before and after.
 
-    decompose train --build-data ../shared/data/train --synthetic 80 --gsm8k 0 --strategyqa 150 --out train-data
+    decompose train --build-data ../shared/data/train --synthetic 120 --gsm8k 0 --strategyqa 100 --out train-data
     python benchmarks/adapter_quality.py train-data/heldout.jsonl                 # the shipped adapter vs none
     python benchmarks/adapter_quality.py train-data/heldout.jsonl --adapter DIR --per-source 20
 

@@ -1,6 +1,7 @@
 """Output tokens/s of concurrent requests on a local model: batched into one `generate` vs one at a time.
 
     python benchmarks/local_batching.py [--device cpu|cuda] [--tokens 64] [--requests 8] [--repeats 3] [--raw]
+                                        [--fixed-length]
 
 `measure(run_concurrent_fn, run_sequential_fn)` times any two zero-argument callables (plain or async) that
 return the number of output tokens they produced — or (tokens, seconds) when they time themselves.
@@ -9,6 +10,11 @@ Three paths are measured: the orchestrator (an 8-step plan whose steps are indep
 max_concurrency=8 vs 1; timed from the first step's start to the last step's end, so the one synthesis call is
 left out), the chat model's `ainvoke` (8 concurrent calls vs awaited one at a time) and, with --raw, bare
 transformers `generate()` (one padded batch vs one prompt at a time): the ceiling.
+
+A padded batch does not always pick the same tokens as one prompt alone (rounding differs, most in bf16), so a
+row may end early in one run and not in the other, and the two runs then did different work. `--fixed-length`
+makes every request write exactly --tokens tokens (end-of-text is held back until then, through the model's
+generation config: the code path is unchanged), so tokens/s compares equal work.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs; the best of each counts")
     parser.add_argument("--model", default="smollm2", help="a load_model spec, e.g. hf:/path/to/model")
     parser.add_argument("--raw", action="store_true", help="also measure bare transformers generate()")
+    parser.add_argument("--fixed-length", action="store_true",
+                        help="every request writes exactly --tokens tokens, so both ways do the same work")
     args = parser.parse_args()
 
     import torch
@@ -80,9 +88,12 @@ def main() -> None:
 
     model = load_model(args.model, device=args.device, max_new_tokens=args.tokens, max_batch_size=args.requests)
     print(f"model {args.model} on {model.hf_model.device}, {model.hf_model.dtype}, "
-          f"{torch.get_num_threads()} torch threads, {args.requests} requests x {args.tokens} new tokens")
+          f"{torch.get_num_threads()} torch threads, {args.requests} requests x {args.tokens} new tokens"
+          + (" (fixed length)" if args.fixed_length else " at most"))
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
     model.invoke(prompts[0], max_new_tokens=4)  # warm-up: first-call allocations are not what we measure
+    if args.fixed_length:  # transformers fills what our per-call GenerationConfig leaves unset from this one
+        model.hf_model.generation_config.min_new_tokens = args.tokens
 
     async def concurrent() -> int:
         replies = await asyncio.gather(*(model.ainvoke(p) for p in prompts))

@@ -233,7 +233,7 @@ def test_the_shipped_adapter_plans_a_held_out_tool_question_right():
 
     model = load_model("smollm2")  # the embedded default plans with the shipped adapter
     assert model.planner.adapter == str(DEFAULT_ADAPTER) and model.planner.plan_prompt == PROMPT_NAME
-    trained_on = {e.question for e in synthetic_examples(80, seed=0)}  # what the shipped adapter saw
+    trained_on = {e.question for e in synthetic_examples(120, seed=0)}  # what the shipped adapter saw
     question = "How much is 35% of 1460 dollars?"
     assert question not in trained_on
     result = Orchestrator(model, tools=calculator_tools()).run(question)
