@@ -10,7 +10,7 @@ import pytest
 from langchain_core.tools import tool
 
 from decompose.chains.decompose import plan_schema
-from decompose.errors import ConfigError
+from decompose.errors import ConfigError, ModelError
 from decompose.models import load_model
 from decompose.models.embedded import FOLDER_NAME, atomic_folder, load_embedded
 from decompose.models.hf import ChatTransformers, load_hf
@@ -120,6 +120,20 @@ def test_generation_reports_usage_from_the_model_tokenizer(model):
 
     cut = model.invoke(PROMPTS[2], max_new_tokens=5)
     assert cut.usage_metadata["output_tokens"] == 5 and cut.response_metadata["finish_reason"] == "length"
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_prompt_past_the_context_is_a_clear_error_and_the_model_keeps_working(model):
+    context = model.hf_model.config.max_position_embeddings
+    long_prompt = "word " * context
+    with pytest.raises(ModelError, match=rf"reads at most {context:,}") as err:
+        model.invoke(long_prompt)
+    assert "shorten the question" in err.value.hint
+    fits = "word " * (context - 200)  # fits only with fewer new tokens than the model's 24
+    with pytest.raises(ModelError):
+        model.invoke(fits, max_new_tokens=500)
+    assert model.invoke(PROMPTS[3], max_new_tokens=4).usage_metadata["output_tokens"] <= 4
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from decompose.errors import ConfigError
+from decompose.errors import ConfigError, ModelError
 from decompose.models.adapter import adapter_info, merge_adapter
 from decompose.models.batcher import Batcher, Generated, Request
 from decompose.models.decoding import HELP, OPTIONS, DecodingFields, check_grammar, fold_options, refuse_unknown
@@ -136,13 +136,27 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         decoding = self.decoding.with_options(kwargs).resolved()  # a call's options beat the model's
         if kwargs.get("json_schema"):
             check_grammar(decoding)
+        prompt_ids = self._prompt_ids(messages)
+        max_new_tokens = _one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) or self.max_new_tokens
+        self._check_context(len(prompt_ids), max_new_tokens)
         return Request(
-            prompt_ids=self._prompt_ids(messages),
-            max_new_tokens=_one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) or self.max_new_tokens,
+            prompt_ids=prompt_ids,
+            max_new_tokens=max_new_tokens,
             stop=[s for s in (stop or self.stop or []) if s],
             decoding=decoding,
             json_schema=kwargs.get("json_schema"),
         )
+
+    def _check_context(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Past its context a model writes noise (transformers only warns): a clear error instead, before the
+        prompt joins a batch it would stall."""
+        context = getattr(self.hf_model.config, "max_position_embeddings", None)
+        if isinstance(context, int) and prompt_tokens + max_new_tokens > context:
+            raise ModelError(
+                f"the prompt is {prompt_tokens:,} tokens and {max_new_tokens:,} more may be written, but "
+                f"{Path(self.model_path).name} reads at most {context:,}",
+                hint="shorten the question or its documents (fewer or shorter passages, shorter tool results), "
+                     "lower max_new_tokens, or use a model with a longer context")
 
     def _result(self, result: Generated) -> ChatResult:
         message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_meta(self, result))
