@@ -146,6 +146,7 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
+    steps: list[dict[str, Any]] | None = None  # ours: each step's question, tool call and answer, to read why a row changed
 
 
 class Counting:
@@ -182,8 +183,10 @@ def orchestrator_system(name: str, replans: int) -> Callable:
             step = {"id": 1, "question": escape_references(row.question)}
             result = await orch.aexecute({"steps": [step]}, question=row.question)
         usage = result.usage
+        steps = [{"question": s.question, "tool": s.tool, "args": s.args, "answer": _jsonable(s.answer)}
+                 for s in result.plan.steps] if name == "ours" and result.plan else None
         return Outcome(result.answer, result.plan is not None if name == "ours" else None, usage.model_calls,
-                       usage.input_tokens, usage.output_tokens, result.error)
+                       usage.input_tokens, usage.output_tokens, result.error, steps)
 
     return run
 
@@ -292,7 +295,16 @@ def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
         "valid_plan": outcome.valid_plan, "error": outcome.error,
         "calls": outcome.calls, "input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens,
         "elapsed": round(elapsed, 2),
+        **({"steps": outcome.steps} if outcome.steps is not None else {}),
     }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
 
 
 async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out: Path,

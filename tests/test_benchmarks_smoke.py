@@ -105,6 +105,10 @@ def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
     reports = sorted((tmp_path / "out").rglob("*.jsonl"))
     assert len(reports) == 11  # one per dataset and system
     ours = next(p for p in reports if p.name == "gsm8k-ours.jsonl")
+    (record,) = [json.loads(line) for line in ours.read_text().splitlines()]
+    assert [(s["tool"], s["answer"]) for s in record["steps"]][-1] == ("calculator", 4)  # why the row scored
+    direct = json.loads(next(p for p in reports if p.name == "gsm8k-direct.jsonl").read_text())
+    assert "steps" not in direct
     rerun = bench.main(["--model", f"scripted:{tmp_path / 'rules.py'}", "--data", str(data), "--out",
                         str(tmp_path / "out"), "--datasets", "gsm8k", "--systems", "ours", "--limit", "1"])
     assert rerun[("gsm8k", "ours")] == cells[("gsm8k", "ours")]
