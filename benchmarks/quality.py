@@ -146,7 +146,7 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
-    steps: list[dict[str, Any]] | None = None  # ours: each step's question, tool call and answer, to read why a row changed
+    steps: list[dict[str, Any]] | None = None  # ours: `Result.to_dict()`'s steps, to read why a row changed
 
 
 class Counting:
@@ -183,8 +183,7 @@ def orchestrator_system(name: str, replans: int) -> Callable:
             step = {"id": 1, "question": escape_references(row.question)}
             result = await orch.aexecute({"steps": [step]}, question=row.question)
         usage = result.usage
-        steps = [{"question": s.question, "tool": s.tool, "args": s.args, "answer": _jsonable(s.answer)}
-                 for s in result.plan.steps] if name == "ours" and result.plan else None
+        steps = result.to_dict()["steps"] if name == "ours" and result.plan else None
         return Outcome(result.answer, result.plan is not None if name == "ours" else None, usage.model_calls,
                        usage.input_tokens, usage.output_tokens, result.error, steps)
 
@@ -299,14 +298,6 @@ def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        return str(value)
-
-
 async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out: Path,
                    concurrency: int) -> list[dict[str, Any]]:
     golds = {row.id: row for row in dataset.rows}
@@ -328,7 +319,7 @@ async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out
                     outcome = Outcome(None, False, error=f"{type(exc).__name__}: {str(exc)[:200]}")
                 record = score_record(row, outcome, time.monotonic() - started)
                 done[row.id] = record
-                report.write(json.dumps(record, ensure_ascii=False) + "\n")
+                report.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
                 report.flush()
                 finished.append(row.id)
                 print(f"  {dataset.name}/{system} {len(finished)}/{len(todo)} {row.id}: "
