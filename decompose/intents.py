@@ -27,7 +27,11 @@ from typing import Any, Iterable, Sequence
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
+from decompose.calls import ModelCaller
 from decompose.errors import ConfigError
+from decompose.events import Usage
+from decompose.models.fallback import FallbackModel
+from decompose.retry import RetryPolicy
 
 FALLBACK_INTENT = "other"
 ROUTER_FILE = "intent_router.json"
@@ -58,8 +62,8 @@ class IntentRouter:
 
     @staticmethod
     def zero_shot(model: Any, intents: Sequence[str], *, fallback: str = FALLBACK_INTENT,
-                  descriptions: dict[str, str] | None = None) -> "ZeroShotRouter":
-        return ZeroShotRouter(model, intents, fallback=fallback, descriptions=descriptions)
+                  descriptions: dict[str, str] | None = None, retry: RetryPolicy | None = None) -> "ZeroShotRouter":
+        return ZeroShotRouter(model, intents, fallback=fallback, descriptions=descriptions, retry=retry)
 
     @staticmethod
     def load(folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> "TrainedRouter":
@@ -80,10 +84,11 @@ class IntentRouter:
 # ----- zero-shot --------------------------------------------------------------------------------------------
 
 class ZeroShotRouter(IntentRouter):
-    """The chat model chooses among `intents` (structured output where the model has it)."""
+    """The chat model chooses among `intents` (structured output where the model has it). Its calls go through
+    `ModelCaller` as a run's do: retried under `retry` (default `RetryPolicy()`), then the model's fallbacks."""
 
     def __init__(self, model: Any, intents: Sequence[str], *, fallback: str = FALLBACK_INTENT,
-                 descriptions: dict[str, str] | None = None):
+                 descriptions: dict[str, str] | None = None, retry: RetryPolicy | None = None):
         from decompose.models import chat_model_of, load_model
 
         self.intents = _checked_intents(intents)
@@ -99,13 +104,20 @@ class ZeroShotRouter(IntentRouter):
         self.schema = {"title": "IntentChoice", "description": "The customer's intent.", "type": "object",
                        "properties": {"intent": {"type": "string", "enum": names}},
                        "required": ["intent"], "additionalProperties": False}
-        self.structured = self._structured()
+        self.retry = retry or RetryPolicy()
+        self.structured = self._has_structured_output()
+        self.caller = ModelCaller(self.model if isinstance(self.model, FallbackModel) else [self.model],
+                                  policy=self.retry, usage=Usage(), emit=lambda event: None)
 
-    def _structured(self) -> Any:
+    def _has_structured_output(self) -> bool:
         try:
-            return self.model.with_structured_output(self.schema, method="json_schema", include_raw=True)
+            self._structured(self.model)
         except (NotImplementedError, ConfigError, TypeError, ValueError):  # no structured output: read the reply
-            return None
+            return False
+        return True
+
+    def _structured(self, model: Any) -> Any:
+        return model.with_structured_output(self.schema, method="json_schema", include_raw=True)
 
     def _messages(self, text: str) -> list:
         return [SystemMessage(content=self.system), HumanMessage(content=text)]
@@ -133,15 +145,15 @@ class ZeroShotRouter(IntentRouter):
     async def _one(self, text: str) -> IntentPrediction:
         messages = self._messages(text)
         try:
-            if self.structured is not None:
-                out = await self.structured.ainvoke(messages)
+            if self.structured:
+                out, _ = await self.caller.invoke(messages, phase="route", build=self._structured, key="intent")
                 parsed, raw = out.get("parsed"), out.get("raw")
                 choice = parsed.get("intent") if isinstance(parsed, dict) else getattr(parsed, "intent", None)
                 if choice in self.intents or choice == self.fallback:
                     return IntentPrediction(choice, None, self.name)
                 reply = getattr(raw, "text", "") or ""
             else:
-                reply = (await self.model.ainvoke(messages)).text
+                reply = (await self.caller.invoke(messages, phase="route"))[0].text
         except Exception as exc:  # noqa: BLE001 — a failed call routes to the fallback; the event says why
             return IntentPrediction(self.fallback, 0.0, self.name, error=f"{type(exc).__name__}: {exc}")
         choice = parse_intent(reply, self.intents)

@@ -10,7 +10,7 @@ import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
-from decompose import ConfigError, ScriptedChatModel
+from decompose import ConfigError, RetryPolicy, ScriptedChatModel
 from decompose.agents import agent_routing, build_agent
 from decompose.cli.app import main
 from decompose.conversation import Conversation
@@ -18,9 +18,12 @@ from decompose.events import IntentDetected
 from decompose.intents import IntentRouter, TrainedRouter, parse_intent
 from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting
 from decompose.models.scripted import asks_for_plan, asks_to_combine
+from decompose.models.openai import load_openai
+from fault_server import ok, status
 from helpers import plan_json
 
 INTENTS = ["card_arrival", "request_refund", "transfer_timing"]
+FAST = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.05, jitter=0, max_total=5)
 
 
 def asks_intent(messages):
@@ -60,9 +63,30 @@ def test_an_unknown_or_malformed_reply_gives_the_fallback_intent_not_a_crash(rep
     assert "named no known intent" in found.error
 
 
-def test_a_failing_model_gives_the_fallback_intent_with_the_reason():
-    found = IntentRouter.zero_shot(intent_model(ConnectionError("server down")), INTENTS).classify("hi")
-    assert found.intent == "other" and "ConnectionError: server down" in found.error
+def test_a_failing_model_is_retried_then_gives_the_fallback_intent_with_the_reason():
+    model = intent_model(ConnectionError("server down"))
+    found = IntentRouter.zero_shot(model, INTENTS, retry=FAST).classify("hi")
+    assert found.intent == "other" and found.confidence == 0.0
+    assert "connection lost" in found.error and "(after 2 attempts)" in found.error
+    assert len(model.calls) == 2
+
+
+@pytest.mark.server
+def test_zero_shot_retries_a_server_that_fails_once(fault):
+    """A real OpenAI-compatible server on 127.0.0.1: a 503, then the intent under structured output."""
+    fault.queue(status(503), ok('{"intent": "request_refund"}'))
+    model = load_openai("router", base_url=fault.base_url, api_key="k", timeout=2.0)
+    found = IntentRouter.zero_shot(model, INTENTS, retry=FAST).classify("I want my money back")
+    assert (found.intent, found.error) == ("request_refund", None)
+    assert len(fault.hits) == 2
+
+
+@pytest.mark.server
+def test_zero_shot_does_not_retry_a_refusal(fault):
+    fault.queue(status(401), ok('{"intent": "request_refund"}'))
+    model = load_openai("router", base_url=fault.base_url, api_key="k", timeout=2.0)
+    found = IntentRouter.zero_shot(model, INTENTS, retry=FAST).classify("I want my money back")
+    assert found.intent == "other" and "HTTP 401" in found.error and len(fault.hits) == 1
 
 
 class StructuredModel(ScriptedChatModel):
