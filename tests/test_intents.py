@@ -72,21 +72,16 @@ def test_a_failing_model_is_retried_then_gives_the_fallback_intent_with_the_reas
 
 
 @pytest.mark.server
-def test_zero_shot_retries_a_server_that_fails_once(fault):
-    """A real OpenAI-compatible server on 127.0.0.1: a 503, then the intent under structured output."""
-    fault.queue(status(503), ok('{"intent": "request_refund"}'))
+@pytest.mark.parametrize("first, intent, error, hits", [
+    (status(503), "request_refund", None, 2),   # unavailable: asked again
+    (status(401), "other", "HTTP 401", 1),      # refused: not retried, the fallback intent says why
+])
+def test_zero_shot_calls_a_real_server_under_the_retry_policy(fault, first, intent, error, hits):
+    fault.queue(first, ok('{"intent": "request_refund"}'))
     model = load_openai("router", base_url=fault.base_url, api_key="k", timeout=2.0)
     found = IntentRouter.zero_shot(model, INTENTS, retry=FAST).classify("I want my money back")
-    assert (found.intent, found.error) == ("request_refund", None)
-    assert len(fault.hits) == 2
-
-
-@pytest.mark.server
-def test_zero_shot_does_not_retry_a_refusal(fault):
-    fault.queue(status(401), ok('{"intent": "request_refund"}'))
-    model = load_openai("router", base_url=fault.base_url, api_key="k", timeout=2.0)
-    found = IntentRouter.zero_shot(model, INTENTS, retry=FAST).classify("I want my money back")
-    assert found.intent == "other" and "HTTP 401" in found.error and len(fault.hits) == 1
+    assert found.intent == intent and len(fault.hits) == hits
+    assert found.error is None if error is None else error in found.error
 
 
 class StructuredModel(ScriptedChatModel):
