@@ -1,10 +1,14 @@
+import json
 import typing
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 
 from decompose import Plan
-from decompose.chains.decompose import ask_invented_tool_calls, drop_echo_steps, plan_schema, tidy_dependencies
+from decompose.chains.decompose import (ask_invented_tool_calls, copies_an_example, drop_echo_steps, plan_schema,
+                                        tidy_dependencies, worked_example_questions)
+from decompose.plan import question_key
 
 
 def test_tidy_dependencies_drops_what_a_model_cannot_have_meant():
@@ -119,3 +123,74 @@ def test_each_plan_reask_is_one_parse_retry_showing_the_model_its_last_reply():
     assert [(e.kind, e.phase, e.attempt, e.wait) for e in retried] == [("parse", "decompose", 1, 0.0),
                                                                       ("parse", "decompose", 2, 0.0)]
     assert "I am a kettle." in model.calls[2]["prompt"] and "I am a teapot." not in model.calls[2]["prompt"]
+
+
+# A weak planner replays the worked examples (seen on TAT-QA with Qwen2.5-Coder-1.5B: 6 plans in 50 began
+# "How tall is the Eiffel Tower?", "How tall is Big Ben?", ... for questions about a company's accounts).
+REPLAYED = json.dumps({"steps": [
+    {"id": 1, "question": "How tall is the Eiffel Tower?", "depends_on": []},
+    {"id": 2, "question": "How tall is Big Ben?", "depends_on": []},
+    {"id": 3, "question": "Which is larger, {1} or {2}?", "depends_on": [1, 2]},
+    {"id": 4, "question": "What were IMFT's total liabilities in 2018?", "depends_on": []},
+]})
+OWN_PLAN = json.dumps({"steps": [{"id": 1, "question": "What were IMFT's total liabilities in 2018?"}]})
+LIABILITIES = "What were the total liabilities of IMFT in 2018?"
+
+
+def example_map():
+    from decompose.chains.prompts import Prompts, tool_example_messages
+    from decompose.tools.calculator import calculator_tools
+
+    return worked_example_questions([*Prompts().decompose.messages, *tool_example_messages(calculator_tools())])
+
+
+@pytest.mark.parametrize("step, question, copied", [
+    ("How tall is the Eiffel Tower?", LIABILITIES, True),             # a name from the example
+    ("What is 20 minus {1}?", "How much do 16 glasses at $5 cost?", True),  # the calculator example's 20
+    ("In which country is the Colosseum?", LIABILITIES, True),        # a step of an example
+    ("Which is larger, {1} or {2}?", LIABILITIES, False),             # generic: nothing of the example's own
+    ("What is {1} minus 5?", "Sam has 5 bags of 3 apples and loses 5. How many are left?", False),  # its numbers
+    ("How tall is the Eiffel Tower?", "Is the Eiffel Tower taller than the Shard?", False),  # the same subject
+    ("How tall is the Shard?", LIABILITIES, False),                   # no example says that
+])
+def test_a_step_copies_an_example_only_with_what_belongs_to_the_example(step, question, copied):
+    assert copies_an_example(step, question, example_map()) is copied
+
+
+def test_the_worked_examples_are_read_from_the_prompt_in_use():
+    examples = example_map()
+    assert examples[question_key("How tall is Big Ben?")] == "Which is taller, the Eiffel Tower or Big Ben?"
+    assert question_key("What do 4 pens at 3 dollars cost?") in examples  # the calculator tool's own example
+    assert worked_example_questions([HumanMessage("Hi"), AIMessage("not a plan")]) == {}
+
+
+def test_a_plan_that_replays_the_examples_is_asked_again_naming_the_copy():
+    from decompose import Orchestrator, ScriptedChatModel
+    from decompose.models.scripted import asks_for_plan
+
+    model = ScriptedChatModel(rules=[(asks_for_plan, [REPLAYED, OWN_PLAN])], default="$1,305")
+    result = Orchestrator(model).run(LIABILITIES)
+    assert [s.question for s in result.plan.steps] == ["What were IMFT's total liabilities in 2018?"]
+    repair = model.calls[1]["prompt"]
+    assert "steps 1, 2 copy the worked example for 'Which is taller, the Eiffel Tower or Big Ben?'" in repair
+    assert result.usage.parse_retries == 1
+
+
+def test_when_every_reask_replays_them_the_copies_and_what_uses_them_are_dropped():
+    from decompose import Orchestrator, ScriptedChatModel
+    from decompose.models.scripted import asks_for_plan
+
+    model = ScriptedChatModel(rules=[(asks_for_plan, REPLAYED)], default="$1,305")
+    result = Orchestrator(model).run(LIABILITIES)
+    assert [s.question for s in result.plan.steps] == ["What were IMFT's total liabilities in 2018?"]
+
+
+def test_a_plan_of_nothing_but_copies_and_their_users_asks_the_question_itself():
+    """As `drop_unusable_steps` does for a plan whose references are all unusable: the model did write a plan."""
+    from decompose import Decomposer, Orchestrator, ScriptedChatModel
+    from decompose.models.scripted import asks_for_plan
+
+    only_copies = json.dumps({"steps": json.loads(REPLAYED)["steps"][:3]})
+    model = ScriptedChatModel(rules=[(asks_for_plan, only_copies)], default="$1,305")
+    result = Orchestrator(model, decomposer=Decomposer(max_retries=1)).run(LIABILITIES)
+    assert [s.question for s in result.plan.steps] == [LIABILITIES] and result.answer == "$1,305"

@@ -98,6 +98,8 @@ class Decomposer:
         self.typed_schema = typed_plan_schema(tools, self.max_steps) if tools else None  # for local models
         self.documents = documents  # a retriever answers question steps: tool values must come from them
         self.tool_examples = tool_example_messages(tools, documents=documents)
+        # What a plan must not replay (see `copies_an_example`); read once: ~0.1 ms a plan otherwise.
+        self.example_questions = worked_example_questions([*prompts.decompose.messages, *self.tool_examples])
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
 
     async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
@@ -105,6 +107,7 @@ class Decomposer:
                   "tool_examples": self.tool_examples, "history": list(history)}
         # A model fine-tuned by `decompose train` is asked with the compact prompt it learned on.
         prompt = trained_prompt(caller.models, self.tools.values()) or self.prompts.decompose
+        examples = self.example_questions if prompt is self.prompts.decompose else {}  # the compact one shows none
         last_data: Any = None  # the last reply that parsed: what salvage works from
 
         async def ask(state: RetryState) -> Plan:
@@ -119,7 +122,7 @@ class Decomposer:
                 if data is None:
                     data = extract_plan_data(text)
                 last_data = data
-                return self._validated(data, question)
+                return self._validated(data, question, examples)
             except PlanError as exc:
                 raise UnusableReply(text, str(exc)) from exc
 
@@ -127,10 +130,10 @@ class Decomposer:
             failure = state.failures[-1]
             if not isinstance(failure, UnusableReply):
                 raise failure  # the model call itself failed
-            salvaged = drop_unusable_steps(last_data, question)
+            salvaged = drop_unusable_steps(without_copied_steps(last_data, question, examples), question)
             if salvaged is not None:
                 try:
-                    return self._validated(salvaged, question)
+                    return self._validated(salvaged, question, examples)
                 except PlanError:
                     pass
             raise PlanError(
@@ -141,9 +144,16 @@ class Decomposer:
         announce = retry_events(emit, caller.usage, "decompose")
         return await retrying(plan_reask(self.max_retries), ask, before_sleep=announce, give_up=salvage)
 
-    def _validated(self, data: Any, question: str) -> Plan:
+    def _validated(self, data: Any, question: str, examples: dict[str, str]) -> Plan:
         plan = Plan.from_data(tidy_dependencies(keep_literal(data, question)), max_steps=self.max_steps)
         self.check_tools(plan)
+        copied = [step for step in plan.steps if copies_an_example(step.question, question, examples)]
+        if copied:
+            listed = ", ".join(str(step.id) for step in copied)
+            raise PlanError(f"step{'s' if len(copied) > 1 else ''} {listed} cop{'y' if len(copied) > 1 else 'ies'} "
+                            f"the worked example for {examples[question_key(copied[0].question)]!r} "
+                            f"({copied[0].question!r}), which is another question",
+                            hint="plan only the question asked; the examples show the form of a plan")
         plan.question = question
         if self.documents:
             plan = ask_invented_tool_calls(plan, question)
@@ -236,6 +246,53 @@ def ask_invented_tool_calls(plan: Plan, question: str) -> Plan:
 
 
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z_]\w*")
+
+
+def worked_example_questions(messages: Iterable[Any]) -> dict[str, str]:
+    """The questions of the worked plans a planner prompt shows (a user turn, then the plan as the model's turn),
+    by `question_key`, each mapped to the example's question."""
+    found: dict[str, str] = {}
+    asked = None
+    for message in messages:
+        if isinstance(message, HumanMessage) and isinstance(message.content, str):
+            asked = message.content
+        elif isinstance(message, AIMessage) and asked is not None:
+            try:
+                data = extract_plan_data(str(message.content))
+            except PlanError:
+                continue
+            steps = data.get("steps") if isinstance(data, dict) else None
+            found[question_key(asked)] = asked
+            for step in steps if isinstance(steps, list) else ():
+                if isinstance(step, dict) and isinstance(step.get("question"), str):
+                    found.setdefault(question_key(step["question"]), asked)
+    return found
+
+
+_REFERENCE_TEXT = re.compile(r"\{[^{}]*\}")
+# What makes an example's step its own: a number, or a name (a capitalised word past the first).
+_PARTICULAR = re.compile(r"\d+(?:\.\d+)?|(?<=\s)[A-Z][A-Za-z]+")
+
+
+def copies_an_example(step_question: str, question: str, examples: dict[str, str]) -> bool:
+    """True when a step repeats a worked example's question or step word for word, and names a number or a name
+    the question being planned does not hold: a weak model replaying the examples ("How tall is the Eiffel
+    Tower?" in a plan about total assets). A generic step such as "Which is larger, {1} or {2}?" is no copy."""
+    if question_key(step_question) not in examples:
+        return False
+    given = set(_TOKEN.findall(question.lower()))
+    return any(word.lower() not in given for word in _PARTICULAR.findall(_REFERENCE_TEXT.sub(" ", step_question)))
+
+
+def without_copied_steps(data: Any, question: str, examples: dict[str, str]) -> Any:
+    """The plan's steps minus those that copy a worked example (steps that use them go with them in
+    `drop_unusable_steps`, which asks the question itself when nothing is left)."""
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not isinstance(steps, list):
+        return data
+    kept = [step for step in steps if not (isinstance(step, dict) and isinstance(step.get("question"), str)
+                                           and copies_an_example(step["question"], question, examples))]
+    return {"steps": kept}
 
 
 def drop_echo_steps(plan: Plan, question: str) -> Plan:
