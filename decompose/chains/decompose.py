@@ -22,7 +22,7 @@ from decompose.chains.prompts import PROMPT_NAME, Prompts, compact_prompt, tool_
 from decompose.errors import ConfigError, ModelError, PlanError
 from decompose.events import Emit
 from decompose.models import chat_model_of, planner_of
-from decompose.plan import Plan, arg_values, keep_literal, question_key, references_in
+from decompose.plan import REFERENCE, Plan, arg_values, keep_literal, question_key, references_in
 from decompose.retry import RetryState, UnusableReply, plan_reask, retry_events, retrying
 from decompose.transport_errors import error_reason
 
@@ -269,7 +269,6 @@ def worked_example_questions(messages: Iterable[Any]) -> dict[str, str]:
     return found
 
 
-_REFERENCE_TEXT = re.compile(r"\{[^{}]*\}")
 # What makes an example's step its own: a number, or a name (a capitalised word past the first).
 _PARTICULAR = re.compile(r"\d+(?:\.\d+)?|(?<=\s)[A-Z][A-Za-z]+")
 
@@ -281,7 +280,7 @@ def copies_an_example(step_question: str, question: str, examples: dict[str, str
     if question_key(step_question) not in examples:
         return False
     given = set(_TOKEN.findall(question.lower()))
-    return any(word.lower() not in given for word in _PARTICULAR.findall(_REFERENCE_TEXT.sub(" ", step_question)))
+    return any(word.lower() not in given for word in _PARTICULAR.findall(REFERENCE.sub(" ", step_question)))
 
 
 def without_copied_steps(data: Any, question: str, examples: dict[str, str]) -> Any:
