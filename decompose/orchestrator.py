@@ -39,7 +39,8 @@ from decompose.sync import run_sync
 from decompose.step_state import close_unfinished, drop, state_hooks
 from decompose.settings import checked, make_solver, moved_settings
 from decompose.solvers import Solved, Solver, StepContext
-from decompose.tools.runner import ToolRunner
+from decompose.tools.guards import Grounding, UserWords
+from decompose.tools.runner import ToolRunner, has_side_effects
 
 MAX_QUESTION_CHARS = 20_000
 
@@ -55,6 +56,7 @@ class _Run:
     limits: Limits
     history: Sequence[BaseMessage] = ()
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
+    grounding: Grounding | None = None  # a model-made plan's tool guard (tools/guards.py); None for a given plan
 
 
 class Orchestrator:
@@ -105,8 +107,12 @@ class Orchestrator:
             self.prompts, self.tools, documents=retriever is not None)
         self.tool_runner = checked(tool_runner or ToolRunner(), ToolRunner, "tool_runner").configured(
             self.tools, self.prompts)
-        self.synthesizer = Synthesizer(self.prompts, retriever=retriever, with_tools=bool(self.tools),
+        self.synthesizer = Synthesizer(self.prompts, retriever=retriever, tools=self.tools,
                                        direct_when_nothing=self.decomposer.on_failure == "direct")
+
+    @property
+    def _writes(self) -> dict[str, BaseTool]:
+        return {t.name: t for t in self.tools if has_side_effects(t)}
 
     @property
     def max_steps(self) -> int:
@@ -151,6 +157,8 @@ class Orchestrator:
                     limits: Limits | None = None) -> Result:
         question = check_question(question)
         run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
+        if self.tool_runner.guard and self.tools:
+            run.grounding = Grounding(UserWords.of(question, history))
         started, deadline = time.monotonic(), _deadline(run.limits)
         with _partial_result_on_failure(question, None, run, started):
             try:
@@ -275,6 +283,8 @@ class Orchestrator:
         except DecomposeError as exc:  # budget exceeded, failed synthesis, ...
             error = str(run.caller.budget_exceeded() if isinstance(exc, BudgetExceeded) else exc)
             close_unfinished(plan, error, run.emit)
+        if answer is not None and run.grounding is not None:
+            answer = run.grounding.follow_ups(answer)  # the offers made instead of writes, the ids to ask for
         if answer is not None:
             run.emit(Answered(answer=answer))
         return Result(question=question, answer=answer, plan=plan, usage=run.caller.usage, events=run.events,
@@ -293,7 +303,7 @@ class Orchestrator:
             answers = {i: s.answer for i, s in solved.items()}
             if step.tool:
                 return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
-                                                  caller=run.caller, emit=run.emit)
+                                                  caller=run.caller, emit=run.emit, grounding=run.grounding)
             resolved = resolve_text(step.question, answers)
             key = question_key(resolved)
             if key in known:  # a replan asked again what an earlier step answered
@@ -311,8 +321,10 @@ class Orchestrator:
                 outcome = replace(outcome, sources=sources_of(passages))
             return outcome
 
+        withheld = {} if run.grounding is None else run.grounding.withhold(plan.steps, self._writes)
         await run_dag({s.id: s.depends_on for s in plan.steps}, run_step, max_concurrency=self.max_concurrency,
-                      node_timeout=run.limits.step_timeout, hooks=hooks, fatal=(BudgetExceeded, ModelAccessError))
+                      node_timeout=run.limits.step_timeout, hooks=hooks, fatal=(BudgetExceeded, ModelAccessError),
+                      skipped=withheld)
 
     async def _recurse(self, question: str, depth: int, run: _Run) -> str:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
@@ -326,6 +338,8 @@ class Orchestrator:
                           may_replan: bool = False) -> tuple[str | None, str | None]:
         """(answer, None), or (None, what is missing) when `may_replan` and the synthesizer judged the
         sub-answers insufficient."""
+        if run.grounding is not None and run.grounding.asks_user() and not any(s.status == "done" for s in plan.steps):
+            return "", None  # nothing found, but something to ask the user: the guard's questions are the answer
         synthesis = await self.synthesizer.combine(plan, question, run.caller, run.history, may_replan=may_replan)
         run.answer_sources = synthesis.sources
         return synthesis.answer, synthesis.missing

@@ -300,10 +300,21 @@ def _to_text(value: Any) -> str:
         return value
     if isinstance(value, BaseModel):
         return value.model_dump_json()
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
+    try:  # 511.0 reads 511, as people write it (and as the answer then repeats it)
+        return json.dumps(plain_numbers(value), ensure_ascii=False, default=str)
     except TypeError:
         return str(value)
+
+
+def plain_numbers(value: Any) -> Any:
+    """Whole floats as ints, in any nesting of dicts and lists."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_numbers(v) for v in value]
+    return value
 
 
 def references_in(question: Any, args: Any) -> set[int]:

@@ -40,8 +40,10 @@ async def run_dag(
     node_timeout: float | None = None,
     hooks: Hooks | None = None,
     fatal: tuple[type[BaseException], ...] = (),
+    skipped: Mapping[int, str] | None = None,
 ) -> dict[int, Outcome]:
-    """Run every node once; `run_node(id, values)` gets the values of the nodes finished so far."""
+    """Run every node once; `run_node(id, values)` gets the values of the nodes finished so far. The nodes in
+    `skipped` (id -> why) are skipped without running, and so are their dependants."""
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     hooks = hooks or Hooks()
@@ -52,6 +54,10 @@ async def run_dag(
 
     async def run_one(node: int) -> None:
         try:
+            if skipped and node in skipped:
+                outcomes[node] = Outcome("skipped", reason=skipped[node])
+                _call(hooks.on_skip, node, skipped[node])
+                return
             for dep in deps[node]:
                 await finished[dep].wait()
             blocked = next((d for d in deps[node] if outcomes[d].status != "done"), None)

@@ -6,7 +6,8 @@ import json
 from decompose import Decomposer, Orchestrator, ScriptedChatModel
 from decompose.chains.answer_form import AnswerForm
 from decompose.agents import get_agent
-from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number, keep_computed_verdict
+from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
+from decompose.chains.tool_facts import keep_tool_facts
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.plan import Plan
 from decompose.tools.calculator import calculator_tools
@@ -85,13 +86,13 @@ def test_a_tools_prose_result_is_not_forced_on_the_answer():
 
 def test_a_yes_no_answer_follows_the_tools_verdict():
     plan = finance_plan({"order_id": "A1002", "eligible": False, "reason": "delivered 75 days ago", "paid": "89.00"})
-    assert keep_computed_verdict('Yes  The answer is "Yes".', plan, AnswerForm.YES_NO) == "No: delivered 75 days ago"
-    assert keep_computed_verdict("No, it was delivered too long ago.", plan, AnswerForm.YES_NO) == \
+    assert keep_tool_facts('Yes  The answer is "Yes".', plan, AnswerForm.YES_NO, {}) == "No: delivered 75 days ago"
+    assert keep_tool_facts("No, it was delivered too long ago.", plan, AnswerForm.YES_NO, {}) == \
         "No, it was delivered too long ago."
-    assert keep_computed_verdict("It can be refunded.", finance_plan(True), AnswerForm.YES_NO) == "Yes"
-    assert keep_computed_verdict("Yes", plan, AnswerForm.OTHER) == "Yes"  # not a yes/no question
+    assert keep_tool_facts("It can be refunded.", finance_plan(True), AnswerForm.YES_NO, {}) == "Yes"
+    assert keep_tool_facts("Yes", plan, AnswerForm.OTHER, {}) == "Yes"  # not a yes/no question
     two_flags = finance_plan({"eligible": False, "delivered": True})  # which one answers is not known
-    assert keep_computed_verdict("Yes", two_flags, AnswerForm.YES_NO) == "Yes"
+    assert keep_tool_facts("Yes", two_flags, AnswerForm.YES_NO, {}) == "Yes"
 
 
 def test_a_refund_question_answered_against_the_tool_ends_in_its_verdict():

@@ -10,15 +10,17 @@ from typing import Any, Sequence
 
 from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.tools import BaseTool
 
 from decompose.calls import ModelCaller
 from decompose.chains.answer_form import AnswerForm, answer_form
 from decompose.chains.answer_line import ANSWER_LINE, final_answer_line, strip_markup
 from decompose.chains.prompts import INSUFFICIENT_MARKER, Prompts, known_facts
+from decompose.chains.tool_facts import keep_tool_facts
 from decompose.errors import DecomposeError
-from decompose.plan import Plan, Step, resolve_args, resolve_text, same_question
+from decompose.plan import Plan, Step, plain_numbers, resolve_args, resolve_text, same_question
 from decompose.retrieval import passages_text, search, sources_of
-from decompose.scoring import leaf_numbers, numbers_in, said_yes, same_number, tool_verdict
+from decompose.scoring import leaf_numbers, numbers_in, same_number
 
 FINDING_CHARS = 1500  # about 400 tokens: room for a few findings in even a small model's context
 INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
@@ -112,23 +114,9 @@ def keep_computed_number(answer: str, plan: Plan, form: AnswerForm, question: st
     return stated(result)
 
 
-def keep_computed_verdict(answer: str, plan: Plan, form: AnswerForm) -> str:
-    """A yes/no question whose plan ends in a tool's verdict (a bool, or a dict with one bool field such as
-    `eligible`): an answer that does not open with the same Yes/No contradicts the tool and is replaced by the
-    verdict and the tool's `reason`, when it gives one."""
-    if form is not AnswerForm.YES_NO:
-        return answer
-    result = computed_result(plan)
-    verdict = tool_verdict(result)
-    if verdict is None or said_yes(answer) == verdict:
-        return answer
-    reason = result.get("reason") if isinstance(result, dict) else None
-    word = "Yes" if verdict else "No"
-    return f"{word}: {reason}" if isinstance(reason, str) and reason else word
-
-
 def stated(result: Any) -> str:
     """A tool's result as an answer: a number as it is; a dict's fields as "name: value", joined."""
+    result = plain_numbers(result)
     if isinstance(result, dict):
         return "; ".join(f"{name.replace('_', ' ')}: {value}" for name, value in result.items())
     return str(result)
@@ -144,11 +132,12 @@ class Synthesis:
 class Synthesizer:
     """Turns an answered plan into the answer to the question."""
 
-    def __init__(self, prompts: Prompts, *, retriever: BaseRetriever | None, with_tools: bool,
+    def __init__(self, prompts: Prompts, *, retriever: BaseRetriever | None, tools: Sequence[BaseTool] = (),
                  direct_when_nothing: bool):
         self.prompts = prompts
         self.retriever = retriever
-        self.with_tools = with_tools
+        self.tools = {t.name: t for t in tools}
+        self.with_tools = bool(tools)
         self.direct_when_nothing = direct_when_nothing  # Decomposer(on_failure="direct")
 
     async def combine(self, plan: Plan, question: str, caller: ModelCaller, history: Sequence[BaseMessage] = (),
@@ -190,8 +179,8 @@ class Synthesizer:
         if missing is not None and may_replan:
             return Synthesis(None, missing, sources)
         answer = f"Could not be determined: {missing}" if missing is not None else final_answer(reply)
-        # A tool's exact result is not contradicted: its number, or its yes/no verdict.
-        answer = keep_computed_verdict(keep_computed_number(answer, plan, form, question), plan, form)
+        # A tool's exact result is not contradicted: its number, its yes/no verdict, a status it found.
+        answer = keep_tool_facts(keep_computed_number(answer, plan, form, question), plan, form, self.tools)
         return Synthesis(answer, None, sources)
 
     async def answer_directly(self, question: str, caller: ModelCaller,

@@ -15,7 +15,9 @@ from typing import Annotated
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 
 from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
+from decompose.chains.tool_facts import declare_verdict
 from decompose.tools.cs_store import Store, default_db_path
+from decompose.tools.guards import identifier_args, requires_request
 
 __all__ = ["customer_service_tools", "default_db_path", "POLICY", "RETURN_WINDOW_DAYS", "DAMAGED_WINDOW_DAYS"]
 
@@ -94,4 +96,17 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
 
     issue_refund.metadata = dict(_SIDE_EFFECTS)
     open_ticket.metadata = dict(_SIDE_EFFECTS)
+    # A refund or a ticket only when the customer's own words ask for one (asking whether is not asking to).
+    requires_request(issue_refund, r"\b(?:refund|reimburs|money back|return(?:ing)?\b|send (?:it|them) back|"
+                                   r"charge ?back)", "Do you want me to issue the refund?")
+    requires_request(open_ticket, r"\b(?:ticket|complain|report|escalat|cancel|speak to|talk to|contact|"
+                                  r"support team|look into)", "Do you want me to open a support ticket about it?")
+    declare_verdict(refund_eligibility, topic=r"\b(?:refund|return|eligib)", yes="Order {order_id} can be refunded",
+                    no="Order {order_id} cannot be refunded")
+    # Emails and ids come from the customer or from a look-up, never from the model.
+    identifier_args(find_customer, "email", "name", "zip_code")
+    identifier_args(list_orders, "customer")
+    for order_tool in (order_status, refund_eligibility, issue_refund):
+        identifier_args(order_tool, "order_id")
+    identifier_args(open_ticket, "customer", "order_id")
     return [find_customer, list_orders, order_status, refund_eligibility, issue_refund, open_ticket, search_policy]

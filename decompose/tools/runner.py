@@ -25,6 +25,7 @@ from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError, DecomposeError, PlanError, ToolError
 from decompose.events import Emit
 from decompose.plan import Solved, Step
+from decompose.tools.guards import Grounding
 from decompose.retry import TOOL_ARGS_REASK, RetryState, UnusableReply, retry_events, retrying, transient_tool_error
 
 IDEMPOTENCY_ARG = "idempotency_key"
@@ -63,13 +64,15 @@ class ToolRunner:
     the tools and prompts come from the Orchestrator that uses it, through `configured`."""
 
     def __init__(self, tools: Sequence[BaseTool] = (), *, timeout: float | None = 60.0, max_retries: int = 2,
-                 prompts: Prompts | None = None):
+                 prompts: Prompts | None = None, guard: bool = True):
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"tool timeout must be a positive number of seconds or None, got {timeout!r}")
         if max_retries < 0:
             raise ConfigError(f"tool max_retries must be 0 or more, got {max_retries}")
         self.timeout = timeout
         self.max_retries = max_retries  # retries of a tool that raises RetryableToolError
+        # In a model-made plan: writes only when asked, identifiers only from the conversation (tools/guards.py).
+        self.guard = guard
         self._use(tools, prompts or Prompts())
 
     def configured(self, tools: Sequence[BaseTool], prompts: Prompts) -> ToolRunner:
@@ -84,9 +87,10 @@ class ToolRunner:
         self._ledger: dict[str, Any] = {}  # idempotency key -> result of a side-effecting call
 
     async def run(self, step: Step, args: dict[str, Any], *, run_id: str, caller: ModelCaller | None,
-                  emit: Emit) -> Solved:
+                  emit: Emit, grounding: Grounding | None = None) -> Solved:
         """Call the step's tool with `args` (its resolved arguments); the result, and the arguments the tool was
-        called with when the model had to correct them."""
+        called with when the model had to correct them. With `grounding` (a model-made plan), identifiers must
+        come from the conversation or a tool result, and a write must be on what the user named."""
         tool = self.tools.get(step.tool or "")
         if tool is None:
             known = ", ".join(self.tools) or "none"
@@ -95,11 +99,18 @@ class ToolRunner:
         key = f"{run_id}:{step.id}"
         if has_side_effects(tool) and key in self._ledger:
             return self._ledger[key]
+        planned = args
+        if grounding is not None:
+            args = grounding.repair(tool, args)
         called_with = await self._valid_args(tool, step, args, caller, emit)
-        corrected = dict(called_with) if called_with != args else None
+        if grounding is not None:
+            grounding.check(tool, step, called_with, writes=has_side_effects(tool))
+        corrected = dict(called_with) if called_with != planned else None
         if IDEMPOTENCY_ARG in injected_args(tool):
             called_with[IDEMPOTENCY_ARG] = key
         solved = Solved(await self._call(tool, called_with, step, emit), args=corrected)
+        if grounding is not None:
+            grounding.results.append(solved.answer)
         if has_side_effects(tool):
             self._ledger[key] = solved
         return solved

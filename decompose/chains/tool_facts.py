@@ -1,0 +1,148 @@
+"""The answer may not contradict what the tools found: a yes/no verdict (refund_eligibility's `eligible`) or a
+status (an order's `status`). A yes/no question gets the tool's verdict; in any other answer, a sentence that says
+otherwise about the same thing is replaced by the tool's own statement. Whatever the model: a weak one guesses
+"Yes" for an order in transit, a capable one calls a shipped order "pending"."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from langchain_core.tools import BaseTool
+
+from decompose.chains.answer_form import AnswerForm
+from decompose.plan import Plan, Step, resolve_args
+from decompose.scoring import said_yes, tool_verdict
+from decompose.tools.guards import identifiers_of
+
+VERDICT = "verdict"  # tool metadata: {"topic": regex of the words about it, "yes": sentence, "no": sentence}
+
+# An order's states as people write them.
+STATUS_WORDS = {
+    "processing": r"processing|pending|being prepared|not (?:yet )?(?:been )?shipped",
+    "shipped": r"shipped|in transit|on (?:its|the) way|out for delivery|dispatched",
+    "delivered": r"delivered|arrived",
+    "cancelled": r"cancell?ed",
+}
+_NEGATED_STATE = re.compile(r"\b(?:not|n't|never|yet to be|once it(?: has| is)?|until it(?: has| is)?|when it(?: has"
+                            r"| is)?|after it(?: has| is)?)\s+(?:yet\s+|been\s+|be\s+)*\w+", re.IGNORECASE)
+_NEGATIVE = re.compile(r"\b(?:no|not|cannot|can ?not|can't|isn't|won't|unable|ineligible|outside|too late)\b|n't\b",
+                       re.IGNORECASE)
+_POSITIVE = re.compile(r"\b(?:yes|can|eligible|refundable|within|allowed|able)\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def declare_verdict(tool: BaseTool, *, topic: str, yes: str, no: str) -> BaseTool:
+    """How a tool's yes/no result is spoken of: `topic`, the words of a sentence about it (a regex); `yes` and
+    `no`, the sentences that state it (`{field}` takes a field of the result or an argument)."""
+    re.compile(topic)
+    tool.metadata = {**(tool.metadata or {}), VERDICT: {"topic": topic, "yes": yes, "no": no}}
+    return tool
+
+
+@dataclass(frozen=True)
+class ToolFact:
+    kind: str  # "verdict" or "status"
+    value: Any  # the verdict (bool) or the status word
+    key: str | None  # the thing it is about, as the answer would name it (an order id), lowercased
+    statement: str  # the tool's own sentence for it
+    topic: re.Pattern | None = None  # verdicts: the words of a sentence about it
+    reason: str | None = None
+
+
+def tool_facts(plan: Plan, tools: Mapping[str, BaseTool]) -> list[ToolFact]:
+    """The verdicts and statuses the plan's done tool steps found."""
+    answers = {s.id: s.answer for s in plan.steps if s.status == "done"}
+    facts = []
+    for step in plan.steps:
+        if step.status != "done" or not step.tool:
+            continue
+        facts += _facts_of(step, tools.get(step.tool), _args(step, answers))
+    return facts
+
+
+def _args(step: Step, answers: dict[int, Any]) -> dict[str, Any]:
+    try:
+        return resolve_args(step.args, answers)
+    except Exception:  # noqa: BLE001 — a reference that no longer resolves: the plan's own text
+        return step.args
+
+
+def _facts_of(step: Step, tool: BaseTool | None, args: dict[str, Any]) -> list[ToolFact]:
+    result = step.answer
+    fields = {**args, **result} if isinstance(result, dict) else dict(args)
+    key, subject = _subject(tool, fields)
+    reason = result.get("reason") if isinstance(result, dict) and isinstance(result.get("reason"), str) else None
+    facts = []
+    verdict = tool_verdict(result)
+    if verdict is not None:
+        spoken = (tool.metadata or {}).get(VERDICT) if tool is not None else None
+        words = [w for w in (step.tool or "").split("_") if len(w) > 3]
+        topic = spoken["topic"] if spoken else r"\b(?:" + "|".join(map(re.escape, words or ["yes", "no"])) + ")"
+        said = _fill(spoken["yes" if verdict else "no"], fields) if spoken else ("Yes" if verdict else "No")
+        statement = f"{said}: {reason}." if reason else f"{said}."
+        facts.append(ToolFact("verdict", verdict, key, statement, re.compile(topic, re.IGNORECASE), reason))
+    status = result.get("status") if isinstance(result, dict) else None
+    if isinstance(status, str) and status.lower() in STATUS_WORDS and subject:
+        facts.append(ToolFact("status", status.lower(), key, f"{subject} is {status.lower()}."))
+    return facts
+
+
+def _subject(tool: BaseTool | None, fields: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The thing a result is about: its identifier (`order_id` → "A1003") and how to name it ("Order A1003")."""
+    names = [*(identifiers_of(tool) if tool is not None else ()), *(k for k in fields if k.endswith("_id"))]
+    for name in names:
+        value = fields.get(name)
+        if isinstance(value, str) and value.strip() and "@" not in value:
+            return value.strip().lower(), f"{name.removesuffix('_id').replace('_', ' ').capitalize()} {value.strip()}"
+    return None, None
+
+
+def _fill(template: str, fields: dict[str, Any]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: str(fields.get(m.group(1), m.group(0))), template)
+
+
+def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[str, BaseTool]) -> str:
+    """`answer` made consistent with the tools' verdicts and statuses (see the module's docstring)."""
+    facts = tool_facts(plan, tools)
+    if not facts:
+        return answer
+    verdicts = [f for f in facts if f.kind == "verdict"]
+    if form is AnswerForm.YES_NO:
+        if len(verdicts) != 1 or said_yes(answer) == verdicts[0].value:
+            return answer
+        word = "Yes" if verdicts[0].value else "No"
+        return f"{word}: {verdicts[0].reason}" if verdicts[0].reason else word
+    sentences = _SENTENCE_END.split(answer.strip())
+    kept: list[str] = []
+    for sentence in sentences:
+        wrong = next((f for f in facts if _contradicts(sentence, f, facts)), None)
+        replacement = sentence if wrong is None else wrong.statement
+        if replacement not in kept:
+            kept.append(replacement)
+    return " ".join(kept)
+
+
+def _contradicts(sentence: str, fact: ToolFact, facts: list[ToolFact]) -> bool:
+    lowered = sentence.lower()
+    if fact.key is not None and fact.key in lowered:
+        about = True
+    else:  # a sentence naming nothing is about the one fact of its kind, if there is one
+        named = any(f.key and f.key in lowered for f in facts)
+        about = not named and sum(f.kind == fact.kind for f in facts) == 1
+    if not about:
+        return False
+    if fact.kind == "verdict":
+        if fact.topic is None or not fact.topic.search(sentence):
+            return False
+        polarity = False if _NEGATIVE.search(sentence) else True if _POSITIVE.search(sentence) else None
+        return polarity is not None and polarity != fact.value
+    states = _states(sentence)
+    return bool(states) and fact.value not in states
+
+
+def _states(sentence: str) -> set[str]:
+    """The states a sentence says something is in (not the ones it says it is not, or will be once …)."""
+    text = _NEGATED_STATE.sub(" ", sentence)
+    return {state for state, words in STATUS_WORDS.items() if re.search(rf"\b(?:{words})\b", text, re.IGNORECASE)}

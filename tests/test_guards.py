@@ -1,0 +1,248 @@
+"""The customer-facing guards, on the real customer-service tools and a real SQLite shop, with scripted models:
+no write nobody asked for, no invented identifier, no answer against a tool's verdict or status."""
+
+import sqlite3
+from datetime import date
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+
+from decompose import Orchestrator, ScriptedChatModel, ToolRunner
+from decompose.agents import build_agent
+from decompose.chains.answer_form import AnswerForm
+from decompose.chains.tool_facts import keep_tool_facts
+from decompose.conversation import Conversation
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+from decompose.plan import Plan
+from decompose.tools.guards import UserWords, request_of, requires_request
+from decompose.tools.runner import side_effects
+from helpers import plan_json
+
+SEED_DAY = date(2026, 12, 6)
+
+
+def writes(db):
+    """Refunds and tickets the run wrote (not the seed's)."""
+    conn = sqlite3.connect(db)
+    refunds = conn.execute("SELECT order_id, amount_cents FROM refunds WHERE idempotency_key NOT LIKE 'seed-%'")
+    tickets = conn.execute("SELECT order_id, subject FROM tickets WHERE idempotency_key NOT LIKE 'seed-%'")
+    return refunds.fetchall(), tickets.fetchall()
+
+
+def agent(db, plan, combine="Done."):
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, combine)])
+    return build_agent("customer-service", model, db_path=db, today=SEED_DAY)
+
+
+KETTLE_PLAN = plan_json(
+    {"id": 1, "question": "Find the customer", "tool": "find_customer", "args": {"email": "ann@example.com"}},
+    {"id": 2, "question": "Her orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}},
+    {"id": 3, "question": "Can the kettle be returned?", "tool": "refund_eligibility",
+     "args": {"order_id": "{2.orders.1.order_id}"}},
+    {"id": 4, "question": "Open a ticket", "tool": "open_ticket",
+     "args": {"customer": "{1.customer_id}", "subject": "Damaged kettle", "body": "I bought a kettle but it broke.",
+              "order_id": "A1003"}},
+    {"id": 5, "question": "Refund it", "tool": "issue_refund",
+     "args": {"order_id": "A1001", "amount": "{3.max_refundable}", "reason": "return"}},
+)
+
+
+# ----- no write without a request ------------------------------------------------------------------------------
+
+
+def test_a_question_about_returning_writes_nothing_and_offers_instead(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    result = agent(db, KETTLE_PLAN, "Your latest order A1003 is shipped, and the kettle can be returned.").run(
+        "I'm ann@example.com. Where is my latest order, and can I still return the kettle?")
+    assert writes(db) == ([], [])
+    for step_id, tool_name in ((4, "open_ticket"), (5, "issue_refund")):
+        step = result.plan.step(step_id)
+        assert step.status == "skipped" and f"did not ask for {tool_name}" in step.error
+    assert [s.status for s in result.plan.steps[:3]] == ["done"] * 3  # the look-ups still ran
+    assert "Do you want me to issue the refund?" in result.answer
+    assert "Do you want me to open a support ticket about it?" in result.answer
+    skipped = [e.step_id for e in result.events if e.type == "StepSkipped"]
+    assert sorted(skipped) == [4, 5]
+
+
+def test_a_refund_asked_for_runs_and_the_ticket_nobody_asked_for_does_not(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    result = agent(db, KETTLE_PLAN.replace('"A1003"', '"A1001"')).run(
+        "Please refund order A1001 for ann@example.com: the kettle arrived broken.")
+    assert writes(db) == ([("A1001", 4999)], [])
+    assert result.plan.step(5).status == "done" and result.plan.step(4).status == "skipped"
+
+
+def test_a_refund_on_another_order_than_the_one_named_is_refused(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json({"id": 1, "question": "Orders", "tool": "list_orders", "args": {"customer": "ann@example.com"}},
+                     {"id": 2, "question": "Refund", "tool": "issue_refund",
+                      "args": {"order_id": "{1.orders.2.order_id}", "amount": "10.00", "reason": "asked"}})
+    result = agent(db, plan).run("Please refund order A1001, I am ann@example.com")
+    assert writes(db) == ([], [])
+    assert "asked about a1001, ann@example.com, not A1002" in result.plan.step(2).error
+
+
+def test_yes_to_the_agents_offer_is_a_request(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json({"id": 1, "question": "Refund", "tool": "issue_refund",
+                      "args": {"order_id": "A1001", "amount": "49.99", "reason": "customer asked"}})
+    history = [HumanMessage("Can I still return the kettle from A1001? ann@example.com"),
+               AIMessage("Yes, order A1001 can be refunded. Do you want me to issue the refund?")]
+    result = agent(db, plan).run("yes please", history=history)
+    assert writes(db) == ([("A1001", 4999)], [])
+    assert result.plan.step(1).status == "done"
+    # Without the offer, "yes please" asks for nothing.
+    db2 = tmp_path / "other.sqlite3"
+    agent(db2, plan).run("yes please", history=history[:1] + [AIMessage("Order A1001 can be refunded.")])
+    assert writes(db2) == ([], [])
+
+
+@pytest.mark.parametrize("text, asked", [
+    ("Please refund order A1001.", True),
+    ("I want a refund for the kettle", True),
+    ("Could you refund A1001?", True),
+    ("Can I get a refund please?", True),
+    ("I'd like to return the mugs.", True),
+    ("Can I still return the kettle?", False),
+    ("Is order A1001 refundable?", False),
+    ("What is your refund policy?", False),
+    ("I don't want a refund, just tell me where it is.", False),
+    ("Where is my order?", False),
+])
+def test_what_counts_as_asking_for_a_refund(text, asked):
+    refund = request_of(build_agent("customer-service", ScriptedChatModel(rules=[]),
+                                    db_path=":memory:").tool_runner.tools["issue_refund"])
+    assert bool(UserWords.of(text).requesting(refund["pattern"])) is asked
+
+
+def test_an_undeclared_side_effecting_tool_is_asked_for_by_its_name():
+    @side_effects
+    @tool
+    def delete_account(customer: str) -> str:
+        """Delete a customer's account."""
+        return "deleted"
+
+    request = request_of(delete_account)
+    assert UserWords.of("Please delete my account, I'm C001").requesting(request["pattern"])
+    assert not UserWords.of("How do I see my account?").requesting(request["pattern"])
+    assert request["offer"] == "Do you want me to delete account?"
+
+
+def test_a_declared_request_must_be_a_valid_pattern():
+    @tool
+    def noop() -> str:
+        """Nothing."""
+        return ""
+
+    with pytest.raises(Exception, match="unterminated|missing"):
+        requires_request(noop, "(refund", "Do you want a refund?")
+
+
+def test_the_gate_is_off_for_a_plan_a_person_wrote_and_with_guard_false(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    ticket = plan_json({"id": 1, "question": "Ticket", "tool": "open_ticket",
+                        "args": {"customer": "C001", "subject": "Kettle", "body": "Broken kettle"}})
+    result = agent(db, ticket).execute(ticket, question="Where is my kettle?")  # a person's plan: their request
+    assert result.ok and len(writes(db)[1]) == 1
+    model = ScriptedChatModel(rules=[(asks_for_plan, ticket), (asks_to_combine, "ok")])
+    unguarded = build_agent("customer-service", model, db_path=db, tool_runner=ToolRunner(guard=False))
+    unguarded.run("Where is my kettle? I'm C001")
+    assert len(writes(db)[1]) == 2
+
+
+# ----- ask, don't invent ---------------------------------------------------------------------------------------
+
+
+def test_an_invented_email_is_refused_before_the_call_and_the_answer_asks_for_it(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json(
+        {"id": 1, "question": "Find the customer", "tool": "find_customer", "args": {"email": "example@example.com"}},
+        {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}})
+    result = agent(db, plan, "I could not find your order.").run("where is my latest order?")
+    step = result.plan.step(1)
+    assert step.status == "failed" and "'example@example.com' is neither in the conversation" in step.error
+    assert result.plan.step(2).status == "skipped"
+    assert result.answer.endswith("Could you tell me your email?")
+
+
+def test_an_id_from_a_tool_result_or_the_history_is_grounded(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json({"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}})
+    history = [HumanMessage("I'm ann@example.com"), AIMessage("Your latest order is A1003.")]
+    result = agent(db, plan, "It is shipped.").run("where is it now?", history=history)
+    assert result.plan.step(1).status == "done"
+    invented = agent(tmp_path / "b.sqlite3", plan, "It is shipped.").run("where is it now?")
+    assert invented.plan.step(1).status == "failed"
+    assert "Could you tell me your order id?" in invented.answer
+
+
+def test_a_whole_record_or_a_field_name_where_an_id_is_meant_is_repaired(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json(
+        {"id": 1, "question": "Find", "tool": "find_customer", "args": {"email": "ann@example.com"}},
+        {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1}"}},
+        {"id": 3, "question": "Latest", "tool": "order_status", "args": {"order_id": "latest_order_id"},
+         "depends_on": [2]},
+        {"id": 4, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "latest_order_id"},
+         "depends_on": [2]})
+    result = agent(db, plan, "Order A1003 is shipped.").run("I'm ann@example.com: where's my latest order?")
+    assert result.ok, result.error
+    assert result.plan.step(2).args == {"customer": "C001"}  # the arguments it was called with are recorded
+    assert result.plan.step(3).answer["order_id"] == "A1003"
+
+
+# ----- verdicts and statuses from the tools --------------------------------------------------------------------
+
+
+def test_can_i_return_it_about_an_order_in_transit_is_not_yes(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json({"id": 1, "question": "Can A1003 be refunded?", "tool": "refund_eligibility",
+                      "args": {"order_id": "A1003"}},
+                     {"id": 2, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}})
+    history = [HumanMessage("I'm ann@example.com"), AIMessage("Your latest order is A1003.")]
+    result = agent(db, plan, "Yes").run("can I return it?", history=history)
+    assert result.answer.startswith("No: order is in transit")
+
+
+def test_a_status_or_verdict_sentence_against_the_tool_is_replaced_by_the_tools_statement(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json({"id": 1, "question": "Status of A1003", "tool": "order_status", "args": {"order_id": "A1003"}},
+                     {"id": 2, "question": "Kettle?", "tool": "refund_eligibility", "args": {"order_id": "A1001"}})
+    combine = ("Your order A1003 is pending. The kettle (A1001) cannot be returned anymore. "
+               "Thank you for shopping with us!")
+    result = agent(db, plan, combine).run("I'm ann@example.com: where is A1003, and can I return the kettle A1001?")
+    assert result.answer.startswith("Order A1003 is shipped. Order A1001 can be refunded: delivered 7 days ago")
+    assert result.answer.endswith("Thank you for shopping with us!")
+    right = "Your order A1003 is in transit. You can still return the kettle from A1001."
+    assert agent(tmp_path / "c.sqlite3", plan, right).run(
+        "I'm ann@example.com: where is A1003, and can I return the kettle A1001?").answer == right
+
+
+def test_sentences_the_tool_does_not_decide_are_left_alone():
+    plan = Plan.from_data({"steps": [{"id": 1, "question": "Status", "tool": "order_status",
+                                      "args": {"order_id": "A1003"}}]})
+    plan.steps[0].status, plan.steps[0].answer = "done", {"order_id": "A1003", "status": "shipped"}
+    for answer in ("A1003 is on its way and will be refundable once it has been delivered.",
+                   "It has not been delivered yet: it shipped yesterday.", "Thanks for waiting!"):
+        assert keep_tool_facts(answer, plan, AnswerForm.OTHER, {}) == answer
+    assert keep_tool_facts("A1003 was delivered.", plan, AnswerForm.OTHER, {}) == "Order A1003 is shipped."
+
+
+def test_a_conversation_remembers_the_offer_and_refunds_on_yes(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    first = plan_json({"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1001"}},
+                      {"id": 2, "question": "Refund", "tool": "issue_refund",
+                       "args": {"order_id": "A1001", "amount": "{1.max_refundable}", "reason": "return"}})
+    chat = Conversation(agent(db, first, "Order A1001 can be refunded."))
+    answer = chat.send("Can I return the kettle from order A1001?").answer
+    assert writes(db) == ([], []) and answer.endswith("Do you want me to issue the refund?")
+    chat.send("Yes, go ahead.")
+    assert writes(db) == ([("A1001", 4999)], [])
+
+
+def test_an_orchestrator_without_tools_is_unchanged():
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json({"id": 1, "question": "What is 2+2?"})),
+                                     (r"2\+2", "4")])
+    assert Orchestrator(model).run("What is 2+2?").answer == "4"
