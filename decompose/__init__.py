@@ -14,11 +14,12 @@ _EXPORTS = {
     "StepSkipped": "decompose.events", "StepStarted": "decompose.events", "Usage": "decompose.events",
     "BudgetExceeded": "decompose.errors", "ConfigError": "decompose.errors", "DecomposeError": "decompose.errors",
     "InputError": "decompose.errors", "ModelAccessError": "decompose.errors", "ModelError": "decompose.errors", "PlanError": "decompose.errors",
-    "StepTimeout": "decompose.errors", "ToolError": "decompose.errors",
+    "StepTimeout": "decompose.errors", "ToolError": "decompose.errors", "ProgramError": "decompose.errors",
     "Orchestrator": "decompose.orchestrator", "Limits": "decompose.limits", "Decomposer": "decompose.chains.decompose",
     "ToolRunner": "decompose.tools.runner", "Solved": "decompose.plan", "StepContext": "decompose.solvers",
     "DirectSolver": "decompose.solvers", "ChainOfThoughtSolver": "decompose.solvers",
     "SelfConsistencySolver": "decompose.solvers", "RecursiveSolver": "decompose.solvers",
+    "ProgramSolver": "decompose.solvers",
     "Plan": "decompose.plan", "Step": "decompose.plan",
     "Prompts": "decompose.chains.prompts",
     "Result": "decompose.result",
@@ -59,7 +60,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from decompose.chains.decompose import Decomposer
     from decompose.chains.prompts import Prompts
     from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
-                                  ModelError, PlanError, StepTimeout, ToolError)
+                                  ModelError, PlanError, ProgramError, StepTimeout, ToolError)
     from decompose.events import (Answered, Event, IntentDetected, PlanReady, Retried, StepFailed, StepFinished,
                                   StepSkipped, StepStarted, Usage)
     from decompose.intents import IntentRouter
@@ -72,5 +73,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from decompose.plan import Plan, Solved, Step
     from decompose.result import Result
     from decompose.retry import RetryPolicy
-    from decompose.solvers import ChainOfThoughtSolver, DirectSolver, RecursiveSolver, SelfConsistencySolver, StepContext
+    from decompose.solvers import (ChainOfThoughtSolver, DirectSolver, ProgramSolver, RecursiveSolver,
+                                   SelfConsistencySolver, StepContext)
     from decompose.tools.runner import RetryableToolError, ToolRunner, side_effects

@@ -44,12 +44,16 @@ class StepFinished(Event):
     model: str | None = None
     usage: dict[str, int] | None = None  # this step's model tokens: {"input", "output", "calls"}
     sources: list[dict[str, Any]] | None = None  # passages it was shown: [{"id", "score"}]
+    program: str | None = None  # a program step's program
+    program_output: str | None = None  # what it printed
 
 
 @dataclass
 class StepFailed(Event):
     step_id: int
     error: str
+    program: str | None = None  # a program step's failed program
+    program_output: str | None = None
 
 
 @dataclass

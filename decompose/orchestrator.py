@@ -38,7 +38,7 @@ from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
 from decompose.step_state import close_unfinished, drop, state_hooks
 from decompose.settings import checked, make_solver, moved_settings
-from decompose.solvers import Solved, Solver, StepContext
+from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
 from decompose.tools.guards import Grounding, UserWords
 from decompose.tools.runner import ToolRunner, has_side_effects
 
@@ -98,6 +98,9 @@ class Orchestrator:
         self.model, self.fallbacks = self.models.models[0], self.models.models[1:]
         self.tools = list(tools)
         self.solver = make_solver(strategy)
+        # Plan steps with "kind": "program" are answered by a program whatever the strategy (its limits, when
+        # the strategy is a ProgramSolver).
+        self.program_solver = self.solver if isinstance(self.solver, ProgramSolver) else ProgramSolver()
         self.retriever = retriever
         self.limits = checked(limits or Limits(), Limits, "limits")
         self.retry = retry or RetryPolicy()
@@ -314,7 +317,8 @@ class Orchestrator:
             context = StepContext(step=step, question=resolved, facts=facts, passages=passages,
                                   caller=run.caller, prompts=self.prompts, depth=depth,
                                   recurse=lambda q, d: self._recurse(q, d, run))
-            outcome = await self.solver.solve(context)
+            solver = self.program_solver if step.kind == "program" else self.solver
+            outcome = await solver.solve(context)
             if not isinstance(outcome, Solved):  # a custom solver may return the bare answer
                 outcome = Solved(outcome)
             if self.retriever is not None:

@@ -21,13 +21,16 @@ _PATH = r"(?:\.[A-Za-z_]\w*|\.\d+)*"
 REFERENCE = re.compile(r"(?<!\{)\{(\d+)(" + _PATH + r")\}(?!\})")
 _REFERENCE_OR_ESCAPED = re.compile(r"\{\{(\d+" + _PATH + r")\}\}|" + REFERENCE.pattern)
 
-PLAN_FIELDS = ("id", "question", "depends_on", "tool", "args")
+PLAN_FIELDS = ("id", "question", "depends_on", "tool", "args", "kind")
 
 StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+# How a step without a tool is answered: by the run's solver ("model"), or by a program the model writes and
+# the restricted interpreter runs ("program", see decompose.program).
+StepKind = Literal["model", "program"]
 
 
 class Step(BaseModel):
-    """One sub-question. The first five fields are the plan; the rest is filled in as the step runs."""
+    """One sub-question. The first six fields are the plan; the rest is filled in as the step runs."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +39,7 @@ class Step(BaseModel):
     depends_on: list[int] = Field(default_factory=list)
     tool: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
+    kind: StepKind = "model"
 
     status: StepStatus = "pending"
     answer: Any = None
@@ -45,6 +49,8 @@ class Step(BaseModel):
     elapsed: float | None = None
     vote: dict[str, float] | None = None
     sources: list[dict[str, Any]] | None = None  # passages retrieved for it: [{"id", "score"}]
+    program: str | None = None  # a program step's program (the last one run, also when it failed)
+    program_output: str | None = None  # what that program printed
 
     @field_validator("id", "depends_on", mode="before")
     @classmethod
@@ -64,6 +70,8 @@ class Step(BaseModel):
         if self.tool:
             out["tool"] = self.tool
             out["args"] = self.args
+        if self.kind != "model":
+            out["kind"] = self.kind
         return out
 
 
@@ -77,6 +85,8 @@ class Solved:
     vote: dict[str, float] | None = None  # self-consistency: answer -> votes
     sources: list[dict[str, Any]] | None = None  # passages retrieved for the step
     args: dict[str, Any] | None = None  # the arguments a tool was called with, when the model corrected the plan's
+    program: str | None = None  # a program step's program
+    program_output: str | None = None  # what it printed
 
 
 class Plan(BaseModel):
@@ -137,8 +147,9 @@ class Plan(BaseModel):
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
-                raise PlanError(f"plan step {i}, field {where!r}: {first['msg']}",
-                                hint="each step needs an integer id and a question") from None
+                hint = ('"kind" is "model" (the default) or "program"' if first["loc"][0] == "kind"
+                        else "each step needs an integer id and a question")
+                raise PlanError(f"plan step {i}, field {where!r}: {first['msg']}", hint=hint) from None
         plan = cls(steps=parsed, question=data.get("question"))
         plan.validate_plan(max_steps=max_steps)
         return plan
@@ -160,6 +171,9 @@ class Plan(BaseModel):
         for s in self.steps:
             if not s.question.strip():
                 raise PlanError(f"step {s.id} has an empty question")
+            if s.tool and s.kind == "program":
+                raise PlanError(f"step {s.id} has both a tool and \"kind\": \"program\"",
+                                hint="a step calls a tool or runs a program: drop one of the two")
             refs = s.references()
             for dep in set(s.depends_on) | refs:
                 if dep == s.id:
@@ -189,7 +203,7 @@ def append_steps(plan: Plan, extra: Plan) -> list[Step]:
         return REFERENCE.sub(lambda m: "{%d%s}" % (int(m.group(1)) + offset, m.group(2)), text)
 
     added = [Step(id=s.id + offset, question=shift(s.question), depends_on=[d + offset for d in s.depends_on],
-                  tool=s.tool, args=_map_strings(s.args, shift)) for s in extra.steps]
+                  tool=s.tool, args=_map_strings(s.args, shift), kind=s.kind) for s in extra.steps]
     plan.steps.extend(added)
     return added
 

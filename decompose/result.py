@@ -64,7 +64,7 @@ class Result:
             for s in self.plan.steps:
                 steps.append({**s.spec(), "status": s.status, "answer": s.answer, "error": s.error,
                               "attempts": s.attempts, "model": s.model, "elapsed": s.elapsed, "vote": s.vote,
-                              "sources": s.sources})
+                              "sources": s.sources, "program": s.program, "program_output": s.program_output})
         return {
             "question": self.question,
             "answer": self.answer,

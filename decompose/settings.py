@@ -26,7 +26,8 @@ def make_solver(strategy: str | Solver, **settings: Any) -> Solver:
         return STRATEGIES[strategy](**settings)
     except TypeError:
         raise ConfigError(f"strategy {strategy!r} takes no {', '.join(settings)}",
-                          hint="samples and temperature are for self_consistency, max_depth for recursive") from None
+                          hint="samples and temperature are for self_consistency, max_depth for recursive, "
+                               "timeout and memory_mb for program") from None
 
 
 def checked(value: Any, kind: type, name: str) -> Any:

@@ -1,4 +1,5 @@
-"""How one model step is answered: directly, by chain-of-thought, by self-consistency, or by decomposing it again.
+"""How one model step is answered: directly, by chain-of-thought, by self-consistency, by decomposing it again, or
+by a program the model writes.
 
 A solver gets a `StepContext` (the step, its resolved question, the facts it depends on, the model caller) and
 returns the step's answer — a plain value, or `Solved` with how it was reached (the model, a vote). It never writes
@@ -14,11 +15,14 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from decompose.calls import ModelCaller
 from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, HumanMessage
 
 from decompose.chains.answer_form import answer_form
-from decompose.errors import ConfigError
+from decompose.chains.code_block import program_code
+from decompose.errors import ConfigError, ProgramError
 from decompose.chains.prompts import Prompts, known_facts
 from decompose.plan import Solved, Step
+from decompose.program import ProgramRun, run_program
 from decompose.retrieval import passages_text
 from decompose.chains.answer_line import final_answer_line
 from decompose.scoring import normalize_answer
@@ -123,9 +127,48 @@ class RecursiveSolver:
         return await ctx.recurse(question, ctx.depth + 1)
 
 
+class ProgramSolver:
+    """The model writes a short Python program whose variable `answer` is the step's answer (program-of-thought);
+    `decompose.program` runs it in a restricted interpreter in a child process, under `timeout` seconds and
+    `memory_mb` of memory. A program that fails is shown to the model once, with its error, for a repair; when
+    the repair fails too, the step fails with that error. The program and what it printed are recorded on the
+    step. Plan steps with `"kind": "program"` are answered by this solver whatever the run's strategy."""
+
+    def __init__(self, timeout: float = 5.0, memory_mb: int = 256):
+        if not timeout > 0:
+            raise ConfigError(f"a program's timeout must be above 0 seconds, got {timeout}")
+        if memory_mb < 64:
+            raise ConfigError(f"a program's memory_mb must be at least 64 (the interpreter needs about 40 MB), "
+                              f"got {memory_mb}")
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+
+    async def solve(self, ctx: StepContext) -> Solved:
+        messages = ctx.prompts.program.format_messages(**ctx.values())
+        reply, model = await ctx.caller.invoke(messages, phase="solve", step_id=ctx.step.id)
+        code = program_code(str(reply.content))
+        try:
+            run = await self._run(code)
+        except ProgramError as exc:
+            repair = [*messages, AIMessage(content=str(reply.content)),
+                      HumanMessage(content=ctx.prompts.program_repair.format(error=exc))]
+            reply, model = await ctx.caller.invoke(repair, phase="solve", step_id=ctx.step.id)
+            code = program_code(str(reply.content))
+            try:
+                run = await self._run(code)
+            except ProgramError as again:
+                raise ProgramError(f"the repaired program failed too: {again.args[0]}", hint=again.hint,
+                                   program=again.program, output=again.output) from None
+        return Solved(run.answer, model=model, program=code, program_output=run.output)
+
+    async def _run(self, code: str) -> ProgramRun:
+        return await run_program(code, timeout=self.timeout, memory_mb=self.memory_mb)
+
+
 STRATEGIES: dict[str, Callable[..., Solver]] = {
     "direct": DirectSolver,
     "cot": ChainOfThoughtSolver,
     "self_consistency": SelfConsistencySolver,
     "recursive": RecursiveSolver,
+    "program": ProgramSolver,
 }

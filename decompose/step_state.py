@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from decompose.errors import ProgramError
 from decompose.events import Event, StepFailed, StepFinished, StepSkipped, StepStarted, TokenCount
 from decompose.plan import Plan
 from decompose.scheduler import Hooks
@@ -13,7 +14,7 @@ from decompose.scheduler import Hooks
 
 def state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int, TokenCount]) -> Hooks:
     """Keep each step's state in step with the scheduler, and announce every change. A step's work returns a
-    `Solved` (its answer and how it was reached: model, vote, sources); this records it."""
+    `Solved` (its answer and how it was reached: model, vote, sources, a program and its output); this records it."""
     steps = plan.by_id
     started: dict[int, float] = {}
 
@@ -32,14 +33,19 @@ def state_hooks(plan: Plan, emit: Callable[[Event], None], step_usage: dict[int,
             step.sources = solved.sources
         if solved.args is not None:  # the arguments the tool was called with, after the model corrected them
             step.args = solved.args
+        if solved.program is not None:
+            step.program, step.program_output = solved.program, solved.program_output
         usage = step_usage.get(step_id)
         emit(StepFinished(step_id=step_id, answer=step.answer, elapsed=step.elapsed, model=step.model,
-                          usage=usage.to_dict() if usage else None, sources=step.sources))
+                          usage=usage.to_dict() if usage else None, sources=step.sources, program=step.program,
+                          program_output=step.program_output))
 
     def fail(step_id: int, error: BaseException) -> None:
         step = steps[step_id]
         step.status, step.error, step.elapsed = "failed", str(error), time.monotonic() - started[step_id]
-        emit(StepFailed(step_id=step_id, error=str(error)))
+        if isinstance(error, ProgramError):  # the program that failed, to read beside its error
+            step.program, step.program_output = error.program, error.output
+        emit(StepFailed(step_id=step_id, error=str(error), program=step.program, program_output=step.program_output))
 
     def skip(step_id: int, reason: str) -> None:
         step = steps[step_id]

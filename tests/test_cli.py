@@ -284,6 +284,33 @@ def test_py_spec_accepts_an_object_or_a_factory(work, main_in_process):
         assert json.loads(out)["answer"] == "42"
 
 
+PROGRAM_RULES = textwrap.dedent('''
+    from decompose.models.scripted import asks_to_combine
+    rules = [
+        (asks_to_combine, "Answer: 42"),
+        (r"Question: What is 6 times 7", "```python\\nproduct = 6 * 7\\nprint(product)\\nanswer = product\\n```"),
+    ]
+    default = "It is even."
+''')
+
+
+def test_strategy_program_and_the_program_in_the_json(work, main_in_process):
+    (work / "prog.py").write_text(PROGRAM_RULES)
+    (work / "plan.json").write_text(json.dumps({"steps": [{"id": 1, "question": "What is 6 times 7?"},
+                                                          {"id": 2, "question": "Is {1} even?"}]}))
+    code, out, err = main_in_process("run", "--json", "--strategy", "program", "--plan", "plan.json", "--model",
+                                     "scripted:prog.py", "Is 6 times 7 even?")
+    step = json.loads(out)["steps"][0]
+    assert (step["answer"], step["program"], step["program_output"]) == (
+        42, "product = 6 * 7\nprint(product)\nanswer = product", "42\n")
+    finished = [e for e in json.loads(out)["events"] if e["type"] == "StepFinished"]
+    assert finished[0]["program"] == step["program"]
+    # step 2 got no program from the scripted model: its reply is prose, refused twice, the step fails cleanly
+    second = json.loads(out)["steps"][1]
+    assert second["status"] == "failed" and second["error"].startswith("the repaired program failed too: ")
+    assert code == 1 and "Traceback" not in err
+
+
 def test_failed_step_means_partial_result_and_exit_1(work, main_in_process):
     (work / "broken.py").write_text(RULES.replace('"1997"', 'ValueError("model broke")'))
     code, out, err = main_in_process("run", "--json", "--model", "scripted:broken.py", TITANIC)

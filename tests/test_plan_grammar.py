@@ -102,3 +102,10 @@ def test_every_pack_compiles(tools):
     schema = typed_plan_schema(tools, max_steps=10)
     assert len(schema["properties"]["steps"]["items"]["anyOf"]) == len(tools) + 1
     xgr.Grammar.from_json_schema(json.dumps(bound_schema(schema)))
+
+
+def test_a_program_step_fits_but_not_on_a_tool_step():
+    program = {**step(1), "kind": "program"}
+    assert accepts(CALCULATOR, program, step(2, "calculator", [1], expression="{1} * 2"))
+    assert not accepts(CALCULATOR, {**step(1, "calculator", expression="4 * 3"), "kind": "program"})
+    assert not accepts(CALCULATOR, {**step(1), "kind": "code"})

@@ -33,7 +33,8 @@ def test_to_dict_holds_the_answer_every_step_usage_and_events():
     assert data["elapsed"] == 1.2346  # rounded to 4 places
     assert data["steps"][0] == {"id": 1, "question": "How tall is the Eiffel Tower?", "depends_on": [],
                                 "status": "done", "answer": "330 m", "error": None, "attempts": 1, "model": "m",
-                                "elapsed": 0.5, "vote": None, "sources": [{"id": "eiffel", "score": 2.0}]}
+                                "elapsed": 0.5, "vote": None, "sources": [{"id": "eiffel", "score": 2.0}],
+                                "program": None, "program_output": None}
     # A tool step carries its tool and arguments; the reference {1} makes it depend on step 1.
     assert {k: data["steps"][1][k] for k in ("tool", "args", "depends_on", "status", "error", "attempts")} == {
         "tool": "compare", "args": {"value": "{1}"}, "depends_on": [1], "status": "failed",

@@ -358,6 +358,24 @@ def test_model_text_with_markup_is_shown_as_text(browser, tmp_path):
 
 
 @in_browser
+def test_a_program_step_shows_its_program_and_output_as_text(browser, tmp_path):
+    program = "markup = '<img src=x onerror=\"window.pwned = 1\">'\nprint(markup)\nanswer = 6 * 7"
+    model = ScriptedChatModel(rules=[
+        (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "What is 6 times 7?", "kind": "program"}]})),
+        (r"Question: What is 6 times 7", f"```python\n{program}\n```"),
+    ], default="?")
+    with page_of(browser, create_app(model, db=db(tmp_path))) as page:
+        ask(page, "What is 6 times 7?")
+        step = last_card(page, "done").locator('.step[data-step-id="1"]')
+        assert step.locator(".program-kind").inner_text() == "program"
+        assert step.locator(".step-answer").inner_text() == "→ 42"
+        step.locator(".program summary").click()
+        assert step.locator("pre.program-code").inner_text() == program
+        assert step.locator("pre.program-output").inner_text().strip() == '<img src=x onerror="window.pwned = 1">'
+        assert page.locator("main img").count() == 0 and page.evaluate("window.pwned") is None
+
+
+@in_browser
 def test_with_api_keys_the_page_asks_for_one_and_sends_it(browser, tmp_path):
     with page_of(browser, create_app(titanic_model(), db=db(tmp_path), api_keys=["k-123"]), ready=False) as page:
         page.locator("#key-form").wait_for()

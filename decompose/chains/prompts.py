@@ -63,6 +63,21 @@ correct. Think step by step, briefly, then give the final answer on a last line 
 COT_HUMAN = """{context}Question: {question}
 Think step by step first. Then end with a last line "Answer: ..." (on that line: {form})"""
 
+# A program step (strategy "program", or a plan step with "kind": "program"): the model writes the computation.
+PROGRAM_SYSTEM = """Answer the question by writing a short Python program that computes the answer. Use the \
+passages and known facts when they help: the known facts are correct; write the values you need into the program.
+Rules:
+- Store the final result in a variable named `answer` (a number, text or a list). `print` is for notes only.
+- Use plain Python: arithmetic, loops, functions, comprehensions, and the modules math, decimal, fractions and \
+datetime (`import math` works). No other imports, no files, no network.
+Reply with the program in one ```python block and nothing else."""
+
+PROGRAM_HUMAN = """{context}Question: {question}
+The answer's form: {form}"""
+
+# The one repair of a program that failed: the model sees its program (its earlier reply) and this.
+PROGRAM_REPAIR = "That program failed: {error}\nReply with the corrected program in one ```python block."
+
 SYNTHESIZE_SYSTEM = """You combine the answers to sub-questions into one final answer to the original question.
 The sub-answers were worked out one at a time; a tool's result is exact for the call shown. Check in a sentence \
 or two that the steps fit the question (the right numbers and operations, nothing left out). If they do, keep \
@@ -148,10 +163,11 @@ def _decompose(system: str) -> ChatPromptTemplate:
 
 @dataclass
 class Prompts:
-    """The six templates. Variables: decompose {question, max_steps, tool_rules, tool_examples, history, repair};
-    answer/cot {question, context, form}; synthesize {question, context, findings, history, form, insufficient};
+    """The seven templates. Variables: decompose {question, max_steps, tool_rules, tool_examples, history, repair};
+    answer/cot/program {question, context, form}; synthesize {question, context, findings, history, form, insufficient};
     synthesize_yes_no {question, context, history, form} (the sub-answers are in `context` as known facts);
-    tool_args {task, tool, description, schema, args, problem} (the re-ask for a tool call's bad arguments).
+    tool_args {task, tool, description, schema, args, problem} (the re-ask for a tool call's bad arguments);
+    `program_repair` {error} follows a program step's failed program.
     `context` holds retrieved passages; `form` is the answer's shape read from the question (see `answer_form`),
     followed for yes/no by the replan instruction; `insufficient` is that instruction, empty when no replan is
     left. Build your own with
@@ -160,6 +176,7 @@ class Prompts:
     decompose: ChatPromptTemplate = field(default_factory=lambda: _decompose(DECOMPOSE_SYSTEM))
     answer: ChatPromptTemplate = field(default_factory=lambda: _template(ANSWER_SYSTEM, ANSWER_HUMAN))
     cot: ChatPromptTemplate = field(default_factory=lambda: _template(COT_SYSTEM, COT_HUMAN))
+    program: ChatPromptTemplate = field(default_factory=lambda: _template(PROGRAM_SYSTEM, PROGRAM_HUMAN))
     synthesize: ChatPromptTemplate = field(default_factory=lambda: _template(SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN))
     synthesize_yes_no: ChatPromptTemplate = field(
         default_factory=lambda: _template(ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN))
@@ -170,6 +187,7 @@ class Prompts:
     no_tool_rules: str = NO_TOOL_RULES
     document_rules: str = DOCUMENT_RULES
     repair: str = REPAIR
+    program_repair: str = PROGRAM_REPAIR
     insufficient: str = INSUFFICIENT
     replan: str = REPLAN_HUMAN
 
@@ -181,6 +199,7 @@ class Prompts:
             decompose=_decompose(prefix + DECOMPOSE_SYSTEM),
             answer=_template(prefix + ANSWER_SYSTEM, ANSWER_HUMAN),
             cot=_template(prefix + COT_SYSTEM, COT_HUMAN),
+            program=_template(prefix + PROGRAM_SYSTEM, PROGRAM_HUMAN),
             synthesize=_template(prefix + SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN),
             synthesize_yes_no=_template(prefix + ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN),
         )

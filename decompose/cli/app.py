@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--agent", metavar="NAME", help="a ready-made agent (see `decompose agents`)")
     model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
                        help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR")
-    model.add_argument("--strategy", help="how steps are answered: direct, cot, self_consistency, recursive")
+    model.add_argument("--strategy", help="how steps are answered: direct, cot, self_consistency, recursive, "
+                       "program (the model writes a Python program)")
     model.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="steps running at once")
     model.add_argument("--max-steps", type=_positive_int, metavar="N", help="largest plan allowed")
     model.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",

@@ -9,6 +9,7 @@ record (when it started, retries, tokens, which replan added it) the view keeps 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -31,6 +32,7 @@ STATES = {  # the word shown for a step: (terminal icon, style)
     "skipped": ("–", "dim"),
 }
 FINISHED = ("done", "failed", "skipped")
+SETS_ANSWER = re.compile(r"answer\s*[-+*/]?=[^=]")
 
 
 @dataclass
@@ -124,6 +126,7 @@ class PlanView:
     def _on_StepFinished(self, event: Any) -> None:
         step = self._step(event.step_id)
         step.status, step.answer, step.elapsed, step.sources = "done", event.answer, event.elapsed, event.sources
+        step.program, step.program_output = event.program, event.program_output
         if event.usage:
             self.progress[step.id].tokens = (event.usage.get("input", 0), event.usage.get("output", 0))
         if self.log:
@@ -132,6 +135,7 @@ class PlanView:
     def _on_StepFailed(self, event: Any) -> None:
         step = self._step(event.step_id)
         step.status, step.error = "failed", event.error
+        step.program, step.program_output = event.program, event.program_output
         started = self.progress[step.id].started
         if started is not None:
             step.elapsed = event.t - started
@@ -183,6 +187,8 @@ class PlanView:
             label = Text.assemble((f"{icon} ", style), (f"{s.id}. ", "bold"), s.question)
             if s.tool:
                 label.append(f"  ⚙ {s.tool}", style="cyan")
+            elif s.kind == "program":
+                label.append("  λ program", style="cyan")
             if s.depends_on:
                 label.append(f"  ← {', '.join(map(str, s.depends_on))}", style="dim")
             label.append("  " + " · ".join(self._meta(s, now)), style=style)
@@ -193,6 +199,8 @@ class PlanView:
                     node.add(Text("sources: " + source_ids(s.sources), style="dim"))
             elif s.status in ("failed", "skipped") and s.error:
                 node.add(Text(short(s.error, 160), style="red" if s.status == "failed" else "dim"))
+            if s.program is not None:
+                node.add(Text(program_summary(s), style="dim"))
         footer = Text(style="dim")
         if self.static:
             pass
@@ -226,6 +234,8 @@ class PlanView:
         text = f"[{self.state(s.id)}] {s.id}. {s.question}"
         if s.tool:
             text += f" (tool: {s.tool})"
+        elif s.kind == "program":
+            text += " (program)"
         if s.depends_on:
             text += f" (after {', '.join(map(str, s.depends_on))})"
         if s.elapsed is not None:
@@ -237,6 +247,8 @@ class PlanView:
             text += f" -> {short(s.answer, 200)}"
         elif s.error:
             text += f": {short(s.error, 200)}"
+        if s.program is not None:
+            text += f" [{program_summary(s)}]"
         return text
 
 
@@ -248,6 +260,17 @@ def intent_label(event: Any) -> str:
         text += f" → {event.route}"
     if event.error:
         text += f" [{one_line(event.error)}]"
+    return text
+
+
+def program_summary(step: Step) -> str:
+    """A program in a line: the line that sets `answer` (else its first), its length, and what it printed."""
+    lines = [line.strip() for line in (step.program or "").splitlines() if line.strip()]
+    setting = [line for line in lines if SETS_ANSWER.match(line)]
+    shown = setting[-1] if setting else lines[0] if lines else "(empty)"
+    text = f"program: {short(shown, 80)}" + (f" ({len(lines)} lines)" if len(lines) > 1 else "")
+    if step.program_output:
+        text += f"; printed: {short(step.program_output, 80)}"
     return text
 
 

@@ -52,6 +52,17 @@
          el("code", { class: "tool-args", text: args(spec.args) }))
     : null);
 
+  /** A program step's kind, and its program and what it printed: as text in <pre>, never as markup. */
+  const kindLine = (spec) => (spec.kind === "program"
+    ? el("p", { class: "tool" }, el("span", { class: "tool-name program-kind", text: "program" })) : null);
+
+  const programBox = (step) => (typeof step.program === "string"
+    ? el("details", { class: "program" },
+        el("summary", { text: `program (${plural(step.program.split("\n").length, "line")})` }),
+        el("pre", { class: "program-code", text: step.program }),
+        step.program_output ? el("pre", { class: "program-output", text: step.program_output }) : null)
+    : null);
+
   const errorBox = (message, hint) => el("div", { class: "run-error", role: "alert" },
     el("p", { class: "message", text: message }), hint ? el("p", { class: "hint", text: hint }) : null);
 
@@ -245,9 +256,13 @@
           break;
         case "StepFinished":
           this.update(data.step_id, { status: "done", answer: data.answer, elapsed: data.elapsed,
-                                      model: data.model, usage: data.usage, sources: data.sources });
+                                      model: data.model, usage: data.usage, sources: data.sources,
+                                      program: data.program, program_output: data.program_output });
           break;
-        case "StepFailed": this.update(data.step_id, { status: "failed", error: data.error }); break;
+        case "StepFailed":
+          this.update(data.step_id, { status: "failed", error: data.error, program: data.program,
+                                      program_output: data.program_output });
+          break;
         case "StepSkipped": this.update(data.step_id, { status: "skipped", error: data.reason }); break;
         case "Retried": this.note(data); break;
         case "Answered": this.showAnswer(data.answer); this.setStatus("answered"); break;
@@ -296,9 +311,11 @@
           el("span", { class: "step-question", text: spec.question })),
         depsLine(spec),
         toolLine(spec),
+        kindLine(spec),
         step.answer !== undefined && step.answer !== null
           ? el("p", { class: "step-answer" }, el("span", { class: "label", text: "→ " }), show(step.answer)) : null,
         step.error ? el("p", { class: "step-error", text: step.error }) : null,
+        programBox(step),
         this.stepMeta(step),
         step.sources && step.sources.length
           ? el("p", { class: "sources" }, "sources: ", ...step.sources.map((s) =>
@@ -346,10 +363,11 @@
     finish(result) {
       // The result has each step's final state (tool arguments a model corrected included): redraw from it.
       for (const s of result.steps || []) {
-        const { status, answer, error, attempts, model, elapsed, sources, vote, ...spec } = s;
+        const { status, answer, error, attempts, model, elapsed, sources, vote, program, program_output,
+                ...spec } = s;
         const known = this.steps.get(s.id) || {};
         this.steps.set(s.id, { ...known, spec, status, answer, error, attempts, model, elapsed, vote,
-                               sources: sources || known.sources });
+                               sources: sources || known.sources, program, program_output });
       }
       this.draw();
       if (result.answer !== null && result.answer !== undefined) this.showAnswer(result.answer);
