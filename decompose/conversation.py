@@ -9,6 +9,7 @@ from typing import Callable
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
 
+from decompose.conversation_state import ConversationState
 from decompose.errors import DecomposeError
 from decompose.events import Event
 from decompose.routing import IntentRouting
@@ -40,6 +41,7 @@ class Conversation:
         self.max_history_tokens = max_history_tokens
         self.routing = routing
         self.history: list[Turn] = []
+        self.state = ConversationState()  # what the turns' tools established: shown to the planner
         self.last_result: Result | None = None
 
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
@@ -58,24 +60,30 @@ class Conversation:
             if partial is not None and detected is not None:
                 partial.events.insert(0, detected)
             self.last_result = partial or self.last_result
+            if partial is not None:  # what its tools found before it failed is known all the same
+                self.state.learn(partial.plan, text, detected.intent if detected else None)
             raise
         if detected is not None:
             result.events.insert(0, detected)  # the run's own events begin after it
         self.last_result = result
         self.history.append(Turn.remembered(result.question, result.answer, result.error))  # a failed turn too
+        self.state.learn(result.plan, text, detected.intent if detected else None, result.answer or "")
         return result
 
     def reset(self) -> None:
         self.history.clear()
+        self.state = ConversationState()
         self.last_result = None
 
     def history_messages(self) -> list[BaseMessage]:
-        """The latest turns that fit `max_history_tokens` (counted with the model's tokenizer or tiktoken)."""
+        """The latest turns that fit `max_history_tokens` (counted with the model's tokenizer or tiktoken), then
+        the conversation's state, when it knows something."""
         messages: list[BaseMessage] = []
         for turn in self.history:
             messages += [HumanMessage(content=turn.question), AIMessage(content=turn.answer)]
-        if not messages:
-            return []
-        model = self.orchestrator.model
-        return trim_messages(messages, max_tokens=self.max_history_tokens, strategy="last", start_on="human",
-                             token_counter=lambda msgs: count_message_tokens(msgs, model))
+        if messages:
+            model = self.orchestrator.model
+            messages = trim_messages(messages, max_tokens=self.max_history_tokens, strategy="last",
+                                     start_on="human", token_counter=lambda msgs: count_message_tokens(msgs, model))
+        state = self.state.message()
+        return messages + [state] if state is not None else messages

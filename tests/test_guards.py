@@ -246,3 +246,12 @@ def test_an_orchestrator_without_tools_is_unchanged():
     model = ScriptedChatModel(rules=[(asks_for_plan, plan_json({"id": 1, "question": "What is 2+2?"})),
                                      (r"2\+2", "4")])
     assert Orchestrator(model).run("What is 2+2?").answer == "4"
+
+
+def test_a_tool_that_finds_nothing_is_told_to_the_user_not_raised(tmp_path):
+    plan = plan_json({"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1099"}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan),
+                                     (lambda m: asks_to_combine(m) and "order 'A1099' not found" in m[-1].content,
+                                      "I could not find order A1099: could you check the number?")])
+    result = build_agent("customer-service", model, db_path=tmp_path / "shop.sqlite3").run("Where is order A1099?")
+    assert result.ok and result.answer == "I could not find order A1099: could you check the number?"

@@ -143,7 +143,10 @@ class Synthesizer:
     async def combine(self, plan: Plan, question: str, caller: ModelCaller, history: Sequence[BaseMessage] = (),
                       *, may_replan: bool = False) -> Synthesis:
         done = [s for s in plan.steps if s.status == "done"]
-        if not done:
+        # A tool that refused or found nothing ("order 'A1099' not found") is an answer to tell the user; a plan
+        # whose model steps all failed has nothing to tell.
+        told = any(s.tool and s.status == "failed" for s in plan.steps)
+        if not done and not told:
             if self.direct_when_nothing:  # a plan that answered nothing failed too: answer directly
                 return await self.answer_directly(question, caller, history)
             reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)

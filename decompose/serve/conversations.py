@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from decompose.conversation import Conversation, Turn
+from decompose.conversation_state import ConversationState
 from decompose.serve.bodies import optional_str, question_of, read_json
 from decompose.serve.errors import INTERRUPTED_MESSAGE, ApiError
 from decompose.serve.running import Ended, RunFeed, settle
@@ -48,13 +49,14 @@ def routes(service: Service) -> list[Route]:
                            f"wait for its answer (GET /v1/conversations/{conversation_id}), then send again") from None
         chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
         chat.history = [history_turn(t) for t in earlier]
+        chat.state = ConversationState.from_dict(next((t["state"] for t in reversed(earlier) if t["state"]), None))
         feed = RunFeed()
 
         async def record(ended: Ended) -> None:
             result = ended.result
             await asyncio.to_thread(store.end_turn, conversation_id, seq,
                                     status=ANSWERED if result.answer is not None else FAILED,
-                                    answer=result.answer, error=result.error)
+                                    answer=result.answer, error=result.error, state=chat.state.to_dict())
 
         def record_interrupted() -> None:  # called on the event loop as the server stops: no waiting to retry
             store.end_turn(conversation_id, seq, status=INTERRUPTED, error=INTERRUPTED_MESSAGE, attempts=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, create_engine, event,
-                        insert, select, update)
+                        insert, inspect, select, text, update)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
 
@@ -46,6 +46,7 @@ turns = Table(
     Column("lease_until", Float),  # a running turn not renewed by then belongs to a dead server
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
+    Column("state", Text),  # JSON: the conversation's state after this turn (`ConversationState.to_dict`)
 )
 reviews = Table(
     "decompose_reviews", metadata,
@@ -59,7 +60,8 @@ reviews = Table(
 
 
 def _shown(turn: Any) -> dict[str, Any]:
-    return {k: turn[k] for k in ("seq", "question", "answer", "status", "error", "created_at", "finished_at")}
+    shown = {k: turn[k] for k in ("seq", "question", "answer", "status", "error", "created_at", "finished_at")}
+    return {**shown, "state": json.loads(turn["state"]) if turn["state"] else None}
 
 
 def _dead(turn: Any) -> bool:
@@ -102,16 +104,25 @@ class Store:
         for attempt in range(attempts):
             try:
                 metadata.create_all(self.engine)
+                self._add_state_column()
                 return
             except (OperationalError, ProgrammingError, IntegrityError) as exc:
                 message = str(exc.orig).lower()
                 # PostgreSQL can show the race as a duplicate pg_type row: an IntegrityError.
-                raced = isinstance(exc, IntegrityError) or "already exists" in message or "is locked" in message
+                raced = isinstance(exc, IntegrityError) or any(
+                    sign in message for sign in ("already exists", "is locked", "duplicate column"))
                 if raced and attempt + 1 < attempts:
                     time.sleep(0.05 * (attempt + 1))
                     continue
                 raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {exc.orig}",
                                   hint="check the --db URL, that the server is up and the path writable") from None
+
+    def _add_state_column(self) -> None:
+        """A database made by an earlier version has no `state` column: add it (a replica racing to do the same
+        makes this fail, and the retry above then finds the column)."""
+        with self.engine.begin() as db:
+            if "state" not in {c["name"] for c in inspect(db).get_columns(turns.name)}:
+                db.execute(text(f"ALTER TABLE {turns.name} ADD COLUMN state TEXT"))
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -190,7 +201,7 @@ class Store:
                            lease_until=None))
 
     def end_turn(self, conversation_id: str, seq: int, *, status: str, answer: str | None = None,
-                 error: str | None = None, attempts: int = 3) -> None:
+                 error: str | None = None, state: dict[str, Any] | None = None, attempts: int = 3) -> None:
         """Store the turn's end, trying again while the database is unavailable. Either way this server stops
         renewing the turn: one whose end could not be stored reads interrupted after the lease, instead of
         running for as long as the server lives (which would refuse every later message with 409)."""
@@ -202,7 +213,8 @@ class Store:
                         db.execute(update(turns).where(turns.c.conversation_id == conversation_id,
                                                        turns.c.seq == seq, turns.c.status.in_((RUNNING, INTERRUPTED)))
                                    .values(status=status, answer=answer, error=error, lease_until=None,
-                                           finished_at=time.time()))
+                                           finished_at=time.time(),
+                                           state=json.dumps(state) if state is not None else None))
                     return
                 except StoreUnavailable:
                     if attempt + 1 == attempts:

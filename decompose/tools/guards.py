@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 
 from decompose.errors import ToolError
@@ -79,7 +79,8 @@ class UserWords:
     @classmethod
     def of(cls, question: str, history: Sequence[BaseMessage] = ()) -> UserWords:
         users = [str(m.content) for m in history if isinstance(m, HumanMessage)]
-        answers = [str(m.content) for m in history if isinstance(m, AIMessage)]
+        # Earlier answers, and the conversation's state (system messages: what earlier turns' tools found).
+        answers = [str(m.content) for m in history if isinstance(m, (AIMessage, SystemMessage))]
         last_answer = next((str(m.content) for m in reversed(history) if isinstance(m, AIMessage)), "")
         asked = " ".join(s for s in _sentences(last_answer) if s.endswith("?"))  # what the agent asked back
         asking = ([users[-1]] if asked and users else []) + [question]
