@@ -417,3 +417,14 @@ def test_review_edit_without_an_editor_off_a_terminal_fails_instead_of_hanging(w
                timeout=30)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no $EDITOR is set and this is not a terminal" in proc.stderr and "--plan FILE" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_chat_turn_shows_its_message_and_the_hint_only_with_debug(work):
+    (work / "noplan.py").write_text("rules = [(r'.', 'no plan, sorry')]\n")
+    plain = cli("chat", "--model", "scripted:noplan.py", cwd=work, input=f"{TITANIC}\n")
+    debug = cli("chat", "--debug", "--model", "scripted:noplan.py", cwd=work, input=f"{TITANIC}\n")
+    assert plain.returncode == 0 and debug.returncode == 0, plain.stderr
+    line = next(x for x in plain.stdout.splitlines() + plain.stderr.splitlines() if x.startswith("error: "))
+    assert "plan" in line and "hint" not in line
+    assert "(hint: " in debug.stdout + debug.stderr

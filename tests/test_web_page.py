@@ -238,13 +238,16 @@ def test_a_failing_step_shows_failed_and_its_dependents_skipped(browser, tmp_pat
 
 
 @in_browser
-def test_a_run_that_fails_shows_the_error_and_its_hint(browser, tmp_path):
+def test_a_run_that_fails_shows_the_error_and_keeps_the_developers_hint_in_the_console(browser, tmp_path):
     model = ScriptedChatModel(rules=[(asks_for_plan, "no plan, sorry")], default="x")
     with page_of(browser, create_app(model, db=db(tmp_path))) as page:
+        console = []
+        page.on("console", lambda message: console.append(message.text))
         ask(page, TITANIC)
         card = last_card(page, "failed")
         assert "plan" in card.locator(".run-error .message").inner_text()
-        assert card.locator(".run-error .hint").inner_text()
+        assert card.locator(".run-error .hint").count() == 0
+        assert any(line.startswith("decompose: ") and "--on-plan-failure" in line for line in console)
         assert card.locator(".answer").count() == 0
 
 

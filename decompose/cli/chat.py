@@ -70,8 +70,8 @@ def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = _ask) 
                 except KeyboardInterrupt:
                     out.say("turn cancelled", style="yellow")
                     continue
-                except DecomposeError as exc:
-                    out.say(f"error: {one_line(exc)}", style="red")
+                except DecomposeError as exc:  # the hint names options and flags: for --debug, not the chat
+                    out.say(f"error: {one_line(exc if args.debug or not exc.args else exc.args[0])}", style="red")
                     continue
                 out.result(result)
         return EXIT_OK

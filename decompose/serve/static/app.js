@@ -356,7 +356,10 @@
     }
 
     showError(error) {
-      this.body.append(errorBox(error.message || "the run failed", error.hint));
+      // A failed run's hint is for whoever runs the server (it names options and flags), not for the person
+      // chatting: it goes to the console.
+      if (error.hint) console.info(`decompose: ${error.hint}`);
+      this.body.append(errorBox(error.message || "the run failed"));
       this.setStatus("failed", "failed");
     }
 
