@@ -52,7 +52,8 @@ def _customer_service_tools(*, db_path: Any = None, today: Any = None, dry_run: 
         import tempfile
 
         db_path = db_path or f"{tempfile.mkdtemp(prefix='decompose-')}/names.sqlite3"
-    return customer_service_tools(db_path, today=today) + calculator_tools()
+    # The calculator first: the shop's worked plans are then the last ones the planner sees before the question.
+    return calculator_tools() + customer_service_tools(db_path, today=today)
 
 
 def _finance_tools(*, market_data: Any = None, **_: Any):  # listing its tools creates nothing: no dry run

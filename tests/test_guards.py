@@ -255,3 +255,19 @@ def test_a_tool_that_finds_nothing_is_told_to_the_user_not_raised(tmp_path):
                                       "I could not find order A1099: could you check the number?")])
     result = build_agent("customer-service", model, db_path=tmp_path / "shop.sqlite3").run("Where is order A1099?")
     assert result.ok and result.answer == "I could not find order A1099: could you check the number?"
+
+
+def test_a_sentence_around_the_one_id_a_step_found_is_cut_to_the_id_and_field_names_are_no_values(tmp_path):
+    plan = plan_json(
+        {"id": 1, "question": "Orders", "tool": "list_orders", "args": {"customer": "ann@example.com"}},
+        {"id": 2, "question": "Which order in {1} has the kettle?", "depends_on": [1]},
+        {"id": 3, "question": "Returnable?", "tool": "refund_eligibility", "args": {"order_id": "{2}"}},
+        {"id": 4, "question": "Status", "tool": "order_status", "args": {"order_id": "customer_id"},
+         "depends_on": [1]})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (r"Which order", "The kettle is in order A1001."),
+                                     (asks_to_combine, "Done.")])
+    result = build_agent("customer-service", model, db_path=tmp_path / "s.sqlite3", today=SEED_DAY).run(
+        "I'm ann@example.com: can I still return the kettle?")
+    assert result.plan.step(3).args == {"order_id": "A1001"} and result.plan.step(3).answer["eligible"] is True
+    # "customer_id" is a field name of step 1's result, not a value in it, and no order id: refused, never called.
+    assert "'customer_id' is neither in the conversation" in result.plan.step(4).error

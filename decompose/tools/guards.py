@@ -13,7 +13,6 @@ plans a model makes in `Orchestrator.run`.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -173,10 +172,16 @@ class Grounding:
                 picked = _field_for(value, name)
                 if picked is not None:
                     fixed[name] = picked
-            elif isinstance(value, str) and not self.words.contains(value):
-                named = [r[value] for r in self.results if isinstance(r, dict) and isinstance(r.get(value), str)]
+            elif isinstance(value, str) and not self.words.contains(value, self.results):
+                # A field of its own kind only: `latest_order_id` is an order id, `customer_id` is not.
+                named = [r[value] for r in self.results if isinstance(r, dict) and isinstance(r.get(value), str)
+                         and value.endswith(name)]
+                # A model step's sentence around the one id it found ("The lamp is in order A2001.").
+                found = {t for t in _ID_TOKEN.findall(value) if self.words.contains(t, self.results)}
                 if len(set(named)) == 1:
                     fixed[name] = named[0]
+                elif len(found) == 1:
+                    fixed[name] = found.pop()
         return fixed
 
     def check(self, tool: BaseTool, step: Step, args: dict[str, Any], *, writes: bool) -> None:
@@ -225,9 +230,9 @@ def _spoken(name: str) -> str:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=str, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(value)
+    """A tool result's values, one a line: its field names are not values ("latest_order_id" is no order id)."""
+    if isinstance(value, dict):
+        return "\n".join(_text(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return "\n".join(_text(v) for v in value)
+    return str(value)
