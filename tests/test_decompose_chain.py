@@ -31,7 +31,7 @@ def test_drop_echo_and_duplicate_steps_but_keep_what_others_use():
 def test_plan_schema_without_tools_has_no_tool_fields():
     schema = plan_schema([], max_steps=3)
     step_fields = schema.model_fields["steps"].annotation.__args__[0].model_fields
-    assert set(step_fields) == {"id", "question", "depends_on", "kind"}  # kind: a program step
+    assert set(step_fields) == {"id", "question", "depends_on"}  # no program `kind` offered (see plan_schema)
     with pytest.raises(ValidationError):
         schema.model_validate({"steps": [{"id": i, "question": "q"} for i in range(4)]})
 

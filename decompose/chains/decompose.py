@@ -22,7 +22,7 @@ from decompose.chains.prompts import PROMPT_NAME, Prompts, compact_prompt, tool_
 from decompose.errors import ConfigError, ModelError, PlanError
 from decompose.events import Emit
 from decompose.models import chat_model_of, planner_of
-from decompose.plan import REFERENCE, Plan, StepKind, arg_values, keep_literal, question_key, references_in
+from decompose.plan import REFERENCE, Plan, arg_values, keep_literal, question_key, references_in
 from decompose.retry import RetryState, UnusableReply, plan_reask, retry_events, retrying
 from decompose.transport_errors import error_reason
 
@@ -31,14 +31,14 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
     """The plan as the model writes it: the schema for structured output and grammar-constrained decoding.
 
     Without tools the steps have no tool fields (a weak model then cannot invent tools); with tools, `tool` is
-    an enum of their names. `kind` lets a step be a program step. Length caps let a grammar-constrained decoder
-    always finish.
+    an enum of their names. Length caps let a grammar-constrained decoder always finish. A program step's `kind`
+    is not offered: given the field, the 1.5B model wrote `"kind": "program"` on tool steps (plans written as text
+    may still use it).
     """
     fields: dict[str, Any] = {
         "id": (int, ...),
         "question": (str, Field(max_length=300)),
         "depends_on": (list[int], Field(default_factory=list, max_length=10)),
-        "kind": (StepKind | None, None),
     }
     if tool_names:
         fields["tool"] = (Literal[tuple(tool_names)] | None, None)  # type: ignore[valid-type]

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any, get_args
+from typing import Any
 
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from decompose.models import chat_model_of
-from decompose.plan import StepKind
 
 # A whole value that is a step's result: {2}, {1.paid}, {3.items.0}; see `decompose.plan.REFERENCE`.
 REFERENCE_VALUE = {"type": "string", "pattern": r"^\{\d+(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+)*\}$"}
@@ -35,9 +34,8 @@ def decodes_under_grammar(model: Any) -> bool:
 
 
 def typed_plan_schema(tools: Sequence[BaseTool], max_steps: int) -> dict[str, Any]:
-    """The plan's JSON schema with one kind of step per tool, plus the step with no tool (which may be a program
-    step)."""
-    no_tool = _step({"tool": {"type": "null"}, "kind": {"enum": list(get_args(StepKind))}}, required=[])
+    """The plan's JSON schema with one kind of step per tool, plus the step with no tool."""
+    no_tool = _step({"tool": {"type": "null"}}, required=[])
     tool_steps = [_step({"tool": {"enum": [tool.name]}, "args": tool_args_schema(tool)}, required=["tool", "args"])
                   for tool in tools]
     steps = {"type": "array", "items": {"anyOf": [no_tool, *tool_steps]}, "minItems": 1, "maxItems": max_steps}
