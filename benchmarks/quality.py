@@ -15,8 +15,9 @@ over one corpus of every Bamboogle fact and every StrategyQA fact (train and dev
 them distractors), and tatqa (each question's table and paragraphs are its documents; calculator).
 
 Systems: direct (bare answer), cot (reason, then "Answer:"), retrieval (retrieve with the whole question, answer
-once), ours (decompose → solve with tools / retrieval → synthesize), llamaindex (`SubQuestionQueryEngine` with the
-same retriever and model), seed (the seed's sequential chain: split into lines, answer each, combine).
+once), ours (decompose → solve with tools / retrieval → synthesize), auto (ours with strategy="auto": per
+question one of direct, cot, program, retrieval or decomposing; the route is recorded per row), llamaindex
+(`SubQuestionQueryEngine` with the same retriever and model), seed (the seed's sequential chain: split into lines, answer each, combine).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from decompose.scoring import answer_match, exact_match, normalize_answer, token
 from decompose.tools.calculator import calculator_tools  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SYSTEMS = ["direct", "cot", "retrieval", "ours", "llamaindex", "seed"]
+SYSTEMS = ["direct", "cot", "retrieval", "ours", "auto", "llamaindex", "seed"]
 DATASETS = ["gsm8k", "bamboogle", "strategyqa", "tatqa"]
 PATIENT = RetryPolicy(max_total=None)
 YES_NO_START = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
@@ -147,6 +148,7 @@ class Outcome:
     output_tokens: int = 0
     error: str | None = None
     steps: list[dict[str, Any]] | None = None  # ours: `Result.to_dict()`'s steps, to read why a row changed
+    route: dict[str, Any] | None = None  # auto: the route the question took
 
 
 class Counting:
@@ -171,21 +173,22 @@ class Counting:
 
 def orchestrator_system(name: str, replans: int) -> Callable:
     async def run(model: Any, dataset: Dataset, row: Row) -> Outcome:
-        retriever = dataset.retriever(row) if name in ("retrieval", "ours") else None
-        tools = calculator_tools() if dataset.tools and name == "ours" else []
-        strategy = "cot" if name == "cot" else "direct"
+        decomposes = name in ("ours", "auto")
+        retriever = dataset.retriever(row) if name == "retrieval" or decomposes else None
+        tools = calculator_tools() if dataset.tools and decomposes else []
+        strategy = name if name in ("cot", "auto") else "direct"
         # A local CPU server queues requests past its slots: a call may wait long, and that is not a failure.
         orch = Orchestrator(model, tools=tools, retriever=retriever, strategy=strategy, retry=PATIENT,
-                            decomposer=Decomposer(max_replans=replans if name == "ours" else 0, on_failure="direct"))
-        if name == "ours":
+                            decomposer=Decomposer(max_replans=replans if decomposes else 0, on_failure="direct"))
+        if decomposes:
             result = await orch.arun(row.question)
         else:  # one step that asks the question itself: answered once, no synthesis
             step = {"id": 1, "question": escape_references(row.question)}
             result = await orch.aexecute({"steps": [step]}, question=row.question)
         usage = result.usage
-        steps = result.to_dict()["steps"] if name == "ours" and result.plan else None
-        return Outcome(result.answer, result.plan is not None if name == "ours" else None, usage.model_calls,
-                       usage.input_tokens, usage.output_tokens, result.error, steps)
+        steps = result.to_dict()["steps"] if decomposes and result.plan else None
+        return Outcome(result.answer, result.plan is not None if decomposes else None, usage.model_calls,
+                       usage.input_tokens, usage.output_tokens, result.error, steps, result.route)
 
     return run
 
@@ -295,6 +298,7 @@ def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
         "calls": outcome.calls, "input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens,
         "elapsed": round(elapsed, 2),
         **({"steps": outcome.steps} if outcome.steps is not None else {}),
+        **({"route": outcome.route} if outcome.route is not None else {}),
     }
 
 
@@ -385,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
             model, label = capable_model.load(url, timeout=1800), capable_model.ALIAS
         runners = {"direct": orchestrator_system("direct", 0), "cot": orchestrator_system("cot", 0),
                    "retrieval": orchestrator_system("retrieval", 0),
-                   "ours": orchestrator_system("ours", args.replans),
+                   "ours": orchestrator_system("ours", args.replans), "auto": orchestrator_system("auto", args.replans),
                    "llamaindex": llamaindex_system, "seed": seed_system}
         cells: dict[tuple[str, str], dict[str, Any]] = {}
         corpus_cache: dict = {}

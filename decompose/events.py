@@ -84,6 +84,16 @@ class IntentDetected(Event):
 
 
 @dataclass
+class RouteChosen(Event):
+    """`strategy="auto"`: how the question is answered (direct, cot, program, retrieval or decompose), why, and
+    what each candidate tried answered; before the plan."""
+
+    name: str
+    why: str
+    tried: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Answered(Event):
     answer: str
 
@@ -111,7 +121,7 @@ class TokenCount:
 
 @dataclass
 class Usage:
-    """Tokens in/out per phase (decompose, solve, synthesize), model calls, retries."""
+    """Tokens in/out per phase (route, decompose, solve, synthesize), model calls, retries."""
 
     phases: dict[str, TokenCount] = field(default_factory=dict)
     transport_retries: int = 0

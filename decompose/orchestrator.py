@@ -19,13 +19,14 @@ from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
 
+from decompose.auto import AutoStrategy, Route
 from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
 from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                              PlanError)
-from decompose.events import Answered, Event, PlanReady, Usage
+from decompose.events import Answered, Event, PlanReady, RouteChosen, Usage
 from decompose.models import load_model
 from decompose.models.fallback import FallbackModel
 from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
@@ -37,7 +38,7 @@ from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
 from decompose.step_state import close_unfinished, drop, state_hooks
-from decompose.settings import checked, make_solver, moved_settings
+from decompose.settings import checked, make_strategy, moved_settings
 from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
 from decompose.tools.guards import Grounding, UserWords
 from decompose.tools.runner import ToolRunner, has_side_effects
@@ -57,6 +58,7 @@ class _Run:
     history: Sequence[BaseMessage] = ()
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
     grounding: Grounding | None = None  # a model-made plan's tool guard (tools/guards.py); None for a given plan
+    route: Route | None = None  # strategy="auto": the route the question took
 
 
 class Orchestrator:
@@ -69,7 +71,7 @@ class Orchestrator:
         model: BaseChatModel | FallbackModel | str | None = None,
         *,
         tools: Sequence[BaseTool] = (),
-        strategy: str | Solver = "direct",
+        strategy: str | Solver | AutoStrategy = "direct",
         retriever: BaseRetriever | None = None,
         fallbacks: Sequence[BaseChatModel | str] = (),
         decomposer: Decomposer | None = None,
@@ -97,7 +99,8 @@ class Orchestrator:
             self.models = FallbackModel(load_model(model), *(load_model(m) for m in fallbacks))
         self.model, self.fallbacks = self.models.models[0], self.models.models[1:]
         self.tools = list(tools)
-        self.solver = make_solver(strategy)
+        # "auto" chooses per question how to answer it (auto.py); a decomposition's steps are then answered directly.
+        self.solver, self.auto = make_strategy(strategy)
         # Plan steps with "kind": "program" are answered by a program whatever the strategy (its limits, when
         # the strategy is a ProgramSolver).
         self.program_solver = self.solver if isinstance(self.solver, ProgramSolver) else ProgramSolver()
@@ -166,14 +169,20 @@ class Orchestrator:
         with _partial_result_on_failure(question, None, run, started):
             try:
                 async with asyncio.timeout_at(deadline):  # the run's deadline covers planning too
-                    plan = await self._plan(question, run)
+                    if self.auto is not None:
+                        run.route = await self._route(self.auto, question, run)
+                    plan = _question_plan(question) if run.route and run.route.solved \
+                        else await self._plan(question, run)
             except (BudgetExceeded, TimeoutError) as exc:  # nothing planned in time or budget: still a Result
                 error = _timed_out(run.limits, "while planning") if isinstance(exc, TimeoutError) \
                     else str(run.caller.budget_exceeded())
                 return Result(question=question, answer=None, plan=None, usage=run.caller.usage,
-                              events=run.events, elapsed=time.monotonic() - started, error=error)
+                              events=run.events, elapsed=time.monotonic() - started, error=error,
+                              route=_route_dict(run))
         with _partial_result_on_failure(question, plan, run, started):
-            return await self._execute(plan, question, run, started, deadline)
+            # An accepted cheap route already answered the one step that asks the question.
+            answered = {1: run.route.solved} if run.route and run.route.solved else None
+            return await self._execute(plan, question, run, started, deadline, answered=answered)
 
     async def aplan(self, question: str) -> Plan:
         return await self._plan(check_question(question), self._new_run(None))
@@ -252,23 +261,29 @@ class Orchestrator:
         return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex, limits=limits,
                     history=list(history))
 
+    async def _route(self, auto: AutoStrategy, question: str, run: _Run) -> Route:
+        route = await auto.choose(question, caller=run.caller, prompts=self.prompts, retriever=self.retriever,
+                                  program=self.program_solver, tools=self.tools, history=bool(run.history))
+        run.emit(RouteChosen(**route.to_dict()))
+        return route
+
     async def _plan(self, question: str, run: _Run) -> Plan:
         try:
             return await self.decomposer.aplan(question, run.caller, run.emit, run.history)
         except PlanError:
             if self.decomposer.on_failure != "direct":
                 raise
-            return Plan(steps=[Step(id=1, question=escape_references(question))], question=question)
+            return _question_plan(question)
 
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float,
-                       deadline: float | None) -> Result:
+                       deadline: float | None, answered: dict[int, Solved] | None = None) -> Result:
         run.emit(PlanReady(plan=plan.spec()))
         error: str | None = None
         answer: str | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 hooks = state_hooks(plan, run.emit, run.caller.step_usage)
-                await self._run_steps(plan, question, run, depth=0, hooks=hooks)
+                await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
                 max_replans = self.decomposer.max_replans
                 for replan in range(1, max_replans + 2):
                     answer, missing = await self._synthesize(plan, question, run,
@@ -291,18 +306,21 @@ class Orchestrator:
         if answer is not None:
             run.emit(Answered(answer=answer))
         return Result(question=question, answer=answer, plan=plan, usage=run.caller.usage, events=run.events,
-                      elapsed=time.monotonic() - started, error=error, answer_sources=run.answer_sources)
+                      elapsed=time.monotonic() - started, error=error, answer_sources=run.answer_sources,
+                      route=_route_dict(run))
 
     async def _run_steps(self, plan: Plan, question: str, run: _Run, *, depth: int, hooks: Hooks,
-                         known: dict[str, Any] | None = None) -> None:
+                         known: dict[str, Any] | None = None, answered: dict[int, Solved] | None = None) -> None:
         """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
-        earlier plan of this run) takes that answer without a call. Each step returns `Solved`; the hooks
-        (step_state.py) record it on the step."""
+        earlier plan of this run) takes that answer without a call, a step in `answered` (by id) what is given
+        there. Each step returns `Solved`; the hooks (step_state.py) record it on the step."""
         steps = plan.by_id
-        known = known or {}
+        known, answered = known or {}, answered or {}
 
         async def run_step(step_id: int, solved: dict[int, Solved]) -> Solved:
             step = steps[step_id]
+            if step_id in answered:
+                return answered[step_id]
             answers = {i: s.answer for i, s in solved.items()}
             if step.tool:
                 return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
@@ -374,8 +392,17 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
         yield
     except (DecomposeError, asyncio.CancelledError) as exc:
         exc.result = Result.failed(question, exc, plan=plan, usage=run.caller.usage,  # type: ignore[attr-defined]
-                                   events=run.events, elapsed=time.monotonic() - started)
+                                   events=run.events, elapsed=time.monotonic() - started, route=_route_dict(run))
         raise
+
+
+def _question_plan(question: str) -> Plan:
+    """One step that asks the question itself (its answer is the answer, without a synthesis call)."""
+    return Plan(steps=[Step(id=1, question=escape_references(question))], question=question)
+
+
+def _route_dict(run: _Run) -> dict[str, Any] | None:
+    return run.route.to_dict() if run.route is not None else None
 
 
 def _deadline(limits: Limits) -> float | None:

@@ -21,17 +21,19 @@ class Result:
     elapsed: float = 0.0
     error: str | None = None  # set when the run stopped early; `answer` may still hold a partial answer
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
+    route: dict[str, Any] | None = None  # strategy="auto": {"name", "why", "tried"}; None under other strategies
 
     @classmethod
     def failed(cls, question: str | None, error: str | BaseException, *, plan: Plan | None = None,
-               usage: Usage | None = None, events: list[Event] | None = None, elapsed: float = 0.0) -> "Result":
+               usage: Usage | None = None, events: list[Event] | None = None, elapsed: float = 0.0,
+               route: dict[str, Any] | None = None) -> "Result":
         """A run that ended without an answer, with the same keys as any other: `error` is the message, or an
         exception (Ctrl-C and cancellation read "interrupted")."""
         if isinstance(error, BaseException):
             interrupted = isinstance(error, (KeyboardInterrupt, asyncio.CancelledError))
             error = "interrupted" if interrupted else str(error)
         return cls(question=question or "", answer=None, plan=plan, usage=usage or Usage(), events=events or [],
-                   elapsed=elapsed, error=error)
+                   elapsed=elapsed, error=error, route=route)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,7 @@ class Result:
             "ok": self.ok,
             "error": self.error,
             "elapsed": round(self.elapsed, 4),
+            "route": self.route,
             "steps": steps,
             "citations": self.citations,
             "usage": self.usage.to_dict(),

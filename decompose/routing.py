@@ -106,7 +106,7 @@ class IntentRouting:
             tools = tools or list(base.tools)  # an agent without the route's tools keeps its own
             text = "\n\n".join(p for p in (self.instructions, route.instructions) if p)
             self._made[key] = Orchestrator(
-                base.models, tools=tools, strategy=base.solver, retriever=base.retriever,
+                base.models, tools=tools, strategy=base.auto or base.solver, retriever=base.retriever,
                 decomposer=base.decomposer, tool_runner=base.tool_runner, limits=base.limits, retry=base.retry,
                 prompts=Prompts.with_instructions(text), max_concurrency=base.max_concurrency)
         return self._made[key]

@@ -6,11 +6,22 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from decompose.auto import AutoStrategy
 from decompose.chains.decompose import Decomposer
 from decompose.errors import ConfigError
 from decompose.limits import Limits
-from decompose.solvers import STRATEGIES, Solver
+from decompose.solvers import STRATEGIES, DirectSolver, Solver
 from decompose.tools.runner import ToolRunner
+
+
+def make_strategy(strategy: str | Solver | AutoStrategy) -> tuple[Solver, AutoStrategy | None]:
+    """The steps' solver and, for "auto" (or an `AutoStrategy`), the per-question choice of route; under auto a
+    decomposition's steps are answered directly (the choice already tried the other ways on the whole question)."""
+    if isinstance(strategy, str) and strategy == "auto":
+        strategy = AutoStrategy()
+    if isinstance(strategy, AutoStrategy):
+        return DirectSolver(), strategy
+    return make_solver(strategy), None
 
 
 def make_solver(strategy: str | Solver, **settings: Any) -> Solver:
@@ -18,10 +29,10 @@ def make_solver(strategy: str | Solver, **settings: Any) -> Solver:
     if not isinstance(strategy, str):
         if not callable(getattr(strategy, "solve", None)):
             raise ConfigError(f"strategy must be a name or a solver with `async solve(ctx)`, got "
-                              f"{type(strategy).__name__}", hint=f"use one of: {', '.join(STRATEGIES)}")
+                              f"{type(strategy).__name__}", hint=f"use one of: {', '.join(STRATEGIES)}, auto")
         return strategy
     if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r}", hint=f"use one of: {', '.join(STRATEGIES)}")
+        raise ConfigError(f"unknown strategy {strategy!r}", hint=f"use one of: {', '.join(STRATEGIES)}, auto")
     try:
         return STRATEGIES[strategy](**settings)
     except TypeError:

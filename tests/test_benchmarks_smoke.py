@@ -103,7 +103,11 @@ def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
     assert cells[("gsm8k", "seed")]["wrong_type"] == 1  # the seed chain passes the "Yes" through
     assert "| gsm8k | ours | 1.00 |" in out
     reports = sorted((tmp_path / "out").rglob("*.jsonl"))
-    assert len(reports) == 11  # one per dataset and system
+    assert len(reports) == 13  # one per dataset and system
+    auto = json.loads(next(p for p in reports if p.name == "gsm8k-auto.jsonl").read_text())
+    assert auto["route"]["name"] == "cot" and auto["calls"] == 1 and auto["match"] == 1.0  # the route per row
+    assert json.loads(next(p for p in reports if p.name == "bamboogle-auto.jsonl").read_text())["route"]["name"] \
+        == "decompose"
     ours = next(p for p in reports if p.name == "gsm8k-ours.jsonl")
     (record,) = [json.loads(line) for line in ours.read_text().splitlines()]
     assert [(s["tool"], s["answer"]) for s in record["steps"]][-1] == ("calculator", 4)  # why the row scored

@@ -104,7 +104,7 @@ def test_json_output_schema_and_trace(work):
                input=TITANIC + "\n")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is the JSON document alone
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "citations", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
     assert data["question"] == TITANIC and data["ok"] is True and data["error"] is None
     assert data["answer"] == "James Cameron was 43 when Titanic was released."
     assert [s["answer"] for s in data["steps"]] == ["James Cameron", "1954", "1997", "43"]
@@ -365,7 +365,7 @@ def test_no_usable_plan_still_gives_json_with_the_same_keys(work, main_in_proces
     code, out, err = main_in_process("run", "--json", "--model", "scripted:garbage.py", TITANIC)
     assert code == 1 and "Traceback" not in err
     data = json.loads(out)
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "citations", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
     assert data["ok"] is False and "usable plan" in data["error"]
     assert err.count("decompose: error:") == 1 and "usable plan" in err
 

@@ -382,7 +382,7 @@ def test_unknown_model_spec():
 
 def test_result_json_has_stable_keys(titanic_model):
     data = json.loads(Orchestrator(titanic_model).run(TITANIC).to_json())
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "steps", "citations", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
     assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "model", "elapsed"}
     assert data["events"][0]["type"] == "PlanReady"
 

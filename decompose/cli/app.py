@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
                        help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR")
     model.add_argument("--strategy", help="how steps are answered: direct, cot, self_consistency, recursive, "
-                       "program (the model writes a Python program)")
+                       "program (the model writes a Python program); or auto: per question, one of direct, cot, "
+                       "program, single-shot retrieval or decomposing (steps then answered directly)")
     model.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="steps running at once")
     model.add_argument("--max-steps", type=_positive_int, metavar="N", help="largest plan allowed")
     model.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",

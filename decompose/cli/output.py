@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from decompose.cli.plan_view import PlanView, one_line, source_ids
+from decompose.cli.plan_view import PlanView, one_line, route_label, source_ids
 
 
 class Output:
@@ -106,6 +106,8 @@ def summary_line(result: Any) -> str:
              f"{usage.input_tokens} tokens in / {usage.output_tokens} out",
              f"{retries} retr{'ies' if retries != 1 else 'y'}",
              f"{result.elapsed:.2f}s"]
+    if result.route is not None:
+        parts.insert(0, f"route {route_label(result.route)}")
     if result.plan is not None:
         bad = [s for s in result.plan.steps if s.status in ("failed", "skipped")]
         if bad:

@@ -63,6 +63,7 @@ class PlanView:
         self.log = log
         self.static = False  # a finished or not-yet-run plan: no progress footer
         self.intent: str | None = None  # "card_arrival (0.93) → card_issues" on a routed turn
+        self.route: str | None = None  # strategy="auto": "program (a computation …: program answered 18)"
 
     @classmethod
     def of_plan(cls, plan: Plan, question: str | None = None) -> "PlanView":
@@ -100,6 +101,11 @@ class PlanView:
         self.intent = intent_label(event)
         if self.log:
             self.log(f"intent: {self.intent}")
+
+    def _on_RouteChosen(self, event: Any) -> None:
+        self.route = route_label(event.to_dict())
+        if self.log:
+            self.log(f"route: {self.route}")
 
     def _on_PlanReady(self, event: Any) -> None:
         steps, progress, added = {}, {}, []
@@ -176,6 +182,8 @@ class PlanView:
         tree = Tree(Text.assemble(("◆ ", "bold cyan"), (self.question, "bold")))
         if self.intent:
             tree.add(Text(f"◇ intent: {self.intent}", style="magenta"))
+        if self.route:
+            tree.add(Text(f"◇ route: {self.route}", style="magenta"))
         steps = list(self.steps.values())
         replan = 0
         for s in steps:
@@ -261,6 +269,11 @@ def intent_label(event: Any) -> str:
     if event.error:
         text += f" [{one_line(event.error)}]"
     return text
+
+
+def route_label(route: dict[str, Any]) -> str:
+    """`program (a computation on the numbers the question states: program answered 18)`."""
+    return f"{route['name']} ({one_line(route['why'])})"
 
 
 def program_summary(step: Step) -> str:
