@@ -271,3 +271,26 @@ def test_a_sentence_around_the_one_id_a_step_found_is_cut_to_the_id_and_field_na
     assert result.plan.step(3).args == {"order_id": "A1001"} and result.plan.step(3).answer["eligible"] is True
     # "customer_id" is a field name of step 1's result, not a value in it, and no order id: refused, never called.
     assert "'customer_id' is neither in the conversation" in result.plan.step(4).error
+
+
+def test_an_id_copied_from_a_worked_example_becomes_the_one_the_user_gave(tmp_path):
+    plan = plan_json({"id": 1, "question": "Who?", "tool": "find_customer", "args": {"email": "zoe@example.com"}},
+                     {"id": 2, "question": "Status", "tool": "order_status", "args": {"order_id": "A2002"}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "Done.")])
+    result = build_agent("customer-service", model, db_path=tmp_path / "s.sqlite3", today=SEED_DAY).run(
+        "I'm ann@example.com, where is order A1003?")
+    assert result.plan.step(1).args == {"email": "ann@example.com"}
+    assert result.plan.step(2).args == {"order_id": "A1003"} and result.plan.step(2).answer["status"] == "shipped"
+    # With two emails given, which one was meant is not known: refused and asked, never guessed.
+    two = build_agent("customer-service", model, db_path=tmp_path / "t.sqlite3", today=SEED_DAY).run(
+        "I'm ann@example.com or ann.lee@example.com, where is order A1003?")
+    assert two.plan.step(1).status == "failed" and "neither in the conversation" in two.plan.step(1).error
+
+
+def test_a_step_copying_a_worked_examples_email_is_a_copy():
+    from decompose.chains.decompose import copies_an_example
+    from decompose.plan import question_key
+
+    examples = {question_key("Who is zoe@example.com?"): "Hi, I'm zoe@example.com ..."}
+    assert copies_an_example("Who is zoe@example.com?", "I'm ann@example.com: my order?", examples)
+    assert not copies_an_example("Who is zoe@example.com?", "I'm zoe@example.com: my order?", examples)

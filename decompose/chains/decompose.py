@@ -271,8 +271,8 @@ def worked_example_questions(messages: Iterable[Any]) -> dict[str, str]:
     return found
 
 
-# What makes an example's step its own: a number, or a name (a capitalised word past the first).
-_PARTICULAR = re.compile(r"\d+(?:\.\d+)?|(?<=\s)[A-Z][A-Za-z]+")
+# What makes an example's step its own: a number, an email, or a name (a capitalised word past the first).
+_PARTICULAR = re.compile(r"[^\s@]+@[^\s@?]+\.\w+|\d+(?:\.\d+)?|(?<=\s)[A-Z][A-Za-z]+")
 
 
 def copies_an_example(step_question: str, question: str, examples: dict[str, str]) -> bool:
@@ -282,7 +282,8 @@ def copies_an_example(step_question: str, question: str, examples: dict[str, str
     if question_key(step_question) not in examples:
         return False
     given = set(_TOKEN.findall(question.lower()))
-    return any(word.lower() not in given for word in _PARTICULAR.findall(REFERENCE.sub(" ", step_question)))
+    return any(word.lower() not in (question.lower() if "@" in word else given)
+               for word in _PARTICULAR.findall(REFERENCE.sub(" ", step_question)))
 
 
 def without_copied_steps(data: Any, question: str, examples: dict[str, str]) -> Any:

@@ -74,6 +74,7 @@ class UserWords:
     asking: list[str]  # the current message; the previous one too when the agent asked something back
     affirmed_offer: str = ""  # the agent's last questions ("Do you want me to …?") when the user said yes
     said: list[str] = field(default_factory=list)  # every user message and every earlier answer
+    users: list[str] = field(default_factory=list)  # the user's own messages, the current one last
 
     @classmethod
     def of(cls, question: str, history: Sequence[BaseMessage] = ()) -> UserWords:
@@ -84,7 +85,7 @@ class UserWords:
         asked = " ".join(s for s in _sentences(last_answer) if s.endswith("?"))  # what the agent asked back
         asking = ([users[-1]] if asked and users else []) + [question]
         affirmed = asked if _AFFIRMS.match(question) else ""
-        return cls(asking=asking, affirmed_offer=affirmed, said=[*users, *answers, question])
+        return cls(asking=asking, affirmed_offer=affirmed, said=[*users, *answers, question], users=[*users, question])
 
     def requesting(self, pattern: str) -> list[str]:
         """The sentences that ask for the action `pattern` names: statements and "can you …"/"please" requests
@@ -178,10 +179,15 @@ class Grounding:
                          and value.endswith(name)]
                 # A model step's sentence around the one id it found ("The lamp is in order A2001.").
                 found = {t for t in _ID_TOKEN.findall(value) if self.words.contains(t, self.results)}
+                # The one value of its kind the user gave (an email copied from a worked example, not theirs).
+                given = {t.lower(): t for text in self.words.users for t in _ID_TOKEN.findall(text)
+                         if _same_kind(value, {t.lower()})}
                 if len(set(named)) == 1:
                     fixed[name] = named[0]
                 elif len(found) == 1:
                     fixed[name] = found.pop()
+                elif _ID_TOKEN.fullmatch(value.strip()) and len(given) == 1:
+                    fixed[name] = next(iter(given.values()))
         return fixed
 
     def check(self, tool: BaseTool, step: Step, args: dict[str, Any], *, writes: bool) -> None:
