@@ -24,26 +24,28 @@ __all__ = ["customer_service_tools", "default_db_path", "POLICY", "RETURN_WINDOW
 _SIDE_EFFECTS = {"side_effects": True}
 
 # Worked plans for the planner (shown as earlier chat turns). The customer and orders are made up, not the demo
-# shop's: a plan that copies them is caught as a copy. They show the shape: look up, pass fields ({1.customer_id},
-# {2.latest_order_id}), find an item's order with a question step, and write only what the customer asked for.
+# shop's, and the steps' questions are generic, so a plan that copies one fits any customer: the 1.5B model
+# copies examples word for word (their ids too, which the tool guard then replaces by the one the customer gave).
+# They show the shape: look up, pass fields ({1.customer_id}, {2.latest_order_id}), find an item's order with a
+# question step, and write only what the customer asked for.
 PLAN_EXAMPLES = [{
     "question": "Hi, I'm zoe@example.com. Has my latest order shipped, and can I still return the desk lamp?",
     "steps": [
-        {"id": 1, "question": "Who is zoe@example.com?", "depends_on": [], "tool": "find_customer",
+        {"id": 1, "question": "Who is the customer?", "depends_on": [], "tool": "find_customer",
          "args": {"email": "zoe@example.com"}},
-        {"id": 2, "question": "What are {1}'s orders?", "depends_on": [1], "tool": "list_orders",
+        {"id": 2, "question": "What are the customer's orders?", "depends_on": [1], "tool": "list_orders",
          "args": {"customer": "{1.customer_id}"}},
         {"id": 3, "question": "What is the status of the latest order?", "depends_on": [2], "tool": "order_status",
          "args": {"order_id": "{2.latest_order_id}"}},
-        {"id": 4, "question": "Which order id in {2} has the desk lamp? Reply with the order id only.",
-         "depends_on": [2]},
-        {"id": 5, "question": "Can order {4} be returned?", "depends_on": [4], "tool": "refund_eligibility",
+        {"id": 4, "question": "Which order id in {2} has the item the customer asks about? Reply with the order id "
+                              "only.", "depends_on": [2]},
+        {"id": 5, "question": "Can that order be returned?", "depends_on": [4], "tool": "refund_eligibility",
          "args": {"order_id": "{4}"}},
     ],
 }, {
     "question": "Please refund order A2002, the blender arrived broken. My email is zoe@example.com.",
     "steps": [
-        {"id": 1, "question": "Can order A2002 be refunded?", "depends_on": [], "tool": "refund_eligibility",
+        {"id": 1, "question": "Can the order be refunded?", "depends_on": [], "tool": "refund_eligibility",
          "args": {"order_id": "A2002"}},
         {"id": 2, "question": "Refund what is still refundable", "depends_on": [1], "tool": "issue_refund",
          "args": {"order_id": "A2002", "amount": "{1.max_refundable}", "reason": "blender arrived broken"}},
