@@ -287,13 +287,13 @@ def orchestrator_system(name: str, replans: int) -> Callable:
     return run
 
 
-def program_system(replans: int) -> Callable:
+def program_system() -> Callable:
     """Program of thought on a one-step plan; its strategy is built apart (issue 22)."""
     from decompose.settings import STRATEGIES
 
     if "program" not in STRATEGIES:
         raise SystemExit("system 'program' needs strategy 'program', which this version of decompose lacks")
-    return orchestrator_system("program", replans)
+    return orchestrator_system("program", 0)
 
 
 async def majority_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
                "react": react_system, "ours": orchestrator_system("ours", args.replans),
                "llamaindex": llamaindex_system, "seed": seed_system}
     if "program" in args.systems and not args.table_only:
-        runners["program"] = program_system(0)
+        runners["program"] = program_system()
     cells: dict[tuple[str, str], dict[str, Any]] = {}
 
     def out_of(dataset: Dataset, system: str) -> tuple[str, Path]:

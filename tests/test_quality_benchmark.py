@@ -130,3 +130,11 @@ async def test_the_react_agent_calls_the_calculator_and_counts_its_calls(bench, 
     outcome = await bench.react_system(model, dataset, bench.Row("r", "What is 2 + 2?", ["4"]))
     assert (outcome.answer, outcome.calls, outcome.error) == ("4", 2, None)
     assert outcome.input_tokens > 0 and bench.tools_of("react", dataset) == "calculator"
+
+
+def test_program_is_refused_in_one_line_until_its_strategy_exists(bench, data, monkeypatch):
+    from decompose.settings import STRATEGIES
+
+    monkeypatch.delitem(STRATEGIES, "program", raising=False)
+    with pytest.raises(SystemExit, match="needs strategy 'program'"):
+        bench.main(["--model", "scripted:x", "--data", str(data), "--datasets", "gsm8k", "--systems", "program"])
