@@ -37,6 +37,7 @@ import json
 import re
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,7 +323,7 @@ def read_tool_calls(message: AIMessage, names: set[str]) -> AIMessage:
             at += 1
             continue
         if isinstance(data, dict) and data.get("name") in names and isinstance(data.get("arguments"), dict):
-            calls.append({"name": data["name"], "args": data["arguments"], "id": f"call_{len(calls)}",
+            calls.append({"name": data["name"], "args": data["arguments"], "id": f"call_{uuid.uuid4().hex[:12]}",
                           "type": "tool_call"})
             at = end
         else:
