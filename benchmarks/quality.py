@@ -350,7 +350,7 @@ async def react_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
     search tool over the same BM25 retriever (datasets with documents)."""
     from langchain_core.runnables import RunnableLambda
     from langgraph.errors import GraphRecursionError
-    from langgraph.prebuilt import create_react_agent
+    from langgraph.prebuilt import ToolNode, create_react_agent
 
     counting = Counting(model)
     retriever = dataset.retriever(row)
@@ -359,7 +359,8 @@ async def react_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
     llm = model.bind_tools(tools) | RunnableLambda(lambda m: counting.count(read_tool_calls(m, names)))
     prompt = REACT_SYSTEM.format(uses=", ".join(TOOL_USES[t.name] for t in tools),
                                  form=answer_form(row.question).instruction)
-    agent = create_react_agent(llm, tools, prompt=prompt)
+    # A tool's error goes back to the model as the tool's reply, to be fixed (LangGraph re-raises most by default)
+    agent = create_react_agent(llm, ToolNode(tools, handle_tool_errors=True), prompt=prompt)
     try:
         state = await agent.ainvoke({"messages": [HumanMessage(content=row.question)]},
                                     {"recursion_limit": REACT_STEPS})

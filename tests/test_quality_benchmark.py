@@ -123,12 +123,14 @@ async def test_the_react_agent_calls_the_calculator_and_counts_its_calls(bench, 
     # The scripted model takes tools as an OpenAI server does (bound as kwargs) and writes its call as text.
     monkeypatch.setattr(ScriptedChatModel, "bind_tools", lambda self, tools, **kw: self.bind(
         tools=[convert_to_openai_tool(t) for t in tools]), raising=False)
+    call = '```json\n{{"name": "calculator", "arguments": {{"expression": "{}"}}}}\n```'
     model = ScriptedChatModel(rules=[
+        (lambda msgs: isinstance(msgs[-1], ToolMessage) and "rror" in msgs[-1].content, call.format("2 + 2")),
         (lambda msgs: isinstance(msgs[-1], ToolMessage), lambda msgs: f"Answer: {msgs[-1].content}"),
-        (r"2 \+ 2", '```json\n{"name": "calculator", "arguments": {"expression": "2 + 2"}}\n```')])
+        (r"2 \+ 2", call.format("two plus 2"))])  # a call the calculator refuses comes back to the model
     dataset = bench.Dataset("gsm8k", [], tools=True)
     outcome = await bench.react_system(model, dataset, bench.Row("r", "What is 2 + 2?", ["4"]))
-    assert (outcome.answer, outcome.calls, outcome.error) == ("4", 2, None)
+    assert (outcome.answer, outcome.calls, outcome.error) == ("4", 3, None)
     assert outcome.input_tokens > 0 and bench.tools_of("react", dataset) == "calculator"
 
 
