@@ -7,6 +7,10 @@ chunks in part order, checks the sha256 and refuses anything else. `serve()` run
 
     python benchmarks/capable_model.py fetch           # ~1.1 GB, once per machine; prints the GGUF path
     python benchmarks/capable_model.py serve           # serve until Ctrl-C; prints OPENAI_BASE_URL
+    python benchmarks/capable_model.py serve --gguf PATH   # serve a GGUF already on disk (no fetch)
+
+`serve` needs xllamacpp, in the `bench` extra: pip install -e ".[bench]". The server speaks OpenAI tool calls
+(the model's own chat template, through jinja), which the LangGraph agent of `quality.py` needs.
 
 The package never imports this file: it is for benchmarks only.
 """
@@ -86,13 +90,20 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def serve(*, parallel: int = 4, n_ctx_per_slot: int = 4096, threads: int | None = None,
-          port: int | None = None) -> Iterator[str]:
-    """Serve the model on 127.0.0.1; yields the OpenAI base URL (".../v1"). Greedy (temperature 0)."""
-    import xllamacpp as xlc
+          port: int | None = None, gguf: Path | str | None = None) -> Iterator[str]:
+    """Serve the model (`gguf`, else the fetched one) on 127.0.0.1; yields the OpenAI base URL (".../v1").
+    Greedy (temperature 0)."""
+    try:
+        import xllamacpp as xlc
+    except ModuleNotFoundError:
+        raise SystemExit('serving needs xllamacpp: pip install -e ".[bench]"') from None
+    if gguf is not None and not Path(gguf).is_file():
+        raise SystemExit(f"no GGUF file at {gguf}")
 
     params = xlc.CommonParams()
-    params.model.path = str(fetch())
-    params.model_alias = ALIAS
+    params.model.path = str(gguf or fetch())
+    params.model_alias = {ALIAS}  # a set of names: a bare str would become one alias per character
+    params.use_jinja = True  # the model's chat template, which renders tools and parses their calls
     params.hostnames = ["127.0.0.1"]
     params.port = port or _free_port()
     params.n_parallel = parallel
@@ -123,11 +134,12 @@ def main() -> None:
     parser.add_argument("action", choices=["fetch", "serve"])
     parser.add_argument("--parallel", type=int, default=4, help="server slots (default 4)")
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--gguf", type=Path, help="serve this GGUF file instead of fetching the model")
     args = parser.parse_args()
     if args.action == "fetch":
         print(fetch())
         return
-    with serve(parallel=args.parallel, port=args.port) as url:
+    with serve(parallel=args.parallel, port=args.port, gguf=args.gguf) as url:
         print(f"serving {ALIAS}: export OPENAI_BASE_URL={url} OPENAI_API_KEY=local; "
               f"decompose run --model openai:{ALIAS} ...", flush=True)
         try:

@@ -9,7 +9,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "Answered": "decompose.events", "Event": "decompose.events", "PlanReady": "decompose.events",
+    "Answered": "decompose.events", "Event": "decompose.events", "PlanFallback": "decompose.events",
+    "PlanReady": "decompose.events",
     "Retried": "decompose.events", "StepFailed": "decompose.events", "StepFinished": "decompose.events",
     "StepSkipped": "decompose.events", "StepStarted": "decompose.events", "Usage": "decompose.events",
     "BudgetExceeded": "decompose.errors", "ConfigError": "decompose.errors", "DecomposeError": "decompose.errors",
@@ -61,8 +62,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from decompose.chains.prompts import Prompts
     from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                                   ModelError, PlanError, ProgramError, StepTimeout, ToolError)
-    from decompose.events import (Answered, Event, IntentDetected, PlanReady, Retried, StepFailed, StepFinished,
-                                  StepSkipped, StepStarted, Usage)
+    from decompose.events import (Answered, Event, IntentDetected, PlanFallback, PlanReady, Retried, StepFailed,
+                                  StepFinished, StepSkipped, StepStarted, Usage)
     from decompose.intents import IntentRouter
     from decompose.routing import IntentRouting
     from decompose.models import load_model

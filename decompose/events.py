@@ -30,6 +30,16 @@ class PlanReady(Event):
 
 
 @dataclass
+class PlanFallback(Event):
+    """The plan about to run is not one the model wrote: `kind` "salvaged" (its last plan with the unusable steps
+    dropped) or "direct" (no usable plan, `Decomposer(on_failure="direct")`: the question as the one step).
+    Emitted before that plan's `PlanReady`; `reason` is the last problem with the model's plan."""
+
+    kind: str
+    reason: str
+
+
+@dataclass
 class StepStarted(Event):
     step_id: int
     question: str

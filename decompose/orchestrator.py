@@ -26,7 +26,7 @@ from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
 from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                              PlanError)
-from decompose.events import Answered, Event, PlanReady, RouteChosen, Usage
+from decompose.events import Answered, Event, PlanFallback, PlanReady, RouteChosen, Usage
 from decompose.models import load_model
 from decompose.models.fallback import FallbackModel
 from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
@@ -270,9 +270,10 @@ class Orchestrator:
     async def _plan(self, question: str, run: _Run) -> Plan:
         try:
             return await self.decomposer.aplan(question, run.caller, run.emit, run.history)
-        except PlanError:
+        except PlanError as exc:
             if self.decomposer.on_failure != "direct":
                 raise
+            run.emit(PlanFallback(kind="direct", reason=str(exc)))
             return _question_plan(question)
 
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float,

@@ -97,20 +97,21 @@ def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
                         str(tmp_path / "out"), "--datasets", "gsm8k", "bamboogle", "--limit", "1"])
     out = capsys.readouterr().out
     assert ("gsm8k", "retrieval") not in cells and ("bamboogle", "retrieval") in cells  # retrieval needs docs
-    assert {s for _, s in cells} == set(bench.SYSTEMS)
+    assert {s for _, s in cells} == set(bench.SYSTEMS) - {"majority"}  # no yes/no dataset here
     # the scripted synthesizer says "Yes"; ours keeps the calculator's 4, so no answer of the wrong type
     assert cells[("gsm8k", "ours")]["match"] == 1.0 and cells[("gsm8k", "ours")]["wrong_type"] == 0
     assert cells[("gsm8k", "seed")]["wrong_type"] == 1  # the seed chain passes the "Yes" through
-    assert "| gsm8k | ours | 1.00 |" in out
+    assert "| gsm8k | ours | calculator | 1 | 1.00 |" in out
     reports = sorted((tmp_path / "out").rglob("*.jsonl"))
-    assert len(reports) == 13  # one per dataset and system
+    assert len(reports) == 17  # one per dataset and system (retrieval and majority where they apply)
     auto = json.loads(next(p for p in reports if p.name == "gsm8k-auto.jsonl").read_text())
     assert auto["route"]["name"] == "cot" and auto["calls"] == 1 and auto["match"] == 1.0  # the route per row
     assert json.loads(next(p for p in reports if p.name == "bamboogle-auto.jsonl").read_text())["route"]["name"] \
         == "decompose"
     ours = next(p for p in reports if p.name == "gsm8k-ours.jsonl")
     (record,) = [json.loads(line) for line in ours.read_text().splitlines()]
-    assert [(s["tool"], s["answer"]) for s in record["steps"]][-1] == ("calculator", 4)  # why the row scored
+    assert record["steps"][-1][0::2] == ["calculator", "4"]  # why the row scored: [tool, question, answer]
+    assert record["plan"] == "model"
     direct = json.loads(next(p for p in reports if p.name == "gsm8k-direct.jsonl").read_text())
     assert "steps" not in direct
     rerun = bench.main(["--model", f"scripted:{tmp_path / 'rules.py'}", "--data", str(data), "--out",

@@ -20,7 +20,7 @@ from decompose.chains.parsing import extract_plan_data
 from decompose.chains.plan_grammar import decodes_under_grammar, typed_plan_schema
 from decompose.chains.prompts import PROMPT_NAME, Prompts, compact_prompt, tool_example_messages
 from decompose.errors import ConfigError, ModelError, PlanError
-from decompose.events import Emit
+from decompose.events import Emit, PlanFallback
 from decompose.models import chat_model_of, planner_of
 from decompose.plan import REFERENCE, Plan, arg_values, keep_literal, question_key, references_in
 from decompose.retry import RetryState, UnusableReply, plan_reask, retry_events, retrying
@@ -135,9 +135,12 @@ class Decomposer:
             salvaged = drop_unusable_steps(without_copied_steps(last_data, question, examples), question)
             if salvaged is not None:
                 try:
-                    return self._validated(salvaged, question, examples)
+                    plan = self._validated(salvaged, question, examples)
                 except PlanError:
                     pass
+                else:
+                    emit(PlanFallback(kind="salvaged", reason=str(failure)))
+                    return plan
             raise PlanError(
                 f"the model did not write a usable plan in {state.attempt_number} tries; last problem: {failure}",
                 hint="use a stronger model, raise Decomposer(max_retries=...), or allow a direct answer with "
