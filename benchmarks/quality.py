@@ -482,6 +482,11 @@ def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
     }
 
 
+def not_run(record: dict[str, Any]) -> bool:
+    """A row whose model was never reached (the server was down: no call succeeded) or that failed in transport."""
+    return bool(record["error"]) and (record["calls"] == 0 or bool(TRANSPORT.search(str(record["error"]))))
+
+
 def stored_records(dataset: Dataset, out: Path) -> dict[str, dict[str, Any]]:
     """The records of `out` for this dataset's rows, scored again (a scoring fix reaches rows already run); a
     later record of a row wins."""
@@ -494,7 +499,7 @@ async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out
                    concurrency: int) -> list[dict[str, Any]]:
     done = stored_records(dataset, out)
     # Rows that failed in transport (the server was down or overloaded) say nothing about quality: run again.
-    todo = [row for row in dataset.rows if row.id not in done or TRANSPORT.search(str(done[row.id]["error"]))]
+    todo = [row for row in dataset.rows if row.id not in done or not_run(done[row.id])]
     slots = asyncio.Semaphore(concurrency)
     finished: list[str] = []
     out.parent.mkdir(parents=True, exist_ok=True)

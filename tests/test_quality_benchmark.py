@@ -145,3 +145,12 @@ async def test_program_and_auto_rows_record_what_they_did(bench):
     auto = await bench.orchestrator_system("auto", 0)(model, dataset, row)
     assert auto.route["name"] == "cot" and auto.answer == "4" and auto.plan is None  # no plan was made
     assert bench.score_record(row, auto, 1.0)["route"]["name"] == "cot"
+
+
+def test_a_row_whose_model_was_never_reached_runs_again_and_a_wrong_answer_does_not(bench):
+    down = {"error": "could not reach http://127.0.0.1:8765/v1/chat/completions (after 4 attempts)", "calls": 0}
+    assert bench.not_run(down)
+    assert bench.not_run({"error": "ModelError: timeout from ...", "calls": 3})
+    assert not bench.not_run({"error": None, "calls": 1})  # answered, right or wrong
+    assert not bench.not_run({"error": "no step could be answered", "calls": 2})  # a real failure of the system
+    assert not bench.not_run({"error": None, "calls": 0})  # the majority row calls no model
