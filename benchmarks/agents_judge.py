@@ -101,8 +101,8 @@ def invented_ids(turns: list[str], calls: list[dict[str, Any]]) -> list[dict[str
     sequence number shared by all calls."""
     invented = []
     for call in calls:
-        seen = " ".join(turns[: call["turn"] + 1]).lower()
-        seen += " ".join(c["output"] for c in calls if c["end"] is not None and c["end"] < call["start"]).lower()
+        earlier = [c["output"] for c in calls if c["end"] is not None and c["end"] < call["start"]]
+        seen = " ".join([*turns[: call["turn"] + 1], *earlier]).lower()
         for arg in ID_ARGS:
             value = call["args"].get(arg)
             if value is not None and str(value).strip() and str(value).strip().lower() not in seen:

@@ -231,3 +231,11 @@ async def test_the_react_peer_is_judged_from_the_same_tool_calls():
     record = await aq.run_conversation(conv, "react", model, "customer-service")
     assert record["success"] and record["model_calls"] == 3, record
     assert [c[1] for c in record["tool_calls"]] == ["find_customer", "issue_refund"]  # the key is given, not asked
+
+
+def test_a_fact_fixed_after_a_run_is_judged_again_from_the_stored_answer():
+    conv = conversation(["Can I return it?"], [[["yes"], ["2026-02-12"]]])
+    record = {"answers": ["Yes, until February 12."], "facts": [[True]], "facts_stated": 1, "facts_total": 1,
+              "success": True, "unexpected_writes": [], "missing_writes": []}
+    assert aq.refresh_facts(record, conv)["facts"] == [[True, True]]
+    assert aq.refresh_facts(record | {"answers": ["Yes."]}, conv)["success"] is False
