@@ -40,9 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import openai  # noqa: E402
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
+from langchain_core.runnables import RunnableLambda  # noqa: E402
 from langchain_core.tools import BaseTool, StructuredTool  # noqa: E402
 
 import agents_judge as judge  # noqa: E402
+from text_tool_calls import read_tool_calls  # noqa: E402
 from decompose.agents import build_agent, get_agent  # noqa: E402
 from decompose.conversation import Conversation  # noqa: E402
 from decompose.errors import DecomposeError, ModelError  # noqa: E402
@@ -143,10 +145,12 @@ class React:
                  for t in spec.make_tools(db_path=folder / "shop.sqlite3", today=SEED_DAY,
                                           market_data=folder / "prices.csv")]
         log.attach(tools)
+        names = {t.name for t in tools}
+        # Calls the model wrote as text are read as calls (text_tool_calls.py), as quality.py's ReAct row does.
+        llm = model.bind_tools(tools) | RunnableLambda(lambda message: read_tool_calls(message, names))
         with warnings.catch_warnings():  # deprecated for langchain.agents.create_agent, but the named peer
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.graph = create_react_agent(model, ToolNode(tools, handle_tool_errors=True),
-                                            prompt=spec.instructions)
+            self.graph = create_react_agent(llm, ToolNode(tools, handle_tool_errors=True), prompt=spec.instructions)
         self.messages: list = []
         self.limit = recursion_limit
 

@@ -38,7 +38,6 @@ import json
 import re
 import sys
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,7 @@ from decompose.retrieval import LocalDocsRetriever, passages_text  # noqa: E402
 from decompose.retry import RetryPolicy  # noqa: E402
 from decompose.scoring import answer_match, exact_match, normalize_answer, token_f1  # noqa: E402
 from decompose.tools.calculator import calculator_tools  # noqa: E402
+from text_tool_calls import read_tool_calls  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -301,32 +301,6 @@ REACT_SYSTEM = """Answer the question. Use the tools rather than your memory or 
 one tool, read its result, then go on. When you know the answer, end with a last line "Answer: ..." (on that line: \
 {form})"""
 TOOL_USES = {"calculator": "the calculator for any arithmetic", "search": "search to look facts up in the documents"}
-
-
-def read_tool_calls(message: AIMessage, names: set[str]) -> AIMessage:
-    """`message` with the tool calls its text holds as OpenAI tool calls; as it is when it has none. The capable
-    model writes its calls as JSON objects {"name", "arguments"} in its text (in a ```json block, in <tool_call>
-    tags, or bare) that this llama.cpp build does not turn into tool calls: read them as its template asks."""
-    if message.tool_calls:
-        return message
-    text, calls, at = str(message.content), [], 0
-    decoder = json.JSONDecoder()
-    while (at := text.find("{", at)) >= 0:
-        try:
-            data, end = decoder.raw_decode(text, at)
-        except json.JSONDecodeError:
-            at += 1
-            continue
-        if isinstance(data, dict) and data.get("name") in names and isinstance(data.get("arguments"), dict):
-            calls.append({"name": data["name"], "args": data["arguments"], "id": f"call_{uuid.uuid4().hex[:12]}",
-                          "type": "tool_call"})
-            at = end
-        else:
-            at += 1
-    if not calls:
-        return message
-    return AIMessage(content="", tool_calls=calls, usage_metadata=message.usage_metadata,
-                     response_metadata=message.response_metadata, id=message.id)
 
 
 def search_tool(retriever: LocalDocsRetriever) -> Any:

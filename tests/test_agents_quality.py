@@ -96,9 +96,14 @@ def test_facts_match_numbers_as_numbers_and_dates_as_prose_writes_them():
 
 async def test_an_identifier_the_customer_never_gave_and_no_tool_returned_is_invented():
     conv = conversation(["I'm ann@example.com. Where is my latest order?"], [[["A1003"]]])
+    # The judge, on a call log: A1003 was neither said nor returned before the call.
+    call = {"turn": 0, "tool": "order_status", "args": {"order_id": "A1003"}, "start": 0, "end": 1, "output": "{}"}
+    assert judge.invented_ids(conv["turns"], [call]) == [
+        {"turn": 0, "tool": "order_status", "arg": "order_id", "value": "A1003"}]
+    # Ours never makes that call: its tool guard refuses the guessed id before the tool runs.
     guessed = await run(conv, agent_model(("latest order", [
         {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}])))
-    assert guessed["invented_ids"] == [{"turn": 0, "tool": "order_status", "arg": "order_id", "value": "A1003"}]
+    assert guessed["invented_ids"] == [] and guessed["tool_calls"] == []
     looked_up = await run(conv, agent_model(("latest order", [
         FIND_ANN,
         {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}},
@@ -120,9 +125,13 @@ async def test_a_follow_up_is_resolved_only_by_calls_on_the_order_it_refers_to()
     right = await run(conv, model("A1003"))
     assert right["follow_ups"] == [{"turn": 1, "order_id": "A1003", "used": ["A1003"], "resolved": True}]
     assert right["success"]
-    wrong = await run(conv, model("A1001"))
-    assert wrong["follow_ups"][0]["resolved"] is False and wrong["follow_ups"][0]["used"] == ["A1001"]
-    assert wrong["invented_ids"][0]["value"] == "A1001"
+    # A call on another order than the one referred to is not resolved (judged on a call log: ours' tool guard
+    # would replace the unheard-of A1001 by A1003, the one order the customer named).
+    calls = [{"turn": 1, "tool": "order_status", "args": {"order_id": "A1001"}, "start": 0, "end": 1, "output": ""}]
+    assert judge.follow_ups_resolved(conv["follow_ups"], calls) == [
+        {"turn": 1, "order_id": "A1003", "used": ["A1001"], "resolved": False}]
+    repaired = await run(conv, model("A1001"))
+    assert repaired["follow_ups"][0]["resolved"] is True and repaired["invented_ids"] == []
 
 
 async def test_a_run_resumes_from_its_records(tmp_path):
@@ -215,9 +224,11 @@ async def test_the_react_peer_is_judged_from_the_same_tool_calls():
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
     from langchain_core.messages import AIMessage
 
-    class ToolCallingFake(GenericFakeChatModel):  # replies in order; a real model would be told the tools
+    class ToolCallingFake(GenericFakeChatModel):  # replies in order; bound to the tools as an OpenAI model is
         def bind_tools(self, tools, **kwargs):
-            return self
+            from langchain_core.utils.function_calling import convert_to_openai_tool
+
+            return self.bind(tools=[convert_to_openai_tool(t) for t in tools])
 
     def call(name, **args):
         return AIMessage("", tool_calls=[{"name": name, "args": args, "id": name}])
