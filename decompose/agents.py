@@ -25,6 +25,11 @@ calling issue_refund, which checks the policy itself and refuses what the policy
 customer a refund was made unless issue_refund succeeded. Policy in short: returns within 30 days of delivery,
 damaged items always refundable, never more than was paid. Be brief, polite and concrete."""
 
+# How an agent's final answer reads: to a customer, not to a program.
+REPLY = ("Reply to the customer in one to three full, polite sentences that answer every part of their message "
+         "(each question, and what was done or not done and why). Give amounts with their currency and dates as "
+         "the tools give them. Do not mention step numbers or tools.")
+
 FINANCE = """You are a careful financial analyst.
 Every number comes from a tool: use the finance tools for loans, growth, present value, NPV/IRR, CAGR, returns
 and currency conversion, the calculator for any other arithmetic, and the market-data tools for prices. Never do
@@ -100,7 +105,8 @@ def build_agent(name: str, model: BaseChatModel | str | None = None, *, db_path:
     """An Orchestrator preset for agent `name`; `options` go to the Orchestrator (e.g. max_concurrency)."""
     spec = get_agent(name)
     tools = spec.make_tools(db_path=db_path, market_data=market_data, today=today)
-    return Orchestrator(model, tools=tools, prompts=Prompts.with_instructions(spec.instructions), **options)
+    return Orchestrator(model, tools=tools, prompts=Prompts.with_instructions(spec.instructions, reply=REPLY),
+                        **options)
 
 
 def agent_routing(name: str, router: IntentRouter) -> IntentRouting:

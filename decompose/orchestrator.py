@@ -303,7 +303,7 @@ class Orchestrator:
             error = str(run.caller.budget_exceeded() if isinstance(exc, BudgetExceeded) else exc)
             close_unfinished(plan, error, run.emit)
         if answer is not None and run.grounding is not None:
-            answer = run.grounding.follow_ups(answer)  # the offers made instead of writes, the ids to ask for
+            answer = run.grounding.follow_ups(answer, plan)  # the offers made instead of writes, the ids to ask for
         if answer is not None:
             run.emit(Answered(answer=answer))
         return Result(question=question, answer=answer, plan=plan, usage=run.caller.usage, events=run.events,

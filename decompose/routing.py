@@ -108,5 +108,5 @@ class IntentRouting:
             self._made[key] = Orchestrator(
                 base.models, tools=tools, strategy=base.auto or base.solver, retriever=base.retriever,
                 decomposer=base.decomposer, tool_runner=base.tool_runner, limits=base.limits, retry=base.retry,
-                prompts=Prompts.with_instructions(text), max_concurrency=base.max_concurrency)
+                prompts=Prompts.with_instructions(text, reply=base.prompts.reply), max_concurrency=base.max_concurrency)
         return self._made[key]

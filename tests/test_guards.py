@@ -203,7 +203,7 @@ def test_can_i_return_it_about_an_order_in_transit_is_not_yes(tmp_path):
                      {"id": 2, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}})
     history = [HumanMessage("I'm ann@example.com"), AIMessage("Your latest order is A1003.")]
     result = agent(db, plan, "Yes").run("can I return it?", history=history)
-    assert result.answer.startswith("No: order is in transit")
+    assert result.answer.startswith("No. Order A1003 cannot be refunded: order is in transit")
 
 
 def test_a_status_or_verdict_sentence_against_the_tool_is_replaced_by_the_tools_statement(tmp_path):
@@ -294,3 +294,38 @@ def test_a_step_copying_a_worked_examples_email_is_a_copy():
     examples = {question_key("Who is zoe@example.com?"): "Hi, I'm zoe@example.com ..."}
     assert copies_an_example("Who is zoe@example.com?", "I'm ann@example.com: my order?", examples)
     assert not copies_an_example("Who is zoe@example.com?", "I'm zoe@example.com: my order?", examples)
+
+
+def test_a_replaced_sentence_does_not_take_a_right_status_with_it():
+    plan = Plan.from_data({"steps": [
+        {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}},
+        {"id": 2, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1003"}}]})
+    plan.steps[0].status, plan.steps[0].answer = "done", {"order_id": "A1003", "status": "shipped"}
+    plan.steps[1].status, plan.steps[1].answer = "done", {"order_id": "A1003", "eligible": False, "reason": "not eligible"}
+    tools = build_agent("customer-service", ScriptedChatModel(rules=[]), db_path=":memory:").tool_runner.tools
+    answer = keep_tool_facts("Your order A1003 has shipped and you can return it.", plan, AnswerForm.OTHER, tools)
+    assert answer == "Order A1003 cannot be refunded: not eligible. Order A1003 is shipped."
+
+
+@pytest.mark.parametrize("text, asked", [
+    ("I don't need it anymore, refund that order please.", True),
+    ("I don't want a refund.", False),
+    ("No need to refund it, thanks", False),
+])
+def test_a_negation_counts_in_the_actions_own_clause(text, asked):
+    assert bool(UserWords.of(text).requesting(r"\brefund")) is asked
+
+
+def test_the_amount_the_request_names_is_the_one_refunded_and_no_offer_follows_a_no(tmp_path):
+    db = tmp_path / "shop.sqlite3"
+    plan = plan_json({"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1022"}},
+                     {"id": 2, "question": "Refund", "tool": "issue_refund",
+                      "args": {"order_id": "A1022", "amount": "{1.max_refundable}", "reason": "one pillow back"}})
+    agent(db, plan).run("I'm ivy@example.com. On order A1022 I'm returning one of the two pillows: please "
+                        "refund 27.50.")
+    assert writes(db) == ([("A1022", 2750)], [])
+    # Asked whether, about an order the policy refuses: the refund is withheld and not offered after the no.
+    transit = plan.replace("A1022", "A1003")
+    answer = agent(tmp_path / "b.sqlite3", transit, "It cannot be refunded yet.").run(
+        "Can I return order A1003? I'm ann@example.com").answer
+    assert writes(tmp_path / "b.sqlite3") == ([], []) and "Do you want me to issue the refund?" not in answer

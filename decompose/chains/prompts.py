@@ -190,10 +190,14 @@ class Prompts:
     program_repair: str = PROGRAM_REPAIR
     insufficient: str = INSUFFICIENT
     replan: str = REPLAN_HUMAN
+    # How the final answer is written when it goes to a person rather than to a program: None (the default) is a
+    # short answer in the form the question asks for; an agent's prompts ask for a full reply.
+    reply: str | None = None
 
     @classmethod
-    def with_instructions(cls, instructions: str) -> "Prompts":
-        """Default prompts with `instructions` (an agent's role and policy) before each system prompt."""
+    def with_instructions(cls, instructions: str, *, reply: str | None = None) -> "Prompts":
+        """Default prompts with `instructions` (an agent's role and policy) before each system prompt; `reply`, how
+        the final answer is written (see the field)."""
         prefix = _literal(instructions.strip()) + "\n\n"
         return cls(
             decompose=_decompose(prefix + DECOMPOSE_SYSTEM),
@@ -202,6 +206,7 @@ class Prompts:
             program=_template(prefix + PROGRAM_SYSTEM, PROGRAM_HUMAN),
             synthesize=_template(prefix + SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN),
             synthesize_yes_no=_template(prefix + ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN),
+            reply=reply,
         )
 
 

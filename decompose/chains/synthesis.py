@@ -158,7 +158,10 @@ class Synthesizer:
             # The one step asked the question itself: its answer is the answer, and a synthesis call would only
             # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
             return Synthesis(resolve_text("{%d}" % only.id, {only.id: only.answer}))
-        form = answer_form(question)
+        # A reply to a person (an agent's prompts) is written as one, and checked against the tools sentence by
+        # sentence; otherwise the answer takes the form the question asks for.
+        asked = answer_form(question)
+        form = AnswerForm.OTHER if self.prompts.reply else asked
         # Passages for the whole question help where a step's own passages cannot: checking the values a tool
         # computed on, and weighing a yes/no. For multi-hop facts the steps' passages carry the chain and the
         # whole question's are mostly distractors (Bamboogle: 3 answers lost in 36, none gained).
@@ -174,7 +177,7 @@ class Synthesizer:
         else:
             messages = self.prompts.synthesize.format_messages(
                 question=question, findings=findings_text(plan), context=passages_text(passages),
-                history=list(history), form=form.instruction, insufficient=insufficient)
+                history=list(history), form=self.prompts.reply or form.instruction, insufficient=insufficient)
         message, _ = await caller.invoke(messages, phase="synthesize")
         reply = str(message.content).strip()
         sources = sources_of(passages)
@@ -183,7 +186,8 @@ class Synthesizer:
             return Synthesis(None, missing, sources)
         answer = f"Could not be determined: {missing}" if missing is not None else final_answer(reply)
         # A tool's exact result is not contradicted: its number, its yes/no verdict, a status it found.
-        answer = keep_tool_facts(keep_computed_number(answer, plan, form, question), plan, form, self.tools)
+        answer = keep_tool_facts(keep_computed_number(answer, plan, asked, question), plan, asked, self.tools,
+                                 reply=bool(self.prompts.reply))
         return Synthesis(answer, None, sources)
 
     async def answer_directly(self, question: str, caller: ModelCaller,

@@ -103,17 +103,28 @@ def _fill(template: str, fields: dict[str, Any]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: str(fields.get(m.group(1), m.group(0))), template)
 
 
-def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[str, BaseTool]) -> str:
-    """`answer` made consistent with the tools' verdicts and statuses (see the module's docstring)."""
+def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[str, BaseTool], *,
+                    reply: bool = False) -> str:
+    """`answer` made consistent with the tools' verdicts and statuses (see the module's docstring). `form` is the
+    question's; `reply`: the answer is a reply to a person in sentences (an agent's), which may not open with
+    Yes/No."""
     facts = tool_facts(plan, tools)
     if not facts:
         return answer
     verdicts = [f for f in facts if f.kind == "verdict"]
-    if form is AnswerForm.YES_NO:
-        if len(verdicts) != 1 or said_yes(answer) == verdicts[0].value:
+    if form is AnswerForm.YES_NO and len(verdicts) == 1:
+        verdict, said = verdicts[0], said_yes(answer)
+        if said == verdict.value:
             return answer
-        word = "Yes" if verdicts[0].value else "No"
-        return f"{word}: {verdicts[0].reason}" if verdicts[0].reason else word
+        word = "Yes" if verdict.value else "No"
+        if not reply:  # a short answer: the verdict, with the tool's reason
+            return f"{word}: {verdict.reason}" if verdict.reason else word
+        if said is not None:  # a reply that opens against the tool
+            return f"{word}. {verdict.statement}"
+        if not any(verdict.topic and verdict.topic.search(s) for s in _SENTENCE_END.split(answer)):
+            answer = f"{answer.rstrip()} {verdict.statement}"  # a reply that never answered the question asked
+    if form is AnswerForm.YES_NO and not reply:
+        return answer
     sentences = _SENTENCE_END.split(answer.strip())
     kept: list[str] = []
     for sentence in sentences:
@@ -121,6 +132,11 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
         replacement = sentence if wrong is None else wrong.statement
         if replacement not in kept:
             kept.append(replacement)
+    # A replaced sentence may have carried a right status too ("A1003 has shipped and can be returned"): a status
+    # the answer spoke of and no longer states is stated.
+    for fact in facts:
+        if fact.kind == "status" and fact.key in answer.lower() and fact.value not in _states(" ".join(kept)):
+            kept.append(fact.statement)
     return " ".join(kept)
 
 

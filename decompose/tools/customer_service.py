@@ -128,7 +128,7 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
     open_ticket.metadata = dict(_SIDE_EFFECTS)
     # A refund or a ticket only when the customer's own words ask for one (asking whether is not asking to).
     requires_request(issue_refund, r"\b(?:refund|reimburs|money back|return(?:ing)?\b|send (?:it|them) back|"
-                                   r"charge ?back)", "Do you want me to issue the refund?")
+                                   r"charge ?back)", "Do you want me to issue the refund?", amount="amount")
     requires_request(open_ticket, r"\b(?:ticket|complain|report|escalat|cancel|speak to|talk to|contact|"
                                   r"support team|look into)", "Do you want me to open a support ticket about it?")
     declare_verdict(refund_eligibility, topic=r"\b(?:refund|return|eligib)", yes="Order {order_id} can be refunded",

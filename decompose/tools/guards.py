@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 
 from decompose.errors import ToolError
-from decompose.plan import Step
+from decompose.plan import Plan, Step
+from decompose.scoring import tool_verdict
 
 REQUEST = "request"  # metadata key: {"pattern": regex of the words that ask for it, "offer": the question instead}
 IDENTIFIERS = "identifiers"  # metadata key: names of the arguments that identify a customer, an order, ...
@@ -36,17 +38,23 @@ _ASKS_YOU = re.compile(r"^\W*(?:and|so|but|also|then|ok|okay)?\W*(?:can|could|wo
                        r"\b(?:i'?d like|i would like|i want|i need|i wish)\b", re.IGNORECASE)
 _NEGATED = re.compile(r"\b(?:don'?t|do not|doesn'?t|does not|no need|not (?:asking|looking|want|need)|never mind|"
                       r"without|instead of)\b", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r",|:|\bbut\b|\band\b|\bso\b", re.IGNORECASE)
+# A sum of money: with a currency sign or word, or with cents (27.50); not a count ("1 mug") or an id (A1001).
+_AMOUNT = re.compile(r"[$€£]\s?(\d+(?:\.\d{1,2})?)|(?<![\w.])(\d+\.\d{2})(?!\w|\.\d)|"
+                     r"(?<![\w.])(\d+(?:\.\d{1,2})?)\s?(?:dollars?|usd|eur|euros?|gbp|pounds?)\b", re.IGNORECASE)
 _AFFIRMS = re.compile(r"^\W*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please do|go ahead|do it|do that|please|"
                       r"that would be great|correct)\b", re.IGNORECASE)
 # Identifier-looking tokens: order and customer ids (A1001, C001, TCK-12) and emails.
 _ID_TOKEN = re.compile(r"[^@\s,;:()<>\"']+@[^@\s,;:()<>\"']+\.\w+|\b[A-Za-z]{1,4}-?\d{3,}\b")
 
 
-def requires_request(tool: BaseTool, pattern: str, offer: str) -> BaseTool:
+def requires_request(tool: BaseTool, pattern: str, offer: str, *, amount: str | None = None) -> BaseTool:
     """Declare the words that ask for this tool's action (a regex, matched case-insensitively) and the question
-    the agent asks instead when nobody asked ("Do you want me to open a support ticket?")."""
+    the agent asks instead when nobody asked ("Do you want me to open a support ticket?"). `amount`: the argument
+    that takes an amount, set to the one the request names ("please refund 27.50") when it names one."""
     re.compile(pattern)  # a bad pattern fails here, where it is written
-    tool.metadata = {**(tool.metadata or {}), REQUEST: {"pattern": pattern, "offer": offer}}
+    declared = {"pattern": pattern, "offer": offer, **({"amount": amount} if amount else {})}
+    tool.metadata = {**(tool.metadata or {}), REQUEST: declared}
     return tool
 
 
@@ -108,7 +116,8 @@ def _sentences(text: str) -> list[str]:
 
 def _asks_for(sentence: str, action: re.Pattern) -> bool:
     hit = action.search(sentence)
-    if hit is None or _NEGATED.search(sentence[:hit.start()]):
+    # A negation counts in the action's own clause: "I don't want a refund", not "I don't need it, refund it".
+    if hit is None or _NEGATED.search(_CLAUSE_BREAK.split(sentence[:hit.start()])[-1]):
         return False
     question = sentence.rstrip().endswith("?") or _QUESTION_START.match(sentence)
     return not question or bool(_ASKS_YOU.search(sentence))
@@ -133,7 +142,8 @@ class Grounding:
 
     words: UserWords
     results: list[Any] = field(default_factory=list)  # every tool result of this run so far
-    withheld: dict[int, str] = field(default_factory=dict)  # step id -> the offer made instead of the write
+    # step id -> (the offer made instead of the write, the steps it depended on)
+    withheld: dict[int, tuple[str, list[int]]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # identifiers refused as invented: to be asked for
 
     def withhold(self, steps: Iterable[Step], writes: dict[str, BaseTool]) -> dict[int, str]:
@@ -147,16 +157,18 @@ class Grounding:
             request = request_of(tool)
             if not self.words.requesting(request["pattern"]):
                 found[step.id] = f"withheld: the user did not ask for {tool.name}"
-                self.withheld[step.id] = request["offer"]
+                self.withheld[step.id] = (request["offer"], list(step.depends_on))
         return found
 
     def asks_user(self) -> bool:
         return bool(self.withheld or self.missing)
 
-    def follow_ups(self, answer: str) -> str:
-        """The answer with what the agent must ask: the offers made instead of withheld writes, and the
-        identifiers it would not invent (unless the answer already asks a question)."""
-        extra = list(dict.fromkeys(self.withheld.values()))
+    def follow_ups(self, answer: str, plan: Plan | None = None) -> str:
+        """The answer with what the agent must ask: the offers made instead of withheld writes (not one whose
+        check said no: "Do you want me to issue the refund?" after "it cannot be refunded"), and the identifiers
+        it would not invent (unless the answer already asks a question)."""
+        said_no = {s.id for s in (plan.steps if plan else ()) if s.status == "done" and tool_verdict(s.answer) is False}
+        extra = list(dict.fromkeys(offer for offer, after in self.withheld.values() if not said_no & set(after)))
         if self.missing and "?" not in answer:
             wanted = " and ".join(dict.fromkeys(_spoken(n) for n in self.missing))
             extra.insert(0, f"Could you tell me your {wanted}?")
@@ -165,8 +177,15 @@ class Grounding:
 
     def repair(self, tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
         """Common slips with a certain repair: a whole record where its field is meant (`{1}` for
-        `{1.customer_id}`), or a result's field name written as the value (`"latest_order_id"`)."""
+        `{1.customer_id}`), a result's field name written as the value (`"latest_order_id"`), an id copied from a
+        worked example where the user gave one of its kind, and an amount other than the one the request names."""
         fixed = dict(args)
+        amount_arg = request_of(tool).get("amount")
+        if amount_arg and amount_arg in fixed:
+            named = {Decimal(next(filter(None, m))) for s in self.words.requesting(request_of(tool)["pattern"])
+                     for m in _AMOUNT.findall(s)}
+            if len(named) == 1:
+                fixed[amount_arg] = f"{named.pop():.2f}"
         for name in identifiers_of(tool):
             value = fixed.get(name)
             if isinstance(value, dict):
