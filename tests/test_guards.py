@@ -329,3 +329,20 @@ def test_the_amount_the_request_names_is_the_one_refunded_and_no_offer_follows_a
     answer = agent(tmp_path / "b.sqlite3", transit, "It cannot be refunded yet.").run(
         "Can I return order A1003? I'm ann@example.com").answer
     assert writes(tmp_path / "b.sqlite3") == ([], []) and "Do you want me to issue the refund?" not in answer
+
+
+def test_a_reply_never_claims_a_write_that_did_not_happen(tmp_path):
+    plan = plan_json({"id": 1, "question": "Orders", "tool": "list_orders", "args": {"customer": "carla@example.com"}})
+    claim = ("Thank you for reaching out. The glass vase arrived cracked, and we have opened a support ticket about "
+             "it. We are sorry.")
+    answer = agent(tmp_path / "s.sqlite3", plan, claim).run(
+        "I'm carla@example.com. The vase in order A1008 arrived cracked. Please open a support ticket about it.").answer
+    assert "we have opened" not in answer and writes(tmp_path / "s.sqlite3") == ([], [])
+    assert answer == ("Thank you for reaching out. Do you want me to open a support ticket about it? We are sorry.")
+    # A ticket that was opened may be told.
+    opened = plan_json({"id": 1, "question": "Ticket", "tool": "open_ticket",
+                        "args": {"customer": "carla@example.com", "subject": "Cracked vase", "body": "Vase cracked",
+                                 "order_id": "A1008"}})
+    told = agent(tmp_path / "t.sqlite3", opened, "We have opened a support ticket about it.").run(
+        "I'm carla@example.com. The vase in order A1008 arrived cracked. Please open a support ticket about it.")
+    assert told.answer == "We have opened a support ticket about it." and len(writes(tmp_path / "t.sqlite3")[1]) == 1

@@ -14,7 +14,8 @@ from langchain_core.tools import BaseTool
 from decompose.chains.answer_form import AnswerForm
 from decompose.plan import Plan, Step, resolve_args
 from decompose.scoring import said_yes, tool_verdict
-from decompose.tools.guards import identifiers_of
+from decompose.tools.guards import identifiers_of, request_of
+from decompose.tools.runner import has_side_effects
 
 VERDICT = "verdict"  # tool metadata: {"topic": regex of the words about it, "yes": sentence, "no": sentence}
 
@@ -31,6 +32,10 @@ _NEGATIVE = re.compile(r"\b(?:no|not|cannot|can ?not|can't|isn't|won't|unable|in
                        re.IGNORECASE)
 _POSITIVE = re.compile(r"\b(?:yes|can|eligible|refundable|within|allowed|able)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A sentence that says an action was done: "we have opened a ticket", "I've issued the refund", "was refunded".
+_DONE_VERBS = r"(?:opened|issued|created|processed|made|refunded|filed|submitted|raised|logged|initiated|credited)"
+_DONE = re.compile(rf"\b(?:have|has|'ve|was|were|been|is now|are now)\s+(?:\w+\s+){{0,2}}?{_DONE_VERBS}\b|"
+                   rf"\b(?:i|we)\s+(?:\w+\s+)?{_DONE_VERBS}\b", re.IGNORECASE)
 
 
 def declare_verdict(tool: BaseTool, *, topic: str, yes: str, no: str) -> BaseTool:
@@ -108,6 +113,7 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
     """`answer` made consistent with the tools' verdicts and statuses (see the module's docstring). `form` is the
     question's; `reply`: the answer is a reply to a person in sentences (an agent's), which may not open with
     Yes/No."""
+    answer = _no_claimed_writes(answer, plan, tools)
     facts = tool_facts(plan, tools)
     if not facts:
         return answer
@@ -162,3 +168,21 @@ def _states(sentence: str) -> set[str]:
     """The states a sentence says something is in (not the ones it says it is not, or will be once …)."""
     text = _NEGATED_STATE.sub(" ", sentence)
     return {state for state, words in STATUS_WORDS.items() if re.search(rf"\b(?:{words})\b", text, re.IGNORECASE)}
+
+
+def _no_claimed_writes(answer: str, plan: Plan, tools: Mapping[str, BaseTool]) -> str:
+    """A sentence that says a side-effecting tool's action was done ("we have opened a support ticket") when no
+    step of it succeeded is replaced by the tool's offer: the customer is never told of a write that did not
+    happen."""
+    unwritten = [t for t in tools.values() if has_side_effects(t)
+                 and not any(s.tool == t.name and s.status == "done" for s in plan.steps)]
+    if not unwritten:
+        return answer
+    kept: list[str] = []
+    for sentence in _SENTENCE_END.split(answer.strip()):
+        claimed = next((t for t in unwritten if _DONE.search(sentence)
+                        and re.search(request_of(t)["pattern"], sentence, re.IGNORECASE)), None)
+        replacement = sentence if claimed is None else request_of(claimed)["offer"]
+        if replacement not in kept:
+            kept.append(replacement)
+    return " ".join(kept)
