@@ -6,20 +6,19 @@ its values as said (they came from tools)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import SystemMessage
 
 from decompose.plan import Plan, plain_numbers, resolve_args
+from decompose.tools.guards import ID_TOKEN
 
 # The fields worth remembering about a thing, beside its id: what a follow-up asks about.
 REMEMBERED = ("name", "email", "status", "eta", "delivered_on", "total", "max_refundable", "eligible",
               "latest_order_id")
 MAX_ENTITIES = 12  # the newest ones: a long conversation's state stays a few lines
 STATE_HEADER = "What this conversation has established (from the tools; use these values, do not ask for them again):"
-_ID_TOKEN = re.compile(r"\b[A-Za-z]{1,4}-?\d{3,}\b")
 
 
 @dataclass
@@ -53,12 +52,12 @@ class ConversationState:
                 for kind, value in _named_in_args(_resolved(step.args, answers)):
                     self._focus(kind, value)
         answered: dict[str, set[str]] = {}
-        for known in filter(None, map(self.entities.get, (t.lower() for t in _ID_TOKEN.findall(answer or "")))):
+        for known in filter(None, map(self.entities.get, (t.lower() for t in ID_TOKEN.findall(answer or "")))):
             answered.setdefault(known.kind, set()).add(known.id)
         for kind, ids in answered.items():
             if len(ids) == 1:
                 self._focus(kind, next(iter(ids)))
-        for token in _ID_TOKEN.findall(question):  # what the user names now is what they are talking about
+        for token in ID_TOKEN.findall(question):  # what the user names now is what they are talking about
             known = self.entities.get(token.lower())
             if known is not None:
                 self._focus(known.kind, known.id)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from langchain_core.tools import BaseTool
 
-from decompose.chains.answer_form import AnswerForm
+from decompose.chains.answer_form import SENTENCE_END, AnswerForm
 from decompose.plan import Plan, Step, resolve_args
 from decompose.scoring import said_yes, tool_verdict
 from decompose.tools.guards import identifiers_of, request_of
@@ -31,7 +31,6 @@ _NEGATED_STATE = re.compile(r"\b(?:not|n't|never|yet to be|once it(?: has| is)?|
 _NEGATIVE = re.compile(r"\b(?:no|not|cannot|can ?not|can't|isn't|won't|unable|ineligible|outside|too late)\b|n't\b",
                        re.IGNORECASE)
 _POSITIVE = re.compile(r"\b(?:yes|can|eligible|refundable|within|allowed|able)\b", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # A sentence that says an action was done: "we have opened a ticket", "I've issued the refund", "was refunded".
 _DONE_VERBS = r"(?:opened|issued|created|processed|made|refunded|filed|submitted|raised|logged|initiated|credited)"
 _DONE = re.compile(rf"\b(?:have|has|'ve|was|were|been|is now|are now)\s+(?:\w+\s+){{0,2}}?{_DONE_VERBS}\b|"
@@ -127,11 +126,11 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
             return f"{word}: {verdict.reason}" if verdict.reason else word
         if said is not None:  # a reply that opens against the tool
             return f"{word}. {verdict.statement}"
-        if not any(verdict.topic and verdict.topic.search(s) for s in _SENTENCE_END.split(answer)):
+        if not any(verdict.topic and verdict.topic.search(s) for s in SENTENCE_END.split(answer)):
             answer = f"{answer.rstrip()} {verdict.statement}"  # a reply that never answered the question asked
     if form is AnswerForm.YES_NO and not reply:
         return answer
-    sentences = _SENTENCE_END.split(answer.strip())
+    sentences = SENTENCE_END.split(answer.strip())
     kept: list[str] = []
     for sentence in sentences:
         wrong = next((f for f in facts if _contradicts(sentence, f, facts)), None)
@@ -179,7 +178,7 @@ def _no_claimed_writes(answer: str, plan: Plan, tools: Mapping[str, BaseTool]) -
     if not unwritten:
         return answer
     kept: list[str] = []
-    for sentence in _SENTENCE_END.split(answer.strip()):
+    for sentence in SENTENCE_END.split(answer.strip()):
         claimed = next((t for t in unwritten if _DONE.search(sentence)
                         and re.search(request_of(t)["pattern"], sentence, re.IGNORECASE)), None)
         replacement = sentence if claimed is None else request_of(claimed)["offer"]

@@ -45,7 +45,7 @@ _AMOUNT = re.compile(r"[$€£]\s?(\d+(?:\.\d{1,2})?)|(?<![\w.])(\d+\.\d{2})(?!\
 _AFFIRMS = re.compile(r"^\W*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please do|go ahead|do it|do that|please|"
                       r"that would be great|correct)\b", re.IGNORECASE)
 # Identifier-looking tokens: order and customer ids (A1001, C001, TCK-12) and emails.
-_ID_TOKEN = re.compile(r"[^@\s,;:()<>\"']+@[^@\s,;:()<>\"']+\.\w+|\b[A-Za-z]{1,4}-?\d{3,}\b")
+ID_TOKEN = re.compile(r"[^@\s,;:()<>\"']+@[^@\s,;:()<>\"']+\.\w+|\b[A-Za-z]{1,4}-?\d{3,}\b")
 
 
 def requires_request(tool: BaseTool, pattern: str, offer: str, *, amount: str | None = None) -> BaseTool:
@@ -197,15 +197,15 @@ class Grounding:
                 named = [r[value] for r in self.results if isinstance(r, dict) and isinstance(r.get(value), str)
                          and value.endswith(name)]
                 # A model step's sentence around the one id it found ("The lamp is in order A2001.").
-                found = {t for t in _ID_TOKEN.findall(value) if self.words.contains(t, self.results)}
+                found = {t for t in ID_TOKEN.findall(value) if self.words.contains(t, self.results)}
                 # The one value of its kind the user gave (an email copied from a worked example, not theirs).
-                given = {t.lower(): t for text in self.words.users for t in _ID_TOKEN.findall(text)
+                given = {t.lower(): t for text in self.words.users for t in ID_TOKEN.findall(text)
                          if _same_kind(value, {t.lower()})}
                 if len(set(named)) == 1:
                     fixed[name] = named[0]
                 elif len(found) == 1:
                     fixed[name] = found.pop()
-                elif _ID_TOKEN.fullmatch(value.strip()) and len(given) == 1:
+                elif ID_TOKEN.fullmatch(value.strip()) and len(given) == 1:
                     fixed[name] = next(iter(given.values()))
         return fixed
 
@@ -222,10 +222,10 @@ class Grounding:
 
     def _on_named_object(self, tool: BaseTool, step: Step, args: dict[str, Any]) -> None:
         """A write whose identifier differs from every one the request names is not what was asked."""
-        named = {t.lower() for s in self.words.requesting(request_of(tool)["pattern"]) for t in _ID_TOKEN.findall(s)}
+        named = {t.lower() for s in self.words.requesting(request_of(tool)["pattern"]) for t in ID_TOKEN.findall(s)}
         for name in identifiers_of(tool):
             value = args.get(name)
-            if not named or not isinstance(value, str) or not _ID_TOKEN.fullmatch(value.strip()):
+            if not named or not isinstance(value, str) or not ID_TOKEN.fullmatch(value.strip()):
                 continue
             if value.strip().lower() not in named and _same_kind(value, named):
                 raise NotRequested(f"step {step.id}: the user asked about {', '.join(sorted(named))}, not "
