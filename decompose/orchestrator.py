@@ -12,6 +12,7 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -269,7 +270,9 @@ class Orchestrator:
 
     async def _plan(self, question: str, run: _Run) -> Plan:
         try:
-            return await self.decomposer.aplan(question, run.caller, run.emit, run.history)
+            grounding = run.grounding  # what the plan leaves out of the user's words is asked again, once
+            critique = None if grounding is None else partial(grounding.misses, tools=self.tools, writes=self._writes)
+            return await self.decomposer.aplan(question, run.caller, run.emit, run.history, critique=critique)
         except PlanError as exc:
             if self.decomposer.on_failure != "direct":
                 raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
@@ -104,16 +104,20 @@ class Decomposer:
         self.example_questions = worked_example_questions([*prompts.decompose.messages, *self.tool_examples])
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
 
-    async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
+    async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = (),
+                    critique: Callable[[Plan], str | None] | None = None) -> Plan:
+        """A plan for `question`. `critique` (the tool guard's `misses`) names what a valid plan leaves out of
+        the user's words; such a plan is asked for again once, and kept when the next one is no better."""
         values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules(),
                   "tool_examples": self.tool_examples, "history": list(history)}
         # A model fine-tuned by `decompose train` is asked with the compact prompt it learned on.
         prompt = trained_prompt(caller.models, self.tools.values()) or self.prompts.decompose
         examples = self.example_questions if prompt is self.prompts.decompose else {}  # the compact one shows none
         last_data: Any = None  # the last reply that parsed: what salvage works from
+        criticised: Plan | None = None  # a valid plan the critique sent back: kept if no better one comes
 
         async def ask(state: RetryState) -> Plan:
-            nonlocal last_data
+            nonlocal last_data, criticised
             repair = []
             if state.failures:  # only an unusable reply is re-asked: show the model its reply and the problem
                 unusable = state.failures[-1]
@@ -124,14 +128,21 @@ class Decomposer:
                 if data is None:
                     data = extract_plan_data(text)
                 last_data = data
-                return self._validated(data, question, examples)
+                plan = self._validated(data, question, examples)
             except PlanError as exc:
                 raise UnusableReply(text, str(exc)) from exc
+            problem = critique(plan) if critique is not None and criticised is None else None
+            if problem:
+                criticised = plan
+                raise UnusableReply(text, problem)
+            return plan
 
         def salvage(state: RetryState) -> Plan:
             failure = state.failures[-1]
             if not isinstance(failure, UnusableReply):
                 raise failure  # the model call itself failed
+            if criticised is not None:  # the re-ask brought no better plan: the valid one stands
+                return criticised
             salvaged = drop_unusable_steps(without_copied_steps(last_data, question, examples), question)
             if salvaged is not None:
                 try:
