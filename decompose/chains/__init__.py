@@ -1,0 +1,1 @@
+"""The chains: the prompts, reading plans and answers out of replies, the decompose chain and the synthesis."""
