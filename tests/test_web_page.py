@@ -181,7 +181,10 @@ def test_a_question_draws_the_plan_live_then_the_answer_sources_and_usage(browse
         running.first.wait_for()  # drawn from the stream while the run goes on
         assert page.locator(".answer").count() == 0
         card = last_card(page, "done")
-        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was {1} born?")]
+        # Step 2 is shown with step 1's answer in place of {1}; the plan's own words are its title.
+        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was James Cameron born?")]
+        assert card.locator('.step[data-step-id="2"] .step-question').get_attribute("title") == "When was {1} born?"
+        assert card.locator('.step[data-step-id="1"] .step-question').get_attribute("title") is None
         assert card.locator('.step[data-step-id="2"] .deps').inner_text() == "after #1"
         assert card.locator('.step[data-step-id="1"] .step-answer').inner_text() == "→ James Cameron"
         assert card.locator('.step[data-step-id="2"] .step-answer').inner_text() == "→ 1954"
@@ -261,7 +264,7 @@ def test_review_then_approve_runs_the_plan_as_reviewed(browser, tmp_path):
         assert len(model.calls) == 1  # the plan only: nothing ran
         card.get_by_role("button", name="Approve and run").click()
         last_card(page, "done")
-        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was {1} born?")]
+        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was James Cameron born?")]
         assert card.locator(".answer-text").inner_text() == ANSWER
 
 
