@@ -229,6 +229,46 @@ def test_a_tool_step_shows_its_tool_and_arguments(browser, tmp_path):
 
 
 @in_browser
+def test_the_page_draws_each_state_the_server_sends_references_resolved_and_attempts_counted(browser, tmp_path):
+    from decompose import RetryableToolError
+
+    calls = []
+
+    @tool
+    def stock(sku: str) -> int:
+        """The stock level of a product."""
+        calls.append(sku)
+        if len(calls) < 3:
+            raise RetryableToolError("the warehouse is busy")
+        return 7
+
+    plan = {"steps": [{"id": 1, "question": "How many W-1 are in stock?", "tool": "stock", "args": {"sku": "W-1"}},
+                      {"id": 2, "question": "Can {1} widgets fill an order of 5?", "depends_on": [1]}]}
+    model = ScriptedChatModel(rules=[(asks_for_plan, json.dumps(plan)), (asks_to_combine, "Yes."),
+                                     (r"Question: Can 7 widgets", "yes")], default="?", latency=0.1)
+    with page_of(browser, create_app(model, db=db(tmp_path), tools=[stock])) as page:
+        # Every drawing of a step, as it happens: (id, status, question shown).
+        page.evaluate("""() => {
+          window.drawn = [];
+          new MutationObserver((changes) => { for (const c of changes) for (const n of c.addedNodes) {
+            if (n.classList && n.classList.contains("plan")) n.querySelectorAll(".step").forEach((s) =>
+              window.drawn.push([s.dataset.stepId, s.dataset.status, s.querySelector(".step-question").textContent]));
+            else if (n.matches && n.matches(".step")) window.drawn.push(
+              [n.dataset.stepId, n.dataset.status, n.querySelector(".step-question").textContent]);
+          } }).observe(document.getElementById("transcript"), { childList: true, subtree: true });
+        }""")
+        ask(page, "Can the widgets in stock fill an order of 5?")
+        card = last_card(page, "done")
+        assert steps(card) == [(1, "done", "How many W-1 are in stock?"), (2, "done", "Can 7 widgets fill an order of 5?")]
+        assert "3 attempts" in card.locator('.step[data-step-id="1"] .step-meta').inner_text()
+        assert card.locator('.step[data-step-id="2"] .step-meta').inner_text().count("attempts") == 0
+        drawn = [tuple(d) for d in page.evaluate("window.drawn") if d[0] == "2"]
+        assert ("2", "pending", "Can {1} widgets fill an order of 5?") in drawn  # before step 1 answered
+        assert ("2", "running", "Can 7 widgets fill an order of 5?") in drawn  # resolved as soon as it was
+        assert calls == ["W-1"] * 3
+
+
+@in_browser
 def test_a_failing_step_shows_failed_and_its_dependents_skipped(browser, tmp_path):
     with page_of(browser, tools_app(tmp_path)) as page:
         ask(page, "Can the widgets in stock fill an order of 6 times 7?")
