@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, Callable, ClassVar
 
 from langchain_core.messages import AIMessage
 
 # Every event type by its wire name: filled as each class is defined.
-EVENT_TYPES: dict[str, type["Event"]] = {}
+EVENT_TYPES: dict[str, type[Event]] = {}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Event:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunEvent":
+    def from_dict(cls, data: dict[str, Any]) -> RunEvent:
         """The event whose `to_dict()` is `data` (a trace line, a server-sent event's data): `Event.from_dict(
         e.to_dict()) == e`. An unknown type or a missing or unknown field is a `ValueError` that names it."""
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -206,7 +206,7 @@ class Usage:
 
 
 # The union of every event a run emits; `decompose.run_state.apply` matches on it.
-RunEvent = Union[PlanReady, PlanFallback, StepStarted, StepFinished, StepFailed, StepSkipped, Retried,
-                 IntentDetected, RouteChosen, Answered]
+RunEvent = (PlanReady | PlanFallback | StepStarted | StepFinished | StepFailed | StepSkipped | Retried | IntentDetected
+            | RouteChosen | Answered)
 
 Emit = Callable[[Event], None]

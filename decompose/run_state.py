@@ -17,8 +17,9 @@ Any other move is a `TransitionError`. A `Retried` for a running step counts one
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
                               StepStarted)
@@ -82,7 +83,7 @@ class RunState:
     answer: str | None = None
 
     @classmethod
-    def of_plan(cls, plan: Plan) -> "RunState":
+    def of_plan(cls, plan: Plan) -> RunState:
         """The state a plan's `Step`s record (a finished run's, or a plan not run yet)."""
         return cls(steps={s.id: StepState(
             id=s.id, question=s.question, depends_on=tuple(s.depends_on), tool=s.tool, args=s.args, kind=s.kind,
