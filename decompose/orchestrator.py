@@ -52,14 +52,17 @@ class _Run:
 
     caller: ModelCaller
     events: list[Event]
-    emit: Callable[[Event], None]  # the run's record: every event changes the run state through it, then is kept
-    record: RunRecord
+    record: RunRecord  # every event of the run goes through it: it changes the run state, then is kept
     run_id: str
     limits: Limits
     history: Sequence[BaseMessage] = ()
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
     grounding: Grounding | None = None  # a model-made plan's tool guard (tools/guards.py); None for a given plan
     route: Route | None = None  # strategy="auto": the route the question took
+
+    @property
+    def emit(self) -> Callable[[Event], None]:
+        return self.record
 
 
 class Orchestrator:
@@ -260,8 +263,8 @@ class Orchestrator:
         record = RunRecord(keep)
         caller = ModelCaller(self.models, policy=self.retry, usage=Usage(), emit=record,
                              limits=limits, slots=call_slots)
-        return _Run(caller=caller, events=events, emit=record, record=record, run_id=run_id or uuid.uuid4().hex,
-                    limits=limits, history=list(history))
+        return _Run(caller=caller, events=events, record=record, run_id=run_id or uuid.uuid4().hex, limits=limits,
+                    history=list(history))
 
     async def _route(self, auto: AutoStrategy, question: str, run: _Run) -> Route:
         route = await auto.choose(question, caller=run.caller, prompts=self.prompts, retriever=self.retriever,
@@ -316,7 +319,8 @@ class Orchestrator:
                          known: dict[str, Any] | None = None, answered: dict[int, Solved] | None = None) -> None:
         """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
         earlier plan of this run) takes that answer without a call, a step in `answered` (by id) what is given
-        there. Each step returns `Solved`; the hooks (step_state.py) make it the step's events, which change the run state."""
+        there. Each step returns `Solved`; the hooks (step_state.py) make it the step's events, which change the run
+        state."""
         steps = plan.by_id
         known, answered = known or {}, answered or {}
 
