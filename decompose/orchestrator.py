@@ -27,7 +27,7 @@ from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
 from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                              PlanError)
-from decompose.events import Answered, Event, PlanFallback, PlanReady, RouteChosen, Usage
+from decompose.events import Answered, Event, PlanFallback, RouteChosen, Usage
 from decompose.models import load_model
 from decompose.models.fallback import FallbackModel
 from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
@@ -38,7 +38,7 @@ from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.sync import run_sync
-from decompose.step_state import close_unfinished, drop, state_hooks
+from decompose.step_state import RunRecord, close_unfinished, drop, state_hooks
 from decompose.settings import checked, make_strategy, moved_settings
 from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
 from decompose.tools.guards import Grounding, UserWords
@@ -53,13 +53,17 @@ class _Run:
 
     caller: ModelCaller
     events: list[Event]
-    emit: Callable[[Event], None]
+    record: RunRecord  # every event of the run goes through it: it changes the run state, then is kept
     run_id: str
     limits: Limits
     history: Sequence[BaseMessage] = ()
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
     grounding: Grounding | None = None  # a model-made plan's tool guard (tools/guards.py); None for a given plan
     route: Route | None = None  # strategy="auto": the route the question took
+
+    @property
+    def emit(self) -> Callable[[Event], None]:
+        return self.record
 
 
 class Orchestrator:
@@ -252,14 +256,15 @@ class Orchestrator:
         limits = self.limits if limits is None else checked(limits, Limits, "limits")
         events: list[Event] = []
 
-        def emit(event: Event) -> None:
+        def keep(event: Event) -> None:
             events.append(event)
             if on_event is not None:
                 on_event(event)
 
-        caller = ModelCaller(self.models, policy=self.retry, usage=Usage(), emit=emit,
+        record = RunRecord(keep)
+        caller = ModelCaller(self.models, policy=self.retry, usage=Usage(), emit=record,
                              limits=limits, slots=call_slots)
-        return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex, limits=limits,
+        return _Run(caller=caller, events=events, record=record, run_id=run_id or uuid.uuid4().hex, limits=limits,
                     history=list(history))
 
     async def _route(self, auto: AutoStrategy, question: str, run: _Run) -> Route:
@@ -281,12 +286,12 @@ class Orchestrator:
 
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float,
                        deadline: float | None, answered: dict[int, Solved] | None = None) -> Result:
-        run.emit(PlanReady(plan=plan.spec()))
+        run.record.start(plan)
         error: str | None = None
         answer: str | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                hooks = state_hooks(plan, run.emit, run.caller.step_usage)
+                hooks = state_hooks(run.record, run.caller.step_usage)
                 await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
                 max_replans = self.decomposer.max_replans
                 for replan in range(1, max_replans + 2):
@@ -299,12 +304,12 @@ class Orchestrator:
         except TimeoutError:
             finished = sum(step.status == "done" for step in plan.steps)
             error = _timed_out(run.limits, f"{finished} of {len(plan.steps)} steps done, no answer yet")
-            close_unfinished(plan, error, run.emit)
+            close_unfinished(run.record, error)
         except ModelAccessError:  # a bad key or model name: no partial answer is worth returning
             raise
         except DecomposeError as exc:  # budget exceeded, failed synthesis, ...
             error = str(run.caller.budget_exceeded() if isinstance(exc, BudgetExceeded) else exc)
-            close_unfinished(plan, error, run.emit)
+            close_unfinished(run.record, error)
         if answer is not None and run.grounding is not None:
             answer = run.grounding.follow_ups(answer, plan)  # the offers made instead of writes, the ids to ask for
         if answer is not None:
@@ -317,7 +322,8 @@ class Orchestrator:
                          known: dict[str, Any] | None = None, answered: dict[int, Solved] | None = None) -> None:
         """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
         earlier plan of this run) takes that answer without a call, a step in `answered` (by id) what is given
-        there. Each step returns `Solved`; the hooks (step_state.py) record it on the step."""
+        there. Each step returns `Solved`; the hooks (step_state.py) make it the step's events, which change the run
+        state."""
         steps = plan.by_id
         known, answered = known or {}, answered or {}
 
@@ -356,7 +362,9 @@ class Orchestrator:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
         parent's stream (their ids would clash), retries and usage still count."""
         plan = await self._plan(question, run)
-        await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(plan, drop, {}))
+        nested = RunRecord(drop)
+        nested.start(plan)
+        await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(nested, {}))
         answer, _ = await self._synthesize(plan, question, run)
         return answer
 
@@ -382,9 +390,9 @@ class Orchestrator:
         new_steps = append_steps(plan, extra)
         if not new_steps:
             return False
-        run.emit(PlanReady(plan=plan.spec(), replan=replan))
+        run.record.start(plan, replan)
         await self._run_steps(Plan(steps=new_steps, question=question), question, run, depth=0,
-                              hooks=state_hooks(plan, run.emit, run.caller.step_usage), known=known)
+                              hooks=state_hooks(run.record, run.caller.step_usage), known=known)
         return True
 
 

@@ -8,6 +8,7 @@ from helpers import TITANIC, plan_json
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402
 
+from decompose.events import Event  # noqa: E402
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
 from decompose.serve.store import INTERRUPTED, RUNNING, Store, TurnBusy  # noqa: E402
@@ -69,8 +70,15 @@ def test_a_run_streams_each_event_then_the_result(client):
     assert names[1] == "PlanReady" and len(frames[1][1]["plan"]["steps"]) == 2
     assert names.count("StepStarted") == 2 and names.count("StepFinished") == 2
     assert names[-2:] == ["Answered", "result"]
-    for name, data in frames[1:]:
-        assert data["type" if name != "result" else "answer"]  # every event frame is event.to_dict()
+    for name, data in frames[1:-1]:  # every event frame is event.to_dict(), each step change followed by the state
+        if name != "state":
+            assert Event.from_dict(data).type == name
+    states = [data for name, data in frames if name == "state"]
+    assert [names[i - 1] for i, name in enumerate(names) if name == "state"] == [
+        "PlanReady", "StepStarted", "StepFinished", "StepStarted", "StepFinished"]
+    assert [(s["id"], s["status"], s["shown_question"], s["attempts"]) for s in states[-1]["steps"]] == [
+        (1, "done", "Who directed Titanic?", 1), (2, "done", "When was James Cameron born?", 1)]
+    assert states[0]["steps"][1]["shown_question"] == "When was {1} born?"  # before step 1 answered
     result = frames[-1][1]
     assert result["ok"] and result["answer"] == "James Cameron, born 1954."
     assert [s["answer"] for s in result["steps"]] == ["James Cameron", "1954"]
