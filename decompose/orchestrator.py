@@ -28,6 +28,7 @@ from decompose.chains.synthesis import Synthesizer, findings_text
 from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
                              PlanError)
 from decompose.events import Answered, Event, PlanFallback, RouteChosen, Usage
+from decompose.executors import Executor, as_executor
 from decompose.models import load_model
 from decompose.models.fallback import FallbackModel
 from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
@@ -90,6 +91,8 @@ class Orchestrator:
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
             strategy, decomposer, tool_runner, limits = moved_settings(moved, strategy, decomposer, tool_runner,
                                                                         limits)
+        # What `replace` copies: every argument as given (the flat ones of earlier versions as the parts they made).
+        self._arguments = {name: value for name, value in locals().items() if name not in ("self", "moved")}
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if retriever is not None and not isinstance(retriever, BaseRetriever):
@@ -102,6 +105,7 @@ class Orchestrator:
             self.models = model
         else:
             self.models = FallbackModel(load_model(model), *(load_model(m) for m in fallbacks))
+        self._arguments.update(model=self.models, fallbacks=())  # a copy shares the models instead of loading them again
         self.model, self.fallbacks = self.models.models[0], self.models.models[1:]
         self.tools = list(tools)
         # "auto" chooses per question how to answer it (auto.py); a decomposition's steps are then answered directly.
@@ -120,6 +124,18 @@ class Orchestrator:
             self.tools, self.prompts)
         self.synthesizer = Synthesizer(self.prompts, retriever=retriever, tools=self.tools,
                                        direct_when_nothing=self.decomposer.on_failure == "direct")
+
+    def replace(self, **parts: Any) -> Orchestrator:
+        """A new Orchestrator made with this one's arguments, `parts` changed: `orch.replace(tools=[...])`. It shares
+        this one's models (fallbacks and `fallback_on` included; a new `model=` replaces them all, `fallbacks=`
+        alone keeps the primary) and its settings objects."""
+        unknown = sorted(set(parts) - set(self._arguments))
+        if unknown:
+            raise ConfigError(f"Orchestrator.replace() got an unexpected argument {unknown[0]!r}",
+                              hint=f"use one of: {', '.join(self._arguments)}")
+        if "fallbacks" in parts and "model" not in parts:
+            parts["model"] = self.model
+        return type(self)(**{**self._arguments, **parts})
 
     @property
     def _writes(self) -> dict[str, BaseTool]:
@@ -153,19 +169,19 @@ class Orchestrator:
         return run_sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event, limits=limits))
 
     def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-              limits: Limits | None = None, executor: Any = "local") -> list[Result]:
+              limits: Limits | None = None, executor: Executor | str = "local") -> list[Result]:
         return run_sync(self.abatch(questions, max_concurrency=max_concurrency, limits=limits, executor=executor))
 
     async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-                   history: Sequence[BaseMessage] = (), limits: Limits | None = None) -> Result:
+                   history: Sequence[BaseMessage] = (), limits: Limits | None = None,
+                   call_slots: asyncio.Semaphore | None = None) -> Result:
         """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
         so a follow-up like "and when will it arrive?" can be understood; see `Conversation`. `limits` replaces
-        the Orchestrator's for this run (`orch.limits.replace(max_tokens=2000)` changes one of them)."""
-        return await self._arun(question, on_event=on_event, history=history, limits=limits)
+        the Orchestrator's for this run (`orch.limits.replace(max_tokens=2000)` changes one of them).
+        `call_slots`, shared by several runs (a batch), bounds their model calls in flight together.
 
-    async def _arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-                    history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None,
-                    limits: Limits | None = None) -> Result:
+        A run that fails raises a `DecomposeError` whose `result` holds what it did before (calls, usage, events,
+        the plan so far)."""
         question = check_question(question)
         run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
         if self.tool_runner.guard and self.tools:
@@ -223,30 +239,15 @@ class Orchestrator:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-                     limits: Limits | None = None, executor: Any = "local") -> list[Result]:
+                     limits: Limits | None = None, executor: Executor | str = "local") -> list[Result]:
         """Answer many questions; one failure does not sink the others (its Result carries `.error`).
 
         `max_concurrency` (default: the Orchestrator's) bounds both the questions in progress and the model
         calls in flight across the whole batch, as a rate-limited API needs; tool calls are not counted.
-        `executor="ray"` (or a `RayExecutor`, a `RayPool`) spreads them over a Ray cluster (`distributed.py`)."""
-        if executor != "local":
-            from decompose.distributed import ray_batch  # Ray is optional: imported only when asked for
-            return await asyncio.to_thread(ray_batch, self, questions, executor=executor,
-                                           max_concurrency=max_concurrency, limits=limits)
-        limit = max_concurrency or self.max_concurrency
-        if limit < 1:
-            raise ConfigError(f"max_concurrency must be at least 1, got {limit}")
-        questions_slots, call_slots = asyncio.Semaphore(limit), asyncio.Semaphore(limit)
-
-        async def one(question: str) -> Result:
-            async with questions_slots:
-                try:
-                    return await self._arun(question, call_slots=call_slots, limits=limits)
-                except DecomposeError as exc:  # what the run did before failing, or (a bad question) nothing
-                    return getattr(exc, "result", None) or Result(question=str(question), answer=None, plan=None,
-                                                                  usage=Usage(), error=str(exc))
-
-        return list(await asyncio.gather(*(one(q) for q in questions)))
+        `executor` says where they are answered (`executors.py`): in this process (`"local"`), or e.g. on a Ray
+        cluster (`"ray"`, `RayExecutor(...)`, a `RayPool`: `distributed.py`)."""
+        return await as_executor(executor).answer_all(self, list(questions), max_concurrency=max_concurrency,
+                                                     limits=limits)
 
     # ----- internals --------------------------------------------------------------------------------------
 
@@ -399,12 +400,12 @@ class Orchestrator:
 @contextlib.contextmanager
 def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, started: float) -> Iterator[None]:
     """A run that raises (a refused key, a plan that cannot be made, Ctrl-C) still tells what happened: the
-    exception carries `.result`, a Result with the calls, usage and events so far."""
+    exception carries a Result with the calls, usage and events so far (`DecomposeError.result`, `Result.partial`)."""
     try:
         yield
     except (DecomposeError, asyncio.CancelledError) as exc:
-        exc.result = Result.failed(question, exc, plan=plan, usage=run.caller.usage,  # type: ignore[attr-defined]
-                                   events=run.events, elapsed=time.monotonic() - started, route=_route_dict(run))
+        Result.failed(question, exc, plan=plan, usage=run.caller.usage, events=run.events,
+                      elapsed=time.monotonic() - started, route=_route_dict(run)).attach_to(exc)
         raise
 
 

@@ -329,3 +329,36 @@ def test_a_bug_is_a_json_500_never_a_traceback(db):
     assert reply.status_code == 500
     assert reply.json()["error"]["message"] == "internal error: RuntimeError: boom"
     assert "Traceback" not in reply.text
+
+
+def test_a_store_write_retried_while_the_database_is_locked_is_a_retried_event(tmp_path, monkeypatch):
+    import sqlite3
+
+    import decompose.serve.store as store_module
+    from decompose.events import Retried
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)  # a locked database fails the write at once
+    path = tmp_path / "serve.sqlite3"
+    blocker = sqlite3.connect(path, isolation_level=None)  # another process's writer, holding the lock
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        blocker.execute("COMMIT")  # the other writer finishes while the store waits to try again
+
+    store = Store(f"sqlite:///{path}", on_event=on_event)
+    store.retry_wait = 0.01
+    cid = store.create_conversation("decompose")["id"]
+    seq, _ = store.begin_turn(cid, "first")
+    blocker.execute("BEGIN EXCLUSIVE")
+    store.end_turn(cid, seq, status="answered", answer="yes")
+    assert [(type(e), e.kind, e.phase, e.attempt, e.wait) for e in events] == [(Retried, "store", "store", 1, 0.01)]
+    assert "database is locked" in events[0].reason
+    assert store.conversation(cid)["turns"][0]["answer"] == "yes"  # stored on the second try
+
+    blocker.execute("BEGIN EXCLUSIVE")  # held for good: every try fails, the last failure is raised
+    store.on_event = events.append
+    with pytest.raises(store_module.StoreUnavailable, match="locked"):
+        store.end_turn(cid, 1, status="answered", answer="again", attempts=2)
+    assert len(events) == 2  # one retry, then no more
+    blocker.close()
