@@ -120,5 +120,5 @@ async def _progress(events: asyncio.Queue[Event | None], ctx: Context) -> None:
         done += 1
         try:
             await ctx.report_progress(done, total and max(total, done), message)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # a client that went away must not end the run; its answer goes nowhere anyway
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # a client gone away must not end the run
             pass

@@ -21,9 +21,10 @@ def mcp_command(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"mcp needs the mcp extra ({exc})", hint='pip install "decompose-agents[mcp]"') from None
     from decompose.cli.config import load_model_from_flags, orchestrator_options, plan_tools
+    from decompose.cli.serve import listen
 
     guard = _guard(args) if args.http is not None else None
-    sock = _listen(args.host, args.http) if args.http is not None else None  # a busy port fails before the model
+    sock = listen(args.host, args.http) if args.http is not None else None  # a busy port fails before the model
     agents = ready_agents(load_model_from_flags(args), args.agent, tools=plan_tools(args),
                           options=orchestrator_options(args))
     names = ", ".join(n.replace("-", "_") for n in agents)
@@ -51,9 +52,3 @@ def _guard(args: argparse.Namespace):
     keys = ApiKeys(read_keys(args.api_key_file)) if args.api_key_file else None
     limiter = RateLimiter(parse_rate(args.rate_limit)) if args.rate_limit else None
     return lambda app: Guard(app, keys=keys, limiter=limiter)
-
-
-def _listen(host: str, port: int):
-    from decompose.cli.serve import _listen
-
-    return _listen(host, port)

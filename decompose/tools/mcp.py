@@ -169,7 +169,8 @@ def _value(content: Any, artifact: Any) -> Any:
         return structured["result"] if set(structured) == {"result"} else structured
     if isinstance(content, str):
         return content
-    texts = [block.get("text", "") for block in content or [] if isinstance(block, dict) and block.get("type") == "text"]
+    texts = [block.get("text", "") for block in content or []
+             if isinstance(block, dict) and block.get("type") == "text"]
     if len(texts) == 1 and texts[0].lstrip()[:1] in ("{", "["):
         try:
             return json.loads(texts[0])
