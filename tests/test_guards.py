@@ -454,3 +454,14 @@ def test_an_order_status_the_reply_never_mentions_is_stated(tmp_path):
     plan = plan_json({"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}})
     result = agent(tmp_path / "s.sqlite3", plan, "Your order is located at our website.").run("Where is order A1003?")
     assert result.answer == "Your order is located at our website. Order A1003 is shipped."
+
+
+def test_a_done_refund_is_told_by_its_receipt_not_by_the_check_before_it(tmp_path):
+    plan = plan_json({"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1001"}},
+                     {"id": 2, "question": "Refund", "tool": "issue_refund",
+                      "args": {"order_id": "A1001", "amount": "{1.max_refundable}", "reason": "unused"}})
+    db = tmp_path / "s.sqlite3"
+    answer = agent(db, plan, "Thank you for your message.").run("Please refund order A1001, it is unused.").answer
+    assert writes(db)[0] == [("A1001", 4999)]
+    assert answer == ("Thank you for your message. Refund R00004 of 49.99 for order A1001 is done: the money goes "
+                      "back to the original payment method.")

@@ -172,7 +172,10 @@ def _stated(sentences: list[str], facts: list[ToolFact]) -> list[str]:
     dates and sums when a yes), each order's status it never mentions, the id of each record a write created.
     What the reply left out is added as the tool's own sentence, and a refusal to help is dropped."""
     text = " ".join(sentences)
-    added = [f.statement for f in facts if not _conveys(text, f, facts)]
+    # A "yes, it can be refunded" is old news once the refund is done: the receipt says what happened.
+    written = {f.key for f in facts if f.kind == "receipt"}
+    added = [f.statement for f in facts if not _conveys(text, f, facts)
+             and not (f.kind == "verdict" and f.value and f.key in written)]
     if not added:
         return sentences
     kept = [s for s in sentences if not _REFUSAL.search(s)]
