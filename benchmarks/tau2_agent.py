@@ -45,6 +45,7 @@ from decompose.tools.guards import identifier_args, requires_request  # noqa: E4
 HERE = Path(__file__).resolve().parent
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm would fetch its price list online
 AGENTS = ["ours", "react", "llm"]
+OVER_CONTEXT = "prompt over the server's context"  # a task's termination when the agent's prompt does not fit
 
 # The retail tools that change the database, each with the words that ask for it and the question asked instead
 # (the request gate of decompose/tools/guards.py).
@@ -309,19 +310,31 @@ def run_task(task: Any, agent: str, base_url: str, max_steps: int) -> dict[str, 
     }
 
 
+def over_context(exc: BaseException) -> bool:
+    """Whether the server refused a request for its length (llama.cpp: "exceeds the available context size")."""
+    while exc is not None:
+        text = str(exc).lower()
+        if "context" in text and ("exceed" in text or "too long" in text or "length" in text):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def table(cells: dict[str, list[dict]]) -> str:
-    lines = ["| agent | tasks | pass^1 | DB match | writes | gold writes | turns / task | model calls / task | "
-             "s / task | task ids |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| agent | tasks | pass^1 | DB match | writes | gold writes | not run (prompt over context) | "
+             "turns / task | model calls / task | s / task | task ids |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for agent, records in cells.items():
         n = len(records) or 1
         passed = sum(r["reward"] >= 1 for r in records)
         lines.append(
             f"| {agent} | {len(records)} | {passed}/{len(records)} | {sum(bool(r['db_match']) for r in records)} | "
             f"{sum(len(r['writes']) for r in records)} | {sum(len(r['gold_writes']) for r in records)} | "
+            f"{sum(r['termination'] == OVER_CONTEXT for r in records)} | "
             f"{sum(r['turns'] for r in records) / n:.1f} | {sum(r['model_calls'] for r in records) / n:.1f} | "
             f"{sum(r['seconds'] for r in records) / n:.0f} | {' '.join(r['id'] for r in records)} |")
     return "\n".join(lines)
@@ -358,7 +371,17 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
         for task in tasks:
             if task.id in done:
                 continue
-            record = {"split": args.split, **run_task(task, agent, args.base_url, args.max_steps)}
+            try:
+                record = {"split": args.split, **run_task(task, agent, args.base_url, args.max_steps)}
+            except Exception as exc:  # noqa: BLE001 — litellm's, openai's and our errors alike
+                if not over_context(exc):  # the server's trouble (a timeout, a restart): a later run tries again
+                    print(f"{agent} task {task.id}: not recorded: {exc}", file=sys.stderr, flush=True)
+                    continue
+                # The prompt does not fit the server's context: a property of the agent on this server, recorded.
+                record = {"split": args.split, "id": task.id, "agent": agent, "reward": 0.0, "db_match": False,
+                          "termination": OVER_CONTEXT, "turns": 0, "model_calls": 0,
+                          "tool_errors": 0, "seconds": 0.0, "actions": [], "gold_actions": [], "writes": [],
+                          "gold_writes": [], "agent_said": [], "user_said": [], "errors": [str(exc)[:500]]}
             out.parent.mkdir(parents=True, exist_ok=True)
             with out.open("a") as f:
                 f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
