@@ -262,7 +262,10 @@ def litellm_args(base_url: str) -> dict[str, Any]:
             "temperature": 0.0, "timeout": 1800, "num_retries": 2}
 
 
-def run_task(task: Any, agent: str, base_url: str, max_steps: int) -> dict[str, Any]:
+def run_task(task: Any, agent: str, base_url: str, max_steps: int, user_llm: str | None = None,
+             user_base_url: str | None = None) -> dict[str, Any]:
+    """One τ² retail task with `agent`; the user simulator is `user_llm` (a litellm model name) at
+    `user_base_url`, by default the agent's own model and server."""
     from tau2.agent.llm_agent import LLMAgent
     from tau2.data_model.message import AssistantMessage, ToolMessage, UserMessage
     from tau2.domains.retail.environment import get_environment
@@ -285,7 +288,8 @@ def run_task(task: Any, agent: str, base_url: str, max_steps: int) -> dict[str, 
         bot = trajectory_agent_class()(environment, lambda tools, policy: make_inner(agent, model, tools, policy))
         model_calls = lambda: bot.model_calls  # noqa: E731
         errors = bot.errors
-    user = UserSimulator(tools=None, instructions=str(task.user_scenario), llm=llm, llm_args=litellm_args(base_url))
+    user = UserSimulator(tools=None, instructions=str(task.user_scenario), llm=user_llm or llm,
+                         llm_args=litellm_args(user_base_url or base_url))
     started = time.perf_counter()
     simulation = Orchestrator(domain="retail", agent=bot, user=user, environment=environment, task=task,
                               max_steps=max_steps, max_errors=10).run()
@@ -296,7 +300,7 @@ def run_task(task: Any, agent: str, base_url: str, max_steps: int) -> dict[str, 
     actions = [[c.name, c.arguments] for m in messages if isinstance(m, AssistantMessage) and m.tool_calls
                for c in m.tool_calls]
     said = [m.content for m in messages if isinstance(m, AssistantMessage) and m.content]
-    gold = [[a.name, a.arguments] for a in task.evaluation_criteria.actions or []]
+    gold = gold_actions(task)
     db = info.db_check.db_match if info.db_check is not None else None
     return {
         "id": task.id, "agent": agent, "reward": info.reward, "db_match": db,
@@ -308,6 +312,10 @@ def run_task(task: Any, agent: str, base_url: str, max_steps: int) -> dict[str, 
         "agent_said": [s[:400] for s in said], "errors": errors,
         "user_said": [m.content[:300] for m in messages if isinstance(m, UserMessage) and m.content],
     }
+
+
+def gold_actions(task: Any) -> list[list[Any]]:
+    return [[a.name, a.arguments] for a in task.evaluation_criteria.actions or []]
 
 
 def over_context(exc: BaseException) -> bool:
@@ -348,6 +356,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser.add_argument("--limit", type=int, help="the first N tasks of the split")
     parser.add_argument("--base-url", default="http://127.0.0.1:8765/v1",
                         help="the OpenAI-compatible server of the capable model (benchmarks/capable_model.py)")
+    parser.add_argument("--user-llm", help="the user simulator, a litellm model name (default: the agent's model); "
+                        "a stronger one than the agent measures the agent, not the simulator")
+    parser.add_argument("--user-base-url", help="its OpenAI-compatible server (default: --base-url)")
     parser.add_argument("--max-steps", type=int, default=40,
                         help="τ²'s step limit per task (messages of agent, user and tools; τ²'s default is 100)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "agents", help="records (resumable)")
@@ -372,7 +383,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
             if task.id in done:
                 continue
             try:
-                record = {"split": args.split, **run_task(task, agent, args.base_url, args.max_steps)}
+                record = {"split": args.split, **run_task(task, agent, args.base_url, args.max_steps, args.user_llm,
+                                                             args.user_base_url)}
             except Exception as exc:  # noqa: BLE001 — litellm's, openai's and our errors alike
                 if not over_context(exc):  # the server's trouble (a timeout, a restart): a later run tries again
                     print(f"{agent} task {task.id}: not recorded: {exc}", file=sys.stderr, flush=True)
@@ -380,8 +392,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
                 # The prompt does not fit the server's context: a property of the agent on this server, recorded.
                 record = {"split": args.split, "id": task.id, "agent": agent, "reward": 0.0, "db_match": False,
                           "termination": OVER_CONTEXT, "turns": 0, "model_calls": 0,
-                          "tool_errors": 0, "seconds": 0.0, "actions": [], "gold_actions": [], "writes": [],
-                          "gold_writes": [], "agent_said": [], "user_said": [], "errors": [str(exc)[:500]]}
+                          "tool_errors": 0, "seconds": 0.0, "actions": [], "gold_actions": gold_actions(task),
+                          "writes": [], "gold_writes": [a for a in gold_actions(task) if a[0] in WRITES],
+                          "agent_said": [], "user_said": [], "errors": [str(exc)[:500]]}
             out.parent.mkdir(parents=True, exist_ok=True)
             with out.open("a") as f:
                 f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
