@@ -417,6 +417,23 @@ def test_a_tool_less_plan_for_an_agent_over_records_is_asked_again():
     assert "no step calls a tool" in reask
 
 
+def test_every_identifier_left_empty_is_asked_for_in_one_question():
+    from decompose.tools.guards import identifier_args
+
+    @tool
+    def find_user_id_by_name_zip(first_name: str, last_name: str, zip: str) -> str:
+        """Find a user id by name and zip code."""
+        return "user_1"
+
+    identifier_args(find_user_id_by_name_zip, "first_name", "last_name", "zip")
+    plan = plan_json({"id": 1, "question": "Who is it?", "tool": "find_user_id_by_name_zip",
+                      "args": {"first_name": "", "last_name": "", "zip": ""}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "I need more details.")])
+    result = Orchestrator(model, tools=[find_user_id_by_name_zip]).run("I want to exchange my keyboard.")
+    assert result.plan.step(1).status == "failed"
+    assert result.answer.endswith("Could you tell me your first name, last name and zip?")
+
+
 def test_the_calculator_alone_is_never_asked_to_be_used():
     from decompose.tools.calculator import calculator
 

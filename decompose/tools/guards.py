@@ -192,7 +192,7 @@ class Grounding:
         said_no = {s.id for s in (plan.steps if plan else ()) if s.status == "done" and tool_verdict(s.answer) is False}
         extra = list(dict.fromkeys(offer for offer, after in self.withheld.values() if not said_no & set(after)))
         if self.missing and "?" not in answer:
-            wanted = " and ".join(dict.fromkeys(_spoken(n) for n in self.missing))
+            wanted = _spoken_all(self.missing)
             extra.insert(0, f"Could you tell me your {wanted}?")
         extra = [q for q in extra if q not in answer]
         return " ".join(filter(None, [answer.rstrip(), *extra])) if extra else answer
@@ -237,9 +237,10 @@ class Grounding:
         names = identifiers_of(tool)
         empty = [n for n in names if n in args and (args[n] is None or isinstance(args[n], str) and not args[n].strip())]
         if empty and not any(isinstance(args.get(n), (str, dict)) and args[n] for n in names):
-            self.missing.append(empty[0])
-            raise UngroundedArgument(f"step {step.id}: {tool.name} needs the user's {_spoken(empty[0])}",
-                                     argument=empty[0], hint=f"ask the user for their {_spoken(empty[0])}")
+            self.missing += empty  # all of them at once: a name and a zip code are one question, not three turns
+            wanted = _spoken_all(empty)
+            raise UngroundedArgument(f"step {step.id}: {tool.name} needs the user's {wanted}",
+                                     argument=empty[0], hint=f"ask the user for their {wanted}")
 
     def check(self, tool: BaseTool, step: Step, args: dict[str, Any], *, writes: bool) -> None:
         for name in identifiers_of(tool):
@@ -284,6 +285,12 @@ def _same_kind(value: str, named: set[str]) -> bool:
 
 def _spoken(name: str) -> str:
     return name.replace("_", " ")
+
+
+def _spoken_all(names: Iterable[str]) -> str:
+    """`first name, last name and zip`."""
+    spoken = list(dict.fromkeys(map(_spoken, names)))
+    return " and ".join(filter(None, [", ".join(spoken[:-1]), spoken[-1]]))
 
 
 def _text(value: Any) -> str:
