@@ -36,15 +36,13 @@ class ModelCaller:
         self.fallback = models if isinstance(models, FallbackModel) else FallbackModel(*models)
         self.slots = slots  # shared by every run of a batch: bounds the batch's calls in flight
         self.policy = policy
-        # A model in this process has no server to hang: its calls wait their turn in its batch queue, which
-        # on a CPU can rightly take minutes, so the per-call deadline meant for HTTP does not apply to it.
-        self._local_policy = replace(policy, max_total=None)
         self.usage = usage
         self.emit = emit
         self.limits = limits or Limits()
         self.calls_started = 0  # in flight included: what a call limit is checked against
         self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
         self._runnables: dict[Hashable, list[tuple[Runnable, Runnable]]] = {}  # key -> (model, what build made)
+        self._routes: list[_Route] = []  # what each model's calls need, found at its first call, not at each
 
     @property
     def models(self) -> list[Runnable]:
@@ -71,11 +69,10 @@ class ModelCaller:
 
         async def call(model: Runnable) -> Any:
             runnable = self._runnable(model, build, key)
-            chat_model = chat_model_of(model)  # through bind/with_retry/...: what the call really reaches
-            policy = self._local_policy if getattr(chat_model, "in_process", False) else self.policy
+            route = self._route(model)
             async with self.slots or contextlib.nullcontext():
-                return await call_with_retries(lambda: runnable.ainvoke(input), policy, announce,
-                                               endpoint=_endpoint_of(chat_model))
+                return await call_with_retries(lambda: runnable.ainvoke(input), route.policy, announce,
+                                               endpoint=route.endpoint)
 
         output, model = await self.fallback.call(call)
         message = _message_of(output)
@@ -83,7 +80,14 @@ class ModelCaller:
         if step_id is not None:
             self.step_usage.setdefault(step_id, TokenCount()).add(message)
         self.limits.check_after_call(self.usage, self.calls_started)
-        return output, model_name(model)
+        return output, self._route(model).name
+
+    def _route(self, model: Runnable) -> _Route:
+        for route in self._routes:  # by identity: chat models are unhashable, and an id() could be reused
+            if route.model is model:
+                return route
+        self._routes.append(_Route(model, self.policy))
+        return self._routes[-1]
 
     def _runnable(self, model: Runnable, build: Callable | None, key: Hashable) -> Runnable:
         if build is None:
@@ -102,6 +106,20 @@ class ModelCaller:
         """The error, from the usage so far: calls that were in flight when a limit was reached still count, so a
         run reports it from its final usage."""
         return self.limits.exceeded(self.usage, self.calls_started)
+
+
+class _Route:
+    """What every call of one model needs: its retry policy, its endpoint (for errors that do not carry their
+    request) and its name."""
+
+    def __init__(self, model: Runnable, policy: RetryPolicy):
+        chat_model = chat_model_of(model)  # through bind/with_retry/...: what the call really reaches
+        self.model = model
+        # A model in this process has no server to hang: its calls wait their turn in its batch queue, which
+        # on a CPU can rightly take minutes, so the per-call deadline meant for HTTP does not apply to it.
+        self.policy = replace(policy, max_total=None) if getattr(chat_model, "in_process", False) else policy
+        self.endpoint = _endpoint_of(chat_model)
+        self.name = model_name(model)
 
 
 def _endpoint_of(model: BaseChatModel | None) -> str | None:

@@ -16,9 +16,9 @@ A rule is tenacity's three strategies plus a name and what a retry under it coun
   the creation of its tables while replicas race to create them (`retrying_blocking`: the store is synchronous).
 
 Strategies are tenacity's (composable with `|` and `&`) and run by tenacity's own `AsyncRetrying`/`Retrying`,
-handed tenacity's record of the call; the attempt and the hooks get a `RetryState`: that record (`call`) and the
-failures so far. `retry_events` is the one hook that turns a retry into a `Retried` event and counts it in
-`Usage`.
+from the first failure on (a first attempt that succeeds needs no engine); the attempt and the hooks get a
+`RetryState`: tenacity's record of the call (`call`), the start time and the failures so far. `retry_events` is
+the one hook that turns a retry into a `Retried` event and counts it in `Usage`.
 """
 
 from __future__ import annotations
@@ -83,21 +83,18 @@ class Rule:
 
 
 class RetryState:
-    """One call under a rule, as its attempt and hooks see it: tenacity's record of the call (`call`: the attempt
-    number, the start time, the wait ahead) and every failure so far."""
+    """One call under a rule, as its attempt and hooks see it: when it started, every failure so far, and from the
+    first failure on tenacity's record of the call (`call`: the attempt number, the wait ahead)."""
 
     def __init__(self, rule: Rule):
         self.rule = rule
         self.failures: list[BaseException] = []
-        self.call: RetryCallState | None = None  # set before the first attempt
+        self.start_time = time.monotonic()  # when the first attempt started: what a deadline counts from
+        self.call: RetryCallState | None = None  # tenacity's record, once the first attempt has failed
 
     @property
     def attempt_number(self) -> int:
         return self.call.attempt_number if self.call is not None else 1
-
-    @property
-    def start_time(self) -> float:
-        return self.call.start_time if self.call is not None else time.monotonic()
 
     @property
     def upcoming_sleep(self) -> float:
@@ -134,12 +131,21 @@ async def retrying(rule: Rule, attempt: Callable[[RetryState], Awaitable[T]], *,
     """Await `attempt(state)` until it succeeds or `rule` gives up. A result is final; a failure is retried while
     `rule.retry` allows it and `rule.stop` does not object, with `before_sleep(state)` told of each retry. A failure
     that is not retried goes to `give_up(state)` (which returns a result or raises), or is raised as it is.
-    Cancellation is no failure: it passes."""
+    Cancellation is no failure: it passes.
+
+    The first attempt runs before tenacity is set up (most calls succeed at once, and `AsyncRetrying` costs tens
+    of µs a call); its failure is handed to tenacity as its attempt 1, so every rule decides exactly as if tenacity
+    had run it."""
     state = RetryState(rule)
+    try:
+        return await attempt(state)
+    except Exception as exc:
+        state.failed(exc)
     try:
         async for call in AsyncRetrying(**_strategies(rule, state, before_sleep)):
             with call:
-                state.call = call.retry_state
+                if state.call is None:  # attempt 1 has run: tenacity takes over from its failure
+                    _hand_over(state, call.retry_state)
                 try:
                     return await attempt(state)
                 except Exception as exc:
@@ -155,9 +161,14 @@ def retrying_blocking(rule: Rule, attempt: Callable[[RetryState], T], *, before_
     """`retrying` for synchronous code: the waits sleep the thread."""
     state = RetryState(rule)
     try:
+        return attempt(state)
+    except Exception as exc:
+        state.failed(exc)
+    try:
         for call in Retrying(**_strategies(rule, state, before_sleep)):
             with call:
-                state.call = call.retry_state
+                if state.call is None:  # attempt 1 has run: tenacity takes over from its failure
+                    _hand_over(state, call.retry_state)
                 try:
                     return attempt(state)
                 except Exception as exc:
@@ -166,6 +177,15 @@ def retrying_blocking(rule: Rule, attempt: Callable[[RetryState], T], *, before_
     except Exception as exc:
         return _given_up(state, exc, give_up)
     raise AssertionError("tenacity ended the attempts without an outcome")
+
+
+def _hand_over(state: RetryState, call: RetryCallState) -> None:
+    """Make the first attempt, run before tenacity, tenacity's attempt 1: its record starts when that attempt
+    started (a deadline such as `max_total` counts from there) and it fails as that attempt failed; tenacity then
+    asks the rule's strategies, calls `before_sleep`, waits, and runs attempt 2."""
+    state.call = call
+    call.start_time = state.start_time
+    raise state.failures[-1]
 
 
 def _strategies(rule: Rule, state: RetryState, before_sleep: Hook | None) -> dict:
@@ -230,6 +250,7 @@ def transport(policy: RetryPolicy) -> Rule:
                 wait_retry_after(policy.max_retry_after, backoff))
 
 
+@lru_cache(maxsize=32)  # asked for at every plan: built once per setting
 def plan_reask(max_retries: int) -> Rule:
     return Rule("plan re-ask", "parse", retry_if_exception_type(UnusableReply),
                 stop_after_attempt(max_retries + 1) | stop_if_reply_repeated())
@@ -238,6 +259,7 @@ def plan_reask(max_retries: int) -> Rule:
 TOOL_ARGS_REASK = Rule("tool-argument re-ask", "parse", retry_if_exception_type(UnusableReply), stop_after_attempt(2))
 
 
+@lru_cache(maxsize=64)  # asked for at every tool call: built once per setting
 def transient_tool_error(error: type[BaseException], max_retries: int, *, may_repeat: bool) -> Rule:
     """`error` is the tool's way to say "call me again" (`RetryableToolError`); `may_repeat` is False for a tool
     with side effects and no idempotency key, which a second call could repeat."""

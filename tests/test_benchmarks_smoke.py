@@ -29,6 +29,14 @@ def test_latency_benchmark_quick(capsys, monkeypatch):
     assert out.count("PASS") + out.count("FAIL") == 4  # one verdict per target
 
 
+
+def test_call_overhead_benchmark_prints_each_way_to_call(capsys):
+    rows = _load("call_overhead").main(["--calls", "20", "--samples", "1"])
+    out = capsys.readouterr().out
+    assert list(rows) == ["model.ainvoke (LangChain)", "ModelCaller.invoke", "ModelCaller.invoke, fixed reply"]
+    assert all(name in out for name in rows) and "tenacity" in out
+    assert all(wall > 0 and cpu >= 0 for wall, cpu in rows.values())
+
 def _load(name):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"{name}_bench", path)

@@ -21,8 +21,8 @@ from decompose.errors import ModelError
 from decompose.events import Retried, Usage
 from decompose.models.openai import load_openai
 from decompose.retry import (TOOL_ARGS_REASK, RetryPolicy, RetryState, Rule, UnusableReply, call_with_retries,
-                             plan_reask, retry_events, retrying, stop_if_reply_repeated, transient_tool_error,
-                             transport)
+                             plan_reask, retry_events, retrying, retrying_blocking, stop_if_reply_repeated,
+                             transient_tool_error, transport)
 from decompose.transport_errors import error_reason, is_transient, retry_after_seconds
 
 FAST = RetryPolicy(max_attempts=4, initial_wait=0.05, max_wait=0.2, jitter=0.01, max_total=10)
@@ -345,3 +345,58 @@ async def test_a_first_attempt_that_succeeds_consults_no_strategy():
         return "ok"
 
     assert await retrying(rule, fine, before_sleep=never, give_up=never) == "ok"
+
+
+async def test_a_deadline_counts_from_the_first_attempt_though_it_ran_before_tenacity():
+    rule = Rule("deadline", "transport", retry_if_exception_type(ValueError), stop_before_delay(0.3), wait_fixed(0.05))
+    attempts = []
+
+    async def slow_then_fails(state: RetryState) -> str:
+        attempts.append(state.attempt_number)
+        if state.attempt_number == 1:
+            await asyncio.sleep(0.3)  # the whole deadline: no retry may start
+        raise ValueError("busy")
+
+    with pytest.raises(ValueError):
+        await retrying(rule, slow_then_fails)
+    assert attempts == [1]
+
+    async def fails_fast(state: RetryState) -> str:
+        attempts.append(state.attempt_number)
+        if state.attempt_number < 3:
+            raise ValueError("busy")
+        return "ok"
+
+    attempts.clear()
+    assert await retrying(rule, fails_fast) == "ok" and attempts == [1, 2, 3]
+
+
+def test_retrying_blocking_hands_over_the_first_failure_as_retrying_does():
+    rule = Rule("test", "store", retry_if_exception_type(OSError), stop_after_attempt(3), wait_fixed(0.01))
+    seen = []
+
+    def attempt(state: RetryState) -> str:
+        seen.append(("attempt", state.attempt_number, [str(f) for f in state.failures]))
+        if state.attempt_number < 3:
+            raise OSError(f"locked {state.attempt_number}")
+        return "written"
+
+    def before_sleep(state: RetryState) -> None:
+        seen.append(("sleep", state.attempt_number, state.upcoming_sleep))
+
+    assert retrying_blocking(rule, attempt, before_sleep=before_sleep) == "written"
+    assert seen == [("attempt", 1, []), ("sleep", 1, 0.01), ("attempt", 2, ["locked 1"]), ("sleep", 2, 0.01),
+                    ("attempt", 3, ["locked 1", "locked 2"])]
+
+    def never_works(state: RetryState) -> str:
+        raise OSError(f"locked {state.attempt_number}")
+
+    assert retrying_blocking(rule, never_works, give_up=lambda s: f"gave up after {s.attempt_number}") == \
+        "gave up after 3"
+    def buggy(state: RetryState) -> str:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):  # not retried: raised as it is
+        retrying_blocking(rule, buggy)
+    assert retrying_blocking(rule, buggy, give_up=lambda s: f"after {s.attempt_number}: {s.failures[-1]!r}") == \
+        "after 1: KeyError('bug')"
