@@ -32,6 +32,7 @@ from decompose.scoring import leaf_numbers, numbers_in, said_yes, same_number, t
 from decompose.train.data import read_examples
 from decompose.train.score import echoes, normal_value, spread, tool_calls
 
+
 def tool_packs(shop: str) -> dict[frozenset[str], list]:
     """Each pack's tools, made once, by their names: the customer-service ones on a fresh demo shop."""
     from decompose.tools.calculator import calculator_tools

@@ -37,14 +37,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import agents_judge as judge  # noqa: E402
 import openai  # noqa: E402
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 from langchain_core.tools import BaseTool, StructuredTool  # noqa: E402
-
-import agents_judge as judge  # noqa: E402
 from text_tool_calls import read_tool_calls  # noqa: E402
+
 from decompose.agents import build_agent, get_agent  # noqa: E402
 from decompose.conversation import Conversation  # noqa: E402
 from decompose.errors import DecomposeError, ModelError  # noqa: E402

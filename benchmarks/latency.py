@@ -23,9 +23,10 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
 
@@ -70,7 +71,7 @@ class Scenario:
         return json.dumps({"steps": [{"id": i, "question": q, "depends_on": list(self.steps[i - 1][1])}
                                      for i, q in enumerate(self.questions(), 1)]})
 
-    def scaled(self, k: float) -> "Scenario":
+    def scaled(self, k: float) -> Scenario:
         return Scenario(self.name, self.latency * k, tuple((None if s is None else s * k, d) for s, d in self.steps))
 
 

@@ -133,9 +133,9 @@ def _orchestrator_runs(model: Any, prompts: list[str]) -> tuple[Callable[[], Any
 
 def _raw_runs(model: Any, prompts: list[str], tokens: int) -> tuple[Callable[[], int], Callable[[], int]]:
     """The same work without the chat model: the ceiling the batcher is measured against."""
-    import torch
-
     import copy
+
+    import torch
 
     hf, tok = model.hf_model, copy.copy(model.tokenizer)
     if tok.pad_token is None:  # SmolLM2's GGUF names no pad token; padding a batch needs one

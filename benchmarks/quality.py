@@ -39,13 +39,15 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
+from text_tool_calls import read_tool_calls  # noqa: E402
 
 from decompose import Decomposer, Orchestrator, PlanFallback, PlanReady  # noqa: E402
 from decompose.chains.answer_form import answer_form  # noqa: E402
@@ -55,7 +57,6 @@ from decompose.retrieval import LocalDocsRetriever, passages_text  # noqa: E402
 from decompose.retry import RetryPolicy  # noqa: E402
 from decompose.scoring import answer_match, exact_match, normalize_answer, token_f1  # noqa: E402
 from decompose.tools.calculator import calculator_tools  # noqa: E402
-from text_tool_calls import read_tool_calls  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"

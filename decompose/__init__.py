@@ -60,20 +60,47 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
 
     from decompose.chains.decompose import Decomposer
     from decompose.chains.prompts import Prompts
-    from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
-                                  ModelError, PlanError, ProgramError, StepTimeout, ToolError)
-    from decompose.events import (Answered, Event, IntentDetected, PlanFallback, PlanReady, Retried, StepFailed,
-                                  StepFinished, StepSkipped, StepStarted, Usage)
+    from decompose.errors import (
+        BudgetExceeded,
+        ConfigError,
+        DecomposeError,
+        InputError,
+        ModelAccessError,
+        ModelError,
+        PlanError,
+        ProgramError,
+        StepTimeout,
+        ToolError,
+    )
+    from decompose.events import (
+        Answered,
+        Event,
+        IntentDetected,
+        PlanFallback,
+        PlanReady,
+        Retried,
+        StepFailed,
+        StepFinished,
+        StepSkipped,
+        StepStarted,
+        Usage,
+    )
     from decompose.intents import IntentRouter
-    from decompose.routing import IntentRouting
+    from decompose.limits import Limits
     from decompose.models import load_model
     from decompose.models.fallback import FallbackModel
     from decompose.models.scripted import ScriptedChatModel
-    from decompose.limits import Limits
     from decompose.orchestrator import Orchestrator
     from decompose.plan import Plan, Solved, Step
     from decompose.result import Result
     from decompose.retry import RetryPolicy
-    from decompose.solvers import (ChainOfThoughtSolver, DirectSolver, ProgramSolver, RecursiveSolver,
-                                   SelfConsistencySolver, StepContext)
+    from decompose.routing import IntentRouting
+    from decompose.solvers import (
+        ChainOfThoughtSolver,
+        DirectSolver,
+        ProgramSolver,
+        RecursiveSolver,
+        SelfConsistencySolver,
+        StepContext,
+    )
     from decompose.tools.runner import RetryableToolError, ToolRunner, side_effects

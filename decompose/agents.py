@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
@@ -15,8 +16,8 @@ from langchain_core.tools import BaseTool
 from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError
 from decompose.intents import IntentRouter
-from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting, Route
 from decompose.orchestrator import Orchestrator
+from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting, Route
 
 CUSTOMER_SERVICE = """You are the customer-service agent of a small online shop.
 Look facts up with the tools: never guess an order's status, a date or an amount. To find a customer use

@@ -11,8 +11,9 @@ candidate fits the question, the question is decomposed as usual. Every candidat
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool

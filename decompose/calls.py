@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManager
 from langchain_core.language_models import BaseChatModel

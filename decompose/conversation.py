@@ -4,17 +4,17 @@ synthesizer (as chat history), bounded by a token budget, so "and when will it a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
 
 from decompose.conversation_state import ConversationState
 from decompose.errors import DecomposeError
 from decompose.events import Event
-from decompose.routing import IntentRouting
 from decompose.orchestrator import Orchestrator
 from decompose.result import Result
+from decompose.routing import IntentRouting
 from decompose.sync import run_sync
 from decompose.tokens import count_message_tokens
 

@@ -64,7 +64,7 @@ class RayExecutor:
                               hint="pass a function that returns an Orchestrator")
 
 
-def as_executor(executor: Any) -> "RayExecutor | RayPool":
+def as_executor(executor: Any) -> RayExecutor | RayPool:
     if isinstance(executor, str) and executor == "ray":
         return RayExecutor()
     if isinstance(executor, (RayExecutor, RayPool)):
@@ -295,14 +295,14 @@ class RayPool:
             self.ray.kill(w)
         self.workers = []
 
-    def __enter__(self) -> "RayPool":
+    def __enter__(self) -> RayPool:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def run_jobs(source: Any, jobs: Sequence[tuple[Callable, tuple]], executor: "RayExecutor | RayPool",
+def run_jobs(source: Any, jobs: Sequence[tuple[Callable, tuple]], executor: RayExecutor | RayPool,
              limit: int | None) -> Iterator[tuple[int, Any]]:
     """`RayPool.run` on the given pool, or on one started for these jobs and stopped after them (also on Ctrl-C
     or an early stop: nothing is left running on the cluster)."""

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -62,11 +63,11 @@ class IntentRouter:
 
     @staticmethod
     def zero_shot(model: Any, intents: Sequence[str], *, fallback: str = FALLBACK_INTENT,
-                  descriptions: dict[str, str] | None = None, retry: RetryPolicy | None = None) -> "ZeroShotRouter":
+                  descriptions: dict[str, str] | None = None, retry: RetryPolicy | None = None) -> ZeroShotRouter:
         return ZeroShotRouter(model, intents, fallback=fallback, descriptions=descriptions, retry=retry)
 
     @staticmethod
-    def load(folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> "TrainedRouter":
+    def load(folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> TrainedRouter:
         return TrainedRouter.load(folder, model=model, min_confidence=min_confidence)
 
     def classify(self, text: str) -> IntentPrediction:
@@ -289,7 +290,7 @@ class TrainedRouter(IntentRouter):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> "TrainedRouter":
+    def load(cls, folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> TrainedRouter:
         """Load what `save` (or `decompose train --intents`) wrote. `model`: an already loaded chat model to take
         the features from (it must be the model the router was trained on); default: load the saved spec."""
         import numpy as np

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -24,22 +25,29 @@ from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
-from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
-                             PlanError)
+from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError, PlanError
 from decompose.events import Answered, Event, PlanFallback, PlanReady, RouteChosen, Usage
+from decompose.limits import Limits
 from decompose.models import load_model
 from decompose.models.fallback import FallbackModel
-from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
-                            resolve_args, resolve_text)
-from decompose.limits import Limits
+from decompose.plan import (
+    Plan,
+    Step,
+    append_steps,
+    escape_references,
+    known_answers,
+    question_key,
+    resolve_args,
+    resolve_text,
+)
 from decompose.result import Result
 from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
-from decompose.sync import run_sync
-from decompose.step_state import close_unfinished, drop, state_hooks
 from decompose.settings import checked, make_strategy, moved_settings
 from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
+from decompose.step_state import close_unfinished, drop, state_hooks
+from decompose.sync import run_sync
 from decompose.tools.guards import Grounding, UserWords
 from decompose.tools.runner import ToolRunner, has_side_effects
 

@@ -115,7 +115,7 @@ class Plan(BaseModel):
         return json.dumps(self.spec(), indent=indent, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str, *, max_steps: int = 20) -> "Plan":
+    def from_json(cls, text: str, *, max_steps: int = 20) -> Plan:
         """Parse and validate the JSON form `{"steps": [...]}`."""
         try:
             data = json.loads(text)
@@ -124,7 +124,7 @@ class Plan(BaseModel):
         return cls.from_data(data, max_steps=max_steps)
 
     @classmethod
-    def from_data(cls, data: Any, *, max_steps: int = 20) -> "Plan":
+    def from_data(cls, data: Any, *, max_steps: int = 20) -> Plan:
         if isinstance(data, list):
             data = {"steps": data}
         if not isinstance(data, dict) or "steps" not in data:
@@ -154,7 +154,7 @@ class Plan(BaseModel):
         plan.validate_plan(max_steps=max_steps)
         return plan
 
-    def validate_plan(self, *, max_steps: int = 20) -> "Plan":
+    def validate_plan(self, *, max_steps: int = 20) -> Plan:
         """Check the plan before anything runs; add dependencies implied by references."""
         if not self.steps:
             raise PlanError("plan has no steps", hint="a plan needs at least one step")

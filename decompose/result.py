@@ -26,7 +26,7 @@ class Result:
     @classmethod
     def failed(cls, question: str | None, error: str | BaseException, *, plan: Plan | None = None,
                usage: Usage | None = None, events: list[Event] | None = None, elapsed: float = 0.0,
-               route: dict[str, Any] | None = None) -> "Result":
+               route: dict[str, Any] | None = None) -> Result:
         """A run that ended without an answer, with the same keys as any other: `error` is the message, or an
         exception (Ctrl-C and cancellation read "interrupted")."""
         if isinstance(error, BaseException):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -46,7 +47,7 @@ class LocalDocsRetriever(BaseRetriever):
         self._index.index(_tokenize([d.page_content for d in self.documents]), show_progress=False)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[tuple[str, str] | dict[str, Any]], **kwargs: Any) -> "LocalDocsRetriever":
+    def from_texts(cls, texts: Iterable[tuple[str, str] | dict[str, Any]], **kwargs: Any) -> LocalDocsRetriever:
         """From (id, text) pairs or {"id", "text"} objects."""
         documents = []
         for item in texts:
@@ -55,7 +56,7 @@ class LocalDocsRetriever(BaseRetriever):
         return cls(documents=documents, **kwargs)
 
     @classmethod
-    def from_path(cls, path: str | Path, **kwargs: Any) -> "LocalDocsRetriever":
+    def from_path(cls, path: str | Path, **kwargs: Any) -> LocalDocsRetriever:
         """A folder of text/markdown files (each paragraph a passage, id `file#n`) or a JSONL file."""
         return cls(documents=load_documents(path), **kwargs)
 

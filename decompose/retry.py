@@ -42,8 +42,7 @@ from tenacity.wait import wait_base
 
 from decompose.errors import ModelError
 from decompose.events import Emit, Retried, Usage
-from decompose.transport_errors import (describe_error, error_reason, is_model_failure, is_transient,
-                                       retry_after_seconds)
+from decompose.transport_errors import describe_error, error_reason, is_model_failure, is_transient, retry_after_seconds
 
 T = TypeVar("T")
 RetryKind = Literal["transport", "parse", "tool"]

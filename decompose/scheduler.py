@@ -8,8 +8,9 @@ types stop the whole run (the other nodes are cancelled, nothing is left running
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from decompose.errors import StepTimeout
 

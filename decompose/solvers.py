@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
-from decompose.calls import ModelCaller
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
+from decompose.calls import ModelCaller
 from decompose.chains.answer_form import answer_form
+from decompose.chains.answer_line import final_answer_line
 from decompose.chains.code_block import program_code
-from decompose.errors import ConfigError, ProgramError
 from decompose.chains.prompts import Prompts, known_facts
+from decompose.errors import ConfigError, ProgramError
 from decompose.plan import Solved, Step
 from decompose.program import ProgramRun, run_program
 from decompose.retrieval import passages_text
-from decompose.chains.answer_line import final_answer_line
 from decompose.scoring import normalize_answer
 
 

@@ -4,7 +4,8 @@ as an event, and a run that stops early closes what is unfinished."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from decompose.errors import ProgramError
 from decompose.events import Event, StepFailed, StepFinished, StepSkipped, StepStarted, TokenCount

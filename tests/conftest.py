@@ -6,7 +6,6 @@ from helpers import plan_json
 
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
 
-
 # A shell starts a background job (`bash .ci/run &`) with SIGINT ignored, and every child inherits that: the
 # tests that press Ctrl-C on a command would see it run to the end. They test the command, not the launcher.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:

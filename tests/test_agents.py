@@ -2,12 +2,12 @@ import sqlite3
 from datetime import date
 
 import pytest
+from helpers import plan_json
 
 from decompose import ConfigError, ScriptedChatModel
 from decompose.agents import build_agent, get_agent, list_agents
 from decompose.conversation import Conversation
 from decompose.models.scripted import asks_for_plan, asks_to_combine
-from helpers import plan_json
 
 
 def findings(messages):

@@ -6,15 +6,14 @@ import importlib.util
 import json
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
+from helpers import REPO, plan_json
 
 from decompose import ScriptedChatModel
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.tools.customer_service import customer_service_tools
 from decompose.tools.finance import finance_tools
-from helpers import REPO, plan_json
 
 
 def _load(name):

@@ -4,6 +4,7 @@ is recorded of it (result, to_dict, event, CLI) and what it costs. Scripted mode
 import json
 
 import pytest
+from helpers import cli, plan_json
 from langchain_core.tools import tool
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel, side_effects
@@ -12,7 +13,6 @@ from decompose.cli.output import summary_line
 from decompose.events import RouteChosen
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.retrieval import LocalDocsRetriever
-from helpers import cli, plan_json
 
 EGGS = "Tom has 4 boxes of 6 eggs and eats 5 eggs. How many eggs are left?"
 YES_NO = "Is the Eiffel Tower taller than Big Ben?"

@@ -6,9 +6,7 @@ import os
 import sys
 
 import pytest
-
 from helpers import REPO, cli, interrupt_eval, report
-
 
 # The example's scripted model: a two-step plan, then synthesis answers by topic; "broken" makes the model fail.
 RULES = (REPO / "examples" / "scripted" / "evalrules.py").read_text()

@@ -4,6 +4,7 @@ server with the conversation."""
 import json
 from datetime import date
 
+from helpers import plan_json
 from starlette.testclient import TestClient
 
 from decompose.agents import build_agent
@@ -13,7 +14,6 @@ from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_
 from decompose.plan import Plan
 from decompose.serve import create_app
 from decompose.serve.store import Store
-from helpers import plan_json
 
 LOOKUP = plan_json(
     {"id": 1, "question": "Find", "tool": "find_customer", "args": {"email": "ann@example.com"}},

@@ -6,8 +6,14 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 
 from decompose import Plan
-from decompose.chains.decompose import (ask_invented_tool_calls, copies_an_example, drop_echo_steps, plan_schema,
-                                        tidy_dependencies, worked_example_questions)
+from decompose.chains.decompose import (
+    ask_invented_tool_calls,
+    copies_an_example,
+    drop_echo_steps,
+    plan_schema,
+    tidy_dependencies,
+    worked_example_questions,
+)
 from decompose.plan import question_key
 
 

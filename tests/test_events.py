@@ -5,8 +5,18 @@ import json
 import pytest
 from langchain_core.messages import AIMessage
 
-from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
-                              StepStarted, TokenCount, Usage)
+from decompose.events import (
+    Answered,
+    Event,
+    PlanReady,
+    Retried,
+    StepFailed,
+    StepFinished,
+    StepSkipped,
+    StepStarted,
+    TokenCount,
+    Usage,
+)
 
 
 def reply(input_tokens: int, output_tokens: int) -> AIMessage:

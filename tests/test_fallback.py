@@ -5,8 +5,16 @@ from fault_server import FaultServer, ok, status
 from langchain_core.messages import HumanMessage
 from servers import free_port
 
-from decompose import (BudgetExceeded, ConfigError, Decomposer, ModelAccessError, ModelError, Orchestrator, RetryPolicy,
-                       ScriptedChatModel)
+from decompose import (
+    BudgetExceeded,
+    ConfigError,
+    Decomposer,
+    ModelAccessError,
+    ModelError,
+    Orchestrator,
+    RetryPolicy,
+    ScriptedChatModel,
+)
 from decompose.calls import ModelCaller
 from decompose.events import Retried, Usage
 from decompose.models import FallbackModel

@@ -5,6 +5,7 @@ import sqlite3
 from datetime import date
 
 import pytest
+from helpers import plan_json
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
@@ -17,7 +18,6 @@ from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.plan import Plan
 from decompose.tools.guards import UserWords, request_of, requires_request
 from decompose.tools.runner import side_effects
-from helpers import plan_json
 
 SEED_DAY = date(2026, 12, 6)
 

@@ -7,6 +7,8 @@ import re
 import sys
 
 import pytest
+from fault_server import ok, status
+from helpers import plan_json
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
@@ -16,11 +18,9 @@ from decompose.cli.app import main
 from decompose.conversation import Conversation
 from decompose.events import IntentDetected
 from decompose.intents import IntentRouter, TrainedRouter, parse_intent
-from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting
-from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.models.openai import load_openai
-from fault_server import ok, status
-from helpers import plan_json
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting
 
 INTENTS = ["card_arrival", "request_refund", "transfer_timing"]
 FAST = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.05, jitter=0, max_total=5)

@@ -2,12 +2,12 @@ import asyncio
 import json
 
 import pytest
+from helpers import TITANIC, plan_json
 from langchain_core.tools import tool
 
 from decompose import ConfigError, Decomposer, InputError, Limits, Orchestrator, Plan, PlanError, ScriptedChatModel
 from decompose.events import Answered, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
 from decompose.models.scripted import asks_for_plan, asks_to_combine
-from helpers import TITANIC, plan_json
 
 
 def test_run_end_to_end(titanic_model):

@@ -5,8 +5,16 @@ import contextlib
 
 import pytest
 
-from decompose import (ConfigError, Decomposer, Limits, Orchestrator, RecursiveSolver, ScriptedChatModel,
-                       SelfConsistencySolver, ToolRunner)
+from decompose import (
+    ConfigError,
+    Decomposer,
+    Limits,
+    Orchestrator,
+    RecursiveSolver,
+    ScriptedChatModel,
+    SelfConsistencySolver,
+    ToolRunner,
+)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 the program is recorded and shown. Scripted models; the programs run in the real interpreter."""
 
 import pytest
+from helpers import plan_json
 from rich.console import Console
 
 from decompose import ConfigError, Orchestrator, Plan, PlanError, ScriptedChatModel
@@ -10,7 +11,6 @@ from decompose.events import StepFailed, StepFinished
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.settings import make_solver
 from decompose.solvers import ProgramSolver
-from helpers import plan_json
 
 EGGS = "Tom has 4 boxes of 6 eggs and eats 5 eggs. How many eggs are left?"
 

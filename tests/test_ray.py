@@ -11,7 +11,6 @@ import time
 from functools import partial
 
 import pytest
-
 from helpers import REPO, cli, interrupt_eval, plan_json, report
 
 from decompose import Orchestrator, RetryPolicy, ScriptedChatModel

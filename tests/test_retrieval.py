@@ -4,6 +4,7 @@ import json
 import textwrap
 
 import pytest
+from helpers import cli, plan_json
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
@@ -11,7 +12,6 @@ from decompose import ConfigError, Orchestrator, ScriptedChatModel
 from decompose.events import StepFinished
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.retrieval import LocalDocsRetriever, load_documents, query_terms
-from helpers import cli, plan_json
 
 FACTS = [
     ("cameron", "James Cameron directed the film Titanic, released in 1997."),

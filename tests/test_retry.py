@@ -13,16 +13,33 @@ import openai
 import pytest
 from fault_server import HANG, HTML_PAGE, MALFORMED, NO_CHOICES, RESET, ok, status
 from servers import free_port
-from tenacity import (retry_if_exception, retry_if_exception_type, stop_after_attempt, stop_before_delay,
-                      wait_exponential, wait_fixed)
+from tenacity import (
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+    wait_fixed,
+)
 
 from decompose import RetryableToolError, ToolError
 from decompose.errors import ModelError
 from decompose.events import Retried, Usage
 from decompose.models.openai import load_openai
-from decompose.retry import (TOOL_ARGS_REASK, RetryPolicy, RetryState, Rule, UnusableReply, call_with_retries,
-                             plan_reask, retry_events, retrying, stop_if_reply_repeated, transient_tool_error,
-                             transport)
+from decompose.retry import (
+    TOOL_ARGS_REASK,
+    RetryPolicy,
+    RetryState,
+    Rule,
+    UnusableReply,
+    call_with_retries,
+    plan_reask,
+    retry_events,
+    retrying,
+    stop_if_reply_repeated,
+    transient_tool_error,
+    transport,
+)
 from decompose.transport_errors import error_reason, is_transient, retry_after_seconds
 
 FAST = RetryPolicy(max_attempts=4, initial_wait=0.05, max_wait=0.2, jitter=0.01, max_total=10)

@@ -12,13 +12,12 @@ from helpers import TITANIC, plan_json
 pytest.importorskip("sqlalchemy")
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
+from test_serve import sse  # noqa: E402
 
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
 from decompose.serve import store as store_module  # noqa: E402
 from decompose.serve.store import Store, StoreUnavailable  # noqa: E402
-
-from test_serve import sse  # noqa: E402
 
 
 @pytest.fixture

@@ -1,17 +1,23 @@
 import pytest
+from helpers import plan_json
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel
-from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.calls import ModelCaller
+from decompose.chains.answer_line import final_answer_line
 from decompose.chains.prompts import Prompts
 from decompose.events import Usage
+from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.plan import Step
 from decompose.retry import RetryPolicy
-from decompose.solvers import (ChainOfThoughtSolver, DirectSolver, RecursiveSolver, SelfConsistencySolver, Solved,
-                               StepContext)
-from decompose.chains.answer_line import final_answer_line
 from decompose.scoring import normalize_answer
-from helpers import plan_json
+from decompose.solvers import (
+    ChainOfThoughtSolver,
+    DirectSolver,
+    RecursiveSolver,
+    SelfConsistencySolver,
+    Solved,
+    StepContext,
+)
 
 
 def thinks(messages):

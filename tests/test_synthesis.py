@@ -4,8 +4,8 @@ follows the question."""
 import json
 
 from decompose import Decomposer, Orchestrator, ScriptedChatModel
-from decompose.chains.answer_form import AnswerForm
 from decompose.agents import get_agent
+from decompose.chains.answer_form import AnswerForm
 from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
 from decompose.chains.tool_facts import keep_tool_facts
 from decompose.models.scripted import asks_for_plan, asks_to_combine

@@ -7,14 +7,13 @@ import threading
 from typing import Annotated
 
 import pytest
+from helpers import plan_json
 from langchain_core.tools import InjectedToolArg, tool
 
-from decompose import (Orchestrator, Plan, PlanError, RetryableToolError, ScriptedChatModel, ToolError,
-                       side_effects)
+from decompose import Orchestrator, Plan, PlanError, RetryableToolError, ScriptedChatModel, ToolError, side_effects
 from decompose.events import Retried
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.tools.runner import ToolRunner, injected_args, validate_args
-from helpers import plan_json
 
 
 def tool_plan(*steps):

@@ -4,15 +4,15 @@ import json
 
 import pytest
 
+from decompose.chains.decompose import trained_prompt
 from decompose.errors import ConfigError
 from decompose.plan import Plan
 from decompose.tools.calculator import calculator_tools
+from decompose.tools.cs_seed import demo_customers, demo_order_ids
 from decompose.train.convert import gsm8k_example, strategyqa_example
 from decompose.train.data import TrainDataError, check_row, pack_tools, read_examples, tool_set
 from decompose.train.dataset import build_dataset
-from decompose.chains.decompose import trained_prompt
 from decompose.train.prompt import PROMPT_NAME, compact_messages, compact_prompt, plan_target, tool_signature
-from decompose.tools.cs_seed import demo_customers, demo_order_ids
 from decompose.train.score import spread
 from decompose.train.templates import TEMPLATES, Draws, synthetic_examples
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from helpers import TITANIC, plan_json
-from servers import serving
 from langchain_core.tools import tool
+from servers import serving
 
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402

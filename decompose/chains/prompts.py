@@ -195,7 +195,7 @@ class Prompts:
     reply: str | None = None
 
     @classmethod
-    def with_instructions(cls, instructions: str, *, reply: str | None = None) -> "Prompts":
+    def with_instructions(cls, instructions: str, *, reply: str | None = None) -> Prompts:
         """Default prompts with `instructions` (an agent's role and policy) before each system prompt; `reply`, how
         the final answer is written (see the field)."""
         prefix = _literal(instructions.strip()) + "\n\n"

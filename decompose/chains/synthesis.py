@@ -5,8 +5,9 @@ yet" marker that asks for a replan, and the guard that keeps a computed number t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever

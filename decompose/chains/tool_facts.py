@@ -6,8 +6,9 @@ otherwise about the same thing is replaced by the tool's own statement. Whatever
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from langchain_core.tools import BaseTool
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from decompose.cli.config import Trace, build_orchestrator
 from decompose.cli.exit_codes import EXIT_OK

@@ -246,7 +246,7 @@ def eval_command(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary["failed"] or problems else EXIT_OK
 
 
-async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, report: TextIO, progress: "_Progress",
+async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, report: TextIO, progress: _Progress,
                    trace: Trace | None) -> None:
     queue: asyncio.Queue[Row] = asyncio.Queue()
     for row in rows:
@@ -265,7 +265,7 @@ async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, repo
         raise group.exceptions[0] from None
 
 
-def _save(record: dict[str, Any], report: TextIO, progress: "_Progress") -> None:
+def _save(record: dict[str, Any], report: TextIO, progress: _Progress) -> None:
     report.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     report.flush()
     progress.advance(record)
@@ -300,8 +300,15 @@ class _Progress:
         self.console = Console(stderr=True)
         self.bar: Any = None
         if self.console.is_terminal and not self.console.is_dumb_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(SpinnerColumn(), TextColumn(f"eval ({mode})"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
@@ -310,7 +317,7 @@ class _Progress:
         elif resumed:
             _warn(f"resuming: {resumed} of {total} rows are already in the report")
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.bar is not None:
             self.bar.__enter__()
         return self

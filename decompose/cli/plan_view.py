@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.text import Text
@@ -66,7 +67,7 @@ class PlanView:
         self.route: str | None = None  # strategy="auto": "program (a computation …: program answered 18)"
 
     @classmethod
-    def of_plan(cls, plan: Plan, question: str | None = None) -> "PlanView":
+    def of_plan(cls, plan: Plan, question: str | None = None) -> PlanView:
         """A still picture of `plan`'s steps as they stand (not run yet, or finished)."""
         view = cls(question or plan.question or "(plan)")
         view.steps = {s.id: s for s in plan.steps}

@@ -23,8 +23,8 @@ import openai
 from langchain_openai import ChatOpenAI
 
 from decompose.errors import ConfigError
-from decompose.transport_errors import MalformedResponse
 from decompose.tokens import ensure_offline_encodings
+from decompose.transport_errors import MalformedResponse
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 # Local servers ignore the key, but the OpenAI client refuses to start without one.

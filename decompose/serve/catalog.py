@@ -3,7 +3,8 @@ the server's --tools), or exactly the Orchestrators a caller hands to `create_ap
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from decompose.agents import build_agent, list_agents
 from decompose.errors import DecomposeError

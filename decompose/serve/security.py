@@ -11,7 +11,7 @@ import hmac
 import math
 import re
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send

@@ -7,7 +7,8 @@ plan tree from the stream alone."""
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.responses import StreamingResponse
 

@@ -14,8 +14,8 @@ from typing import Annotated
 
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 
-from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
 from decompose.chains.tool_facts import declare_verdict
+from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
 from decompose.tools.cs_store import Store, default_db_path
 from decompose.tools.guards import identifier_args, requires_request
 

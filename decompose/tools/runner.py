@@ -10,11 +10,12 @@ raises `RetryableToolError` — and, for a tool with side effects, only when it 
 from __future__ import annotations
 
 import asyncio
-import copy
 import contextvars
+import copy
 import json
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
 from pydantic import ValidationError
@@ -25,8 +26,8 @@ from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError, DecomposeError, PlanError, ToolError
 from decompose.events import Emit
 from decompose.plan import Solved, Step
-from decompose.tools.guards import Grounding
 from decompose.retry import TOOL_ARGS_REASK, RetryState, UnusableReply, retry_events, retrying, transient_tool_error
+from decompose.tools.guards import Grounding
 
 IDEMPOTENCY_ARG = "idempotency_key"
 

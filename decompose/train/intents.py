@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from decompose.errors import ConfigError
 
