@@ -9,8 +9,8 @@ templates never trained on) is run end to end by an Orchestrator over the pack's
 would: the plan is compared with the gold plan (valid, right tool + arguments in order, echoes of the question)
 and the final answer with the gold plan's result (the gold plan run with the same tools: its last step's value
 must be the run's last step's value, and one of its numbers must appear in the answer; held-out customers and
-orders are the demo shop's, and a row whose gold plan still fails is left out of that column). Customer-service tools run on
-a fresh demo shop in a temporary folder. Rows print as they finish; a table per system and source follows.
+orders are the demo shop's, and a row whose gold plan still fails is left out of that column). Customer-service
+tools run on a fresh demo shop in a temporary folder. Rows print as they finish; a table per system and source follows.
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def append_steps(plan: Plan, extra: Plan) -> list[Step]:
     offset = max((s.id for s in plan.steps), default=0)
 
     def shift(text: str) -> str:
-        return REFERENCE.sub(lambda m: "{%d%s}" % (int(m.group(1)) + offset, m.group(2)), text)
+        return REFERENCE.sub(lambda m: f"{{{int(m.group(1)) + offset}{m.group(2)}}}", text)
 
     added = [Step(id=s.id + offset, question=shift(s.question), depends_on=[d + offset for d in s.depends_on],
                   tool=s.tool, args=_map_strings(s.args, shift), kind=s.kind) for s in extra.steps]

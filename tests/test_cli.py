@@ -104,7 +104,8 @@ def test_json_output_schema_and_trace(work):
                input=TITANIC + "\n")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is the JSON document alone
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage",
+                         "events"}
     assert data["question"] == TITANIC and data["ok"] is True and data["error"] is None
     assert data["answer"] == "James Cameron was 43 when Titanic was released."
     assert [s["answer"] for s in data["steps"]] == ["James Cameron", "1954", "1997", "43"]
@@ -191,7 +192,7 @@ KEY_ERRORS = [  # the ones the issue names, each through the real command
 @pytest.mark.slow
 def test_key_errors_are_one_line_with_a_hint(work):
     results = cli_parallel([(args, env) for args, env, _, _ in KEY_ERRORS], cwd=work)
-    for (args, _, code, needles), proc in zip(KEY_ERRORS, results):
+    for (_, _, code, needles), proc in zip(KEY_ERRORS, results):
         assert_one_line_error(proc, code, *needles)
 
 
@@ -365,7 +366,8 @@ def test_no_usable_plan_still_gives_json_with_the_same_keys(work, main_in_proces
     code, out, err = main_in_process("run", "--json", "--model", "scripted:garbage.py", TITANIC)
     assert code == 1 and "Traceback" not in err
     data = json.loads(out)
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage",
+                         "events"}
     assert data["ok"] is False and "usable plan" in data["error"]
     assert err.count("decompose: error:") == 1 and "usable plan" in err
 

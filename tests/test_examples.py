@@ -34,7 +34,8 @@ def run_example(tmp_path, name, rules):
 
 
 def test_custom_tool_example(tmp_path):
-    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "Dune", "tool": "stock_level", "args": {"title": "Dune"}},'
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "Dune", "tool": "stock_level",'
+               ' "args": {"title": "Dune"}},'
                ' {"id": 2, "question": "Ulysses", "tool": "stock_level", "args": {"title": "Ulysses"}}]}'),
               (asks_to_combine, "15 copies")]"""
     done = run_example(tmp_path, "custom_tool.py", rules)
@@ -43,7 +44,8 @@ def test_custom_tool_example(tmp_path):
 
 
 def test_customer_service_example(tmp_path):
-    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "orders", "tool": "list_orders", "args": {"customer": "ann@example.com"}}]}'),
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "orders", "tool": "list_orders",'
+               ' "args": {"customer": "ann@example.com"}}]}'),
               (asks_to_combine, "done")]"""
     done = run_example(tmp_path, "customer_service.py", rules)
     assert done.returncode == 0, done.stderr
@@ -51,7 +53,8 @@ def test_customer_service_example(tmp_path):
 
 
 def test_finance_example(tmp_path):
-    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "pay", "tool": "loan_payment", "args": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360}}]}'),
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "pay", "tool": "loan_payment",'
+               ' "args": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360}}]}'),
               (asks_to_combine, "done")]"""
     done = run_example(tmp_path, "finance.py", rules)
     assert done.returncode == 0, done.stderr

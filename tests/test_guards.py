@@ -301,7 +301,8 @@ def test_a_replaced_sentence_does_not_take_a_right_status_with_it():
         {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}},
         {"id": 2, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1003"}}]})
     plan.steps[0].status, plan.steps[0].answer = "done", {"order_id": "A1003", "status": "shipped"}
-    plan.steps[1].status, plan.steps[1].answer = "done", {"order_id": "A1003", "eligible": False, "reason": "not eligible"}
+    plan.steps[1].status = "done"
+    plan.steps[1].answer = {"order_id": "A1003", "eligible": False, "reason": "not eligible"}
     tools = build_agent("customer-service", ScriptedChatModel(rules=[]), db_path=":memory:").tool_runner.tools
     answer = keep_tool_facts("Your order A1003 has shipped and you can return it.", plan, AnswerForm.OTHER, tools)
     assert answer == "Order A1003 cannot be refunded: not eligible. Order A1003 is shipped."

@@ -221,7 +221,8 @@ def test_with_on_plan_failure_direct_a_plan_that_answered_nothing_is_answered_di
     model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A\?", ValueError("down")),
                                      (r"Question: Which year", "2018")])
     docs = LocalDocsRetriever.from_texts([("t", "Sales peaked in the year 2018.")])
-    result = Orchestrator(model, retriever=docs, decomposer=Decomposer(on_failure="direct")).run("Which year had the most sales?")
+    orch = Orchestrator(model, retriever=docs, decomposer=Decomposer(on_failure="direct"))
+    result = orch.run("Which year had the most sales?")
     assert result.ok and result.answer == "2018"
     assert result.plan.step(1).status == "failed"  # the plan's record stays as it ran
     direct = next(c["prompt"] for c in model.calls if "Question: Which year" in c["prompt"])
@@ -382,7 +383,8 @@ def test_unknown_model_spec():
 
 def test_result_json_has_stable_keys(titanic_model):
     data = json.loads(Orchestrator(titanic_model).run(TITANIC).to_json())
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage",
+                         "events"}
     assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "model", "elapsed"}
     assert data["events"][0]["type"] == "PlanReady"
 

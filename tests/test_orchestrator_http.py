@@ -107,7 +107,8 @@ def test_the_run_deadline_covers_planning_against_a_server_that_never_answers(se
     model = load_openai("fault-model", base_url=server.base_url, api_key="k", timeout=30.0)
     events = []
     started = time.monotonic()
-    result = Orchestrator(model, limits=Limits(run_timeout=1.0), decomposer=TEXT_PLANS).run("Capital?", on_event=events.append)
+    orch = Orchestrator(model, limits=Limits(run_timeout=1.0), decomposer=TEXT_PLANS)
+    result = orch.run("Capital?", on_event=events.append)
     assert time.monotonic() - started < 15  # far below the minutes the per-call timeout and retries allow
     assert result.answer is None and result.plan is None
     assert result.error == "run timed out after 1s (while planning)"

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from decompose import Plan, PlanError, Step
 from decompose.plan import resolve_args, resolve_text
@@ -85,7 +86,7 @@ def test_final_steps():
 
 
 def test_step_model_rejects_unknown_fields():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="bogus"):
         Step(id=1, question="a", bogus=1)
 
 

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import pytest
 from helpers import REPO, cli, interrupt_eval, plan_json, report
@@ -69,7 +70,7 @@ def numbered_rules():
 
 def peak(log_path):
     """Most calls in flight at once, from the intervals the model logged; and the processes that made them."""
-    lines = [line.split() for line in open(log_path).read().splitlines()]
+    lines = [line.split() for line in Path(log_path).read_text().splitlines()]
     edges = sorted([(float(e), -1) for _, _, e in lines] + [(float(s), 1) for _, s, _ in lines])
     now = most = 0
     for _, step in edges:  # at a tie an end comes first: a slot freed, then taken
@@ -114,7 +115,7 @@ def test_model_calls_in_flight_stay_within_the_bound_across_the_cluster(cluster,
     results = orch.batch([f"Question {i}?" for i in range(10)], max_concurrency=3, executor=RayExecutor(workers=2))
     assert all(r.answer == "done" for r in results)
     most, pids = peak(log)
-    assert len(open(log).read().splitlines()) == 10 * 6  # plan + 4 steps + combine, each question
+    assert len(Path(log).read_text().splitlines()) == 10 * 6  # plan + 4 steps + combine, each question
     assert len(pids) == 2  # both workers answered
     assert 2 <= most <= 3  # parallel, and never past the cluster-wide bound
 

@@ -124,7 +124,8 @@ class Fixed(BaseRetriever):
 def test_any_langchain_retriever_plugs_in():
     model = ScriptedChatModel(rules=[(r"Where is Paris", "France")])
     result = Orchestrator(model, retriever=Fixed()).execute({"steps": [{"id": 1, "question": "Where is Paris?"}]})
-    assert result.answer == "France" and result.citations == [{"id": "doc-7", "score": None, "steps": [1], "answer": False}]
+    assert result.answer == "France"
+    assert result.citations == [{"id": "doc-7", "score": None, "steps": [1], "answer": False}]
     assert "[doc-7] Paris is in France." in model.calls[0]["prompt"]
 
 

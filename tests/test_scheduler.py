@@ -34,7 +34,8 @@ async def test_a_step_starts_when_its_own_dependencies_finish_not_in_waves():
     gate.gates[1].set()
     await settle()
     assert ("start", 2) in gate.log and ("end", 3) not in gate.log
-    gate.gates[2].set(); gate.gates[3].set()
+    gate.gates[2].set()
+    gate.gates[3].set()
     outcomes = await task
     assert {n: o.value for n, o in outcomes.items()} == {1: "v1", 2: "v2", 3: "v3"}
 

@@ -102,13 +102,13 @@ def test_langchain_chat_openai_talks_to_an_agent(url):
 def test_the_event_stream_arrives_as_it_happens(tmp_path):
     """Each event is sent when it happens, not when the run ends: the plan arrives before the answer exists."""
     model = titanic_model(latency=0.15)
-    with serving(create_app(model, db=f"sqlite:///{tmp_path / 's.sqlite3'}")) as base:
-        with httpx.stream("POST", f"{base}/v1/runs", json={"question": TITANIC}, timeout=30) as reply:
-            assert reply.headers["content-type"].startswith("text/event-stream")
-            seen = []
-            for line in reply.iter_lines():
-                if line.startswith("event: "):
-                    seen.append((line[7:], time.monotonic()))
+    with serving(create_app(model, db=f"sqlite:///{tmp_path / 's.sqlite3'}")) as base, \
+            httpx.stream("POST", f"{base}/v1/runs", json={"question": TITANIC}, timeout=30) as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        seen = []
+        for line in reply.iter_lines():
+            if line.startswith("event: "):
+                seen.append((line[7:], time.monotonic()))
     names = [name for name, _ in seen]
     assert names[:2] == ["run", "PlanReady"] and names[-1] == "result"
     assert seen[-1][1] - dict(seen)["PlanReady"] > 0.4  # the two steps and the synthesis came later

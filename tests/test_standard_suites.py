@@ -323,7 +323,8 @@ def test_a_pack_tools_error_goes_back_to_the_model_with_handle_tool_error(tmp_pa
     message = status.invoke({"name": "order_status", "args": {"order_id": "Z9"}, "id": "1", "type": "tool_call"})
     assert message.status == "error" and message.content == "order 'Z9' not found"
     status.handle_tool_error = str  # the message with its hint
-    assert status.invoke({"order_id": "Z9"}) == "order 'Z9' not found (hint: use list_orders to see a customer's orders)"
+    not_found = "order 'Z9' not found (hint: use list_orders to see a customer's orders)"
+    assert status.invoke({"order_id": "Z9"}) == not_found
 
     calculator = calculator_tools()[0].model_copy(update={"handle_tool_error": True})
     assert "division by zero" in calculator.invoke({"expression": "1/0"})

@@ -87,8 +87,8 @@ def test_the_planner_writes_the_plan_and_the_base_model_answers():
     plan = ('{"steps":[{"id":1,"question":"Who directed Titanic?"},'
             '{"id":2,"question":"When was {1} born?","depends_on":[1]}]}')
     planner = Planner(rules=[(lambda msgs: msgs[0].content.startswith(COMPACT_SYSTEM), plan)], default="no")
-    model = WithPlanner(rules=[("When was James Cameron born", "1954"), ("Who directed", "James Cameron")], default="Answer: 1954",
-                        planner=planner)
+    model = WithPlanner(rules=[("When was James Cameron born", "1954"), ("Who directed", "James Cameron")],
+                        default="Answer: 1954", planner=planner)
     result = Orchestrator(model).run("When was the director of Titanic born?")
     assert [s.answer for s in result.plan.steps] == ["James Cameron", "1954"]
     assert len(planner.calls) == 1  # the plan only: no step or synthesis reaches the adapter

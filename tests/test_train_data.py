@@ -195,8 +195,9 @@ def test_tool_signature_marks_optional_arguments():
 
 
 def test_plan_target_is_the_compact_json_a_grammar_writes():
-    plan = Plan.from_data({"steps": [{"id": 1, "question": "a"},
-                                     {"id": 2, "question": "b {1}", "tool": "calculator", "args": {"expression": "{1}"}}]})
+    plan = Plan.from_data({"steps": [
+        {"id": 1, "question": "a"},
+        {"id": 2, "question": "b {1}", "tool": "calculator", "args": {"expression": "{1}"}}]})
     assert plan_target(plan) == ('{"steps":[{"id":1,"question":"a","depends_on":[]},{"id":2,"question":"b {1}",'
                                  '"depends_on":[1],"tool":"calculator","args":{"expression":"{1}"}}]}')
 

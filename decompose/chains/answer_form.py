@@ -5,7 +5,7 @@ is never told to answer "Yes" to "How many meters does he run?"."""
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 AUXILIARIES = ("is", "are", "was", "were", "am", "do", "does", "did", "can", "could", "will", "would", "shall",
                "should", "has", "have", "had", "may", "might", "must", "isn't", "aren't", "wasn't", "weren't",
@@ -27,7 +27,7 @@ PLACE_OPENERS = re.compile(r"^(where|in (what|which) (country|city|state|town|pl
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-class AnswerForm(str, Enum):
+class AnswerForm(StrEnum):
     YES_NO = "yes_no"
     NUMBER = "number"
     DATE = "date"

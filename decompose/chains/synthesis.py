@@ -50,7 +50,8 @@ def _finding(step: Step, answers: dict) -> str:
     except (KeyError, DecomposeError):  # it refers to a step that failed
         question = step.question
     if step.status == "done":
-        return f"{question}{_call(step, answers)} → {_shown(resolve_text('{%d}' % step.id, answers))}"
+        answer = _shown(resolve_text(f"{{{step.id}}}", answers))
+        return f"{question}{_call(step, answers)} → {answer}"
     return f"{question} → (not available: step {step.status}: {step.error})"
 
 
@@ -158,7 +159,7 @@ class Synthesizer:
         if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
             # The one step asked the question itself: its answer is the answer, and a synthesis call would only
             # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
-            return Synthesis(resolve_text("{%d}" % only.id, {only.id: only.answer}))
+            return Synthesis(resolve_text(f"{{{only.id}}}", {only.id: only.answer}))
         # A reply to a person (an agent's prompts) is written as one, and checked against the tools sentence by
         # sentence; otherwise the answer takes the form the question asks for.
         asked = answer_form(question)

@@ -109,7 +109,7 @@ class Trace:
 
     def __init__(self, path: str):
         try:
-            self.file: TextIO = open(path, "w", encoding="utf-8")
+            self.file: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115 - open for the run, closed by close()
         except OSError as exc:
             raise ConfigError(f"cannot write trace file {path}: {exc.strerror or exc}",
                               hint="check the path and its permissions") from None

@@ -1,8 +1,9 @@
 """`decompose eval --ray [ADDRESS]`: the rows answered on Ray workers (`decompose/distributed.py`).
 
-Each worker builds the Orchestrator from the command's own flags and answers a row with the local eval's code
-(its `answer`, handed in: this module imports nothing of the command), so a record is the same wherever it was made; records come back as rows finish and are saved by the
-command into the same resumable report. A refused model stops the eval as it does locally.
+Each worker builds the Orchestrator from the command's own flags and answers a row with the local eval's code (its
+`answer`, handed in: this module imports nothing of the command), so a record is the same wherever it was made; records
+come back as rows finish and are saved by the command into the same resumable report. A refused model stops the eval as
+it does locally.
 """
 
 from __future__ import annotations

@@ -322,9 +322,9 @@ def _known_options() -> set[str]:
 
 
 def _options_help() -> str:
-    internal = {"model_path", "hf_model", "tokenizer", "adapter", "plan_prompt", "planner", "api_key", "max_retries", "name", "cache", "verbose",
-                "callbacks", "tags", "metadata", "custom_get_token_ids", "rate_limiter", "disable_streaming",
-                "output_version", "profile"}
+    internal = {"model_path", "hf_model", "tokenizer", "adapter", "plan_prompt", "planner", "api_key", "max_retries",
+                "name", "cache", "verbose", "callbacks", "tags", "metadata", "custom_get_token_ids", "rate_limiter",
+                "disable_streaming", "output_version", "profile"}
     return ", ".join(["max_tokens (or max_new_tokens)"] + sorted(set(ChatTransformers.model_fields) - internal
                                                                - {"max_new_tokens"}))
 

@@ -6,8 +6,9 @@
     ], default="I don't know")
 
 A rule is (match, reply). `match` is a regex searched (case-insensitively) in the last message — the one being
-answered — or a function `messages -> bool`; `asks_for_plan` matches the decompose prompt. `reply` is a string, a function `messages -> str`, an exception (raised), or a list of these
-used one after another (the last one repeats). The first matching rule answers.
+answered — or a function `messages -> bool`; `asks_for_plan` matches the decompose prompt. `reply` is a string, a
+function `messages -> str`, an exception (raised), or a list of these used one after another (the last one
+repeats). The first matching rule answers.
 
 It behaves as a LangChain chat model should (it passes LangChain's standard test suites): `stream` yields
 chunks, word by word, the last one carrying the usage; every reply names `model_name` in its metadata, so usage

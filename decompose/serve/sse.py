@@ -1,8 +1,8 @@
 """Server-sent events for a run: a first frame that says what runs (`run` or `turn`), then one frame per decompose
 event, named by its type (`PlanFallback`, `PlanReady`, `StepStarted`, `StepFinished`, `StepFailed`, `StepSkipped`,
-`Retried`, `Answered`) with `event.to_dict()` as data, an `error` frame when the run failed, and last a `result` frame with
-`Result.to_dict()`. `PlanReady` carries the whole plan and the step events its changes, so a page can draw the
-plan tree from the stream alone."""
+`Retried`, `Answered`) with `event.to_dict()` as data, an `error` frame when the run failed, and last a `result` frame
+with `Result.to_dict()`. `PlanReady` carries the whole plan and the step events its changes, so a page can draw the plan
+tree from the stream alone."""
 
 from __future__ import annotations
 

@@ -212,7 +212,8 @@ def calculator(
 
 
 PLAN_EXAMPLES = [{
-    "question": "Pens cost 3 dollars each. Ann buys 4 pens and pays with a 20 dollar bill. How much change does she get?",
+    "question": "Pens cost 3 dollars each. Ann buys 4 pens and pays with a 20 dollar bill. "
+                "How much change does she get?",
     "steps": [
         {"id": 1, "question": "What do 4 pens at 3 dollars cost?", "depends_on": [], "tool": "calculator",
          "args": {"expression": "4 * 3"}},

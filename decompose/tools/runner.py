@@ -1,10 +1,11 @@
 """Calling LangChain tools from plan steps: argument validation, one re-ask, timeouts, side effects exactly once.
 
-A tool that changes the world declares it: `@side_effects` above `@tool` (or `metadata={"side_effects": True}`). Such a tool is called at most once
-per step: model retries, parse re-asks and re-execution of the same run never repeat it (the result is kept in a
-ledger keyed by run and step). If it takes an injected `idempotency_key` argument, the key is `<run_id>:<step_id>`,
-so the tool itself can make a repeat after a crash a no-op. A failure inside a tool is retried only when the tool
-raises `RetryableToolError` — and, for a tool with side effects, only when it takes an idempotency key.
+A tool that changes the world declares it: `@side_effects` above `@tool` (or `metadata={"side_effects": True}`). Such a
+tool is called at most once per step: model retries, parse re-asks and re-execution of the same run never repeat it (the
+result is kept in a ledger keyed by run and step). If it takes an injected `idempotency_key` argument, the key is
+`<run_id>:<step_id>`, so the tool itself can make a repeat after a crash a no-op. A failure inside a tool is retried
+only when the tool raises `RetryableToolError` — and, for a tool with side effects, only when it takes an idempotency
+key.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class ToolRunner:
                 left = " (it is still running in a background thread, which will not delay exit)" if sync else ""
                 raise ToolError(f"tool {tool.name!r} timed out after {self.timeout:g}s{left}",
                                 hint="raise ToolRunner(timeout=...); a tool with side effects is never re-run after a "
-                                     "timeout")
+                                     "timeout") from None
             except RetryableToolError:
                 raise  # the tool asks to be called again: `transient_tool_error` decides
             except DecomposeError as exc:  # the tool's own error, said by the tool: name the tool

@@ -59,7 +59,7 @@ def _reference(number: str, results: list[tuple[float, int]], given: set[float |
         return number
     for result, step_id in reversed(results):
         if _same(result, value):
-            return "{%d}" % step_id
+            return f"{{{step_id}}}"
     return number
 
 

@@ -75,8 +75,8 @@ def train(
     """Fine-tune `model` (`smollm2` or `hf:PATH`) on the JSONL `data` and write a LoRA adapter to `out`.
 
     `held_out`: a JSONL scored after training; without it, `held_out_fraction` of `data` is set aside (0: no
-    scoring). At most `score_limit` held-out rows, spread over the file, are scored (None: all). `tools`: tools beyond the packs'
-    that rows may name. `resume`: continue from the last checkpoint in `out/checkpoints`.
+    scoring). At most `score_limit` held-out rows, spread over the file, are scored (None: all). `tools`: tools
+    beyond the packs' that rows may name. `resume`: continue from the last checkpoint in `out/checkpoints`.
     """
     if not (epochs > 0 and learning_rate > 0 and batch_size >= 1):
         raise ConfigError(f"epochs ({epochs}), learning_rate ({learning_rate}) and batch_size ({batch_size}) "

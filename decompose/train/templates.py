@@ -205,7 +205,8 @@ def _stock_price(rng):
 
 
 def _price_history(rng):
-    v = {"sym": rng.choice(SYMBOLS), "start": f"2023-{rng.randint(1, 6):02d}-01", "end": f"2024-{rng.randint(1, 12):02d}-01"}
+    v = {"sym": rng.choice(SYMBOLS), "start": f"2023-{rng.randint(1, 6):02d}-01",
+         "end": f"2024-{rng.randint(1, 12):02d}-01"}
     return v, [_tool(f"What did {v['sym']} do from {v['start']} to {v['end']}?", "price_history", symbol=v["sym"],
                      start_date=v["start"], end_date=v["end"])]
 
