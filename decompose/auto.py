@@ -25,7 +25,7 @@ from decompose.errors import ProgramError
 from decompose.plan import Solved, Step, escape_references
 from decompose.retrieval import search, sources_of
 from decompose.scoring import leaf_numbers, normalize_answer, said_yes, same_number
-from decompose.solvers import ChainOfThoughtSolver, DirectSolver, ProgramSolver, StepContext
+from decompose.solvers import ChainOfThoughtSolver, DirectSolver, ProgramSolver, Solver, StepContext
 from decompose.tools.runner import has_side_effects
 
 NUMBER_WORDS = re.compile(r"\b(\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
@@ -146,8 +146,9 @@ class AutoStrategy:
         passages = await search(retriever, question, "the retrieval route") if name == "retrieval" else []
         ctx = StepContext(step=Step(id=1, question=escape_references(question)), question=question, facts=[],
                           caller=_RouteCalls(caller), prompts=prompts, passages=passages)  # type: ignore[arg-type]
-        solver = {"direct": DirectSolver(), "retrieval": DirectSolver(), "cot": ChainOfThoughtSolver(),
-                  "program": program}[name]
+        solvers: dict[str, Solver] = {"direct": DirectSolver(), "retrieval": DirectSolver(),
+                                      "cot": ChainOfThoughtSolver(), "program": program}
+        solver = solvers[name]
         solved = await solver.solve(ctx)
         return replace(solved, sources=sources_of(passages)) if name == "retrieval" else solved
 

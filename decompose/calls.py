@@ -30,7 +30,7 @@ class ModelCaller:
 
     def __init__(
         self,
-        models: FallbackModel | Sequence[BaseChatModel],
+        models: FallbackModel | Sequence[Runnable],
         *,
         policy: RetryPolicy,
         usage: Usage,
@@ -103,7 +103,7 @@ class ModelCaller:
             known = self._handlerless[id(runnable)] = not _handlers(runnable)
         return known
 
-    def _runnable(self, model: BaseChatModel, build: Callable | None, key: Hashable) -> Runnable:
+    def _runnable(self, model: Runnable, build: Callable | None, key: Hashable) -> Runnable:
         if build is None:
             return model
         cache_key = (id(model), key)
@@ -132,7 +132,7 @@ async def _ainvoke(runnable: Runnable, input: Any, unobserved: bool) -> Any:
     cache, rate limiter, streaming choice and response metadata stay LangChain's; only run start/end events that
     would reach no one are skipped (~80 µs a call). Any other call, and any call someone observes, uses `ainvoke`.
     """
-    if unobserved and _plain_messages(input):
+    if unobserved and isinstance(runnable, BaseChatModel) and _plain_messages(input):
         message = (await runnable._agenerate_with_cache(input)).generations[0].message
         if message.id is None:  # as `ainvoke` names it
             message.id = f"{LC_ID_PREFIX}-{uuid7()}-0"

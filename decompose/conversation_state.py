@@ -58,9 +58,9 @@ class ConversationState:
             if len(ids) == 1:
                 self._focus(kind, next(iter(ids)))
         for token in ID_TOKEN.findall(question):  # what the user names now is what they are talking about
-            known = self.entities.get(token.lower())
-            if known is not None:
-                self._focus(known.kind, known.id)
+            named = self.entities.get(token.lower())
+            if named is not None:
+                self._focus(named.kind, named.id)
         while len(self.entities) > MAX_ENTITIES:
             self.entities.pop(next(iter(self.entities)))
 

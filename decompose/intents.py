@@ -201,7 +201,7 @@ class SentenceEncoder:
         if getattr(chat, "hf_model", None) is None or getattr(chat, "tokenizer", None) is None:
             raise ConfigError(f"a trained intent router needs a local Transformers model, not "
                               f"{type(chat).__name__}", hint="use 'smollm2' (the default) or 'hf:PATH'")
-        self.chat = chat
+        self.chat: Any = chat  # a local model (ChatTransformers): its hf_model and tokenizer, checked above
         self.max_length = max_length
         self.batch_size = batch_size
 

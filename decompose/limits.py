@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from decompose.errors import BudgetExceeded, ConfigError
 from decompose.events import Usage
@@ -28,7 +29,7 @@ class Limits:
                 raise ConfigError(f"Limits.{name} must be a positive number or None, got {value!r}",
                                   hint=f"leave {name} out for no limit")
 
-    def replace(self, **changes: float | int | None) -> Limits:
+    def replace(self, **changes: Any) -> Limits:
         """This record with some limits changed: `orch.limits.replace(max_tokens=2000)` for one run."""
         return dataclasses.replace(self, **changes)
 

@@ -21,14 +21,13 @@ import math
 import sys
 import types
 
-try:
+if sys.platform != "win32":  # Windows has no rlimits; the parent's wall-clock timeout still stops the process
     import resource
-except ImportError:  # Windows: no rlimits; the parent's wall-clock timeout still stops the process
-    resource = None
 
 # asteval adds numpy's functions when it can import numpy: file readers among them (loadtxt, fromfile), and
-# 60 ms more start-up. None in sys.modules makes that import fail.
-sys.modules["numpy"] = None
+# 60 ms more start-up. None in sys.modules makes that import fail (documented by CPython; typeshed's type for
+# sys.modules leaves None out, hence the ignore).
+sys.modules["numpy"] = None  # type: ignore[assignment]
 from asteval import Interpreter  # noqa: E402
 
 MODULES = {"math": math, "decimal": decimal, "fractions": fractions, "datetime": datetime}
@@ -128,7 +127,7 @@ def interpreter(output: Output) -> Interpreter:
 
 
 def imported(node: ast.ImportFrom) -> dict:
-    namespace = vars(NAMESPACES[node.module])
+    namespace = vars(NAMESPACES[node.module or ""])  # `check` refused a relative or unknown module
     if any(alias.name == "*" for alias in node.names):
         return dict(namespace)
     return {alias.asname or alias.name: namespace[alias.name] for alias in node.names}
@@ -190,7 +189,7 @@ def failure(error) -> dict:
 
 def limit(memory_mb: int, cpu_seconds: int) -> None:
     """This process's own limits, set after start-up (which needs more address space than a small program)."""
-    if resource is None:
+    if sys.platform == "win32":
         return
     memory = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))

@@ -167,7 +167,7 @@ class stop_if_reply_repeated(stop_base):
 
 @lru_cache(maxsize=32)  # a policy is fixed for a run: its rule is built once, not per call
 def transport(policy: RetryPolicy) -> Rule:
-    stop = stop_after_attempt(policy.max_attempts)
+    stop: stop_base = stop_after_attempt(policy.max_attempts)
     if policy.max_total is not None:
         stop = stop | stop_before_delay(policy.max_total)  # counted from the call's start: `RetryState.start_time`
     backoff = wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)

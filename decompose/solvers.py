@@ -9,7 +9,6 @@ the step: the run records what it returns. Tool steps never reach a solver: the 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -100,11 +99,11 @@ class SelfConsistencySolver:
             for _ in range(self.samples)
         ))
         answers = [final_answer_line(str(message.content)) for message, _ in replies]
-        votes: Counter[str] = Counter()
+        votes: dict[str, float] = {}
         first_form: dict[str, str] = {}
         for answer in answers:
             key = normalize_answer(answer)
-            votes[key] += 1.0
+            votes[key] = votes.get(key, 0.0) + 1.0
             first_form.setdefault(key, answer)
         winner = max(votes, key=lambda k: (votes[k], -list(first_form).index(k)))
         return Solved(first_form[winner], model=replies[0][1], vote=dict(votes))

@@ -30,6 +30,7 @@ from typing import Any
 import tiktoken
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import BaseMessage, convert_to_messages
+from langchain_core.runnables import Runnable
 
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 # sha256 of the official files, as pinned in tiktoken_ext/openai_public.py.
@@ -117,7 +118,7 @@ def _model_name(model: Any) -> str | None:
     return getattr(model, "model_name", None) or getattr(model, "model", None)
 
 
-def count_tokens(text: str, model: BaseLanguageModel | str | None = None) -> int:
+def count_tokens(text: str, model: Runnable | str | None = None) -> int:
     """Tokens in `text` for `model` (a LangChain model, an OpenAI model name, or None)."""
     if isinstance(model, BaseLanguageModel) and _has_own_tokenizer(model):
         ensure_offline_encodings()  # ChatOpenAI's tokenizer is tiktoken
@@ -126,9 +127,10 @@ def count_tokens(text: str, model: BaseLanguageModel | str | None = None) -> int
 
 
 def count_message_tokens(
-    messages: Sequence[BaseMessage | Any], model: BaseLanguageModel | str | None = None
+    messages: Sequence[BaseMessage | Any], model: Runnable | str | None = None
 ) -> int:
-    """Prompt tokens for a chat request, including the chat format's per-message overhead."""
+    """Prompt tokens for a chat request, including the chat format's per-message overhead (counted by `model`'s
+    own tokenizer when it is a language model that has one)."""
     msgs = convert_to_messages(messages)
     if isinstance(model, BaseLanguageModel) and _has_own_tokenizer(model):
         ensure_offline_encodings()

@@ -12,6 +12,7 @@ import email.utils
 import json
 import sys
 import time
+from typing import Any
 
 import httpx
 
@@ -38,7 +39,7 @@ class _NeverRaised(Exception):
     """Stands in for an openai error class while openai is not imported: none of its errors can occur then."""
 
 
-def _openai(name: str) -> type[BaseException]:
+def _openai(name: str) -> type[Any]:  # an openai exception class, when openai is loaded
     # Looked up lazily: importing openai costs ~1 s, which local and scripted models should not pay.
     module = sys.modules.get("openai")
     return getattr(module, name) if module is not None else _NeverRaised

@@ -42,10 +42,11 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
         "depends_on": (list[int], Field(default_factory=list, max_length=10)),
     }
     if tool_names:
-        fields["tool"] = (Literal[tuple(tool_names)] | None, None)  # type: ignore[valid-type]
+        fields["tool"] = (Literal[tuple(tool_names)] | None, None)
         fields["args"] = (dict[str, Any], Field(default_factory=dict))
     step = create_model("PlanStep", **fields)
-    return create_model("PlanSpec", steps=(list[step], Field(min_length=1, max_length=max_steps)))
+    # `step` is a class made at run time, which a static checker cannot take as a type
+    return create_model("PlanSpec", steps=(list[step], Field(min_length=1, max_length=max_steps)))  # type: ignore[valid-type]
 
 
 def plan_schema_for(model: Any, tools: Sequence[BaseTool], max_steps: int) -> type[BaseModel] | dict:
@@ -326,7 +327,8 @@ def drop_unusable_steps(data: Any, question: str) -> dict[str, Any] | None:
     steps = data.get("steps") if isinstance(data, dict) else data
     if not isinstance(steps, list) or not any(isinstance(step, dict) for step in steps):
         return None
-    kept, kept_ids = [], set()
+    kept: list[dict[str, Any]] = []
+    kept_ids: set[str] = set()
     for position, step in enumerate(steps, 1):
         if not isinstance(step, dict):
             continue

@@ -14,6 +14,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.tools import BaseTool
 
+from decompose.tool_schema import call_schema
+
 DECOMPOSE_SYSTEM = """You split a question into a short plan of simpler sub-questions that together answer it.
 Reply with JSON only, in this form:
 {{"steps": [{{"id": 1, "question": "...", "depends_on": []}},
@@ -223,7 +225,7 @@ COMPACT_NO_TOOLS = "No tools."
 
 def tool_signature(tool: BaseTool) -> str:
     """`name(arg, optional_arg?)`: what a step's `tool` and `args` must fit, in a few tokens."""
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):  # a JSON-schema tool
         required = set(schema.get("required", []))
         names = list(schema.get("properties", {}))

@@ -141,7 +141,8 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
     # A replaced sentence may have carried a right status too ("A1003 has shipped and can be returned"): a status
     # the answer spoke of and no longer states is stated.
     for fact in facts:
-        if fact.kind == "status" and fact.key in answer.lower() and fact.value not in _states(" ".join(kept)):
+        spoken_of = fact.key is not None and fact.key in answer.lower()
+        if fact.kind == "status" and spoken_of and fact.value not in _states(" ".join(kept)):
             kept.append(fact.statement)
     return " ".join(kept)
 

@@ -98,7 +98,7 @@ def intent_routing(args: argparse.Namespace, orch: Any) -> Any:
         if not names:
             raise ConfigError("--intents zero-shot needs intent names",
                               hint="use --agent customer-service (its routes), or --intents zero-shot:NAME,NAME,...")
-        router = IntentRouter.zero_shot(orch.model, names, retry=orch.retry)
+        router: IntentRouter = IntentRouter.zero_shot(orch.model, names, retry=orch.retry)
     else:
         # The chat model's own weights give the vectors when the router was trained on that same model (an
         # --adapter never changes them: it is merged into the planner's copy).

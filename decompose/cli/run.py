@@ -39,7 +39,7 @@ def run_command(args: argparse.Namespace) -> int:
                 if plan is None:
                     out.say("cancelled: nothing was run", style="yellow")
                     return EXIT_FAILED
-            view = PlanView(question or plan.question or "(plan)", trace=trace)
+            view = PlanView(question or (plan.question if plan is not None else "") or "(plan)", trace=trace)
             if plan is not None:
                 coro = orch.aexecute(plan, question=question, on_event=view)
             else:

@@ -45,6 +45,9 @@ def load_model(spec: str | Runnable | None = None, *, adapter: str | os.PathLike
         if not (local == DEFAULT_SPEC or local.startswith("hf:")):
             raise ConfigError(f"an adapter needs a local model, not {local or type(spec).__name__!r}",
                               hint="use it with 'smollm2' or 'hf:PATH' (the base model it was trained on)")
+        if isinstance(adapter, bool):
+            raise ConfigError("adapter=True names no adapter",
+                              hint="pass the adapter's folder, or adapter=False for none")
         adapter_info(adapter)  # a wrong folder fails at once, not after a model conversion or load
         kwargs["adapter"] = adapter
     if isinstance(spec, BaseChatModel):

@@ -84,7 +84,7 @@ class Batcher:
         self._queue: queue.Queue[tuple[Request, Future]] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._compiler = None  # xgrammar's, built on the first constrained request
+        self._compiler: xgr.GrammarCompiler | None = None  # built on the first constrained request
         self._closers: Closers | None = None
 
     def submit(self, request: Request) -> Future:
@@ -223,7 +223,8 @@ class _RowStops(StoppingCriteria):
         for r, token in zip(self.requests, input_ids[:, -1].tolist()):
             if not r.done:
                 self.batcher.advance(r, token)
-        return torch.tensor([r.done for r in self.requests], device=input_ids.device)
+        # transformers annotates BoolTensor, a legacy type that torch's functions are not typed to return
+        return torch.tensor([r.done for r in self.requests], device=input_ids.device)  # type: ignore[return-value]
 
 
 class _AllCancelled(StoppingCriteria):
@@ -234,7 +235,8 @@ class _AllCancelled(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         stop = all(r.cancelled for r in self.requests)
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        # transformers annotates BoolTensor, a legacy type that torch's functions are not typed to return
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:

@@ -175,8 +175,9 @@ _TYPES: dict[str, tuple[type, ...]] = {"do_sample": (bool,)}
 _TYPES.update({n: (int, float) for n in ("temperature", "top_p", "repetition_penalty", "length_penalty")})
 _TYPES.update({n: (int,) for n in ("top_k", "num_beams", "seed")})
 _TYPES["early_stopping"] = (bool, str)
-_KIND_NAMES = {(bool,): "true or false", (int, float): "a number", (int,): "a whole number",
-               (bool, str): "true, false or 'never'"}
+_KIND_NAMES: dict[tuple[type, ...], str] = {
+    (bool,): "true or false", (int, float): "a number", (int,): "a whole number",
+    (bool, str): "true, false or 'never'"}
 _EXAMPLES = {"do_sample": "do_sample=True", "temperature": "temperature=0.7", "top_p": "top_p=0.9",
              "top_k": "top_k=40", "repetition_penalty": "repetition_penalty=1.1", "num_beams": "num_beams=4",
              "length_penalty": "length_penalty=0.8", "early_stopping": "early_stopping=True", "seed": "seed=7"}

@@ -44,9 +44,11 @@ def resolve_schema(schema: Any) -> tuple[dict, type[BaseModel] | type[BaseModelV
     """
     if isinstance(schema, BaseTool):
         args = schema.args_schema
+        if args is None:
+            return {"type": "object", "properties": {}}, None
         if isinstance(args, dict):
             return args, None
-        return (args.model_json_schema() if args else {"type": "object", "properties": {}}), None
+        return (args.schema() if issubclass(args, BaseModelV1) else args.model_json_schema()), None
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         return schema.model_json_schema(), schema
     if isinstance(schema, type) and issubclass(schema, BaseModelV1):

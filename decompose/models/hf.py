@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata, convert_to_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
@@ -334,12 +334,9 @@ def _timed_out(timeout: float | None) -> TimeoutError:
                         "queue included); raise timeout=, or pass timeout=None to wait as long as it takes")
 
 
-def _usage(result: Generated) -> dict[str, int]:
-    return {
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "total_tokens": result.input_tokens + result.output_tokens,
-    }
+def _usage(result: Generated) -> UsageMetadata:
+    return UsageMetadata(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                         total_tokens=result.input_tokens + result.output_tokens)
 
 
 def _meta(model: ChatTransformers, result: Generated) -> dict[str, Any]:

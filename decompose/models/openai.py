@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import openai
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from decompose.errors import ConfigError
 from decompose.tokens import ensure_offline_encodings
@@ -73,7 +74,7 @@ def load_openai(
         # langchain-openai sends the limit as `max_completion_tokens`, which some servers (llama-cpp-python)
         # ignore, generating to the context limit; the older `max_tokens` field is understood by all of them.
         kwargs["extra_body"] = {"max_tokens": kwargs["max_tokens"], **(kwargs.get("extra_body") or {})}
-    return OpenAICompatible(model=model, base_url=base_url, api_key=api_key, timeout=timeout, **kwargs)
+    return OpenAICompatible(model=model, base_url=base_url, api_key=SecretStr(api_key), timeout=timeout, **kwargs)
 
 
 class OpenAICompatible(ChatOpenAI):

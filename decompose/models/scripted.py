@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -86,11 +86,11 @@ class ScriptedChatModel(BaseChatModel):
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    def _result(self, text: str, usage: dict[str, int]) -> ChatResult:
+    def _result(self, text: str, usage: UsageMetadata) -> ChatResult:
         message = AIMessage(content=text, usage_metadata=usage, response_metadata=self._metadata())
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _chunks(self, text: str, usage: dict[str, int]) -> Iterator[ChatGenerationChunk]:
+    def _chunks(self, text: str, usage: UsageMetadata) -> Iterator[ChatGenerationChunk]:
         """The reply word by word (each word with the spaces after it), then a last, empty chunk that carries
         the usage and metadata once, as a streaming server sends them."""
         for piece in re.findall(r"\s*\S+\s*", text) or ([text] if text else []):
@@ -102,7 +102,7 @@ class ScriptedChatModel(BaseChatModel):
     def _metadata(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "finish_reason": "stop"}
 
-    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[str, UsageMetadata]:
         """The reply text and its usage (words counted as tokens); the call is recorded."""
         prompt = "\n".join(_text(m) for m in messages)
         reply = self._pick(messages, _text(messages[-1]) if messages else "")
@@ -113,8 +113,8 @@ class ScriptedChatModel(BaseChatModel):
         text = reply(messages) if callable(reply) else str(reply)
         with self._lock:
             self._calls.append({"prompt": prompt, "reply": text, "kwargs": kwargs})
-        usage = {"input_tokens": len(prompt.split()), "output_tokens": len(text.split()),
-                 "total_tokens": len(prompt.split()) + len(text.split())}
+        usage = UsageMetadata(input_tokens=len(prompt.split()), output_tokens=len(text.split()),
+                              total_tokens=len(prompt.split()) + len(text.split()))
         return text, usage
 
     def _pick(self, messages: list[BaseMessage], last: str) -> Any:

@@ -94,9 +94,11 @@ def routes(service: Service) -> list[Route]:
         if request.query_params.get("review", "").lower() in ("1", "true", "yes"):
             return await _for_review(service, agent, orch, question, plan)
         run_id = uuid.uuid4().hex
-        return _stream(service, agent, question or plan.question or "", run_id,
-                       lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit)
-                       if plan is not None else orch.arun(question, on_event=emit))
+        if plan is not None:
+            return _stream(service, agent, question or plan.question or "", run_id,
+                           lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit))
+        asked = question or ""  # question_of read it: a body without a plan has one
+        return _stream(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit))
 
     async def approve_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -152,7 +154,7 @@ async def _for_review(service: Service, agent: str, orch: Orchestrator, question
                       plan: Plan | None) -> Response:
     if plan is None:
         try:
-            plan = await orch.aplan(question)
+            plan = await orch.aplan(question or "")  # question_of read it: a body without a plan has one
         except DecomposeError as exc:
             raise api_error_of(exc) from None
     run_id = uuid.uuid4().hex

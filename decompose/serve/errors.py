@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -30,7 +31,7 @@ def error_body(message: str, hint: str | None = None) -> dict[str, Any]:
 
 
 def error_response(status: int, message: str, hint: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(message, hint), status_code=status, headers=headers)
 
 

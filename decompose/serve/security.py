@@ -114,14 +114,14 @@ class Guard:
                     KEY_HINT if presented is None else "check the key; " + KEY_HINT, {"WWW-Authenticate": "Bearer"})
                 return await refusal(scope, receive, send)
             identity = f"key {key}"
-        refusal = self._over_rate(identity)
-        if refusal is not None:
-            return await refusal(scope, receive, send)
+        over = self._over_rate(identity)
+        if over is not None:
+            return await over(scope, receive, send)
         await self.app(scope, receive, send)
 
     def _over_rate(self, identity: str) -> JSONResponse | None:
         wait = self.limiter.take(identity) if self.limiter is not None else None
-        if wait is None:
+        if self.limiter is None or wait is None:
             return None
         seconds = max(1, math.ceil(wait))
         return error_response(429, f"rate limit reached ({self.limiter.capacity:g} requests a minute)",

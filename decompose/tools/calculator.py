@@ -19,8 +19,9 @@ import ast
 import math
 import operator
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 from langchain_core.tools import BaseTool, tool
 
@@ -50,7 +51,9 @@ _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 def _strip_thousands(expr: str) -> str:
     """Remove digit-group commas, except inside a function call, where commas separate arguments."""
-    out, stack, i = [], [], 0
+    out: list[str] = []
+    stack: list[bool] = []
+    i = 0
     while i < len(expr):
         ch = expr[i]
         if ch == "(":
@@ -58,8 +61,8 @@ def _strip_thousands(expr: str) -> str:
         elif ch == ")" and stack:
             stack.pop()
         m = _THOUSANDS.match(expr, i)
-        starts_number = m and (i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] in "._"))
-        if starts_number and not any(stack):
+        starts_number = i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] in "._")
+        if m and starts_number and not any(stack):
             out.append(m.group().replace(",", ""))
             i = m.end()
             continue
@@ -87,7 +90,7 @@ class _Evaluator:
     def __init__(self, expression: str):
         self.expression = expression
 
-    def fail(self, message: str, hint: str | None = None):
+    def fail(self, message: str, hint: str | None = None) -> NoReturn:
         raise ToolError(f"{message} in '{self.expression}'", hint=hint)
 
     def eval(self, node: ast.AST):
@@ -169,7 +172,7 @@ def _round(x, ndigits=0):
     return int(value) if n <= 0 else float(value)
 
 
-_FUNCTIONS = {  # name -> (function, min args, max args or None for unbounded)
+_FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int | None]] = {  # (function, min args, max args or None)
     "round": (_round, 1, 2),
     "abs": (abs, 1, 1),
     "min": (min, 1, None),

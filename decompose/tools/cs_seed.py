@@ -70,7 +70,7 @@ _CUSTOMERS = [
 
 # (order, customer, status, placed, delivered, items, refunded cents); days are offsets from the seed date.
 # Items are (sku, description, quantity, unit price cents[, damaged]).
-_ORDERS = [
+_ORDERS: list[tuple[str, str, str, int, int | None, list[tuple], int]] = [
     ("A1001", "C001", "delivered", -12, -7, [("KET-01", "Electric kettle", 1, 4999)], 0),
     ("A1002", "C001", "delivered", -80, -75, [("HP-200", "Wireless headphones", 1, 8900)], 0),
     ("A1003", "C001", "shipped", -3, None, [("MUG-04", "Ceramic mug", 4, 1250)], 0),
@@ -134,6 +134,7 @@ def seed(conn: sqlite3.Connection, today: date) -> None:
                          (oid, carrier, f"{carrier[:2].upper()}{9_400_100 + n * 7_919:010d}", day(placed + 1),
                           eta, day(delivered) if delivered is not None else None))
         if refunded:
+            assert delivered is not None, f"seed order {oid} is refunded but was never delivered"
             conn.execute("INSERT INTO refunds (order_id, amount_cents, reason, refunded_on, idempotency_key) "
                          "VALUES (?, ?, ?, ?, ?)", (oid, refunded, "customer return", day(delivered + 2),
                                                     f"seed-{oid}"))

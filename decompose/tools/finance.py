@@ -88,7 +88,7 @@ def loan_payment(
 ) -> dict:
     """Level payment of a fixed-rate loan (annuity formula), with total paid and total interest."""
     payment, rows = _schedule(principal, annual_rate_pct, n_payments, payments_per_year)
-    total = sum(Decimal(r["payment"]) for r in rows)
+    total = sum((Decimal(r["payment"]) for r in rows), Decimal(0))
     return {"payment": _money(payment), "n_payments": n_payments, "total_paid": _money(total),
             "total_interest": _money(total - principal)}
 
@@ -103,8 +103,8 @@ def amortization_schedule(
     """Payment-by-payment schedule of a fixed-rate loan: rows of period, payment, interest, principal and
     remaining balance (the last balance is 0.00; the last payment absorbs rounding)."""
     payment, rows = _schedule(principal, annual_rate_pct, n_payments, payments_per_year)
-    return {"payment": _money(payment), "total_interest": _money(sum(Decimal(r["interest"]) for r in rows)),
-            "rows": rows}
+    interest = sum((Decimal(r["interest"]) for r in rows), Decimal(0))
+    return {"payment": _money(payment), "total_interest": _money(interest), "rows": rows}
 
 
 def _growth_inputs(rate_pct: Decimal, years: Decimal, per_year: int) -> tuple[Decimal, Decimal]:
@@ -182,7 +182,7 @@ def npv(
     with localcontext() as ctx:
         ctx.prec = 40
         r = rate_pct / 100
-        value = sum(cf / (1 + r) ** t for t, cf in enumerate(_flows(cash_flows)))
+        value = sum((cf / (1 + r) ** t for t, cf in enumerate(_flows(cash_flows))), Decimal(0))
     return {"npv": _money(value)}
 
 
@@ -204,24 +204,23 @@ def irr(
         raise ToolError("IRR needs both negative and positive cash flows (no sign change, so no IRR)")
     # Scan a grid of rates for sign changes of NPV, then bisect the bracket nearest to 0 %.
     grid = [-0.99, -0.9, -0.75, -0.5, -0.25, -0.1, 0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10, 100]
-    values = [(r, _npv_float(r, flows)) for r in grid]
-    values = [(r, v) for r, v in values if v is not None]
+    values = [(r, v) for r in grid if (v := _npv_float(r, flows)) is not None]
     brackets = [(a, b) for (a, fa), (b, fb) in zip(values, values[1:]) if fa * fb < 0]
     brackets += [(r, r) for r, v in values if v == 0]
     if not brackets:
         raise ToolError("IRR not found: NPV does not change sign between -99% and 10000%")
     lo, hi = min(brackets, key=lambda ab: min(abs(ab[0]), abs(ab[1])))
-    f_lo = _npv_float(lo, flows)
+    f_lo = _npv_float(lo, flows) or 0.0  # a bracket's ends have values
     while hi - lo > 1e-12:
         mid = (lo + hi) / 2
-        f_mid = _npv_float(mid, flows)
+        f_mid = _npv_float(mid, flows) or 0.0  # between two values, a value
         if f_mid == 0:
             lo = hi = mid
         elif (f_lo < 0) == (f_mid < 0):
             lo, f_lo = mid, f_mid
         else:
             hi = mid
-    result = {"irr_pct": _pct((lo + hi) / 2 * 100)}
+    result: dict[str, float | str] = {"irr_pct": _pct((lo + hi) / 2 * 100)}
     if len(brackets) > 1:
         result["note"] = "cash flows change sign more than once; other IRRs exist, this one is nearest to 0%"
     return result
@@ -277,12 +276,12 @@ def _fx_rate(table: dict[tuple[str, str], Decimal], src: str, dst: str, via: str
 
     if (rate := one(src, dst)) is not None:
         return rate, "inverse" if (dst, src) in table else "direct"
-    legs = one(src, via), one(via, dst)
-    if None in legs:
+    first, second = one(src, via), one(via, dst)
+    if first is None or second is None:
         known = sorted({c for pair in table for c in pair})
-        unknown = src if legs[0] is None else dst
+        unknown = src if first is None else dst
         raise ToolError(f"unknown currency '{unknown}'", hint="known currencies: " + ", ".join(known))
-    return legs[0] * legs[1], f"cross via {via}"
+    return first * second, f"cross via {via}"
 
 
 def finance_tools(

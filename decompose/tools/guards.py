@@ -195,15 +195,15 @@ class Grounding:
                     fixed[name] = picked
             elif isinstance(value, str) and not self.words.contains(value, self.results):
                 # A field of its own kind only: `latest_order_id` is an order id, `customer_id` is not.
-                named = [r[value] for r in self.results if isinstance(r, dict) and isinstance(r.get(value), str)
-                         and value.endswith(name)]
+                in_results = [r[value] for r in self.results if isinstance(r, dict)
+                              and isinstance(r.get(value), str) and value.endswith(name)]
                 # A model step's sentence around the one id it found ("The lamp is in order A2001.").
                 found = {t for t in ID_TOKEN.findall(value) if self.words.contains(t, self.results)}
                 # The one value of its kind the user gave (an email copied from a worked example, not theirs).
                 given = {t.lower(): t for text in self.words.users for t in ID_TOKEN.findall(text)
                          if _same_kind(value, {t.lower()})}
-                if len(set(named)) == 1:
-                    fixed[name] = named[0]
+                if len(set(in_results)) == 1:
+                    fixed[name] = in_results[0]
                 elif len(found) == 1:
                     fixed[name] = found.pop()
                 elif ID_TOKEN.fullmatch(value.strip()) and len(given) == 1:

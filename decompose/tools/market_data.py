@@ -124,19 +124,22 @@ class MarketData:
         return {s: (sorted(p), [p[d] for d in sorted(p)]) for s, p in points.items()}
 
     def symbols(self) -> list[str]:
+        return sorted(self._loaded())
+
+    def _loaded(self) -> dict[str, tuple[list[date], list[Decimal]]]:
         if self._series is None:
             self._series = self._load()
-        return sorted(self._series)
+        return self._series
 
     def series(self, symbol: str, start: date | None = None, end: date | None = None) -> list[tuple[date, Decimal]]:
         """(date, close) pairs for `symbol` between start and end inclusive, oldest first."""
         known = self.symbols()
         key = (symbol or "").strip().upper()
-        if key not in self._series:
+        if key not in self._loaded():
             raise ToolError(f"unknown symbol '{symbol}'", hint="known symbols: " + ", ".join(known))
         if start and end and start > end:
             raise ToolError(f"start date {start} is after end date {end}")
-        dates, closes = self._series[key]
+        dates, closes = self._loaded()[key]
         picked = [(d, c) for d, c in zip(dates, closes) if (not start or d >= start) and (not end or d <= end)]
         if not picked:
             raise ToolError(f"no {key} prices between {start or dates[0]} and {end or dates[-1]}",
@@ -146,7 +149,7 @@ class MarketData:
     def close_on(self, symbol: str, day: date | None) -> tuple[date, Decimal]:
         """The close on `day`, or on the last trading day before it; the latest close when day is None."""
         self.series(symbol)  # validates the symbol
-        dates, closes = self._series[symbol.strip().upper()]
+        dates, closes = self._loaded()[symbol.strip().upper()]
         i = len(dates) if day is None else bisect_right(dates, day)
         if i == 0:
             raise ToolError(f"no {symbol.upper()} price on or before {day}", hint=f"data starts {dates[0]}")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
@@ -28,6 +28,7 @@ from decompose.errors import ConfigError, DecomposeError, PlanError, ToolError
 from decompose.events import Emit
 from decompose.plan import Solved, Step
 from decompose.retry import TOOL_ARGS_REASK, RetryState, UnusableReply, retry_events, retrying, transient_tool_error
+from decompose.tool_schema import call_schema
 from decompose.tools.guards import Grounding
 
 IDEMPOTENCY_ARG = "idempotency_key"
@@ -49,13 +50,14 @@ def has_side_effects(tool: BaseTool) -> bool:
 
 def injected_args(tool: BaseTool) -> set[str]:
     """Arguments the tool takes that the model never sees (InjectedToolArg)."""
-    full = set(tool.get_input_schema().model_fields)
+    schema = tool.get_input_schema()
+    full = set(schema.model_fields if issubclass(schema, BaseModel) else schema.__fields__)
     visible = set(_visible_fields(tool))
     return full - visible
 
 
 def _visible_fields(tool: BaseTool) -> dict[str, Any]:
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):  # a JSON-schema tool
         return schema.get("properties", {})
     return dict(schema.model_fields)
@@ -229,7 +231,7 @@ def validate_args(tool: BaseTool, args: Any) -> str | None:
     unknown = sorted(set(args) - set(fields) - injected_args(tool))
     if unknown:
         return f"tool {tool.name!r} has no argument {unknown[0]!r}; arguments: {', '.join(fields) or 'none'}"
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):
         missing = [f for f in schema.get("required", []) if f not in args]
         return f"tool {tool.name!r} is missing argument {missing[0]!r}" if missing else None
@@ -243,7 +245,7 @@ def validate_args(tool: BaseTool, args: Any) -> str | None:
 
 
 def _visible_fields_json(tool: BaseTool) -> dict[str, Any]:
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):
         return schema
     return schema.model_json_schema()
