@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -44,7 +45,7 @@ from decompose.result import Result
 from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
-from decompose.settings import checked, make_strategy, moved_settings
+from decompose.settings import MovedSettings, checked, make_strategy, moved_settings
 from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
 from decompose.step_state import close_unfinished, drop, state_hooks
 from decompose.sync import run_sync
@@ -88,11 +89,11 @@ class Orchestrator:
         retry: RetryPolicy | None = None,
         prompts: Prompts | None = None,
         max_concurrency: int = 8,
-        **moved: Any,
+        **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
-            strategy, decomposer, tool_runner, limits = moved_settings(moved, strategy, decomposer, tool_runner,
-                                                                        limits)
+            strategy, decomposer, tool_runner, limits = moved_settings(
+                moved, strategy, decomposer, tool_runner, limits, valid=_KEYWORDS)
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if retriever is not None and not isinstance(retriever, BaseRetriever):
@@ -326,7 +327,7 @@ class Orchestrator:
         steps = plan.by_id
         known, answered = known or {}, answered or {}
 
-        async def run_step(step_id: int, solved: dict[int, Solved]) -> Solved:
+        async def run_step(step_id: int, solved: Mapping[int, Solved]) -> Solved:
             step = steps[step_id]
             if step_id in answered:
                 return answered[step_id]
@@ -363,6 +364,7 @@ class Orchestrator:
         plan = await self._plan(question, run)
         await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(plan, drop, {}))
         answer, _ = await self._synthesize(plan, question, run)
+        assert answer is not None  # without may_replan the synthesizer always answers
         return answer
 
     async def _synthesize(self, plan: Plan, question: str, run: _Run, *,
@@ -400,7 +402,7 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
     try:
         yield
     except (DecomposeError, asyncio.CancelledError) as exc:
-        exc.result = Result.failed(question, exc, plan=plan, usage=run.caller.usage,  # type: ignore[attr-defined]
+        exc.result = Result.failed(question, exc, plan=plan, usage=run.caller.usage,  # type: ignore[union-attr]
                                    events=run.events, elapsed=time.monotonic() - started, route=_route_dict(run))
         raise
 
@@ -412,6 +414,10 @@ def _question_plan(question: str) -> Plan:
 
 def _route_dict(run: _Run) -> dict[str, Any] | None:
     return run.route.to_dict() if run.route is not None else None
+
+
+# The constructor's keyword arguments, for the error that a misspelt one gets.
+_KEYWORDS = [name for name in inspect.signature(Orchestrator.__init__).parameters if name not in ("self", "moved")]
 
 
 def _deadline(limits: Limits) -> float | None:

@@ -66,8 +66,19 @@ def test_earlier_flat_keywords_still_work_with_a_warning(model, old, check):
     assert check(orch)
 
 
+@pytest.mark.parametrize("kwargs, guess", [
+    ({"tool": []}, "tools"), ({"limit": None}, "limits"), ({"max_stepz": 4}, "max_steps"), ({"verbose": True}, None),
+])
+def test_a_misspelt_keyword_is_a_type_error_naming_the_valid_ones(model, kwargs, guess):
+    with pytest.raises(TypeError) as caught:
+        Orchestrator(model, **kwargs)
+    message = str(caught.value)
+    assert f"unexpected keyword argument {next(iter(kwargs))!r}" in message
+    assert "its keyword arguments are model, tools, strategy," in message and "max_concurrency" in message
+    assert (f"did you mean {guess!r}?" in message) if guess else "did you mean" not in message
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"max_stepz": 4}, "unexpected keyword argument 'max_stepz'"),
     ({"max_steps": 4, "decomposer": Decomposer()}, "decomposer is given both"),
     ({"samples": 3}, "strategy 'direct' takes no samples"),
 ])
