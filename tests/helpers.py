@@ -25,6 +25,20 @@ def plan_json(*questions_or_steps):
 TITANIC = "Who directed Titanic, and how old was that person when it was released?"
 
 
+class Clock:
+    """A wall clock that moves only when told: `Store(..., clock=clock)`, then `clock.advance(seconds)` to let a
+    lease run out without waiting for it."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def cli(*args, cwd, input=None, env=None, timeout=60):
     """Run `python -m decompose.cli ARGS` as a user would; returns the CompletedProcess (text)."""
     full_env = {k: v for k, v in os.environ.items()

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import TITANIC, Clock, plan_json
 
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402
@@ -210,28 +210,29 @@ def test_a_second_message_while_one_runs_is_refused(db):
 
 
 def test_a_turn_whose_server_stopped_renewing_reads_interrupted_on_every_replica(db):
-    import time
-
-    crashed, replica = Store(db, lease=0.2), Store(db, lease=0.2)
+    clock = Clock()
+    crashed, replica = Store(db, lease=15, clock=clock), Store(db, lease=15, clock=clock)
     cid = crashed.create_conversation("decompose")["id"]
     crashed.begin_turn(cid, "are you there?")
+    clock.advance(14.9)
     assert replica.conversation(cid)["turns"][0]["status"] == RUNNING
-    time.sleep(0.3)  # the crashed server renews nothing
+    clock.advance(0.2)  # past the lease: the crashed server renewed nothing
     turn = replica.conversation(cid)["turns"][0]
     assert (turn["question"], turn["status"], turn["answer"]) == ("are you there?", INTERRUPTED, None)
     assert replica.begin_turn(cid, "hello again?")[0] == 2  # the conversation goes on
 
 
 def test_a_live_server_keeps_its_turn_running(db):
-    import time
-
-    live, replica = Store(db, lease=0.2), Store(db, lease=0.2)
+    clock = Clock()
+    live, replica = Store(db, lease=15, clock=clock), Store(db, lease=15, clock=clock)
     cid = live.create_conversation("decompose")["id"]
     live.begin_turn(cid, "long question")
-    for _ in range(4):
-        time.sleep(0.1)
+    for _ in range(4):  # 40 s in all, each renewal within the lease
+        clock.advance(10)
         live.renew_leases()
     assert replica.conversation(cid)["turns"][0]["status"] == RUNNING
+    clock.advance(15.1)  # the renewals stop: the lease runs out
+    assert replica.conversation(cid)["turns"][0]["status"] == INTERRUPTED
 
 
 def test_api_keys(model, db):

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import TITANIC, Clock, plan_json
 
 pytest.importorskip("sqlalchemy")
 from sqlalchemy.exc import OperationalError  # noqa: E402
@@ -64,8 +64,9 @@ def test_an_end_that_cannot_be_stored_still_ends_the_stream_and_frees_the_conver
     # Before: end_turn's failure escaped the run, so the stream never ended (keep-alives forever) and the turn's
     # lease was renewed while the server lived: every later message of the conversation got 409.
     outage = threading.Event()
-    app = create_app(agents=None, model=model_that(outage.set), db=db, lease=0.3)
+    app = create_app(agents=None, model=model_that(outage.set), db=db, lease=30)
     store = app.state.service.store
+    store.clock = clock = Clock()
     writing = store._writing
 
     def failing_writes():
@@ -91,7 +92,7 @@ def test_an_end_that_cannot_be_stored_still_ends_the_stream_and_frees_the_conver
 
         outage.clear()  # the database is back; the turn is no longer renewed, so it reads interrupted
         monkeypatch.undo()
-        time.sleep(0.4)
+        clock.advance(31)
         turns = client.get(f"/v1/conversations/{cid}").json()["turns"]
         assert [(t["question"], t["status"]) for t in turns] == [(TITANIC, "interrupted")]
         again = client.post(f"/v1/conversations/{cid}/messages", json={"question": TITANIC})

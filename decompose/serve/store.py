@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +80,8 @@ def _shown(turn: Any) -> dict[str, Any]:
     return {**shown, "state": json.loads(turn["state"]) if turn["state"] else None}
 
 
-def _dead(turn: Any) -> bool:
-    return turn["status"] == RUNNING and turn["lease_until"] is not None and turn["lease_until"] < time.time()
+def _dead(turn: Any, now: float) -> bool:
+    return turn["status"] == RUNNING and turn["lease_until"] is not None and turn["lease_until"] < now
 
 
 def default_db_url() -> str:
@@ -104,9 +104,10 @@ class StoreUnavailable(DecomposeError):
 class Store:
     retry_wait = 0.2  # seconds before end_turn tries again, doubling
 
-    def __init__(self, url: str | None = None, *, lease: float = 15.0):
+    def __init__(self, url: str | None = None, *, lease: float = 15.0, clock: Callable[[], float] = time.time):
         self.url = url or default_db_url()
         self.lease = lease
+        self.clock = clock  # wall-clock seconds: leases are compared across replicas, so not time.monotonic
         self.owner = uuid.uuid4().hex  # this server, for the leases of its running turns
         self.engine = _engine(self.url)
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
@@ -174,7 +175,7 @@ class Store:
             if found is None:
                 return None
             rows = self._turns(db, conversation_id)
-        if any(_dead(r) for r in rows):  # written only then: a read takes no write lock
+        if any(_dead(r, self.clock()) for r in rows):  # written only then: a read takes no write lock
             with self._writing() as db:
                 self._interrupt_dead(db, conversation_id)
                 rows = self._turns(db, conversation_id)
@@ -188,7 +189,7 @@ class Store:
     def begin_turn(self, conversation_id: str, question: str) -> tuple[int, list[dict[str, Any]]]:
         """Commit the question as a running turn: its number and the turns before it, each ended or marked
         interrupted. TurnBusy while the previous turn still runs."""
-        now = time.time()
+        now = self.clock()
         with self._writing() as db:
             self._interrupt_dead(db, conversation_id)
             earlier = self._turns(db, conversation_id)
@@ -209,10 +210,9 @@ class Store:
         return list(db.execute(select(turns).where(turns.c.conversation_id == conversation_id)
                                .order_by(turns.c.seq)).mappings())
 
-    @staticmethod
-    def _interrupt_dead(db: Connection, conversation_id: str) -> None:
+    def _interrupt_dead(self, db: Connection, conversation_id: str) -> None:
         db.execute(update(turns).where(turns.c.conversation_id == conversation_id, turns.c.status == RUNNING,
-                                       turns.c.lease_until < time.time())
+                                       turns.c.lease_until < self.clock())
                    .values(status=INTERRUPTED, error="the server running this turn stopped before the answer",
                            lease_until=None))
 
@@ -247,7 +247,7 @@ class Store:
         with self._writing() as db:
             db.execute(update(turns).where(turns.c.owner == self.owner, turns.c.status == RUNNING,
                                            turns.c.conversation_id.in_(live))
-                       .values(lease_until=time.time() + self.lease))
+                       .values(lease_until=self.clock() + self.lease))
 
     def interrupt_own_turns(self) -> None:
         """At shutdown: whatever this server still runs will not finish."""
