@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -43,6 +42,7 @@ from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 from langchain_core.tools import BaseTool, StructuredTool  # noqa: E402
+from react_peer import react_agent  # noqa: E402
 from text_tool_calls import read_tool_calls  # noqa: E402
 
 from decompose.agents import build_agent, get_agent  # noqa: E402
@@ -138,8 +138,6 @@ def _keyed(tool: BaseTool) -> BaseTool:
 
 class React:
     def __init__(self, model, agent: str, folder: Path, log: ToolLog, recursion_limit: int = 24):
-        from langgraph.prebuilt import ToolNode, create_react_agent
-
         spec = get_agent(agent)
         tools = [_keyed(t) if IDEMPOTENCY_ARG in injected_args(t) else t
                  for t in spec.make_tools(db_path=folder / "shop.sqlite3", today=SEED_DAY,
@@ -148,9 +146,7 @@ class React:
         names = {t.name for t in tools}
         # Calls the model wrote as text are read as calls (text_tool_calls.py), as quality.py's ReAct row does.
         llm = model.bind_tools(tools) | RunnableLambda(lambda message: read_tool_calls(message, names))
-        with warnings.catch_warnings():  # deprecated for langchain.agents.create_agent, but the named peer
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.graph = create_react_agent(llm, ToolNode(tools, handle_tool_errors=True), prompt=spec.instructions)
+        self.graph = react_agent(llm, tools, spec.instructions)
         self.messages: list = []
         self.limit = recursion_limit
 

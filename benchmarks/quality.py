@@ -47,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
+from react_peer import react_agent  # noqa: E402
 from text_tool_calls import read_tool_calls  # noqa: E402
 
 from decompose import Decomposer, Orchestrator, PlanFallback, PlanReady  # noqa: E402
@@ -320,7 +321,6 @@ async def react_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
     search tool over the same BM25 retriever (datasets with documents)."""
     from langchain_core.runnables import RunnableLambda
     from langgraph.errors import GraphRecursionError
-    from langgraph.prebuilt import ToolNode, create_react_agent
 
     counting = Counting(model)
     retriever = dataset.retriever(row)
@@ -329,8 +329,7 @@ async def react_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
     llm = model.bind_tools(tools) | RunnableLambda(lambda m: counting.count(read_tool_calls(m, names)))
     prompt = REACT_SYSTEM.format(uses=", ".join(TOOL_USES[t.name] for t in tools),
                                  form=answer_form(row.question).instruction)
-    # A tool's error goes back to the model as the tool's reply, to be fixed (LangGraph re-raises most by default)
-    agent = create_react_agent(llm, ToolNode(tools, handle_tool_errors=True), prompt=prompt)
+    agent = react_agent(llm, tools, prompt)
     try:
         state = await agent.ainvoke({"messages": [HumanMessage(content=row.question)]},
                                     {"recursion_limit": REACT_STEPS})
