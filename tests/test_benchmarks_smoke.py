@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("llama_index.core")
+# Found, not imported: importing LlamaIndex takes a second, paid only by the tests that run it.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_index.core") is None,
+                                reason="llama-index-core is not installed")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 
@@ -75,6 +77,7 @@ default = "4"
 '''
 
 
+@pytest.mark.slow  # imports LlamaIndex for its row
 def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
     import json
 

@@ -350,6 +350,7 @@ def test_plan_file_runs_without_decomposing(work):
 
 
 
+@pytest.mark.slow  # waits out the default retry policy's first backoff
 def test_a_retried_step_shows_in_progress_and_summary(work, main_in_process):
     flaky = RULES.replace('(r"Question: When was Titanic released", "1997")',
                           '(r"Question: When was Titanic released", [ConnectionError("reset by peer"), "1997"])')

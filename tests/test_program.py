@@ -87,7 +87,8 @@ async def test_a_failing_program_names_its_error(code, needle):
     ("from fractions import Fraction\nanswer = Fraction(1, 3) + Fraction(1, 6)", "1/2"),
     ("import datetime\nanswer = (datetime.date(2024, 3, 1) - datetime.date(2024, 2, 1)).days", 29),
     ("from datetime import date, timedelta\nanswer = date(2024, 1, 31) + timedelta(days=30)", "2024-03-01"),
-    ("def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\nanswer = fib(30)",
+    ("def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
+     "answer = fib(30)",
      832040),
     ("total = 0\nfor i in range(100):\n    if i > 10:\n        break\n    total += i\nanswer = total", 55),
     ("answer = sum(x * x for x in range(4))", 14),  # a generator expression

@@ -99,6 +99,7 @@ def test_langchain_chat_openai_talks_to_an_agent(url):
     assert "".join(chunk.content for chunk in chat.stream(TITANIC)) == ANSWER
 
 
+@pytest.mark.slow  # a real server and a model that takes its time, to tell streaming from buffering
 def test_the_event_stream_arrives_as_it_happens(tmp_path):
     """Each event is sent when it happens, not when the run ends: the plan arrives before the answer exists."""
     model = titanic_model(latency=0.15)

@@ -64,6 +64,7 @@ def test_encoding_by_model_name():
     assert encoding_for("smollm2").name == encoding_for(None).name == "cl100k_base"  # approximation
 
 
+@pytest.mark.slow  # builds both encodings from their files
 def test_fresh_cache_dir_is_filled_with_verified_files(fresh_cache):
     count_tokens("x")  # seeds the cache tiktoken now reads
     assert tiktoken.get_encoding("o200k_base").encode("hello world") == [24912, 2375]
@@ -84,6 +85,7 @@ def test_a_working_user_cache_is_left_alone_and_a_corrupt_file_is_repaired(fresh
     assert hashlib.sha256(bad.read_bytes()).hexdigest() == tokens._SHA256["o200k_base"]
 
 
+@pytest.mark.slow  # builds an encoding from its file
 def test_disabled_cache_falls_back_to_a_private_one(fresh_cache, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken would download on every use
     assert count_tokens("hello world", "gpt-4o") == 2
@@ -137,6 +139,7 @@ def test_message_counts_match_openai_rules():
     assert count_message_tokens(messages, local) == 17
 
 
+@pytest.mark.slow  # a new Python process
 def test_importing_decompose_writes_nothing(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

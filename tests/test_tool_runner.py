@@ -324,3 +324,18 @@ def test_arguments_still_wrong_after_the_reask_fail_the_step_with_one_retry_coun
     assert "argument 'a'" in result.plan.step(1).error and "'still two'" in result.plan.step(1).error
     assert [(e.kind, e.attempt, e.step_id) for e in events if isinstance(e, Retried)] == [("parse", 1, 1)]
     assert result.usage.parse_retries == 1
+
+
+def test_a_tool_whose_arguments_are_a_pydantic_v1_model_is_a_config_error_naming_the_fix():
+    from langchain_core.tools import StructuredTool
+    from pydantic.v1 import BaseModel as BaseModelV1
+
+    from decompose.errors import ConfigError
+
+    class Args(BaseModelV1):
+        x: int
+
+    old = StructuredTool.from_function(lambda x: x, name="old", description="An old tool.", args_schema=Args)
+    with pytest.raises(ConfigError, match="'old' describes its arguments with a pydantic.v1 model") as err:
+        validate_args(old, {"x": 1})
+    assert "from pydantic import BaseModel" in err.value.hint

@@ -18,7 +18,6 @@ from decompose.orchestrator import Orchestrator
 from decompose.tools.calculator import calculator_tools
 from decompose.train.data import TrainDataError, pack_tools, read_examples
 from decompose.train.prompt import COMPACT_SYSTEM, PROMPT_NAME, compact_messages, plan_target
-from decompose.train.sft import IGNORE, Collator, encode, train
 
 ROWS = [
     {"question": f"What do {n} pens at {p} dollars cost?", "tools": ["calculator"],
@@ -44,7 +43,10 @@ class CharTokenizer:
         return [ord(c) for c in text]
 
 
+@pytest.mark.slow  # imports torch, transformers and peft (seconds)
 def test_labels_cover_only_the_plan_and_its_end_token(tmp_path):
+    from decompose.train.sft import IGNORE, encode
+
     example = read_examples(write_rows(tmp_path / "d.jsonl", ROWS[:1]))[0]
     row = encode(example, CharTokenizer(), pack_tools(), max_length=10_000)
     prompt_length = row["labels"].count(IGNORE)
@@ -57,7 +59,10 @@ def test_labels_cover_only_the_plan_and_its_end_token(tmp_path):
     assert encode(example, CharTokenizer(), pack_tools(), max_length=prompt_length) is None  # too long: left out
 
 
+@pytest.mark.slow  # imports torch, transformers and peft (seconds)
 def test_collator_pads_on_the_right_and_ignores_the_padding():
+    from decompose.train.sft import IGNORE, Collator
+
     batch = Collator(pad_id=7)([{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]},
                                 {"input_ids": [4], "labels": [4]}])
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 7, 7]]
@@ -95,7 +100,10 @@ def test_the_planner_writes_the_plan_and_the_base_model_answers():
     assert not any(COMPACT_SYSTEM in c["prompt"] for c in model.calls) and len(model.calls) == 3
 
 
+@pytest.mark.slow  # imports torch, transformers and peft (seconds)
 def test_train_errors_name_the_file_and_the_fix(tmp_path):
+    from decompose.train.sft import train
+
     with pytest.raises(TrainDataError, match="does not exist"):
         train(tmp_path / "missing.jsonl", out=tmp_path / "a")
     bad = write_rows(tmp_path / "bad.jsonl", [ROWS[0], {"question": "q", "plan": {"steps": "no"}}])
@@ -148,6 +156,8 @@ def test_cli_build_data_writes_both_files(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def trained(cache_dir, tmp_path_factory):
     """Two steps on four rows, two held out and scored; checkpoints every step."""
+    from decompose.train.sft import train
+
     folder = tmp_path_factory.mktemp("train")
     data = write_rows(folder / "train.jsonl", ROWS)
     report = train(data, out=folder / "adapter", held_out_fraction=1 / 3, max_steps=2, batch_size=2,
@@ -198,6 +208,8 @@ def test_an_hf_model_folder_takes_the_adapter_too(trained, cache_dir):
 @pytest.mark.slow
 @pytest.mark.model
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(trained):
+    from decompose.train.sft import train
+
     data, adapter, _ = trained
     with pytest.raises(ConfigError, match="checkpoints of an earlier run") as err:
         train(data, out=adapter, max_steps=3, batch_size=2, progress=False)
