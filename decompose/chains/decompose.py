@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -36,6 +37,11 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
     is not offered: given the field, the 1.5B model wrote `"kind": "program"` on tool steps (plans written as text
     may still use it).
     """
+    return _plan_schema(tuple(tool_names), max_steps)
+
+
+@functools.lru_cache(maxsize=64)  # one class per shape: pydantic takes milliseconds to build one, per Orchestrator
+def _plan_schema(tool_names: tuple[str, ...], max_steps: int) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "id": (int, ...),
         "question": (str, Field(max_length=300)),
@@ -99,12 +105,17 @@ class Decomposer:
         self.prompts = prompts
         self.tools = {t.name: t for t in tools}
         self.schema = plan_schema(list(self.tools), self.max_steps)
-        self.typed_schema = typed_plan_schema(tools, self.max_steps) if tools else None  # for local models
+        self.__dict__.pop("typed_schema", None)  # built again for these tools, when a local model first plans
         self.documents = documents  # a retriever answers question steps: tool values must come from them
         self.tool_examples = tool_example_messages(tools, documents=documents)
         # What a plan must not replay (see `copies_an_example`); read once: ~0.1 ms a plan otherwise.
         self.example_questions = worked_example_questions([*prompts.decompose.messages, *self.tool_examples])
         self._refused_structured: set[int] = set()  # models whose server rejected structured output
+
+    @functools.cached_property
+    def typed_schema(self) -> dict[str, Any] | None:
+        """The plan schema a grammar-constrained local model decodes under (None without tools)."""
+        return typed_plan_schema(list(self.tools.values()), self.max_steps) if self.tools else None
 
     async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
         values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules(),

@@ -12,9 +12,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-from langchain_core.tools import BaseTool, InjectedToolArg, tool
+from langchain_core.tools import BaseTool, InjectedToolArg
 
 from decompose.chains.tool_facts import declare_verdict
+from decompose.tool_schema import closure_tool
 from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
 from decompose.tools.cs_store import Store, default_db_path
 from decompose.tools.guards import identifier_args, requires_request
@@ -62,7 +63,7 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
     """
     store = Store(db_path, today)
 
-    @tool
+    @closure_tool
     def find_customer(
         email: Annotated[str | None, "Customer email address, e.g. ann@example.com"] = None,
         name: Annotated[str | None, "Full name; only used together with zip_code"] = None,
@@ -72,25 +73,25 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
         and order_count."""
         return store.find_customer(email, name, zip_code)
 
-    @tool
+    @closure_tool
     def list_orders(customer: Annotated[str, "Customer id (e.g. C001) or email"]) -> dict:
         """List a customer's orders, newest first: order_id, placed_on, status, total, items; plus
         latest_order_id."""
         return store.list_orders(customer)
 
-    @tool
+    @closure_tool
     def order_status(order_id: Annotated[str, "Order id, e.g. A1001"]) -> dict:
         """Status of one order: status (processing/shipped/delivered/cancelled), carrier, tracking_number,
         shipped_on, eta (while in transit), delivered_on, items, paid and refunded amounts."""
         return store.order_status(order_id)
 
-    @tool
+    @closure_tool
     def refund_eligibility(order_id: Annotated[str, "Order id, e.g. A1001"]) -> dict:
         """Check an order against the refund policy. Returns eligible (bool), reason, paid, refunded,
         max_refundable (amount that may still be refunded), delivered_on and window_ends."""
         return store.refund_eligibility(order_id)
 
-    @tool
+    @closure_tool
     def issue_refund(
         order_id: Annotated[str, "Order id, e.g. A1001"],
         amount: Annotated[Decimal, "Amount to refund in the order currency, at most 2 decimals, e.g. 49.99"],
@@ -102,7 +103,7 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
         refunded_total and remaining_refundable."""
         return store.issue_refund(order_id, amount, reason, idempotency_key)
 
-    @tool
+    @closure_tool
     def open_ticket(
         customer: Annotated[str, "Customer id (e.g. C001) or email"],
         subject: Annotated[str, "One-line summary of the problem"],
@@ -114,7 +115,7 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
         questions). Returns ticket_id and status."""
         return store.open_ticket(customer, subject, body, order_id, idempotency_key)
 
-    @tool
+    @closure_tool
     def search_policy(
         query: Annotated[str, "Keywords, e.g. 'refund damaged item'"],
         limit: Annotated[int, "Maximum number of paragraphs to return (1-20)"] = 3,

@@ -21,6 +21,7 @@ from typing import Annotated
 from langchain_core.tools import BaseTool, tool
 
 from decompose.errors import ToolError
+from decompose.tool_schema import closure_tool
 from decompose.tools.market_data import MarketData, default_market_data_path, write_demo_csv
 
 __all__ = ["finance_tools", "DEMO_FX_RATES", "default_market_data_path", "write_demo_csv"]
@@ -298,7 +299,7 @@ def finance_tools(
     table = _fx_table(DEMO_FX_RATES if fx_rates is None else fx_rates)
     via = fx_base.upper()
 
-    @tool
+    @closure_tool
     def currency_convert(
         amount: Annotated[Decimal, "Amount in from_currency, e.g. 250"],
         from_currency: Annotated[str, "ISO code of the currency converted from, e.g. EUR"],
@@ -314,7 +315,7 @@ def finance_tools(
             converted = amount * rate
         return {"amount": _money(converted), "currency": dst, "rate": float(f"{rate:.8g}"), "route": route}
 
-    @tool
+    @closure_tool
     def stock_price(
         symbol: Annotated[str, "Ticker symbol in the market data, e.g. ACME"],
         on_date: Annotated[date | None, "Date YYYY-MM-DD; the last close on or before it. Omit for the latest"] = None,
@@ -323,7 +324,7 @@ def finance_tools(
         day, close = data.close_on(symbol, on_date)
         return {"symbol": symbol.strip().upper(), "date": day.isoformat(), "close": _money(close)}
 
-    @tool
+    @closure_tool
     def price_history(
         symbol: Annotated[str, "Ticker symbol in the market data, e.g. ACME"],
         start_date: Annotated[date | None, "First date YYYY-MM-DD (omit for the start of the data)"] = None,
@@ -339,7 +340,7 @@ def finance_tools(
                 "change_pct": _pct(float((closes[-1] / closes[0] - 1) * 100)),
                 "points": [{"date": d.isoformat(), "close": _money(c)} for d, c in points]}
 
-    @tool
+    @closure_tool
     def portfolio_return_and_volatility(
         symbols: Annotated[list[str], "Ticker symbols in the portfolio, e.g. ['ACME', 'GLOBX']"],
         weights: Annotated[list[float] | None, "Weight per symbol, same order (normalised); omit for equal"] = None,
