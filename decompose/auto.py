@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
@@ -144,8 +144,9 @@ class AutoStrategy:
     async def _try(self, name: str, question: str, caller: ModelCaller, prompts: Prompts,
                    retriever: BaseRetriever | None, program: ProgramSolver) -> Solved:
         passages = await search(retriever, question, "the retrieval route") if name == "retrieval" else []
+        routed = cast(ModelCaller, _RouteCalls(caller))  # a ModelCaller to the solvers: the calls they make
         ctx = StepContext(step=Step(id=1, question=escape_references(question)), question=question, facts=[],
-                          caller=_RouteCalls(caller), prompts=prompts, passages=passages)  # type: ignore[arg-type]
+                          caller=routed, prompts=prompts, passages=passages)
         solvers: dict[str, Solver] = {"direct": DirectSolver(), "retrieval": DirectSolver(),
                                       "cot": ChainOfThoughtSolver(), "program": program}
         solver = solvers[name]

@@ -402,8 +402,9 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
     try:
         yield
     except (DecomposeError, asyncio.CancelledError) as exc:
-        exc.result = Result.failed(question, exc, plan=plan, usage=run.caller.usage,  # type: ignore[union-attr]
-                                   events=run.events, elapsed=time.monotonic() - started, route=_route_dict(run))
+        result = Result.failed(question, exc, plan=plan, usage=run.caller.usage, events=run.events,
+                               elapsed=time.monotonic() - started, route=_route_dict(run))
+        exc.result = result  # type: ignore[union-attr]
         raise
 
 
