@@ -8,18 +8,14 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManager
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
-from langchain_core.runnables.config import ensure_config
-from langchain_core.utils.utils import LC_ID_PREFIX
-from langchain_core.utils.uuid import uuid7
 
 from decompose.errors import BudgetExceeded
 from decompose.events import Emit, TokenCount, Usage
 from decompose.limits import Limits
-from decompose.models import chat_model_of, model_name, planner_of
+from decompose.models import chat_model_of, model_name
 from decompose.models.fallback import FallbackModel
 from decompose.retry import RetryPolicy, call_with_retries, retry_events
 
@@ -49,8 +45,7 @@ class ModelCaller:
         self.limits = limits or Limits()
         self.calls_started = 0  # in flight included: what a call limit is checked against
         self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
-        self._runnables: dict[tuple[int, Hashable], Runnable] = {}
-        self._handlerless: dict[int, bool] = {}
+        self._runnables: dict[Hashable, list[tuple[Runnable, Runnable]]] = {}  # key -> (model, what build made)
 
     @property
     def models(self) -> list[Runnable]:
@@ -68,21 +63,19 @@ class ModelCaller:
     ) -> tuple[Any, str]:
         """Run `build(model)` (default: the model itself) on `input`; return (output, name of the model used).
 
-        `key` names the runnable `build` makes, so it is built once per model rather than per call.
+        `key` names the runnable `build` makes, so it is built once per model rather than per call. What a caller
+        needs of a model is its own to say through `build` (the Decomposer asks a model's planner for plans).
         """
         self.limits.check_before_call(self.usage, self.calls_started)  # nothing is spent past a limit
         self.calls_started += 1
         announce = retry_events(self.emit, self.usage, phase, step_id)
 
         async def call(model: Runnable) -> Any:
-            if phase == "decompose":  # a local model with a decomposer adapter plans with it, answers without it
-                model = planner_of(model)
             runnable = self._runnable(model, build, key)
             chat_model = chat_model_of(model)  # through bind/with_retry/...: what the call really reaches
             policy = self._local_policy if getattr(chat_model, "in_process", False) else self.policy
-            direct = self._unobserved(runnable)
             async with self.slots or contextlib.nullcontext():
-                return await call_with_retries(lambda: _ainvoke(runnable, input, direct), policy, announce,
+                return await call_with_retries(lambda: runnable.ainvoke(input), policy, announce,
                                                endpoint=_endpoint_of(chat_model))
 
         output, model = await self.fallback.call(call)
@@ -93,23 +86,18 @@ class ModelCaller:
         self.limits.check_after_call(self.usage, self.calls_started)
         return output, model_name(model)
 
-    def _unobserved(self, runnable: Runnable) -> bool:
-        """True when no callback handler would see a call of this chat model. Asked once per model and run: every
-        call of a run happens in tasks that inherit the context the run started in (~20 µs a call saved)."""
-        if not isinstance(runnable, BaseChatModel) or not hasattr(runnable, "_agenerate_with_cache"):  # private
-            return False
-        known = self._handlerless.get(id(runnable))
-        if known is None:
-            known = self._handlerless[id(runnable)] = not _handlers(runnable)
-        return known
-
     def _runnable(self, model: Runnable, build: Callable | None, key: Hashable) -> Runnable:
         if build is None:
             return model
-        cache_key = (id(model), key)
-        if key is None or cache_key not in self._runnables:
-            self._runnables[cache_key] = build(model)
-        return self._runnables[cache_key]
+        if key is None:
+            return build(model)
+        # By identity, beside the model itself: chat models are unhashable, and an id() could be reused.
+        made = self._runnables.setdefault(key, [])
+        found = next((runnable for owner, runnable in made if owner is model), None)
+        if found is None:
+            found = build(model)
+            made.append((model, found))
+        return found
 
     def budget_exceeded(self) -> BudgetExceeded:
         """The error, from the usage so far: calls that were in flight when a limit was reached still count, so a
@@ -121,34 +109,6 @@ def _endpoint_of(model: BaseChatModel | None) -> str | None:
     """Where an OpenAI-compatible model's calls go, for errors that do not carry their request."""
     base = getattr(model, "openai_api_base", None)
     return f"{base.rstrip('/')}/chat/completions" if isinstance(base, str) and base else None
-
-
-async def _ainvoke(runnable: Runnable, input: Any, unobserved: bool) -> Any:
-    """`runnable.ainvoke(input)`, minus LangChain's run bookkeeping when nobody is listening.
-
-    A chat model called on plain-text messages, with no callback handler to tell (`unobserved`: none passed in
-    or inherited from an enclosing runnable, no LangSmith tracing, no debug/verbose output, no configure hook such
-    as `get_usage_metadata_callback`), goes straight to the model's own generation path `_agenerate_with_cache`:
-    cache, rate limiter, streaming choice and response metadata stay LangChain's; only run start/end events that
-    would reach no one are skipped (~80 µs a call). Any other call, and any call someone observes, uses `ainvoke`.
-    """
-    if unobserved and isinstance(runnable, BaseChatModel) and _plain_messages(input):
-        message = (await runnable._agenerate_with_cache(input)).generations[0].message
-        if message.id is None:  # as `ainvoke` names it
-            message.id = f"{LC_ID_PREFIX}-{uuid7()}-0"
-        return message
-    return await runnable.ainvoke(input)
-
-
-def _plain_messages(input: Any) -> bool:
-    return isinstance(input, list) and all(isinstance(m, BaseMessage) and isinstance(m.content, str) for m in input)
-
-
-def _handlers(model: BaseChatModel) -> list:
-    """The handlers `model.ainvoke` would notify, configured exactly as LangChain configures them."""
-    config = ensure_config(None)  # picks up callbacks inherited from an enclosing runnable
-    return AsyncCallbackManager.configure(config.get("callbacks"), model.callbacks, model.verbose, config.get("tags"),
-                                          model.tags, config.get("metadata"), model.metadata).handlers
 
 
 def _message_of(output: Any) -> AIMessage | None:

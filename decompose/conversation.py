@@ -56,7 +56,7 @@ class Conversation:
         try:
             result = await orchestrator.arun(text, on_event=on_event, history=self.history_messages())
         except (DecomposeError, asyncio.CancelledError) as exc:  # a cancelled turn still has a plan to show
-            partial = getattr(exc, "result", None)
+            partial = Result.partial(exc)
             if partial is not None and detected is not None:
                 partial.events.insert(0, detected)
             self.last_result = partial or self.last_result

@@ -20,8 +20,9 @@ the Orchestrator on each worker. The `OPENAI_*`/`DECOMPOSE_*` variables of this 
 each works in this process's directory when the machine has it, so model specs and relative paths mean the same
 there (other variables come from the cluster's own environment).
 
-`decompose eval --ray` runs its rows through `run_jobs` too (`cli/eval_ray.py`). Ray is optional: `pip install
-'decompose-agents[ray]'`; nothing imports it until a batch asks for it.
+`RayExecutor` and `RayPool` are executors (`executors.py`): the Orchestrator calls their `answer_all` and knows
+nothing of Ray. `decompose eval --ray` runs its rows through `run_jobs` too (`cli/eval_ray.py`). Ray is optional:
+`pip install 'decompose-agents[ray]'`; nothing imports it until a batch asks for it.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from decompose.errors import ConfigError, DecomposeError
+from decompose.errors import ConfigError
+from decompose.executors import answer_settled
+from decompose.limits import Limits
 from decompose.models.fallback import FallbackModel
+from decompose.orchestrator import Orchestrator
+from decompose.result import Result
 
 INSTALL_HINT = "pip install 'decompose-agents[ray]'"
 # What the project reads from the environment: a worker gets this process's values.
@@ -63,13 +68,11 @@ class RayExecutor:
             raise ConfigError(f"RayExecutor(factory=) must be callable, got {type(self.factory).__name__}",
                               hint="pass a function that returns an Orchestrator")
 
-
-def as_executor(executor: Any) -> RayExecutor | RayPool:
-    if isinstance(executor, str) and executor == "ray":
-        return RayExecutor()
-    if isinstance(executor, (RayExecutor, RayPool)):
-        return executor
-    raise ConfigError(f"unknown executor {executor!r}", hint="use 'local', 'ray' or RayExecutor(...)")
+    async def answer_all(self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None,
+                         limits: Limits | None) -> list[Result]:
+        """The questions on workers started for them and stopped after them."""
+        return await asyncio.to_thread(ray_batch, orch, questions, self, max_concurrency=max_concurrency,
+                                       limits=limits)
 
 
 def require_ray() -> Any:
@@ -127,8 +130,6 @@ def payload(source: Any) -> bytes:
     """`source` (an Orchestrator or a factory) as bytes a worker can rebuild it from; checked here by rebuilding
     it once, so what cannot travel fails before a worker starts."""
     from ray import cloudpickle
-
-    from decompose.orchestrator import Orchestrator
 
     what = "the Orchestrator" if isinstance(source, Orchestrator) else "the factory"
     fix = ("give RayExecutor(factory=...) a module-level function that builds the Orchestrator on each worker"
@@ -194,10 +195,12 @@ def _rebuild_model(cls: type, fields: dict[str, Any]) -> Any:
 
 class _CallSlots(FallbackModel):
     """The worker's Orchestrator's models behind its share of the cluster's bound: every model call (each
-    attempt, retries' waits included, as in the local batch) holds a slot."""
+    attempt, retries' waits included, as in the local batch) holds a slot. The calls go through `inner`, so a
+    FallbackModel subclass keeps its own way of falling back."""
 
     def __init__(self, inner: FallbackModel, slots: int):
-        self.models, self.fallback_on, self._inner = inner.models, inner.fallback_on, inner
+        super().__init__(*inner.models, fallback_on=inner.fallback_on)
+        self._inner = inner
         self._slots = asyncio.Semaphore(slots)
 
     async def call(self, attempt: Callable) -> Any:
@@ -219,15 +222,12 @@ class Worker:
         try:
             from ray import cloudpickle
 
-            from decompose.orchestrator import Orchestrator
-
             source = cloudpickle.loads(data)
             orch = source if isinstance(source, Orchestrator) else source()
             if not isinstance(orch, Orchestrator):
                 raise ConfigError(f"the factory returned a {type(orch).__name__}, not an Orchestrator",
                                   hint="return Orchestrator(...) from the factory")
-            orch.models = _CallSlots(orch.models, slots)
-            self.orch = orch
+            self.orch = orch.replace(model=_CallSlots(orch.models, slots))
         except Exception as exc:  # told to the driver by `ready`, as itself, instead of a dead actor
             self.failure = (type(exc).__name__, str(exc))
 
@@ -295,6 +295,12 @@ class RayPool:
             self.ray.kill(w)
         self.workers = []
 
+    async def answer_all(self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None,
+                         limits: Limits | None) -> list[Result]:
+        """The questions on this pool's workers (which hold the Orchestrator they were started with)."""
+        return await asyncio.to_thread(ray_batch, orch, questions, self, max_concurrency=max_concurrency,
+                                       limits=limits)
+
     def __enter__(self) -> RayPool:
         return self
 
@@ -352,12 +358,9 @@ def _dispatch(ray: Any, workers: list, shares: list[int], jobs: Sequence[tuple[C
 # ----- batch ----------------------------------------------------------------------------------------------------
 
 
-def ray_batch(orch: Any, questions: Iterable[str], *, executor: Any = "ray", max_concurrency: int | None = None,
-              limits: Any = None) -> list[Any]:
+def ray_batch(orch: Orchestrator, questions: Iterable[str], executor: RayExecutor | RayPool, *,
+              max_concurrency: int | None = None, limits: Limits | None = None) -> list[Result]:
     """`Orchestrator.batch(..., executor="ray")`: the Results in input order, each failure in its `error`."""
-    from decompose.result import Result
-
-    executor = as_executor(executor)
     questions = list(questions)
     if not questions:
         return []
@@ -371,16 +374,10 @@ def ray_batch(orch: Any, questions: Iterable[str], *, executor: Any = "ray", max
     return results
 
 
-async def answer_question(orch: Any, question: str, limits: Any) -> Any:
+async def answer_question(orch: Orchestrator, question: str, limits: Limits | None) -> Result:
     """One question on a worker, as the local batch answers it: a failure is the Result's `error`."""
-    from decompose.events import Usage
-    from decompose.result import Result
-
     try:
-        return await orch.arun(question, limits=limits)
-    except DecomposeError as exc:
-        return getattr(exc, "result", None) or Result(question=str(question), answer=None, plan=None,
-                                                      usage=Usage(), error=str(exc))
+        return await answer_settled(orch, question, limits=limits)
     except Exception as exc:  # a bug in a tool or model: that question's error, the batch goes on
         return Result.failed(str(question), f"{type(exc).__name__}: {exc}")
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from langchain_core.tools import ToolException
+
+if TYPE_CHECKING:
+    from decompose.result import Result
 
 
 class DecomposeError(Exception):
-    """Base class: `str(err)` is one line naming the problem, `err.hint` the fix."""
+    """Base class: `str(err)` is one line naming the problem, `err.hint` the fix. Raised by a run, it carries
+    what the run did before it failed in `result` (calls, usage, events, the plan so far)."""
+
+    result: Result | None = None
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)

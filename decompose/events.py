@@ -1,36 +1,70 @@
-"""Typed events and token usage: the single stream the CLI, callbacks and traces read."""
+"""Typed events and token usage: the single stream the CLI, callbacks, traces and the server's stream read.
+
+The events are a discriminated union (`RunEvent`): each is a frozen dataclass whose JSON form (`to_dict`) names
+it under `"type"`, and `Event.from_dict` turns that form back into the same event, so a `--trace` line or a
+server-sent event is the event itself. Code that tells events apart matches on their classes; the type name is
+only the wire form. How an event changes a run's state is `decompose.run_state.apply`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.messages import AIMessage
 
+# Every event type by its wire name: filled as each class is defined.
+EVENT_TYPES: dict[str, type[Event]] = {}
 
-@dataclass
+
+@dataclass(frozen=True)
 class Event:
     t: float = field(default_factory=time.monotonic, kw_only=True)
 
-    @property
-    def type(self) -> str:
-        return type(self).__name__
+    type: ClassVar[str] = "Event"  # the discriminator: the class's name, in the JSON form under "type"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type = cls.__name__
+        EVENT_TYPES[cls.type] = cls
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["type"] = self.type
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunEvent:
+        """The event whose `to_dict()` is `data` (a trace line, a server-sent event's data): `Event.from_dict(
+        e.to_dict()) == e`. An unknown type or a missing or unknown field is a `ValueError` that names it."""
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ValueError('an event is a JSON object with a "type", e.g. {"type": "Answered", "answer": "42"}')
+        kind = EVENT_TYPES.get(data["type"])
+        if kind is None:
+            raise ValueError(f"unknown event type {data['type']!r}; the types are {', '.join(EVENT_TYPES)}")
+        if cls is not Event and not issubclass(kind, cls):
+            raise ValueError(f"{data['type']} is not a {cls.__name__}")
+        fields = {f.name for f in dataclasses.fields(kind)}
+        values = {k: v for k, v in data.items() if k != "type"}
+        unknown = sorted(values.keys() - fields)
+        if unknown:
+            raise ValueError(f"{data['type']} has no field {unknown[0]!r}; its fields are {', '.join(sorted(fields))}")
+        try:
+            return kind(**values)  # type: ignore[return-value]
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(f"{data['type']}: {exc}") from None
 
-@dataclass
+
+@dataclass(frozen=True)
 class PlanReady(Event):
     plan: dict[str, Any]  # the plan's JSON form: events stay plain data
     replan: int = 0  # 0 for the first plan; n when the n-th replan added steps (the plan holds all of them)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlanFallback(Event):
     """The plan about to run is not one the model wrote: `kind` "salvaged" (its last plan with the unusable steps
     dropped) or "direct" (no usable plan, `Decomposer(on_failure="direct")`: the question as the one step).
@@ -40,14 +74,14 @@ class PlanFallback(Event):
     reason: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepStarted(Event):
     step_id: int
     question: str
     tool: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepFinished(Event):
     step_id: int
     answer: Any
@@ -57,23 +91,26 @@ class StepFinished(Event):
     sources: list[dict[str, Any]] | None = None  # passages it was shown: [{"id", "score"}]
     program: str | None = None  # a program step's program
     program_output: str | None = None  # what it printed
+    vote: dict[str, float] | None = None  # self-consistency: answer -> votes
+    args: dict[str, Any] | None = None  # a tool step's arguments when the model corrected the plan's
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepFailed(Event):
     step_id: int
     error: str
     program: str | None = None  # a program step's failed program
     program_output: str | None = None
+    elapsed: float | None = None  # seconds since it started
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepSkipped(Event):
     step_id: int
     reason: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Retried(Event):
     phase: str  # decompose / solve / synthesize
     attempt: int
@@ -83,7 +120,7 @@ class Retried(Event):
     kind: str = "transport"  # the retry rule's kind: transport (HTTP, timeout), parse (a reply re-asked), tool
 
 
-@dataclass
+@dataclass(frozen=True)
 class IntentDetected(Event):
     """A routed turn's first event: what the intent router decided (see `decompose.intents`)."""
 
@@ -94,7 +131,7 @@ class IntentDetected(Event):
     error: str | None = None  # why the fallback intent was given, if it was
 
 
-@dataclass
+@dataclass(frozen=True)
 class RouteChosen(Event):
     """`strategy="auto"`: how the question is answered (direct, cot, program, retrieval or decompose), why, and
     what each candidate tried answered; before the plan."""
@@ -104,7 +141,7 @@ class RouteChosen(Event):
     tried: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Answered(Event):
     answer: str
 
@@ -168,5 +205,9 @@ class Usage:
             "phases": {k: v.to_dict() for k, v in self.phases.items()},
         }
 
+
+# The union of every event a run emits; `decompose.run_state.apply` matches on it.
+RunEvent = (PlanReady | PlanFallback | StepStarted | StepFinished | StepFailed | StepSkipped | Retried | IntentDetected
+            | RouteChosen | Answered)
 
 Emit = Callable[[Event], None]

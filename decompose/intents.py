@@ -174,15 +174,16 @@ def parse_intent(reply: str, intents: Sequence[str]) -> str | None:
             text = data["intent"]
     except ValueError:
         pass
-    by_key = {_key(i): i for i in intents}
-    if (key := _key(text)) in by_key:
+    by_key = {intent_key(i): i for i in intents}
+    if (key := intent_key(text)) in by_key:
         return by_key[key]
-    flat = f"_{_key(text)}_"
+    flat = f"_{intent_key(text)}_"
     found = [i for k, i in by_key.items() if k and f"_{k}_" in flat]
     return max(found, key=len) if found else None
 
 
-def _key(text: str) -> str:
+def intent_key(text: str) -> str:
+    """An intent name or a model's reply reduced to lowercase words joined by `_`: how names are compared."""
     return re.sub(r"[^a-z0-9?]+", "_", text.strip().strip("`'\".").lower()).strip("_")
 
 

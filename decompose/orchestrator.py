@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Unpack
 
 from langchain_core.language_models import BaseChatModel
@@ -27,7 +28,8 @@ from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
 from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError, PlanError
-from decompose.events import Answered, Event, PlanFallback, PlanReady, RouteChosen, Usage
+from decompose.events import Answered, Event, PlanFallback, RouteChosen, Usage
+from decompose.executors import Executor, as_executor
 from decompose.limits import Limits
 from decompose.models import load_model
 from decompose.models.fallback import FallbackModel
@@ -47,7 +49,7 @@ from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
 from decompose.settings import MovedSettings, checked, make_strategy, moved_settings
 from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
-from decompose.step_state import close_unfinished, drop, state_hooks
+from decompose.step_state import RunRecord, close_unfinished, drop, state_hooks
 from decompose.sync import run_sync
 from decompose.tools.guards import Grounding, UserWords
 from decompose.tools.runner import ToolRunner, has_side_effects
@@ -61,13 +63,17 @@ class _Run:
 
     caller: ModelCaller
     events: list[Event]
-    emit: Callable[[Event], None]
+    record: RunRecord  # every event of the run goes through it: it changes the run state, then is kept
     run_id: str
     limits: Limits
     history: Sequence[BaseMessage] = ()
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
     grounding: Grounding | None = None  # a model-made plan's tool guard (tools/guards.py); None for a given plan
     route: Route | None = None  # strategy="auto": the route the question took
+
+    @property
+    def emit(self) -> Callable[[Event], None]:
+        return self.record
 
 
 class Orchestrator:
@@ -94,6 +100,8 @@ class Orchestrator:
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
             strategy, decomposer, tool_runner, limits = moved_settings(
                 moved, strategy, decomposer, tool_runner, limits, valid=_KEYWORDS)
+        # What `replace` copies: every argument as given (the flat ones of earlier versions as the parts they made).
+        self._arguments = {name: value for name, value in locals().items() if name not in ("self", "moved")}
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if retriever is not None and not isinstance(retriever, BaseRetriever):
@@ -106,6 +114,8 @@ class Orchestrator:
             self.models = model
         else:
             self.models = FallbackModel(load_model(model), *(load_model(m) for m in fallbacks))
+        # A copy shares the models instead of loading them again.
+        self._arguments.update(model=self.models, fallbacks=())
         self.model, self.fallbacks = self.models.models[0], self.models.models[1:]
         self.tools = list(tools)
         # "auto" chooses per question how to answer it (auto.py); a decomposition's steps are then answered directly.
@@ -124,6 +134,18 @@ class Orchestrator:
             self.tools, self.prompts)
         self.synthesizer = Synthesizer(self.prompts, retriever=retriever, tools=self.tools,
                                        direct_when_nothing=self.decomposer.on_failure == "direct")
+
+    def replace(self, **parts: Any) -> Orchestrator:
+        """A new Orchestrator made with this one's arguments, `parts` changed: `orch.replace(tools=[...])`. It shares
+        this one's models (fallbacks and `fallback_on` included; a new `model=` replaces them all, `fallbacks=`
+        alone keeps the primary) and its settings objects."""
+        unknown = sorted(set(parts) - set(self._arguments))
+        if unknown:
+            raise ConfigError(f"Orchestrator.replace() got an unexpected argument {unknown[0]!r}",
+                              hint=f"use one of: {', '.join(self._arguments)}")
+        if "fallbacks" in parts and "model" not in parts:
+            parts["model"] = self.model
+        return type(self)(**{**self._arguments, **parts})
 
     @property
     def _writes(self) -> dict[str, BaseTool]:
@@ -157,19 +179,19 @@ class Orchestrator:
         return run_sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event, limits=limits))
 
     def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-              limits: Limits | None = None, executor: Any = "local") -> list[Result]:
+              limits: Limits | None = None, executor: Executor | str = "local") -> list[Result]:
         return run_sync(self.abatch(questions, max_concurrency=max_concurrency, limits=limits, executor=executor))
 
     async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-                   history: Sequence[BaseMessage] = (), limits: Limits | None = None) -> Result:
+                   history: Sequence[BaseMessage] = (), limits: Limits | None = None,
+                   call_slots: asyncio.Semaphore | None = None) -> Result:
         """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
         so a follow-up like "and when will it arrive?" can be understood; see `Conversation`. `limits` replaces
-        the Orchestrator's for this run (`orch.limits.replace(max_tokens=2000)` changes one of them)."""
-        return await self._arun(question, on_event=on_event, history=history, limits=limits)
+        the Orchestrator's for this run (`orch.limits.replace(max_tokens=2000)` changes one of them).
+        `call_slots`, shared by several runs (a batch), bounds their model calls in flight together.
 
-    async def _arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-                    history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None,
-                    limits: Limits | None = None) -> Result:
+        A run that fails raises a `DecomposeError` whose `result` holds what it did before (calls, usage, events,
+        the plan so far)."""
         question = check_question(question)
         run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
         if self.tool_runner.guard and self.tools:
@@ -227,30 +249,15 @@ class Orchestrator:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-                     limits: Limits | None = None, executor: Any = "local") -> list[Result]:
+                     limits: Limits | None = None, executor: Executor | str = "local") -> list[Result]:
         """Answer many questions; one failure does not sink the others (its Result carries `.error`).
 
         `max_concurrency` (default: the Orchestrator's) bounds both the questions in progress and the model
         calls in flight across the whole batch, as a rate-limited API needs; tool calls are not counted.
-        `executor="ray"` (or a `RayExecutor`, a `RayPool`) spreads them over a Ray cluster (`distributed.py`)."""
-        if executor != "local":
-            from decompose.distributed import ray_batch  # Ray is optional: imported only when asked for
-            return await asyncio.to_thread(ray_batch, self, questions, executor=executor,
-                                           max_concurrency=max_concurrency, limits=limits)
-        limit = max_concurrency or self.max_concurrency
-        if limit < 1:
-            raise ConfigError(f"max_concurrency must be at least 1, got {limit}")
-        questions_slots, call_slots = asyncio.Semaphore(limit), asyncio.Semaphore(limit)
-
-        async def one(question: str) -> Result:
-            async with questions_slots:
-                try:
-                    return await self._arun(question, call_slots=call_slots, limits=limits)
-                except DecomposeError as exc:  # what the run did before failing, or (a bad question) nothing
-                    return getattr(exc, "result", None) or Result(question=str(question), answer=None, plan=None,
-                                                                  usage=Usage(), error=str(exc))
-
-        return list(await asyncio.gather(*(one(q) for q in questions)))
+        `executor` says where they are answered (`executors.py`): in this process (`"local"`), or e.g. on a Ray
+        cluster (`"ray"`, `RayExecutor(...)`, a `RayPool`: `distributed.py`)."""
+        return await as_executor(executor).answer_all(self, list(questions), max_concurrency=max_concurrency,
+                                                     limits=limits)
 
     # ----- internals --------------------------------------------------------------------------------------
 
@@ -260,14 +267,15 @@ class Orchestrator:
         limits = self.limits if limits is None else checked(limits, Limits, "limits")
         events: list[Event] = []
 
-        def emit(event: Event) -> None:
+        def keep(event: Event) -> None:
             events.append(event)
             if on_event is not None:
                 on_event(event)
 
-        caller = ModelCaller(self.models, policy=self.retry, usage=Usage(), emit=emit,
+        record = RunRecord(keep)
+        caller = ModelCaller(self.models, policy=self.retry, usage=Usage(), emit=record,
                              limits=limits, slots=call_slots)
-        return _Run(caller=caller, events=events, emit=emit, run_id=run_id or uuid.uuid4().hex, limits=limits,
+        return _Run(caller=caller, events=events, record=record, run_id=run_id or uuid.uuid4().hex, limits=limits,
                     history=list(history))
 
     async def _route(self, auto: AutoStrategy, question: str, run: _Run) -> Route:
@@ -278,7 +286,9 @@ class Orchestrator:
 
     async def _plan(self, question: str, run: _Run) -> Plan:
         try:
-            return await self.decomposer.aplan(question, run.caller, run.emit, run.history)
+            grounding = run.grounding  # what the plan leaves out of the user's words is asked again, once
+            critique = None if grounding is None else partial(grounding.misses, tools=self.tools, writes=self._writes)
+            return await self.decomposer.aplan(question, run.caller, run.emit, run.history, critique=critique)
         except PlanError as exc:
             if self.decomposer.on_failure != "direct":
                 raise
@@ -287,12 +297,12 @@ class Orchestrator:
 
     async def _execute(self, plan: Plan, question: str, run: _Run, started: float,
                        deadline: float | None, answered: dict[int, Solved] | None = None) -> Result:
-        run.emit(PlanReady(plan=plan.spec()))
+        run.record.start(plan)
         error: str | None = None
         answer: str | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                hooks = state_hooks(plan, run.emit, run.caller.step_usage)
+                hooks = state_hooks(run.record, run.caller.step_usage)
                 await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
                 max_replans = self.decomposer.max_replans
                 for replan in range(1, max_replans + 2):
@@ -305,12 +315,12 @@ class Orchestrator:
         except TimeoutError:
             finished = sum(step.status == "done" for step in plan.steps)
             error = _timed_out(run.limits, f"{finished} of {len(plan.steps)} steps done, no answer yet")
-            close_unfinished(plan, error, run.emit)
+            close_unfinished(run.record, error)
         except ModelAccessError:  # a bad key or model name: no partial answer is worth returning
             raise
         except DecomposeError as exc:  # budget exceeded, failed synthesis, ...
             error = str(run.caller.budget_exceeded() if isinstance(exc, BudgetExceeded) else exc)
-            close_unfinished(plan, error, run.emit)
+            close_unfinished(run.record, error)
         if answer is not None and run.grounding is not None:
             answer = run.grounding.follow_ups(answer, plan)  # the offers made instead of writes, the ids to ask for
         if answer is not None:
@@ -323,7 +333,8 @@ class Orchestrator:
                          known: dict[str, Any] | None = None, answered: dict[int, Solved] | None = None) -> None:
         """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
         earlier plan of this run) takes that answer without a call, a step in `answered` (by id) what is given
-        there. Each step returns `Solved`; the hooks (step_state.py) record it on the step."""
+        there. Each step returns `Solved`; the hooks (step_state.py) make it the step's events, which change the run
+        state."""
         steps = plan.by_id
         known, answered = known or {}, answered or {}
 
@@ -362,7 +373,9 @@ class Orchestrator:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
         parent's stream (their ids would clash), retries and usage still count."""
         plan = await self._plan(question, run)
-        await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(plan, drop, {}))
+        nested = RunRecord(drop)
+        nested.start(plan)
+        await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(nested, {}))
         answer, _ = await self._synthesize(plan, question, run)
         assert answer is not None  # without may_replan the synthesizer always answers
         return answer
@@ -389,22 +402,21 @@ class Orchestrator:
         new_steps = append_steps(plan, extra)
         if not new_steps:
             return False
-        run.emit(PlanReady(plan=plan.spec(), replan=replan))
+        run.record.start(plan, replan)
         await self._run_steps(Plan(steps=new_steps, question=question), question, run, depth=0,
-                              hooks=state_hooks(plan, run.emit, run.caller.step_usage), known=known)
+                              hooks=state_hooks(run.record, run.caller.step_usage), known=known)
         return True
 
 
 @contextlib.contextmanager
 def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, started: float) -> Iterator[None]:
     """A run that raises (a refused key, a plan that cannot be made, Ctrl-C) still tells what happened: the
-    exception carries `.result`, a Result with the calls, usage and events so far."""
+    exception carries a Result with the calls, usage and events so far (`DecomposeError.result`, `Result.partial`)."""
     try:
         yield
     except (DecomposeError, asyncio.CancelledError) as exc:
-        result = Result.failed(question, exc, plan=plan, usage=run.caller.usage, events=run.events,
-                               elapsed=time.monotonic() - started, route=_route_dict(run))
-        exc.result = result  # type: ignore[union-attr]
+        Result.failed(question, exc, plan=plan, usage=run.caller.usage, events=run.events,
+                      elapsed=time.monotonic() - started, route=_route_dict(run)).attach_to(exc)
         raise
 
 

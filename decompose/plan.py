@@ -30,7 +30,10 @@ StepKind = Literal["model", "program"]
 
 
 class Step(BaseModel):
-    """One sub-question. The first six fields are the plan; the rest is filled in as the step runs."""
+    """One sub-question. The first six fields are the plan (what to do). The rest is what happened, a copy of the
+    run's state (`decompose.run_state`): during a run only `step_state.RunRecord` writes them, from the state that
+    `run_state.apply` alone changes; they stay on `Step` so that a `Result`'s plan reads as before
+    (`result.plan.steps[0].answer`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,7 +47,7 @@ class Step(BaseModel):
     status: StepStatus = "pending"
     answer: Any = None
     error: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # tries of its model or tool calls: 1, plus one per retry announced for it
     model: str | None = None
     elapsed: float | None = None
     vote: dict[str, float] | None = None
@@ -226,12 +229,20 @@ def _map_strings(value: Any, change: Any) -> Any:
     return change(value) if isinstance(value, str) else value
 
 
-def resolve_text(text: str, answers: dict[int, Any]) -> str:
-    """Replace `{n}` / `{n.field}` in text by the answers' string forms."""
+def resolve_text(text: str, answers: dict[int, Any], *, known_only: bool = False) -> str:
+    """Replace `{n}` / `{n.field}` in text by the answers' string forms. With `known_only`, a reference whose
+    answer (or field) is not known yet stays as written instead of raising, and so does an escaped `{{n}}` (so
+    the two are not confused): a step as it can be shown while its run goes on ("When was {1} born?" becomes
+    "When was James Cameron born?" once step 1 is done)."""
     def replace(m: re.Match) -> str:
         if m.group(1) is not None:  # escaped: the literal text
-            return "{" + m.group(1) + "}"
-        return _to_text(_lookup(answers, int(m.group(2)), m.group(3)))
+            return m.group(0) if known_only else "{" + m.group(1) + "}"
+        try:
+            return _to_text(_lookup(answers, int(m.group(2)), m.group(3)))
+        except PlanError:
+            if known_only:
+                return m.group(0)
+            raise
 
     return _REFERENCE_OR_ESCAPED.sub(replace, text)
 

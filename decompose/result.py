@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from decompose.errors import DecomposeError
 from decompose.events import Event, Usage
 from decompose.plan import Plan
 
@@ -34,6 +35,23 @@ class Result:
             error = "interrupted" if interrupted else str(error)
         return cls(question=question or "", answer=None, plan=plan, usage=usage or Usage(), events=events or [],
                    elapsed=elapsed, error=error, route=route)
+
+    @classmethod
+    def partial(cls, exc: BaseException) -> Result | None:
+        """What a run that raised `exc` had done: a `DecomposeError`'s `result`, or the Result a cancelled run
+        leaves on its `CancelledError` (which must stay exactly that type for asyncio: it has no field of its
+        own, so `attach_to` sets one); None when the run made none (a bad question)."""
+        if isinstance(exc, DecomposeError):
+            return exc.result
+        found = vars(exc).get("result")
+        return found if isinstance(found, Result) else None
+
+    def attach_to(self, exc: BaseException) -> None:
+        """Make this the partial result `Result.partial(exc)` finds."""
+        if isinstance(exc, DecomposeError):
+            exc.result = self
+        else:
+            vars(exc)["result"] = self
 
     @property
     def ok(self) -> bool:

@@ -10,10 +10,15 @@ A rule is tenacity's three strategies plus a name and what a retry under it coun
 - `TOOL_ARGS_REASK`: tool arguments that do not fit the tool's schema are asked for again, once.
 - `transient_tool_error(...)`: a tool that raised its retryable error is called again after 0.1, 0.2, 0.4 s...,
   up to `max_retries` times, and a tool with side effects only when it takes an idempotency key.
+- `STRUCTURED_OUTPUT_DOWNGRADE`: a server that refused a request for structured output is asked again in plain
+  text, once.
+- `store_write(...)`, `STORE_SCHEMA_RACE`: the conversation store's writes while its database is unavailable, and
+  the creation of its tables while replicas race to create them (`retrying_blocking`: the store is synchronous).
 
-Strategies are tenacity's (composable with `|` and `&`); every strategy and hook is handed the call's one
-`RetryState` (tenacity's `RetryCallState`, plus the failures so far). `retry_events` is the one hook that turns a
-retry into a `Retried` event and counts it in `Usage`.
+Strategies are tenacity's (composable with `|` and `&`) and run by tenacity's own `AsyncRetrying`/`Retrying`,
+handed tenacity's record of the call; the attempt and the hooks get a `RetryState`: that record (`call`) and the
+failures so far. `retry_events` is the one hook that turns a retry into a `Retried` event and counts it in
+`Usage`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from functools import lru_cache
 from typing import Literal, TypeVar
 
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_if_exception,
     retry_if_exception_type,
     retry_never,
@@ -34,6 +41,7 @@ from tenacity import (
     stop_before_delay,
     wait_exponential,
     wait_exponential_jitter,
+    wait_incrementing,
     wait_none,
 )
 from tenacity.retry import retry_base
@@ -45,7 +53,7 @@ from decompose.events import Emit, Retried, Usage
 from decompose.transport_errors import describe_error, error_reason, is_model_failure, is_transient, retry_after_seconds
 
 T = TypeVar("T")
-RetryKind = Literal["transport", "parse", "tool"]
+RetryKind = Literal["transport", "parse", "tool", "format", "store"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,8 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class Rule:
     """When a failed attempt is tried again. `kind` is what a retry counts as: a `transport` failure, a `parse`
-    re-ask (the model's reply was unusable) or a `tool` failure; `Retried.kind` and `Usage` say so."""
+    re-ask (the model's reply was unusable), a `tool` failure, a `format` downgrade (the same request in a form
+    the server accepts) or a `store` write; `Retried.kind` and `Usage` say so."""
 
     name: str
     kind: RetryKind
@@ -72,25 +81,48 @@ class Rule:
     wait: wait_base = wait_none()  # seconds before the next attempt
 
 
-class RetryState(RetryCallState):
-    """tenacity's record of one call under a rule (`retry_object` is the rule), plus every failure so far."""
+class RetryState:
+    """One call under a rule, as its attempt and hooks see it: tenacity's record of the call (`call`: the attempt
+    number, the start time, the wait ahead) and every failure so far."""
 
     def __init__(self, rule: Rule):
-        super().__init__(rule, None, (), {})  # type: ignore[arg-type]  # a Rule has retry/stop/wait as Retrying has
+        self.rule = rule
         self.failures: list[BaseException] = []
+        self.call: RetryCallState | None = None  # set before the first attempt
+
+    @property
+    def attempt_number(self) -> int:
+        return self.call.attempt_number if self.call is not None else 1
+
+    @property
+    def start_time(self) -> float:
+        return self.call.start_time if self.call is not None else time.monotonic()
+
+    @property
+    def upcoming_sleep(self) -> float:
+        return self.call.upcoming_sleep if self.call is not None else 0.0
 
     def failed(self, exc: BaseException) -> None:
-        """Record that the current attempt raised `exc`."""
-        self.set_exception((type(exc), exc, exc.__traceback__))
+        """Record that the current attempt raised `exc`; an unusable reply the model gave twice running is
+        marked so (`stop_if_reply_repeated`)."""
+        previous = self.failures[-1] if self.failures else None
+        if isinstance(exc, UnusableReply) and isinstance(previous, UnusableReply):
+            exc.repeats = exc.reply == previous.reply
         self.failures.append(exc)
 
 
 class UnusableReply(Exception):
     """A model's reply that could not be used: re-asked under `plan_reask` or `TOOL_ARGS_REASK`."""
 
+    repeats = False  # the same reply as the attempt before: asking again cannot help
+
     def __init__(self, reply: str, problem: str):
         super().__init__(problem)
         self.reply = reply  # shown to the model when it is asked again
+
+
+class StructuredOutputRefused(Exception):
+    """The server answered a request for structured output with an HTTP error: asked again in plain text."""
 
 
 Hook = Callable[[RetryState], None]
@@ -101,28 +133,50 @@ async def retrying(rule: Rule, attempt: Callable[[RetryState], Awaitable[T]], *,
     """Await `attempt(state)` until it succeeds or `rule` gives up. A result is final; a failure is retried while
     `rule.retry` allows it and `rule.stop` does not object, with `before_sleep(state)` told of each retry. A failure
     that is not retried goes to `give_up(state)` (which returns a result or raises), or is raised as it is.
-
-    Tenacity's `AsyncRetrying` costs ~25 µs a call even when the first attempt succeeds; this loop runs the same
-    strategies on the same record, and a first attempt that succeeds costs only the record (<1 µs)."""
+    Cancellation is no failure: it passes."""
     state = RetryState(rule)
-    while True:
-        try:
-            return await attempt(state)
-        except Exception as exc:  # cancellation is no failure: it passes
-            state.failed(exc)
-        if rule.retry(state):
-            state.upcoming_sleep = rule.wait(state)
-            if not rule.stop(state):
-                state.idle_for += state.upcoming_sleep
-                if before_sleep is not None:
-                    before_sleep(state)
-                if state.upcoming_sleep:
-                    await asyncio.sleep(state.upcoming_sleep)
-                state.attempt_number += 1
-                continue
-        if give_up is None:
-            raise state.failures[-1]
-        return give_up(state)
+    try:
+        async for call in AsyncRetrying(**_strategies(rule, state, before_sleep)):
+            with call:
+                state.call = call.retry_state
+                try:
+                    return await attempt(state)
+                except Exception as exc:
+                    state.failed(exc)
+                    raise
+    except Exception as exc:
+        return _given_up(state, exc, give_up)
+    raise AssertionError("tenacity ended the attempts without an outcome")
+
+
+def retrying_blocking(rule: Rule, attempt: Callable[[RetryState], T], *, before_sleep: Hook | None = None,
+                      give_up: Callable[[RetryState], T] | None = None) -> T:
+    """`retrying` for synchronous code: the waits sleep the thread."""
+    state = RetryState(rule)
+    try:
+        for call in Retrying(**_strategies(rule, state, before_sleep)):
+            with call:
+                state.call = call.retry_state
+                try:
+                    return attempt(state)
+                except Exception as exc:
+                    state.failed(exc)
+                    raise
+    except Exception as exc:
+        return _given_up(state, exc, give_up)
+    raise AssertionError("tenacity ended the attempts without an outcome")
+
+
+def _strategies(rule: Rule, state: RetryState, before_sleep: Hook | None) -> dict:
+    """The rule as tenacity's arguments; the last failure is raised as itself when the rule gives up."""
+    hook = None if before_sleep is None else (lambda _call: before_sleep(state))
+    return {"retry": rule.retry, "stop": rule.stop, "wait": rule.wait, "before_sleep": hook, "reraise": True}
+
+
+def _given_up(state: RetryState, exc: Exception, give_up: Callable[[RetryState], T] | None) -> T:
+    if give_up is None or not state.failures or exc is not state.failures[-1]:
+        raise exc  # no hook, or not an attempt's failure (a hook's own error)
+    return give_up(state)
 
 
 def retry_events(emit: Emit, usage: Usage | None, phase: str, step_id: int | None = None) -> Hook:
@@ -130,7 +184,7 @@ def retry_events(emit: Emit, usage: Usage | None, phase: str, step_id: int | Non
     or parse retry (a tool's own retries are events only)."""
 
     def announce(state: RetryState) -> None:
-        kind = state.retry_object.kind  # type: ignore[attr-defined]
+        kind = state.rule.kind
         failure = state.failures[-1]
         if usage is not None and kind == "transport":
             usage.transport_retries += 1
@@ -152,7 +206,8 @@ class wait_retry_after(wait_base):
         self.cap, self.otherwise = cap, otherwise
 
     def __call__(self, state: RetryCallState) -> float:
-        asked = retry_after_seconds(state.outcome.exception())  # type: ignore[union-attr, arg-type]
+        failure = state.outcome.exception() if state.outcome is not None else None
+        asked = retry_after_seconds(failure) if failure is not None else None
         return self.otherwise(state) if asked is None else min(asked, self.cap)
 
 
@@ -160,9 +215,8 @@ class stop_if_reply_repeated(stop_base):
     """Stop when the model's unusable reply is the one it gave before: asking again cannot help."""
 
     def __call__(self, state: RetryCallState) -> bool:
-        failures = getattr(state, "failures", [])
-        replies = [getattr(f, "reply", None) for f in failures[-2:]]
-        return len(replies) == 2 and replies[0] is not None and replies[0] == replies[1]
+        failure = state.outcome.exception() if state.outcome is not None else None
+        return isinstance(failure, UnusableReply) and failure.repeats
 
 
 @lru_cache(maxsize=32)  # a policy is fixed for a run: its rule is built once, not per call
@@ -188,6 +242,24 @@ def transient_tool_error(error: type[BaseException], max_retries: int, *, may_re
     with side effects and no idempotency key, which a second call could repeat."""
     return Rule("transient tool error", "tool", retry_if_exception_type(error) if may_repeat else retry_never,
                 stop_after_attempt(max_retries + 1), wait_exponential(multiplier=0.1))
+
+
+STRUCTURED_OUTPUT_DOWNGRADE = Rule("structured-output downgrade", "format",
+                                   retry_if_exception_type(StructuredOutputRefused), stop_after_attempt(2))
+
+
+def store_write(error: type[BaseException], attempts: int, first_wait: float) -> Rule:
+    """A store write while the database is unavailable (`error`): `attempts` in all, `first_wait` s, doubling."""
+    return Rule("store write", "store", retry_if_exception_type(error), stop_after_attempt(attempts),
+                wait_exponential(multiplier=first_wait))
+
+
+def store_schema_race(error: type[BaseException] | tuple[type[BaseException], ...],
+                      raced: Callable[[BaseException], bool], attempts: int = 8) -> Rule:
+    """Creating the store's tables while other replicas create them: `error`s that `raced` says were the race are
+    tried again, 0.05 s more patient each time."""
+    return Rule("store schema race", "store", retry_if_exception(lambda exc: isinstance(exc, error) and raced(exc)),
+                stop_after_attempt(attempts), wait_incrementing(start=0.05, increment=0.05))
 
 
 # ----- model calls ------------------------------------------------------------------------------------------

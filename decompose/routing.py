@@ -7,12 +7,14 @@ instructions, worked plan and tools), and the turn runs on an Orchestrator made 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from decompose.chains.prompts import Prompts
 from decompose.events import IntentDetected
-from decompose.intents import FALLBACK_INTENT, IntentPrediction, IntentRouter, _key
+from decompose.intents import FALLBACK_INTENT, IntentPrediction, IntentRouter, intent_key
 
 if TYPE_CHECKING:
     from decompose.orchestrator import Orchestrator
@@ -31,8 +33,8 @@ class Route:
     intents: frozenset[str] = field(default_factory=frozenset)
 
     def matches(self, intent: str) -> bool:
-        key = _key(intent)
-        return intent in self.intents or key == _key(self.name) or any(
+        key = intent_key(intent)
+        return intent in self.intents or key == intent_key(self.name) or any(
             re.search(rf"(^|_){re.escape(k)}", key) for k in self.keywords)
 
 
@@ -73,7 +75,8 @@ class IntentRouting:
         self.router = router
         self.routes = tuple(routes)
         self.instructions = instructions.strip()
-        self._made: dict[tuple[int, str], Any] = {}
+        # the Orchestrators made per base and route; a base that is gone takes its own with it
+        self._made: weakref.WeakKeyDictionary[Orchestrator, dict[str, Orchestrator]] = weakref.WeakKeyDictionary()
 
     def route_for(self, intent: str) -> Route | None:
         """The first route `intent` matches, else the route named after the fallback intent (the catch-all)."""
@@ -97,16 +100,11 @@ class IntentRouting:
         changes nothing."""
         if route is None or (not route.tools and not route.instructions):
             return base
-        key = (id(base), route.name)
-        if key not in self._made:
-            from decompose.chains.prompts import Prompts
-            from decompose.orchestrator import Orchestrator
-
+        made = self._made.setdefault(base, {})
+        if route.name not in made:
             tools = [t for t in base.tools if t.name in route.tools] if route.tools else list(base.tools)
             tools = tools or list(base.tools)  # an agent without the route's tools keeps its own
             text = "\n\n".join(p for p in (self.instructions, route.instructions) if p)
-            self._made[key] = Orchestrator(
-                base.models, tools=tools, strategy=base.auto or base.solver, retriever=base.retriever,
-                decomposer=base.decomposer, tool_runner=base.tool_runner, limits=base.limits, retry=base.retry,
-                prompts=Prompts.with_instructions(text, reply=base.prompts.reply), max_concurrency=base.max_concurrency)
-        return self._made[key]
+            made[route.name] = base.replace(tools=tools,
+                                            prompts=Prompts.with_instructions(text, reply=base.prompts.reply))
+        return made[route.name]

@@ -13,6 +13,19 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 
 @pytest.fixture
+def hub_offline(monkeypatch):
+    """The Hugging Face Hub off for one test: models load from disk, nothing is looked up online. huggingface_hub
+    reads HF_HUB_OFFLINE once, when it is imported: the variable is set for processes started here, the read
+    value for this one."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    try:
+        import huggingface_hub.constants
+    except ImportError:  # no Hub client, nothing that could go online
+        return
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
 def titanic_model():
     return ScriptedChatModel(rules=[
         (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?", "When was Titanic released?",

@@ -91,7 +91,7 @@ def test_run_prints_plan_answer_and_summary_as_plain_text(work):
     out = proc.stdout
     assert "\x1b" not in out + proc.stderr  # not a terminal: no control codes
     assert "[done] 1. Who directed Titanic? " in out and "-> James Cameron" in out
-    assert "[done] 4. How old was someone born in {2} in {3}? (after 2, 3)" in out
+    assert "[done] 4. How old was someone born in 1954 in 1997? (after 2, 3)" in out  # {2}, {3} resolved
     assert "Answer: James Cameron was 43 when Titanic was released." in out
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("6 model calls · ") and "tokens in /" in summary and "0 retries" in summary

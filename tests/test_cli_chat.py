@@ -154,4 +154,5 @@ def test_run_live_view_on_a_terminal_honours_no_color(work):
     raw = term.raw.decode("utf-8", errors="replace")
     assert not re.search(r"\x1b\[[0-9;]*3[0-7]m", raw)  # no colours ...
     text = term.text()
-    assert "✓ 2. When was {1} born?" in text and "Answer" in text and "James Cameron, born 1954." in text
+    # Step 1's answer in place of {1}.
+    assert "✓ 2. When was James Cameron born?" in text and "Answer" in text and "James Cameron, born 1954." in text

@@ -1,15 +1,22 @@
-"""decompose/events.py: the events' plain-data forms and the token usage arithmetic."""
+"""decompose/events.py: the events' plain-data forms, their way back from JSON, and the token usage arithmetic."""
 
+import dataclasses
 import json
+import typing
 
 import pytest
 from langchain_core.messages import AIMessage
 
 from decompose.events import (
+    EVENT_TYPES,
     Answered,
     Event,
+    IntentDetected,
+    PlanFallback,
     PlanReady,
     Retried,
+    RouteChosen,
+    RunEvent,
     StepFailed,
     StepFinished,
     StepSkipped,
@@ -31,9 +38,10 @@ def reply(input_tokens: int, output_tokens: int) -> AIMessage:
     (StepFinished(step_id=2, answer=42, elapsed=0.25, model="m", usage={"input": 3, "output": 1, "calls": 1},
                   sources=[{"id": "doc", "score": 1.0}], program="answer = 6 * 7", program_output="", t=1.5),
      {"step_id": 2, "answer": 42, "elapsed": 0.25, "model": "m", "usage": {"input": 3, "output": 1, "calls": 1},
-      "sources": [{"id": "doc", "score": 1.0}], "program": "answer = 6 * 7", "program_output": ""}),
+      "sources": [{"id": "doc", "score": 1.0}], "program": "answer = 6 * 7", "program_output": "", "vote": None,
+      "args": None}),
     (StepFailed(step_id=3, error="boom", t=1.5), {"step_id": 3, "error": "boom", "program": None,
-                                                  "program_output": None}),
+                                                  "program_output": None, "elapsed": None}),
     (StepSkipped(step_id=4, reason="step 3 failed", t=1.5), {"step_id": 4, "reason": "step 3 failed"}),
     (Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.5, step_id=1, t=1.5),
      {"phase": "solve", "attempt": 2, "reason": "HTTP 503", "wait": 0.5, "step_id": 1, "kind": "transport"}),
@@ -44,6 +52,65 @@ def test_to_dict_is_every_field_plus_the_type_and_time(event, fields):
     assert data == {**fields, "t": 1.5, "type": type(event).__name__}
     assert event.type == type(event).__name__
     assert json.loads(json.dumps(data)) == data  # plain data: a trace line as it is
+
+
+# One of each event type, every field set to a value other than its default, as JSON can carry it.
+EVERY_EVENT = [
+    PlanReady(plan={"question": "Q?", "steps": [{"id": 1, "question": "A?", "depends_on": []}]}, replan=2, t=1.0),
+    PlanFallback(kind="salvaged", reason="step 2 echoes the question", t=2.0),
+    StepStarted(step_id=1, question="A?", tool="calculator", t=3.0),
+    StepFinished(step_id=1, answer={"total": 42}, elapsed=0.5, model="m", usage={"input": 3, "output": 1, "calls": 1},
+                 sources=[{"id": "doc#1", "score": 1.25}], program="answer = 42", program_output="42\n",
+                 vote={"42": 3.0, "41": 1.0}, args={"expression": "6*7"}, t=4.0),
+    StepFailed(step_id=2, error="boom", program="answer = 1/0", program_output="", elapsed=0.25, t=5.0),
+    StepSkipped(step_id=3, reason="step 2 failed", t=6.0),
+    Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.5, step_id=1, kind="tool", t=7.0),
+    IntentDetected(intent="card_arrival", confidence=0.93, router="trained:smollm2", route="cards", error="x", t=8.0),
+    RouteChosen(name="program", why="numbers", tried={"direct": "18"}, t=9.0),
+    Answered(answer="42", t=10.0),
+]
+
+
+def test_every_event_type_is_in_the_union_and_in_the_round_trip_test():
+    assert set(typing.get_args(RunEvent)) == set(EVENT_TYPES.values()) == {type(e) for e in EVERY_EVENT}
+    for event in EVERY_EVENT:  # every field differs from its default: a field the JSON form dropped would show
+        defaults = type(event)(**{f.name: getattr(event, f.name) for f in dataclasses.fields(event)
+                                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING})
+        assert all(getattr(event, f.name) != getattr(defaults, f.name)
+                   for f in dataclasses.fields(event) if f.name != "t"
+                   and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING))
+
+
+@pytest.mark.parametrize("event", EVERY_EVENT, ids=lambda e: e.type)
+def test_every_event_round_trips_through_json(event):
+    assert Event.from_dict(event.to_dict()) == event
+    line = json.dumps(event.to_dict())  # a --trace line, a server-sent event's data
+    back = Event.from_dict(json.loads(line))
+    assert back == event and type(back) is type(event)
+    assert type(event).from_dict(event.to_dict()) == event  # also through its own class
+
+
+def test_events_are_frozen_plain_data():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Answered(answer="a").answer = "b"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"type": "Guessed", "answer": "1"}, "unknown event type 'Guessed'; the types are PlanReady, "),
+    ({"answer": "1"}, 'an event is a JSON object with a "type"'),
+    ({"type": "Answered", "answer": "1", "colour": "red"}, "Answered has no field 'colour'; its fields are answer, t"),
+    ({"type": "StepSkipped", "step_id": 1}, "StepSkipped: "),
+])
+def test_from_dict_names_what_is_wrong(data, message):
+    with pytest.raises(ValueError) as err:
+        Event.from_dict(data)
+    assert str(err.value).startswith(message)
+    assert "reason" in str(err.value) or data.get("type") != "StepSkipped"
+
+
+def test_from_dict_on_a_subclass_refuses_another_type():
+    with pytest.raises(ValueError, match="Answered is not a StepStarted"):
+        StepStarted.from_dict(Answered(answer="a").to_dict())
 
 
 def test_the_time_defaults_to_the_monotonic_clock_at_creation():

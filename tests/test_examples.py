@@ -71,7 +71,7 @@ def test_the_readme_commands_run_as_written_from_the_repository(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Answer: James Cameron was 43 when Titanic was released." in done.stdout
-    assert "[done] 4. How old was someone born in {2} in {3}? (after 2, 3)" in done.stdout
+    assert "[done] 4. How old was someone born in 1954 in 1997? (after 2, 3)" in done.stdout
     assert "decompose eval examples/scripted/qs.jsonl --model scripted:examples/scripted/evalrules.py" in readme
     report = tmp_path / "qs.report.jsonl"
     done = subprocess.run([sys.executable, "-m", "decompose.cli", "eval", str(ROOT / "examples/scripted/qs.jsonl"),

@@ -213,11 +213,15 @@ def test_a_status_or_verdict_sentence_against_the_tool_is_replaced_by_the_tools_
     combine = ("Your order A1003 is pending. The kettle (A1001) cannot be returned anymore. "
                "Thank you for shopping with us!")
     result = agent(db, plan, combine).run("I'm ann@example.com: where is A1003, and can I return the kettle A1001?")
-    assert result.answer.startswith("Order A1003 is shipped. Order A1001 can be refunded: delivered 7 days ago")
+    assert result.answer.startswith("Order A1003 is shipped. Order A1001 can be refunded until ")
+    assert ": delivered 7 days ago" in result.answer
     assert result.answer.endswith("Thank you for shopping with us!")
     right = "Your order A1003 is in transit. You can still return the kettle from A1001."
+    # A reply that agrees keeps its words; the deadline it left out is added in the tool's sentence.
     assert agent(tmp_path / "c.sqlite3", plan, right).run(
-        "I'm ann@example.com: where is A1003, and can I return the kettle A1001?").answer == right
+        "I'm ann@example.com: where is A1003, and can I return the kettle A1001?").answer == (
+        f"{right} Order A1001 can be refunded until 2026-12-29: delivered 7 days ago, within the 30-day return "
+        "window; 49.99 still refundable.")
 
 
 def test_sentences_the_tool_does_not_decide_are_left_alone():
@@ -346,4 +350,119 @@ def test_a_reply_never_claims_a_write_that_did_not_happen(tmp_path):
                                  "order_id": "A1008"}})
     told = agent(tmp_path / "t.sqlite3", opened, "We have opened a support ticket about it.").run(
         "I'm carla@example.com. The vase in order A1008 arrived cracked. Please open a support ticket about it.")
-    assert told.answer == "We have opened a support ticket about it." and len(writes(tmp_path / "t.sqlite3")[1]) == 1
+    # ... with the new ticket's id, which the reply left out.
+    assert told.answer == ("We have opened a support ticket about it. Support ticket T00002 is open; the support "
+                           "team will reply to you.") and len(writes(tmp_path / "t.sqlite3")[1]) == 1
+
+
+# ----- a plan that leaves out the user's words is asked for again, once ------------------------------------------
+
+
+def critiqued(plans, combine="Done."):
+    """An agent whose planner writes `plans` in turn; its model, to read the re-asks."""
+    model = ScriptedChatModel(rules=[(asks_for_plan, plans), (asks_to_combine, combine)])
+    return build_agent("customer-service", model, db_path=None, today=SEED_DAY), model
+
+
+def test_a_plan_without_the_write_the_user_asked_for_is_asked_again_with_the_reason(tmp_path):
+    looked_only = plan_json({"id": 1, "question": "Orders", "tool": "list_orders",
+                             "args": {"customer": "carla@example.com"}})
+    with_ticket = plan_json({"id": 1, "question": "Ticket", "tool": "open_ticket",
+                             "args": {"customer": "carla@example.com", "subject": "Cracked vase",
+                                      "body": "The vase arrived cracked", "order_id": "A1008"}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, [looked_only, with_ticket]), (asks_to_combine, "Done.")])
+    db = tmp_path / "shop.sqlite3"
+    result = build_agent("customer-service", model, db_path=db, today=SEED_DAY).run(
+        "I'm carla@example.com. The vase in order A1008 arrived cracked. Please open a support ticket about it.")
+    reask = [c["prompt"] for c in model.calls if "could not be used" in c["prompt"]]
+    assert len(reask) == 1 and "no step calls open_ticket" in reask[0]
+    assert [s.tool for s in result.plan.steps] == ["open_ticket"] and len(writes(db)[1]) == 1
+    assert "Support ticket T00002 is open" in result.answer  # the reply says which ticket
+
+
+def test_a_plan_that_ignores_the_order_the_user_named_is_asked_again(tmp_path):
+    latest = plan_json({"id": 1, "question": "Orders", "tool": "list_orders", "args": {"customer": "ann@example.com"}},
+                       {"id": 2, "question": "Refundable?", "tool": "refund_eligibility",
+                        "args": {"order_id": "{1.latest_order_id}"}})
+    named = plan_json({"id": 1, "question": "Refundable?", "tool": "refund_eligibility",
+                       "args": {"order_id": "A1002"}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, [latest, named]), (asks_to_combine, "Done.")])
+    result = build_agent("customer-service", model, db_path=tmp_path / "s.sqlite3", today=SEED_DAY).run(
+        "I'm ann@example.com. Can I return my headphones, order A1002?")
+    reask = next(c["prompt"] for c in model.calls if "could not be used" in c["prompt"])
+    assert 'the user named A1002 but no step uses it' in reask
+    assert result.plan.step(1).args == {"order_id": "A1002"}
+
+
+def test_a_re_asked_plan_no_better_keeps_the_first_and_a_good_plan_is_not_re_asked(tmp_path):
+    looked_only = plan_json({"id": 1, "question": "Orders", "tool": "list_orders",
+                             "args": {"customer": "carla@example.com"}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, looked_only), (asks_to_combine, "Done.")])
+    db = tmp_path / "shop.sqlite3"
+    result = build_agent("customer-service", model, db_path=db, today=SEED_DAY).run(
+        "I'm carla@example.com. Please open a support ticket about order A1008.")
+    assert [s.tool for s in result.plan.steps] == ["list_orders"] and writes(db) == ([], [])
+    assert sum("could not be used" in c["prompt"] for c in model.calls) == 1  # asked again once, not again
+    plans = len([c for c in model.calls if '"steps"' in c["prompt"]])
+    good = plan_json({"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}})
+    model = ScriptedChatModel(rules=[(asks_for_plan, good), (asks_to_combine, "It is on its way.")])
+    build_agent("customer-service", model, db_path=db, today=SEED_DAY).run("Where is order A1003?")
+    assert not any("could not be used" in c["prompt"] for c in model.calls) and plans >= 2
+
+
+def test_a_tool_less_plan_for_an_agent_over_records_is_asked_again():
+    guessed = plan_json({"id": 1, "question": "Where is the order?"})
+    model = ScriptedChatModel(rules=[(asks_for_plan, guessed), (asks_to_combine, "It is at the online shop.")])
+    build_agent("customer-service", model, db_path=None, today=SEED_DAY).run("Where is my order?")
+    reask = next(c["prompt"] for c in model.calls if "could not be used" in c["prompt"])
+    assert "no step calls a tool" in reask
+
+
+def test_the_calculator_alone_is_never_asked_to_be_used():
+    from decompose.tools.calculator import calculator
+
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json({"id": 1, "question": "What is 2 + 2?"})),
+                                     (asks_to_combine, "Answer: 4")])
+    Orchestrator(model, tools=[calculator]).run("What is 2 + 2?")
+    assert not any("could not be used" in c["prompt"] for c in model.calls)
+
+
+def test_an_identifier_left_empty_is_asked_for_not_invented(tmp_path):
+    empty = plan_json({"id": 1, "question": "Who is it?", "tool": "find_customer", "args": {"email": ""}},
+                      {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}})
+    result = agent(tmp_path / "s.sqlite3", empty, "I could not find it.").run("Where is my order?")
+    assert result.plan.step(1).status == "failed" and "needs the user's email" in result.plan.step(1).error
+    assert result.answer.endswith("Could you tell me your email?")
+
+
+# ----- a reply states what the tools found ------------------------------------------------------------------
+
+
+def test_a_refused_refund_is_explained_with_the_policy_reason_not_a_refusal_to_help(tmp_path):
+    plan = plan_json({"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1003"}},
+                     {"id": 2, "question": "Refund", "tool": "issue_refund",
+                      "args": {"order_id": "A1003", "amount": "{1.max_refundable}", "reason": "not needed"}})
+    db = tmp_path / "s.sqlite3"
+    result = agent(db, plan, "I'm sorry, but I can't assist with that.").run(
+        "I'm ann@example.com, I don't need order A1003 anymore, please refund it.")
+    assert writes(db) == ([], [])
+    assert "refund refused for order 'A1003': order is in transit" in result.plan.step(2).error  # not "amount 0"
+    assert "can't assist" not in result.answer
+    assert "Order A1003 cannot be refunded: order is in transit" in result.answer
+
+
+def test_an_order_status_the_reply_never_mentions_is_stated(tmp_path):
+    plan = plan_json({"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}})
+    result = agent(tmp_path / "s.sqlite3", plan, "Your order is located at our website.").run("Where is order A1003?")
+    assert result.answer == "Your order is located at our website. Order A1003 is shipped."
+
+
+def test_a_done_refund_is_told_by_its_receipt_not_by_the_check_before_it(tmp_path):
+    plan = plan_json({"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1001"}},
+                     {"id": 2, "question": "Refund", "tool": "issue_refund",
+                      "args": {"order_id": "A1001", "amount": "{1.max_refundable}", "reason": "unused"}})
+    db = tmp_path / "s.sqlite3"
+    answer = agent(db, plan, "Thank you for your message.").run("Please refund order A1001, it is unused.").answer
+    assert writes(db)[0] == [("A1001", 4999)]
+    assert answer == ("Thank you for your message. Refund R00004 of 49.99 for order A1001 is done: the money goes "
+                      "back to the original payment method.")

@@ -70,12 +70,20 @@ def test_a_hanging_server_ends_within_the_per_call_deadline(server, model):
 
 @pytest.mark.server
 def test_a_server_refusing_structured_output_gets_plain_json_instead(server, model):
-    server.queue(status(400, message="response_format json_schema is not supported"), ok(ONE_STEP), ok("Paris"))
-    result = Orchestrator(model, retry=FAST).run("Capital of France?")
+    server.queue(status(400, message="response_format json_schema is not supported"), ok(ONE_STEP), ok("Paris"),
+                 ok(ONE_STEP), ok("Paris"))
+    orch = Orchestrator(model, retry=FAST)
+    result = orch.run("Capital of France?")
     assert result.answer == "Paris"
     asked = [hit.body.get("response_format") for hit in server.hits]
     assert asked[0] and asked[0]["type"] == "json_schema"  # structured output was tried first
     assert asked[1] is None  # then the plan was asked for as plain JSON
+    retried = [e for e in result.events if isinstance(e, Retried)]
+    assert [(e.kind, e.phase, e.attempt) for e in retried] == [("format", "decompose", 1)]  # under its named rule
+    assert "refused structured output" in retried[0].reason and "HTTP 400" in retried[0].reason
+    again = orch.run("Capital of France?")  # the refusal is remembered: plain JSON at once, no retry
+    assert again.answer == "Paris" and not [e for e in again.events if isinstance(e, Retried)]
+    assert server.hits[3].body.get("response_format") is None
 
 
 def test_an_unreachable_server_is_not_asked_twice_in_two_formats():

@@ -87,3 +87,57 @@ def test_bad_flat_keywords_are_clear_errors(model, kwargs, message):
     with pytest.raises(ConfigError, match=message), \
             pytest.warns(DeprecationWarning) if moved else contextlib.nullcontext():
         Orchestrator(model, **kwargs)
+
+
+# ----- replace: a copy with some parts changed ---------------------------------------------------------------
+
+def every_argument():
+    """A value unlike the default for each of the Orchestrator's arguments, and how to read it back."""
+    from decompose import Prompts, RetryPolicy
+    from decompose.retrieval import LocalDocsRetriever
+    from decompose.tools.calculator import calculator_tools
+
+    primary, backup = ScriptedChatModel(model_name="primary"), ScriptedChatModel(model_name="backup")
+    return {
+        "model": (primary, lambda o: o.models.models[0]),
+        "fallbacks": ([backup], lambda o: o.models.models[1:]),
+        "tools": (calculator_tools(), lambda o: o.tools),
+        "strategy": (RecursiveSolver(max_depth=1), lambda o: o.solver),
+        "retriever": (LocalDocsRetriever.from_texts([("a", "A text.")]), lambda o: o.retriever),
+        "decomposer": (Decomposer(max_steps=3), lambda o: o.max_steps),
+        "tool_runner": (ToolRunner(timeout=7), lambda o: o.tool_runner.timeout),
+        "limits": (Limits(run_timeout=11), lambda o: o.limits),
+        "retry": (RetryPolicy(max_attempts=2), lambda o: o.retry),
+        "prompts": (Prompts.with_instructions("Be brief."), lambda o: o.prompts),
+        "max_concurrency": (3, lambda o: o.max_concurrency),
+    }
+
+
+def test_replace_copies_every_constructor_argument():
+    import inspect
+
+    arguments = every_argument()
+    # From the signature: a new argument fails here until it is given above, and so cannot be forgotten.
+    names = [p.name for p in inspect.signature(Orchestrator).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    assert sorted(arguments) == sorted(names)
+    orch = Orchestrator(**{name: value for name, (value, _) in arguments.items()})
+    copy = orch.replace()
+    assert copy is not orch
+    for name, (_, read) in arguments.items():
+        assert read(copy) == read(orch), name
+    assert copy.models is orch.models  # shared, not loaded again
+
+
+def test_replace_changes_only_what_it_is_given():
+    arguments = every_argument()
+    orch = Orchestrator(**{name: value for name, (value, _) in arguments.items()})
+    copy = orch.replace(max_concurrency=5, tools=[])
+    assert (copy.max_concurrency, copy.tools) == (5, [])
+    for name, (_, read) in arguments.items():
+        if name not in ("max_concurrency", "tools"):
+            assert read(copy) == read(orch), name
+    assert [m.model_name for m in orch.replace(fallbacks=[]).models.models] == ["primary"]
+    assert [m.model_name for m in orch.replace(model=ScriptedChatModel(model_name="other")).models.models] == ["other"]
+    with pytest.raises(ConfigError, match="unexpected argument 'max_step'") as err:
+        orch.replace(max_step=3)
+    assert "max_concurrency" in err.value.hint

@@ -90,3 +90,25 @@ def test_citations_name_each_passage_once_with_its_steps_and_its_best_score():
         {"id": "w", "score": 1.0, "steps": [], "answer": True},
     ]
     assert a.sources[0] == {"id": "x", "score": 1.0}  # the steps' own records are left as they were
+
+
+def test_a_failed_run_raises_its_error_carrying_what_it_did_as_a_typed_result():
+    import asyncio
+
+    import pytest
+
+    from decompose import Orchestrator, PlanError, ScriptedChatModel
+    from decompose.models.scripted import asks_for_plan
+
+    model = ScriptedChatModel(rules=[(asks_for_plan, "no plan here")], default="x")
+    with pytest.raises(PlanError) as err:
+        Orchestrator(model).run("What is the capital of France?")
+    partial = err.value.result
+    assert isinstance(partial, Result) and partial.answer is None and "usable plan" in partial.error
+    assert partial.usage.model_calls == 2 and partial.events  # the re-ask got the same reply: no third ask
+    assert Result.partial(err.value) is partial
+    assert Result.partial(PlanError("never part of a run")) is None
+
+    cancelled = asyncio.CancelledError()  # a cancelled run's CancelledError stays exactly that type
+    Result.failed("q", cancelled).attach_to(cancelled)
+    assert Result.partial(cancelled).error == "interrupted"

@@ -14,6 +14,8 @@ import pytest
 from fault_server import HANG, HTML_PAGE, MALFORMED, NO_CHOICES, RESET, ok, status
 from servers import free_port
 from tenacity import (
+    RetryCallState,
+    Retrying,
     retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
@@ -219,71 +221,79 @@ def test_classification_of_plain_httpx_errors():
 
 
 def failed_state(rule: Rule, *failures: BaseException) -> RetryState:
-    """The record after `failures`, one attempt each, as `retrying` keeps it."""
+    """The state after `failures`, one attempt each, as `retrying` keeps it: tenacity's record of the call (what
+    the rule's strategies are handed) and the failures (what the attempt and the hooks see)."""
     state = RetryState(rule)
+    state.call = RetryCallState(Retrying(), None, (), {})
     for number, failure in enumerate(failures, 1):
-        state.attempt_number = number
+        state.call.attempt_number = number
+        state.call.set_exception((type(failure), failure, None))
         state.failed(failure)
     return state
+
+
+def record(rule: Rule, *failures: BaseException) -> RetryCallState:
+    """tenacity's record after `failures`: what the rule's strategies decide on."""
+    return failed_state(rule, *failures).call
 
 
 def test_the_transport_rule_retries_transient_failures_within_attempts_and_deadline():
     rule = transport(RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=20, jitter=0.1, max_total=10))
     assert rule is transport(RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=20, jitter=0.1, max_total=10))
     assert (rule.name, rule.kind) == ("transport", "transport")
-    assert rule.retry(failed_state(rule, http_error(503)))
-    assert not rule.retry(failed_state(rule, http_error(401))) and not rule.retry(failed_state(rule, KeyError()))
-    assert not rule.stop(failed_state(rule, http_error(503), http_error(503)))
-    assert rule.stop(failed_state(rule, *[http_error(503)] * 3))  # max_attempts
-    late = failed_state(rule, http_error(503))
+    assert rule.retry(record(rule, http_error(503)))
+    assert not rule.retry(record(rule, http_error(401))) and not rule.retry(record(rule, KeyError()))
+    assert not rule.stop(record(rule, http_error(503), http_error(503)))
+    assert rule.stop(record(rule, *[http_error(503)] * 3))  # max_attempts
+    late = record(rule, http_error(503))
     late.start_time -= 9.8
     late.upcoming_sleep = 0.5
     assert rule.stop(late)  # the wait would cross max_total
-    second = failed_state(rule, http_error(500), http_error(500))
+    second = record(rule, http_error(500), http_error(500))
     assert 1.0 <= rule.wait(second) <= 1.1  # backoff: 0.5 * 2 plus jitter
-    assert rule.wait(failed_state(rule, http_error(429, **{"retry-after": "3"}))) == 3.0
-    assert rule.wait(failed_state(rule, http_error(429, **{"retry-after": "3600"}))) == 60.0  # max_retry_after
+    assert rule.wait(record(rule, http_error(429, **{"retry-after": "3"}))) == 3.0
+    assert rule.wait(record(rule, http_error(429, **{"retry-after": "3600"}))) == 60.0  # max_retry_after
     no_deadline = transport(RetryPolicy(max_total=None))
-    forever = failed_state(no_deadline, http_error(503))
+    forever = record(no_deadline, http_error(503))
     forever.start_time -= 10_000
     assert not no_deadline.stop(forever)
 
 
 def test_the_plan_reask_rule_stops_after_max_retries_or_a_repeated_reply():
     rule = plan_reask(max_retries=2)
-    assert rule.kind == "parse" and rule.wait(failed_state(rule, UnusableReply("x", "bad"))) == 0
-    assert rule.retry(failed_state(rule, UnusableReply("x", "bad")))
-    assert not rule.retry(failed_state(rule, ModelError("HTTP 503")))  # the call failed, not the reply
-    assert not rule.stop(failed_state(rule, UnusableReply("a", "bad"), UnusableReply("b", "bad")))
-    assert rule.stop(failed_state(rule, *(UnusableReply(r, "bad") for r in "abc")))  # 1 + 2 re-asks
-    assert rule.stop(failed_state(rule, UnusableReply("same", "bad"), UnusableReply("same", "bad")))
-    assert not rule.stop(failed_state(plan_reask(5), UnusableReply("", "bad")))
-    assert plan_reask(0).stop(failed_state(rule, UnusableReply("a", "bad")))
+    assert rule.kind == "parse" and rule.wait(record(rule, UnusableReply("x", "bad"))) == 0
+    assert rule.retry(record(rule, UnusableReply("x", "bad")))
+    assert not rule.retry(record(rule, ModelError("HTTP 503")))  # the call failed, not the reply
+    assert not rule.stop(record(rule, UnusableReply("a", "bad"), UnusableReply("b", "bad")))
+    assert rule.stop(record(rule, *(UnusableReply(r, "bad") for r in "abc")))  # 1 + 2 re-asks
+    assert rule.stop(record(rule, UnusableReply("same", "bad"), UnusableReply("same", "bad")))
+    assert not rule.stop(record(plan_reask(5), UnusableReply("", "bad")))
+    assert plan_reask(0).stop(record(rule, UnusableReply("a", "bad")))
 
 
 def test_the_tool_argument_rule_reasks_once():
     rule = TOOL_ARGS_REASK
-    assert rule.kind == "parse" and rule.retry(failed_state(rule, UnusableReply("{}", "missing 'a'")))
-    assert not rule.stop(failed_state(rule, UnusableReply("{}", "missing 'a'")))
-    assert rule.stop(failed_state(rule, UnusableReply("{}", "missing 'a'"), UnusableReply("{}", "missing 'a'")))
+    assert rule.kind == "parse" and rule.retry(record(rule, UnusableReply("{}", "missing 'a'")))
+    assert not rule.stop(record(rule, UnusableReply("{}", "missing 'a'")))
+    assert rule.stop(record(rule, UnusableReply("{}", "missing 'a'"), UnusableReply("{}", "missing 'a'")))
 
 
 def test_the_transient_tool_error_rule_backs_off_and_spares_unkeyed_side_effects():
     rule = transient_tool_error(RetryableToolError, 3, may_repeat=True)
     busy = RetryableToolError("busy")
-    assert rule.kind == "tool" and rule.retry(failed_state(rule, busy))
-    assert not rule.retry(failed_state(rule, ToolError("bad input")))
-    assert [rule.wait(failed_state(rule, *[busy] * n)) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
-    assert not rule.stop(failed_state(rule, *[busy] * 3)) and rule.stop(failed_state(rule, *[busy] * 4))
-    assert not transient_tool_error(RetryableToolError, 3, may_repeat=False).retry(failed_state(rule, busy))
+    assert rule.kind == "tool" and rule.retry(record(rule, busy))
+    assert not rule.retry(record(rule, ToolError("bad input")))
+    assert [rule.wait(record(rule, *[busy] * n)) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
+    assert not rule.stop(record(rule, *[busy] * 3)) and rule.stop(record(rule, *[busy] * 4))
+    assert not transient_tool_error(RetryableToolError, 3, may_repeat=False).retry(record(rule, busy))
 
 
 def test_rules_compose_from_tenacity_strategies():
     rule = Rule("patient re-ask", "parse", retry_if_exception_type(UnusableReply),
                 stop_after_attempt(5) | stop_if_reply_repeated(), wait_fixed(0.25))
-    assert rule.stop(failed_state(rule, UnusableReply("same", "bad"), UnusableReply("same", "bad")))
-    assert not rule.stop(failed_state(rule, UnusableReply("a", "bad"), UnusableReply("b", "bad")))
-    assert rule.wait(failed_state(rule, UnusableReply("a", "bad"))) == 0.25
+    assert rule.stop(record(rule, UnusableReply("same", "bad"), UnusableReply("same", "bad")))
+    assert not rule.stop(record(rule, UnusableReply("a", "bad"), UnusableReply("b", "bad")))
+    assert rule.wait(record(rule, UnusableReply("a", "bad"))) == 0.25
 
 
 async def test_retrying_hands_one_record_to_the_attempt_and_every_hook():
@@ -330,7 +340,7 @@ def test_one_hook_turns_every_retry_into_an_event_and_a_count():
     events, usage = [], Usage()
     announce = retry_events(events.append, usage, "solve", step_id=4)
     transport_state = failed_state(transport(RetryPolicy()), http_error(503))
-    transport_state.upcoming_sleep = 0.5
+    transport_state.call.upcoming_sleep = 0.5
     announce(transport_state)
     announce(failed_state(TOOL_ARGS_REASK, UnusableReply("{}", "tool 'add' is missing argument 'a'")))
     announce(failed_state(transient_tool_error(RetryableToolError, 2, may_repeat=True), RetryableToolError("busy")))

@@ -8,6 +8,7 @@ from helpers import TITANIC, Clock, plan_json
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402
 
+from decompose.events import Event  # noqa: E402
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
 from decompose.serve.store import INTERRUPTED, RUNNING, Store, TurnBusy  # noqa: E402
@@ -69,8 +70,15 @@ def test_a_run_streams_each_event_then_the_result(client):
     assert names[1] == "PlanReady" and len(frames[1][1]["plan"]["steps"]) == 2
     assert names.count("StepStarted") == 2 and names.count("StepFinished") == 2
     assert names[-2:] == ["Answered", "result"]
-    for name, data in frames[1:]:
-        assert data["type" if name != "result" else "answer"]  # every event frame is event.to_dict()
+    for name, data in frames[1:-1]:  # every event frame is event.to_dict(), each step change followed by the state
+        if name != "state":
+            assert Event.from_dict(data).type == name
+    states = [data for name, data in frames if name == "state"]
+    assert [names[i - 1] for i, name in enumerate(names) if name == "state"] == [
+        "PlanReady", "StepStarted", "StepFinished", "StepStarted", "StepFinished"]
+    assert [(s["id"], s["status"], s["shown_question"], s["attempts"]) for s in states[-1]["steps"]] == [
+        (1, "done", "Who directed Titanic?", 1), (2, "done", "When was James Cameron born?", 1)]
+    assert states[0]["steps"][1]["shown_question"] == "When was {1} born?"  # before step 1 answered
     result = frames[-1][1]
     assert result["ok"] and result["answer"] == "James Cameron, born 1954."
     assert [s["answer"] for s in result["steps"]] == ["James Cameron", "1954"]
@@ -322,3 +330,36 @@ def test_a_bug_is_a_json_500_never_a_traceback(db):
     assert reply.status_code == 500
     assert reply.json()["error"]["message"] == "internal error: RuntimeError: boom"
     assert "Traceback" not in reply.text
+
+
+def test_a_store_write_retried_while_the_database_is_locked_is_a_retried_event(tmp_path, monkeypatch):
+    import sqlite3
+
+    import decompose.serve.store as store_module
+    from decompose.events import Retried
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)  # a locked database fails the write at once
+    path = tmp_path / "serve.sqlite3"
+    blocker = sqlite3.connect(path, isolation_level=None)  # another process's writer, holding the lock
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        blocker.execute("COMMIT")  # the other writer finishes while the store waits to try again
+
+    store = Store(f"sqlite:///{path}", on_event=on_event)
+    store.retry_wait = 0.01
+    cid = store.create_conversation("decompose")["id"]
+    seq, _ = store.begin_turn(cid, "first")
+    blocker.execute("BEGIN EXCLUSIVE")
+    store.end_turn(cid, seq, status="answered", answer="yes")
+    assert [(type(e), e.kind, e.phase, e.attempt, e.wait) for e in events] == [(Retried, "store", "store", 1, 0.01)]
+    assert "database is locked" in events[0].reason
+    assert store.conversation(cid)["turns"][0]["answer"] == "yes"  # stored on the second try
+
+    blocker.execute("BEGIN EXCLUSIVE")  # held for good: every try fails, the last failure is raised
+    store.on_event = events.append
+    with pytest.raises(store_module.StoreUnavailable, match="locked"):
+        store.end_turn(cid, 1, status="answered", answer="again", attempts=2)
+    assert len(events) == 2  # one retry, then no more
+    blocker.close()

@@ -2,12 +2,9 @@
 checks those suites do not make (a token limit that is obeyed, options that are refused, pack errors an agent
 can read). Everything runs offline; the local model is the real embedded SmolLM2-135M, loaded once."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: everything loads from disk
-
 import asyncio
 import functools
+import os
 from datetime import date
 from typing import Any
 
@@ -26,6 +23,8 @@ from decompose.tools.calculator import calculator_tools
 from decompose.tools.customer_service import customer_service_tools
 from decompose.tools.finance import finance_tools
 from decompose.tools.market_data import write_demo_csv
+
+pytestmark = pytest.mark.usefixtures("hub_offline")  # everything loads from disk
 
 
 @functools.cache

@@ -86,10 +86,14 @@ def test_a_working_user_cache_is_left_alone_and_a_corrupt_file_is_repaired(fresh
 
 
 @pytest.mark.slow  # builds an encoding from its file
-def test_disabled_cache_falls_back_to_a_private_one(fresh_cache, monkeypatch):
+def test_a_disabled_cache_still_counts_offline_and_leaves_the_environment_alone(fresh_cache, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken would download on every use
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # a proxy that refuses: a download would fail
+    tokens._bundled_encoding.cache_clear()
+    before = dict(os.environ)
     assert count_tokens("hello world", "gpt-4o") == 2
-    assert os.environ["TIKTOKEN_CACHE_DIR"].endswith("decompose-tiktoken")
+    assert encoding_for("gpt-4").encode("tiktoken is great!") == [83, 1609, 5963, 374, 2294, 0]
+    assert dict(os.environ) == before and not list(fresh_cache.iterdir())
 
 
 @pytest.mark.slow

@@ -181,7 +181,10 @@ def test_a_question_draws_the_plan_live_then_the_answer_sources_and_usage(browse
         running.first.wait_for()  # drawn from the stream while the run goes on
         assert page.locator(".answer").count() == 0
         card = last_card(page, "done")
-        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was {1} born?")]
+        # Step 2 is shown with step 1's answer in place of {1}; the plan's own words are its title.
+        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was James Cameron born?")]
+        assert card.locator('.step[data-step-id="2"] .step-question').get_attribute("title") == "When was {1} born?"
+        assert card.locator('.step[data-step-id="1"] .step-question').get_attribute("title") is None
         assert card.locator('.step[data-step-id="2"] .deps').inner_text() == "after #1"
         assert card.locator('.step[data-step-id="1"] .step-answer').inner_text() == "→ James Cameron"
         assert card.locator('.step[data-step-id="2"] .step-answer').inner_text() == "→ 1954"
@@ -226,6 +229,47 @@ def test_a_tool_step_shows_its_tool_and_arguments(browser, tmp_path):
 
 
 @in_browser
+def test_the_page_draws_each_state_the_server_sends_references_resolved_and_attempts_counted(browser, tmp_path):
+    from decompose import RetryableToolError
+
+    calls = []
+
+    @tool
+    def stock(sku: str) -> int:
+        """The stock level of a product."""
+        calls.append(sku)
+        if len(calls) < 3:
+            raise RetryableToolError("the warehouse is busy")
+        return 7
+
+    plan = {"steps": [{"id": 1, "question": "How many W-1 are in stock?", "tool": "stock", "args": {"sku": "W-1"}},
+                      {"id": 2, "question": "Can {1} widgets fill an order of 5?", "depends_on": [1]}]}
+    model = ScriptedChatModel(rules=[(asks_for_plan, json.dumps(plan)), (asks_to_combine, "Yes."),
+                                     (r"Question: Can 7 widgets", "yes")], default="?", latency=0.1)
+    with page_of(browser, create_app(model, db=db(tmp_path), tools=[stock])) as page:
+        # Every drawing of a step, as it happens: (id, status, question shown).
+        page.evaluate("""() => {
+          window.drawn = [];
+          new MutationObserver((changes) => { for (const c of changes) for (const n of c.addedNodes) {
+            if (n.classList && n.classList.contains("plan")) n.querySelectorAll(".step").forEach((s) =>
+              window.drawn.push([s.dataset.stepId, s.dataset.status, s.querySelector(".step-question").textContent]));
+            else if (n.matches && n.matches(".step")) window.drawn.push(
+              [n.dataset.stepId, n.dataset.status, n.querySelector(".step-question").textContent]);
+          } }).observe(document.getElementById("transcript"), { childList: true, subtree: true });
+        }""")
+        ask(page, "Can the widgets in stock fill an order of 5?")
+        card = last_card(page, "done")
+        assert steps(card) == [(1, "done", "How many W-1 are in stock?"),
+                               (2, "done", "Can 7 widgets fill an order of 5?")]
+        assert "3 attempts" in card.locator('.step[data-step-id="1"] .step-meta').inner_text()
+        assert card.locator('.step[data-step-id="2"] .step-meta').inner_text().count("attempts") == 0
+        drawn = [tuple(d) for d in page.evaluate("window.drawn") if d[0] == "2"]
+        assert ("2", "pending", "Can {1} widgets fill an order of 5?") in drawn  # before step 1 answered
+        assert ("2", "running", "Can 7 widgets fill an order of 5?") in drawn  # resolved as soon as it was
+        assert calls == ["W-1"] * 3
+
+
+@in_browser
 def test_a_failing_step_shows_failed_and_its_dependents_skipped(browser, tmp_path):
     with page_of(browser, tools_app(tmp_path)) as page:
         ask(page, "Can the widgets in stock fill an order of 6 times 7?")
@@ -261,7 +305,7 @@ def test_review_then_approve_runs_the_plan_as_reviewed(browser, tmp_path):
         assert len(model.calls) == 1  # the plan only: nothing ran
         card.get_by_role("button", name="Approve and run").click()
         last_card(page, "done")
-        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was {1} born?")]
+        assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was James Cameron born?")]
         assert card.locator(".answer-text").inner_text() == ANSWER
 
 

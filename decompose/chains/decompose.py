@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -25,7 +25,15 @@ from decompose.errors import ConfigError, ModelError, PlanError
 from decompose.events import Emit, PlanFallback
 from decompose.models import chat_model_of, planner_of
 from decompose.plan import REFERENCE, Plan, arg_values, keep_literal, question_key, references_in
-from decompose.retry import RetryState, UnusableReply, plan_reask, retry_events, retrying
+from decompose.retry import (
+    STRUCTURED_OUTPUT_DOWNGRADE,
+    RetryState,
+    StructuredOutputRefused,
+    UnusableReply,
+    plan_reask,
+    retry_events,
+    retrying,
+)
 from decompose.transport_errors import error_reason
 
 
@@ -110,41 +118,53 @@ class Decomposer:
         self.tool_examples = tool_example_messages(tools, documents=documents)
         # What a plan must not replay (see `copies_an_example`); read once: ~0.1 ms a plan otherwise.
         self.example_questions = worked_example_questions([*prompts.decompose.messages, *self.tool_examples])
-        self._refused_structured: set[int] = set()  # models whose server rejected structured output
+        # The models whose server rejected structured output, compared by identity (chat models are unhashable).
+        self._refused_structured: list[Runnable] = []
 
     @functools.cached_property
     def typed_schema(self) -> dict[str, Any] | None:
         """The plan schema a grammar-constrained local model decodes under (None without tools)."""
         return typed_plan_schema(list(self.tools.values()), self.max_steps) if self.tools else None
 
-    async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = ()) -> Plan:
+    async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = (),
+                    critique: Callable[[Plan], str | None] | None = None) -> Plan:
+        """A plan for `question`. `critique` (the tool guard's `misses`) names what a valid plan leaves out of
+        the user's words; such a plan is asked for again once, and kept when the next one is no better."""
         values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules(),
                   "tool_examples": self.tool_examples, "history": list(history)}
         # A model fine-tuned by `decompose train` is asked with the compact prompt it learned on.
         prompt = trained_prompt(caller.models, self.tools.values()) or self.prompts.decompose
         examples = self.example_questions if prompt is self.prompts.decompose else {}  # the compact one shows none
         last_data: Any = None  # the last reply that parsed: what salvage works from
+        criticised: Plan | None = None  # a valid plan the critique sent back: kept if no better one comes
 
         async def ask(state: RetryState) -> Plan:
-            nonlocal last_data
+            nonlocal last_data, criticised
             repair = []
             if state.failures:  # only an unusable reply is re-asked: show the model its reply and the problem
                 unusable = state.failures[-1]
                 repair = [AIMessage(content=getattr(unusable, "reply", "") or "(empty)"),
                           HumanMessage(content=self.prompts.repair.format(error=str(unusable)))]
-            text, data = await self._ask(prompt.format_messages(**values, repair=repair), caller)
+            text, data = await self._ask(prompt.format_messages(**values, repair=repair), caller, emit)
             try:
                 if data is None:
                     data = extract_plan_data(text)
                 last_data = data
-                return self._validated(data, question, examples)
+                plan = self._validated(data, question, examples)
             except PlanError as exc:
                 raise UnusableReply(text, str(exc)) from exc
+            problem = critique(plan) if critique is not None and criticised is None else None
+            if problem:
+                criticised = plan
+                raise UnusableReply(text, problem)
+            return plan
 
         def salvage(state: RetryState) -> Plan:
             failure = state.failures[-1]
             if not isinstance(failure, UnusableReply):
                 raise failure  # the model call itself failed
+            if criticised is not None:  # the re-ask brought no better plan: the valid one stands
+                return criticised
             salvaged = drop_unusable_steps(without_copied_steps(last_data, question, examples), question)
             if salvaged is not None:
                 try:
@@ -177,9 +197,17 @@ class Decomposer:
             plan = ask_invented_tool_calls(plan, question)
         return drop_echo_steps(plan, question)
 
-    async def _ask(self, messages: list, caller: ModelCaller) -> tuple[str, Any]:
-        """Ask for a plan; return (raw text, parsed data or None when the text still needs parsing)."""
-        if self.structured_output is not False:
+    async def _ask(self, messages: list, caller: ModelCaller, emit: Emit) -> tuple[str, Any]:
+        """Ask for a plan; return (raw text, parsed data or None when the text still needs parsing). A model is
+        asked through its planner (`models.planner_of`: a local model's decomposer adapter), under structured
+        output unless that is off; a server that refuses structured output is asked again in plain text, under
+        the `STRUCTURED_OUTPUT_DOWNGRADE` rule, and not asked for it again."""
+        if self.structured_output is False:
+            return await self._ask_plain(messages, caller)
+
+        async def attempt(state: RetryState) -> tuple[str, Any]:
+            if state.failures:  # the server refused structured output
+                return await self._ask_plain(messages, caller)
             try:
                 output, _ = await caller.invoke(messages, phase="decompose", build=self._structured, key="plan")
             except ModelError as exc:
@@ -187,22 +215,29 @@ class Decomposer:
                     return f"(unusable reply: {exc})", None
                 if self.structured_output or not _server_refused(exc):  # insisted on, or the server is down
                     raise
-                self._refused_structured.update(id(m) for m in caller.models)
-            else:
-                if isinstance(output, dict):  # a structured reply: {"raw", "parsed", "parsing_error"}
-                    raw = output.get("raw")
-                    text = _text(raw)
-                    parsed = output.get("parsed")
-                    return text, parsed.model_dump() if isinstance(parsed, BaseModel) else parsed
-                return _text(output), None
-        message, _ = await caller.invoke(messages, phase="decompose")
+                self._refused_structured.extend(m for m in caller.models if not self._refused(m))
+                raise StructuredOutputRefused(f"the server refused structured output: {exc.args[0]}") from exc
+            if isinstance(output, dict):  # a structured reply: {"raw", "parsed", "parsing_error"}
+                parsed = output.get("parsed")
+                return _text(output.get("raw")), parsed.model_dump() if isinstance(parsed, BaseModel) else parsed
+            return _text(output), None
+
+        return await retrying(STRUCTURED_OUTPUT_DOWNGRADE, attempt,
+                              before_sleep=retry_events(emit, caller.usage, "decompose"))
+
+    async def _ask_plain(self, messages: list, caller: ModelCaller) -> tuple[str, Any]:
+        message, _ = await caller.invoke(messages, phase="decompose", build=planner_of, key="planner")
         return _text(message), None
 
+    def _refused(self, model: Runnable) -> bool:
+        return any(refused is model for refused in self._refused_structured)
+
     def _structured(self, model: Runnable) -> Runnable:
-        if id(model) in self._refused_structured:
-            return model
-        schema = self.typed_schema if self.typed_schema and decodes_under_grammar(model) else self.schema
-        return structured_plan_output(model, schema) or model
+        planner = planner_of(model)  # a local model with a decomposer adapter plans with it, answers without it
+        if self._refused(model):
+            return planner
+        schema = self.typed_schema if self.typed_schema and decodes_under_grammar(planner) else self.schema
+        return structured_plan_output(planner, schema) or planner
 
     def _tool_rules(self) -> str:
         if not self.tools:

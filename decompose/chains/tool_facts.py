@@ -19,6 +19,7 @@ from decompose.tools.guards import identifiers_of, request_of
 from decompose.tools.runner import has_side_effects
 
 VERDICT = "verdict"  # tool metadata: {"topic": regex of the words about it, "yes": sentence, "no": sentence}
+RECEIPT = "receipt"  # tool metadata: the sentence that tells the user a write was done ("Ticket {ticket_id} …")
 
 # An order's states as people write them.
 STATUS_WORDS = {
@@ -46,9 +47,16 @@ def declare_verdict(tool: BaseTool, *, topic: str, yes: str, no: str) -> BaseToo
     return tool
 
 
+def declare_receipt(tool: BaseTool, sentence: str) -> BaseTool:
+    """How a side-effecting tool's done call is told to the user (`{field}` takes a field of the result or an
+    argument): a reply that leaves out the new record's id gets this sentence."""
+    tool.metadata = {**(tool.metadata or {}), RECEIPT: sentence}
+    return tool
+
+
 @dataclass(frozen=True)
 class ToolFact:
-    kind: str  # "verdict" or "status"
+    kind: str  # "verdict", "status" or "receipt"
     value: Any  # the verdict (bool) or the status word
     key: str | None  # the thing it is about, as the answer would name it (an order id), lowercased
     statement: str  # the tool's own sentence for it
@@ -88,6 +96,11 @@ def _facts_of(step: Step, tool: BaseTool | None, args: dict[str, Any]) -> list[T
         said = _fill(spoken["yes" if verdict else "no"], fields) if spoken else ("Yes" if verdict else "No")
         statement = f"{said}: {reason}." if reason else f"{said}."
         facts.append(ToolFact("verdict", verdict, key, statement, re.compile(topic, re.IGNORECASE), reason))
+    receipt = (tool.metadata or {}).get(RECEIPT) if tool is not None else None
+    if receipt and isinstance(result, dict):
+        new_ids = [str(v) for k, v in result.items() if k.endswith("_id") and k not in args and v]
+        facts.append(ToolFact("receipt", new_ids[0] if new_ids else None, key, _fill(receipt, fields)))
+        return facts
     status = result.get("status") if isinstance(result, dict) else None
     if isinstance(status, str) and status.lower() in STATUS_WORDS and subject:
         facts.append(ToolFact("status", status.lower(), key, f"{subject} is {status.lower()}."))
@@ -120,14 +133,15 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
     verdicts = [f for f in facts if f.kind == "verdict"]
     if form is AnswerForm.YES_NO and len(verdicts) == 1:
         verdict, said = verdicts[0], said_yes(answer)
-        if said == verdict.value:
-            return answer
         word = "Yes" if verdict.value else "No"
-        if not reply:  # a short answer: the verdict, with the tool's reason
+        if said == verdict.value:
+            if not reply:
+                return answer
+        elif not reply:  # a short answer: the verdict, with the tool's reason
             return f"{word}: {verdict.reason}" if verdict.reason else word
-        if said is not None:  # a reply that opens against the tool
-            return f"{word}. {verdict.statement}"
-        if not any(verdict.topic and verdict.topic.search(s) for s in SENTENCE_END.split(answer)):
+        elif said is not None:  # a reply that opens against the tool
+            answer = f"{word}. {verdict.statement}"
+        elif not any(verdict.topic and verdict.topic.search(s) for s in SENTENCE_END.split(answer)):
             answer = f"{answer.rstrip()} {verdict.statement}"  # a reply that never answered the question asked
     if form is AnswerForm.YES_NO and not reply:
         return answer
@@ -144,7 +158,47 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
         spoken_of = fact.key is not None and fact.key in answer.lower()
         if fact.kind == "status" and spoken_of and fact.value not in _states(" ".join(kept)):
             kept.append(fact.statement)
+    if reply:
+        kept = _stated(kept, facts)
     return " ".join(kept)
+
+
+# A model's refusal to help ("I'm sorry, but I can't assist with that."): no reply to a customer the tools answered.
+_REFUSAL = re.compile(r"\b(?:can(?:no|')t|unable to|not able to) (?:assist|help)(?: you)? with (?:that|this)\b",
+                      re.IGNORECASE)
+_DETAIL = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d+\.\d{2}\b")  # the dates and sums a statement gives
+
+
+def _stated(sentences: list[str], facts: list[ToolFact]) -> list[str]:
+    """A reply to a person states what the tools found: each verdict (with its reason when it is a no, with its
+    dates and sums when a yes), each order's status it never mentions, the id of each record a write created.
+    What the reply left out is added as the tool's own sentence, and a refusal to help is dropped."""
+    text = " ".join(sentences)
+    # A "yes, it can be refunded" is old news once the refund is done: the receipt says what happened.
+    written = {f.key for f in facts if f.kind == "receipt"}
+    added = [f.statement for f in facts if not _conveys(text, f, facts)
+             and not (f.kind == "verdict" and f.value and f.key in written)]
+    if not added:
+        return sentences
+    kept = [s for s in sentences if not _REFUSAL.search(s)]
+    return list(dict.fromkeys([*kept, *added]))
+
+
+def _conveys(text: str, fact: ToolFact, facts: list[ToolFact]) -> bool:
+    lowered = text.lower()
+    if fact.kind == "receipt":
+        return fact.value is None or fact.value.lower() in lowered
+    if fact.kind == "status":
+        return fact.key is None or fact.key in lowered
+    if any(detail not in text for detail in _DETAIL.findall(fact.statement)):
+        return False
+    about = [s for s in SENTENCE_END.split(text) if fact.topic and fact.topic.search(s)
+             and (fact.key is None or fact.key in s.lower() or sum(f.kind == "verdict" for f in facts) == 1)]
+    polarity_right = any((not _NEGATIVE.search(s)) == fact.value for s in about)
+    if fact.value or not fact.reason:
+        return polarity_right
+    reason_words = {w for w in re.findall(r"[a-z][a-z-]{3,}", fact.reason.split(";")[0].lower())}
+    return polarity_right and sum(w in lowered for w in reason_words) * 2 >= len(reason_words)
 
 
 def _contradicts(sentence: str, fact: ToolFact, facts: list[ToolFact]) -> bool:

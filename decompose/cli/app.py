@@ -7,6 +7,7 @@ are imported by the command that needs them.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,7 @@ examples:
   decompose run --json --model openai:gpt-4o-mini "..." | jq .answer
   decompose chat --agent customer-service
   decompose serve --port 8000 --model openai:gpt-4o-mini
+  decompose mcp --agent finance --http 9000
   decompose eval questions.jsonl --concurrency 4 --out report.jsonl
   decompose train train-data/train.jsonl --held-out train-data/heldout.jsonl --out my-adapter
 """
@@ -87,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--agent", metavar="NAME", help="a ready-made agent (see `decompose agents`)")
     model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
                        help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR")
+    model.add_argument("--mcp", metavar="COMMAND", nargs="+", action="append",
+                       help="the tools of an MCP server run as COMMAND over stdio (repeatable; one quoted string "
+                       "is split like a shell would: --mcp \"npx -y server --flag\")")
+    model.add_argument("--mcp-url", metavar="URL", action="append",
+                       help="the tools of an MCP server over streamable HTTP, e.g. http://127.0.0.1:9000/mcp "
+                       "(repeatable)")
+    model.add_argument("--mcp-timeout", type=_positive_seconds, metavar="SECONDS",
+                       help="how long an MCP server may take to start and to answer a tool call (default 30)")
     model.add_argument("--strategy", help="how steps are answered: direct, cot, self_consistency, recursive, "
                        "program (the model writes a Python program); or auto: per question, one of direct, cot, "
                        "program, single-shot retrieval or decomposing (steps then answered directly)")
@@ -168,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--lease", type=_positive_seconds, default=15.0, metavar="SECONDS",
                     help="a running turn its server has not renewed for this long (a crashed replica) reads as "
                     "interrupted (default 15)")
+
+    # Its own copy of the model options: resolving --agent (a list here) must not change the other commands'.
+    mc = commands.add_parser("mcp", parents=[glob, copy.deepcopy(model)], **_with_specs, conflict_handler="resolve",
+                             help="serve the agents as MCP tools (stdio, or streamable HTTP)",
+                             description="Serve the agents as Model Context Protocol tools, one per agent: a "
+                             "question in, the answer and its steps out, with progress notifications. Over stdio "
+                             "(for a client that starts this command), or streamable HTTP with --http.")
+    mc.add_argument("--agent", metavar="NAME", action="append",
+                    help="serve this agent (repeatable; default: every agent; `decompose`: the model with "
+                    "--tools/--mcp)")
+    mc.add_argument("--http", type=_port, metavar="PORT", help="serve streamable HTTP at http://HOST:PORT/mcp "
+                    "instead of stdio (0 picks a free port)")
+    mc.add_argument("--host", default="127.0.0.1", help="with --http: address to listen on (default 127.0.0.1)")
+    mc.add_argument("--api-key-file", metavar="FILE", help="with --http: accept only these API keys (one a line), "
+                    "sent as 'Authorization: Bearer KEY'")
+    mc.add_argument("--rate-limit", metavar="N/min", help="with --http: requests a minute per API key")
 
     tr = commands.add_parser("train", parents=[glob], help="fine-tune a local decomposer (LoRA) on plans",
                              description="Fine-tune the embedded model (or --model hf:PATH) with a LoRA adapter "
@@ -284,13 +310,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _untangle_tools(args: argparse.Namespace) -> None:
-    """`--tools a:b c:d "question"`: the greedy list swallowed the question (or file); give it back."""
+    """`--tools a:b c:d "question"`, `--mcp python server.py "question"`: the greedy list swallowed the question
+    (or file); give it back. From --mcp, only a last word that reads as one (a question has spaces, a file ends in
+    .jsonl); otherwise the question goes before --mcp."""
     tools = getattr(args, "tools", None)
     positional = "question" if args.command == "run" else "file"
     if tools and getattr(args, positional, "") is None:
         target, sep, attr = tools[-1].rpartition(":")
         if not (sep and target and attr.isidentifier()):
             setattr(args, positional, tools.pop())
+    last = (getattr(args, "mcp", None) or [[]])[-1]
+    if len(last) > 1 and getattr(args, positional, "") is None and \
+            (" " in last[-1].strip() if positional == "question" else last[-1].endswith(".jsonl")):
+        setattr(args, positional, last.pop())
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -311,6 +343,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from decompose.cli.serve import serve_command
 
         return serve_command(args)
+    if args.command == "mcp":
+        from decompose.cli.mcp import mcp_command
+
+        return mcp_command(args)
     if args.command == "train":
         from decompose.cli.train import train_command
 

@@ -37,6 +37,36 @@ def load_tools(specs: list[str]) -> list[Any]:
     return tools
 
 
+def load_mcp_tools(args: argparse.Namespace) -> list[Any]:
+    """The tools of the `--mcp COMMAND...` and `--mcp-url URL` servers (none when neither is given)."""
+    commands, urls = getattr(args, "mcp", None) or [], getattr(args, "mcp_url", None) or []
+    if not commands and not urls:
+        return []
+    try:
+        from decompose.tools.mcp import DEFAULT_TIMEOUT, mcp_tools
+    except ImportError as exc:
+        raise ConfigError(f"--mcp needs the mcp extra ({exc})", hint='pip install "decompose-agents[mcp]"') from None
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--mcp-url {url}: not an http:// or https:// URL",
+                              hint="give the server's MCP endpoint, e.g. http://127.0.0.1:9000/mcp; a command "
+                                   "goes to --mcp")
+    # One word: a whole command line in quotes; several: the command's words as given.
+    servers = [words[0] if len(words) == 1 else words for words in commands] + urls
+    return mcp_tools(*servers, timeout=getattr(args, "mcp_timeout", None) or DEFAULT_TIMEOUT)
+
+
+def plan_tools(args: argparse.Namespace) -> list[Any]:
+    """`--tools` and the MCP servers' tools, no name twice."""
+    tools = load_tools(args.tools or []) + load_mcp_tools(args)
+    names = [t.name for t in tools]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"tool name {duplicates[0]!r} is given by --tools and by an MCP server",
+                          hint="drop one of them")
+    return tools
+
+
 def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
     """The Orchestrator's keyword arguments from the flags, each setting on its part; flags not given keep the
     part's defaults."""
@@ -83,13 +113,14 @@ def build_orchestrator(args: argparse.Namespace) -> Any:
     """An Orchestrator from the flags: `--agent NAME`, or a plain one with `--tools` (none by default)."""
     options = orchestrator_options(args)
     if args.agent:
-        if args.tools:
-            raise ConfigError("--agent and --tools cannot be used together",
-                              hint="an agent brings its own tools: drop --tools, or drop --agent")
+        if args.tools or getattr(args, "mcp", None) or getattr(args, "mcp_url", None):
+            flag = "--tools" if args.tools else "--mcp" if getattr(args, "mcp", None) else "--mcp-url"
+            raise ConfigError(f"--agent and {flag} cannot be used together",
+                              hint=f"an agent brings its own tools: drop {flag}, or drop --agent")
         agents = agents_module()
         agents.get_agent(args.agent)  # an unknown name fails here, before a model is loaded
         return agents.build_agent(args.agent, model=load_model_from_flags(args), **options)
-    tools = load_tools(args.tools or [])
+    tools = plan_tools(args)
     from decompose.orchestrator import Orchestrator
 
     return Orchestrator(load_model_from_flags(args), tools=tools, **options)

@@ -49,7 +49,7 @@ def run_command(args: argparse.Namespace) -> int:
                 result = out.watch(view, runner, _noting_failure(coro, failure))
             except (DecomposeError, KeyboardInterrupt) as exc:
                 if args.json:  # scripts still get a document with the same keys, and what happened so far
-                    partial = getattr(failure[0] if failure else exc, "result", None)
+                    partial = Result.partial(failure[0] if failure else exc)
                     print((partial or Result.failed(question, exc)).to_json(), flush=True)
                 raise
         out.result(result)

@@ -24,13 +24,13 @@ def serve_command(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"serve needs the serve extra ({exc})",
                           hint='pip install "decompose-agents[serve]"') from None
-    from decompose.cli.config import load_model_from_flags, load_tools, orchestrator_options
+    from decompose.cli.config import load_model_from_flags, orchestrator_options, plan_tools
     from decompose.serve.security import parse_rate, read_keys
 
     keys = read_keys(args.api_key_file) if args.api_key_file else None
     per_minute = parse_rate(args.rate_limit) if args.rate_limit else None
-    sock = _listen(args.host, args.port)  # before the model loads: a busy port fails at once
-    app = create_app(load_model_from_flags(args), db=args.db, tools=load_tools(args.tools or []),
+    sock = listen(args.host, args.port)  # before the model loads: a busy port fails at once
+    app = create_app(load_model_from_flags(args), db=args.db, tools=plan_tools(args),
                      orchestrator_options=orchestrator_options(args), api_keys=keys, rate_limit=per_minute,
                      cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes,
                      max_history_tokens=args.max_history_tokens, shutdown_timeout=args.shutdown_timeout,
@@ -52,7 +52,7 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:

@@ -68,7 +68,7 @@ async def outcome(run: Coroutine[Any, Any, Result], question: str) -> Ended:
 
 def partial_result(exc: BaseException, question: str) -> Result:
     """What a run that raised had done (the Orchestrator attaches it), else an empty failed Result."""
-    return getattr(exc, "result", None) or Result.failed(question, exc)
+    return Result.partial(exc) or Result.failed(question, exc)
 
 
 async def settle(feed: RunFeed, run: Coroutine[Any, Any, Result], question: str, *,

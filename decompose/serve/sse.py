@@ -1,8 +1,12 @@
 """Server-sent events for a run: a first frame that says what runs (`run` or `turn`), then one frame per decompose
 event, named by its type (`PlanFallback`, `PlanReady`, `StepStarted`, `StepFinished`, `StepFailed`, `StepSkipped`,
-`Retried`, `Answered`) with `event.to_dict()` as data, an `error` frame when the run failed, and last a `result` frame
-with `Result.to_dict()`. `PlanReady` carries the whole plan and the step events its changes, so a page can draw the plan
-tree from the stream alone."""
+`Retried`, `Answered`) with `event.to_dict()` as data (`Event.from_dict` reads it back), an `error` frame when the
+run failed, and last a `result` frame with `Result.to_dict()`.
+
+After each event that changes a step, a `state` frame carries every step's state as the run has it
+(`RunState.to_dict()`: status, answer, attempts, elapsed, ..., and the question with answered references
+resolved): the stream folds its events with `run_state.apply`, the engine's own transition function, so the page
+draws that state and never works out a step's next state itself."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
+from decompose.run_state import RunState, apply
 from decompose.serve.errors import decompose_error_body
 from decompose.serve.running import Ended, RunFeed
 
@@ -28,6 +33,7 @@ def frame(name: str | None, data: Any) -> bytes:
 
 async def run_frames(feed: RunFeed, first: tuple[str, dict[str, Any]]) -> AsyncIterator[bytes]:
     yield frame(*first)
+    state = RunState()
     async for item in feed.items(KEEPALIVE_SECONDS):
         if item is None:
             yield PING
@@ -36,7 +42,10 @@ async def run_frames(feed: RunFeed, first: tuple[str, dict[str, Any]]) -> AsyncI
                 yield frame("error", decompose_error_body(item.error))
             yield frame("result", item.result.to_dict())
         else:
+            before, state = state, apply(state, item)
             yield frame(item.type, item.to_dict())
+            if state.steps is not before.steps:
+                yield frame("state", state.to_dict())
 
 
 def event_stream(frames: AsyncIterator[bytes]) -> StreamingResponse:

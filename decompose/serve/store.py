@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -38,8 +39,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from decompose.errors import ConfigError, DecomposeError
+from decompose.events import Event
 from decompose.paths import cache_dir
+from decompose.retry import RetryState, retry_events, retrying_blocking, store_schema_race, store_write
 
+log = logging.getLogger("decompose.serve")
 RUNNING, ANSWERED, FAILED, INTERRUPTED = "running", "answered", "failed", "interrupted"
 BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another's lock before StoreUnavailable (503)
 
@@ -101,12 +105,33 @@ class StoreUnavailable(DecomposeError):
                          hint="try again in a moment; if it lasts, check the --db database")
 
 
+def _raced(exc: BaseException) -> bool:
+    """Replicas started at once on a new database race to create the tables: the loser's CREATE fails with
+    "already exists" (its check came before the winner's CREATE), and checking again then finds them. On SQLite
+    the switch to WAL can also find the new file locked without waiting out the busy timeout. PostgreSQL can
+    show the race as a duplicate pg_type row: an IntegrityError."""
+    message = str(getattr(exc, "orig", exc)).lower()
+    return isinstance(exc, IntegrityError) or any(
+        sign in message for sign in ("already exists", "is locked", "duplicate column"))
+
+
+SCHEMA_RACE = store_schema_race((OperationalError, ProgrammingError, IntegrityError), _raced)
+
+
+def _logged(event: Event) -> None:
+    log.warning("%s", event.to_dict())
+
+
 class Store:
+    """`on_event` is told of every retry (a `Retried` event of kind "store"); by default they are logged."""
+
     retry_wait = 0.2  # seconds before end_turn tries again, doubling
 
-    def __init__(self, url: str | None = None, *, lease: float = 15.0, clock: Callable[[], float] = time.time):
+    def __init__(self, url: str | None = None, *, lease: float = 15.0, on_event: Callable[[Event], None] = _logged,
+                 clock: Callable[[], float] = time.time):
         self.url = url or default_db_url()
         self.lease = lease
+        self.on_event = on_event
         self.clock = clock  # wall-clock seconds: leases are compared across replicas, so not time.monotonic
         self.owner = uuid.uuid4().hex  # this server, for the leases of its running turns
         self.engine = _engine(self.url)
@@ -114,25 +139,23 @@ class Store:
         self._live: set[tuple[str, int]] = set()  # the turns (conversation, seq) this server still runs
         self._create_tables()
 
-    def _create_tables(self, attempts: int = 8) -> None:
-        # Replicas started at once on a new database race to create the tables: the loser's CREATE fails with
-        # "already exists" (its check came before the winner's CREATE). Checking again then finds them. On SQLite
-        # the switch to WAL can also find the new file locked without waiting out the busy timeout: try again.
-        for attempt in range(attempts):
-            try:
-                metadata.create_all(self.engine)
-                self._add_state_column()
-                return
-            except (OperationalError, ProgrammingError, IntegrityError) as exc:
-                message = str(exc.orig).lower()
-                # PostgreSQL can show the race as a duplicate pg_type row: an IntegrityError.
-                raced = isinstance(exc, IntegrityError) or any(
-                    sign in message for sign in ("already exists", "is locked", "duplicate column"))
-                if raced and attempt + 1 < attempts:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {exc.orig}",
-                                  hint="check the --db URL, that the server is up and the path writable") from None
+    def _create_tables(self) -> None:
+        """Create the tables, under `SCHEMA_RACE` (replicas racing to create them)."""
+        def create(_state: RetryState) -> None:
+            metadata.create_all(self.engine)
+            self._add_state_column()
+
+        def give_up(state: RetryState) -> None:
+            failure = state.failures[-1]
+            if not isinstance(failure, (OperationalError, ProgrammingError, IntegrityError)):
+                raise failure
+            raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {failure.orig}",
+                              hint="check the --db URL, that the server is up and the path writable") from None
+
+        retrying_blocking(SCHEMA_RACE, create, before_sleep=self._announce(), give_up=give_up)
+
+    def _announce(self) -> Callable[[RetryState], None]:
+        return retry_events(self.on_event, None, "store")
 
     def _add_state_column(self) -> None:
         """A database made by an earlier version has no `state` column: add it (a replica racing to do the same
@@ -222,20 +245,16 @@ class Store:
         renewing the turn: one whose end could not be stored reads interrupted after the lease, instead of
         running for as long as the server lives (which would refuse every later message with 409)."""
         # An answer that comes after its turn was taken for dead (a database outage stopped the renewals) is kept.
+        def write(_state: RetryState) -> None:
+            with self._writing() as db:
+                db.execute(update(turns).where(turns.c.conversation_id == conversation_id,
+                                               turns.c.seq == seq, turns.c.status.in_((RUNNING, INTERRUPTED)))
+                           .values(status=status, answer=answer, error=error, lease_until=None,
+                                   finished_at=time.time(), state=json.dumps(state) if state is not None else None))
+
         try:
-            for attempt in range(attempts):
-                try:
-                    with self._writing() as db:
-                        db.execute(update(turns).where(turns.c.conversation_id == conversation_id,
-                                                       turns.c.seq == seq, turns.c.status.in_((RUNNING, INTERRUPTED)))
-                                   .values(status=status, answer=answer, error=error, lease_until=None,
-                                           finished_at=time.time(),
-                                           state=json.dumps(state) if state is not None else None))
-                    return
-                except StoreUnavailable:
-                    if attempt + 1 == attempts:
-                        raise
-                    time.sleep(self.retry_wait * 2 ** attempt)
+            retrying_blocking(store_write(StoreUnavailable, attempts, self.retry_wait), write,
+                              before_sleep=self._announce())
         finally:
             self._live.discard((conversation_id, seq))  # by seq: the conversation's next turn may be live
 

@@ -229,7 +229,6 @@ class Store:
         return result
 
     def issue_refund(self, order_id: str, amount, reason: str, idempotency_key: str) -> dict:
-        cents = to_cents(amount)
         reason = (reason or "").strip()
         if not reason or len(reason) > 500:
             raise ToolError("refund reason must be 1 to 500 characters", hint="say why the customer is refunded")
@@ -241,6 +240,8 @@ class Store:
             check = self._eligibility(conn, order)
             if not check["eligible"]:
                 raise ToolError(f"refund refused for order '{order['id']}': {check['reason']}")
+            # After the policy: an ineligible order is refused for its reason, whatever the sum.
+            cents = to_cents(amount)
             remaining = to_cents(check["max_refundable"])
             if cents > remaining:
                 raise ToolError(f"refund of {money(cents)} exceeds the {check['max_refundable']} still "

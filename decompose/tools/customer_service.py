@@ -14,7 +14,7 @@ from typing import Annotated
 
 from langchain_core.tools import BaseTool, InjectedToolArg
 
-from decompose.chains.tool_facts import declare_verdict
+from decompose.chains.tool_facts import declare_receipt, declare_verdict
 from decompose.tool_schema import closure_tool
 from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
 from decompose.tools.cs_store import Store, default_db_path
@@ -132,8 +132,12 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
                                    r"charge ?back)", "Do you want me to issue the refund?", amount="amount")
     requires_request(open_ticket, r"\b(?:ticket|complain|report|escalat|cancel|speak to|talk to|contact|"
                                   r"support team|look into)", "Do you want me to open a support ticket about it?")
-    declare_verdict(refund_eligibility, topic=r"\b(?:refund|return|eligib)", yes="Order {order_id} can be refunded",
+    declare_verdict(refund_eligibility, topic=r"\b(?:refund|return|eligib)",
+                    yes="Order {order_id} can be refunded until {window_ends}",
                     no="Order {order_id} cannot be refunded")
+    declare_receipt(issue_refund, "Refund {refund_id} of {amount} for order {order_id} is done: the money goes back "
+                                  "to the original payment method.")
+    declare_receipt(open_ticket, "Support ticket {ticket_id} is open; the support team will reply to you.")
     # Emails and ids come from the customer or from a look-up, never from the model.
     identifier_args(find_customer, "email", "name", "zip_code")
     identifier_args(list_orders, "customer")

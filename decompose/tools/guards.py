@@ -161,6 +161,28 @@ class Grounding:
                 self.withheld[step.id] = (request["offer"], list(step.depends_on))
         return found
 
+    def misses(self, plan: Plan, tools: Sequence[BaseTool], writes: dict[str, BaseTool]) -> str | None:
+        """What a model-made plan leaves out of the user's words, said to the planner for one re-ask: an action
+        the user asked for that no step takes, an id the user named that no step uses, or (for tools over
+        records, which declare identifiers) no look-up at all. None when the plan covers them."""
+        problems = []
+        used = {step.tool for step in plan.steps}
+        for tool in writes.values():
+            asked = self.words.requesting(request_of(tool)["pattern"])
+            if asked and tool.name not in used:
+                problems.append(f"the user asked for it ({asked[0]!r}) but no step calls {tool.name}")
+        if not any(identifiers_of(t) for t in tools):
+            return "; ".join(problems) or None
+        planned = " ".join(f"{step.question} {step.args}" for step in plan.steps).lower()
+        for token in dict.fromkeys(ID_TOKEN.findall(self.words.asking[-1])):
+            if "@" not in token and token.lower() not in planned:  # an email may go unused; a named order not
+                problems.append(f"the user named {token} but no step uses it: pass \"{token}\" to the tool that "
+                                "takes it, not another value")
+        if not any(step.tool for step in plan.steps):
+            problems.append("no step calls a tool: look up what the user asks about with the tools (an argument "
+                            "the user has not given, such as their email or an order id, is left empty)")
+        return "; ".join(problems) or None
+
     def asks_user(self) -> bool:
         return bool(self.withheld or self.missing)
 
@@ -209,6 +231,17 @@ class Grounding:
                 elif ID_TOKEN.fullmatch(value.strip()) and len(given) == 1:
                     fixed[name] = next(iter(given.values()))
         return fixed
+
+    def require(self, tool: BaseTool, step: Step, args: dict[str, Any]) -> None:
+        """An identifier the plan left empty, with no other identifier given: the user has not said it yet, so
+        it is asked for (before the arguments are validated: a model re-asked for them would invent one)."""
+        names = identifiers_of(tool)
+        empty = [n for n in names
+                 if n in args and (args[n] is None or isinstance(args[n], str) and not args[n].strip())]
+        if empty and not any(isinstance(args.get(n), (str, dict)) and args[n] for n in names):
+            self.missing.append(empty[0])
+            raise UngroundedArgument(f"step {step.id}: {tool.name} needs the user's {_spoken(empty[0])}",
+                                     argument=empty[0], hint=f"ask the user for their {_spoken(empty[0])}")
 
     def check(self, tool: BaseTool, step: Step, args: dict[str, Any], *, writes: bool) -> None:
         for name in identifiers_of(tool):

@@ -106,6 +106,7 @@ class ToolRunner:
         planned = args
         if grounding is not None:
             args = grounding.repair(tool, args)
+            grounding.require(tool, step, args)
         called_with = await self._valid_args(tool, step, args, caller, emit)
         if grounding is not None:
             grounding.check(tool, step, called_with, writes=has_side_effects(tool))

@@ -211,7 +211,7 @@
 
   class TurnView {
     constructor(question) {
-      this.steps = new Map();  // id -> {spec, status, question, answer, error, ...}
+      this.steps = [];  // the steps' state as the server last sent it (a `state` frame), in plan order
       this.plan = el("ol", { class: "plan" });
       this.status = el("span", { class: "turn-status", text: "planning…" });
       this.body = el("div", { class: "turn-body" });
@@ -250,20 +250,10 @@
           this.card.dataset.runId = data.id || "";
           this.setStatus("planning…");
           break;
-        case "PlanReady": this.setPlan(data.plan); this.setStatus("running…"); break;
-        case "StepStarted":
-          this.update(data.step_id, { status: "running" });
-          break;
-        case "StepFinished":
-          this.update(data.step_id, { status: "done", answer: data.answer, elapsed: data.elapsed,
-                                      model: data.model, usage: data.usage, sources: data.sources,
-                                      program: data.program, program_output: data.program_output });
-          break;
-        case "StepFailed":
-          this.update(data.step_id, { status: "failed", error: data.error, program: data.program,
-                                      program_output: data.program_output });
-          break;
-        case "StepSkipped": this.update(data.step_id, { status: "skipped", error: data.reason }); break;
+        case "PlanReady": this.setStatus("running…"); break;
+        // The server folds the events into the run's state (decompose/run_state.py) and sends it after each
+        // step change: the page draws it as it is, never working out a step's next state itself.
+        case "state": this.steps = data.steps || []; this.draw(); break;
         case "Retried": this.note(data); break;
         case "Answered": this.showAnswer(data.answer); this.setStatus("answered"); break;
         case "error": this.showError(data.error || {}); break;
@@ -273,45 +263,32 @@
       scrollDown();
     }
 
-    setPlan(plan) {
-      for (const spec of plan.steps || []) {
-        const known = this.steps.get(spec.id);
-        this.steps.set(spec.id, known ? { ...known, spec } : { spec, status: "pending" });
-      }
-      this.draw();
-    }
-
-    update(id, fields) {
-      const step = this.steps.get(id);
-      if (!step) return;
-      Object.assign(step, Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)));
-      step.node.replaceWith(this.drawStep(step));
-    }
-
     /** The plan as a tree: steps in order, each indented under the deepest step it waits for. */
     draw() {
       const depth = new Map();
-      for (const step of this.steps.values()) {
-        const deps = step.spec.depends_on || [];
-        depth.set(step.spec.id, deps.length ? 1 + Math.max(...deps.map((d) => depth.get(d) || 0)) : 0);
+      for (const step of this.steps) {
+        const deps = step.depends_on || [];
+        depth.set(step.id, deps.length ? 1 + Math.max(...deps.map((d) => depth.get(d) || 0)) : 0);
       }
       this.depth = depth;
-      this.plan.replaceChildren(...[...this.steps.values()].map((step) => this.drawStep(step)));
+      this.plan.replaceChildren(...this.steps.map((step) => this.drawStep(step)));
     }
 
+    /** One step from its state: its question as shown (answered references resolved), status, answer, ... */
     drawStep(step) {
-      const { spec, status } = step;
-      const depth = this.depth.get(spec.id) || 0;
-      const li = el("li", { class: `step ${status}`, "data-step-id": spec.id, "data-status": status,
+      const { status } = step;
+      const depth = this.depth.get(step.id) || 0;
+      const li = el("li", { class: `step ${status}`, "data-step-id": step.id, "data-status": status,
                             "data-depth": depth },
         el("div", { class: "step-head" },
-          el("span", { class: "step-id", text: String(spec.id) }),
+          el("span", { class: "step-id", text: String(step.id) }),
           el("span", { class: "status", title: status },
             el("span", { class: "icon", "aria-hidden": "true", text: STATUS_ICON[status] || "?" }), status),
-          el("span", { class: "step-question", text: spec.question })),
-        depsLine(spec),
-        toolLine(spec),
-        kindLine(spec),
+          el("span", { class: "step-question", text: step.shown_question || step.question,
+                       title: step.shown_question && step.shown_question !== step.question ? step.question : null })),
+        depsLine(step),
+        toolLine(step),
+        kindLine(step),
         step.answer !== undefined && step.answer !== null
           ? el("p", { class: "step-answer" }, el("span", { class: "label", text: "→ " }), show(step.answer)) : null,
         step.error ? el("p", { class: "step-error", text: step.error }) : null,
@@ -323,7 +300,6 @@
                    "source")))
           : null);
       li.style.setProperty("--depth", depth);  // through the CSSOM: the page's CSP refuses style attributes
-      step.node = li;
       return li;
     }
 
@@ -364,15 +340,7 @@
     }
 
     finish(result) {
-      // The result has each step's final state (tool arguments a model corrected included): redraw from it.
-      for (const s of result.steps || []) {
-        const { status, answer, error, attempts, model, elapsed, sources, vote, program, program_output,
-                ...spec } = s;
-        const known = this.steps.get(s.id) || {};
-        this.steps.set(s.id, { ...known, spec, status, answer, error, attempts, model, elapsed, vote,
-                               sources: sources || known.sources, program, program_output });
-      }
-      this.draw();
+      // The steps are drawn already, from the last `state` frame: the result adds the answer and the totals.
       if (result.answer !== null && result.answer !== undefined) this.showAnswer(result.answer);
       if (result.citations && result.citations.length) this.showCitations(result.citations);
       this.showUsage(result);
