@@ -37,6 +37,7 @@ def mcp_command(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     server = create_mcp_server(agents, host=args.host, port=port)
     print(f"decompose mcp: listening on http://{host}:{port}/mcp (tools: {names})", file=sys.stderr, flush=True)
+    assert guard is not None  # made with sock, for --http
     app = guard(server.streamable_http_app())
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0

@@ -22,12 +22,15 @@ import os
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from decompose.errors import ConfigError, ToolError
 from decompose.tools.runner import RetryableToolError
+
+if TYPE_CHECKING:  # the mcp extra is imported only when a server is listed
+    from langchain_mcp_adapters.sessions import StdioConnection, StreamableHttpConnection
 
 DEFAULT_TIMEOUT = 30.0  # seconds for start-up and for each tool call; under ToolRunner's 60 s, so ours names the server
 SERVER = "mcp_server"  # metadata key: the server a tool came from
@@ -78,7 +81,7 @@ class MCPServer:
         """How messages name the server: its name, else its URL or command line."""
         return self.name or self.url or shlex.join(self.command)
 
-    def connection(self) -> dict[str, Any]:
+    def connection(self) -> StdioConnection | StreamableHttpConnection:
         """The adapters' connection settings."""
         if self.url:
             return {"transport": "streamable_http", "url": self.url, "headers": dict(self.headers),
@@ -133,6 +136,8 @@ def _plan_tool(server: MCPServer, tool: BaseTool, prefix: bool) -> BaseTool:
     hints = dict(tool.metadata or {})
     writes = not hints.get("readOnlyHint")
     name = f"{_slug(server.name)}_{tool.name}" if prefix and server.name else tool.name
+    # The adapters make each tool a StructuredTool that calls the server in its coroutine.
+    assert isinstance(tool, StructuredTool) and tool.coroutine is not None, type(tool)
     remote = tool.coroutine
 
     async def call(**args: Any) -> Any:
@@ -195,7 +200,7 @@ def _slug(name: str) -> str:
 def _no_duplicates(tools: Iterable[BaseTool]) -> None:
     seen: dict[str, str] = {}
     for tool in tools:
-        server = tool.metadata[SERVER]
+        server = (tool.metadata or {})[SERVER]  # every tool here is made by _plan_tool
         if tool.name in seen:
             raise ConfigError(f"tool {tool.name!r} is offered by MCP server {seen[tool.name]} and by {server}",
                               hint="name the servers (MCPServer(name=...)) and use mcp_tools(..., prefix=True)")
