@@ -116,14 +116,15 @@ def wait_for_port(port, proc, timeout=60):
 @pytest.fixture
 def http_mcp(work):
     port = free_port()
-    proc = subprocess.Popen(serve_command("--http", str(port), "--api-key-file", "keys.txt"), cwd=work, env=env(),
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    # As a context manager: the stderr pipe is closed after the process (else a ResourceWarning, an error here).
+    with subprocess.Popen(serve_command("--http", str(port), "--api-key-file", "keys.txt"), cwd=work, env=env(),
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            wait_for_port(port, proc)
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
 
 
 @pytest.mark.server
@@ -200,18 +201,19 @@ def test_mcp_usage_errors_are_one_line(work, args, needle):
 @pytest.mark.server
 def test_serve_offers_an_mcp_servers_tools_to_its_plain_agent(work):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", "serve", "--port", str(port), "--db",
-                             f"sqlite:///{work / 'serve.sqlite3'}", "--model", "scripted:add_rules.py", "--mcp",
-                             sys.executable, str(FIXTURE)], cwd=work, env=env(), stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_port(port, proc)
-        base = f"http://127.0.0.1:{port}"
-        agents = {a["name"]: a for a in httpx.get(f"{base}/v1/agents", timeout=30).json()["agents"]}
-        assert {"add", "record"} <= set(agents["decompose"]["tools"])
-        reply = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
-            "model": "decompose", "messages": [{"role": "user", "content": "What is 40 plus 2?"}]})
-        assert reply.status_code == 200, reply.text
-        assert reply.json()["choices"][0]["message"]["content"] == "40 and 2 make 42."
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with subprocess.Popen([sys.executable, "-m", "decompose.cli", "serve", "--port", str(port), "--db",
+                          f"sqlite:///{work / 'serve.sqlite3'}", "--model", "scripted:add_rules.py", "--mcp",
+                          sys.executable, str(FIXTURE)], cwd=work, env=env(), stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            wait_for_port(port, proc)
+            base = f"http://127.0.0.1:{port}"
+            agents = {a["name"]: a for a in httpx.get(f"{base}/v1/agents", timeout=30).json()["agents"]}
+            assert {"add", "record"} <= set(agents["decompose"]["tools"])
+            reply = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
+                "model": "decompose", "messages": [{"role": "user", "content": "What is 40 plus 2?"}]})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["choices"][0]["message"]["content"] == "40 and 2 make 42."
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

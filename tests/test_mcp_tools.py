@@ -140,14 +140,15 @@ def wait_for_port(port, proc, timeout=30):
 @pytest.fixture
 def http_server(ledger):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(FIXTURE), "--http", str(port)], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MCP_LEDGER": str(ledger)})
-    try:
-        wait_for_port(port, proc)
-        yield proc, f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.kill()
-        proc.wait()
+    # As a context manager: the stderr pipe is closed after the process (else a ResourceWarning, an error here).
+    with subprocess.Popen([sys.executable, str(FIXTURE), "--http", str(port)], stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "MCP_LEDGER": str(ledger)}) as proc:
+        try:
+            wait_for_port(port, proc)
+            yield proc, f"http://127.0.0.1:{port}/mcp"
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.server
