@@ -53,7 +53,7 @@ class Event:
         if unknown:
             raise ValueError(f"{data['type']} has no field {unknown[0]!r}; its fields are {', '.join(sorted(fields))}")
         try:
-            return kind(**values)  # type: ignore[return-value]
+            return kind(**values)  # type: ignore[return-value]  # EVENT_TYPES holds RunEvent's classes only
         except TypeError as exc:  # a required field is missing
             raise ValueError(f"{data['type']}: {exc}") from None
 

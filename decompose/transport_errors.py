@@ -118,7 +118,7 @@ def _endpoint(exc: BaseException) -> str | None:
         if isinstance(e, MalformedResponse):
             return e.url
         try:
-            url = e.request.url  # type: ignore[attr-defined]
+            url = e.request.url  # type: ignore[attr-defined]  # httpx's and openai's errors; others fall through
         except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
             continue
         return str(url).split("?")[0]

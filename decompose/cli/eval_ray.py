@@ -26,8 +26,9 @@ def run_on_ray(args: argparse.Namespace, rows: list[Any], mode: str, report: Tex
     executor = RayExecutor(workers=args.workers, address=args.ray or None)
     for row, record, events in eval_on_ray(partial(build_orchestrator, args), rows, mode, executor,
                                            args.concurrency, answer, record_for, traced=trace is not None):
-        for event in events:
-            trace.write(event, row=row.key)  # type: ignore[union-attr]
+        if trace is not None:  # events come back only when traced
+            for event in events:
+                trace.write(event, row=row.key)
         save(record, report, progress)
 
 
