@@ -16,8 +16,20 @@ ID_ARGS = ("email", "order_id", "customer", "zip_code")  # the arguments an agen
 _NUMBER = re.compile(r"^[-−]?\d+(?:\.\d+)?$")
 # A number in prose: "$1,199.10", "-21.04", "15%"; never the digits inside an id such as A1003 or a date's parts.
 _IN_TEXT = re.compile(r"(?<![\w.\-/])([-−]?)\s?[$€£]?\s?([-−]?)(\d[\d,]*(?:\.\d+)?)(?![\w\-/])")
-_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december"]
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
 
 
 def normalize(text: str) -> str:
@@ -27,7 +39,11 @@ def normalize(text: str) -> str:
 
 def numbers_in(text: str) -> list[Decimal]:
     found = []
-    for sign, sign_after, digits, in ((m[1], m[2], m[3]) for m in _IN_TEXT.finditer(text)):
+    for (
+        sign,
+        sign_after,
+        digits,
+    ) in ((m[1], m[2], m[3]) for m in _IN_TEXT.finditer(text)):
         try:
             value = Decimal(digits.replace(",", ""))
         except InvalidOperation:
@@ -66,12 +82,16 @@ def facts_stated(answers: list[str], facts: list[list[list[str]]]) -> list[list[
 def shop_writes(db: Path) -> dict[str, list[dict[str, Any]]]:
     """The refunds and tickets written beyond the seed (seed rows carry `seed-` idempotency keys)."""
     with sqlite3.connect(db) as conn:
-        refunds = conn.execute("SELECT order_id, amount_cents FROM refunds WHERE idempotency_key NOT LIKE 'seed-%' "
-                               "ORDER BY id").fetchall()
-        tickets = conn.execute("SELECT order_id FROM tickets WHERE idempotency_key NOT LIKE 'seed-%' "
-                               "ORDER BY id").fetchall()
-    return {"refunds": [{"order_id": o, "amount": str(Decimal(c).scaleb(-2))} for o, c in refunds],
-            "tickets": [{"order_id": o} for (o,) in tickets]}
+        refunds = conn.execute(
+            "SELECT order_id, amount_cents FROM refunds WHERE idempotency_key NOT LIKE 'seed-%' ORDER BY id"
+        ).fetchall()
+        tickets = conn.execute(
+            "SELECT order_id FROM tickets WHERE idempotency_key NOT LIKE 'seed-%' ORDER BY id"
+        ).fetchall()
+    return {
+        "refunds": [{"order_id": o, "amount": str(Decimal(c).scaleb(-2))} for o, c in refunds],
+        "tickets": [{"order_id": o} for (o,) in tickets],
+    }
 
 
 def _keys(writes: dict[str, list[dict[str, Any]]]) -> Counter:
@@ -89,8 +109,11 @@ def compare_writes(actual: dict, gold: dict) -> tuple[list[dict], list[dict]]:
     have, want = _keys(actual), _keys(gold)
 
     def listed(keys: Counter) -> list[dict]:
-        return [{"kind": k, "order_id": o, **({"amount": str(a)} if a is not None else {})}
-                for (k, o, a), n in sorted(keys.items(), key=str) for _ in range(n)]
+        return [
+            {"kind": k, "order_id": o, **({"amount": str(a)} if a is not None else {})}
+            for (k, o, a), n in sorted(keys.items(), key=str)
+            for _ in range(n)
+        ]
 
     return listed(have - want), listed(want - have)
 
@@ -115,7 +138,12 @@ def follow_ups_resolved(follow_ups: list[dict[str, Any]], calls: list[dict[str, 
     other order."""
     verdicts = []
     for f in follow_ups:
-        used = sorted({str(c["args"]["order_id"]).strip().upper() for c in calls
-                       if c["turn"] == f["turn"] and c["args"].get("order_id")})
+        used = sorted(
+            {
+                str(c["args"]["order_id"]).strip().upper()
+                for c in calls
+                if c["turn"] == f["turn"] and c["args"].get("order_id")
+            }
+        )
         verdicts.append({**f, "used": used, "resolved": used == [f["order_id"]]})
     return verdicts

@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,14 +36,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import agents_judge as judge  # noqa: E402
 import openai  # noqa: E402
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 from langchain_core.tools import BaseTool, StructuredTool  # noqa: E402
-
-import agents_judge as judge  # noqa: E402
+from react_peer import react_agent  # noqa: E402
 from text_tool_calls import read_tool_calls  # noqa: E402
+
 from decompose.agents import build_agent, get_agent  # noqa: E402
 from decompose.conversation import Conversation  # noqa: E402
 from decompose.errors import DecomposeError, ModelError  # noqa: E402
@@ -76,8 +76,15 @@ class ToolLog(BaseCallbackHandler):
     def on_tool_start(self, serialized, input_str, *, run_id, inputs=None, **kwargs) -> None:
         with self._lock:
             args = {k: v for k, v in (inputs or {}).items() if k != IDEMPOTENCY_ARG}
-            call = {"turn": self.turn, "tool": (serialized or {}).get("name") or kwargs.get("name"), "args": args,
-                    "start": self._tick(), "end": None, "output": "", "error": None}
+            call = {
+                "turn": self.turn,
+                "tool": (serialized or {}).get("name") or kwargs.get("name"),
+                "args": args,
+                "start": self._tick(),
+                "end": None,
+                "output": "",
+                "error": None,
+            }
             self._open[run_id] = call
             self.calls.append(call)
 
@@ -108,8 +115,14 @@ class TurnOut:
 
 class Ours:
     def __init__(self, model, agent: str, folder: Path, log: ToolLog):
-        orchestrator = build_agent(agent, model, db_path=folder / "shop.sqlite3", today=SEED_DAY,
-                                   market_data=folder / "prices.csv", retry=PATIENT)
+        orchestrator = build_agent(
+            agent,
+            model,
+            db_path=folder / "shop.sqlite3",
+            today=SEED_DAY,
+            market_data=folder / "prices.csv",
+            retry=PATIENT,
+        )
         log.attach(orchestrator.tools)
         self.chat = Conversation(orchestrator)
 
@@ -122,35 +135,33 @@ class Ours:
             result, error = getattr(exc, "result", None), str(exc)
         if result is None:
             return TurnOut("", 0, 0, error)
-        return TurnOut(result.answer or "", result.usage.model_calls, result.usage.total_tokens,
-                       error or result.error)
+        return TurnOut(result.answer or "", result.usage.model_calls, result.usage.total_tokens, error or result.error)
 
 
 def _keyed(tool: BaseTool) -> BaseTool:
     """A side-effecting tool as a plain agent calls it: LangGraph injects no idempotency key, so each call gets a
     fresh one (no exactly-once across repeats, as in any agent without a ledger)."""
+
     def call(**kwargs: Any) -> Any:
         return tool.invoke({**kwargs, IDEMPOTENCY_ARG: uuid.uuid4().hex})
 
-    return StructuredTool.from_function(func=call, name=tool.name, description=tool.description,
-                                        args_schema=tool.tool_call_schema)
+    return StructuredTool.from_function(
+        func=call, name=tool.name, description=tool.description, args_schema=tool.tool_call_schema
+    )
 
 
 class React:
     def __init__(self, model, agent: str, folder: Path, log: ToolLog, recursion_limit: int = 24):
-        from langgraph.prebuilt import ToolNode, create_react_agent
-
         spec = get_agent(agent)
-        tools = [_keyed(t) if IDEMPOTENCY_ARG in injected_args(t) else t
-                 for t in spec.make_tools(db_path=folder / "shop.sqlite3", today=SEED_DAY,
-                                          market_data=folder / "prices.csv")]
+        tools = [
+            _keyed(t) if IDEMPOTENCY_ARG in injected_args(t) else t
+            for t in spec.make_tools(db_path=folder / "shop.sqlite3", today=SEED_DAY, market_data=folder / "prices.csv")
+        ]
         log.attach(tools)
         names = {t.name for t in tools}
         # Calls the model wrote as text are read as calls (text_tool_calls.py), as quality.py's ReAct row does.
         llm = model.bind_tools(tools) | RunnableLambda(lambda message: read_tool_calls(message, names))
-        with warnings.catch_warnings():  # deprecated for langchain.agents.create_agent, but the named peer
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.graph = create_react_agent(llm, ToolNode(tools, handle_tool_errors=True), prompt=spec.instructions)
+        self.graph = react_agent(llm, tools, spec.instructions)
         self.messages: list = []
         self.limit = recursion_limit
 
@@ -159,8 +170,9 @@ class React:
 
         before = len(self.messages) + 1
         try:
-            state = await self.graph.ainvoke({"messages": [*self.messages, HumanMessage(text)]},
-                                             {"recursion_limit": self.limit})
+            state = await self.graph.ainvoke(
+                {"messages": [*self.messages, HumanMessage(text)]}, {"recursion_limit": self.limit}
+            )
         except GraphRecursionError:
             return TurnOut("", 0, 0, f"no answer within {self.limit} graph steps")
         self.messages = state["messages"]
@@ -202,20 +214,31 @@ async def run_conversation(conv: dict, system: str, model, agent: str) -> dict[s
     return judged(conv, system, answers, outs, log.calls, writes, seconds)
 
 
-def judged(conv: dict, system: str, answers: list[str], outs: list[TurnOut], calls: list[dict], writes: dict,
-           seconds: float) -> dict[str, Any]:
+def judged(
+    conv: dict, system: str, answers: list[str], outs: list[TurnOut], calls: list[dict], writes: dict, seconds: float
+) -> dict[str, Any]:
     unexpected, missing = judge.compare_writes(writes, conv["gold_writes"])
     facts = judge.facts_stated(answers, conv["facts"])
     stated, total = sum(map(sum, facts)), sum(map(len, facts))
     return {
-        "id": conv["id"], "split": conv["split"], "kind": conv["kind"], "system": system,
+        "id": conv["id"],
+        "split": conv["split"],
+        "kind": conv["kind"],
+        "system": system,
         "success": not unexpected and not missing and stated == total,
-        "unexpected_writes": unexpected, "missing_writes": missing, "facts": facts, "facts_stated": stated,
-        "facts_total": total, "invented_ids": judge.invented_ids(conv["turns"], calls),
+        "unexpected_writes": unexpected,
+        "missing_writes": missing,
+        "facts": facts,
+        "facts_stated": stated,
+        "facts_total": total,
+        "invented_ids": judge.invented_ids(conv["turns"], calls),
         "follow_ups": judge.follow_ups_resolved(conv.get("follow_ups", []), calls),
-        "model_calls": sum(o.calls for o in outs), "tokens": sum(o.tokens for o in outs),
-        "seconds": round(seconds, 1), "errors": [o.error for o in outs],
-        "answers": answers, "tool_calls": [[c["turn"], c["tool"], c["args"], c["error"]] for c in calls],
+        "model_calls": sum(o.calls for o in outs),
+        "tokens": sum(o.tokens for o in outs),
+        "seconds": round(seconds, 1),
+        "errors": [o.error for o in outs],
+        "answers": answers,
+        "tool_calls": [[c["turn"], c["tool"], c["args"], c["error"]] for c in calls],
     }
 
 
@@ -246,8 +269,11 @@ async def run_cell(rows: list[dict], system: str, model, agent: str, out: Path) 
         with out.open("a") as f:
             f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
         done[conv["id"]] = record
-        print(f"{system} {conv['id']}: {'ok' if record['success'] else 'FAIL'} ({record['seconds']} s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"{system} {conv['id']}: {'ok' if record['success'] else 'FAIL'} ({record['seconds']} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     return [done[c["id"]] for c in rows if c["id"] in done]
 
 
@@ -255,26 +281,32 @@ def summary(records: list[dict]) -> dict[str, Any]:
     n = len(records) or 1
     follow = [f for r in records for f in r["follow_ups"]]
     return {
-        "n": len(records), "success": sum(r["success"] for r in records),
+        "n": len(records),
+        "success": sum(r["success"] for r in records),
         "unexpected": sum(len(r["unexpected_writes"]) for r in records),
         "missing": sum(len(r["missing_writes"]) for r in records),
         "facts": f"{sum(r['facts_stated'] for r in records)}/{sum(r['facts_total'] for r in records)}",
         "invented": sum(len(r["invented_ids"]) for r in records),
         "follow_ups": f"{sum(f['resolved'] for f in follow)}/{len(follow)}",
-        "calls": sum(r["model_calls"] for r in records) / n, "tokens": sum(r["tokens"] for r in records) / n,
+        "calls": sum(r["model_calls"] for r in records) / n,
+        "tokens": sum(r["tokens"] for r in records) / n,
         "seconds": sum(r["seconds"] for r in records) / n,
     }
 
 
 def table(cells: dict[tuple[str, str], list[dict]]) -> str:
-    lines = ["| set | system | conversations | success | writes not in gold | gold writes missing | facts stated | "
-             "invented ids | follow-ups resolved | model calls / conv. | tokens / conv. | s / conv. |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| set | system | conversations | success | writes not in gold | gold writes missing | facts stated | "
+        "invented ids | follow-ups resolved | model calls / conv. | tokens / conv. | s / conv. |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for (name, system), records in cells.items():
         s = summary(records)
-        lines.append(f"| {name} | {system} | {s['n']} | {s['success']} | {s['unexpected']} | {s['missing']} | "
-                     f"{s['facts']} | {s['invented']} | {s['follow_ups']} | {s['calls']:.1f} | {s['tokens']:.0f} | "
-                     f"{s['seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {system} | {s['n']} | {s['success']} | {s['unexpected']} | {s['missing']} | "
+            f"{s['facts']} | {s['invented']} | {s['follow_ups']} | {s['calls']:.1f} | {s['tokens']:.0f} | "
+            f"{s['seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -314,8 +346,9 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], list[dict]]:
                 out = args.out / slug(label) / f"{name}-{system}.jsonl"
                 if args.table_only:
                     wanted = {r["id"]: r for r in rows}
-                    cells[(name, system)] = [refresh_facts(r, wanted[r["id"]]) for r in read_records(out)
-                                             if r["id"] in wanted]
+                    cells[(name, system)] = [
+                        refresh_facts(r, wanted[r["id"]]) for r in read_records(out) if r["id"] in wanted
+                    ]
                 else:
                     cells[(name, system)] = await run_cell(rows, system, model, SETS[name], out)
 

@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     args = parser.parse_args(argv)
     calls = args.calls or (200 if args.quick else 2000)
     samples = args.samples or (3 if args.quick else 7)
-    print(f"Python {platform.python_version()} ({platform.machine()}), decompose {decompose.__version__}, "
-          f"langchain-core {langchain_core.__version__}, tenacity {version('tenacity')}")
+    print(
+        f"Python {platform.python_version()} ({platform.machine()}), decompose {decompose.__version__}, "
+        f"langchain-core {langchain_core.__version__}, tenacity {version('tenacity')}"
+    )
     print(f"median of {samples} samples of {calls} calls; the model answers at once\n")
 
     model = ScriptedChatModel(default="an item")

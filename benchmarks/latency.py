@@ -23,9 +23,10 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout too
 
@@ -46,6 +47,7 @@ TAG = re.compile(r"\[s(\d+)\]")  # every step's question carries its tag, [s1] .
 
 # ----- scenarios -------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -63,23 +65,34 @@ class Scenario:
         return self.latency + max(finish.values()) + self.latency
 
     def questions(self) -> list[str]:
-        return [f"[s{i}] What is item {i}?" + "".join(f" Use {{{d}}}." for d in deps)
-                for i, (_, deps) in enumerate(self.steps, 1)]
+        return [
+            f"[s{i}] What is item {i}?" + "".join(f" Use {{{d}}}." for d in deps)
+            for i, (_, deps) in enumerate(self.steps, 1)
+        ]
 
     def plan_json(self) -> str:
-        return json.dumps({"steps": [{"id": i, "question": q, "depends_on": list(self.steps[i - 1][1])}
-                                     for i, q in enumerate(self.questions(), 1)]})
+        return json.dumps(
+            {
+                "steps": [
+                    {"id": i, "question": q, "depends_on": list(self.steps[i - 1][1])}
+                    for i, q in enumerate(self.questions(), 1)
+                ]
+            }
+        )
 
-    def scaled(self, k: float) -> "Scenario":
+    def scaled(self, k: float) -> Scenario:
         return Scenario(self.name, self.latency * k, tuple((None if s is None else s * k, d) for s, d in self.steps))
 
 
 def scenarios(scale: float) -> list[Scenario]:
-    return [s.scaled(scale) for s in (
-        Scenario("width 4 @ 100 ms", 0.100, ((None, ()),) * 4),
-        Scenario("width 16 @ 50 ms", 0.050, ((None, ()),) * 16),
-        Scenario("uneven: A→B 100 ms, C 300 ms", 0.100, ((None, ()), (None, (1,)), (0.300, ()))),
-    )]
+    return [
+        s.scaled(scale)
+        for s in (
+            Scenario("width 4 @ 100 ms", 0.100, ((None, ()),) * 4),
+            Scenario("width 16 @ 50 ms", 0.050, ((None, ()),) * 16),
+            Scenario("uneven: A→B 100 ms, C 300 ms", 0.100, ((None, ()), (None, (1,)), (0.300, ()))),
+        )
+    ]
 
 
 OVERHEAD = Scenario("overhead: width 4 @ 0 ms", 0.0, ((None, ()),) * 4)
@@ -108,30 +121,40 @@ class SimModel(ScriptedChatModel):
 
 
 def make_model(sc: Scenario) -> SimModel:
-    return SimModel(latency=sc.latency, step_latency={i: sc.step_latency(i) for i in range(1, len(sc.steps) + 1)},
-                    rules=[(asks_for_plan, sc.plan_json()),
-                           (lambda m: SPLIT in _text(m[0]), "\n".join(sc.questions())),
-                           (asks_to_combine, "They are all items.")],
-                    default="an item")
+    return SimModel(
+        latency=sc.latency,
+        step_latency={i: sc.step_latency(i) for i in range(1, len(sc.steps) + 1)},
+        rules=[
+            (asks_for_plan, sc.plan_json()),
+            (lambda m: SPLIT in _text(m[0]), "\n".join(sc.questions())),
+            (asks_to_combine, "They are all items."),
+        ],
+        default="an item",
+    )
 
 
 # ----- the four systems: each is  build(model, scenario) -> run()  ----------------------------------------------
 
+
 def build_ours(model: SimModel, sc: Scenario) -> Callable[[], Any]:
-    orch = Orchestrator(model, max_concurrency=len(sc.steps),
-                        decomposer=Decomposer(max_steps=max(10, len(sc.steps))))
+    orch = Orchestrator(model, max_concurrency=len(sc.steps), decomposer=Decomposer(max_steps=max(10, len(sc.steps))))
     return lambda: orch.run(QUESTION)
 
 
 ANSWER = ChatPromptTemplate.from_messages([("system", "Answer briefly."), ("human", "Question: {question}")])
 COMBINE = ChatPromptTemplate.from_messages(
-    [("human", "Original question: {question}\n\nSub-questions and answers:\n{answers}\n\nFinal answer:")])
+    [("human", "Original question: {question}\n\nSub-questions and answers:\n{answers}\n\nFinal answer:")]
+)
 
 
 def build_seed(model: SimModel, sc: Scenario) -> Callable[[], Any]:
-    decompose_chain = ChatPromptTemplate.from_messages(
-        [("system", f"Split the question into simpler sub-questions, {SPLIT}."), ("human", "{question}")]
-    ) | model | StrOutputParser()
+    decompose_chain = (
+        ChatPromptTemplate.from_messages(
+            [("system", f"Split the question into simpler sub-questions, {SPLIT}."), ("human", "{question}")]
+        )
+        | model
+        | StrOutputParser()
+    )
     answer_chain, combine_chain = ANSWER | model | StrOutputParser(), COMBINE | model | StrOutputParser()
 
     def run() -> str:
@@ -144,10 +167,20 @@ def build_seed(model: SimModel, sc: Scenario) -> Callable[[], Any]:
 
 
 def build_batch(model: SimModel, sc: Scenario) -> Callable[[], Any]:
-    plan_chain = ChatPromptTemplate.from_messages([(
-        "system", 'Split the question into sub-questions. Reply with JSON: {{"steps": [{{"id": 1, "question": '
-                  '"...", "depends_on": []}}]}}; write {{n}} for the answer of step n.'), ("human", "{question}")]
-    ) | model | StrOutputParser()
+    plan_chain = (
+        ChatPromptTemplate.from_messages(
+            [
+                (
+                    "system",
+                    'Split the question into sub-questions. Reply with JSON: {{"steps": [{{"id": 1, "question": '
+                    '"...", "depends_on": []}}]}}; write {{n}} for the answer of step n.',
+                ),
+                ("human", "{question}"),
+            ]
+        )
+        | model
+        | StrOutputParser()
+    )
     answer_chain, combine_chain = ANSWER | model | StrOutputParser(), COMBINE | model | StrOutputParser()
     config = {"max_concurrency": len(sc.steps)}
 
@@ -220,10 +253,15 @@ def build_llamaindex(model: SimModel, sc: Scenario) -> Callable[[], Any]:
 
     llm = SimLLM(lc=model)
     tool = QueryEngineTool.from_defaults(SimEngine(llm=llm), name="sim", description="answers sub-questions")
-    synth = get_response_synthesizer(llm=llm, response_mode="compact", use_async=True, text_qa_template=PromptTemplate(
-        "Original question: {query_str}\n\nSub-questions and answers:\n{context_str}\n\nFinal answer:"))
-    engine = SubQuestionQueryEngine(FixedQuestions(llm, sc.questions()), synth, [tool], verbose=False,
-                                    use_async=True)
+    synth = get_response_synthesizer(
+        llm=llm,
+        response_mode="compact",
+        use_async=True,
+        text_qa_template=PromptTemplate(
+            "Original question: {query_str}\n\nSub-questions and answers:\n{context_str}\n\nFinal answer:"
+        ),
+    )
+    engine = SubQuestionQueryEngine(FixedQuestions(llm, sc.questions()), synth, [tool], verbose=False, use_async=True)
     return lambda: asyncio.run(engine.aquery(QUESTION))
 
 
@@ -236,6 +274,7 @@ SYSTEMS: dict[str, tuple[Callable[[SimModel, Scenario], Callable[[], Any]], str]
 
 
 # ----- measuring ------------------------------------------------------------------------------------------------
+
 
 def wall_ms(run: Callable[[], Any], repeats: int, per_sample: int = 1) -> float:
     """Median over `repeats` samples of the mean wall time of `per_sample` runs, in ms (after one warm-up run)."""
@@ -252,9 +291,12 @@ def wall_ms(run: Callable[[], Any], repeats: int, per_sample: int = 1) -> float:
 
 def versions() -> str:
     from importlib.metadata import version
-    return (f"Python {platform.python_version()} ({platform.machine()}), decompose {decompose.__version__}, "
-            f"langchain-core {langchain_core.__version__}, llama-index-core {version('llama-index-core')}, "
-            f"pydantic {version('pydantic')}")
+
+    return (
+        f"Python {platform.python_version()} ({platform.machine()}), decompose {decompose.__version__}, "
+        f"langchain-core {langchain_core.__version__}, llama-index-core {version('llama-index-core')}, "
+        f"pydantic {version('pydantic')}"
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -266,19 +308,24 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     repeats = args.repeats or (2 if args.quick else 5)
     per_sample = 10 if args.quick else 100  # zero-latency runs per overhead sample
     print(versions())
-    print(f"median of {repeats} samples per cell; every system calls one simulated model"
-          + (f"; latencies × {args.scale:g}" if args.scale != 1.0 else "") + "\n")
+    print(
+        f"median of {repeats} samples per cell; every system calls one simulated model"
+        + (f"; latencies × {args.scale:g}" if args.scale != 1.0 else "")
+        + "\n"
+    )
 
     rows: list[dict[str, Any]] = []
     for sc in scenarios(args.scale):
         for system, (build, how) in SYSTEMS.items():
             ms, cp = wall_ms(build(make_model(sc), sc), repeats), sc.critical_path() * 1000
-            rows.append({"system": system, "scenario": sc.name, "wall_ms": ms, "cp_ms": cp, "ratio": ms / cp,
-                         "how": how})
+            rows.append(
+                {"system": system, "scenario": sc.name, "wall_ms": ms, "cp_ms": cp, "ratio": ms / cp, "how": how}
+            )
     for system, (build, how) in SYSTEMS.items():
         ms = wall_ms(build(make_model(OVERHEAD), OVERHEAD), repeats, per_sample)
-        rows.append({"system": system, "scenario": OVERHEAD.name, "wall_ms": ms, "cp_ms": 0.0, "ratio": None,
-                     "how": how})
+        rows.append(
+            {"system": system, "scenario": OVERHEAD.name, "wall_ms": ms, "cp_ms": 0.0, "ratio": None, "how": how}
+        )
 
     head = f"{'system':<24} {'scenario':<30} {'wall ms':>9} {'crit. path ms':>14} {'ratio':>7}"
     print(head + "\n" + "-" * len(head))
@@ -297,8 +344,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(f"{verdict}  ours ≤ 1.05× critical path, {r['scenario']}: {r['ratio']:.3f}×")
     seed = next(r for r in rows if r["system"] == "seed chain" and r["scenario"] == OVERHEAD.name)
     less = seed["wall_ms"] / ours[-1]["wall_ms"]
-    print(f"{'PASS' if less >= 6 else 'FAIL'}  overhead per run ≥ 6× less than the seed chain: "
-          f"{seed['wall_ms']:.2f} ms vs ours {ours[-1]['wall_ms']:.2f} ms = {less:.1f}× less")
+    print(
+        f"{'PASS' if less >= 6 else 'FAIL'}  overhead per run ≥ 6× less than the seed chain: "
+        f"{seed['wall_ms']:.2f} ms vs ours {ours[-1]['wall_ms']:.2f} ms = {less:.1f}× less"
+    )
     return rows
 
 

@@ -78,8 +78,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs; the best of each counts")
     parser.add_argument("--model", default="smollm2", help="a load_model spec, e.g. hf:/path/to/model")
     parser.add_argument("--raw", action="store_true", help="also measure bare transformers generate()")
-    parser.add_argument("--fixed-length", action="store_true",
-                        help="every request writes exactly --tokens tokens, so both ways do the same work")
+    parser.add_argument(
+        "--fixed-length",
+        action="store_true",
+        help="every request writes exactly --tokens tokens, so both ways do the same work",
+    )
     args = parser.parse_args()
 
     import torch
@@ -87,9 +90,11 @@ def main() -> None:
     from decompose.models import load_model
 
     model = load_model(args.model, device=args.device, max_new_tokens=args.tokens, max_batch_size=args.requests)
-    print(f"model {args.model} on {model.hf_model.device}, {model.hf_model.dtype}, "
-          f"{torch.get_num_threads()} torch threads, {args.requests} requests x {args.tokens} new tokens"
-          + (" (fixed length)" if args.fixed_length else " at most"))
+    print(
+        f"model {args.model} on {model.hf_model.device}, {model.hf_model.dtype}, "
+        f"{torch.get_num_threads()} torch threads, {args.requests} requests x {args.tokens} new tokens"
+        + (" (fixed length)" if args.fixed_length else " at most")
+    )
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
     model.invoke(prompts[0], max_new_tokens=4)  # warm-up: first-call allocations are not what we measure
     if args.fixed_length:  # transformers fills what our per-call GenerationConfig leaves unset from this one
@@ -133,15 +138,17 @@ def _orchestrator_runs(model: Any, prompts: list[str]) -> tuple[Callable[[], Any
 
 def _raw_runs(model: Any, prompts: list[str], tokens: int) -> tuple[Callable[[], int], Callable[[], int]]:
     """The same work without the chat model: the ceiling the batcher is measured against."""
-    import torch
-
     import copy
+
+    import torch
 
     hf, tok = model.hf_model, copy.copy(model.tokenizer)
     if tok.pad_token is None:  # SmolLM2's GGUF names no pad token; padding a batch needs one
         tok.pad_token = tok.eos_token
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-             for p in prompts]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        for p in prompts
+    ]
 
     @torch.inference_mode()
     def generate(batch: list[str]) -> int:

@@ -39,13 +39,16 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
+from react_peer import react_agent  # noqa: E402
+from text_tool_calls import read_tool_calls  # noqa: E402
 
 from decompose import Decomposer, Orchestrator, PlanFallback, PlanReady  # noqa: E402
 from decompose.chains.answer_form import answer_form  # noqa: E402
@@ -55,7 +58,6 @@ from decompose.retrieval import LocalDocsRetriever, passages_text  # noqa: E402
 from decompose.retry import RetryPolicy  # noqa: E402
 from decompose.scoring import answer_match, exact_match, normalize_answer, token_f1  # noqa: E402
 from decompose.tools.calculator import calculator_tools  # noqa: E402
-from text_tool_calls import read_tool_calls  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,8 +134,10 @@ def row_span(name: str, rows: tuple[int, int | None]) -> tuple[int, int | None]:
     if ceiling is None:
         return first, last
     if (last or ceiling) > ceiling or first > ceiling:
-        raise SystemExit(f"{name} rows past {ceiling} are held out for the final check and never read: "
-                         f"ask for rows up to {ceiling} (e.g. --rows {min(first, TUNING_ROWS + 1)}-{ceiling})")
+        raise SystemExit(
+            f"{name} rows past {ceiling} are held out for the final check and never read: "
+            f"ask for rows up to {ceiling} (e.g. --rows {min(first, TUNING_ROWS + 1)}-{ceiling})"
+        )
     return first, last or ceiling
 
 
@@ -150,8 +154,10 @@ def fact_corpus(data: Path) -> list[tuple[str, str]]:
     corpus: list[tuple[str, str]] = []
     for row in _jsonl(data / "eval" / "bamboogle_with_facts.jsonl"):
         corpus += [(f"{row['id']}-f{i}", row[f"fact{i}"]) for i in (1, 2) if row.get(f"fact{i}")]
-    for split, path in (("train", data / "train" / "strategyqa_train.jsonl"),
-                        ("dev", data / "eval" / "strategyqa_dev.jsonl")):
+    for split, path in (
+        ("train", data / "train" / "strategyqa_train.jsonl"),
+        ("dev", data / "eval" / "strategyqa_dev.jsonl"),
+    ):
         for row in _jsonl(path):
             corpus += [(f"sqa-{split}-{row['qid']}-f{i}", fact) for i, fact in enumerate(row.get("facts", []), 1)]
     return corpus
@@ -161,18 +167,23 @@ def load_dataset(name: str, data: Path, rows: tuple[int, int | None], corpus_cac
     """Rows `rows` (1-based, inclusive, within the ceiling) of dataset `name`, and its majority answer."""
     first, last = row_span(name, rows)
     dataset = _read_rows(name, data, last, corpus_cache)
-    tuning = dataset.rows[:TUNING_ROWS] if (last or TUNING_ROWS) >= TUNING_ROWS else \
-        _read_rows(name, data, TUNING_ROWS, corpus_cache).rows
+    tuning = (
+        dataset.rows[:TUNING_ROWS]
+        if (last or TUNING_ROWS) >= TUNING_ROWS
+        else _read_rows(name, data, TUNING_ROWS, corpus_cache).rows
+    )
     dataset.majority = majority_answer(tuning)
-    dataset.rows, dataset.first = dataset.rows[first - 1:], first
+    dataset.rows, dataset.first = dataset.rows[first - 1 :], first
     return dataset
 
 
 def _read_rows(name: str, data: Path, stop: int | None, corpus_cache: dict) -> Dataset:
     """The first `stop` rows of `name` (all when None)."""
     if name == "gsm8k":
-        rows = [Row(f"gsm8k-{i}", r["question"], [r["answer"].rsplit("####", 1)[1].strip()])
-                for i, r in enumerate(_jsonl(data / "eval" / "gsm8k_test.jsonl", stop))]
+        rows = [
+            Row(f"gsm8k-{i}", r["question"], [r["answer"].rsplit("####", 1)[1].strip()])
+            for i, r in enumerate(_jsonl(data / "eval" / "gsm8k_test.jsonl", stop))
+        ]
         return Dataset(name, rows, tools=True)
     if name in ("bamboogle", "strategyqa"):
         if "facts" not in corpus_cache:
@@ -273,8 +284,14 @@ def orchestrator_system(name: str, replans: int) -> Callable:
         tools = calculator_tools() if dataset.tools and plans else []
         strategy = name if name in ("cot", "program", "auto") else "direct"
         # A local CPU server queues requests past its slots: a call may wait long, and that is not a failure.
-        orch = Orchestrator(model, tools=tools, retriever=retriever, strategy=strategy, retry=PATIENT,
-                            decomposer=Decomposer(max_replans=replans if plans else 0, on_failure="direct"))
+        orch = Orchestrator(
+            model,
+            tools=tools,
+            retriever=retriever,
+            strategy=strategy,
+            retry=PATIENT,
+            decomposer=Decomposer(max_replans=replans if plans else 0, on_failure="direct"),
+        )
         if plans:
             result = await orch.arun(row.question)
         else:  # one step that asks the question itself: answered once, no synthesis
@@ -283,11 +300,21 @@ def orchestrator_system(name: str, replans: int) -> Callable:
         usage = result.usage
         steps = None
         if plans and result.plan:
-            steps = [[s.tool, _trim(s.question, 120), _trim(None if s.answer is None else str(s.answer), 120)]
-                     for s in result.plan.steps]
+            steps = [
+                [s.tool, _trim(s.question, 120), _trim(None if s.answer is None else str(s.answer), 120)]
+                for s in result.plan.steps
+            ]
         decomposed = plans and (result.route is None or result.route.get("name") == "decompose")
-        return Outcome(result.answer, plan_origin(result) if decomposed else None, usage.model_calls,
-                       usage.input_tokens, usage.output_tokens, result.error, steps, result.route)
+        return Outcome(
+            result.answer,
+            plan_origin(result) if decomposed else None,
+            usage.model_calls,
+            usage.input_tokens,
+            usage.output_tokens,
+            result.error,
+            steps,
+            result.route,
+        )
 
     return run
 
@@ -306,8 +333,10 @@ TOOL_USES = {"calculator": "the calculator for any arithmetic", "search": "searc
 def search_tool(retriever: LocalDocsRetriever) -> Any:
     from langchain_core.tools import tool
 
-    @tool(description="Search the documents (passages of facts, or the question's own table and paragraphs); "
-                      "returns the passages that match the query best.")
+    @tool(
+        description="Search the documents (passages of facts, or the question's own table and paragraphs); "
+        "returns the passages that match the query best."
+    )
     def search(query: str) -> str:
         return passages_text(retriever.invoke(query)).strip() or "(no passage found)"
 
@@ -319,20 +348,20 @@ async def react_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
     search tool over the same BM25 retriever (datasets with documents)."""
     from langchain_core.runnables import RunnableLambda
     from langgraph.errors import GraphRecursionError
-    from langgraph.prebuilt import ToolNode, create_react_agent
 
     counting = Counting(model)
     retriever = dataset.retriever(row)
     tools = (calculator_tools() if dataset.tools else []) + ([search_tool(retriever)] if retriever else [])
     names = {t.name for t in tools}
     llm = model.bind_tools(tools) | RunnableLambda(lambda m: counting.count(read_tool_calls(m, names)))
-    prompt = REACT_SYSTEM.format(uses=", ".join(TOOL_USES[t.name] for t in tools),
-                                 form=answer_form(row.question).instruction)
-    # A tool's error goes back to the model as the tool's reply, to be fixed (LangGraph re-raises most by default)
-    agent = create_react_agent(llm, ToolNode(tools, handle_tool_errors=True), prompt=prompt)
+    prompt = REACT_SYSTEM.format(
+        uses=", ".join(TOOL_USES[t.name] for t in tools), form=answer_form(row.question).instruction
+    )
+    agent = react_agent(llm, tools, prompt)
     try:
-        state = await agent.ainvoke({"messages": [HumanMessage(content=row.question)]},
-                                    {"recursion_limit": REACT_STEPS})
+        state = await agent.ainvoke(
+            {"messages": [HumanMessage(content=row.question)]}, {"recursion_limit": REACT_STEPS}
+        )
     except GraphRecursionError:
         return counting.outcome(None, error=f"no answer within {REACT_STEPS} agent steps")
     return counting.outcome(final_answer_line(str(state["messages"][-1].content)))
@@ -370,6 +399,7 @@ async def llamaindex_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
         engine = RetrieverQueryEngine.from_args(_llamaindex_retriever(retriever), llm=llm)
         meta = ToolMetadata(name="documents", description="Passages of facts; answers factual questions.")
     else:
+
         class AskModel(CustomQueryEngine):
             async def acustom_query(self, query_str: str) -> str:
                 return await counting.ask("Question: " + query_str, "Answer briefly.")
@@ -379,9 +409,13 @@ async def llamaindex_system(model: Any, dataset: Dataset, row: Row) -> Outcome:
 
         engine = AskModel()
         meta = ToolMetadata(name="solver", description="Answers a simple question or does a small calculation.")
-    sqe = SubQuestionQueryEngine.from_defaults(query_engine_tools=[QueryEngineTool(engine, meta)], llm=llm,
-                                               question_gen=LLMQuestionGenerator.from_defaults(llm=llm),
-                                               use_async=True, verbose=False)
+    sqe = SubQuestionQueryEngine.from_defaults(
+        query_engine_tools=[QueryEngineTool(engine, meta)],
+        llm=llm,
+        question_gen=LLMQuestionGenerator.from_defaults(llm=llm),
+        use_async=True,
+        verbose=False,
+    )
     try:
         response = await sqe.aquery(row.question)
     except Exception as exc:  # its question generator's JSON did not parse, etc.: a failed row, as for ours
@@ -415,8 +449,10 @@ def _llamaindex_retriever(retriever: LocalDocsRetriever) -> Any:
 
     class Same(BaseRetriever):
         def _retrieve(self, query_bundle: Any) -> list:
-            return [NodeWithScore(node=TextNode(text=d.page_content, id_=d.metadata["id"]),
-                                  score=d.metadata.get("score")) for d in retriever.invoke(query_bundle.query_str)]
+            return [
+                NodeWithScore(node=TextNode(text=d.page_content, id_=d.metadata["id"]), score=d.metadata.get("score"))
+                for d in retriever.invoke(query_bundle.query_str)
+            ]
 
     return Same()
 
@@ -426,7 +462,8 @@ def _llamaindex_retriever(retriever: LocalDocsRetriever) -> Any:
 
 def _scores(answer: str | None, row: Row) -> dict[str, Any]:
     wrong_type = bool(answer and YES_NO_START.match(answer)) and not any(
-        normalize_answer(g) in ("yes", "no") for g in row.gold)
+        normalize_answer(g) in ("yes", "no") for g in row.gold
+    )
     return {
         "match": max(answer_match(answer, g) for g in row.gold) if answer else 0.0,
         "em": max(exact_match(answer, g) for g in row.gold) if answer else 0.0,
@@ -440,16 +477,22 @@ def _trim(text: str | None, most: int) -> str | None:
     the last number."""
     if text is None or len(text) <= most:
         return text
-    return text[:most // 2] + " … " + text[-(most // 2):]
+    return text[: most // 2] + " … " + text[-(most // 2) :]
 
 
 def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
     """The compact record committed under benchmarks/results: scored on the prediction as stored."""
     prediction = _trim(outcome.answer, 400)
     return {
-        "id": row.id, "prediction": prediction, "gold": row.gold, **_scores(prediction, row),
-        **({"plan": outcome.plan} if outcome.plan is not None else {}), "error": _trim(outcome.error, 200),
-        "calls": outcome.calls, "input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens,
+        "id": row.id,
+        "prediction": prediction,
+        "gold": row.gold,
+        **_scores(prediction, row),
+        **({"plan": outcome.plan} if outcome.plan is not None else {}),
+        "error": _trim(outcome.error, 200),
+        "calls": outcome.calls,
+        "input_tokens": outcome.input_tokens,
+        "output_tokens": outcome.output_tokens,
         "elapsed": round(elapsed, 1),
         **({"steps": outcome.steps} if outcome.steps is not None else {}),
         **({"route": outcome.route} if outcome.route is not None else {}),
@@ -465,12 +508,16 @@ def stored_records(dataset: Dataset, out: Path) -> dict[str, dict[str, Any]]:
     """The records of `out` for this dataset's rows, scored again (a scoring fix reaches rows already run); a
     later record of a row wins."""
     golds = {row.id: row for row in dataset.rows}
-    return {r["id"]: {**r, **_scores(r["prediction"], golds[r["id"]])}
-            for r in (_jsonl(out) if out.exists() else []) if r["id"] in golds}
+    return {
+        r["id"]: {**r, **_scores(r["prediction"], golds[r["id"]])}
+        for r in (_jsonl(out) if out.exists() else [])
+        if r["id"] in golds
+    }
 
 
-async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out: Path,
-                   concurrency: int) -> list[dict[str, Any]]:
+async def run_cell(
+    model: Any, dataset: Dataset, system: str, run: Callable, out: Path, concurrency: int
+) -> list[dict[str, Any]]:
     done = stored_records(dataset, out)
     # Rows that failed in transport (the server was down or overloaded) say nothing about quality: run again.
     todo = [row for row in dataset.rows if row.id not in done or not_run(done[row.id])]
@@ -478,6 +525,7 @@ async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out
     finished: list[str] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as report:
+
         async def one(row: Row) -> None:
             async with slots:
                 started = time.monotonic()
@@ -490,8 +538,12 @@ async def run_cell(model: Any, dataset: Dataset, system: str, run: Callable, out
                 report.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
                 report.flush()
                 finished.append(row.id)
-                print(f"  {dataset.name}/{system} {len(finished)}/{len(todo)} {row.id}: "
-                      f"match={record['match']:g} {str(record['prediction'])[:60]!r}", file=sys.stderr, flush=True)
+                print(
+                    f"  {dataset.name}/{system} {len(finished)}/{len(todo)} {row.id}: "
+                    f"match={record['match']:g} {str(record['prediction'])[:60]!r}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         await asyncio.gather(*(one(row) for row in todo))
     return [done[row.id] for row in dataset.rows if row.id in done]
@@ -502,7 +554,8 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     plans = Counter(r["plan"] for r in records if "plan" in r)
     return {
         "rows": len(records),
-        "match": sum(r["match"] for r in records) / n, "em": sum(r["em"] for r in records) / n,
+        "match": sum(r["match"] for r in records) / n,
+        "em": sum(r["em"] for r in records) / n,
         "f1": sum(r["f1"] for r in records) / n,
         # only plans the model wrote itself count as valid; salvaged and fallback plans have their own columns
         "valid_plans": f"{plans['model']}/{sum(plans.values())}" if plans else "—",
@@ -517,13 +570,17 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(cells: dict[tuple[str, str], dict[str, Any]]) -> str:
-    lines = ["| dataset | system | tools | rows | answer match | EM | F1 | valid plans | salvaged plans | "
-             "fallback plans | wrong type | errors | calls | tokens | s per question |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | system | tools | rows | answer match | EM | F1 | valid plans | salvaged plans | "
+        "fallback plans | wrong type | errors | calls | tokens | s per question |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (dataset, system), s in cells.items():
-        lines.append(f"| {dataset} | {system} | {s['tools']} | {s['rows']} | {s['match']:.2f} | {s['em']:.2f} | "
-                     f"{s['f1']:.2f} | {s['valid_plans']} | {s['salvaged']} | {s['fallbacks']} | "
-                     f"{s['wrong_type']} | {s['errors']} | {s['calls']} | {s['tokens']} | {s['row_seconds']:.1f} |")
+        lines.append(
+            f"| {dataset} | {system} | {s['tools']} | {s['rows']} | {s['match']:.2f} | {s['em']:.2f} | "
+            f"{s['f1']:.2f} | {s['valid_plans']} | {s['salvaged']} | {s['fallbacks']} | "
+            f"{s['wrong_type']} | {s['errors']} | {s['calls']} | {s['tokens']} | {s['row_seconds']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -536,17 +593,23 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
-    parser.add_argument("--rows", type=parse_rows, help="A-B, 1-based and inclusive, or A-end (default 1-50: the "
-                        "tuning rows; 51 on are reported); rows past a dataset's ceiling are refused")
+    parser.add_argument(
+        "--rows",
+        type=parse_rows,
+        help="A-B, 1-based and inclusive, or A-end (default 1-50: the "
+        "tuning rows; 51 on are reported); rows past a dataset's ceiling are refused",
+    )
     parser.add_argument("--limit", type=int, help="the same as --rows 1-N")
-    parser.add_argument("--table-only", action="store_true",
-                        help="score the stored records again and print the table; runs no model")
+    parser.add_argument(
+        "--table-only", action="store_true", help="score the stored records again and print the table; runs no model"
+    )
     parser.add_argument("--model", help="a model spec (e.g. smollm2); default: the capable model, served here")
     parser.add_argument("--base-url", help="an OpenAI-compatible server already serving the capable model")
     parser.add_argument("--gguf", type=Path, help="serve this GGUF of the capable model instead of fetching it")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="per-row records, resumable (default benchmarks/results)")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="per-row records, resumable (default benchmarks/results)"
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="questions at once (default 4)")
     parser.add_argument("--replans", type=int, default=0, help="max_replans for ours (default 0)")
     args = parser.parse_args(argv)
@@ -563,11 +626,18 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
     import capable_model
 
     label = args.model or capable_model.ALIAS
-    runners = {"direct": orchestrator_system("direct", 0), "cot": orchestrator_system("cot", 0),
-               "retrieval": orchestrator_system("retrieval", 0), "majority": majority_system,
-               "react": react_system, "ours": orchestrator_system("ours", args.replans),
-               "auto": orchestrator_system("auto", args.replans), "program": orchestrator_system("program", 0),
-               "llamaindex": llamaindex_system, "seed": seed_system}
+    runners = {
+        "direct": orchestrator_system("direct", 0),
+        "cot": orchestrator_system("cot", 0),
+        "retrieval": orchestrator_system("retrieval", 0),
+        "majority": majority_system,
+        "react": react_system,
+        "ours": orchestrator_system("ours", args.replans),
+        "auto": orchestrator_system("auto", args.replans),
+        "program": orchestrator_system("program", 0),
+        "llamaindex": llamaindex_system,
+        "seed": seed_system,
+    }
     cells: dict[tuple[str, str], dict[str, Any]] = {}
 
     def out_of(dataset: Dataset, system: str) -> tuple[str, Path]:
@@ -583,8 +653,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
 
             model = load_model(args.model)
         else:
-            url = args.base_url or stack.enter_context(capable_model.serve(parallel=args.concurrency,
-                                                                           gguf=args.gguf))
+            url = args.base_url or stack.enter_context(capable_model.serve(parallel=args.concurrency, gguf=args.gguf))
             model = capable_model.load(url, timeout=1800)
 
         async def run_all() -> None:  # one event loop: the model's HTTP client lives on it

@@ -42,8 +42,7 @@ class LatencyModel(ScriptedChatModel):
 
 
 def make_orchestrator() -> Orchestrator:
-    model = LatencyModel(rules=[(asks_for_plan, PLAN), (asks_to_combine, "All parts are known.")],
-                         default="a part")
+    model = LatencyModel(rules=[(asks_for_plan, PLAN), (asks_to_combine, "All parts are known.")], default="a part")
     return Orchestrator(model)
 
 
@@ -72,9 +71,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     questions = [f"What do the parts of thing {i} have in common?" for i in range(args.questions)]
     calls = 6 * len(questions)
     floor = calls * 0.125 / args.in_flight  # mean latency x calls / in flight: no CPU cost at all
-    print(f"{len(questions)} questions, {calls} model calls of 50-200 ms, {args.in_flight} in flight; "
-          f"latency floor {floor:.1f} s; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"ray {ray.__version__}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(questions)} questions, {calls} model calls of 50-200 ms, {args.in_flight} in flight; "
+        f"latency floor {floor:.1f} s; {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"ray {ray.__version__}, load {os.getloadavg()[0]:.1f}"
+    )
     times = {"in-process batch": min(timed(orch, questions, args.in_flight, "local") for _ in range(args.repeat))}
     startup: dict[int, float] = {}
     for workers in (1, 2):  # a pool: its workers start once (a process each, importing decompose), timed apart
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         with RayPool(orch, workers=workers, max_concurrency=args.in_flight) as pool:
             startup[workers] = time.perf_counter() - started
             times[f"Ray, {workers} worker{'s' * (workers > 1)}"] = min(
-                timed(orch, questions, None, pool) for _ in range(args.repeat))
+                timed(orch, questions, None, pool) for _ in range(args.repeat)
+            )
     one = times["Ray, 1 worker"]
     print(f"{'setting':<18} {'wall s':>7} {'calls/s':>8} {'vs 1 worker':>11}")
     for name, elapsed in times.items():

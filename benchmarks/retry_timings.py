@@ -28,8 +28,13 @@ SCENARIOS = [
     # (name, queued behaviours, default behaviour, policy, client timeout)
     ("429, Retry-After: 1", [status(429, {"Retry-After": "1"})], ok(), RetryPolicy(), 5.0),
     ("429, retry-after-ms: 250", [status(429, {"retry-after-ms": "250"})], ok(), RetryPolicy(), 5.0),
-    ("429, Retry-After: 3600 (capped at 2 s)", [status(429, {"Retry-After": "3600"})], ok(),
-     RetryPolicy(max_retry_after=2.0), 5.0),
+    (
+        "429, Retry-After: 3600 (capped at 2 s)",
+        [status(429, {"Retry-After": "3600"})],
+        ok(),
+        RetryPolicy(max_retry_after=2.0),
+        5.0,
+    ),
     ("500, 502, then ok (backoff 0.2 s doubling)", [status(500), status(502)], ok(), QUICK, 5.0),
     ("connection reset, then ok", [RESET], ok(), QUICK, 5.0),
     ("malformed body, then ok", [MALFORMED], ok(), QUICK, 5.0),

@@ -53,7 +53,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 
-RULES = '''
+RULES = """
 import json
 import re
 from decompose.models.scripted import asks_for_plan, asks_to_combine
@@ -72,7 +72,7 @@ def combined(messages):  # the answer names the message's own tag, so a mixed-up
 rules = [(asks_for_plan, PLAN), (asks_to_combine, combined), (r"first fact", "one"), (r"second fact", "two")]
 default = "three"
 latency = LATENCY
-'''
+"""
 CALLS_PER_TURN = 5  # plan, 3 steps, combine
 TAG = re.compile(r"\[(\S+?)\]")
 
@@ -81,16 +81,33 @@ class Server:
     """`python -m decompose.cli serve` on a free port, its log in a file."""
 
     def __init__(self, workdir: Path, db: str, rules: Path, lease: float):
-        env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY",
-                                                                "OPENAI_BASE_URL")}
+        env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.setdefault("DECOMPOSE_CACHE", str(workdir / "cache"))
         self.log = workdir / f"serve-{time.monotonic_ns()}.log"
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", "serve", "--port", "0",
-                                          "--model", f"scripted:{rules}", "--db", db, "--lease", str(lease),
-                                          "--shutdown-timeout", "5"],
-                                         cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "decompose.cli",
+                    "serve",
+                    "--port",
+                    "0",
+                    "--model",
+                    f"scripted:{rules}",
+                    "--db",
+                    db,
+                    "--lease",
+                    str(lease),
+                    "--shutdown-timeout",
+                    "5",
+                ],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             self.url = self._wait_listening()
         except BaseException:
@@ -122,8 +139,11 @@ class Server:
 
     def problems(self) -> list[str]:
         """Lines of the server's log that report an error (a traceback, a logged exception)."""
-        return [line for line in self.log.read_text().splitlines()
-                if line.startswith(("Traceback", "ERROR")) or "Exception in ASGI" in line]
+        return [
+            line
+            for line in self.log.read_text().splitlines()
+            if line.startswith(("Traceback", "ERROR")) or "Exception in ASGI" in line
+        ]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -209,8 +229,9 @@ async def read_stream(reply: httpx.Response, item: Sent, tally: Tally) -> None:
     raise Lost
 
 
-async def post_stream(client: httpx.AsyncClient, url: str, path: str, body: dict[str, Any], item: Sent,
-                      tally: Tally) -> int:
+async def post_stream(
+    client: httpx.AsyncClient, url: str, path: str, body: dict[str, Any], item: Sent, tally: Tally
+) -> int:
     """POST and read the stream: the status (200 when the stream was read to its result). Raises Lost."""
     tally.open_streams += 1
     tally.peak_streams = max(tally.peak_streams, tally.open_streams)
@@ -228,8 +249,9 @@ async def post_stream(client: httpx.AsyncClient, url: str, path: str, body: dict
         tally.open_streams -= 1
 
 
-async def call(client: httpx.AsyncClient, target: Target, method: str, path: str, deadline: float,
-               **kwargs: Any) -> httpx.Response:
+async def call(
+    client: httpx.AsyncClient, target: Target, method: str, path: str, deadline: float, **kwargs: Any
+) -> httpx.Response:
     """A plain request, tried again while the server is down (until `deadline`)."""
     while True:
         try:
@@ -243,8 +265,9 @@ async def call(client: httpx.AsyncClient, target: Target, method: str, path: str
         await asyncio.sleep(0.2)
 
 
-async def stored_turn(client: httpx.AsyncClient, target: Target, cid: str, tag: str,
-                      deadline: float) -> dict[str, Any] | None:
+async def stored_turn(
+    client: httpx.AsyncClient, target: Target, cid: str, tag: str, deadline: float
+) -> dict[str, Any] | None:
     """The stored turn that carries `tag` once it has ended (a dead server's reads interrupted after its lease)."""
     while True:
         turns = (await call(client, target, "GET", f"/v1/conversations/{cid}", deadline)).json()["turns"]
@@ -256,16 +279,18 @@ async def stored_turn(client: httpx.AsyncClient, target: Target, cid: str, tag: 
         await asyncio.sleep(0.2)
 
 
-async def send_message(client: httpx.AsyncClient, target: Target, cid: str, tag: str, tally: Tally,
-                       deadline: float, route: int = 0) -> None:
+async def send_message(
+    client: httpx.AsyncClient, target: Target, cid: str, tag: str, tally: Tally, deadline: float, route: int = 0
+) -> None:
     """Send one message (to replica `route`) until it has an answer, never storing it twice."""
     tries = 0
     while time.monotonic() < deadline:
         item = Sent(tag, cid, time.monotonic())
         text = f"[{tag}] What do the two facts give together?"
         try:
-            status = await post_stream(client, target.pick(route), f"/v1/conversations/{cid}/messages",
-                                       {"question": text}, item, tally)
+            status = await post_stream(
+                client, target.pick(route), f"/v1/conversations/{cid}/messages", {"question": text}, item, tally
+            )
         except Lost:
             status, item.broken = None, True
         if item.first is not None:  # acknowledged: committed, in this order
@@ -298,14 +323,21 @@ async def send_message(client: httpx.AsyncClient, target: Target, cid: str, tag:
     tally.errors["a message never answered before the deadline"] += 1
 
 
-async def one_client(client: httpx.AsyncClient, target: Target, n: int, args: argparse.Namespace, tally: Tally,
-                     deadline: float) -> None:
+async def one_client(
+    client: httpx.AsyncClient, target: Target, n: int, args: argparse.Namespace, tally: Tally, deadline: float
+) -> None:
     try:
         for r in range(args.runs):
             item = Sent(f"c{n}-run{r}", "", time.monotonic())
             try:
-                status = await post_stream(client, target.pick(n), "/v1/runs", {"question": f"[{item.tag}] What do the "
-                                                                        "two facts give together?"}, item, tally)
+                status = await post_stream(
+                    client,
+                    target.pick(n),
+                    "/v1/runs",
+                    {"question": f"[{item.tag}] What do the two facts give together?"},
+                    item,
+                    tally,
+                )
             except Lost:
                 status, item.broken = None, True
             if status not in (200, None):
@@ -320,8 +352,10 @@ async def one_client(client: httpx.AsyncClient, target: Target, n: int, args: ar
         first = 0
         if args.collide and args.messages >= 2:  # two messages at once (to two replicas if there are): one is
             first = 2  # acknowledged, the other refused with 409 until the first is answered, then sent again
-            await asyncio.gather(send_message(client, target, cid, f"c{n}-m0", tally, deadline, n),
-                                 send_message(client, target, cid, f"c{n}-m1", tally, deadline, n + 1))
+            await asyncio.gather(
+                send_message(client, target, cid, f"c{n}-m0", tally, deadline, n),
+                send_message(client, target, cid, f"c{n}-m1", tally, deadline, n + 1),
+            )
         for m in range(first, args.messages):
             await send_message(client, target, cid, f"c{n}-m{m}", tally, deadline, n + m)
     except (TimeoutError, httpx.HTTPError) as exc:
@@ -339,11 +373,14 @@ async def drive(args: argparse.Namespace, target: Target, on_progress=None) -> t
         # An idle connection is dropped after 2 s, before uvicorn closes it (5 s): reusing one the server is
         # closing at that moment fails the request (a reset), a race of keep-alive, not of the server.
         limits = httpx.Limits(max_connections=4, keepalive_expiry=2.0)
-        pools = [await stack.enter_async_context(httpx.AsyncClient(timeout=timeout, verify=tls, limits=limits))
-                 for _ in range(args.clients)]
+        pools = [
+            await stack.enter_async_context(httpx.AsyncClient(timeout=timeout, verify=tls, limits=limits))
+            for _ in range(args.clients)
+        ]
         started = time.monotonic()
-        clients = [asyncio.create_task(one_client(pool, target, n, args, tally, deadline))
-                   for n, pool in enumerate(pools)]
+        clients = [
+            asyncio.create_task(one_client(pool, target, n, args, tally, deadline)) for n, pool in enumerate(pools)
+        ]
         watcher = asyncio.create_task(on_progress(tally, clients)) if on_progress else None
         await asyncio.gather(*clients)
         wall = time.monotonic() - started
@@ -357,6 +394,7 @@ async def check_stored(target: Target, tally: Tally) -> dict[str, int]:
     counts = Counter()
     limits = httpx.Limits(max_connections=16)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
         async def one(cid: str, tags: list[str]) -> None:
             turns = (await call(client, target, "GET", f"/v1/conversations/{cid}", time.monotonic() + 60)).json()
             stored = [(TAG.findall(t["question"]) or ["?"])[0] for t in turns["turns"]]
@@ -371,6 +409,7 @@ async def check_stored(target: Target, tally: Tally) -> dict[str, int]:
             for item in tally.messages:
                 if item.conversation == cid and item.answer is not None and answers.get(item.tag) != item.answer:
                     counts["answer differs from its stream"] += 1
+
         await asyncio.gather(*(one(cid, tags) for cid, tags in tally.conversations.items()))
     counts["acknowledged"] = sum(m.first is not None for m in tally.messages)
     return counts
@@ -386,26 +425,36 @@ def pct(values: list[float], q: float) -> float:
 def timings(items: list[Sent]) -> str:
     first = [(m.first - m.sent) * 1000 for m in items if m.first is not None and not m.broken]
     answer = [(m.answered - m.sent) * 1000 for m in items if m.answered is not None and not m.broken]
-    return (f"first event p50 {pct(first, .5):.0f} ms, p99 {pct(first, .99):.0f} ms; "
-            f"answer p50 {pct(answer, .5):.0f} ms, p99 {pct(answer, .99):.0f} ms")
+    return (
+        f"first event p50 {pct(first, 0.5):.0f} ms, p99 {pct(first, 0.99):.0f} ms; "
+        f"answer p50 {pct(answer, 0.5):.0f} ms, p99 {pct(answer, 0.99):.0f} ms"
+    )
 
 
 def report(tally: Tally, wall: float, counts: dict[str, int], checks: list[tuple[str, bool]]) -> bool:
     answered = sum(m.answered is not None for m in tally.messages)
     runs_ok = sum(r.answered is not None for r in tally.runs)
-    print(f"  messages: {len(tally.messages)} sent, {counts['acknowledged']} acknowledged, {answered} answered; "
-          f"runs: {len(tally.runs)} sent, {runs_ok} answered; {wall:.1f} s")
+    print(
+        f"  messages: {len(tally.messages)} sent, {counts['acknowledged']} acknowledged, {answered} answered; "
+        f"runs: {len(tally.runs)} sent, {runs_ok} answered; {wall:.1f} s"
+    )
     print(f"  messages: {timings(tally.messages)}")
     if tally.runs:
         print(f"  runs:     {timings(tally.runs)}")
     turns = answered + runs_ok
-    print(f"  throughput: {turns / wall:.1f} answered turns+runs/s ({turns * CALLS_PER_TURN / wall:.0f} model "
-          f"calls/s); peak open streams {tally.peak_streams}")
-    print(f"  errors: {sum(tally.errors.values())} {dict(tally.errors)}; 409s: {tally.busy}; streams broken: "
-          f"{sum(tally.broken_by.values())} {dict(tally.broken_by)}")
-    print(f"  stored: {counts['stored']} turns; lost {counts['lost']}, duplicated "
-          f"{counts['duplicated']}, unknown {counts['unknown']}, out of order {counts['out of order']}, "
-          f"answers differing {counts['answer differs from its stream']}")
+    print(
+        f"  throughput: {turns / wall:.1f} answered turns+runs/s ({turns * CALLS_PER_TURN / wall:.0f} model "
+        f"calls/s); peak open streams {tally.peak_streams}"
+    )
+    print(
+        f"  errors: {sum(tally.errors.values())} {dict(tally.errors)}; 409s: {tally.busy}; streams broken: "
+        f"{sum(tally.broken_by.values())} {dict(tally.broken_by)}"
+    )
+    print(
+        f"  stored: {counts['stored']} turns; lost {counts['lost']}, duplicated "
+        f"{counts['duplicated']}, unknown {counts['unknown']}, out of order {counts['out of order']}, "
+        f"answers differing {counts['answer differs from its stream']}"
+    )
     ok = True
     for label, passed in checks:
         print(f"  [{'ok' if passed else 'FAIL'}] {label}")
@@ -415,9 +464,13 @@ def report(tally: Tally, wall: float, counts: dict[str, int], checks: list[tuple
 
 def common_checks(tally: Tally, counts: dict[str, int]) -> list[tuple[str, bool]]:
     return [
-        ("every acknowledged message stored exactly once, in order",
-         counts["lost"] == 0 and counts["duplicated"] == 0
-         and counts["unknown"] == 0 and counts["out of order"] == 0),
+        (
+            "every acknowledged message stored exactly once, in order",
+            counts["lost"] == 0
+            and counts["duplicated"] == 0
+            and counts["unknown"] == 0
+            and counts["out of order"] == 0,
+        ),
         ("every answer streamed is the answer stored", counts["answer differs from its stream"] == 0),
         ("no turn left running", counts["running"] == 0),
         ("every message answered (itself, or asked again after the kill)", not unanswered(tally)),
@@ -431,15 +484,16 @@ def unanswered(tally: Tally) -> set[str]:
 
 
 def answer_checks(tally: Tally) -> list[tuple[str, bool]]:
-    wrong = [m for m in [*tally.messages, *tally.runs]
-             if m.answer is not None and m.answer != f"Answer for {m.tag}."]
+    wrong = [m for m in [*tally.messages, *tally.runs] if m.answer is not None and m.answer != f"Answer for {m.tag}."]
     return [("every answer is its own message's", not wrong)]
 
 
 def load_phase(args: argparse.Namespace, workdir: Path, rules: Path) -> bool:
-    print(f"load: {args.clients} clients x ({args.runs} run + {args.messages} messages), model "
-          f"{args.latency_ms:g} ms a call, {CALLS_PER_TURN} calls a turn, {args.replicas} server(s), db {args.db}"
-          + (", the first two messages of each conversation sent at once" if args.collide else ""))
+    print(
+        f"load: {args.clients} clients x ({args.runs} run + {args.messages} messages), model "
+        f"{args.latency_ms:g} ms a call, {CALLS_PER_TURN} calls a turn, {args.replicas} server(s), db {args.db}"
+        + (", the first two messages of each conversation sent at once" if args.collide else "")
+    )
     servers: list[Server] = []
     try:
         servers += [Server(workdir, args.db, rules, lease=args.lease) for _ in range(args.replicas)]
@@ -450,17 +504,27 @@ def load_phase(args: argparse.Namespace, workdir: Path, rules: Path) -> bool:
     finally:
         for server in servers:
             server.stop()
-    print(f"  server{'s' if len(servers) > 1 else ''}: peak RSS (VmHWM) {peak:.0f} MiB"
-          f"{' (the largest)' if len(servers) > 1 else ''}, CPU {cpu:.1f} s; this process (the clients): CPU "
-          f"{time.process_time():.1f} s")
+    print(
+        f"  server{'s' if len(servers) > 1 else ''}: peak RSS (VmHWM) {peak:.0f} MiB"
+        f"{' (the largest)' if len(servers) > 1 else ''}, CPU {cpu:.1f} s; this process (the clients): CPU "
+        f"{time.process_time():.1f} s"
+    )
     problems = [line for server in servers for line in server.problems()]
     expected = args.clients * args.messages
     busy_expected = args.collide and args.messages >= 2
-    checks = [("no errors", not tally.errors and not tally.broken_by and counts["acknowledged"] == expected
-               and (busy_expected or not tally.busy)),
-              *common_checks(tally, counts), *answer_checks(tally),
-              ("no error in the server's log", not problems),
-              ("every run answered", all(r.answered is not None for r in tally.runs))]
+    checks = [
+        (
+            "no errors",
+            not tally.errors
+            and not tally.broken_by
+            and counts["acknowledged"] == expected
+            and (busy_expected or not tally.busy),
+        ),
+        *common_checks(tally, counts),
+        *answer_checks(tally),
+        ("no error in the server's log", not problems),
+        ("every run answered", all(r.answered is not None for r in tally.runs)),
+    ]
     ok = report(tally, wall, counts, checks)
     for line in problems[:5]:
         print(f"    log: {line}")
@@ -469,8 +533,10 @@ def load_phase(args: argparse.Namespace, workdir: Path, rules: Path) -> bool:
 
 def kill_phase(args: argparse.Namespace, workdir: Path, rules: Path) -> bool:
     expected = args.clients * args.messages
-    print(f"kill -9 under load: {args.clients} clients x {args.messages} messages, kill once "
-          f"{args.kill_after:.0%} are acknowledged, restart on the same db")
+    print(
+        f"kill -9 under load: {args.clients} clients x {args.messages} messages, kill once "
+        f"{args.kill_after:.0%} are acknowledged, restart on the same db"
+    )
     servers = [Server(workdir, args.db, rules, lease=args.kill_lease)]
     target = Target([servers[0].url])
     at_kill: dict[str, Any] = {}
@@ -495,18 +561,25 @@ def kill_phase(args: argparse.Namespace, workdir: Path, rules: Path) -> bool:
         for server in servers:
             server.stop()
     broken = sum(m.broken for m in tally.messages)
-    print(f"  killed with {at_kill.get('acked')} of {expected} messages acknowledged and {at_kill.get('open')} "
-          f"streams open; the new server listened {at_kill.get('restart_s', float('nan')):.1f} s later")
-    print(f"  streams broken by the kill: {broken} messages, {sum(r.broken for r in tally.runs)} runs; "
-          f"interrupted turns stored: {counts['interrupted']}; asked again: {tally.asked_again}; "
-          f"sent again (never committed): {tally.resent}; found stored without an acknowledgment: "
-          f"{sum(m.found for m in tally.messages)}; 409 (conversation busy): {tally.busy}")
+    print(
+        f"  killed with {at_kill.get('acked')} of {expected} messages acknowledged and {at_kill.get('open')} "
+        f"streams open; the new server listened {at_kill.get('restart_s', float('nan')):.1f} s later"
+    )
+    print(
+        f"  streams broken by the kill: {broken} messages, {sum(r.broken for r in tally.runs)} runs; "
+        f"interrupted turns stored: {counts['interrupted']}; asked again: {tally.asked_again}; "
+        f"sent again (never committed): {tally.resent}; found stored without an acknowledgment: "
+        f"{sum(m.found for m in tally.messages)}; 409 (conversation busy): {tally.busy}"
+    )
     problems = servers[-1].problems()
-    checks = [("the kill broke streams mid-turn", broken > 0),
-              *common_checks(tally, counts), *answer_checks(tally),
-              ("every interrupted turn asked again", counts["interrupted"] == tally.asked_again),
-              ("no errors besides the kill's", not tally.errors),
-              ("no error in the restarted server's log", not problems)]
+    checks = [
+        ("the kill broke streams mid-turn", broken > 0),
+        *common_checks(tally, counts),
+        *answer_checks(tally),
+        ("every interrupted turn asked again", counts["interrupted"] == tally.asked_again),
+        ("no errors besides the kill's", not tally.errors),
+        ("no error in the restarted server's log", not problems),
+    ]
     ok = report(tally, wall, counts, checks)
     for line in problems[:5]:
         print(f"    log: {line}")
@@ -522,13 +595,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="SQLAlchemy URL of the server's database (default: SQLite in a temp folder)")
     parser.add_argument("--lease", type=float, default=15.0, help="the server's --lease in the load phase")
     parser.add_argument("--kill-lease", type=float, default=1.0, help="the servers' --lease in the kill phase")
-    parser.add_argument("--kill-after", type=float, default=0.4,
-                        help="kill -9 once this share of the messages is acknowledged (default 0.4)")
-    parser.add_argument("--replicas", type=int, default=1,
-                        help="servers on the one database in the load phase; a client's messages go to each in turn")
-    parser.add_argument("--collide", action="store_true",
-                        help="send each conversation's first two messages at once: one gets 409 until the other "
-                        "is answered")
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=0.4,
+        help="kill -9 once this share of the messages is acknowledged (default 0.4)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="servers on the one database in the load phase; a client's messages go to each in turn",
+    )
+    parser.add_argument(
+        "--collide",
+        action="store_true",
+        help="send each conversation's first two messages at once: one gets 409 until the other is answered",
+    )
     parser.add_argument("--no-kill", dest="kill", action="store_false", help="skip the kill -9 phase")
     parser.add_argument("--no-load", dest="load", action="store_false", help="skip the load phase")
     parser.add_argument("--timeout", type=float, default=120.0, help="a client's read timeout in seconds")

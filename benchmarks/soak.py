@@ -54,10 +54,18 @@ def reply_for(body: dict[str, Any]) -> Behaviour:
     system, last = str(messages[0]["content"]), str(messages[-1]["content"])
     order = (ORDER.findall(last) or ["0"])[-1]
     if "You split a question" in system:
-        plan = {"steps": [
-            {"id": 1, "question": f"What is the amount of order {order}?", "depends_on": []},
-            {"id": 2, "question": f"Refund order {order}", "depends_on": [1], "tool": "refund",
-             "args": {"order_id": int(order), "amount": "{1}"}}]}
+        plan = {
+            "steps": [
+                {"id": 1, "question": f"What is the amount of order {order}?", "depends_on": []},
+                {
+                    "id": 2,
+                    "question": f"Refund order {order}",
+                    "depends_on": [1],
+                    "tool": "refund",
+                    "args": {"order_id": int(order), "amount": "{1}"},
+                },
+            ]
+        }
         return ok(json.dumps(plan))
     if last.startswith("Original question:"):
         return ok(f"Order {order} was refunded.\nAnswer: refunded order {order}")
@@ -130,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         server.keep_hits = False
         server.choose = lambda body: rng.choice(FAULTS) if rng.random() < args.fault_rate else reply_for(body)
         transport = CountingTransport()
-        model = load_openai("soak", base_url=server.base_url, api_key="k", timeout=1.0,
-                            http_async_client=httpx.AsyncClient(transport=transport))
+        model = load_openai(
+            "soak",
+            base_url=server.base_url,
+            api_key="k",
+            timeout=1.0,
+            http_async_client=httpx.AsyncClient(transport=transport),
+        )
         db = Path(tmp) / "refunds.sqlite"
         policy = RetryPolicy(max_attempts=8, initial_wait=0.05, max_wait=0.5, max_retry_after=1.0, max_total=15)
         orch = Orchestrator(model, tools=[refund_tool(db)], retry=policy, limits=Limits(run_timeout=args.run_timeout))
@@ -142,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         # In chunks, each Result cut down to what the checks need: growth past the warm-up is then a leak, not
         # results kept on purpose.
         for chunk in range(0, len(questions), warmup):
-            results += [Outcome(r.question, r.answer, r.error, r.elapsed, r.plan is not None
-                                and r.plan.step(2).status == "done")
-                        for r in orch.batch(questions[chunk:chunk + warmup], max_concurrency=args.bound)]
+            results += [
+                Outcome(
+                    r.question, r.answer, r.error, r.elapsed, r.plan is not None and r.plan.step(2).status == "done"
+                )
+                for r in orch.batch(questions[chunk : chunk + warmup], max_concurrency=args.bound)
+            ]
             if not rss_warm:
                 gc.collect()
                 rss_warm = rss_mib()
@@ -168,16 +184,26 @@ def main(argv: list[str] | None = None) -> int:
         f"calls in flight never above the bound ({args.bound})": transport.peak <= args.bound,
         "no refund executed twice": not duplicated,
     }
-    print(f"soak: {len(questions)} questions, fault rate {args.fault_rate:.0%}, bound {args.bound}, "
-          f"{server.requests} requests to the server, {wall:.1f} s")
-    print(f"  answered: {len(answered)} ({len(answered) / len(questions):.1%}), errors: {sum(errors.values())}"
-          f" {dict(errors.most_common())}")
-    print(f"  refunds executed: {sum(c for _, c in executions)} for {len(executions)} orders "
-          f"({refunded_ok} in answered runs); duplicated: {len(duplicated)}")
-    print(f"  peak calls in flight: {transport.peak} (bound {args.bound}); slowest question "
-          f"{max(r.elapsed for r in results):.1f} s")
-    print(f"  RSS after the first {warmup} questions: {rss_warm:.0f} MiB; after all: {rss_end:.0f} MiB "
-          f"({rss_end - rss_warm:+.0f} MiB)")
+    print(
+        f"soak: {len(questions)} questions, fault rate {args.fault_rate:.0%}, bound {args.bound}, "
+        f"{server.requests} requests to the server, {wall:.1f} s"
+    )
+    print(
+        f"  answered: {len(answered)} ({len(answered) / len(questions):.1%}), errors: {sum(errors.values())}"
+        f" {dict(errors.most_common())}"
+    )
+    print(
+        f"  refunds executed: {sum(c for _, c in executions)} for {len(executions)} orders "
+        f"({refunded_ok} in answered runs); duplicated: {len(duplicated)}"
+    )
+    print(
+        f"  peak calls in flight: {transport.peak} (bound {args.bound}); slowest question "
+        f"{max(r.elapsed for r in results):.1f} s"
+    )
+    print(
+        f"  RSS after the first {warmup} questions: {rss_warm:.0f} MiB; after all: {rss_end:.0f} MiB "
+        f"({rss_end - rss_warm:+.0f} MiB)"
+    )
     for kind in errors:
         print(f"    e.g. {next(r.error for r in results if r.error and _kind(r.error) == kind)[:300]}")
     for name, passed in checks.items():

@@ -1,9 +1,9 @@
 """How fast does `decompose --help` start? Median wall time of N runs, each in a fresh process, against 0.5 s.
 
-    python benchmarks/startup.py            # 10 runs of `python -m decompose.cli --help`
-    python benchmarks/startup.py -n 20 --script      # the installed console script instead
-    python benchmarks/startup.py --why      # the slowest imports (python -X importtime)
-    python benchmarks/startup.py --check    # exit 1 when over the target (for CI)
+python benchmarks/startup.py            # 10 runs of `python -m decompose.cli --help`
+python benchmarks/startup.py -n 20 --script      # the installed console script instead
+python benchmarks/startup.py --why      # the slowest imports (python -X importtime)
+python benchmarks/startup.py --check    # exit 1 when over the target (for CI)
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ def time_once(cmd: list[str]) -> float:
 
 
 def slowest_imports(top: int = 15) -> list[tuple[float, str]]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "decompose.cli", "--help"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "decompose.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = []
     for line in proc.stderr.splitlines():
         parts = line.split("|")
@@ -60,9 +64,11 @@ def main() -> int:
     times = [time_once(cmd) for _ in range(opts.runs)]
     median = statistics.median(times)
     verdict = "OK" if median <= TARGET_S else "OVER"
-    print(f"`{' '.join(os.path.basename(c) if i == 0 else c for i, c in enumerate(cmd))}`: median {median:.3f}s "
-          f"(min {min(times):.3f}s, max {max(times):.3f}s, {opts.runs} runs); bare interpreter {baseline:.3f}s; "
-          f"target {TARGET_S:.1f}s: {verdict}")
+    print(
+        f"`{' '.join(os.path.basename(c) if i == 0 else c for i, c in enumerate(cmd))}`: median {median:.3f}s "
+        f"(min {min(times):.3f}s, max {max(times):.3f}s, {opts.runs} runs); bare interpreter {baseline:.3f}s; "
+        f"target {TARGET_S:.1f}s: {verdict}"
+    )
     if opts.why:
         print("slowest imports (cumulative seconds):")
         for seconds, name in slowest_imports():

@@ -25,12 +25,23 @@ def read_tool_calls(message: AIMessage, names: set[str]) -> AIMessage:
             at += 1
             continue
         if isinstance(data, dict) and data.get("name") in names and isinstance(data.get("arguments"), dict):
-            calls.append({"name": data["name"], "args": data["arguments"], "id": f"call_{uuid.uuid4().hex[:12]}",
-                          "type": "tool_call"})
+            calls.append(
+                {
+                    "name": data["name"],
+                    "args": data["arguments"],
+                    "id": f"call_{uuid.uuid4().hex[:12]}",
+                    "type": "tool_call",
+                }
+            )
             at = end
         else:
             at += 1
     if not calls:
         return message
-    return AIMessage(content="", tool_calls=calls, usage_metadata=message.usage_metadata,
-                     response_metadata=message.response_metadata, id=message.id)
+    return AIMessage(
+        content="",
+        tool_calls=calls,
+        usage_metadata=message.usage_metadata,
+        response_metadata=message.response_metadata,
+        id=message.id,
+    )

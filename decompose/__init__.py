@@ -9,26 +9,50 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "Answered": "decompose.events", "Event": "decompose.events", "PlanFallback": "decompose.events",
+    "Answered": "decompose.events",
+    "Event": "decompose.events",
+    "PlanFallback": "decompose.events",
     "PlanReady": "decompose.events",
-    "Retried": "decompose.events", "StepFailed": "decompose.events", "StepFinished": "decompose.events",
-    "StepSkipped": "decompose.events", "StepStarted": "decompose.events", "Usage": "decompose.events",
-    "BudgetExceeded": "decompose.errors", "ConfigError": "decompose.errors", "DecomposeError": "decompose.errors",
-    "InputError": "decompose.errors", "ModelAccessError": "decompose.errors", "ModelError": "decompose.errors", "PlanError": "decompose.errors",
-    "StepTimeout": "decompose.errors", "ToolError": "decompose.errors", "ProgramError": "decompose.errors",
-    "Orchestrator": "decompose.orchestrator", "Limits": "decompose.limits", "Decomposer": "decompose.chains.decompose",
-    "ToolRunner": "decompose.tools.runner", "Solved": "decompose.plan", "StepContext": "decompose.solvers",
-    "DirectSolver": "decompose.solvers", "ChainOfThoughtSolver": "decompose.solvers",
-    "SelfConsistencySolver": "decompose.solvers", "RecursiveSolver": "decompose.solvers",
+    "Retried": "decompose.events",
+    "StepFailed": "decompose.events",
+    "StepFinished": "decompose.events",
+    "StepSkipped": "decompose.events",
+    "StepStarted": "decompose.events",
+    "Usage": "decompose.events",
+    "BudgetExceeded": "decompose.errors",
+    "ConfigError": "decompose.errors",
+    "DecomposeError": "decompose.errors",
+    "InputError": "decompose.errors",
+    "ModelAccessError": "decompose.errors",
+    "ModelError": "decompose.errors",
+    "PlanError": "decompose.errors",
+    "StepTimeout": "decompose.errors",
+    "ToolError": "decompose.errors",
+    "ProgramError": "decompose.errors",
+    "Orchestrator": "decompose.orchestrator",
+    "Limits": "decompose.limits",
+    "Decomposer": "decompose.chains.decompose",
+    "ToolRunner": "decompose.tools.runner",
+    "Solved": "decompose.plan",
+    "StepContext": "decompose.solvers",
+    "DirectSolver": "decompose.solvers",
+    "ChainOfThoughtSolver": "decompose.solvers",
+    "SelfConsistencySolver": "decompose.solvers",
+    "RecursiveSolver": "decompose.solvers",
     "ProgramSolver": "decompose.solvers",
-    "Plan": "decompose.plan", "Step": "decompose.plan",
+    "Plan": "decompose.plan",
+    "Step": "decompose.plan",
     "Prompts": "decompose.chains.prompts",
     "Result": "decompose.result",
     "RetryPolicy": "decompose.retry",
-    "RetryableToolError": "decompose.tools.runner", "side_effects": "decompose.tools.runner",
-    "load_model": "decompose.models", "FallbackModel": "decompose.models.fallback",
+    "RetryableToolError": "decompose.tools.runner",
+    "side_effects": "decompose.tools.runner",
+    "load_model": "decompose.models",
+    "FallbackModel": "decompose.models.fallback",
     "ScriptedChatModel": "decompose.models.scripted",
-    "IntentDetected": "decompose.events", "IntentRouter": "decompose.intents", "IntentRouting": "decompose.routing",
+    "IntentDetected": "decompose.events",
+    "IntentRouter": "decompose.intents",
+    "IntentRouting": "decompose.routing",
     "tool": "langchain_core.tools",
 }
 
@@ -60,20 +84,47 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
 
     from decompose.chains.decompose import Decomposer
     from decompose.chains.prompts import Prompts
-    from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
-                                  ModelError, PlanError, ProgramError, StepTimeout, ToolError)
-    from decompose.events import (Answered, Event, IntentDetected, PlanFallback, PlanReady, Retried, StepFailed,
-                                  StepFinished, StepSkipped, StepStarted, Usage)
+    from decompose.errors import (
+        BudgetExceeded,
+        ConfigError,
+        DecomposeError,
+        InputError,
+        ModelAccessError,
+        ModelError,
+        PlanError,
+        ProgramError,
+        StepTimeout,
+        ToolError,
+    )
+    from decompose.events import (
+        Answered,
+        Event,
+        IntentDetected,
+        PlanFallback,
+        PlanReady,
+        Retried,
+        StepFailed,
+        StepFinished,
+        StepSkipped,
+        StepStarted,
+        Usage,
+    )
     from decompose.intents import IntentRouter
-    from decompose.routing import IntentRouting
+    from decompose.limits import Limits
     from decompose.models import load_model
     from decompose.models.fallback import FallbackModel
     from decompose.models.scripted import ScriptedChatModel
-    from decompose.limits import Limits
     from decompose.orchestrator import Orchestrator
     from decompose.plan import Plan, Solved, Step
     from decompose.result import Result
     from decompose.retry import RetryPolicy
-    from decompose.solvers import (ChainOfThoughtSolver, DirectSolver, ProgramSolver, RecursiveSolver,
-                                   SelfConsistencySolver, StepContext)
+    from decompose.routing import IntentRouting
+    from decompose.solvers import (
+        ChainOfThoughtSolver,
+        DirectSolver,
+        ProgramSolver,
+        RecursiveSolver,
+        SelfConsistencySolver,
+        StepContext,
+    )
     from decompose.tools.runner import RetryableToolError, ToolRunner, side_effects

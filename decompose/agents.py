@@ -1,13 +1,14 @@
 """The ready agents: an `Orchestrator` preset each (tools + instructions + policy). `decompose agents` lists them.
 
-    from decompose.agents import build_agent
-    orch = build_agent("customer-service", model="openai:gpt-4o-mini", db_path="shop.sqlite3")
+from decompose.agents import build_agent
+orch = build_agent("customer-service", model="openai:gpt-4o-mini", db_path="shop.sqlite3")
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
@@ -15,8 +16,8 @@ from langchain_core.tools import BaseTool
 from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError
 from decompose.intents import IntentRouter
-from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting, Route
 from decompose.orchestrator import Orchestrator
+from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting, Route
 
 CUSTOMER_SERVICE = """You are the customer-service agent of a small online shop.
 Look facts up with the tools: never guess an order's status, a date or an amount. To find a customer use
@@ -26,9 +27,11 @@ customer a refund was made unless issue_refund succeeded. Policy in short: retur
 damaged items always refundable, never more than was paid. Be brief, polite and concrete."""
 
 # How an agent's final answer reads: to a customer, not to a program.
-REPLY = ("Reply to the customer in one to three full, polite sentences that answer every part of their message "
-         "(each question, and what was done or not done and why). Give amounts with their currency and dates as "
-         "the tools give them. Do not mention step numbers or tools.")
+REPLY = (
+    "Reply to the customer in one to three full, polite sentences that answer every part of their message "
+    "(each question, and what was done or not done and why). Give amounts with their currency and dates as "
+    "the tools give them. Do not mention step numbers or tools."
+)
 
 FINANCE = """You are a careful financial analyst.
 Every number comes from a tool: use the finance tools for loans, growth, present value, NPV/IRR, CAGR, returns
@@ -74,8 +77,10 @@ _AGENTS = {
         description="Order status and tracking, returns and refunds (exactly once), tickets, policy questions.",
         instructions=CUSTOMER_SERVICE,
         make_tools=_customer_service_tools,
-        examples=("I'm ann@example.com. Where is my latest order, and can I still return the kettle?",
-                  "Please refund order A1001 for ann@example.com: the kettle arrived broken."),
+        examples=(
+            "I'm ann@example.com. Where is my latest order, and can I still return the kettle?",
+            "Please refund order A1001 for ann@example.com: the kettle arrived broken.",
+        ),
         routes=CUSTOMER_SERVICE_ROUTES,
     ),
     "finance": AgentSpec(
@@ -83,8 +88,10 @@ _AGENTS = {
         description="Loans and amortisation, growth, PV/NPV/IRR, CAGR, returns and volatility, currencies.",
         instructions=FINANCE,
         make_tools=_finance_tools,
-        examples=("What is the monthly payment on a 200000 USD loan at 6% over 30 years, and the total interest?",
-                  "If I invest 10000 at 7% a year for 10 years, what is it worth, and what is that in EUR?"),
+        examples=(
+            "What is the monthly payment on a 200000 USD loan at 6% over 30 years, and the total interest?",
+            "If I invest 10000 at 7% a year for 10 years, what is it worth, and what is that in EUR?",
+        ),
     ),
 }
 
@@ -100,13 +107,21 @@ def get_agent(name: str) -> AgentSpec:
         raise ConfigError(f"unknown agent {name!r}", hint=f"agents: {', '.join(_AGENTS)}") from None
 
 
-def build_agent(name: str, model: BaseChatModel | str | None = None, *, db_path: Any = None,
-                market_data: Any = None, today: Any = None, **options: Any) -> Orchestrator:
+def build_agent(
+    name: str,
+    model: BaseChatModel | str | None = None,
+    *,
+    db_path: Any = None,
+    market_data: Any = None,
+    today: Any = None,
+    **options: Any,
+) -> Orchestrator:
     """An Orchestrator preset for agent `name`; `options` go to the Orchestrator (e.g. max_concurrency)."""
     spec = get_agent(name)
     tools = spec.make_tools(db_path=db_path, market_data=market_data, today=today)
-    return Orchestrator(model, tools=tools, prompts=Prompts.with_instructions(spec.instructions, reply=REPLY),
-                        **options)
+    return Orchestrator(
+        model, tools=tools, prompts=Prompts.with_instructions(spec.instructions, reply=REPLY), **options
+    )
 
 
 def agent_routing(name: str, router: IntentRouter) -> IntentRouting:

@@ -11,8 +11,9 @@ candidate fits the question, the question is decomposed as usual. Every candidat
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, cast
 
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
@@ -24,12 +25,15 @@ from decompose.errors import ProgramError
 from decompose.plan import Solved, Step, escape_references
 from decompose.retrieval import search, sources_of
 from decompose.scoring import leaf_numbers, normalize_answer, said_yes, same_number
-from decompose.solvers import ChainOfThoughtSolver, DirectSolver, ProgramSolver, StepContext
+from decompose.solvers import ChainOfThoughtSolver, DirectSolver, ProgramSolver, Solver, StepContext
 from decompose.tools.runner import has_side_effects
 
-NUMBER_WORDS = re.compile(r"\b(\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
-                          r"twenty|thirty|forty|fifty|hundred|thousand|million|half|twice|double|triple|dozens?|"
-                          r"thirds?|quarters?)\b", re.IGNORECASE)
+NUMBER_WORDS = re.compile(
+    r"\b(\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
+    r"twenty|thirty|forty|fifty|hundred|thousand|million|half|twice|double|triple|dozens?|"
+    r"thirds?|quarters?)\b",
+    re.IGNORECASE,
+)
 # Forms a computation never asks for: a program or a chain of thought has nothing to compute for them.
 NOT_COMPUTED = (AnswerForm.YES_NO, AnswerForm.PERSON, AnswerForm.PLACE, AnswerForm.DATE)
 
@@ -56,8 +60,9 @@ class Candidates:
     form: AnswerForm
 
 
-def candidates(question: str, *, documents: bool, tools: Sequence[BaseTool] = (), history: bool = False,
-               verify: bool = False) -> Candidates:
+def candidates(
+    question: str, *, documents: bool, tools: Sequence[BaseTool] = (), history: bool = False, verify: bool = False
+) -> Candidates:
     """Which cheap routes may answer `question`, from its form, the numbers it states, the documents and the
     tools, after what was measured on the capable model (README, "strategy='auto'"): word problems by chain of
     thought (a program next), yes/no with documents by one retrieval, other questions over documents (multi-hop)
@@ -68,8 +73,9 @@ def candidates(question: str, *, documents: bool, tools: Sequence[BaseTool] = ()
     if history:
         return Candidates((), "a later turn of a conversation: the one-call routes do not see earlier turns", form)
     if form is AnswerForm.YES_NO and documents:
-        return Candidates(("retrieval", "direct") if verify else ("retrieval",),
-                          "a yes/no question with documents", form)
+        return Candidates(
+            ("retrieval", "direct") if verify else ("retrieval",), "a yes/no question with documents", form
+        )
     if form is AnswerForm.YES_NO and not tools:
         return Candidates(("direct", "cot"), "a yes/no question", form)
     if not documents and form not in NOT_COMPUTED and len(NUMBER_WORDS.findall(question)) >= 2:
@@ -110,11 +116,18 @@ class AutoStrategy:
     def __init__(self, *, verify: bool = False):
         self.verify = verify
 
-    async def choose(self, question: str, *, caller: ModelCaller, prompts: Prompts,
-                     retriever: BaseRetriever | None, program: ProgramSolver, tools: Sequence[BaseTool] = (),
-                     history: bool = False) -> Route:
-        found = candidates(question, documents=retriever is not None, tools=tools, history=history,
-                           verify=self.verify)
+    async def choose(
+        self,
+        question: str,
+        *,
+        caller: ModelCaller,
+        prompts: Prompts,
+        retriever: BaseRetriever | None,
+        program: ProgramSolver,
+        tools: Sequence[BaseTool] = (),
+        history: bool = False,
+    ) -> Route:
+        found = candidates(question, documents=retriever is not None, tools=tools, history=history, verify=self.verify)
         if not found.names:
             return Route("decompose", found.why)
         tried: dict[str, str] = {}
@@ -130,23 +143,47 @@ class AutoStrategy:
                 continue
             if not self.verify:
                 return Route(name, f"{found.why}: {name} answered {_short(solved.answer)}", tried, solved)
-            agreeing = next((first for first in usable_so_far if same_answer(first[1].answer, solved.answer,
-                                                                             found.form)), None)
+            agreeing = next(
+                (first for first in usable_so_far if same_answer(first[1].answer, solved.answer, found.form)), None
+            )
             if agreeing is not None:
-                return Route(agreeing[0], f"{found.why}: {agreeing[0]} and {name} agreed on "
-                                          f"{_short(agreeing[1].answer)}", tried, agreeing[1])
+                return Route(
+                    agreeing[0],
+                    f"{found.why}: {agreeing[0]} and {name} agreed on {_short(agreeing[1].answer)}",
+                    tried,
+                    agreeing[1],
+                )
             usable_so_far.append((name, solved))
         said = ", ".join(f"{name} {_short(answer)}" for name, answer in tried.items())
         verdict = "no agreement" if self.verify and len(usable_so_far) > 1 else "no usable answer"
         return Route("decompose", f"{found.why}: {verdict} ({said}), decomposed", tried)
 
-    async def _try(self, name: str, question: str, caller: ModelCaller, prompts: Prompts,
-                   retriever: BaseRetriever | None, program: ProgramSolver) -> Solved:
+    async def _try(
+        self,
+        name: str,
+        question: str,
+        caller: ModelCaller,
+        prompts: Prompts,
+        retriever: BaseRetriever | None,
+        program: ProgramSolver,
+    ) -> Solved:
         passages = await search(retriever, question, "the retrieval route") if name == "retrieval" else []
-        ctx = StepContext(step=Step(id=1, question=escape_references(question)), question=question, facts=[],
-                          caller=_RouteCalls(caller), prompts=prompts, passages=passages)  # type: ignore[arg-type]
-        solver = {"direct": DirectSolver(), "retrieval": DirectSolver(), "cot": ChainOfThoughtSolver(),
-                  "program": program}[name]
+        routed = cast(ModelCaller, _RouteCalls(caller))  # a ModelCaller to the solvers: the calls they make
+        ctx = StepContext(
+            step=Step(id=1, question=escape_references(question)),
+            question=question,
+            facts=[],
+            caller=routed,
+            prompts=prompts,
+            passages=passages,
+        )
+        solvers: dict[str, Solver] = {
+            "direct": DirectSolver(),
+            "retrieval": DirectSolver(),
+            "cot": ChainOfThoughtSolver(),
+            "program": program,
+        }
+        solver = solvers[name]
         solved = await solver.solve(ctx)
         return replace(solved, sources=sources_of(passages)) if name == "retrieval" else solved
 

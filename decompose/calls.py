@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
@@ -25,7 +26,7 @@ class ModelCaller:
 
     def __init__(
         self,
-        models: FallbackModel | Sequence[BaseChatModel],
+        models: FallbackModel | Sequence[Runnable],
         *,
         policy: RetryPolicy,
         usage: Usage,
@@ -71,8 +72,9 @@ class ModelCaller:
             runnable = self._runnable(model, build, key)
             route = self._route(model)
             async with self.slots or contextlib.nullcontext():
-                return await call_with_retries(lambda: runnable.ainvoke(input), route.policy, announce,
-                                               endpoint=route.endpoint)
+                return await call_with_retries(
+                    lambda: runnable.ainvoke(input), route.policy, announce, endpoint=route.endpoint
+                )
 
         output, model = await self.fallback.call(call)
         message = _message_of(output)

@@ -4,17 +4,17 @@ synthesizer (as chat history), bounded by a token budget, so "and when will it a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
 
 from decompose.conversation_state import ConversationState
 from decompose.errors import DecomposeError
 from decompose.events import Event
-from decompose.routing import IntentRouting
 from decompose.orchestrator import Orchestrator
 from decompose.result import Result
+from decompose.routing import IntentRouting
 from decompose.sync import run_sync
 from decompose.tokens import count_message_tokens
 
@@ -35,8 +35,9 @@ class Conversation:
     first) and the turn runs with its route's tools and instructions; without it every turn runs on
     `orchestrator` as it is."""
 
-    def __init__(self, orchestrator: Orchestrator, *, max_history_tokens: int = 1500,
-                 routing: IntentRouting | None = None):
+    def __init__(
+        self, orchestrator: Orchestrator, *, max_history_tokens: int = 1500, routing: IntentRouting | None = None
+    ):
         self.orchestrator = orchestrator
         self.max_history_tokens = max_history_tokens
         self.routing = routing
@@ -83,7 +84,12 @@ class Conversation:
             messages += [HumanMessage(content=turn.question), AIMessage(content=turn.answer)]
         if messages:
             model = self.orchestrator.model
-            messages = trim_messages(messages, max_tokens=self.max_history_tokens, strategy="last",
-                                     start_on="human", token_counter=lambda msgs: count_message_tokens(msgs, model))
+            messages = trim_messages(
+                messages,
+                max_tokens=self.max_history_tokens,
+                strategy="last",
+                start_on="human",
+                token_counter=lambda msgs: count_message_tokens(msgs, model),
+            )
         state = self.state.message()
         return messages + [state] if state is not None else messages

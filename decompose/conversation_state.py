@@ -15,8 +15,17 @@ from decompose.plan import Plan, plain_numbers, resolve_args
 from decompose.tools.guards import ID_TOKEN
 
 # The fields worth remembering about a thing, beside its id: what a follow-up asks about.
-REMEMBERED = ("name", "email", "status", "eta", "delivered_on", "total", "max_refundable", "eligible",
-              "latest_order_id")
+REMEMBERED = (
+    "name",
+    "email",
+    "status",
+    "eta",
+    "delivered_on",
+    "total",
+    "max_refundable",
+    "eligible",
+    "latest_order_id",
+)
 MAX_ENTITIES = 12  # the newest ones: a long conversation's state stays a few lines
 STATE_HEADER = "What this conversation has established (from the tools; use these values, do not ask for them again):"
 
@@ -58,9 +67,9 @@ class ConversationState:
             if len(ids) == 1:
                 self._focus(kind, next(iter(ids)))
         for token in ID_TOKEN.findall(question):  # what the user names now is what they are talking about
-            known = self.entities.get(token.lower())
-            if known is not None:
-                self._focus(known.kind, known.id)
+            named = self.entities.get(token.lower())
+            if named is not None:
+                self._focus(named.kind, named.id)
         while len(self.entities) > MAX_ENTITIES:
             self.entities.pop(next(iter(self.entities)))
 
@@ -86,8 +95,11 @@ class ConversationState:
         return SystemMessage(content="\n".join(lines))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"entities": [{"kind": e.kind, "id": e.id, "facts": e.facts} for e in self.entities.values()],
-                "last": dict(self.last), "intent": self.intent}
+        return {
+            "entities": [{"kind": e.kind, "id": e.id, "facts": e.facts} for e in self.entities.values()],
+            "last": dict(self.last),
+            "intent": self.intent,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ConversationState:
@@ -110,8 +122,11 @@ def _resolved(args: dict[str, Any], answers: dict[int, Any]) -> dict[str, Any]:
 
 def _named_in_args(args: dict[str, Any]) -> list[tuple[str, str]]:
     """The (kind, id) pairs a call was about: `order_id="A1003"` → ("order", "A1003")."""
-    return [(name.removesuffix("_id"), value.strip()) for name, value in args.items()
-            if (name.endswith("_id") or name == "customer") and isinstance(value, str) and value.strip()]
+    return [
+        (name.removesuffix("_id"), value.strip())
+        for name, value in args.items()
+        if (name.endswith("_id") or name == "customer") and isinstance(value, str) and value.strip()
+    ]
 
 
 def _entities(result: Any) -> list[Entity]:
@@ -123,14 +138,23 @@ def _entities(result: Any) -> list[Entity]:
         return found
     if not isinstance(result, dict):
         return found
-    id_field = next((k for k, v in result.items() if k.endswith("_id") and isinstance(v, str) and
-                     not k.startswith(("latest_", "refund_", "ticket_"))), None)
+    id_field = next(
+        (
+            k
+            for k, v in result.items()
+            if k.endswith("_id") and isinstance(v, str) and not k.startswith(("latest_", "refund_", "ticket_"))
+        ),
+        None,
+    )
     if id_field is not None:
         facts = {k: plain_numbers(result[k]) for k in REMEMBERED if isinstance(result.get(k), (str, int, float, bool))}
         items = result.get("items")
         if isinstance(items, list):
-            names = [i if isinstance(i, str) else f"{i.get('description')} x{i.get('quantity', 1)}" for i in items
-                     if isinstance(i, str) or isinstance(i, dict) and i.get("description")]
+            names = [
+                i if isinstance(i, str) else f"{i.get('description')} x{i.get('quantity', 1)}"
+                for i in items
+                if isinstance(i, str) or isinstance(i, dict) and i.get("description")
+            ]
             if names:
                 facts["items"] = "; ".join(names)
         found.append(Entity(id_field.removesuffix("_id"), result[id_field], facts))

@@ -65,14 +65,16 @@ class RayExecutor:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ConfigError(f"RayExecutor(workers=) must be a positive number, got {self.workers!r}")
         if self.factory is not None and not callable(self.factory):
-            raise ConfigError(f"RayExecutor(factory=) must be callable, got {type(self.factory).__name__}",
-                              hint="pass a function that returns an Orchestrator")
+            raise ConfigError(
+                f"RayExecutor(factory=) must be callable, got {type(self.factory).__name__}",
+                hint="pass a function that returns an Orchestrator",
+            )
 
-    async def answer_all(self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None,
-                         limits: Limits | None) -> list[Result]:
+    async def answer_all(
+        self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None, limits: Limits | None
+    ) -> list[Result]:
         """The questions on workers started for them and stopped after them."""
-        return await asyncio.to_thread(ray_batch, orch, questions, self, max_concurrency=max_concurrency,
-                                       limits=limits)
+        return await asyncio.to_thread(ray_batch, orch, questions, self, max_concurrency=max_concurrency, limits=limits)
 
 
 def require_ray() -> Any:
@@ -90,21 +92,28 @@ def connect(address: str | None) -> Any:
     if ray.is_initialized():
         joined = ray.get_runtime_context().gcs_address
         if address not in (None, "", "auto", "local", joined):
-            raise ConfigError(f"this process is already connected to the Ray cluster at {joined}, not {address}",
-                              hint="call ray.shutdown() first, or give no address to use the connected cluster")
+            raise ConfigError(
+                f"this process is already connected to the Ray cluster at {joined}, not {address}",
+                hint="call ray.shutdown() first, or give no address to use the connected cluster",
+            )
         return ray
     if address not in (None, "auto", "local"):
         _check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
     except Exception as exc:  # ConnectionError, ValueError, RuntimeError, ...: Ray's own words, one line
-        raise ConfigError(f"cannot start or join the Ray cluster at {address or 'a new local cluster'}: "
-                          f"{' '.join(str(exc).split())[:300]}", hint=_ADDRESS_HINT) from None
+        raise ConfigError(
+            f"cannot start or join the Ray cluster at {address or 'a new local cluster'}: "
+            f"{' '.join(str(exc).split())[:300]}",
+            hint=_ADDRESS_HINT,
+        ) from None
     return ray
 
 
-_ADDRESS_HINT = ("start one with `ray start --head` and give its address (HOST:6379, or ray://HOST:10001 for Ray "
-                 "Client), or give no address for a local cluster")
+_ADDRESS_HINT = (
+    "start one with `ray start --head` and give its address (HOST:6379, or ray://HOST:10001 for Ray "
+    "Client), or give no address for a local cluster"
+)
 
 
 def _check_reachable(address: str) -> None:
@@ -119,8 +128,9 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, port), timeout=5).close()
     except OSError as exc:
-        raise ConfigError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}",
-                          hint=_ADDRESS_HINT) from None
+        raise ConfigError(
+            f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}", hint=_ADDRESS_HINT
+        ) from None
 
 
 # ----- shipping the Orchestrator --------------------------------------------------------------------------------
@@ -132,9 +142,11 @@ def payload(source: Any) -> bytes:
     from ray import cloudpickle
 
     what = "the Orchestrator" if isinstance(source, Orchestrator) else "the factory"
-    fix = ("give RayExecutor(factory=...) a module-level function that builds the Orchestrator on each worker"
-           if isinstance(source, Orchestrator) else
-           "make the factory a module-level function (or a functools.partial of one) the workers can import")
+    fix = (
+        "give RayExecutor(factory=...) a module-level function that builds the Orchestrator on each worker"
+        if isinstance(source, Orchestrator)
+        else "make the factory a module-level function (or a functools.partial of one) the workers can import"
+    )
     try:
         data = _dumps(source)
         cloudpickle.loads(data)
@@ -184,9 +196,11 @@ def _rebuild_model(cls: type, fields: dict[str, Any]) -> Any:
         # its check of a 200 that is not a completion lives on its HTTP clients: give the new ones the same
         import openai
 
-        fields = {**fields, "http_client": openai.DefaultHttpxClient(
-            event_hooks={"response": [backend._refuse_non_json]}), "http_async_client":
-            openai.DefaultAsyncHttpxClient(event_hooks={"response": [backend._arefuse_non_json]})}
+        fields = {
+            **fields,
+            "http_client": openai.DefaultHttpxClient(event_hooks={"response": [backend._refuse_non_json]}),
+            "http_async_client": openai.DefaultAsyncHttpxClient(event_hooks={"response": [backend._arefuse_non_json]}),
+        }
     return cls(**fields)
 
 
@@ -225,8 +239,10 @@ class Worker:
             source = cloudpickle.loads(data)
             orch = source if isinstance(source, Orchestrator) else source()
             if not isinstance(orch, Orchestrator):
-                raise ConfigError(f"the factory returned a {type(orch).__name__}, not an Orchestrator",
-                                  hint="return Orchestrator(...) from the factory")
+                raise ConfigError(
+                    f"the factory returned a {type(orch).__name__}, not an Orchestrator",
+                    hint="return Orchestrator(...) from the factory",
+                )
             self.orch = orch.replace(model=_CallSlots(orch.models, slots))
         except Exception as exc:  # told to the driver by `ready`, as itself, instead of a dead actor
             self.failure = (type(exc).__name__, str(exc))
@@ -249,8 +265,15 @@ class RayPool:
     The workers hold the Orchestrator (or build the factory's) they were started with, and its bound on calls in
     flight, `max_concurrency` (default: the Orchestrator's, else 8)."""
 
-    def __init__(self, source: Any, *, workers: int | None = None, address: str | None = None,
-                 max_concurrency: int | None = None, size_hint: int | None = None):
+    def __init__(
+        self,
+        source: Any,
+        *,
+        workers: int | None = None,
+        address: str | None = None,
+        max_concurrency: int | None = None,
+        size_hint: int | None = None,
+    ):
         limit = max_concurrency or getattr(source, "max_concurrency", None) or 8
         if limit < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {limit}")
@@ -260,8 +283,10 @@ class RayPool:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         count = min(workers or max(cpus, 1), limit, size_hint or limit) or 1
         if count > cpus:
-            raise ConfigError(f"{count} Ray workers need {count} CPUs, the cluster has {cpus}",
-                              hint="ask for fewer workers, or add nodes to the cluster")
+            raise ConfigError(
+                f"{count} Ray workers need {count} CPUs, the cluster has {cpus}",
+                hint="ask for fewer workers, or add nodes to the cluster",
+            )
         self.limit = limit
         self.shares = [limit // count + (i < limit % count) for i in range(count)]  # they sum to `limit`
         env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES) or k in ENV_NAMES}
@@ -271,8 +296,10 @@ class RayPool:
             for failure in ray.get([w.ready.remote() for w in self.workers]):
                 if failure is not None:
                     kind, message = failure
-                    raise ConfigError(f"a Ray worker could not build the Orchestrator: {kind}: {message}",
-                                      hint="check that the model, tools and files it needs exist on every node")
+                    raise ConfigError(
+                        f"a Ray worker could not build the Orchestrator: {kind}: {message}",
+                        hint="check that the model, tools and files it needs exist on every node",
+                    )
         except ConfigError:
             self.close()
             raise
@@ -280,8 +307,10 @@ class RayPool:
             self.close()
             if not isinstance(exc, Exception):
                 raise
-            raise ConfigError(f"a Ray worker did not start: {one_line(exc)[:300]}",
-                              hint="install this package, with the same version, on every node") from None
+            raise ConfigError(
+                f"a Ray worker did not start: {one_line(exc)[:300]}",
+                hint="install this package, with the same version, on every node",
+            ) from None
 
     def run(self, jobs: Sequence[tuple[Callable, tuple]]) -> Iterator[tuple[int, Any]]:
         """Run each `(job, args)`, `async job(orch, *args)`, on the workers; yield `(index, value)` as each
@@ -295,39 +324,48 @@ class RayPool:
             self.ray.kill(w)
         self.workers = []
 
-    async def answer_all(self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None,
-                         limits: Limits | None) -> list[Result]:
+    async def answer_all(
+        self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None, limits: Limits | None
+    ) -> list[Result]:
         """The questions on this pool's workers (which hold the Orchestrator they were started with)."""
-        return await asyncio.to_thread(ray_batch, orch, questions, self, max_concurrency=max_concurrency,
-                                       limits=limits)
+        return await asyncio.to_thread(ray_batch, orch, questions, self, max_concurrency=max_concurrency, limits=limits)
 
-    def __enter__(self) -> "RayPool":
+    def __enter__(self) -> RayPool:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def run_jobs(source: Any, jobs: Sequence[tuple[Callable, tuple]], executor: "RayExecutor | RayPool",
-             limit: int | None) -> Iterator[tuple[int, Any]]:
+def run_jobs(
+    source: Any, jobs: Sequence[tuple[Callable, tuple]], executor: RayExecutor | RayPool, limit: int | None
+) -> Iterator[tuple[int, Any]]:
     """`RayPool.run` on the given pool, or on one started for these jobs and stopped after them (also on Ctrl-C
     or an early stop: nothing is left running on the cluster)."""
     if isinstance(executor, RayPool):
         if limit is not None and limit != executor.limit:
-            raise ConfigError(f"max_concurrency={limit}, but the RayPool was started with {executor.limit}",
-                              hint="give the bound to RayPool(max_concurrency=...)")
+            raise ConfigError(
+                f"max_concurrency={limit}, but the RayPool was started with {executor.limit}",
+                hint="give the bound to RayPool(max_concurrency=...)",
+            )
         yield from executor.run(jobs)
         return
-    pool = RayPool(executor.factory or source, workers=executor.workers, address=executor.address,
-                   max_concurrency=limit, size_hint=len(jobs))
+    pool = RayPool(
+        executor.factory or source,
+        workers=executor.workers,
+        address=executor.address,
+        max_concurrency=limit,
+        size_hint=len(jobs),
+    )
     try:
         yield from pool.run(jobs)
     finally:
         pool.close()
 
 
-def _dispatch(ray: Any, workers: list, shares: list[int], jobs: Sequence[tuple[Callable, tuple]]
-              ) -> Iterator[tuple[int, Any]]:
+def _dispatch(
+    ray: Any, workers: list, shares: list[int], jobs: Sequence[tuple[Callable, tuple]]
+) -> Iterator[tuple[int, Any]]:
     pending, load = deque(enumerate(jobs)), [0] * len(workers)
     running: dict[Any, tuple[int, int]] = {}  # ref -> (job index, worker index)
     try:
@@ -358,8 +396,14 @@ def _dispatch(ray: Any, workers: list, shares: list[int], jobs: Sequence[tuple[C
 # ----- batch ----------------------------------------------------------------------------------------------------
 
 
-def ray_batch(orch: Orchestrator, questions: Iterable[str], executor: RayExecutor | RayPool, *,
-              max_concurrency: int | None = None, limits: Limits | None = None) -> list[Result]:
+def ray_batch(
+    orch: Orchestrator,
+    questions: Iterable[str],
+    executor: RayExecutor | RayPool,
+    *,
+    max_concurrency: int | None = None,
+    limits: Limits | None = None,
+) -> list[Result]:
     """`Orchestrator.batch(..., executor="ray")`: the Results in input order, each failure in its `error`."""
     questions = list(questions)
     if not questions:

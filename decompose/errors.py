@@ -55,8 +55,7 @@ class ProgramError(DecomposeError):
     """A program step's program was refused, failed, or ran past its time or memory limit. It carries the program
     (`program`) and what it printed (`output`), so a failed step still shows them."""
 
-    def __init__(self, message: str, hint: str | None = None, *, program: str | None = None,
-                 output: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, *, program: str | None = None, output: str | None = None):
         super().__init__(message, hint)
         self.program = program
         self.output = output

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from langchain_core.messages import AIMessage
 
@@ -52,7 +53,7 @@ class Event:
         if unknown:
             raise ValueError(f"{data['type']} has no field {unknown[0]!r}; its fields are {', '.join(sorted(fields))}")
         try:
-            return kind(**values)  # type: ignore[return-value]
+            return kind(**values)  # type: ignore[return-value]  # EVENT_TYPES holds RunEvent's classes only
         except TypeError as exc:  # a required field is missing
             raise ValueError(f"{data['type']}: {exc}") from None
 
@@ -206,7 +207,17 @@ class Usage:
 
 
 # The union of every event a run emits; `decompose.run_state.apply` matches on it.
-RunEvent = (PlanReady | PlanFallback | StepStarted | StepFinished | StepFailed | StepSkipped | Retried | IntentDetected
-            | RouteChosen | Answered)
+RunEvent = (
+    PlanReady
+    | PlanFallback
+    | StepStarted
+    | StepFinished
+    | StepFailed
+    | StepSkipped
+    | Retried
+    | IntentDetected
+    | RouteChosen
+    | Answered
+)
 
 Emit = Callable[[Event], None]

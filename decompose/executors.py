@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Executor(Protocol):
-    async def answer_all(self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None,
-                         limits: Limits | None) -> list[Result]:
+    async def answer_all(
+        self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None, limits: Limits | None
+    ) -> list[Result]:
         """One Result per question, in input order; one question's failure is its Result's `error`."""
         ...
 
@@ -38,8 +39,9 @@ class InProcess:
     """The questions as tasks on this process's event loop. `max_concurrency` (default: the Orchestrator's) bounds
     both the questions in progress and the model calls in flight across the whole batch."""
 
-    async def answer_all(self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None,
-                         limits: Limits | None) -> list[Result]:
+    async def answer_all(
+        self, orch: Orchestrator, questions: Sequence[str], *, max_concurrency: int | None, limits: Limits | None
+    ) -> list[Result]:
         limit = max_concurrency or orch.max_concurrency
         if limit < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {limit}")
@@ -52,8 +54,9 @@ class InProcess:
         return list(await asyncio.gather(*(one(q) for q in questions)))
 
 
-async def answer_settled(orch: Orchestrator, question: str, *, limits: Limits | None = None,
-                         call_slots: asyncio.Semaphore | None = None) -> Result:
+async def answer_settled(
+    orch: Orchestrator, question: str, *, limits: Limits | None = None, call_slots: asyncio.Semaphore | None = None
+) -> Result:
     """`orch.arun(question)` as a batch needs it: a failure is the Result's `error` (with what the run did before
     it failed), never an exception. `call_slots`, shared by the batch, bounds its model calls in flight."""
     try:
@@ -72,5 +75,7 @@ def as_executor(executor: Executor | str) -> Executor:
         return getattr(importlib.import_module(module), name)()
     if isinstance(executor, Executor):
         return executor
-    raise ConfigError(f"unknown executor {executor!r}",
-                      hint="use 'local', 'ray', or an object with `async answer_all(...)` such as RayExecutor(...)")
+    raise ConfigError(
+        f"unknown executor {executor!r}",
+        hint="use 'local', 'ray', or an object with `async answer_all(...)` such as RayExecutor(...)",
+    )

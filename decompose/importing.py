@@ -32,8 +32,10 @@ def resolve(target: str, attr: str, spec: str) -> Any:
     try:
         module = importlib.import_module(target)
     except ImportError as exc:
-        raise ConfigError(f"cannot import module {target!r} (from {spec!r}): {exc}",
-                          hint="check the module name and that it is installed or on PYTHONPATH") from None
+        raise ConfigError(
+            f"cannot import module {target!r} (from {spec!r}): {exc}",
+            hint="check the module name and that it is installed or on PYTHONPATH",
+        ) from None
     except Exception as exc:
         raise ConfigError(f"importing {target!r} (from {spec!r}) failed: {type(exc).__name__}: {exc}") from None
     return attribute(module, attr, spec)
@@ -45,8 +47,10 @@ def attribute(module: Any, attr: str, spec: str) -> Any:
     except AttributeError:
         public = sorted(n for n in vars(module) if not n.startswith("_"))[:12]
         where = getattr(module, "__file__", None) if module.__name__.startswith(_FILE_MODULE) else module.__name__
-        raise ConfigError(f"{where} has no attribute {attr!r} (from {spec!r})",
-                          hint=f"names there include: {', '.join(public) or 'none'}") from None
+        raise ConfigError(
+            f"{where} has no attribute {attr!r} (from {spec!r})",
+            hint=f"names there include: {', '.join(public) or 'none'}",
+        ) from None
 
 
 def load_file(path: str, spec: str) -> Any:
@@ -67,8 +71,10 @@ def load_file(path: str, spec: str) -> Any:
         loader_spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise ConfigError(f"running {path} (from {spec!r}) failed: {type(exc).__name__}: {exc}",
-                          hint="fix the file; run with --debug for the traceback") from exc
+        raise ConfigError(
+            f"running {path} (from {spec!r}) failed: {type(exc).__name__}: {exc}",
+            hint="fix the file; run with --debug for the traceback",
+        ) from exc
     return module
 
 
@@ -76,5 +82,7 @@ def call_factory(factory: Any, spec: str) -> Any:
     try:
         return factory()
     except TypeError as exc:
-        raise ConfigError(f"{spec!r}: calling it with no arguments failed: {exc}",
-                          hint="point at an object, or at a factory that takes no arguments") from None
+        raise ConfigError(
+            f"{spec!r}: calling it with no arguments failed: {exc}",
+            hint="point at an object, or at a factory that takes no arguments",
+        ) from None

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -61,12 +62,18 @@ class IntentRouter:
     name: str = "router"
 
     @staticmethod
-    def zero_shot(model: Any, intents: Sequence[str], *, fallback: str = FALLBACK_INTENT,
-                  descriptions: dict[str, str] | None = None, retry: RetryPolicy | None = None) -> "ZeroShotRouter":
+    def zero_shot(
+        model: Any,
+        intents: Sequence[str],
+        *,
+        fallback: str = FALLBACK_INTENT,
+        descriptions: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ZeroShotRouter:
         return ZeroShotRouter(model, intents, fallback=fallback, descriptions=descriptions, retry=retry)
 
     @staticmethod
-    def load(folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> "TrainedRouter":
+    def load(folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> TrainedRouter:
         return TrainedRouter.load(folder, model=model, min_confidence=min_confidence)
 
     def classify(self, text: str) -> IntentPrediction:
@@ -83,12 +90,20 @@ class IntentRouter:
 
 # ----- zero-shot --------------------------------------------------------------------------------------------
 
+
 class ZeroShotRouter(IntentRouter):
     """The chat model chooses among `intents` (structured output where the model has it). Its calls go through
     `ModelCaller` as a run's do: retried under `retry` (default `RetryPolicy()`), then the model's fallbacks."""
 
-    def __init__(self, model: Any, intents: Sequence[str], *, fallback: str = FALLBACK_INTENT,
-                 descriptions: dict[str, str] | None = None, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        model: Any,
+        intents: Sequence[str],
+        *,
+        fallback: str = FALLBACK_INTENT,
+        descriptions: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+    ):
         from decompose.models import chat_model_of, load_model
 
         self.intents = _checked_intents(intents)
@@ -96,18 +111,26 @@ class ZeroShotRouter(IntentRouter):
         self.model = load_model(model)
         chat = chat_model_of(self.model)
         self.name = f"zero-shot:{_model_name(chat or self.model)}"
-        listed = [f"- {i}: {descriptions[i]}" if descriptions and i in descriptions else f"- {i}"
-                  for i in self.intents]
+        listed = [f"- {i}: {descriptions[i]}" if descriptions and i in descriptions else f"- {i}" for i in self.intents]
         self.system = ZERO_SHOT_SYSTEM.format(intents="\n".join(listed))
         # The enum holds the reply to a real name; the fallback is a choice too, so "none of these" is expressible.
         names = self.intents + ([fallback] if fallback not in self.intents else [])
-        self.schema = {"title": "IntentChoice", "description": "The customer's intent.", "type": "object",
-                       "properties": {"intent": {"type": "string", "enum": names}},
-                       "required": ["intent"], "additionalProperties": False}
+        self.schema = {
+            "title": "IntentChoice",
+            "description": "The customer's intent.",
+            "type": "object",
+            "properties": {"intent": {"type": "string", "enum": names}},
+            "required": ["intent"],
+            "additionalProperties": False,
+        }
         self.retry = retry or RetryPolicy()
         self.structured = self._has_structured_output()
-        self.caller = ModelCaller(self.model if isinstance(self.model, FallbackModel) else [self.model],
-                                  policy=self.retry, usage=Usage(), emit=lambda event: None)
+        self.caller = ModelCaller(
+            self.model if isinstance(self.model, FallbackModel) else [self.model],
+            policy=self.retry,
+            usage=Usage(),
+            emit=lambda event: None,
+        )
 
     def _has_structured_output(self) -> bool:
         try:
@@ -158,8 +181,9 @@ class ZeroShotRouter(IntentRouter):
             return IntentPrediction(self.fallback, 0.0, self.name, error=f"{type(exc).__name__}: {exc}")
         choice = parse_intent(reply, self.intents)
         if choice is None:
-            return IntentPrediction(self.fallback, 0.0, self.name,
-                                    error=f"the model named no known intent: {reply.strip()[:80]!r}")
+            return IntentPrediction(
+                self.fallback, 0.0, self.name, error=f"the model named no known intent: {reply.strip()[:80]!r}"
+            )
         return IntentPrediction(choice, None, self.name)
 
 
@@ -188,6 +212,7 @@ def intent_key(text: str) -> str:
 
 # ----- trained ----------------------------------------------------------------------------------------------
 
+
 class SentenceEncoder:
     """Sentence vectors from a local causal LM: the mean of its last hidden states over the text's tokens.
 
@@ -199,9 +224,11 @@ class SentenceEncoder:
         self.spec = model if isinstance(model, str) else None
         chat = chat_model_of(base_model(model) if isinstance(model, str) else load_model(model))
         if getattr(chat, "hf_model", None) is None or getattr(chat, "tokenizer", None) is None:
-            raise ConfigError(f"a trained intent router needs a local Transformers model, not "
-                              f"{type(chat).__name__}", hint="use 'smollm2' (the default) or 'hf:PATH'")
-        self.chat = chat
+            raise ConfigError(
+                f"a trained intent router needs a local Transformers model, not {type(chat).__name__}",
+                hint="use 'smollm2' (the default) or 'hf:PATH'",
+            )
+        self.chat: Any = chat  # a local model (ChatTransformers): its hf_model and tokenizer, checked above
         self.max_length = max_length
         self.batch_size = batch_size
 
@@ -218,7 +245,7 @@ class SentenceEncoder:
         device = next(hf_model.parameters()).device
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
+                batch = order[start : start + self.batch_size]
                 width = max(len(ids[i]) for i in batch)
                 # Right padding: under causal attention the real tokens never see the pads after them.
                 input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -245,8 +272,17 @@ class TrainedRouter(IntentRouter):
     """A linear classifier over `SentenceEncoder` vectors. `weights` (intents × hidden) and `bias` already fold
     in the feature scaling used in training, so a prediction is one matrix product and a softmax."""
 
-    def __init__(self, intents: Sequence[str], weights: Any, bias: Any, *, encoder: SentenceEncoder,
-                 info: dict[str, Any] | None = None, fallback: str = FALLBACK_INTENT, min_confidence: float = 0.0):
+    def __init__(
+        self,
+        intents: Sequence[str],
+        weights: Any,
+        bias: Any,
+        *,
+        encoder: SentenceEncoder,
+        info: dict[str, Any] | None = None,
+        fallback: str = FALLBACK_INTENT,
+        min_confidence: float = 0.0,
+    ):
         self.intents = _checked_intents(intents)
         self.weights, self.bias = weights, bias
         self.encoder = encoder
@@ -271,8 +307,14 @@ class TrainedRouter(IntentRouter):
             best = int(row.argmax())
             confidence = float(row[best])
             if confidence < self.min_confidence:  # unsure: the fallback route, not a wrong specific one
-                out.append(IntentPrediction(self.fallback, confidence, self.name,
-                                            error=f"best guess {self.intents[best]} below min_confidence"))
+                out.append(
+                    IntentPrediction(
+                        self.fallback,
+                        confidence,
+                        self.name,
+                        error=f"best guess {self.intents[best]} below min_confidence",
+                    )
+                )
             else:
                 out.append(IntentPrediction(self.intents[best], confidence, self.name))
         return out
@@ -283,14 +325,20 @@ class TrainedRouter(IntentRouter):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / WEIGHTS_FILE, weights=self.weights.astype(np.float32), bias=self.bias.astype(np.float32))
-        info = {"format": FORMAT, "version": 1, **self.info, "intents": self.intents, "fallback": self.fallback,
-                "features": "mean of the model's last hidden states over the text's tokens",
-                "max_length": self.encoder.max_length}
+        info = {
+            "format": FORMAT,
+            "version": 1,
+            **self.info,
+            "intents": self.intents,
+            "fallback": self.fallback,
+            "features": "mean of the model's last hidden states over the text's tokens",
+            "max_length": self.encoder.max_length,
+        }
         (folder / ROUTER_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> "TrainedRouter":
+    def load(cls, folder: str | Path, *, model: Any = None, min_confidence: float = 0.0) -> TrainedRouter:
         """Load what `save` (or `decompose train --intents`) wrote. `model`: an already loaded chat model to take
         the features from (it must be the model the router was trained on); default: load the saved spec."""
         import numpy as np
@@ -298,33 +346,50 @@ class TrainedRouter(IntentRouter):
         folder = Path(folder)
         meta_path, weights_path = folder / ROUTER_FILE, folder / WEIGHTS_FILE
         if not meta_path.is_file() or not weights_path.is_file():
-            raise ConfigError(f"{folder} is not an intent router (no {ROUTER_FILE} and {WEIGHTS_FILE})",
-                              hint="make one with: decompose train --intents banking77_train.csv --out DIR")
+            raise ConfigError(
+                f"{folder} is not an intent router (no {ROUTER_FILE} and {WEIGHTS_FILE})",
+                hint="make one with: decompose train --intents banking77_train.csv --out DIR",
+            )
         try:
             info = json.loads(meta_path.read_text(encoding="utf-8"))
             arrays = np.load(weights_path)
             weights, bias = arrays["weights"], arrays["bias"]
         except (ValueError, KeyError, OSError) as exc:
-            raise ConfigError(f"{folder}: unreadable intent router ({exc})",
-                              hint="train it again with decompose train --intents") from None
+            raise ConfigError(
+                f"{folder}: unreadable intent router ({exc})", hint="train it again with decompose train --intents"
+            ) from None
         if info.get("format") != FORMAT or weights.shape[0] != len(info.get("intents", ())):
-            raise ConfigError(f"{folder}: not a {FORMAT} folder, or its weights do not match its intents",
-                              hint="train it again with decompose train --intents")
-        encoder = SentenceEncoder(model if model is not None else info.get("model", "smollm2"),
-                                  max_length=int(info.get("max_length", 64)))
+            raise ConfigError(
+                f"{folder}: not a {FORMAT} folder, or its weights do not match its intents",
+                hint="train it again with decompose train --intents",
+            )
+        encoder = SentenceEncoder(
+            model if model is not None else info.get("model", "smollm2"), max_length=int(info.get("max_length", 64))
+        )
         if weights.shape[1] != encoder.chat.hf_model.config.hidden_size:
-            raise ConfigError(f"{folder} was trained on {info.get('model')!r}, whose vectors have {weights.shape[1]} "
-                              f"values, not on this model ({encoder.chat.hf_model.config.hidden_size})",
-                              hint="load it with the model it was trained on")
-        return cls(info["intents"], weights, bias, encoder=encoder, info=info,
-                   fallback=info.get("fallback", FALLBACK_INTENT), min_confidence=min_confidence)
+            raise ConfigError(
+                f"{folder} was trained on {info.get('model')!r}, whose vectors have {weights.shape[1]} "
+                f"values, not on this model ({encoder.chat.hf_model.config.hidden_size})",
+                hint="load it with the model it was trained on",
+            )
+        return cls(
+            info["intents"],
+            weights,
+            bias,
+            encoder=encoder,
+            info=info,
+            fallback=info.get("fallback", FALLBACK_INTENT),
+            min_confidence=min_confidence,
+        )
 
 
 def _checked_intents(intents: Iterable[str]) -> list[str]:
     names = [str(i).strip() for i in intents]
     if len(names) < 2 or any(not n for n in names) or len(set(names)) != len(names):
-        raise ConfigError(f"an intent router needs two or more distinct, non-empty intent names, got {names[:5]}",
-                          hint="pass the names of the intents to choose among")
+        raise ConfigError(
+            f"an intent router needs two or more distinct, non-empty intent names, got {names[:5]}",
+            hint="pass the names of the intents to choose among",
+        )
     return names
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from decompose.errors import BudgetExceeded, ConfigError
 from decompose.events import Usage
@@ -25,10 +26,12 @@ class Limits:
         for name in ("run_timeout", "step_timeout", "max_tokens", "max_model_calls"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise ConfigError(f"Limits.{name} must be a positive number or None, got {value!r}",
-                                  hint=f"leave {name} out for no limit")
+                raise ConfigError(
+                    f"Limits.{name} must be a positive number or None, got {value!r}",
+                    hint=f"leave {name} out for no limit",
+                )
 
-    def replace(self, **changes: float | int | None) -> Limits:
+    def replace(self, **changes: Any) -> Limits:
         """This record with some limits changed: `orch.limits.replace(max_tokens=2000)` for one run."""
         return dataclasses.replace(self, **changes)
 
@@ -45,10 +48,16 @@ class Limits:
 
     def exceeded(self, usage: Usage, calls_started: int) -> BudgetExceeded:
         """The error, from the run's final usage: calls in flight when a limit was reached still count."""
-        if self.max_model_calls is not None and calls_started >= self.max_model_calls and not (
-                self.max_tokens is not None and usage.total_tokens > self.max_tokens):
-            return BudgetExceeded(f"model call limit reached: {calls_started} calls made, max_model_calls="
-                                  f"{self.max_model_calls}",
-                                  hint="raise Limits.max_model_calls or ask a narrower question")
-        return BudgetExceeded(f"token budget exceeded: {usage.total_tokens} tokens used, max_tokens="
-                              f"{self.max_tokens}", hint="raise Limits.max_tokens or ask a narrower question")
+        if (
+            self.max_model_calls is not None
+            and calls_started >= self.max_model_calls
+            and not (self.max_tokens is not None and usage.total_tokens > self.max_tokens)
+        ):
+            return BudgetExceeded(
+                f"model call limit reached: {calls_started} calls made, max_model_calls={self.max_model_calls}",
+                hint="raise Limits.max_model_calls or ask a narrower question",
+            )
+        return BudgetExceeded(
+            f"token budget exceeded: {usage.total_tokens} tokens used, max_tokens={self.max_tokens}",
+            hint="raise Limits.max_tokens or ask a narrower question",
+        )

@@ -9,7 +9,8 @@ ends (to clients that ask for progress).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 from mcp.server.fastmcp import Context, FastMCP
@@ -39,13 +40,19 @@ class Reply(BaseModel):
 
     answer: str = Field(description="the agent's answer")
     steps: list[PlanStep] = Field(description="the plan's steps, each with its answer: what the answer rests on")
-    citations: list[dict[str, Any]] = Field(default_factory=list,
-                                            description="passages the steps and the answer were shown")
+    citations: list[dict[str, Any]] = Field(
+        default_factory=list, description="passages the steps and the answer were shown"
+    )
     error: str | None = Field(None, description="set when the run stopped early and the answer is partial")
 
 
-def ready_agents(model: Any, names: Sequence[str] | None = None, *, tools: Sequence[Any] = (),
-                 options: Mapping[str, Any] | None = None) -> dict[str, Orchestrator]:
+def ready_agents(
+    model: Any,
+    names: Sequence[str] | None = None,
+    *,
+    tools: Sequence[Any] = (),
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Orchestrator]:
     """The ready agents named (default: every one; `decompose` is the model with `tools`), each built on `model`."""
     from decompose.agents import build_agent, get_agent, list_agents
 
@@ -55,8 +62,12 @@ def ready_agents(model: Any, names: Sequence[str] | None = None, *, tools: Seque
             get_agent(name)  # an unknown name fails before anything is built
     if len(set(names)) != len(names):
         raise ConfigError("an agent is named twice", hint="name each agent once")
-    return {name: Orchestrator(model, tools=list(tools), **dict(options or {})) if name == PLAIN
-            else build_agent(name, model=model, **dict(options or {})) for name in names}
+    return {
+        name: Orchestrator(model, tools=list(tools), **dict(options or {}))
+        if name == PLAIN
+        else build_agent(name, model=model, **dict(options or {}))
+        for name in names
+    }
 
 
 def create_mcp_server(agents: Mapping[str, Orchestrator], *, host: str = "127.0.0.1", port: int = 8000) -> FastMCP:
@@ -66,19 +77,32 @@ def create_mcp_server(agents: Mapping[str, Orchestrator], *, host: str = "127.0.
 
     if not agents:
         raise ConfigError("no agents to serve", hint="name at least one with --agent")
-    server = FastMCP("decompose", host=host, port=port, log_level="WARNING",
-                     instructions="Agents that answer in steps: each tool plans, calls its tools and answers.")
+    server = FastMCP(
+        "decompose",
+        host=host,
+        port=port,
+        log_level="WARNING",
+        instructions="Agents that answer in steps: each tool plans, calls its tools and answers.",
+    )
     for name, orch in agents.items():
-        description = (get_agent(name).description if name != PLAIN
-                       else "Answers with a model" + (" and these tools" if orch.tools else "") + ".")
+        description = (
+            get_agent(name).description
+            if name != PLAIN
+            else "Answers with a model" + (" and these tools" if orch.tools else "") + "."
+        )
         tools = ", ".join(t.name for t in orch.tools)
         read_only = not any(has_side_effects(t) for t in orch.tools)
-        server.add_tool(_ask(orch), name=name.replace("-", "_"), title=name,
-                        description=f"{description} Ask it a question in plain words; it answers in steps"
-                                    + (f" with its tools ({tools})." if tools else "."),
-                        annotations=ToolAnnotations(title=name, readOnlyHint=read_only,
-                                                    destructiveHint=not read_only, idempotentHint=False),
-                        structured_output=True)
+        server.add_tool(
+            _ask(orch),
+            name=name.replace("-", "_"),
+            title=name,
+            description=f"{description} Ask it a question in plain words; it answers in steps"
+            + (f" with its tools ({tools})." if tools else "."),
+            annotations=ToolAnnotations(
+                title=name, readOnlyHint=read_only, destructiveHint=not read_only, idempotentHint=False
+            ),
+            structured_output=True,
+        )
     return server
 
 
@@ -93,8 +117,18 @@ def _ask(orch: Orchestrator) -> Any:
             await pumping
         if result.answer is None:  # the client sees a tool error (isError) with the run's reason
             raise ToolError(f"the agent gave no answer: {result.error or 'no answer'}")
-        steps = [PlanStep(id=s.id, question=s.question, tool=s.tool, args=s.args or None, status=s.status,
-                      answer=s.answer, error=s.error) for s in (result.plan.steps if result.plan else [])]
+        steps = [
+            PlanStep(
+                id=s.id,
+                question=s.question,
+                tool=s.tool,
+                args=s.args or None,
+                status=s.status,
+                answer=s.answer,
+                error=s.error,
+            )
+            for s in (result.plan.steps if result.plan else [])
+        ]
         return Reply(answer=result.answer, steps=steps, citations=result.citations, error=result.error)
 
     return ask

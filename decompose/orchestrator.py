@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any, Unpack
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -25,23 +27,30 @@ from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
-from decompose.errors import (BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError,
-                             PlanError)
+from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError, PlanError
 from decompose.events import Answered, Event, PlanFallback, RouteChosen, Usage
 from decompose.executors import Executor, as_executor
+from decompose.limits import Limits
 from decompose.models import load_model
 from decompose.models.fallback import FallbackModel
-from decompose.plan import (Plan, Step, append_steps, escape_references, known_answers, question_key,
-                            resolve_args, resolve_text)
-from decompose.limits import Limits
+from decompose.plan import (
+    Plan,
+    Step,
+    append_steps,
+    escape_references,
+    known_answers,
+    question_key,
+    resolve_args,
+    resolve_text,
+)
 from decompose.result import Result
 from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
 from decompose.scheduler import Hooks, run_dag
-from decompose.sync import run_sync
-from decompose.step_state import RunRecord, close_unfinished, drop, state_hooks
-from decompose.settings import checked, make_strategy, moved_settings
+from decompose.settings import MovedSettings, checked, make_strategy, moved_settings
 from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
+from decompose.step_state import RunRecord, close_unfinished, drop, state_hooks
+from decompose.sync import run_sync
 from decompose.tools.guards import Grounding, UserWords
 from decompose.tools.runner import ToolRunner, has_side_effects
 
@@ -86,26 +95,32 @@ class Orchestrator:
         retry: RetryPolicy | None = None,
         prompts: Prompts | None = None,
         max_concurrency: int = 8,
-        **moved: Any,
+        **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
-            strategy, decomposer, tool_runner, limits = moved_settings(moved, strategy, decomposer, tool_runner,
-                                                                        limits)
+            strategy, decomposer, tool_runner, limits = moved_settings(
+                moved, strategy, decomposer, tool_runner, limits, valid=_KEYWORDS
+            )
         # What `replace` copies: every argument as given (the flat ones of earlier versions as the parts they made).
         self._arguments = {name: value for name, value in locals().items() if name not in ("self", "moved")}
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if retriever is not None and not isinstance(retriever, BaseRetriever):
-            raise ConfigError(f"retriever must be a LangChain BaseRetriever, got {type(retriever).__name__}",
-                              hint="wrap your search in a BaseRetriever, or use LocalDocsRetriever.from_path")
+            raise ConfigError(
+                f"retriever must be a LangChain BaseRetriever, got {type(retriever).__name__}",
+                hint="wrap your search in a BaseRetriever, or use LocalDocsRetriever.from_path",
+            )
         if isinstance(model, FallbackModel):  # its own fallbacks and fallback_on
             if fallbacks:
-                raise ConfigError("fallbacks are given twice: in the FallbackModel and as fallbacks=",
-                                  hint="put every fallback in the FallbackModel")
+                raise ConfigError(
+                    "fallbacks are given twice: in the FallbackModel and as fallbacks=",
+                    hint="put every fallback in the FallbackModel",
+                )
             self.models = model
         else:
             self.models = FallbackModel(load_model(model), *(load_model(m) for m in fallbacks))
-        self._arguments.update(model=self.models, fallbacks=())  # a copy shares the models instead of loading them again
+        # A copy shares the models instead of loading them again.
+        self._arguments.update(model=self.models, fallbacks=())
         self.model, self.fallbacks = self.models.models[0], self.models.models[1:]
         self.tools = list(tools)
         # "auto" chooses per question how to answer it (auto.py); a decomposition's steps are then answered directly.
@@ -119,11 +134,17 @@ class Orchestrator:
         self.prompts = prompts or Prompts()
         self.max_concurrency = max_concurrency
         self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
-            self.prompts, self.tools, documents=retriever is not None)
+            self.prompts, self.tools, documents=retriever is not None
+        )
         self.tool_runner = checked(tool_runner or ToolRunner(), ToolRunner, "tool_runner").configured(
-            self.tools, self.prompts)
-        self.synthesizer = Synthesizer(self.prompts, retriever=retriever, tools=self.tools,
-                                       direct_when_nothing=self.decomposer.on_failure == "direct")
+            self.tools, self.prompts
+        )
+        self.synthesizer = Synthesizer(
+            self.prompts,
+            retriever=retriever,
+            tools=self.tools,
+            direct_when_nothing=self.decomposer.on_failure == "direct",
+        )
 
     def replace(self, **parts: Any) -> Orchestrator:
         """A new Orchestrator made with this one's arguments, `parts` changed: `orch.replace(tools=[...])`. It shares
@@ -131,8 +152,10 @@ class Orchestrator:
         alone keeps the primary) and its settings objects."""
         unknown = sorted(set(parts) - set(self._arguments))
         if unknown:
-            raise ConfigError(f"Orchestrator.replace() got an unexpected argument {unknown[0]!r}",
-                              hint=f"use one of: {', '.join(self._arguments)}")
+            raise ConfigError(
+                f"Orchestrator.replace() got an unexpected argument {unknown[0]!r}",
+                hint=f"use one of: {', '.join(self._arguments)}",
+            )
         if "fallbacks" in parts and "model" not in parts:
             parts["model"] = self.model
         return type(self)(**{**self._arguments, **parts})
@@ -147,8 +170,14 @@ class Orchestrator:
 
     # ----- public API -------------------------------------------------------------------------------------
 
-    def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-            history: Sequence[BaseMessage] = (), limits: Limits | None = None) -> Result:
+    def run(
+        self,
+        question: str,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        history: Sequence[BaseMessage] = (),
+        limits: Limits | None = None,
+    ) -> Result:
         return run_sync(self.arun(question, on_event=on_event, history=history, limits=limits))
 
     def plan(self, question: str) -> Plan:
@@ -164,17 +193,36 @@ class Orchestrator:
         self.decomposer.check_tools(plan)
         return plan
 
-    def execute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
-                on_event: Callable[[Event], None] | None = None, limits: Limits | None = None) -> Result:
+    def execute(
+        self,
+        plan: Plan | str | dict,
+        *,
+        question: str | None = None,
+        run_id: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        limits: Limits | None = None,
+    ) -> Result:
         return run_sync(self.aexecute(plan, question=question, run_id=run_id, on_event=on_event, limits=limits))
 
-    def batch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-              limits: Limits | None = None, executor: Executor | str = "local") -> list[Result]:
+    def batch(
+        self,
+        questions: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        limits: Limits | None = None,
+        executor: Executor | str = "local",
+    ) -> list[Result]:
         return run_sync(self.abatch(questions, max_concurrency=max_concurrency, limits=limits, executor=executor))
 
-    async def arun(self, question: str, *, on_event: Callable[[Event], None] | None = None,
-                   history: Sequence[BaseMessage] = (), limits: Limits | None = None,
-                   call_slots: asyncio.Semaphore | None = None) -> Result:
+    async def arun(
+        self,
+        question: str,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        history: Sequence[BaseMessage] = (),
+        limits: Limits | None = None,
+        call_slots: asyncio.Semaphore | None = None,
+    ) -> Result:
         """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
         so a follow-up like "and when will it arrive?" can be understood; see `Conversation`. `limits` replaces
         the Orchestrator's for this run (`orch.limits.replace(max_tokens=2000)` changes one of them).
@@ -192,14 +240,25 @@ class Orchestrator:
                 async with asyncio.timeout_at(deadline):  # the run's deadline covers planning too
                     if self.auto is not None:
                         run.route = await self._route(self.auto, question, run)
-                    plan = _question_plan(question) if run.route and run.route.solved \
-                        else await self._plan(question, run)
+                    plan = (
+                        _question_plan(question) if run.route and run.route.solved else await self._plan(question, run)
+                    )
             except (BudgetExceeded, TimeoutError) as exc:  # nothing planned in time or budget: still a Result
-                error = _timed_out(run.limits, "while planning") if isinstance(exc, TimeoutError) \
+                error = (
+                    _timed_out(run.limits, "while planning")
+                    if isinstance(exc, TimeoutError)
                     else str(run.caller.budget_exceeded())
-                return Result(question=question, answer=None, plan=None, usage=run.caller.usage,
-                              events=run.events, elapsed=time.monotonic() - started, error=error,
-                              route=_route_dict(run))
+                )
+                return Result(
+                    question=question,
+                    answer=None,
+                    plan=None,
+                    usage=run.caller.usage,
+                    events=run.events,
+                    elapsed=time.monotonic() - started,
+                    error=error,
+                    route=_route_dict(run),
+                )
         with _partial_result_on_failure(question, plan, run, started):
             # An accepted cheap route already answered the one step that asks the question.
             answered = {1: run.route.solved} if run.route and run.route.solved else None
@@ -208,8 +267,15 @@ class Orchestrator:
     async def aplan(self, question: str) -> Plan:
         return await self._plan(check_question(question), self._new_run(None))
 
-    async def aexecute(self, plan: Plan | str | dict, *, question: str | None = None, run_id: str | None = None,
-                       on_event: Callable[[Event], None] | None = None, limits: Limits | None = None) -> Result:
+    async def aexecute(
+        self,
+        plan: Plan | str | dict,
+        *,
+        question: str | None = None,
+        run_id: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        limits: Limits | None = None,
+    ) -> Result:
         """Run exactly this plan (e.g. one a person reviewed or edited). Re-running with the same `run_id`
         never repeats a side-effecting tool call that already succeeded."""
         plan = _as_plan(plan, self.max_steps)
@@ -238,22 +304,34 @@ class Orchestrator:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def abatch(self, questions: Iterable[str], *, max_concurrency: int | None = None,
-                     limits: Limits | None = None, executor: Executor | str = "local") -> list[Result]:
+    async def abatch(
+        self,
+        questions: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        limits: Limits | None = None,
+        executor: Executor | str = "local",
+    ) -> list[Result]:
         """Answer many questions; one failure does not sink the others (its Result carries `.error`).
 
         `max_concurrency` (default: the Orchestrator's) bounds both the questions in progress and the model
         calls in flight across the whole batch, as a rate-limited API needs; tool calls are not counted.
         `executor` says where they are answered (`executors.py`): in this process (`"local"`), or e.g. on a Ray
         cluster (`"ray"`, `RayExecutor(...)`, a `RayPool`: `distributed.py`)."""
-        return await as_executor(executor).answer_all(self, list(questions), max_concurrency=max_concurrency,
-                                                     limits=limits)
+        return await as_executor(executor).answer_all(
+            self, list(questions), max_concurrency=max_concurrency, limits=limits
+        )
 
     # ----- internals --------------------------------------------------------------------------------------
 
-    def _new_run(self, on_event: Callable[[Event], None] | None, run_id: str | None = None,
-                 history: Sequence[BaseMessage] = (), call_slots: asyncio.Semaphore | None = None,
-                 limits: Limits | None = None) -> _Run:
+    def _new_run(
+        self,
+        on_event: Callable[[Event], None] | None,
+        run_id: str | None = None,
+        history: Sequence[BaseMessage] = (),
+        call_slots: asyncio.Semaphore | None = None,
+        limits: Limits | None = None,
+    ) -> _Run:
         limits = self.limits if limits is None else checked(limits, Limits, "limits")
         events: list[Event] = []
 
@@ -263,14 +341,28 @@ class Orchestrator:
                 on_event(event)
 
         record = RunRecord(keep)
-        caller = ModelCaller(self.models, policy=self.retry, usage=Usage(), emit=record,
-                             limits=limits, slots=call_slots)
-        return _Run(caller=caller, events=events, record=record, run_id=run_id or uuid.uuid4().hex, limits=limits,
-                    history=list(history))
+        caller = ModelCaller(
+            self.models, policy=self.retry, usage=Usage(), emit=record, limits=limits, slots=call_slots
+        )
+        return _Run(
+            caller=caller,
+            events=events,
+            record=record,
+            run_id=run_id or uuid.uuid4().hex,
+            limits=limits,
+            history=list(history),
+        )
 
     async def _route(self, auto: AutoStrategy, question: str, run: _Run) -> Route:
-        route = await auto.choose(question, caller=run.caller, prompts=self.prompts, retriever=self.retriever,
-                                  program=self.program_solver, tools=self.tools, history=bool(run.history))
+        route = await auto.choose(
+            question,
+            caller=run.caller,
+            prompts=self.prompts,
+            retriever=self.retriever,
+            program=self.program_solver,
+            tools=self.tools,
+            history=bool(run.history),
+        )
         run.emit(RouteChosen(**route.to_dict()))
         return route
 
@@ -285,8 +377,15 @@ class Orchestrator:
             run.emit(PlanFallback(kind="direct", reason=str(exc)))
             return _question_plan(question)
 
-    async def _execute(self, plan: Plan, question: str, run: _Run, started: float,
-                       deadline: float | None, answered: dict[int, Solved] | None = None) -> Result:
+    async def _execute(
+        self,
+        plan: Plan,
+        question: str,
+        run: _Run,
+        started: float,
+        deadline: float | None,
+        answered: dict[int, Solved] | None = None,
+    ) -> Result:
         run.record.start(plan)
         error: str | None = None
         answer: str | None = None
@@ -296,8 +395,7 @@ class Orchestrator:
                 await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
                 max_replans = self.decomposer.max_replans
                 for replan in range(1, max_replans + 2):
-                    answer, missing = await self._synthesize(plan, question, run,
-                                                             may_replan=replan <= max_replans)
+                    answer, missing = await self._synthesize(plan, question, run, may_replan=replan <= max_replans)
                     if missing is None or not await self._replan(plan, question, missing, run, replan):
                         break
                 if answer is None:  # the last replan brought nothing new: answer from what there is
@@ -315,12 +413,29 @@ class Orchestrator:
             answer = run.grounding.follow_ups(answer, plan)  # the offers made instead of writes, the ids to ask for
         if answer is not None:
             run.emit(Answered(answer=answer))
-        return Result(question=question, answer=answer, plan=plan, usage=run.caller.usage, events=run.events,
-                      elapsed=time.monotonic() - started, error=error, answer_sources=run.answer_sources,
-                      route=_route_dict(run))
+        return Result(
+            question=question,
+            answer=answer,
+            plan=plan,
+            usage=run.caller.usage,
+            events=run.events,
+            elapsed=time.monotonic() - started,
+            error=error,
+            answer_sources=run.answer_sources,
+            route=_route_dict(run),
+        )
 
-    async def _run_steps(self, plan: Plan, question: str, run: _Run, *, depth: int, hooks: Hooks,
-                         known: dict[str, Any] | None = None, answered: dict[int, Solved] | None = None) -> None:
+    async def _run_steps(
+        self,
+        plan: Plan,
+        question: str,
+        run: _Run,
+        *,
+        depth: int,
+        hooks: Hooks,
+        known: dict[str, Any] | None = None,
+        answered: dict[int, Solved] | None = None,
+    ) -> None:
         """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
         earlier plan of this run) takes that answer without a call, a step in `answered` (by id) what is given
         there. Each step returns `Solved`; the hooks (step_state.py) make it the step's events, which change the run
@@ -328,24 +443,38 @@ class Orchestrator:
         steps = plan.by_id
         known, answered = known or {}, answered or {}
 
-        async def run_step(step_id: int, solved: dict[int, Solved]) -> Solved:
+        async def run_step(step_id: int, solved: Mapping[int, Solved]) -> Solved:
             step = steps[step_id]
             if step_id in answered:
                 return answered[step_id]
             answers = {i: s.answer for i, s in solved.items()}
             if step.tool:
-                return await self.tool_runner.run(step, resolve_args(step.args, answers), run_id=run.run_id,
-                                                  caller=run.caller, emit=run.emit, grounding=run.grounding)
+                return await self.tool_runner.run(
+                    step,
+                    resolve_args(step.args, answers),
+                    run_id=run.run_id,
+                    caller=run.caller,
+                    emit=run.emit,
+                    grounding=run.grounding,
+                )
             resolved = resolve_text(step.question, answers)
             key = question_key(resolved)
             if key in known:  # a replan asked again what an earlier step answered
                 return Solved(known[key])
-            facts = [(resolve_text(steps[d].question, answers), resolve_text(f"{{{d}}}", answers))
-                     for d in step.depends_on]
+            facts = [
+                (resolve_text(steps[d].question, answers), resolve_text(f"{{{d}}}", answers)) for d in step.depends_on
+            ]
             passages = await search(self.retriever, resolved, f"step {step.id}")
-            context = StepContext(step=step, question=resolved, facts=facts, passages=passages,
-                                  caller=run.caller, prompts=self.prompts, depth=depth,
-                                  recurse=lambda q, d: self._recurse(q, d, run))
+            context = StepContext(
+                step=step,
+                question=resolved,
+                facts=facts,
+                passages=passages,
+                caller=run.caller,
+                prompts=self.prompts,
+                depth=depth,
+                recurse=lambda q, d: self._recurse(q, d, run),
+            )
             solver = self.program_solver if step.kind == "program" else self.solver
             outcome = await solver.solve(context)
             if not isinstance(outcome, Solved):  # a custom solver may return the bare answer
@@ -355,9 +484,15 @@ class Orchestrator:
             return outcome
 
         withheld = {} if run.grounding is None else run.grounding.withhold(plan.steps, self._writes)
-        await run_dag({s.id: s.depends_on for s in plan.steps}, run_step, max_concurrency=self.max_concurrency,
-                      node_timeout=run.limits.step_timeout, hooks=hooks, fatal=(BudgetExceeded, ModelAccessError),
-                      skipped=withheld)
+        await run_dag(
+            {s.id: s.depends_on for s in plan.steps},
+            run_step,
+            max_concurrency=self.max_concurrency,
+            node_timeout=run.limits.step_timeout,
+            hooks=hooks,
+            fatal=(BudgetExceeded, ModelAccessError),
+            skipped=withheld,
+        )
 
     async def _recurse(self, question: str, depth: int, run: _Run) -> str:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the
@@ -367,10 +502,12 @@ class Orchestrator:
         nested.start(plan)
         await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(nested, {}))
         answer, _ = await self._synthesize(plan, question, run)
+        assert answer is not None  # without may_replan the synthesizer always answers
         return answer
 
-    async def _synthesize(self, plan: Plan, question: str, run: _Run, *,
-                          may_replan: bool = False) -> tuple[str | None, str | None]:
+    async def _synthesize(
+        self, plan: Plan, question: str, run: _Run, *, may_replan: bool = False
+    ) -> tuple[str | None, str | None]:
         """(answer, None), or (None, what is missing) when `may_replan` and the synthesizer judged the
         sub-answers insufficient."""
         if run.grounding is not None and run.grounding.asks_user() and not any(s.status == "done" for s in plan.steps):
@@ -392,8 +529,14 @@ class Orchestrator:
         if not new_steps:
             return False
         run.record.start(plan, replan)
-        await self._run_steps(Plan(steps=new_steps, question=question), question, run, depth=0,
-                              hooks=state_hooks(run.record, run.caller.step_usage), known=known)
+        await self._run_steps(
+            Plan(steps=new_steps, question=question),
+            question,
+            run,
+            depth=0,
+            hooks=state_hooks(run.record, run.caller.step_usage),
+            known=known,
+        )
         return True
 
 
@@ -404,8 +547,15 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
     try:
         yield
     except (DecomposeError, asyncio.CancelledError) as exc:
-        Result.failed(question, exc, plan=plan, usage=run.caller.usage, events=run.events,
-                      elapsed=time.monotonic() - started, route=_route_dict(run)).attach_to(exc)
+        Result.failed(
+            question,
+            exc,
+            plan=plan,
+            usage=run.caller.usage,
+            events=run.events,
+            elapsed=time.monotonic() - started,
+            route=_route_dict(run),
+        ).attach_to(exc)
         raise
 
 
@@ -416,6 +566,10 @@ def _question_plan(question: str) -> Plan:
 
 def _route_dict(run: _Run) -> dict[str, Any] | None:
     return run.route.to_dict() if run.route is not None else None
+
+
+# The constructor's keyword arguments, for the error that a misspelt one gets.
+_KEYWORDS = [name for name in inspect.signature(Orchestrator.__init__).parameters if name not in ("self", "moved")]
 
 
 def _deadline(limits: Limits) -> float | None:
@@ -434,8 +588,10 @@ def check_question(question: Any) -> str:
     if not question.strip():
         raise InputError("the question is empty", hint="ask a question in words")
     if len(question) > MAX_QUESTION_CHARS:
-        raise InputError(f"the question is {len(question)} characters long, over {MAX_QUESTION_CHARS}",
-                         hint="shorten it or pass long material through a tool")
+        raise InputError(
+            f"the question is {len(question)} characters long, over {MAX_QUESTION_CHARS}",
+            hint="shorten it or pass long material through a tool",
+        )
     return question.strip()
 
 

@@ -118,7 +118,7 @@ class Plan(BaseModel):
         return json.dumps(self.spec(), indent=indent, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str, *, max_steps: int = 20) -> "Plan":
+    def from_json(cls, text: str, *, max_steps: int = 20) -> Plan:
         """Parse and validate the JSON form `{"steps": [...]}`."""
         try:
             data = json.loads(text)
@@ -127,7 +127,7 @@ class Plan(BaseModel):
         return cls.from_data(data, max_steps=max_steps)
 
     @classmethod
-    def from_data(cls, data: Any, *, max_steps: int = 20) -> "Plan":
+    def from_data(cls, data: Any, *, max_steps: int = 20) -> Plan:
         if isinstance(data, list):
             data = {"steps": data}
         if not isinstance(data, dict) or "steps" not in data:
@@ -150,20 +150,25 @@ class Plan(BaseModel):
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
-                hint = ('"kind" is "model" (the default) or "program"' if first["loc"][0] == "kind"
-                        else "each step needs an integer id and a question")
+                hint = (
+                    '"kind" is "model" (the default) or "program"'
+                    if first["loc"][0] == "kind"
+                    else "each step needs an integer id and a question"
+                )
                 raise PlanError(f"plan step {i}, field {where!r}: {first['msg']}", hint=hint) from None
         plan = cls(steps=parsed, question=data.get("question"))
         plan.validate_plan(max_steps=max_steps)
         return plan
 
-    def validate_plan(self, *, max_steps: int = 20) -> "Plan":
+    def validate_plan(self, *, max_steps: int = 20) -> Plan:
         """Check the plan before anything runs; add dependencies implied by references."""
         if not self.steps:
             raise PlanError("plan has no steps", hint="a plan needs at least one step")
         if len(self.steps) > max_steps:
-            raise PlanError(f"plan has {len(self.steps)} steps, more than max_steps={max_steps}",
-                            hint="merge steps or raise max_steps")
+            raise PlanError(
+                f"plan has {len(self.steps)} steps, more than max_steps={max_steps}",
+                hint="merge steps or raise max_steps",
+            )
         ids = [s.id for s in self.steps]
         seen: set[int] = set()
         for s in self.steps:
@@ -175,15 +180,19 @@ class Plan(BaseModel):
             if not s.question.strip():
                 raise PlanError(f"step {s.id} has an empty question")
             if s.tool and s.kind == "program":
-                raise PlanError(f"step {s.id} has both a tool and \"kind\": \"program\"",
-                                hint="a step calls a tool or runs a program: drop one of the two")
+                raise PlanError(
+                    f'step {s.id} has both a tool and "kind": "program"',
+                    hint="a step calls a tool or runs a program: drop one of the two",
+                )
             refs = s.references()
             for dep in set(s.depends_on) | refs:
                 if dep == s.id:
                     raise PlanError(f"step {s.id} depends on itself", hint="a step can only use earlier answers")
                 if dep not in seen:
-                    raise PlanError(f"step {s.id} refers to {{{dep}}}, which does not exist; steps are {span}",
-                                    hint=f"for the literal text {{{dep}}}, write {{{{{dep}}}}}")
+                    raise PlanError(
+                        f"step {s.id} refers to {{{dep}}}, which does not exist; steps are {span}",
+                        hint=f"for the literal text {{{dep}}}, write {{{{{dep}}}}}",
+                    )
             s.depends_on = sorted(set(s.depends_on) | refs)
         cycle = _find_cycle({s.id: s.depends_on for s in self.steps})
         if cycle:
@@ -203,10 +212,19 @@ def append_steps(plan: Plan, extra: Plan) -> list[Step]:
     offset = max((s.id for s in plan.steps), default=0)
 
     def shift(text: str) -> str:
-        return REFERENCE.sub(lambda m: "{%d%s}" % (int(m.group(1)) + offset, m.group(2)), text)
+        return REFERENCE.sub(lambda m: f"{{{int(m.group(1)) + offset}{m.group(2)}}}", text)
 
-    added = [Step(id=s.id + offset, question=shift(s.question), depends_on=[d + offset for d in s.depends_on],
-                  tool=s.tool, args=_map_strings(s.args, shift), kind=s.kind) for s in extra.steps]
+    added = [
+        Step(
+            id=s.id + offset,
+            question=shift(s.question),
+            depends_on=[d + offset for d in s.depends_on],
+            tool=s.tool,
+            args=_map_strings(s.args, shift),
+            kind=s.kind,
+        )
+        for s in extra.steps
+    ]
     plan.steps.extend(added)
     return added
 
@@ -234,6 +252,7 @@ def resolve_text(text: str, answers: dict[int, Any], *, known_only: bool = False
     answer (or field) is not known yet stays as written instead of raising, and so does an escaped `{{n}}` (so
     the two are not confused): a step as it can be shown while its run goes on ("When was {1} born?" becomes
     "When was James Cameron born?" once step 1 is done)."""
+
     def replace(m: re.Match) -> str:
         if m.group(1) is not None:  # escaped: the literal text
             return m.group(0) if known_only else "{" + m.group(1) + "}"
@@ -293,8 +312,10 @@ def resolve_args(args: Any, answers: dict[int, Any]) -> Any:
 
 def _lookup(answers: dict[int, Any], step_id: int, path: str) -> Any:
     if step_id not in answers:
-        raise PlanError(f"{{{step_id}}} refers to step {step_id}, which has no answer here",
-                        hint=f"write {{{{{step_id}}}}} for the literal text {{{step_id}}}")
+        raise PlanError(
+            f"{{{step_id}}} refers to step {step_id}, which has no answer here",
+            hint=f"write {{{{{step_id}}}}} for the literal text {{{step_id}}}",
+        )
     value = answers[step_id]
     for name in filter(None, path.split(".")):
         value = _field(value, name, step_id)
@@ -310,8 +331,7 @@ def _field(value: Any, name: str, step_id: int) -> Any:
         return value[int(name)]
     if hasattr(value, name) and not isinstance(value, (str, int, float)):
         return getattr(value, name)
-    raise PlanError(f"step {step_id}'s answer has no field {name!r}",
-                    hint=f"fields available: {_fields_of(value)}")
+    raise PlanError(f"step {step_id}'s answer has no field {name!r}", hint=f"fields available: {_fields_of(value)}")
 
 
 def _fields_of(value: Any) -> str:
@@ -377,7 +397,7 @@ def _find_cycle(graph: dict[int, list[int]]) -> list[int] | None:
         path.append(node)
         for dep in graph.get(node, []):
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in state:
                 found = visit(dep)
                 if found:

@@ -48,12 +48,22 @@ async def run_program(code: str, *, timeout: float = 5.0, memory_mb: int = 256) 
     if not code.strip():
         raise ProgramError("the program is empty", hint="write a program that sets `answer`", program=code)
     if len(code) > MAX_PROGRAM_CHARS:
-        raise ProgramError(f"the program is {len(code)} characters long, over {MAX_PROGRAM_CHARS}",
-                           hint="write a shorter program", program=code)
+        raise ProgramError(
+            f"the program is {len(code)} characters long, over {MAX_PROGRAM_CHARS}",
+            hint="write a shorter program",
+            program=code,
+        )
     request = json.dumps({"code": code, "memory_mb": memory_mb, "cpu_seconds": math.ceil(timeout)})
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", str(WORKER), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={}, cwd=tempfile.gettempdir())
+        sys.executable,
+        "-I",
+        str(WORKER),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={},
+        cwd=tempfile.gettempdir(),
+    )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(request.encode()), timeout)
     except TimeoutError:
@@ -70,16 +80,22 @@ async def run_program(code: str, *, timeout: float = 5.0, memory_mb: int = 256) 
     if reply["ok"]:
         return ProgramRun(reply["answer"], output)
     if reply["kind"] == "memory":
-        raise ProgramError(f"the program ran out of memory ({reply['error']}, the limit is {memory_mb} MB)",
-                           hint="build smaller lists, or compute the values one at a time",
-                           program=code, output=output)
+        raise ProgramError(
+            f"the program ran out of memory ({reply['error']}, the limit is {memory_mb} MB)",
+            hint="build smaller lists, or compute the values one at a time",
+            program=code,
+            output=output,
+        )
     lead = "the program was refused" if reply["kind"] == "refused" else "the program failed"
     raise ProgramError(f"{lead}: {reply['error']}", hint=HINTS[reply["kind"]], program=code, output=output)
 
 
 def _timed_out(timeout: float, code: str) -> ProgramError:
-    return ProgramError(f"the program ran past its time limit of {timeout:g}s",
-                        hint="avoid endless loops; compute the result directly", program=code)
+    return ProgramError(
+        f"the program ran past its time limit of {timeout:g}s",
+        hint="avoid endless loops; compute the result directly",
+        program=code,
+    )
 
 
 def _died(returncode: int | None, stderr: str, timeout: float, memory_mb: int, code: str) -> ProgramError:
@@ -87,6 +103,8 @@ def _died(returncode: int | None, stderr: str, timeout: float, memory_mb: int, c
     if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         return _timed_out(timeout, code)
     last = stderr.strip().splitlines()[-1:] or ["no message"]
-    return ProgramError(f"the program's process ended without a result (exit code {returncode}: {last[0]})",
-                        hint=f"it may have run past its memory limit of {memory_mb} MB; simplify the program",
-                        program=code)
+    return ProgramError(
+        f"the program's process ended without a result (exit code {returncode}: {last[0]})",
+        hint=f"it may have run past its memory limit of {memory_mb} MB; simplify the program",
+        program=code,
+    )

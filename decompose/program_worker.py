@@ -21,22 +21,40 @@ import math
 import sys
 import types
 
-try:
+if sys.platform != "win32":  # Windows has no rlimits; the parent's wall-clock timeout still stops the process
     import resource
-except ImportError:  # Windows: no rlimits; the parent's wall-clock timeout still stops the process
-    resource = None
 
 # asteval adds numpy's functions when it can import numpy: file readers among them (loadtxt, fromfile), and
-# 60 ms more start-up. None in sys.modules makes that import fail.
-sys.modules["numpy"] = None
+# 60 ms more start-up. None in sys.modules makes that import fail (documented by CPython; typeshed's type for
+# sys.modules leaves None out, hence the ignore).
+sys.modules["numpy"] = None  # type: ignore[assignment]
 from asteval import Interpreter  # noqa: E402
 
 MODULES = {"math": math, "decimal": decimal, "fractions": fractions, "datetime": datetime}
 ALLOWED_IMPORTS = ", ".join(MODULES)
 # Builtins that reach code, files, the interpreter or objects' internals. asteval has none of them but `open`
 # (read-only); naming them here turns its NameError into a message that says why.
-REFUSED_NAMES = {"open", "exec", "eval", "compile", "globals", "locals", "vars", "getattr", "setattr", "delattr",
-                 "input", "breakpoint", "help", "exit", "quit", "memoryview", "object", "type", "super"}
+REFUSED_NAMES = {
+    "open",
+    "exec",
+    "eval",
+    "compile",
+    "globals",
+    "locals",
+    "vars",
+    "getattr",
+    "setattr",
+    "delattr",
+    "input",
+    "breakpoint",
+    "help",
+    "exit",
+    "quit",
+    "memoryview",
+    "object",
+    "type",
+    "super",
+}
 MAX_OUTPUT_CHARS = 10_000
 MAX_ERROR_CHARS = 300  # an error may quote a call's arguments: a long list
 
@@ -44,8 +62,13 @@ MAX_ERROR_CHARS = 300  # an error may quote a call's arguments: a long list
 def public(module: types.ModuleType) -> types.SimpleNamespace:
     """What a program sees of an allowed module: its public names, without the modules it imported (fractions
     holds `sys` and `re`, datetime `sys`)."""
-    return types.SimpleNamespace(**{name: value for name, value in vars(module).items()
-                                    if not name.startswith("_") and not isinstance(value, types.ModuleType)})
+    return types.SimpleNamespace(
+        **{
+            name: value
+            for name, value in vars(module).items()
+            if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        }
+    )
 
 
 NAMESPACES = {name: public(module) for name, module in MODULES.items()}
@@ -62,12 +85,15 @@ def check(tree: ast.AST, interp: Interpreter) -> None:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name not in MODULES:
-                    raise Refused(f"line {line}: `import {alias.name}` is not allowed; only {ALLOWED_IMPORTS} "
-                                  f"can be imported")
+                    raise Refused(
+                        f"line {line}: `import {alias.name}` is not allowed; only {ALLOWED_IMPORTS} can be imported"
+                    )
         elif isinstance(node, ast.ImportFrom):
             if node.level or node.module not in MODULES:
-                raise Refused(f"line {line}: `from {'.' * node.level}{node.module or ''} import ...` is not "
-                              f"allowed; only {ALLOWED_IMPORTS} can be imported")
+                raise Refused(
+                    f"line {line}: `from {'.' * node.level}{node.module or ''} import ...` is not "
+                    f"allowed; only {ALLOWED_IMPORTS} can be imported"
+                )
             for alias in node.names:
                 if alias.name != "*" and not hasattr(NAMESPACES[node.module], alias.name):
                     raise Refused(f"line {line}: {node.module} has no public name {alias.name!r}")
@@ -76,11 +102,14 @@ def check(tree: ast.AST, interp: Interpreter) -> None:
         elif isinstance(node, ast.Name) and node.id in REFUSED_NAMES:
             raise Refused(f"line {line}: {node.id!r} is not available in a program")
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            raise Refused(f"line {line}: the attribute {node.attr!r} is not allowed (no attributes that start "
-                          f"with an underscore)")
+            raise Refused(
+                f"line {line}: the attribute {node.attr!r} is not allowed (no attributes that start with an underscore)"
+            )
         elif isinstance(node, (ast.stmt, ast.expr)) and not supported(node, interp):
-            raise Refused(f"line {line}: {type(node).__name__} is not supported in a program (use functions, "
-                          f"loops and comprehensions)")
+            raise Refused(
+                f"line {line}: {type(node).__name__} is not supported in a program (use functions, "
+                f"loops and comprehensions)"
+            )
 
 
 def supported(node: ast.AST, interp: Interpreter) -> bool:
@@ -122,13 +151,14 @@ def interpreter(output: Output) -> Interpreter:
     del interp.symtable["open"]
     # asteval's own import (when enabled) imports any module: these see only the allowed modules' public names.
     interp.node_handlers["import"] = lambda node: interp.symtable.update(
-        {alias.asname or alias.name: NAMESPACES[alias.name] for alias in node.names})
+        {alias.asname or alias.name: NAMESPACES[alias.name] for alias in node.names}
+    )
     interp.node_handlers["importfrom"] = lambda node: interp.symtable.update(imported(node))
     return interp
 
 
 def imported(node: ast.ImportFrom) -> dict:
-    namespace = vars(NAMESPACES[node.module])
+    namespace = vars(NAMESPACES[node.module or ""])  # `check` refused a relative or unknown module
     if any(alias.name == "*" for alias in node.names):
         return dict(namespace)
     return {alias.asname or alias.name: namespace[alias.name] for alias in node.names}
@@ -166,14 +196,22 @@ def run(code: str) -> dict:
     if interp.error:
         return {"ok": False, "output": output.text(), **failure(interp.error[0])}
     if "answer" not in interp.symtable:
-        return {"ok": False, "kind": "no_answer", "error": "the program set no variable `answer`",
-                "output": output.text()}
+        return {
+            "ok": False,
+            "kind": "no_answer",
+            "error": "the program set no variable `answer`",
+            "output": output.text(),
+        }
     answer = plain(interp.symtable["answer"])
     try:
         json.dumps(answer, allow_nan=False)
     except ValueError:  # NaN, an infinity, or an int past str()'s 4300 digits
-        return {"ok": False, "kind": "error", "error": "the answer is not a finite number of at most 4300 digits",
-                "output": output.text()}
+        return {
+            "ok": False,
+            "kind": "error",
+            "error": "the answer is not a finite number of at most 4300 digits",
+            "output": output.text(),
+        }
     return {"ok": True, "answer": answer, "output": output.text()}
 
 
@@ -183,14 +221,14 @@ def failure(error) -> dict:
     where = f" on line {error.lineno}" if error.lineno else ""
     message = " ".join(str(error.msg).split())
     if len(message) > MAX_ERROR_CHARS:
-        message = message[:MAX_ERROR_CHARS - 1] + "…"
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
     text = f"{name}{where}: {message}" if message and message != name else f"{name}{where}"
     return {"kind": "memory" if error.exc is MemoryError else "error", "error": text}
 
 
 def limit(memory_mb: int, cpu_seconds: int) -> None:
     """This process's own limits, set after start-up (which needs more address space than a small program)."""
-    if resource is None:
+    if sys.platform == "win32":
         return
     memory = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))

@@ -25,19 +25,35 @@ class Result:
     route: dict[str, Any] | None = None  # strategy="auto": {"name", "why", "tried"}; None under other strategies
 
     @classmethod
-    def failed(cls, question: str | None, error: str | BaseException, *, plan: Plan | None = None,
-               usage: Usage | None = None, events: list[Event] | None = None, elapsed: float = 0.0,
-               route: dict[str, Any] | None = None) -> "Result":
+    def failed(
+        cls,
+        question: str | None,
+        error: str | BaseException,
+        *,
+        plan: Plan | None = None,
+        usage: Usage | None = None,
+        events: list[Event] | None = None,
+        elapsed: float = 0.0,
+        route: dict[str, Any] | None = None,
+    ) -> Result:
         """A run that ended without an answer, with the same keys as any other: `error` is the message, or an
         exception (Ctrl-C and cancellation read "interrupted")."""
         if isinstance(error, BaseException):
             interrupted = isinstance(error, (KeyboardInterrupt, asyncio.CancelledError))
             error = "interrupted" if interrupted else str(error)
-        return cls(question=question or "", answer=None, plan=plan, usage=usage or Usage(), events=events or [],
-                   elapsed=elapsed, error=error, route=route)
+        return cls(
+            question=question or "",
+            answer=None,
+            plan=plan,
+            usage=usage or Usage(),
+            events=events or [],
+            elapsed=elapsed,
+            error=error,
+            route=route,
+        )
 
     @classmethod
-    def partial(cls, exc: BaseException) -> "Result | None":
+    def partial(cls, exc: BaseException) -> Result | None:
         """What a run that raised `exc` had done: a `DecomposeError`'s `result`, or the Result a cancelled run
         leaves on its `CancelledError` (which must stay exactly that type for asyncio: it has no field of its
         own, so `attach_to` sets one); None when the run made none (a bad question)."""
@@ -82,9 +98,21 @@ class Result:
         steps = []
         if self.plan is not None:
             for s in self.plan.steps:
-                steps.append({**s.spec(), "status": s.status, "answer": s.answer, "error": s.error,
-                              "attempts": s.attempts, "model": s.model, "elapsed": s.elapsed, "vote": s.vote,
-                              "sources": s.sources, "program": s.program, "program_output": s.program_output})
+                steps.append(
+                    {
+                        **s.spec(),
+                        "status": s.status,
+                        "answer": s.answer,
+                        "error": s.error,
+                        "attempts": s.attempts,
+                        "model": s.model,
+                        "elapsed": s.elapsed,
+                        "vote": s.vote,
+                        "sources": s.sources,
+                        "program": s.program,
+                        "program_output": s.program_output,
+                    }
+                )
         return {
             "question": self.question,
             "answer": self.answer,

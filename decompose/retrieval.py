@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -46,7 +47,7 @@ class LocalDocsRetriever(BaseRetriever):
         self._index.index(_tokenize([d.page_content for d in self.documents]), show_progress=False)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[tuple[str, str] | dict[str, Any]], **kwargs: Any) -> "LocalDocsRetriever":
+    def from_texts(cls, texts: Iterable[tuple[str, str] | dict[str, Any]], **kwargs: Any) -> LocalDocsRetriever:
         """From (id, text) pairs or {"id", "text"} objects."""
         documents = []
         for item in texts:
@@ -55,7 +56,7 @@ class LocalDocsRetriever(BaseRetriever):
         return cls(documents=documents, **kwargs)
 
     @classmethod
-    def from_path(cls, path: str | Path, **kwargs: Any) -> "LocalDocsRetriever":
+    def from_path(cls, path: str | Path, **kwargs: Any) -> LocalDocsRetriever:
         """A folder of text/markdown files (each paragraph a passage, id `file#n`) or a JSONL file."""
         return cls(documents=load_documents(path), **kwargs)
 
@@ -70,8 +71,9 @@ class LocalDocsRetriever(BaseRetriever):
             if score <= 0:
                 continue
             doc = self.documents[int(index)]
-            found.append(Document(page_content=doc.page_content,
-                                  metadata={**doc.metadata, "score": round(float(score), 4)}))
+            found.append(
+                Document(page_content=doc.page_content, metadata={**doc.metadata, "score": round(float(score), 4)})
+            )
         return found
 
 
@@ -109,13 +111,21 @@ def load_documents(path: str | Path) -> list[Document]:
             for n, passage in enumerate(_bounded(paragraphs), 1):
                 documents.append(Document(page_content=passage, metadata={"id": f"{name}#{n}", "source": name}))
         if not documents:
-            raise ConfigError(f"--docs {path}: no text found in .txt/.md files there",
-                              hint="point at a folder of text or markdown files, or at a JSONL file")
+            raise ConfigError(
+                f"--docs {path}: no text found in .txt/.md files there",
+                hint="point at a folder of text or markdown files, or at a JSONL file",
+            )
         return documents
     if source.is_file():
-        return _jsonl_documents(source) if source.suffix.lower() in (".jsonl", ".json") else [
-            Document(page_content=p, metadata={"id": f"{source.name}#{n}", "source": source.name})
-            for n, p in enumerate(_bounded(PARAGRAPH_BREAK.split(_read(source))), 1) if p.strip()]
+        return (
+            _jsonl_documents(source)
+            if source.suffix.lower() in (".jsonl", ".json")
+            else [
+                Document(page_content=p, metadata={"id": f"{source.name}#{n}", "source": source.name})
+                for n, p in enumerate(_bounded(PARAGRAPH_BREAK.split(_read(source))), 1)
+                if p.strip()
+            ]
+        )
     raise ConfigError(f"--docs {path}: no such file or folder", hint="check the path")
 
 
@@ -127,13 +137,18 @@ def _jsonl_documents(file: Path) -> list[Document]:
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{file}:{number}: not valid JSON ({exc.msg})",
-                              hint='write one {"id": ..., "text": ...} object per line') from None
+            raise ConfigError(
+                f"{file}:{number}: not valid JSON ({exc.msg})",
+                hint='write one {"id": ..., "text": ...} object per line',
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("text"), str) or not data["text"].strip():
-            raise ConfigError(f"{file}:{number}: expected an object with a \"text\" string",
-                              hint='write one {"id": ..., "text": ...} object per line')
-        documents.append(Document(page_content=data["text"].strip(),
-                                  metadata={"id": str(data.get("id", f"{file.name}#{number}"))}))
+            raise ConfigError(
+                f'{file}:{number}: expected an object with a "text" string',
+                hint='write one {"id": ..., "text": ...} object per line',
+            )
+        documents.append(
+            Document(page_content=data["text"].strip(), metadata={"id": str(data.get("id", f"{file.name}#{number}"))})
+        )
     if not documents:
         raise ConfigError(f"{file} has no documents", hint='write one {"id": ..., "text": ...} object per line')
     return documents
@@ -144,7 +159,7 @@ def _bounded(paragraphs: list[str]) -> list[str]:
     out = []
     for p in paragraphs:
         p = p.strip()
-        out += [p[i:i + MAX_PASSAGE_CHARS] for i in range(0, len(p), MAX_PASSAGE_CHARS)] if p else []
+        out += [p[i : i + MAX_PASSAGE_CHARS] for i in range(0, len(p), MAX_PASSAGE_CHARS)] if p else []
     return out
 
 
@@ -174,5 +189,7 @@ async def search(retriever: BaseRetriever | None, query: str, purpose: str) -> l
     try:
         return await retriever.ainvoke(query)
     except Exception as exc:  # a user's retriever: any failure becomes a clear error
-        raise DecomposeError(f"the retriever failed for {purpose}: {type(exc).__name__}: {exc}",
-                             hint="check the retriever (its index, its server)") from exc
+        raise DecomposeError(
+            f"the retriever failed for {purpose}: {type(exc).__name__}: {exc}",
+            hint="check the retriever (its index, its server)",
+        ) from exc

@@ -50,8 +50,7 @@ from tenacity.wait import wait_base
 
 from decompose.errors import ModelError
 from decompose.events import Emit, Retried, Usage
-from decompose.transport_errors import (describe_error, error_reason, is_model_failure, is_transient,
-                                       retry_after_seconds)
+from decompose.transport_errors import describe_error, error_reason, is_model_failure, is_transient, retry_after_seconds
 
 T = TypeVar("T")
 RetryKind = Literal["transport", "parse", "tool", "format", "store"]
@@ -126,8 +125,13 @@ class StructuredOutputRefused(Exception):
 Hook = Callable[[RetryState], None]
 
 
-async def retrying(rule: Rule, attempt: Callable[[RetryState], Awaitable[T]], *, before_sleep: Hook | None = None,
-                   give_up: Callable[[RetryState], T] | None = None) -> T:
+async def retrying(
+    rule: Rule,
+    attempt: Callable[[RetryState], Awaitable[T]],
+    *,
+    before_sleep: Hook | None = None,
+    give_up: Callable[[RetryState], T] | None = None,
+) -> T:
     """Await `attempt(state)` until it succeeds or `rule` gives up. A result is final; a failure is retried while
     `rule.retry` allows it and `rule.stop` does not object, with `before_sleep(state)` told of each retry. A failure
     that is not retried goes to `give_up(state)` (which returns a result or raises), or is raised as it is.
@@ -156,8 +160,13 @@ async def retrying(rule: Rule, attempt: Callable[[RetryState], Awaitable[T]], *,
     raise AssertionError("tenacity ended the attempts without an outcome")
 
 
-def retrying_blocking(rule: Rule, attempt: Callable[[RetryState], T], *, before_sleep: Hook | None = None,
-                      give_up: Callable[[RetryState], T] | None = None) -> T:
+def retrying_blocking(
+    rule: Rule,
+    attempt: Callable[[RetryState], T],
+    *,
+    before_sleep: Hook | None = None,
+    give_up: Callable[[RetryState], T] | None = None,
+) -> T:
     """`retrying` for synchronous code: the waits sleep the thread."""
     state = RetryState(rule)
     try:
@@ -211,8 +220,16 @@ def retry_events(emit: Emit, usage: Usage | None, phase: str, step_id: int | Non
             usage.transport_retries += 1
         elif usage is not None and kind == "parse":
             usage.parse_retries += 1
-        emit(Retried(phase=phase, attempt=state.attempt_number, wait=state.upcoming_sleep, step_id=step_id,
-                     kind=kind, reason=error_reason(failure) if kind == "transport" else str(failure)))
+        emit(
+            Retried(
+                phase=phase,
+                attempt=state.attempt_number,
+                wait=state.upcoming_sleep,
+                step_id=step_id,
+                kind=kind,
+                reason=error_reason(failure) if kind == "transport" else str(failure),
+            )
+        )
 
     return announce
 
@@ -242,18 +259,27 @@ class stop_if_reply_repeated(stop_base):
 
 @lru_cache(maxsize=32)  # a policy is fixed for a run: its rule is built once, not per call
 def transport(policy: RetryPolicy) -> Rule:
-    stop = stop_after_attempt(policy.max_attempts)
+    stop: stop_base = stop_after_attempt(policy.max_attempts)
     if policy.max_total is not None:
         stop = stop | stop_before_delay(policy.max_total)  # counted from the call's start: `RetryState.start_time`
     backoff = wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)
-    return Rule("transport", "transport", retry_if_exception(is_transient), stop,
-                wait_retry_after(policy.max_retry_after, backoff))
+    return Rule(
+        "transport",
+        "transport",
+        retry_if_exception(is_transient),
+        stop,
+        wait_retry_after(policy.max_retry_after, backoff),
+    )
 
 
 @lru_cache(maxsize=32)  # asked for at every plan: built once per setting
 def plan_reask(max_retries: int) -> Rule:
-    return Rule("plan re-ask", "parse", retry_if_exception_type(UnusableReply),
-                stop_after_attempt(max_retries + 1) | stop_if_reply_repeated())
+    return Rule(
+        "plan re-ask",
+        "parse",
+        retry_if_exception_type(UnusableReply),
+        stop_after_attempt(max_retries + 1) | stop_if_reply_repeated(),
+    )
 
 
 TOOL_ARGS_REASK = Rule("tool-argument re-ask", "parse", retry_if_exception_type(UnusableReply), stop_after_attempt(2))
@@ -263,33 +289,57 @@ TOOL_ARGS_REASK = Rule("tool-argument re-ask", "parse", retry_if_exception_type(
 def transient_tool_error(error: type[BaseException], max_retries: int, *, may_repeat: bool) -> Rule:
     """`error` is the tool's way to say "call me again" (`RetryableToolError`); `may_repeat` is False for a tool
     with side effects and no idempotency key, which a second call could repeat."""
-    return Rule("transient tool error", "tool", retry_if_exception_type(error) if may_repeat else retry_never,
-                stop_after_attempt(max_retries + 1), wait_exponential(multiplier=0.1))
+    return Rule(
+        "transient tool error",
+        "tool",
+        retry_if_exception_type(error) if may_repeat else retry_never,
+        stop_after_attempt(max_retries + 1),
+        wait_exponential(multiplier=0.1),
+    )
 
 
-STRUCTURED_OUTPUT_DOWNGRADE = Rule("structured-output downgrade", "format",
-                                   retry_if_exception_type(StructuredOutputRefused), stop_after_attempt(2))
+STRUCTURED_OUTPUT_DOWNGRADE = Rule(
+    "structured-output downgrade", "format", retry_if_exception_type(StructuredOutputRefused), stop_after_attempt(2)
+)
 
 
 def store_write(error: type[BaseException], attempts: int, first_wait: float) -> Rule:
     """A store write while the database is unavailable (`error`): `attempts` in all, `first_wait` s, doubling."""
-    return Rule("store write", "store", retry_if_exception_type(error), stop_after_attempt(attempts),
-                wait_exponential(multiplier=first_wait))
+    return Rule(
+        "store write",
+        "store",
+        retry_if_exception_type(error),
+        stop_after_attempt(attempts),
+        wait_exponential(multiplier=first_wait),
+    )
 
 
-def store_schema_race(error: type[BaseException] | tuple[type[BaseException], ...],
-                      raced: Callable[[BaseException], bool], attempts: int = 8) -> Rule:
+def store_schema_race(
+    error: type[BaseException] | tuple[type[BaseException], ...],
+    raced: Callable[[BaseException], bool],
+    attempts: int = 8,
+) -> Rule:
     """Creating the store's tables while other replicas create them: `error`s that `raced` says were the race are
     tried again, 0.05 s more patient each time."""
-    return Rule("store schema race", "store", retry_if_exception(lambda exc: isinstance(exc, error) and raced(exc)),
-                stop_after_attempt(attempts), wait_incrementing(start=0.05, increment=0.05))
+    return Rule(
+        "store schema race",
+        "store",
+        retry_if_exception(lambda exc: isinstance(exc, error) and raced(exc)),
+        stop_after_attempt(attempts),
+        wait_incrementing(start=0.05, increment=0.05),
+    )
 
 
 # ----- model calls ------------------------------------------------------------------------------------------
 
 
-async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy, before_sleep: Hook | None = None,
-                            *, endpoint: str | None = None) -> T:
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    before_sleep: Hook | None = None,
+    *,
+    endpoint: str | None = None,
+) -> T:
     """Await `fn()` under `transport(policy)`; raise `ModelError` (chained) when the server fails for good.
     `endpoint` is named when the error itself carries no request (a body that would not parse)."""
 

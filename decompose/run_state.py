@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from decompose.events import (Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped,
-                              StepStarted)
+from decompose.events import Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
 from decompose.plan import Plan, StepKind, StepStatus, resolve_text
 
 # The one legal move of each step event: (from, to).
@@ -85,11 +84,29 @@ class RunState:
     @classmethod
     def of_plan(cls, plan: Plan) -> RunState:
         """The state a plan's `Step`s record (a finished run's, or a plan not run yet)."""
-        return cls(steps={s.id: StepState(
-            id=s.id, question=s.question, depends_on=tuple(s.depends_on), tool=s.tool, args=s.args, kind=s.kind,
-            status=s.status, answer=s.answer, error=s.error, attempts=s.attempts, elapsed=s.elapsed, model=s.model,
-            vote=s.vote, sources=s.sources, program=s.program, program_output=s.program_output)
-            for s in plan.steps})
+        return cls(
+            steps={
+                s.id: StepState(
+                    id=s.id,
+                    question=s.question,
+                    depends_on=tuple(s.depends_on),
+                    tool=s.tool,
+                    args=s.args,
+                    kind=s.kind,
+                    status=s.status,
+                    answer=s.answer,
+                    error=s.error,
+                    attempts=s.attempts,
+                    elapsed=s.elapsed,
+                    model=s.model,
+                    vote=s.vote,
+                    sources=s.sources,
+                    program=s.program,
+                    program_output=s.program_output,
+                )
+                for s in plan.steps
+            }
+        )
 
     def answers(self) -> dict[int, Any]:
         return {i: s.answer for i, s in self.steps.items() if s.status == "done"}
@@ -102,9 +119,14 @@ class RunState:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form the server streams: each step's state with its `shown_question`."""
         answers = self.answers()
-        return {"steps": [{**s.to_dict(), "shown_question": resolve_text(s.question, answers, known_only=True)}
-                          for s in self.steps.values()],
-                "plan_retries": self.plan_retries, "answer": self.answer}
+        return {
+            "steps": [
+                {**s.to_dict(), "shown_question": resolve_text(s.question, answers, known_only=True)}
+                for s in self.steps.values()
+            ],
+            "plan_retries": self.plan_retries,
+            "answer": self.answer,
+        }
 
 
 def apply(state: RunState, event: Event) -> RunState:
@@ -134,10 +156,15 @@ def _planned(state: RunState, event: PlanReady) -> dict[int, StepState]:
         if event.replan and raw["id"] in state.steps:
             steps[raw["id"]] = state.steps[raw["id"]]
         else:
-            steps[raw["id"]] = StepState(id=raw["id"], question=raw["question"],
-                                         depends_on=tuple(raw.get("depends_on") or ()), tool=raw.get("tool"),
-                                         args=dict(raw.get("args") or {}), kind=raw.get("kind", "model"),
-                                         replan=event.replan)
+            steps[raw["id"]] = StepState(
+                id=raw["id"],
+                question=raw["question"],
+                depends_on=tuple(raw.get("depends_on") or ()),
+                tool=raw.get("tool"),
+                args=dict(raw.get("args") or {}),
+                kind=raw.get("kind", "model"),
+                replan=event.replan,
+            )
     return steps
 
 
@@ -146,12 +173,16 @@ def _moving(state: RunState, event: StepStarted | StepFinished | StepFailed | St
     step = state.steps.get(event.step_id)
     if step is None:
         known = ", ".join(map(str, state.steps)) or "none: no PlanReady yet"
-        raise TransitionError(f"{event.type} for step {event.step_id}, which the plan does not have (its steps: "
-                              f"{known}); apply a run's events in order, from its PlanReady")
+        raise TransitionError(
+            f"{event.type} for step {event.step_id}, which the plan does not have (its steps: "
+            f"{known}); apply a run's events in order, from its PlanReady"
+        )
     before, after = MOVES[type(event)]
     if step.status != before:
-        raise TransitionError(f"step {step.id} is {step.status}: {event.type} moves a {before} step to {after}; "
-                              f"apply each of a run's events once, in the order they were emitted")
+        raise TransitionError(
+            f"step {step.id} is {step.status}: {event.type} moves a {before} step to {after}; "
+            f"apply each of a run's events once, in the order they were emitted"
+        )
     return step
 
 
@@ -160,17 +191,29 @@ def _moved(step: StepState, event: StepStarted | StepFinished | StepFailed | Ste
         case StepStarted():
             return replace(step, status="running", attempts=step.attempts + 1, started=event.t)
         case StepFinished():
-            return replace(step, status="done", answer=event.answer, elapsed=event.elapsed, model=event.model,
-                           vote=event.vote, usage=event.usage,
-                           sources=step.sources if event.sources is None else event.sources,
-                           args=step.args if event.args is None else event.args,
-                           program=step.program if event.program is None else event.program,
-                           program_output=step.program_output if event.program is None else event.program_output)
+            return replace(
+                step,
+                status="done",
+                answer=event.answer,
+                elapsed=event.elapsed,
+                model=event.model,
+                vote=event.vote,
+                usage=event.usage,
+                sources=step.sources if event.sources is None else event.sources,
+                args=step.args if event.args is None else event.args,
+                program=step.program if event.program is None else event.program,
+                program_output=step.program_output if event.program is None else event.program_output,
+            )
         case StepFailed():
             elapsed = event.elapsed if event.elapsed is not None or step.started is None else event.t - step.started
-            return replace(step, status="failed", error=event.error, elapsed=elapsed,
-                           program=step.program if event.program is None else event.program,
-                           program_output=step.program_output if event.program is None else event.program_output)
+            return replace(
+                step,
+                status="failed",
+                error=event.error,
+                elapsed=elapsed,
+                program=step.program if event.program is None else event.program,
+                program_output=step.program_output if event.program is None else event.program_output,
+            )
         case StepSkipped():
             return replace(step, status="skipped", error=event.reason)
     raise AssertionError(event)  # unreachable: MOVES has only these four

@@ -8,8 +8,9 @@ types stop the whole run (the other nodes are cancelled, nothing is left running
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from decompose.errors import StepTimeout
 
@@ -73,8 +74,10 @@ async def run_dag(
                     async with asyncio.timeout(node_timeout):
                         value = await run_node(node, values)
                 except TimeoutError:
-                    error: BaseException = StepTimeout(f"step {node} timed out after {node_timeout:g}s",
-                                                       hint="raise Limits.step_timeout or simplify the step")
+                    error: BaseException = StepTimeout(
+                        f"step {node} timed out after {node_timeout:g}s",
+                        hint="raise Limits.step_timeout or simplify the step",
+                    )
                 except fatal:
                     raise
                 except Exception as exc:  # a failed step must not sink its siblings

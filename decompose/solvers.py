@@ -9,22 +9,22 @@ the step: the run records what it returns. Tool steps never reach a solver: the 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
-from decompose.calls import ModelCaller
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
+from decompose.calls import ModelCaller
 from decompose.chains.answer_form import answer_form
+from decompose.chains.answer_line import final_answer_line
 from decompose.chains.code_block import program_code
-from decompose.errors import ConfigError, ProgramError
 from decompose.chains.prompts import Prompts, known_facts
+from decompose.errors import ConfigError, ProgramError
 from decompose.plan import Solved, Step
 from decompose.program import ProgramRun, run_program
 from decompose.retrieval import passages_text
-from decompose.chains.answer_line import final_answer_line
 from decompose.scoring import normalize_answer
 
 
@@ -46,8 +46,11 @@ class StepContext:
         return passages_text(self.passages) + known_facts([f"{q} → {a}" for q, a in self.facts])
 
     def values(self) -> dict[str, Any]:
-        return {"question": self.question, "context": self.context_text(),
-                "form": answer_form(self.question).instruction}
+        return {
+            "question": self.question,
+            "context": self.context_text(),
+            "form": answer_form(self.question).instruction,
+        }
 
 
 class Solver(Protocol):
@@ -86,24 +89,33 @@ class SelfConsistencySolver:
         if samples < 1:
             raise ConfigError(f"self-consistency needs at least one sample, got samples={samples}")
         if temperature <= 0:
-            raise ConfigError(f"self-consistency samples need a temperature above 0, got {temperature}",
-                              hint="at temperature 0 every sample is the same: use strategy='cot'")
+            raise ConfigError(
+                f"self-consistency samples need a temperature above 0, got {temperature}",
+                hint="at temperature 0 every sample is the same: use strategy='cot'",
+            )
         self.samples = samples
         self.temperature = temperature
 
     async def solve(self, ctx: StepContext) -> Solved:
         messages = ctx.prompts.cot.format_messages(**ctx.values())
-        replies = await asyncio.gather(*(
-            ctx.caller.invoke(messages, phase="solve", step_id=ctx.step.id,
-                              build=lambda m: m.bind(temperature=self.temperature), key=("sample", self.temperature))
-            for _ in range(self.samples)
-        ))
+        replies = await asyncio.gather(
+            *(
+                ctx.caller.invoke(
+                    messages,
+                    phase="solve",
+                    step_id=ctx.step.id,
+                    build=lambda m: m.bind(temperature=self.temperature),
+                    key=("sample", self.temperature),
+                )
+                for _ in range(self.samples)
+            )
+        )
         answers = [final_answer_line(str(message.content)) for message, _ in replies]
-        votes: Counter[str] = Counter()
+        votes: dict[str, float] = {}
         first_form: dict[str, str] = {}
         for answer in answers:
             key = normalize_answer(answer)
-            votes[key] += 1.0
+            votes[key] = votes.get(key, 0.0) + 1.0
             first_form.setdefault(key, answer)
         winner = max(votes, key=lambda k: (votes[k], -list(first_form).index(k)))
         return Solved(first_form[winner], model=replies[0][1], vote=dict(votes))
@@ -138,8 +150,9 @@ class ProgramSolver:
         if not timeout > 0:
             raise ConfigError(f"a program's timeout must be above 0 seconds, got {timeout}")
         if memory_mb < 64:
-            raise ConfigError(f"a program's memory_mb must be at least 64 (the interpreter needs about 40 MB), "
-                              f"got {memory_mb}")
+            raise ConfigError(
+                f"a program's memory_mb must be at least 64 (the interpreter needs about 40 MB), got {memory_mb}"
+            )
         self.timeout = timeout
         self.memory_mb = memory_mb
 
@@ -150,15 +163,22 @@ class ProgramSolver:
         try:
             run = await self._run(code)
         except ProgramError as exc:
-            repair = [*messages, AIMessage(content=str(reply.content)),
-                      HumanMessage(content=ctx.prompts.program_repair.format(error=exc))]
+            repair = [
+                *messages,
+                AIMessage(content=str(reply.content)),
+                HumanMessage(content=ctx.prompts.program_repair.format(error=exc)),
+            ]
             reply, model = await ctx.caller.invoke(repair, phase="solve", step_id=ctx.step.id)
             code = program_code(str(reply.content))
             try:
                 run = await self._run(code)
             except ProgramError as again:
-                raise ProgramError(f"the repaired program failed too: {again.args[0]}", hint=again.hint,
-                                   program=again.program, output=again.output) from None
+                raise ProgramError(
+                    f"the repaired program failed too: {again.args[0]}",
+                    hint=again.hint,
+                    program=again.program,
+                    output=again.output,
+                ) from None
         return Solved(run.answer, model=model, program=code, program_output=run.output)
 
     async def _run(self, code: str) -> ProgramRun:

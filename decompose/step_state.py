@@ -61,16 +61,32 @@ def state_hooks(record: RunRecord, step_usage: dict[int, TokenCount]) -> Hooks:
 
     def done(step_id: int, solved: Any) -> None:
         usage = step_usage.get(step_id)
-        record(StepFinished(step_id=step_id, answer=solved.answer, elapsed=since_start(step_id) or 0.0,
-                            model=solved.model, usage=usage.to_dict() if usage else None, sources=solved.sources,
-                            program=solved.program, program_output=solved.program_output, vote=solved.vote,
-                            args=solved.args))
+        record(
+            StepFinished(
+                step_id=step_id,
+                answer=solved.answer,
+                elapsed=since_start(step_id) or 0.0,
+                model=solved.model,
+                usage=usage.to_dict() if usage else None,
+                sources=solved.sources,
+                program=solved.program,
+                program_output=solved.program_output,
+                vote=solved.vote,
+                args=solved.args,
+            )
+        )
 
     def fail(step_id: int, error: BaseException) -> None:
         program = error if isinstance(error, ProgramError) else None  # the program that failed, beside its error
-        record(StepFailed(step_id=step_id, error=str(error), elapsed=since_start(step_id),
-                          program=program.program if program else None, program_output=program.output if program
-                          else None))
+        record(
+            StepFailed(
+                step_id=step_id,
+                error=str(error),
+                elapsed=since_start(step_id),
+                program=program.program if program else None,
+                program_output=program.output if program else None,
+            )
+        )
 
     def skip(step_id: int, reason: str) -> None:
         record(StepSkipped(step_id=step_id, reason=reason))

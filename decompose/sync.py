@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from decompose.errors import ConfigError
 
@@ -27,8 +28,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         pass
     else:
         coro.close()
-        raise ConfigError("this method was called inside a running event loop",
-                          hint="await the async form instead (arun, aplan, aexecute, abatch, asend)")
+        raise ConfigError(
+            "this method was called inside a running event loop",
+            hint="await the async form instead (arun, aplan, aexecute, abatch, asend)",
+        )
     future = asyncio.run_coroutine_threadsafe(coro, _background_loop())
     try:
         return future.result()

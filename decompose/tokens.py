@@ -33,6 +33,7 @@ from typing import Any
 import tiktoken
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import BaseMessage, convert_to_messages
+from langchain_core.runnables import Runnable
 
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 # sha256 of the official files, as pinned in tiktoken_ext/openai_public.py.
@@ -42,16 +43,32 @@ _SHA256 = {
 }
 # How each encoding splits text and its special tokens, as tiktoken_ext/openai_public.py defines them (fixed for
 # an encoding: its files' hashes above pin the rest).
-_CL100K_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|"""
-                   r"""\s*[\r\n]|\s+(?!\S)|\s""")
-_O200K_PATTERN = "|".join([
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""\p{N}{1,3}""", r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""", r"""\s*[\r\n]+""", r"""\s+(?!\S)""", r"""\s+""",
-])
+_CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++"""
+    r"""[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
 _SHAPES = {
-    "cl100k_base": (_CL100K_PATTERN, {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
-                                      "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}),
+    "cl100k_base": (
+        _CL100K_PATTERN,
+        {
+            "<|endoftext|>": 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
+    ),
     "o200k_base": (_O200K_PATTERN, {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}),
 }
 APPROXIMATE_ENCODING = "cl100k_base"
@@ -152,7 +169,7 @@ def _model_name(model: Any) -> str | None:
     return getattr(model, "model_name", None) or getattr(model, "model", None)
 
 
-def count_tokens(text: str, model: BaseLanguageModel | str | None = None) -> int:
+def count_tokens(text: str, model: Runnable | str | None = None) -> int:
     """Tokens in `text` for `model` (a LangChain model, an OpenAI model name, or None)."""
     if isinstance(model, BaseLanguageModel) and _has_own_tokenizer(model):
         ensure_offline_encodings()  # ChatOpenAI's tokenizer is tiktoken
@@ -160,10 +177,9 @@ def count_tokens(text: str, model: BaseLanguageModel | str | None = None) -> int
     return len(encoding_for(_model_name(model)).encode(text, disallowed_special=()))
 
 
-def count_message_tokens(
-    messages: Sequence[BaseMessage | Any], model: BaseLanguageModel | str | None = None
-) -> int:
-    """Prompt tokens for a chat request, including the chat format's per-message overhead."""
+def count_message_tokens(messages: Sequence[BaseMessage | Any], model: Runnable | str | None = None) -> int:
+    """Prompt tokens for a chat request, including the chat format's per-message overhead (counted by `model`'s
+    own tokenizer when it is a language model that has one)."""
     msgs = convert_to_messages(messages)
     if isinstance(model, BaseLanguageModel) and _has_own_tokenizer(model):
         ensure_offline_encodings()
@@ -177,4 +193,3 @@ def count_message_tokens(
         if m.name:
             total += _PER_NAME + count_tokens(m.name, model)
     return total
-

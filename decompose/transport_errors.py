@@ -12,6 +12,7 @@ import email.utils
 import json
 import sys
 import time
+from typing import Any
 
 import httpx
 
@@ -38,7 +39,7 @@ class _NeverRaised(Exception):
     """Stands in for an openai error class while openai is not imported: none of its errors can occur then."""
 
 
-def _openai(name: str) -> type[BaseException]:
+def _openai(name: str) -> type[Any]:  # an openai exception class, when openai is loaded
     # Looked up lazily: importing openai costs ~1 s, which local and scripted models should not pay.
     module = sys.modules.get("openai")
     return getattr(module, name) if module is not None else _NeverRaised
@@ -117,7 +118,7 @@ def _endpoint(exc: BaseException) -> str | None:
         if isinstance(e, MalformedResponse):
             return e.url
         try:
-            url = e.request.url  # type: ignore[attr-defined]
+            url = e.request.url  # type: ignore[attr-defined]  # httpx's and openai's errors; others fall through
         except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
             continue
         return str(url).split("?")[0]
@@ -163,8 +164,9 @@ def _fix(reason: str, status: int | None) -> str:
     if reason == "connection refused":
         return "is the server running? check OPENAI_BASE_URL"
     if reason == "malformed response":
-        return ("is the base URL an OpenAI-compatible API (ending in /v1)? something else answered "
-                "(a proxy, a login page)")
+        return (
+            "is the base URL an OpenAI-compatible API (ending in /v1)? something else answered (a proxy, a login page)"
+        )
     if reason == "timeout":
         return "the server is slow or stuck: raise the model's timeout or RetryPolicy.max_total"
     return "the server or the network is unreliable: retry later or configure a fallback model"

@@ -14,8 +14,9 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -68,17 +69,21 @@ def _completion(message: dict[str, Any]) -> dict[str, Any]:
 
 def _chunk(delta: dict[str, Any], usage: dict[str, int] | None = None) -> bytes:
     choices = [{"index": 0, "delta": delta, "finish_reason": None}] if delta else []
-    data = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 0,
-            "model": "fault", "choices": choices, "usage": usage}
+    data = {
+        "id": "chatcmpl-fault",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fault",
+        "choices": choices,
+        "usage": usage,
+    }
     return f"data: {json.dumps(data)}\n\n".encode()
 
 
 def _reset(request: Request) -> None:
     """Close the client's socket with an RST (SO_LINGER 0), as a crashed proxy would."""
     transport = request.scope["fault.transport"]
-    transport.get_extra_info("socket").setsockopt(
-        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-    )
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
 
 
@@ -105,11 +110,9 @@ class FaultServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        config = uvicorn.Config(asgi, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(asgi, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def queue(self, *behaviours: Behaviour) -> None:
         self.script.extend(behaviours)
@@ -162,8 +165,9 @@ class FaultServer:
         if b.kind == "malformed":
             return Response('{"id": "chatcmpl-fault", "choices": [', media_type="application/json")
         if b.kind == "html":
-            return Response("<html><body><h1>Sign in to continue</h1><form>...</form></body></html>",
-                            media_type="text/html")
+            return Response(
+                "<html><body><h1>Sign in to continue</h1><form>...</form></body></html>", media_type="text/html"
+            )
         if b.kind == "no_choices":
             return JSONResponse({"status": "queued", "detail": "try again"})
         if body.get("stream"):

@@ -25,14 +25,38 @@ def plan_json(*questions_or_steps):
 TITANIC = "Who directed Titanic, and how old was that person when it was released?"
 
 
+class Clock:
+    """A wall clock that moves only when told: `Store(..., clock=clock)`, then `clock.advance(seconds)` to let a
+    lease run out without waiting for it."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def cli(*args, cwd, input=None, env=None, timeout=60):
     """Run `python -m decompose.cli ARGS` as a user would; returns the CompletedProcess (text)."""
-    full_env = {k: v for k, v in os.environ.items()
-                if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "FORCE_COLOR")}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "FORCE_COLOR")
+    }
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "decompose.cli", *args], cwd=cwd, input=input, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "decompose.cli", *args],
+        cwd=cwd,
+        input=input,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def report(path):
@@ -49,8 +73,14 @@ def report(path):
 def interrupt_eval(args, *, cwd, env, out_file, timeout):
     """Start `python -m decompose.cli ARGS` (an eval), press Ctrl-C once two rows are in `out_file`, check that it
     stopped as promised (exit 130, how to resume, no traceback) and return the ids of the rows it saved."""
-    proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "decompose.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (not out_file.exists() or len(report(out_file)) < 2):
         time.sleep(0.05)

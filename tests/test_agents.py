@@ -2,12 +2,12 @@ import sqlite3
 from datetime import date
 
 import pytest
+from helpers import plan_json
 
 from decompose import ConfigError, ScriptedChatModel
 from decompose.agents import build_agent, get_agent, list_agents
 from decompose.conversation import Conversation
 from decompose.models.scripted import asks_for_plan, asks_to_combine
-from helpers import plan_json
 
 
 def findings(messages):
@@ -16,8 +16,13 @@ def findings(messages):
 
 
 def refunds(db, order_id):
-    return sqlite3.connect(db).execute("SELECT amount_cents FROM refunds WHERE order_id = ? AND "
-                                       "idempotency_key NOT LIKE 'seed-%'", (order_id,)).fetchall()
+    return (
+        sqlite3.connect(db)
+        .execute(
+            "SELECT amount_cents FROM refunds WHERE order_id = ? AND idempotency_key NOT LIKE 'seed-%'", (order_id,)
+        )
+        .fetchall()
+    )
 
 
 def test_agents_are_listed_with_their_tools():
@@ -34,8 +39,12 @@ def test_customer_service_refund_end_to_end(tmp_path):
     plan = plan_json(
         {"id": 1, "question": "Find the customer", "tool": "find_customer", "args": {"email": "ann@example.com"}},
         {"id": 2, "question": "Is A1001 refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1001"}},
-        {"id": 3, "question": "Refund it", "tool": "issue_refund",
-         "args": {"order_id": "A1001", "amount": "{2.max_refundable}", "reason": "kettle arrived broken"}},
+        {
+            "id": 3,
+            "question": "Refund it",
+            "tool": "issue_refund",
+            "args": {"order_id": "A1001", "amount": "{2.max_refundable}", "reason": "kettle arrived broken"},
+        },
     )
     model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, findings)])
     agent = build_agent("customer-service", model, db_path=db)
@@ -50,8 +59,14 @@ def test_customer_service_refund_end_to_end(tmp_path):
 
 def test_refund_outside_the_policy_is_refused_by_the_tool_whatever_the_plan_says(tmp_path):
     db = tmp_path / "shop.sqlite3"
-    plan = plan_json({"id": 1, "question": "Refund A1002", "tool": "issue_refund",
-                      "args": {"order_id": "A1002", "amount": "89.00", "reason": "changed my mind"}})
+    plan = plan_json(
+        {
+            "id": 1,
+            "question": "Refund A1002",
+            "tool": "issue_refund",
+            "args": {"order_id": "A1002", "amount": "89.00", "reason": "changed my mind"},
+        }
+    )
     model = ScriptedChatModel(rules=[(asks_for_plan, plan)])
     result = build_agent("customer-service", model, db_path=db).run("Refund A1002 please")
     step = result.plan.step(1)
@@ -61,10 +76,18 @@ def test_refund_outside_the_policy_is_refused_by_the_tool_whatever_the_plan_says
 
 def test_finance_agent_end_to_end(tmp_path):
     plan = plan_json(
-        {"id": 1, "question": "Monthly payment", "tool": "loan_payment",
-         "args": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360}},
-        {"id": 2, "question": "Payment in EUR", "tool": "currency_convert",
-         "args": {"amount": "{1.payment}", "from_currency": "USD", "to_currency": "EUR"}},
+        {
+            "id": 1,
+            "question": "Monthly payment",
+            "tool": "loan_payment",
+            "args": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360},
+        },
+        {
+            "id": 2,
+            "question": "Payment in EUR",
+            "tool": "currency_convert",
+            "args": {"amount": "{1.payment}", "from_currency": "USD", "to_currency": "EUR"},
+        },
     )
     model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, findings)])
     agent = build_agent("finance", model, market_data=tmp_path / "prices.csv")
@@ -75,15 +98,22 @@ def test_finance_agent_end_to_end(tmp_path):
 
 
 def test_conversation_keeps_earlier_turns_in_view(tmp_path):
-    model = ScriptedChatModel(rules=[
-        (lambda m: asks_for_plan(m) and "Where is order A1003" in m[-1].content,
-         plan_json({"id": 1, "question": "Status of A1003", "tool": "order_status", "args": {"order_id": "A1003"}})),
-        (lambda m: asks_for_plan(m) and "when will it arrive" in m[-1].content,
-         plan_json({"id": 1, "question": "ETA of A1003", "tool": "order_status", "args": {"order_id": "A1003"}})),
-        (asks_to_combine, findings),
-    ])
-    chat = Conversation(build_agent("customer-service", model, db_path=tmp_path / "s.sqlite3",
-                                    today=date(2026, 1, 1)))
+    model = ScriptedChatModel(
+        rules=[
+            (
+                lambda m: asks_for_plan(m) and "Where is order A1003" in m[-1].content,
+                plan_json(
+                    {"id": 1, "question": "Status of A1003", "tool": "order_status", "args": {"order_id": "A1003"}}
+                ),
+            ),
+            (
+                lambda m: asks_for_plan(m) and "when will it arrive" in m[-1].content,
+                plan_json({"id": 1, "question": "ETA of A1003", "tool": "order_status", "args": {"order_id": "A1003"}}),
+            ),
+            (asks_to_combine, findings),
+        ]
+    )
+    chat = Conversation(build_agent("customer-service", model, db_path=tmp_path / "s.sqlite3", today=date(2026, 1, 1)))
     first = chat.send("Where is order A1003?")
     assert first.ok
     second = chat.send("And when will it arrive?")

@@ -6,15 +6,14 @@ import importlib.util
 import json
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
+from helpers import REPO, plan_json
 
 from decompose import ScriptedChatModel
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.tools.customer_service import customer_service_tools
 from decompose.tools.finance import finance_tools
-from helpers import REPO, plan_json
 
 
 def _load(name):
@@ -41,8 +40,15 @@ def agent_model(*plans):
 
 
 def conversation(turns, facts, gold=None, follow_ups=()):
-    return {"id": "t1", "split": "tune", "kind": ["test"], "turns": turns, "facts": facts,
-            "gold_writes": gold or {"refunds": [], "tickets": []}, "follow_ups": list(follow_ups)}
+    return {
+        "id": "t1",
+        "split": "tune",
+        "kind": ["test"],
+        "turns": turns,
+        "facts": facts,
+        "gold_writes": gold or {"refunds": [], "tickets": []},
+        "follow_ups": list(follow_ups),
+    }
 
 
 async def run(conv, model):
@@ -53,27 +59,60 @@ FIND_ANN = {"id": 1, "question": "Find the customer", "tool": "find_customer", "
 
 
 async def test_a_write_the_gold_lacks_is_counted_apart_from_a_missing_one():
-    conv = conversation(["I'm ann@example.com. Please refund 20.00 on order A1001, and open a ticket."],
-                        [[["20.00"]]], gold={"refunds": [{"order_id": "A1001", "amount": "49.99"}], "tickets": []})
-    model = agent_model(("refund 20.00", [
-        FIND_ANN,
-        {"id": 2, "question": "Refund", "tool": "issue_refund",
-         "args": {"order_id": "A1001", "amount": "20.00", "reason": "asked"}},
-        {"id": 3, "question": "Ticket", "tool": "open_ticket",
-         "args": {"customer": "{1.customer_id}", "subject": "refund", "body": "refunded 20.00"}}]))
+    conv = conversation(
+        ["I'm ann@example.com. Please refund 20.00 on order A1001, and open a ticket."],
+        [[["20.00"]]],
+        gold={"refunds": [{"order_id": "A1001", "amount": "49.99"}], "tickets": []},
+    )
+    model = agent_model(
+        (
+            "refund 20.00",
+            [
+                FIND_ANN,
+                {
+                    "id": 2,
+                    "question": "Refund",
+                    "tool": "issue_refund",
+                    "args": {"order_id": "A1001", "amount": "20.00", "reason": "asked"},
+                },
+                {
+                    "id": 3,
+                    "question": "Ticket",
+                    "tool": "open_ticket",
+                    "args": {"customer": "{1.customer_id}", "subject": "refund", "body": "refunded 20.00"},
+                },
+            ],
+        )
+    )
     record = await run(conv, model)
-    assert record["unexpected_writes"] == [{"kind": "refund", "order_id": "A1001", "amount": "20.00"},
-                                           {"kind": "ticket", "order_id": None}]
+    assert record["unexpected_writes"] == [
+        {"kind": "refund", "order_id": "A1001", "amount": "20.00"},
+        {"kind": "ticket", "order_id": None},
+    ]
     assert record["missing_writes"] == [{"kind": "refund", "order_id": "A1001", "amount": "49.99"}]
     assert record["facts"] == [[True]] and not record["success"]
 
 
 async def test_the_gold_end_state_and_every_fact_is_a_success():
-    conv = conversation(["I'm ann@example.com. Please refund order A1001, it is unused."], [[["49.990"]]],
-                        gold={"refunds": [{"order_id": "A1001", "amount": "49.99"}], "tickets": []})
-    model = agent_model(("refund order A1001", [
-        FIND_ANN, {"id": 2, "question": "Refund", "tool": "issue_refund",
-                   "args": {"order_id": "A1001", "amount": "49.99", "reason": "unused"}}]))
+    conv = conversation(
+        ["I'm ann@example.com. Please refund order A1001, it is unused."],
+        [[["49.990"]]],
+        gold={"refunds": [{"order_id": "A1001", "amount": "49.99"}], "tickets": []},
+    )
+    model = agent_model(
+        (
+            "refund order A1001",
+            [
+                FIND_ANN,
+                {
+                    "id": 2,
+                    "question": "Refund",
+                    "tool": "issue_refund",
+                    "args": {"order_id": "A1001", "amount": "49.99", "reason": "unused"},
+                },
+            ],
+        )
+    )
     record = await run(conv, model)
     assert record["success"], record
     assert record["model_calls"] == 2 and record["invented_ids"] == []  # a plan and a synthesis
@@ -99,28 +138,56 @@ async def test_an_identifier_the_customer_never_gave_and_no_tool_returned_is_inv
     # The judge, on a call log: A1003 was neither said nor returned before the call.
     call = {"turn": 0, "tool": "order_status", "args": {"order_id": "A1003"}, "start": 0, "end": 1, "output": "{}"}
     assert judge.invented_ids(conv["turns"], [call]) == [
-        {"turn": 0, "tool": "order_status", "arg": "order_id", "value": "A1003"}]
+        {"turn": 0, "tool": "order_status", "arg": "order_id", "value": "A1003"}
+    ]
     # Ours never makes that call: its tool guard refuses the guessed id before the tool runs.
-    guessed = await run(conv, agent_model(("latest order", [
-        {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}])))
+    guessed = await run(
+        conv,
+        agent_model(
+            ("latest order", [{"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}])
+        ),
+    )
     assert guessed["invented_ids"] == [] and guessed["tool_calls"] == []
-    looked_up = await run(conv, agent_model(("latest order", [
-        FIND_ANN,
-        {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}},
-        {"id": 3, "question": "Status", "tool": "order_status", "args": {"order_id": "{2.latest_order_id}"}}])))
+    looked_up = await run(
+        conv,
+        agent_model(
+            (
+                "latest order",
+                [
+                    FIND_ANN,
+                    {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}},
+                    {
+                        "id": 3,
+                        "question": "Status",
+                        "tool": "order_status",
+                        "args": {"order_id": "{2.latest_order_id}"},
+                    },
+                ],
+            )
+        ),
+    )
     assert looked_up["invented_ids"] == [] and looked_up["facts"] == [[True]]
     assert looked_up["tool_calls"][1][2] == {"customer": "C001"}  # the resolved reference, as the tool got it
 
 
 async def test_a_follow_up_is_resolved_only_by_calls_on_the_order_it_refers_to():
-    conv = conversation(["Where is order A1003?", "When will it arrive?"], [[["shipped"]], [["2026-01-17"]]],
-                        follow_ups=[{"turn": 1, "order_id": "A1003"}])
+    conv = conversation(
+        ["Where is order A1003?", "When will it arrive?"],
+        [[["shipped"]], [["2026-01-17"]]],
+        follow_ups=[{"turn": 1, "order_id": "A1003"}],
+    )
 
     def model(order):
-        return agent_model(("Where is order A1003", [
-            {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}]),
-            ("When will it arrive", [
-                {"id": 1, "question": "ETA", "tool": "order_status", "args": {"order_id": order}}]))
+        return agent_model(
+            (
+                "Where is order A1003",
+                [{"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}],
+            ),
+            (
+                "When will it arrive",
+                [{"id": 1, "question": "ETA", "tool": "order_status", "args": {"order_id": order}}],
+            ),
+        )
 
     right = await run(conv, model("A1003"))
     assert right["follow_ups"] == [{"turn": 1, "order_id": "A1003", "used": ["A1003"], "resolved": True}]
@@ -129,7 +196,8 @@ async def test_a_follow_up_is_resolved_only_by_calls_on_the_order_it_refers_to()
     # would replace the unheard-of A1001 by A1003, the one order the customer named).
     calls = [{"turn": 1, "tool": "order_status", "args": {"order_id": "A1001"}, "start": 0, "end": 1, "output": ""}]
     assert judge.follow_ups_resolved(conv["follow_ups"], calls) == [
-        {"turn": 1, "order_id": "A1003", "used": ["A1001"], "resolved": False}]
+        {"turn": 1, "order_id": "A1003", "used": ["A1001"], "resolved": False}
+    ]
     repaired = await run(conv, model("A1001"))
     assert repaired["follow_ups"][0]["resolved"] is True and repaired["invented_ids"] == []
 
@@ -138,8 +206,9 @@ async def test_a_run_resumes_from_its_records(tmp_path):
     rows = [conversation(["Where is order A1003?"], [[["shipped"]]]) | {"id": i} for i in ("a", "b")]
     out = tmp_path / "records.jsonl"
     out.write_text(json.dumps({"id": "a", "success": True, "marker": "kept"}) + "\n")
-    model = agent_model(("order A1003", [
-        {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}]))
+    model = agent_model(
+        ("order A1003", [{"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}])
+    )
     records = await aq.run_cell(rows, "ours", model, "customer-service", out)
     assert [r["id"] for r in records] == ["a", "b"] and records[0]["marker"] == "kept"
     calls = len(model.calls)
@@ -174,13 +243,28 @@ def test_every_gold_write_is_one_the_shop_accepts_and_every_fact_comes_from_the_
         shop, db = _shop(tmp_path)
         replayed = []
         for n, r in enumerate(conv["gold_writes"]["refunds"]):
-            replayed += shop["issue_refund"].invoke({"order_id": r["order_id"], "amount": r["amount"], "reason": "gold",
-                                         "idempotency_key": f"r{n}"}).values()
+            replayed += (
+                shop["issue_refund"]
+                .invoke(
+                    {"order_id": r["order_id"], "amount": r["amount"], "reason": "gold", "idempotency_key": f"r{n}"}
+                )
+                .values()
+            )
         for n, t in enumerate(conv["gold_writes"]["tickets"]):
-            customer = "ann.lee@example.com" if t["order_id"] is None else \
-                shop["order_status"].invoke({"order_id": t["order_id"]})["customer_id"]
-            made = shop["open_ticket"].invoke({"customer": customer, "order_id": t["order_id"], "subject": "gold",
-                                               "body": "gold", "idempotency_key": f"t{n}"})
+            customer = (
+                "ann.lee@example.com"
+                if t["order_id"] is None
+                else shop["order_status"].invoke({"order_id": t["order_id"]})["customer_id"]
+            )
+            made = shop["open_ticket"].invoke(
+                {
+                    "customer": customer,
+                    "order_id": t["order_id"],
+                    "subject": "gold",
+                    "body": "gold",
+                    "idempotency_key": f"t{n}",
+                }
+            )
             assert made["ticket_id"] == "T00002", conv["id"]  # the id the facts expect: the seed holds T00001
         assert judge.compare_writes(judge.shop_writes(db), conv["gold_writes"]) == ([], []), conv["id"]
         seen = _tool_outputs(_shop(tmp_path)[0], " ".join(conv["turns"])) + json.dumps(replayed)
@@ -204,8 +288,10 @@ def _tool_outputs(shop, text):
         found.append(listed)
         orders |= {o["order_id"] for o in listed["orders"]}
     for order in orders:
-        found += [shop["order_status"].invoke({"order_id": order}),
-                  shop["refund_eligibility"].invoke({"order_id": order})]
+        found += [
+            shop["order_status"].invoke({"order_id": order}),
+            shop["refund_eligibility"].invoke({"order_id": order}),
+        ]
     found.append(shop["search_policy"].invoke({"query": "refund window damaged", "limit": 9}))
     return json.dumps(found) + " T00002"  # the first ticket a conversation opens
 
@@ -233,12 +319,20 @@ async def test_the_react_peer_is_judged_from_the_same_tool_calls():
     def call(name, **args):
         return AIMessage("", tool_calls=[{"name": name, "args": args, "id": name}])
 
-    model = ToolCallingFake(messages=iter([
-        call("find_customer", email="ann@example.com"),
-        call("issue_refund", order_id="A1001", amount="49.99", reason="unused"),
-        AIMessage("Refunded 49.99 on A1001.")]))
-    conv = conversation(["I'm ann@example.com. Please refund order A1001."], [[["49.99"]]],
-                        gold={"refunds": [{"order_id": "A1001", "amount": "49.99"}], "tickets": []})
+    model = ToolCallingFake(
+        messages=iter(
+            [
+                call("find_customer", email="ann@example.com"),
+                call("issue_refund", order_id="A1001", amount="49.99", reason="unused"),
+                AIMessage("Refunded 49.99 on A1001."),
+            ]
+        )
+    )
+    conv = conversation(
+        ["I'm ann@example.com. Please refund order A1001."],
+        [[["49.99"]]],
+        gold={"refunds": [{"order_id": "A1001", "amount": "49.99"}], "tickets": []},
+    )
     record = await aq.run_conversation(conv, "react", model, "customer-service")
     assert record["success"] and record["model_calls"] == 3, record
     assert [c[1] for c in record["tool_calls"]] == ["find_customer", "issue_refund"]  # the key is given, not asked
@@ -246,7 +340,14 @@ async def test_the_react_peer_is_judged_from_the_same_tool_calls():
 
 def test_a_fact_fixed_after_a_run_is_judged_again_from_the_stored_answer():
     conv = conversation(["Can I return it?"], [[["yes"], ["2026-02-12"]]])
-    record = {"answers": ["Yes, until February 12."], "facts": [[True]], "facts_stated": 1, "facts_total": 1,
-              "success": True, "unexpected_writes": [], "missing_writes": []}
+    record = {
+        "answers": ["Yes, until February 12."],
+        "facts": [[True]],
+        "facts_stated": 1,
+        "facts_total": 1,
+        "success": True,
+        "unexpected_writes": [],
+        "missing_writes": [],
+    }
     assert aq.refresh_facts(record, conv)["facts"] == [[True, True]]
     assert aq.refresh_facts(record | {"answers": ["Yes."]}, conv)["success"] is False

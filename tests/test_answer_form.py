@@ -5,36 +5,41 @@ import pytest
 from decompose.chains.answer_form import AnswerForm, answer_form, asked_sentence
 from decompose.chains.prompts import Prompts
 
-SPRINTS = ("James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
-           "How many total meters does he run a week?")
+SPRINTS = (
+    "James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
+    "How many total meters does he run a week?"
+)
 
 
-@pytest.mark.parametrize("question, form", [
-    (SPRINTS, AnswerForm.NUMBER),
-    ("How much in dollars does she make every day at the farmers' market?", AnswerForm.NUMBER),
-    ("What is the total cost of the glasses?", AnswerForm.NUMBER),
-    ("I borrow $405000 for 10 years at 4% interest. What is my monthly payment?", AnswerForm.NUMBER),
-    ("What is my name on the account?", AnswerForm.OTHER),
-    ("What is the monthly payment on a 34500 USD loan at 4% over 3 years?", AnswerForm.NUMBER),
-    ("Revenue went from 7890 to 8490. By what percent did it change?", AnswerForm.NUMBER),
-    ("What was the net income in 2019?", AnswerForm.NUMBER),
-    ("Convert 12440 CAD to AUD.", AnswerForm.NUMBER),
-    ("What is 72000 received in 14 years worth today at a 4% discount rate?", AnswerForm.NUMBER),
-    ("What would my 500 shares be worth at today's close?", AnswerForm.NUMBER),
-    ("What is worth seeing in Rome?", AnswerForm.OTHER),
-    ("What is the return policy for damaged items?", AnswerForm.OTHER),
-    ("Is Paris the capital of France?", AnswerForm.YES_NO),
-    ("Would a Pict be confused by Old English?", AnswerForm.YES_NO),
-    ("Did Aristotle use a laptop, or not?", AnswerForm.YES_NO),
-    ("Is the Eiffel Tower taller or shorter than Big Ben?", AnswerForm.OTHER),  # a choice, not yes/no
-    ("Who was president of the United States in the year that Citibank was founded?", AnswerForm.PERSON),
-    ("When did the last king from Britain's House of Hanover die?", AnswerForm.DATE),
-    ("In what year was the company added to the S&P 500?", AnswerForm.DATE),
-    ("Where was the inventor of the telephone born?", AnswerForm.PLACE),
-    ("What rocket was the first spacecraft that ever approached Uranus launched on?", AnswerForm.OTHER),
-    ("Which is taller, the Eiffel Tower or Big Ben?", AnswerForm.OTHER),
-    ("", AnswerForm.OTHER),
-])
+@pytest.mark.parametrize(
+    "question, form",
+    [
+        (SPRINTS, AnswerForm.NUMBER),
+        ("How much in dollars does she make every day at the farmers' market?", AnswerForm.NUMBER),
+        ("What is the total cost of the glasses?", AnswerForm.NUMBER),
+        ("I borrow $405000 for 10 years at 4% interest. What is my monthly payment?", AnswerForm.NUMBER),
+        ("What is my name on the account?", AnswerForm.OTHER),
+        ("What is the monthly payment on a 34500 USD loan at 4% over 3 years?", AnswerForm.NUMBER),
+        ("Revenue went from 7890 to 8490. By what percent did it change?", AnswerForm.NUMBER),
+        ("What was the net income in 2019?", AnswerForm.NUMBER),
+        ("Convert 12440 CAD to AUD.", AnswerForm.NUMBER),
+        ("What is 72000 received in 14 years worth today at a 4% discount rate?", AnswerForm.NUMBER),
+        ("What would my 500 shares be worth at today's close?", AnswerForm.NUMBER),
+        ("What is worth seeing in Rome?", AnswerForm.OTHER),
+        ("What is the return policy for damaged items?", AnswerForm.OTHER),
+        ("Is Paris the capital of France?", AnswerForm.YES_NO),
+        ("Would a Pict be confused by Old English?", AnswerForm.YES_NO),
+        ("Did Aristotle use a laptop, or not?", AnswerForm.YES_NO),
+        ("Is the Eiffel Tower taller or shorter than Big Ben?", AnswerForm.OTHER),  # a choice, not yes/no
+        ("Who was president of the United States in the year that Citibank was founded?", AnswerForm.PERSON),
+        ("When did the last king from Britain's House of Hanover die?", AnswerForm.DATE),
+        ("In what year was the company added to the S&P 500?", AnswerForm.DATE),
+        ("Where was the inventor of the telephone born?", AnswerForm.PLACE),
+        ("What rocket was the first spacecraft that ever approached Uranus launched on?", AnswerForm.OTHER),
+        ("Which is taller, the Eiffel Tower or Big Ben?", AnswerForm.OTHER),
+        ("", AnswerForm.OTHER),
+    ],
+)
 def test_answer_form(question, form):
     assert answer_form(question) is form
 
@@ -55,8 +60,10 @@ def test_a_how_many_question_gets_no_yes_no_instruction():
     for template, values in [
         (prompts.answer, {"question": SPRINTS, "context": "", "form": form}),
         (prompts.cot, {"question": SPRINTS, "context": "", "form": form}),
-        (prompts.synthesize, {"question": SPRINTS, "findings": "1. x → 540", "form": form, "insufficient": "",
-                              "context": ""}),
+        (
+            prompts.synthesize,
+            {"question": SPRINTS, "findings": "1. x → 540", "form": form, "insufficient": "", "context": ""},
+        ),
     ]:
         text = _prompt_text(template, **values)
         assert "yes" not in text.lower(), text

@@ -4,6 +4,7 @@ is recorded of it (result, to_dict, event, CLI) and what it costs. Scripted mode
 import json
 
 import pytest
+from helpers import cli, plan_json
 from langchain_core.tools import tool
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel, side_effects
@@ -12,7 +13,6 @@ from decompose.cli.output import summary_line
 from decompose.events import RouteChosen
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.retrieval import LocalDocsRetriever
-from helpers import cli, plan_json
 
 EGGS = "Tom has 4 boxes of 6 eggs and eats 5 eggs. How many eggs are left?"
 YES_NO = "Is the Eiffel Tower taller than Big Ben?"
@@ -35,28 +35,32 @@ def planned(model: ScriptedChatModel) -> int:
 
 
 def eggs_model(*, program: str = "answer = 4 * 6 - 5", cot: str = "24 - 5 = 19.\nAnswer: 19") -> ScriptedChatModel:
-    return ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("How many eggs are in 4 boxes of 6 eggs?", "What is {1} minus 5?")),
-        (asks_to_combine, "Answer: 19"),
-        (asks_for_program, fenced(program)),
-        (thinks, cot),
-        (r"What is 24 minus 5", "19"),  # before the next rule: its prompt holds step 1 as a known fact
-        (r"How many eggs are in 4 boxes", "24"),
-    ])
+    return ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("How many eggs are in 4 boxes of 6 eggs?", "What is {1} minus 5?")),
+            (asks_to_combine, "Answer: 19"),
+            (asks_for_program, fenced(program)),
+            (thinks, cot),
+            (r"What is 24 minus 5", "19"),  # before the next rule: its prompt holds step 1 as a known fact
+            (r"How many eggs are in 4 boxes", "24"),
+        ]
+    )
 
 
 def test_a_computation_is_answered_by_chain_of_thought_without_decomposing():
     model = eggs_model()
     result = Orchestrator(model, strategy="auto").run(EGGS)
     assert result.ok and result.answer == "19"
-    assert result.route == {"name": "cot", "tried": {"cot": "19"},
-                            "why": "a computation on the numbers the question states: cot answered 19"}
+    assert result.route == {
+        "name": "cot",
+        "tried": {"cot": "19"},
+        "why": "a computation on the numbers the question states: cot answered 19",
+    }
     assert planned(model) == 0 and len(model.calls) == 1
     assert result.usage.model_calls == 1 and result.usage.phases["route"].calls == 1
     (step,) = result.plan.steps  # one step asking the question: the CLI tree, the web page and serve still work
     assert step.question == EGGS and step.status == "done" and step.answer == "19"
-    assert [e.type for e in result.events] == ["RouteChosen", "PlanReady", "StepStarted", "StepFinished",
-                                               "Answered"]
+    assert [e.type for e in result.events] == ["RouteChosen", "PlanReady", "StepStarted", "StepFinished", "Answered"]
 
 
 def test_an_answer_without_a_number_falls_to_the_program():
@@ -85,8 +89,12 @@ def test_verify_falls_to_decompose_when_the_candidates_disagree():
     assert result.answer == "19"
     # every call counted: two candidates, the plan, two steps, the synthesis
     assert result.usage.model_calls == 6 == len(model.calls)
-    assert {k: v.calls for k, v in result.usage.phases.items()} == {"route": 2, "decompose": 1, "solve": 2,
-                                                                    "synthesize": 1}
+    assert {k: v.calls for k, v in result.usage.phases.items()} == {
+        "route": 2,
+        "decompose": 1,
+        "solve": 2,
+        "synthesize": 1,
+    }
     # the decomposition's steps are answered directly: only the cot candidate thought step by step
     assert sum("Think step by step" in c["prompt"] for c in model.calls) == 1
 
@@ -101,10 +109,12 @@ def test_no_usable_answer_decomposes_and_a_failed_program_is_recorded():
 
 
 def test_retrieval_is_a_candidate_only_with_a_retriever():
-    docs = LocalDocsRetriever.from_texts([("eiffel", "The Eiffel Tower is 330 metres tall."),
-                                          ("ben", "Big Ben's tower is 96 metres tall.")])
-    model = ScriptedChatModel(rules=[(r"330 metres", "Yes, it is taller."), (asks_for_plan, plan_json("x?"))],
-                              default="No.")
+    docs = LocalDocsRetriever.from_texts(
+        [("eiffel", "The Eiffel Tower is 330 metres tall."), ("ben", "Big Ben's tower is 96 metres tall.")]
+    )
+    model = ScriptedChatModel(
+        rules=[(r"330 metres", "Yes, it is taller."), (asks_for_plan, plan_json("x?"))], default="No."
+    )
     with_docs = Orchestrator(model, strategy="auto", retriever=docs).run(YES_NO)
     assert with_docs.route["name"] == "retrieval" and with_docs.answer == "Yes, it is taller."
     assert with_docs.plan.steps[0].sources and with_docs.citations  # the passages it was shown are cited
@@ -115,11 +125,16 @@ def test_retrieval_is_a_candidate_only_with_a_retriever():
 
 def test_a_multi_hop_question_over_documents_is_decomposed_without_candidates():
     docs = LocalDocsRetriever.from_texts([("t", "Titanic was directed by James Cameron.")])
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("Who directed Titanic?")),
-                                     (asks_to_combine, "Answer: James Cameron")], default="James Cameron")
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, plan_json("Who directed Titanic?")), (asks_to_combine, "Answer: James Cameron")],
+        default="James Cameron",
+    )
     result = Orchestrator(model, strategy="auto", retriever=docs).run("Who directed Titanic?")
-    assert result.route == {"name": "decompose", "tried": {},
-                            "why": "a question over documents: each step retrieves for its own hop"}
+    assert result.route == {
+        "name": "decompose",
+        "tried": {},
+        "why": "a question over documents: each step retrieves for its own hop",
+    }
     assert planned(model) == 1 and "route" not in result.usage.phases
 
 
@@ -152,8 +167,9 @@ def test_the_route_is_recorded_in_to_dict_the_event_and_the_summary_line():
     assert data["route"]["name"] == "cot" and data["route"]["tried"] == {"cot": "19"}
     chosen = next(e for e in result.events if isinstance(e, RouteChosen))
     assert chosen.to_dict()["type"] == "RouteChosen" and chosen.to_dict()["name"] == "cot"
-    assert summary_line(result).startswith("route cot (a computation on the numbers the question states: "
-                                           "cot answered 19) · 1 model call · ")
+    assert summary_line(result).startswith(
+        "route cot (a computation on the numbers the question states: cot answered 19) · 1 model call · "
+    )
     other = Orchestrator(eggs_model()).run(EGGS)  # other strategies record no route
     assert other.route is None and other.to_dict()["route"] is None
     assert summary_line(other).startswith("4 model calls · ")

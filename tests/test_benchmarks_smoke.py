@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("llama_index.core")
+# Found, not imported: importing LlamaIndex takes a second, paid only by the tests that run it.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llama_index.core") is None, reason="llama-index-core is not installed"
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 
@@ -29,13 +32,13 @@ def test_latency_benchmark_quick(capsys, monkeypatch):
     assert out.count("PASS") + out.count("FAIL") == 4  # one verdict per target
 
 
-
 def test_call_overhead_benchmark_prints_each_way_to_call(capsys):
     rows = _load("call_overhead").main(["--calls", "20", "--samples", "1"])
     out = capsys.readouterr().out
     assert list(rows) == ["model.ainvoke (LangChain)", "ModelCaller.invoke", "ModelCaller.invoke, fixed reply"]
     assert all(name in out for name in rows) and "tenacity" in out
     assert all(wall > 0 and cpu >= 0 for wall, cpu in rows.values())
+
 
 def _load(name):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
@@ -71,7 +74,7 @@ def test_capable_model_joins_chunks_in_part_order_and_checks_the_digest(tmp_path
     assert path.read_bytes() == joined
 
 
-QUALITY_RULES = '''
+QUALITY_RULES = """
 import json
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 rules = [
@@ -80,9 +83,10 @@ rules = [
     (asks_to_combine, "Yes"),
 ]
 default = "4"
-'''
+"""
 
 
+@pytest.mark.slow  # imports LlamaIndex for its row
 def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
     import json
 
@@ -90,19 +94,49 @@ def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
     (data / "eval").mkdir(parents=True)
     (data / "train").mkdir()
     (data / "eval" / "gsm8k_test.jsonl").write_text(
-        json.dumps({"question": "Ann has 2 apples and gets 2 more. How many apples does she have?",
-                    "answer": "2 + 2 = 4\n#### 4"}) + "\n")
+        json.dumps(
+            {
+                "question": "Ann has 2 apples and gets 2 more. How many apples does she have?",
+                "answer": "2 + 2 = 4\n#### 4",
+            }
+        )
+        + "\n"
+    )
     (data / "eval" / "bamboogle_with_facts.jsonl").write_text(
-        json.dumps({"id": "b-0", "question": "Who wrote Hamlet?", "fact1": "Hamlet was written by Shakespeare.",
-                    "fact2": "Shakespeare was English.", "answer": "Shakespeare"}) + "\n")
+        json.dumps(
+            {
+                "id": "b-0",
+                "question": "Who wrote Hamlet?",
+                "fact1": "Hamlet was written by Shakespeare.",
+                "fact2": "Shakespeare was English.",
+                "answer": "Shakespeare",
+            }
+        )
+        + "\n"
+    )
     (data / "eval" / "strategyqa_dev.jsonl").write_text(
-        json.dumps({"qid": "s0", "question": "Is 4 even?", "answer": True, "facts": ["4 is even."]}) + "\n")
+        json.dumps({"qid": "s0", "question": "Is 4 even?", "answer": True, "facts": ["4 is even."]}) + "\n"
+    )
     (data / "train" / "strategyqa_train.jsonl").write_text(
-        json.dumps({"qid": "t0", "question": "Is 3 odd?", "answer": True, "facts": ["3 is odd."]}) + "\n")
+        json.dumps({"qid": "t0", "question": "Is 3 odd?", "answer": True, "facts": ["3 is odd."]}) + "\n"
+    )
     (tmp_path / "rules.py").write_text(QUALITY_RULES)
     bench = _load("quality")
-    cells = bench.main(["--model", f"scripted:{tmp_path / 'rules.py'}", "--data", str(data), "--out",
-                        str(tmp_path / "out"), "--datasets", "gsm8k", "bamboogle", "--limit", "1"])
+    cells = bench.main(
+        [
+            "--model",
+            f"scripted:{tmp_path / 'rules.py'}",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+            "--datasets",
+            "gsm8k",
+            "bamboogle",
+            "--limit",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert ("gsm8k", "retrieval") not in cells and ("bamboogle", "retrieval") in cells  # retrieval needs docs
     assert {s for _, s in cells} == set(bench.SYSTEMS) - {"majority"}  # no yes/no dataset here
@@ -114,16 +148,32 @@ def test_quality_benchmark_runs_every_system_on_tiny_data(tmp_path, capsys):
     assert len(reports) == 17  # one per dataset and system (retrieval and majority where they apply)
     auto = json.loads(next(p for p in reports if p.name == "gsm8k-auto.jsonl").read_text())
     assert auto["route"]["name"] == "cot" and auto["calls"] == 1 and auto["match"] == 1.0  # the route per row
-    assert json.loads(next(p for p in reports if p.name == "bamboogle-auto.jsonl").read_text())["route"]["name"] \
+    assert (
+        json.loads(next(p for p in reports if p.name == "bamboogle-auto.jsonl").read_text())["route"]["name"]
         == "decompose"
+    )
     ours = next(p for p in reports if p.name == "gsm8k-ours.jsonl")
     (record,) = [json.loads(line) for line in ours.read_text().splitlines()]
     assert record["steps"][-1][0::2] == ["calculator", "4"]  # why the row scored: [tool, question, answer]
     assert record["plan"] == "model"
     direct = json.loads(next(p for p in reports if p.name == "gsm8k-direct.jsonl").read_text())
     assert "steps" not in direct
-    rerun = bench.main(["--model", f"scripted:{tmp_path / 'rules.py'}", "--data", str(data), "--out",
-                        str(tmp_path / "out"), "--datasets", "gsm8k", "--systems", "ours", "--limit", "1"])
+    rerun = bench.main(
+        [
+            "--model",
+            f"scripted:{tmp_path / 'rules.py'}",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+            "--datasets",
+            "gsm8k",
+            "--systems",
+            "ours",
+            "--limit",
+            "1",
+        ]
+    )
     assert rerun[("gsm8k", "ours")] == cells[("gsm8k", "ours")]
     assert len(ours.read_text().splitlines()) == 1  # resumed from the report, not run again
 
@@ -141,8 +191,12 @@ def test_soak_benchmark_quick(capsys):
 def test_serve_load_benchmark_quick(capsys):
     pytest.importorskip("sqlalchemy")
     # tiny numbers: 2 replicas with colliding messages under load, then kill -9 mid-turn and a restart
-    assert _load("serve_load").main(["--clients", "10", "--messages", "3", "--latency-ms", "10",
-                                     "--replicas", "2", "--collide"]) == 0
+    assert (
+        _load("serve_load").main(
+            ["--clients", "10", "--messages", "3", "--latency-ms", "10", "--replicas", "2", "--collide"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("lost 0, duplicated 0, unknown 0, out of order 0, answers differing 0") == 2
     assert "[ok] every acknowledged message stored exactly once, in order" in out

@@ -46,12 +46,12 @@ async def test_the_per_call_deadline_applies_to_servers_not_to_models_in_this_pr
     from langchain_core.messages import HumanMessage
 
     slow = RetryPolicy(max_total=0.05)
-    queued = ModelCaller([InProcessModel(default="done", latency=0.2)], policy=slow, usage=Usage(),
-                         emit=lambda e: None)
+    queued = ModelCaller([InProcessModel(default="done", latency=0.2)], policy=slow, usage=Usage(), emit=lambda e: None)
     message, _ = await queued.invoke([HumanMessage("hi")], phase="solve")
     assert message.content == "done"  # waited its turn past max_total
 
-    remote = ModelCaller([ScriptedChatModel(default="done", latency=0.2)], policy=slow, usage=Usage(),
-                         emit=lambda e: None)
+    remote = ModelCaller(
+        [ScriptedChatModel(default="done", latency=0.2)], policy=slow, usage=Usage(), emit=lambda e: None
+    )
     with pytest.raises(ModelError, match="timeout"):
         await remote.invoke([HumanMessage("hi")], phase="solve")

@@ -15,8 +15,9 @@ from helpers import REPO, cli
 TITANIC = "Who directed Titanic, and how old was that person when it was released?"
 
 # The README's own scripted model (examples/scripted/rules.py), without its latency, plus one rule.
-RULES = ((REPO / "examples" / "scripted" / "rules.py").read_text().replace("latency = 0.3", "latency = 0")
-         + '\nrules.append((r"Question: What is 6 times 7", "42"))\n')
+RULES = (REPO / "examples" / "scripted" / "rules.py").read_text().replace(
+    "latency = 0.3", "latency = 0"
+) + '\nrules.append((r"Question: What is 6 times 7", "42"))\n'
 
 EVENT_TYPES = {"PlanReady", "StepStarted", "StepFinished", "StepFailed", "StepSkipped", "Retried", "Answered"}
 
@@ -25,12 +26,26 @@ def cli_parallel(cases, cwd):
     """Several commands at once (each its own process): [(args, env), ...] -> [CompletedProcess]."""
     procs = []
     for args, env in cases:
-        full_env = {k: v for k, v in os.environ.items()
-                    if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "FORCE_COLOR")}
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "FORCE_COLOR")
+        }
         full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
         full_env.update(env)
-        procs.append((args, subprocess.Popen([sys.executable, "-m", "decompose.cli", *args], cwd=cwd, env=full_env,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        procs.append(
+            (
+                args,
+                subprocess.Popen(
+                    [sys.executable, "-m", "decompose.cli", *args],
+                    cwd=cwd,
+                    env=full_env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     done = []
     for args, proc in procs:
         out, err = proc.communicate(timeout=60)
@@ -100,20 +115,50 @@ def test_run_prints_plan_answer_and_summary_as_plain_text(work):
 
 @pytest.mark.slow
 def test_json_output_schema_and_trace(work):
-    proc = cli("run", "--json", "--trace", "trace.jsonl", "--model", "scripted:rules.py", "-", cwd=work,
-               input=TITANIC + "\n")
+    proc = cli(
+        "run", "--json", "--trace", "trace.jsonl", "--model", "scripted:rules.py", "-", cwd=work, input=TITANIC + "\n"
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is the JSON document alone
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+    assert set(data) == {
+        "question",
+        "answer",
+        "ok",
+        "error",
+        "elapsed",
+        "route",
+        "steps",
+        "citations",
+        "usage",
+        "events",
+    }
     assert data["question"] == TITANIC and data["ok"] is True and data["error"] is None
     assert data["answer"] == "James Cameron was 43 when Titanic was released."
     assert [s["answer"] for s in data["steps"]] == ["James Cameron", "1954", "1997", "43"]
-    assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "error", "attempts",
-                                     "model", "elapsed", "vote", "sources"}
+    assert set(data["steps"][0]) >= {
+        "id",
+        "question",
+        "depends_on",
+        "status",
+        "answer",
+        "error",
+        "attempts",
+        "model",
+        "elapsed",
+        "vote",
+        "sources",
+    }
     assert data["steps"][3]["depends_on"] == [2, 3]
     usage = data["usage"]
-    assert set(usage) >= {"input_tokens", "output_tokens", "total_tokens", "model_calls", "transport_retries",
-                          "parse_retries", "phases"}
+    assert set(usage) >= {
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "model_calls",
+        "transport_retries",
+        "parse_retries",
+        "phases",
+    }
     assert usage["model_calls"] == 6 and set(usage["phases"]) == {"decompose", "solve", "synthesize"}
     types = [e["type"] for e in data["events"]]
     assert types[0] == "PlanReady" and types[-1] == "Answered" and set(types) <= EVENT_TYPES
@@ -121,7 +166,7 @@ def test_json_output_schema_and_trace(work):
     assert [e["type"] for e in trace] == types
 
 
-EDITOR = '''
+EDITOR = """
 import json, pathlib, sys
 count = pathlib.Path("edits.count")  # in the test's directory: how many times the editor was opened
 n = int(count.read_text()) if count.exists() else 0
@@ -133,7 +178,7 @@ else:
     plan = json.loads(path.read_text())
     plan["steps"] = [{{"id": 1, "question": "Who directed Titanic?"}}]
     path.write_text(json.dumps(plan))
-'''
+"""
 
 
 @pytest.mark.parametrize("bad_first", [False, True])
@@ -141,8 +186,17 @@ else:
 def test_review_edit_then_approve(work, bad_first):
     (work / "editor.py").write_text(EDITOR.format(bad_first=bad_first))
     keys = "e\ny\na\n" if bad_first else "e\na\n"
-    proc = cli("run", "--review", "--json", "--model", "scripted:rules.py", TITANIC, cwd=work, input=keys,
-               env={"EDITOR": f"{sys.executable} {work / 'editor.py'}", "VISUAL": ""}, )
+    proc = cli(
+        "run",
+        "--review",
+        "--json",
+        "--model",
+        "scripted:rules.py",
+        TITANIC,
+        cwd=work,
+        input=keys,
+        env={"EDITOR": f"{sys.executable} {work / 'editor.py'}", "VISUAL": ""},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "[a]pprove, [e]dit, [c]ancel?" in proc.stderr  # prompts stay off stdout with --json
     if bad_first:
@@ -182,8 +236,12 @@ KEY_ERRORS = [  # the ones the issue names, each through the real command
     (["run", "--agent", "nobody", "hi"], {}, 2, ["unknown agent 'nobody'", "customer-service"]),
     (["run", "--tools", "no_such_module:thing", "hi"], {}, 2, ["cannot import module 'no_such_module'"]),
     (["run", "--model", "openai:gpt-4o-mini", "hi"], {}, 2, ["OPENAI_API_KEY", "hint:"]),
-    (["run", "--retries", "0", "--model", "openai:gpt-4o-mini", "hi"],
-     {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, 1, ["could not reach", "hint:"]),
+    (
+        ["run", "--retries", "0", "--model", "openai:gpt-4o-mini", "hi"],
+        {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
+        1,
+        ["could not reach", "hint:"],
+    ),
     (["run", "--model", "scripted:rules.py", "--plan", "missing.json"], {}, 2, ["cannot read plan file missing.json"]),
 ]
 
@@ -191,7 +249,7 @@ KEY_ERRORS = [  # the ones the issue names, each through the real command
 @pytest.mark.slow
 def test_key_errors_are_one_line_with_a_hint(work):
     results = cli_parallel([(args, env) for args, env, _, _ in KEY_ERRORS], cwd=work)
-    for (args, _, code, needles), proc in zip(KEY_ERRORS, results):
+    for (_, _, code, needles), proc in zip(KEY_ERRORS, results):
         assert_one_line_error(proc, code, *needles)
 
 
@@ -200,27 +258,46 @@ class _Proc:
         self.returncode, self.stdout, self.stderr = code, out, err
 
 
-@pytest.mark.parametrize("args, code, needles", [
-    (["run", "--tools", "os:sep", "hi"], 2, ["--tools os:sep", "not a LangChain tool"]),
-    (["run", "--tools", "nocolon", "hi"], 2, ["'nocolon' is not of the form MODULE:ATTR"]),
-    (["run", "--model", "no-such-backend", "hi"], 2, ["unknown model spec", "openai:MODEL", "py:MODULE:ATTR",
-                                                      "scripted:FILE.py"]),
-    (["run", "--model", "scripted:rules.py:nosuch", "hi"], 2, ["rules.py has no attribute 'nosuch'"]),
-    (["run", "--model", "scripted:missing.py", "hi"], 2, ["cannot read 'missing.py'"]),
-    (["run", "--model", "scripted:syntax.py", "hi"], 2, ["running syntax.py", "SyntaxError"]),
-    (["run", "--model", "py:rules:nothing", "hi"], 2, ["has no attribute 'nothing'"]),
-    (["run", "--model", "py:rules:rules", "hi"], 2, ["gives a list, not a chat model"]),
-    (["run", "--model", "scripted:rules.py", "--plan", "bad.json"], 2,
-     ["plan file bad.json is invalid: step 2 refers to {7}, which does not exist; steps are 1–2"]),
-    (["run", "--model", "scripted:rules.py", "--plan", "notjson.json"], 2, ["plan is not valid JSON"]),
-    (["run", "--model", "scripted:rules.py", "--plan", "toolplan.json"], 2,
-     ["uses tool 'refund', which does not exist"]),
-    (["run", "--model", "scripted:rules.py", "   "], 2, ["no question given"]),
-    (["run", "--model", "scripted:rules.py", "--agent", "finance", "--tools", "os:sep", "hi"], 2,
-     ["--agent and --tools cannot be used together"]),
-    (["run", "--model", "scripted:rules.py", "--trace", "no/such/dir/t.jsonl", "hi"], 2, ["cannot write trace file"]),
-    (["eval", "--model", "scripted:rules.py", "missing.jsonl"], 2, ["cannot read missing.jsonl"]),
-])
+@pytest.mark.parametrize(
+    "args, code, needles",
+    [
+        (["run", "--tools", "os:sep", "hi"], 2, ["--tools os:sep", "not a LangChain tool"]),
+        (["run", "--tools", "nocolon", "hi"], 2, ["'nocolon' is not of the form MODULE:ATTR"]),
+        (
+            ["run", "--model", "no-such-backend", "hi"],
+            2,
+            ["unknown model spec", "openai:MODEL", "py:MODULE:ATTR", "scripted:FILE.py"],
+        ),
+        (["run", "--model", "scripted:rules.py:nosuch", "hi"], 2, ["rules.py has no attribute 'nosuch'"]),
+        (["run", "--model", "scripted:missing.py", "hi"], 2, ["cannot read 'missing.py'"]),
+        (["run", "--model", "scripted:syntax.py", "hi"], 2, ["running syntax.py", "SyntaxError"]),
+        (["run", "--model", "py:rules:nothing", "hi"], 2, ["has no attribute 'nothing'"]),
+        (["run", "--model", "py:rules:rules", "hi"], 2, ["gives a list, not a chat model"]),
+        (
+            ["run", "--model", "scripted:rules.py", "--plan", "bad.json"],
+            2,
+            ["plan file bad.json is invalid: step 2 refers to {7}, which does not exist; steps are 1–2"],
+        ),
+        (["run", "--model", "scripted:rules.py", "--plan", "notjson.json"], 2, ["plan is not valid JSON"]),
+        (
+            ["run", "--model", "scripted:rules.py", "--plan", "toolplan.json"],
+            2,
+            ["uses tool 'refund', which does not exist"],
+        ),
+        (["run", "--model", "scripted:rules.py", "   "], 2, ["no question given"]),
+        (
+            ["run", "--model", "scripted:rules.py", "--agent", "finance", "--tools", "os:sep", "hi"],
+            2,
+            ["--agent and --tools cannot be used together"],
+        ),
+        (
+            ["run", "--model", "scripted:rules.py", "--trace", "no/such/dir/t.jsonl", "hi"],
+            2,
+            ["cannot write trace file"],
+        ),
+        (["eval", "--model", "scripted:rules.py", "missing.jsonl"], 2, ["cannot read missing.jsonl"]),
+    ],
+)
 def test_errors_are_one_line_with_a_hint(work, main_in_process, args, code, needles):
     (work / "syntax.py").write_text("rules = [\n")
     (work / "bad.json").write_text('{"steps": [{"id": 1, "question": "a"}, {"id": 2, "question": "b {7}"}]}')
@@ -234,14 +311,17 @@ def test_debug_shows_the_traceback(main_in_process):
     assert code == 2 and "Traceback" in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-concurrency", "zero"], "expected a whole number"),
-    (["--retries", "-1"], "must be 0 or more, got -1"),
-    (["--timeout", "0"], "must be a number of seconds above 0"),
-    (["--timeout", "-1"], "must be a number of seconds above 0"),
-    (["--timeout", "soon"], "expected a number of seconds"),
-    (["--model", ""], "--model: is empty"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-concurrency", "zero"], "expected a whole number"),
+        (["--retries", "-1"], "must be 0 or more, got -1"),
+        (["--timeout", "0"], "must be a number of seconds above 0"),
+        (["--timeout", "-1"], "must be a number of seconds above 0"),
+        (["--timeout", "soon"], "expected a number of seconds"),
+        (["--model", ""], "--model: is empty"),
+    ],
+)
 def test_usage_errors_exit_2(main_in_process, args, message):
     code, _, err = main_in_process("run", *args, "hi")
     assert code == 2 and message in err
@@ -261,22 +341,35 @@ def test_files_given_by_path_import_their_neighbours(work, main_in_process):
     (work / "sub" / "mytools.py").write_text("from helper_tools import add\ntools = [add]\n")
     (work / "sub" / "helper_tools.py").write_text(
         "from langchain_core.tools import tool\n\n@tool\ndef add(a: int, b: int) -> int:\n"
-        "    \"\"\"Adds.\"\"\"\n    return a + b\n")
-    (work / "p.json").write_text(json.dumps({"steps": [{"id": 1, "question": "1+2", "tool": "add",
-                                                        "args": {"a": 1, "b": 2}}]}))
-    code, out, err = main_in_process("run", "--json", "--model", "scripted:sub/mymodel.py", "--plan", "p.json",
-                                     "--tools", "sub/mytools.py:tools", "1+2")
+        '    """Adds."""\n    return a + b\n'
+    )
+    (work / "p.json").write_text(
+        json.dumps({"steps": [{"id": 1, "question": "1+2", "tool": "add", "args": {"a": 1, "b": 2}}]})
+    )
+    code, out, err = main_in_process(
+        "run",
+        "--json",
+        "--model",
+        "scripted:sub/mymodel.py",
+        "--plan",
+        "p.json",
+        "--tools",
+        "sub/mytools.py:tools",
+        "1+2",
+    )
     assert code == 0, err
     assert json.loads(out)["steps"][0]["answer"] == 3
 
 
 def test_py_spec_accepts_an_object_or_a_factory(work, main_in_process):
-    (work / "models_mod.py").write_text(textwrap.dedent('''
+    (work / "models_mod.py").write_text(
+        textwrap.dedent("""
         from decompose.models.scripted import ScriptedChatModel
         def make():
             return ScriptedChatModel(rules=[], default="42")
         model = make()
-    '''))
+    """)
+    )
     (work / "one.json").write_text(json.dumps({"steps": [{"id": 1, "question": "What is 6 times 7?"}]}))
     for spec in ("py:models_mod:model", "py:models_mod:make", "py:models_mod.py:make", "scripted:models_mod.py:make"):
         code, out, err = main_in_process("run", "--json", "--plan", "one.json", "--model", spec)
@@ -284,25 +377,38 @@ def test_py_spec_accepts_an_object_or_a_factory(work, main_in_process):
         assert json.loads(out)["answer"] == "42"
 
 
-PROGRAM_RULES = textwrap.dedent('''
+PROGRAM_RULES = textwrap.dedent("""
     from decompose.models.scripted import asks_to_combine
     rules = [
         (asks_to_combine, "Answer: 42"),
         (r"Question: What is 6 times 7", "```python\\nproduct = 6 * 7\\nprint(product)\\nanswer = product\\n```"),
     ]
     default = "It is even."
-''')
+""")
 
 
 def test_strategy_program_and_the_program_in_the_json(work, main_in_process):
     (work / "prog.py").write_text(PROGRAM_RULES)
-    (work / "plan.json").write_text(json.dumps({"steps": [{"id": 1, "question": "What is 6 times 7?"},
-                                                          {"id": 2, "question": "Is {1} even?"}]}))
-    code, out, err = main_in_process("run", "--json", "--strategy", "program", "--plan", "plan.json", "--model",
-                                     "scripted:prog.py", "Is 6 times 7 even?")
+    (work / "plan.json").write_text(
+        json.dumps({"steps": [{"id": 1, "question": "What is 6 times 7?"}, {"id": 2, "question": "Is {1} even?"}]})
+    )
+    code, out, err = main_in_process(
+        "run",
+        "--json",
+        "--strategy",
+        "program",
+        "--plan",
+        "plan.json",
+        "--model",
+        "scripted:prog.py",
+        "Is 6 times 7 even?",
+    )
     step = json.loads(out)["steps"][0]
     assert (step["answer"], step["program"], step["program_output"]) == (
-        42, "product = 6 * 7\nprint(product)\nanswer = product", "42\n")
+        42,
+        "product = 6 * 7\nprint(product)\nanswer = product",
+        "42\n",
+    )
     finished = [e for e in json.loads(out)["events"] if e["type"] == "StepFinished"]
     assert finished[0]["program"] == step["program"]
     # step 2 got no program from the scripted model: its reply is prose, refused twice, the step fails cleanly
@@ -323,8 +429,17 @@ def test_tools_flag_adds_a_tool(work, main_in_process):
     plan = {"steps": [{"id": 1, "question": "What is 6 times 7?", "tool": "calculator", "args": {"expression": "6*7"}}]}
     (work / "plan.json").write_text(json.dumps(plan))
     # the greedy --tools list gives the question back
-    code, out, err = main_in_process("run", "--json", "--plan", "plan.json", "--model", "scripted:rules.py",
-                                     "--tools", "decompose.tools.calculator:calculator", "What is 6 times 7?")
+    code, out, err = main_in_process(
+        "run",
+        "--json",
+        "--plan",
+        "plan.json",
+        "--model",
+        "scripted:rules.py",
+        "--tools",
+        "decompose.tools.calculator:calculator",
+        "What is 6 times 7?",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["steps"][0]["tool"] == "calculator" and data["steps"][0]["answer"] == 42
@@ -337,8 +452,10 @@ def test_plan_file_runs_without_decomposing(work):
     # asking this model for a plan fails: the run must not ask
     never = "(asks_for_plan, ValueError('no plans')), (lambda m: False, json.dumps("
     (work / "noplan.py").write_text(RULES.replace("(asks_for_plan, json.dumps(", never))
-    plan = {"question": "Who directed Titanic, and when was he born?",
-            "steps": [{"id": 1, "question": "Who directed Titanic?"}, {"id": 2, "question": "When was {1} born?"}]}
+    plan = {
+        "question": "Who directed Titanic, and when was he born?",
+        "steps": [{"id": 1, "question": "Who directed Titanic?"}, {"id": 2, "question": "When was {1} born?"}],
+    }
     (work / "plan.json").write_text(json.dumps(plan))
     proc = cli("run", "--json", "--plan", "plan.json", "--model", "scripted:noplan.py", cwd=work)
     assert proc.returncode == 0, proc.stderr
@@ -347,11 +464,12 @@ def test_plan_file_runs_without_decomposing(work):
     assert "decompose" not in data["usage"]["phases"]
 
 
-
-
+@pytest.mark.slow  # waits out the default retry policy's first backoff
 def test_a_retried_step_shows_in_progress_and_summary(work, main_in_process):
-    flaky = RULES.replace('(r"Question: When was Titanic released", "1997")',
-                          '(r"Question: When was Titanic released", [ConnectionError("reset by peer"), "1997"])')
+    flaky = RULES.replace(
+        '(r"Question: When was Titanic released", "1997")',
+        '(r"Question: When was Titanic released", [ConnectionError("reset by peer"), "1997"])',
+    )
     (work / "flaky.py").write_text(flaky)
     code, out, err = main_in_process("run", "--model", "scripted:flaky.py", TITANIC)
     assert code == 0, err
@@ -360,12 +478,25 @@ def test_a_retried_step_shows_in_progress_and_summary(work, main_in_process):
 
 
 def test_no_usable_plan_still_gives_json_with_the_same_keys(work, main_in_process):
-    (work / "garbage.py").write_text("from decompose.models.scripted import asks_for_plan\n"
-                                     "rules = [(asks_for_plan, 'I cannot make a plan, sorry.')]\n")
+    (work / "garbage.py").write_text(
+        "from decompose.models.scripted import asks_for_plan\n"
+        "rules = [(asks_for_plan, 'I cannot make a plan, sorry.')]\n"
+    )
     code, out, err = main_in_process("run", "--json", "--model", "scripted:garbage.py", TITANIC)
     assert code == 1 and "Traceback" not in err
     data = json.loads(out)
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+    assert set(data) == {
+        "question",
+        "answer",
+        "ok",
+        "error",
+        "elapsed",
+        "route",
+        "steps",
+        "citations",
+        "usage",
+        "events",
+    }
     assert data["ok"] is False and "usable plan" in data["error"]
     assert err.count("decompose: error:") == 1 and "usable plan" in err
 
@@ -386,9 +517,25 @@ def test_ctrl_c_with_json_still_prints_what_happened(work):
     (work / "slow.py").write_text(RULES + "\nlatency = 0.4\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "FORCE_COLOR")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", "run", "--json", "--trace", "t.jsonl",
-                             "--model", "scripted:slow.py", TITANIC], cwd=work, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "decompose.cli",
+            "run",
+            "--json",
+            "--trace",
+            "t.jsonl",
+            "--model",
+            "scripted:slow.py",
+            TITANIC,
+        ],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     trace, deadline = work / "t.jsonl", time.monotonic() + 30
     while time.monotonic() < deadline and not (trace.exists() and "PlanReady" in trace.read_text()):
         time.sleep(0.05)
@@ -413,8 +560,7 @@ def test_piped_chat_prints_answers_without_prompts(work):
 @pytest.mark.slow
 def test_review_edit_without_an_editor_off_a_terminal_fails_instead_of_hanging(work):
     env = {"EDITOR": "", "VISUAL": ""}
-    proc = cli("run", "--review", "--model", "scripted:rules.py", TITANIC, cwd=work, input="e\n", env=env,
-               timeout=30)
+    proc = cli("run", "--review", "--model", "scripted:rules.py", TITANIC, cwd=work, input="e\n", env=env, timeout=30)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no $EDITOR is set and this is not a terminal" in proc.stderr and "--plan FILE" in proc.stderr
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # each test drives the command on a pseudo-termin
 
 REPO = Path(__file__).resolve().parents[1]
 
-RULES = '''
+RULES = """
 import json, os
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
 
@@ -27,7 +27,7 @@ model = ScriptedChatModel(latency=float(os.environ.get("SCRIPTED_LATENCY", "0"))
     (r"Question: Who directed Titanic", "James Cameron"),
     (r"Question: When was James Cameron born", "1954"),
 ])
-'''
+"""
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -98,8 +98,9 @@ def work(tmp_path):
 
 
 def test_chat_turns_commands_and_ctrl_c_cancels_only_the_turn(work):
-    term = Terminal(["chat", "--model", "scripted:rules.py", "--trace", "trace.jsonl"], work,
-                    env_for(SCRIPTED_LATENCY="0.6"))
+    term = Terminal(
+        ["chat", "--model", "scripted:rules.py", "--trace", "trace.jsonl"], work, env_for(SCRIPTED_LATENCY="0.6")
+    )
     term.expect("/plan")  # the greeting names the commands
     term.expect("you> ")
     term.send("Who directed Titanic, and when was he born?\r")
@@ -110,7 +111,7 @@ def test_chat_turns_commands_and_ctrl_c_cancels_only_the_turn(work):
 
     term.send("/plan\r")
     screen = term.expect("you> ")
-    last = screen[screen.rfind("/plan"):]
+    last = screen[screen.rfind("/plan") :]
     assert "1. Who directed Titanic?" in last and "→ James Cameron" in last and "→ 1954" in last
 
     term.send("Who directed Titanic, and when was he born? Again please.\r")
@@ -120,7 +121,7 @@ def test_chat_turns_commands_and_ctrl_c_cancels_only_the_turn(work):
     term.expect("you> ")  # the session goes on
     term.send("/plan\r")  # the cancelled turn's plan, as far as it got
     screen = term.expect("you> ")
-    last = screen[screen.rfind("/plan"):]
+    last = screen[screen.rfind("/plan") :]
     assert "Again please" in last and "1. Who directed Titanic?" in last and "no plan yet" not in last
 
     term.send("/nonsense\r")
@@ -148,10 +149,14 @@ def test_chat_ends_on_ctrl_d(work):
 
 
 def test_run_live_view_on_a_terminal_honours_no_color(work):
-    term = Terminal(["run", "--model", "scripted:rules.py", "Who directed Titanic, and when was he born?"], work,
-                    env_for(NO_COLOR="1"))
+    term = Terminal(
+        ["run", "--model", "scripted:rules.py", "Who directed Titanic, and when was he born?"],
+        work,
+        env_for(NO_COLOR="1"),
+    )
     assert term.wait() == 0
     raw = term.raw.decode("utf-8", errors="replace")
     assert not re.search(r"\x1b\[[0-9;]*3[0-7]m", raw)  # no colours ...
     text = term.text()
-    assert "✓ 2. When was James Cameron born?" in text and "Answer" in text  # step 1's answer in place of {1} and "James Cameron, born 1954." in text
+    # Step 1's answer in place of {1}.
+    assert "✓ 2. When was James Cameron born?" in text and "Answer" in text and "James Cameron, born 1954." in text

@@ -6,9 +6,7 @@ import os
 import sys
 
 import pytest
-
 from helpers import REPO, cli, interrupt_eval, report
-
 
 # The example's scripted model: a two-step plan, then synthesis answers by topic; "broken" makes the model fail.
 RULES = (REPO / "examples" / "scripted" / "evalrules.py").read_text()
@@ -63,16 +61,35 @@ def test_eval_scores_and_reports_every_question(work):
     assert set(rows) == {"q1", "line 2", "s1", "line 5"}
     assert rows["line 2"]["gold"] == "18" and rows["s1"]["gold"] == "no"
     assert rows["line 5"]["em"] == 0.0 and rows["line 5"]["f1"] == pytest.approx(0.8)
-    assert set(rows["q1"]) >= {"id", "line", "mode", "question", "gold", "prediction", "em", "f1", "valid_plan",
-                               "answered", "ok", "error", "steps", "failed_steps", "elapsed", "input_tokens",
-                               "output_tokens", "model_calls", "retries"}
+    assert set(rows["q1"]) >= {
+        "id",
+        "line",
+        "mode",
+        "question",
+        "gold",
+        "prediction",
+        "em",
+        "f1",
+        "valid_plan",
+        "answered",
+        "ok",
+        "error",
+        "steps",
+        "failed_steps",
+        "elapsed",
+        "input_tokens",
+        "output_tokens",
+        "model_calls",
+        "retries",
+    }
     assert rows["q1"]["mode"] == "decomposed" and rows["q1"]["steps"] == 2
 
 
 def test_direct_mode_answers_without_a_plan(work, main_in_process):
     (work / "clean.jsonl").write_text("\n".join(r for r in ROWS if "not JSON" not in r) + "\n")
-    code, out, err = main_in_process("eval", "clean.jsonl", "--direct", "--model", "scripted:rules.py", "--json",
-                                     "--trace", "trace.jsonl")
+    code, out, err = main_in_process(
+        "eval", "clean.jsonl", "--direct", "--model", "scripted:rules.py", "--json", "--trace", "trace.jsonl"
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["mode"] == "direct" and summary["report"] == "clean.direct.report.jsonl"
@@ -85,8 +102,10 @@ def test_direct_mode_answers_without_a_plan(work, main_in_process):
 
 
 def test_a_failing_question_is_recorded_and_the_rest_run(work, main_in_process):
-    (work / "mixed.jsonl").write_text('{"question": "This one is broken", "answer": "x"}\n'
-                                      '{"question": "What is the capital of France?", "answer": "Paris"}\n')
+    (work / "mixed.jsonl").write_text(
+        '{"question": "This one is broken", "answer": "x"}\n'
+        '{"question": "What is the capital of France?", "answer": "Paris"}\n'
+    )
     code, out, err = main_in_process("eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py", "--json")
     assert code == 1
     rows = {r["id"]: r for r in report(work / "mixed.direct.report.jsonl")}
@@ -96,14 +115,32 @@ def test_a_failing_question_is_recorded_and_the_rest_run(work, main_in_process):
 
 
 def test_resume_skips_rows_already_in_the_report(work, main_in_process):
-    done = {"id": "q1", "line": 1, "mode": "decomposed", "question": "What is the capital of France?",
-            "gold": "Paris", "prediction": "from before", "em": 0.0, "f1": 0.0, "valid_plan": True,
-            "answered": True, "ok": True, "error": None, "steps": 2, "failed_steps": 0, "elapsed": 1.0,
-            "input_tokens": 1, "output_tokens": 1, "model_calls": 1, "retries": 0}
+    done = {
+        "id": "q1",
+        "line": 1,
+        "mode": "decomposed",
+        "question": "What is the capital of France?",
+        "gold": "Paris",
+        "prediction": "from before",
+        "em": 0.0,
+        "f1": 0.0,
+        "valid_plan": True,
+        "answered": True,
+        "ok": True,
+        "error": None,
+        "steps": 2,
+        "failed_steps": 0,
+        "elapsed": 1.0,
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "model_calls": 1,
+        "retries": 0,
+    }
     # the previous run was killed while writing its next line: the torn line is ignored
     (work / "report.jsonl").write_text(json.dumps(done) + '\n{"id": "line 2", "pred')
-    code, out, err = main_in_process("eval", "qs.jsonl", "--model", "scripted:rules.py", "--out", "report.jsonl",
-                                     "--json", "--limit", "4")
+    code, out, err = main_in_process(
+        "eval", "qs.jsonl", "--model", "scripted:rules.py", "--out", "report.jsonl", "--json", "--limit", "4"
+    )
     summary = json.loads(out)
     assert summary["resumed"] == 1 and summary["ran"] == 2 and summary["rows"] == 3  # --limit 4: lines 1-4
     rows = report(work / "report.jsonl")
@@ -116,15 +153,21 @@ def test_resume_skips_rows_already_in_the_report(work, main_in_process):
 
 @pytest.mark.slow
 def test_interrupted_eval_loses_nothing_and_resumes(work):
-    rows = [json.dumps({"id": f"r{i}", "question": "What is the capital of France?", "answer": "Paris"})
-            for i in range(8)]
+    rows = [
+        json.dumps({"id": f"r{i}", "question": "What is the capital of France?", "answer": "Paris"}) for i in range(8)
+    ]
     (work / "many.jsonl").write_text("\n".join(rows) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "FORCE_COLOR")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["SCRIPTED_LATENCY"] = "0.15"
     out_file = work / "many.direct.report.jsonl"
-    saved = interrupt_eval(["eval", "many.jsonl", "--direct", "--model", "scripted:rules.py", "--concurrency", "1"],
-                           cwd=work, env=env, out_file=out_file, timeout=30)
+    saved = interrupt_eval(
+        ["eval", "many.jsonl", "--direct", "--model", "scripted:rules.py", "--concurrency", "1"],
+        cwd=work,
+        env=env,
+        out_file=out_file,
+        timeout=30,
+    )
     assert 2 <= len(saved) < 8
     again = cli("eval", "many.jsonl", "--direct", "--model", "scripted:rules.py", "--json", cwd=work)
     assert again.returncode == 0, again.stderr
@@ -145,12 +188,15 @@ def test_summary_table_is_plain_text_without_a_terminal(work):
 
 
 def test_failed_rows_run_again_on_resume_unless_kept(work, main_in_process):
-    (work / "mixed.jsonl").write_text('{"question": "This one is broken", "answer": "x"}\n'
-                                      '{"question": "What is the capital of France?", "answer": "Paris"}\n')
+    (work / "mixed.jsonl").write_text(
+        '{"question": "This one is broken", "answer": "x"}\n'
+        '{"question": "What is the capital of France?", "answer": "Paris"}\n'
+    )
     main_in_process("eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py")
     (work / "rules.py").write_text(RULES.replace('"broken": ValueError("model broke")', '"broken": "x"'))
-    code, out, err = main_in_process("eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py",
-                                     "--keep-failed", "--json")
+    code, out, err = main_in_process(
+        "eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py", "--keep-failed", "--json"
+    )
     assert code == 1 and json.loads(out)["ran"] == 0  # kept: nothing to run
     code, out, err = main_in_process("eval", "mixed.jsonl", "--direct", "--model", "scripted:rules.py", "--json")
     summary = json.loads(out)
@@ -164,8 +210,7 @@ def test_failed_rows_run_again_on_resume_unless_kept(work, main_in_process):
 def test_a_server_refusing_the_key_stops_the_eval_and_a_fixed_rerun_answers_every_row(work):
     from fault_server import FaultServer, ok, status
 
-    rows = [json.dumps({"id": f"r{i}", "question": f"What is {i} plus {i}?", "answer": str(2 * i)})
-            for i in range(6)]
+    rows = [json.dumps({"id": f"r{i}", "question": f"What is {i} plus {i}?", "answer": str(2 * i)}) for i in range(6)]
     (work / "sums.jsonl").write_text("\n".join(rows) + "\n")
     with FaultServer() as server:
         server.default = status(401, message="bad key")

@@ -46,8 +46,11 @@ def test_one_module_per_command():
 
 def test_no_import_cycle_through_the_command():
     edges = graph()
-    outside = {m for m, deps in edges.items() if not m.startswith("decompose.cli")
-               and any(d.startswith("decompose.cli") for d in deps)}
+    outside = {
+        m
+        for m, deps in edges.items()
+        if not m.startswith("decompose.cli") and any(d.startswith("decompose.cli") for d in deps)
+    }
     assert not outside, f"the library imports the command: {outside}"
     for start in (m for m in edges if m.startswith("decompose.cli")):
         seen, todo = set(), [d for d in edges[start] if d.startswith("decompose.cli")]
@@ -64,8 +67,10 @@ def test_no_import_cycle_through_the_command():
 
 
 def test_starting_the_command_imports_no_third_party_library():
-    code = ("import sys, decompose.cli; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'langchain_core', 'pydantic'}))")
+    code = (
+        "import sys, decompose.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'langchain_core', 'pydantic'}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.strip() == "[]"
 

@@ -57,15 +57,21 @@ def test_a_finished_plan_is_drawn_from_its_own_steps():
     plan.steps[0].status, plan.steps[0].answer, plan.steps[0].elapsed = "done", "330 m", 0.5
     plan.steps[1].status, plan.steps[1].error = "skipped", "run timed out"
     view = PlanView.of_plan(plan, "Which is taller?")
-    assert view.plain_lines() == ["Plan for: Which is taller?",
-                                  "  [done] 1. How tall is the Eiffel Tower? 0.50s -> 330 m",
-                                  "  [skipped] 2. How tall is Big Ben?: run timed out"]
+    assert view.plain_lines() == [
+        "Plan for: Which is taller?",
+        "  [done] 1. How tall is the Eiffel Tower? 0.50s -> 330 m",
+        "  [skipped] 2. How tall is Big Ben?: run timed out",
+    ]
     assert "combining" not in drawn(view) and "✓ 1. How tall is the Eiffel Tower?" in drawn(view)
 
 
-TITANIC_PLAN = {"steps": [{"id": 1, "question": "Who directed Titanic?", "depends_on": []},
-                          {"id": 2, "question": "When was {1} born?", "depends_on": [1]},
-                          {"id": 3, "question": "Is {2} before {{1}}?", "depends_on": [2]}]}
+TITANIC_PLAN = {
+    "steps": [
+        {"id": 1, "question": "Who directed Titanic?", "depends_on": []},
+        {"id": 2, "question": "When was {1} born?", "depends_on": [1]},
+        {"id": 3, "question": "Is {2} before {{1}}?", "depends_on": [2]},
+    ]
+}
 
 
 def test_a_step_is_shown_with_its_references_resolved_once_they_are_answered():

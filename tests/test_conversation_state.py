@@ -4,6 +4,7 @@ server with the conversation."""
 import json
 from datetime import date
 
+from helpers import plan_json
 from starlette.testclient import TestClient
 
 from decompose.agents import build_agent
@@ -13,13 +14,14 @@ from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_
 from decompose.plan import Plan
 from decompose.serve import create_app
 from decompose.serve.store import Store
-from helpers import plan_json
 
 LOOKUP = plan_json(
     {"id": 1, "question": "Find", "tool": "find_customer", "args": {"email": "ann@example.com"}},
-    {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}})
-RETURN_IT = plan_json({"id": 1, "question": "Can A1003 be refunded?", "tool": "refund_eligibility",
-                       "args": {"order_id": "A1003"}})
+    {"id": 2, "question": "Orders", "tool": "list_orders", "args": {"customer": "{1.customer_id}"}},
+)
+RETURN_IT = plan_json(
+    {"id": 1, "question": "Can A1003 be refunded?", "tool": "refund_eligibility", "args": {"order_id": "A1003"}}
+)
 
 
 def planned(question):
@@ -27,10 +29,14 @@ def planned(question):
 
 
 def shop_model():
-    return ScriptedChatModel(rules=[
-        (planned("latest order"), LOOKUP), (planned("return it"), RETURN_IT),
-        (asks_to_combine, "Your latest order is A1003."),
-    ], default="ok")
+    return ScriptedChatModel(
+        rules=[
+            (planned("latest order"), LOOKUP),
+            (planned("return it"), RETURN_IT),
+            (asks_to_combine, "Your latest order is A1003."),
+        ],
+        default="ok",
+    )
 
 
 def test_the_state_holds_what_the_tools_found_and_what_was_discussed_last(tmp_path):
@@ -49,14 +55,20 @@ def test_the_state_holds_what_the_tools_found_and_what_was_discussed_last(tmp_pa
     prompt = next(c["prompt"] for c in chat.orchestrator.model.calls[calls:] if STATE_HEADER in c["prompt"])
     assert "- order A1003: status shipped" in prompt and "- the order discussed last: A1003" in prompt
     assert result.plan.step(1).status == "done"  # A1003 counts as said: the guard let it through
-    assert result.answer.endswith("Order A1003 cannot be refunded: order is in transit; it can be refunded once it has "
-                                  "been delivered.")
+    assert result.answer.endswith(
+        "Order A1003 cannot be refunded: order is in transit; it can be refunded once it has been delivered."
+    )
 
 
 def test_what_the_user_names_wins_and_the_state_round_trips():
-    plan = Plan.from_data({"steps": [
-        {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1001"}},
-        {"id": 2, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}}]})
+    plan = Plan.from_data(
+        {
+            "steps": [
+                {"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1001"}},
+                {"id": 2, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}},
+            ]
+        }
+    )
     for step, status in zip(plan.steps, ("delivered", "shipped")):
         step.status, step.answer = "done", {"order_id": step.args["order_id"], "status": status, "total": 49.0}
     state = ConversationState()
@@ -93,11 +105,15 @@ def test_a_database_of_an_earlier_version_gets_the_state_column(tmp_path):
 
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
-    old.execute("CREATE TABLE decompose_conversations (id VARCHAR(32) PRIMARY KEY, agent VARCHAR(200) NOT NULL, "
-                "created_at FLOAT NOT NULL)")
-    old.execute("CREATE TABLE decompose_turns (conversation_id VARCHAR(32), seq INTEGER, question TEXT NOT NULL, "
-                "answer TEXT, status VARCHAR(16) NOT NULL, error TEXT, owner VARCHAR(32), lease_until FLOAT, "
-                "created_at FLOAT NOT NULL, finished_at FLOAT, PRIMARY KEY (conversation_id, seq))")
+    old.execute(
+        "CREATE TABLE decompose_conversations (id VARCHAR(32) PRIMARY KEY, agent VARCHAR(200) NOT NULL, "
+        "created_at FLOAT NOT NULL)"
+    )
+    old.execute(
+        "CREATE TABLE decompose_turns (conversation_id VARCHAR(32), seq INTEGER, question TEXT NOT NULL, "
+        "answer TEXT, status VARCHAR(16) NOT NULL, error TEXT, owner VARCHAR(32), lease_until FLOAT, "
+        "created_at FLOAT NOT NULL, finished_at FLOAT, PRIMARY KEY (conversation_id, seq))"
+    )
     old.execute("INSERT INTO decompose_conversations VALUES ('c1', 'decompose', 1.0)")
     old.execute("INSERT INTO decompose_turns VALUES ('c1', 1, 'hi', 'hello', 'answered', NULL, NULL, NULL, 1.0, 2.0)")
     old.commit()

@@ -37,24 +37,29 @@ def model():
 def fake_model(**options) -> ChatTransformers:
     """A ChatTransformers whose model is never run: for what must fail before generation."""
     hf = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=2))
-    return ChatTransformers(model_path="fake", hf_model=hf, tokenizer=SimpleNamespace(eos_token_id=2, pad_token_id=2),
-                            **options)
+    return ChatTransformers(
+        model_path="fake", hf_model=hf, tokenizer=SimpleNamespace(eos_token_id=2, pad_token_id=2), **options
+    )
 
 
 # --- checked up front, no model needed ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("options", "named"), [
-    ({"num_beams": 0}, "num_beams=0"),
-    ({"num_beams": 2.5}, "num_beams=2.5 is not a whole number"),
-    ({"top_p": 0}, "top_p=0.0"),
-    ({"top_p": 1.2}, "top_p=1.2"),
-    ({"temperature": -0.5}, "temperature=-0.5"),
-    ({"do_sample": True, "temperature": 0}, "sampling needs a temperature above 0"),
-    ({"top_k": -1}, "top_k=-1"),
-    ({"repetition_penalty": 0}, "repetition_penalty=0.0"),
-    ({"early_stopping": "soon"}, "early_stopping='soon'"),
-    ({"do_sample": "yes"}, "do_sample='yes' is not true or false"),
-])
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"num_beams": 0}, "num_beams=0"),
+        ({"num_beams": 2.5}, "num_beams=2.5 is not a whole number"),
+        ({"top_p": 0}, "top_p=0.0"),
+        ({"top_p": 1.2}, "top_p=1.2"),
+        ({"temperature": -0.5}, "temperature=-0.5"),
+        ({"do_sample": True, "temperature": 0}, "sampling needs a temperature above 0"),
+        ({"top_k": -1}, "top_k=-1"),
+        ({"repetition_penalty": 0}, "repetition_penalty=0.0"),
+        ({"early_stopping": "soon"}, "early_stopping='soon'"),
+        ({"do_sample": "yes"}, "do_sample='yes' is not true or false"),
+    ],
+)
 def test_impossible_settings_fail_before_loading_naming_the_option(options, named):
     with pytest.raises(ConfigError, match=named) as err:
         load_model("hf:/no/such/model", **options)  # the bad option is reported, not the missing model
@@ -77,8 +82,9 @@ def test_unknown_names_are_refused_with_the_closest_name():
 
 
 def test_decoding_groups_the_options_and_clashes_are_refused():
-    assert fake_model(decoding=Decoding(num_beams=4, length_penalty=0.8)).decoding == Decoding(num_beams=4,
-                                                                                                length_penalty=0.8)
+    assert fake_model(decoding=Decoding(num_beams=4, length_penalty=0.8)).decoding == Decoding(
+        num_beams=4, length_penalty=0.8
+    )
     assert fake_model(decoding={"temperature": 0.7}).temperature == 0.7
     with pytest.raises(ConfigError, match=r"\['num_beams'\] given both"):
         fake_model(decoding=Decoding(num_beams=4), num_beams=2)
@@ -105,22 +111,32 @@ def test_resolved_settings_keep_only_what_the_mode_uses():
 
 
 def test_cli_flag_parses_and_a_bad_one_is_a_usage_error(capsys):
-    args = build_parser().parse_args(["run", "--decoding", "num_beams=4,length_penalty=0.8",
-                                      "--decoding", "early_stopping=never", "q"])
-    assert [parse_options(t) for t in args.decoding] == [{"num_beams": 4, "length_penalty": 0.8},
-                                                          {"early_stopping": "never"}]
+    args = build_parser().parse_args(
+        ["run", "--decoding", "num_beams=4,length_penalty=0.8", "--decoding", "early_stopping=never", "q"]
+    )
+    assert [parse_options(t) for t in args.decoding] == [
+        {"num_beams": 4, "length_penalty": 0.8},
+        {"early_stopping": "never"},
+    ]
     assert main(["run", "--model", "hf:/no/such/model", "--decoding", "top_p=2", "q"]) == 2
     assert "top_p=2.0 is out of range" in capsys.readouterr().err
 
 
 # --- on the real model -------------------------------------------------------------------------------------
 
+
 def hf_generate(model: ChatTransformers, prompt: str, max_new_tokens: int = 10, **options) -> str:
     """What transformers' own `generate` writes for `prompt`: the reference for our decoding."""
     ids = model._prompt_ids(convert_to_messages([("human", prompt)]))
-    out = model.hf_model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                  max_new_tokens=max_new_tokens, pad_token_id=2, eos_token_id=[2], **options)
-    return model.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    out = model.hf_model.generate(
+        torch.tensor([ids]),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+        max_new_tokens=max_new_tokens,
+        pad_token_id=2,
+        eos_token_id=[2],
+        **options,
+    )
+    return model.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
 
 
 @pytest.mark.slow
@@ -152,8 +168,13 @@ def test_sampling_with_a_seed_is_reproducible(model):
 @pytest.mark.slow
 @pytest.mark.model
 def test_a_calls_options_beat_the_models_defaults(model):
-    beamy = ChatTransformers(model_path=model.model_path, hf_model=model.hf_model, tokenizer=model.tokenizer,
-                             max_new_tokens=10, decoding=Decoding(num_beams=3))
+    beamy = ChatTransformers(
+        model_path=model.model_path,
+        hf_model=model.hf_model,
+        tokenizer=model.tokenizer,
+        max_new_tokens=10,
+        decoding=Decoding(num_beams=3),
+    )
     prompt = PROMPTS[1]
     assert beamy.invoke(prompt).content == model.invoke(prompt, num_beams=3).content
     assert beamy.invoke(prompt, num_beams=1).content == model.invoke(prompt).content
@@ -164,19 +185,27 @@ def test_a_calls_options_beat_the_models_defaults(model):
     # Structured output decodes under a grammar with the model's settings but one beam; sampling works there.
     parsed = beamy.with_structured_output(CITY, max_new_tokens=24).invoke(PROMPTS[2])
     assert parsed == model.with_structured_output(CITY, max_new_tokens=24).invoke(PROMPTS[2])
-    assert set(model.with_structured_output(CITY, temperature=0.8, seed=2, max_new_tokens=24).invoke(PROMPTS[2]))\
-        == {"city"}
+    assert set(model.with_structured_output(CITY, temperature=0.8, seed=2, max_new_tokens=24).invoke(PROMPTS[2])) == {
+        "city"
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.model
 def test_concurrent_requests_with_different_settings_each_get_their_own(model):
     # A longer batch window than the fixture's, so all calls land in one batch on a busy machine too.
-    model = ChatTransformers(model_path=model.model_path, hf_model=model.hf_model, tokenizer=model.tokenizer,
-                             max_new_tokens=10, batch_wait_ms=500)
+    model = ChatTransformers(
+        model_path=model.model_path,
+        hf_model=model.hf_model,
+        tokenizer=model.tokenizer,
+        max_new_tokens=10,
+        batch_wait_ms=500,
+    )
     calls = [
-        (PROMPTS[0], {}), (PROMPTS[1], {}),  # greedy: one generate call
-        (PROMPTS[0], {"num_beams": 2}), (PROMPTS[2], {"num_beams": 2}),  # beams, same limit and stops: one call
+        (PROMPTS[0], {}),
+        (PROMPTS[1], {}),  # greedy: one generate call
+        (PROMPTS[0], {"num_beams": 2}),
+        (PROMPTS[2], {"num_beams": 2}),  # beams, same limit and stops: one call
         (PROMPTS[1], {"num_beams": 2, "max_tokens": 6}),  # another limit: a beam call of its own
         (PROMPTS[2], {"temperature": 1.0, "seed": 3}),  # seeded sampling: always alone, so reproducible
         (PROMPTS[1], {"repetition_penalty": 1.5}),
@@ -196,9 +225,22 @@ def test_concurrent_requests_with_different_settings_each_get_their_own(model):
 @pytest.mark.slow
 @pytest.mark.model
 def test_the_cli_flag_reaches_the_model(model):  # the fixture: one thread
-    args = build_parser().parse_args(["run", "--model", "smollm2", "--adapter", "none", "--decoding",
-                                      "num_beams=3,length_penalty=0.8", "--decoding", "top_p=0.9", "q"])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--model",
+            "smollm2",
+            "--adapter",
+            "none",
+            "--decoding",
+            "num_beams=3,length_penalty=0.8",
+            "--decoding",
+            "top_p=0.9",
+            "q",
+        ]
+    )
     model = load_model_from_flags(args)  # smollm2 loaded again, with the flag's settings
     assert model.decoding == Decoding(num_beams=3, length_penalty=0.8, top_p=0.9)
-    assert model.invoke(PROMPTS[1], max_tokens=10).content == hf_generate(model, PROMPTS[1], num_beams=3,
-                                                                           length_penalty=0.8)
+    assert model.invoke(PROMPTS[1], max_tokens=10).content == hf_generate(
+        model, PROMPTS[1], num_beams=3, length_penalty=0.8
+    )

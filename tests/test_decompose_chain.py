@@ -6,24 +6,40 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 
 from decompose import Plan
-from decompose.chains.decompose import (ask_invented_tool_calls, copies_an_example, drop_echo_steps, plan_schema,
-                                        tidy_dependencies, worked_example_questions)
+from decompose.chains.decompose import (
+    ask_invented_tool_calls,
+    copies_an_example,
+    drop_echo_steps,
+    plan_schema,
+    tidy_dependencies,
+    worked_example_questions,
+)
 from decompose.plan import question_key
 
 
 def test_tidy_dependencies_drops_what_a_model_cannot_have_meant():
-    data = {"steps": [{"id": 1, "question": "a", "depends_on": [1, 2]},
-                      {"id": 2, "question": "b", "depends_on": ["1", 9]},
-                      {"id": 3, "question": "c {1}", "depends_on": [3]}]}
+    data = {
+        "steps": [
+            {"id": 1, "question": "a", "depends_on": [1, 2]},
+            {"id": 2, "question": "b", "depends_on": ["1", 9]},
+            {"id": 3, "question": "c {1}", "depends_on": [3]},
+        ]
+    }
     plan = Plan.from_data(tidy_dependencies(data))
     assert [s.depends_on for s in plan.steps] == [[], [1], [1]]
 
 
 def test_drop_echo_and_duplicate_steps_but_keep_what_others_use():
-    plan = Plan.from_data({"steps": [{"id": 1, "question": "Who directed Titanic?"},
-                                     {"id": 2, "question": "who directed titanic"},
-                                     {"id": 3, "question": "Whole question?"},
-                                     {"id": 4, "question": "Age of {1}?"}]})
+    plan = Plan.from_data(
+        {
+            "steps": [
+                {"id": 1, "question": "Who directed Titanic?"},
+                {"id": 2, "question": "who directed titanic"},
+                {"id": 3, "question": "Whole question?"},
+                {"id": 4, "question": "Age of {1}?"},
+            ]
+        }
+    )
     kept = drop_echo_steps(plan, "Whole question")
     assert [s.id for s in kept.steps] == [1, 4]
 
@@ -47,8 +63,9 @@ def test_plan_schema_with_tools_only_allows_their_names():
 
 
 def test_a_plan_of_nothing_but_echoes_becomes_one_step():
-    plan = Plan.from_data({"steps": [{"id": 1, "question": "How many apples?"},
-                                     {"id": 2, "question": "How many apples?"}]})
+    plan = Plan.from_data(
+        {"steps": [{"id": 1, "question": "How many apples?"}, {"id": 2, "question": "How many apples?"}]}
+    )
     assert [s.id for s in drop_echo_steps(plan, "How many apples?").steps] == [1]
 
 
@@ -90,24 +107,49 @@ def test_with_documents_the_planner_is_shown_how_to_read_values_before_computing
 
 def test_with_documents_a_tool_call_on_invented_values_is_asked_as_its_question():
     question = "What was the change in total sales from 2018 to 2019?"
-    plan = Plan.from_data({"steps": [
-        {"id": 1, "question": "Total sales in 2019?", "tool": "calculator", "args": {"expression": "2019 * 1000000"}},
-        {"id": 2, "question": "Total sales in 2018?", "tool": "calculator", "args": {"expression": "sum(sales)"}},
-        {"id": 3, "question": "Change?", "tool": "calculator", "args": {"expression": "{1} - {2}"},
-         "depends_on": [1, 2]},
-        {"id": 4, "question": "Years apart?", "tool": "calculator", "args": {"expression": "2019 - 2018"}},
-    ]})
+    plan = Plan.from_data(
+        {
+            "steps": [
+                {
+                    "id": 1,
+                    "question": "Total sales in 2019?",
+                    "tool": "calculator",
+                    "args": {"expression": "2019 * 1000000"},
+                },
+                {
+                    "id": 2,
+                    "question": "Total sales in 2018?",
+                    "tool": "calculator",
+                    "args": {"expression": "sum(sales)"},
+                },
+                {
+                    "id": 3,
+                    "question": "Change?",
+                    "tool": "calculator",
+                    "args": {"expression": "{1} - {2}"},
+                    "depends_on": [1, 2],
+                },
+                {"id": 4, "question": "Years apart?", "tool": "calculator", "args": {"expression": "2019 - 2018"}},
+            ]
+        }
+    )
     asked = ask_invented_tool_calls(plan, question)
     assert [(s.tool, s.args) for s in asked.steps] == [
-        (None, {}), (None, {}),  # values the planner never saw: read from the documents instead
+        (None, {}),
+        (None, {}),  # values the planner never saw: read from the documents instead
         ("calculator", {"expression": "{1} - {2}"}),  # it computes on the steps' answers
         ("calculator", {"expression": "2019 - 2018"}),  # every value is in the question
     ]
 
 
 def test_a_tool_call_on_values_from_the_question_is_kept():
-    plan = Plan.from_data({"steps": [{"id": 1, "question": "Order?", "tool": "lookup_order",
-                                      "args": {"order_id": "A123", "verbose": True}}]})
+    plan = Plan.from_data(
+        {
+            "steps": [
+                {"id": 1, "question": "Order?", "tool": "lookup_order", "args": {"order_id": "A123", "verbose": True}}
+            ]
+        }
+    )
     kept = ask_invented_tool_calls(plan, "Where is my order A123?")
     assert kept.steps[0].tool == "lookup_order"
 
@@ -120,19 +162,25 @@ def test_each_plan_reask_is_one_parse_retry_showing_the_model_its_last_reply():
     with pytest.raises(PlanError, match="did not write a usable plan in 3 tries"):
         Orchestrator(model, decomposer=Decomposer(max_retries=2)).run("How tall?", on_event=events.append)
     retried = [e for e in events if isinstance(e, Retried)]
-    assert [(e.kind, e.phase, e.attempt, e.wait) for e in retried] == [("parse", "decompose", 1, 0.0),
-                                                                      ("parse", "decompose", 2, 0.0)]
+    assert [(e.kind, e.phase, e.attempt, e.wait) for e in retried] == [
+        ("parse", "decompose", 1, 0.0),
+        ("parse", "decompose", 2, 0.0),
+    ]
     assert "I am a kettle." in model.calls[2]["prompt"] and "I am a teapot." not in model.calls[2]["prompt"]
 
 
 # A weak planner replays the worked examples (seen on TAT-QA with Qwen2.5-Coder-1.5B: 6 plans in 50 began
 # "How tall is the Eiffel Tower?", "How tall is Big Ben?", ... for questions about a company's accounts).
-REPLAYED = json.dumps({"steps": [
-    {"id": 1, "question": "How tall is the Eiffel Tower?", "depends_on": []},
-    {"id": 2, "question": "How tall is Big Ben?", "depends_on": []},
-    {"id": 3, "question": "Which is larger, {1} or {2}?", "depends_on": [1, 2]},
-    {"id": 4, "question": "What were IMFT's total liabilities in 2018?", "depends_on": []},
-]})
+REPLAYED = json.dumps(
+    {
+        "steps": [
+            {"id": 1, "question": "How tall is the Eiffel Tower?", "depends_on": []},
+            {"id": 2, "question": "How tall is Big Ben?", "depends_on": []},
+            {"id": 3, "question": "Which is larger, {1} or {2}?", "depends_on": [1, 2]},
+            {"id": 4, "question": "What were IMFT's total liabilities in 2018?", "depends_on": []},
+        ]
+    }
+)
 OWN_PLAN = json.dumps({"steps": [{"id": 1, "question": "What were IMFT's total liabilities in 2018?"}]})
 LIABILITIES = "What were the total liabilities of IMFT in 2018?"
 
@@ -144,15 +192,18 @@ def example_map():
     return worked_example_questions([*Prompts().decompose.messages, *tool_example_messages(calculator_tools())])
 
 
-@pytest.mark.parametrize("step, question, copied", [
-    ("How tall is the Eiffel Tower?", LIABILITIES, True),             # a name from the example
-    ("What is 20 minus {1}?", "How much do 16 glasses at $5 cost?", True),  # the calculator example's 20
-    ("In which country is the Colosseum?", LIABILITIES, True),        # a step of an example
-    ("Which is larger, {1} or {2}?", LIABILITIES, False),             # generic: nothing of the example's own
-    ("What is {1} minus 5?", "Sam has 5 bags of 3 apples and loses 5. How many are left?", False),  # its numbers
-    ("How tall is the Eiffel Tower?", "Is the Eiffel Tower taller than the Shard?", False),  # the same subject
-    ("How tall is the Shard?", LIABILITIES, False),                   # no example says that
-])
+@pytest.mark.parametrize(
+    "step, question, copied",
+    [
+        ("How tall is the Eiffel Tower?", LIABILITIES, True),  # a name from the example
+        ("What is 20 minus {1}?", "How much do 16 glasses at $5 cost?", True),  # the calculator example's 20
+        ("In which country is the Colosseum?", LIABILITIES, True),  # a step of an example
+        ("Which is larger, {1} or {2}?", LIABILITIES, False),  # generic: nothing of the example's own
+        ("What is {1} minus 5?", "Sam has 5 bags of 3 apples and loses 5. How many are left?", False),  # its numbers
+        ("How tall is the Eiffel Tower?", "Is the Eiffel Tower taller than the Shard?", False),  # the same subject
+        ("How tall is the Shard?", LIABILITIES, False),  # no example says that
+    ],
+)
 def test_a_step_copies_an_example_only_with_what_belongs_to_the_example(step, question, copied):
     assert copies_an_example(step, question, example_map()) is copied
 

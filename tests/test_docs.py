@@ -27,7 +27,7 @@ def test_readme_opens_with_its_title_and_the_two_setup_commands():
     assert lines[0] == "# decompose"
     fence = lines.index("```bash")
     assert all(not line.strip() for line in lines[1:fence]), "nothing between the title and the commands"
-    run, test, close = lines[fence + 1:fence + 4]
+    run, test, close = lines[fence + 1 : fence + 4]
     assert close == "```"
     assert run.startswith('pip install "torch==') and " && decompose run " in run
     assert test == _ci_test_command(), ".ci/run must run the README's test command verbatim"
@@ -46,6 +46,5 @@ def test_relative_links_point_at_files(path):
 
 def test_the_link_check_sees_a_broken_link(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("[ok](page.md) [site](https://example.com) [gone](missing.md#part)\n"
-                    "```\n[no](fenced.md)\n```\n")
+    page.write_text("[ok](page.md) [site](https://example.com) [gone](missing.md#part)\n```\n[no](fenced.md)\n```\n")
     assert _relative_links(page) == ["page.md", "missing.md#part"]

@@ -7,32 +7,82 @@ import typing
 import pytest
 from langchain_core.messages import AIMessage
 
-from decompose.events import (EVENT_TYPES, Answered, Event, IntentDetected, PlanFallback, PlanReady, Retried,
-                              RouteChosen, RunEvent, StepFailed, StepFinished, StepSkipped, StepStarted, TokenCount,
-                              Usage)
+from decompose.events import (
+    EVENT_TYPES,
+    Answered,
+    Event,
+    IntentDetected,
+    PlanFallback,
+    PlanReady,
+    Retried,
+    RouteChosen,
+    RunEvent,
+    StepFailed,
+    StepFinished,
+    StepSkipped,
+    StepStarted,
+    TokenCount,
+    Usage,
+)
 
 
 def reply(input_tokens: int, output_tokens: int) -> AIMessage:
-    return AIMessage(content="x", usage_metadata={"input_tokens": input_tokens, "output_tokens": output_tokens,
-                                                  "total_tokens": input_tokens + output_tokens})
+    return AIMessage(
+        content="x",
+        usage_metadata={
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        },
+    )
 
 
-@pytest.mark.parametrize("event, fields", [
-    (PlanReady(plan={"steps": [{"id": 1, "question": "A?"}]}, t=1.5),
-     {"plan": {"steps": [{"id": 1, "question": "A?"}]}, "replan": 0}),
-    (StepStarted(step_id=2, question="B?", t=1.5), {"step_id": 2, "question": "B?", "tool": None}),
-    (StepFinished(step_id=2, answer=42, elapsed=0.25, model="m", usage={"input": 3, "output": 1, "calls": 1},
-                  sources=[{"id": "doc", "score": 1.0}], program="answer = 6 * 7", program_output="", t=1.5),
-     {"step_id": 2, "answer": 42, "elapsed": 0.25, "model": "m", "usage": {"input": 3, "output": 1, "calls": 1},
-      "sources": [{"id": "doc", "score": 1.0}], "program": "answer = 6 * 7", "program_output": "", "vote": None,
-      "args": None}),
-    (StepFailed(step_id=3, error="boom", t=1.5), {"step_id": 3, "error": "boom", "program": None,
-                                                  "program_output": None, "elapsed": None}),
-    (StepSkipped(step_id=4, reason="step 3 failed", t=1.5), {"step_id": 4, "reason": "step 3 failed"}),
-    (Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.5, step_id=1, t=1.5),
-     {"phase": "solve", "attempt": 2, "reason": "HTTP 503", "wait": 0.5, "step_id": 1, "kind": "transport"}),
-    (Answered(answer="43", t=1.5), {"answer": "43"}),
-], ids=lambda v: type(v).__name__ if isinstance(v, Event) else "")
+@pytest.mark.parametrize(
+    "event, fields",
+    [
+        (
+            PlanReady(plan={"steps": [{"id": 1, "question": "A?"}]}, t=1.5),
+            {"plan": {"steps": [{"id": 1, "question": "A?"}]}, "replan": 0},
+        ),
+        (StepStarted(step_id=2, question="B?", t=1.5), {"step_id": 2, "question": "B?", "tool": None}),
+        (
+            StepFinished(
+                step_id=2,
+                answer=42,
+                elapsed=0.25,
+                model="m",
+                usage={"input": 3, "output": 1, "calls": 1},
+                sources=[{"id": "doc", "score": 1.0}],
+                program="answer = 6 * 7",
+                program_output="",
+                t=1.5,
+            ),
+            {
+                "step_id": 2,
+                "answer": 42,
+                "elapsed": 0.25,
+                "model": "m",
+                "usage": {"input": 3, "output": 1, "calls": 1},
+                "sources": [{"id": "doc", "score": 1.0}],
+                "program": "answer = 6 * 7",
+                "program_output": "",
+                "vote": None,
+                "args": None,
+            },
+        ),
+        (
+            StepFailed(step_id=3, error="boom", t=1.5),
+            {"step_id": 3, "error": "boom", "program": None, "program_output": None, "elapsed": None},
+        ),
+        (StepSkipped(step_id=4, reason="step 3 failed", t=1.5), {"step_id": 4, "reason": "step 3 failed"}),
+        (
+            Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.5, step_id=1, t=1.5),
+            {"phase": "solve", "attempt": 2, "reason": "HTTP 503", "wait": 0.5, "step_id": 1, "kind": "transport"},
+        ),
+        (Answered(answer="43", t=1.5), {"answer": "43"}),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Event) else "",
+)
 def test_to_dict_is_every_field_plus_the_type_and_time(event, fields):
     data = event.to_dict()
     assert data == {**fields, "t": 1.5, "type": type(event).__name__}
@@ -45,9 +95,19 @@ EVERY_EVENT = [
     PlanReady(plan={"question": "Q?", "steps": [{"id": 1, "question": "A?", "depends_on": []}]}, replan=2, t=1.0),
     PlanFallback(kind="salvaged", reason="step 2 echoes the question", t=2.0),
     StepStarted(step_id=1, question="A?", tool="calculator", t=3.0),
-    StepFinished(step_id=1, answer={"total": 42}, elapsed=0.5, model="m", usage={"input": 3, "output": 1, "calls": 1},
-                 sources=[{"id": "doc#1", "score": 1.25}], program="answer = 42", program_output="42\n",
-                 vote={"42": 3.0, "41": 1.0}, args={"expression": "6*7"}, t=4.0),
+    StepFinished(
+        step_id=1,
+        answer={"total": 42},
+        elapsed=0.5,
+        model="m",
+        usage={"input": 3, "output": 1, "calls": 1},
+        sources=[{"id": "doc#1", "score": 1.25}],
+        program="answer = 42",
+        program_output="42\n",
+        vote={"42": 3.0, "41": 1.0},
+        args={"expression": "6*7"},
+        t=4.0,
+    ),
     StepFailed(step_id=2, error="boom", program="answer = 1/0", program_output="", elapsed=0.25, t=5.0),
     StepSkipped(step_id=3, reason="step 2 failed", t=6.0),
     Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.5, step_id=1, kind="tool", t=7.0),
@@ -60,11 +120,18 @@ EVERY_EVENT = [
 def test_every_event_type_is_in_the_union_and_in_the_round_trip_test():
     assert set(typing.get_args(RunEvent)) == set(EVENT_TYPES.values()) == {type(e) for e in EVERY_EVENT}
     for event in EVERY_EVENT:  # every field differs from its default: a field the JSON form dropped would show
-        defaults = type(event)(**{f.name: getattr(event, f.name) for f in dataclasses.fields(event)
-                                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING})
-        assert all(getattr(event, f.name) != getattr(defaults, f.name)
-                   for f in dataclasses.fields(event) if f.name != "t"
-                   and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING))
+        defaults = type(event)(
+            **{
+                f.name: getattr(event, f.name)
+                for f in dataclasses.fields(event)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            }
+        )
+        assert all(
+            getattr(event, f.name) != getattr(defaults, f.name)
+            for f in dataclasses.fields(event)
+            if f.name != "t" and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)
+        )
 
 
 @pytest.mark.parametrize("event", EVERY_EVENT, ids=lambda e: e.type)
@@ -81,12 +148,18 @@ def test_events_are_frozen_plain_data():
         Answered(answer="a").answer = "b"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"type": "Guessed", "answer": "1"}, "unknown event type 'Guessed'; the types are PlanReady, "),
-    ({"answer": "1"}, 'an event is a JSON object with a "type"'),
-    ({"type": "Answered", "answer": "1", "colour": "red"}, "Answered has no field 'colour'; its fields are answer, t"),
-    ({"type": "StepSkipped", "step_id": 1}, "StepSkipped: "),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"type": "Guessed", "answer": "1"}, "unknown event type 'Guessed'; the types are PlanReady, "),
+        ({"answer": "1"}, 'an event is a JSON object with a "type"'),
+        (
+            {"type": "Answered", "answer": "1", "colour": "red"},
+            "Answered has no field 'colour'; its fields are answer, t",
+        ),
+        ({"type": "StepSkipped", "step_id": 1}, "StepSkipped: "),
+    ],
+)
 def test_from_dict_names_what_is_wrong(data, message):
     with pytest.raises(ValueError) as err:
         Event.from_dict(data)
@@ -130,14 +203,27 @@ def test_usage_adds_up_its_phases():
     assert usage.phases["solve"].to_dict() == {"input": 61, "output": 11, "calls": 2}
     assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.model_calls) == (161, 31, 192, 4)
     assert usage.to_dict() == {
-        "input_tokens": 161, "output_tokens": 31, "total_tokens": 192, "model_calls": 4,
-        "transport_retries": 2, "parse_retries": 1,
-        "phases": {"decompose": {"input": 100, "output": 20, "calls": 1},
-                   "solve": {"input": 61, "output": 11, "calls": 2},
-                   "synthesize": {"input": 0, "output": 0, "calls": 1}},
+        "input_tokens": 161,
+        "output_tokens": 31,
+        "total_tokens": 192,
+        "model_calls": 4,
+        "transport_retries": 2,
+        "parse_retries": 1,
+        "phases": {
+            "decompose": {"input": 100, "output": 20, "calls": 1},
+            "solve": {"input": 61, "output": 11, "calls": 2},
+            "synthesize": {"input": 0, "output": 0, "calls": 1},
+        },
     }
 
 
 def test_empty_usage_is_all_zeros():
-    assert Usage().to_dict() == {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "model_calls": 0,
-                                 "transport_retries": 0, "parse_retries": 0, "phases": {}}
+    assert Usage().to_dict() == {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+        "model_calls": 0,
+        "transport_retries": 0,
+        "parse_retries": 0,
+        "phases": {},
+    }

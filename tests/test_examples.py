@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_example(tmp_path, name, rules):
     runner = tmp_path / "run_example.py"
-    runner.write_text(textwrap.dedent(f"""
+    runner.write_text(
+        textwrap.dedent(f"""
         import runpy, sys
         from decompose import ScriptedChatModel
         from decompose.models.scripted import asks_for_plan, asks_to_combine
@@ -26,15 +27,16 @@ def run_example(tmp_path, name, rules):
         import decompose.orchestrator as orch
         orch.load_model = models.load_model
         sys.argv = ["{name}", "scripted"]
-        runpy.run_path(r"{ROOT / 'examples' / name}", run_name="__main__")
-    """))
+        runpy.run_path(r"{ROOT / "examples" / name}", run_name="__main__")
+    """)
+    )
     env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    return subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=120)
+    return subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
 
 
 def test_custom_tool_example(tmp_path):
-    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "Dune", "tool": "stock_level", "args": {"title": "Dune"}},'
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "Dune", "tool": "stock_level",'
+               ' "args": {"title": "Dune"}},'
                ' {"id": 2, "question": "Ulysses", "tool": "stock_level", "args": {"title": "Ulysses"}}]}'),
               (asks_to_combine, "15 copies")]"""
     done = run_example(tmp_path, "custom_tool.py", rules)
@@ -43,7 +45,8 @@ def test_custom_tool_example(tmp_path):
 
 
 def test_customer_service_example(tmp_path):
-    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "orders", "tool": "list_orders", "args": {"customer": "ann@example.com"}}]}'),
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "orders", "tool": "list_orders",'
+               ' "args": {"customer": "ann@example.com"}}]}'),
               (asks_to_combine, "done")]"""
     done = run_example(tmp_path, "customer_service.py", rules)
     assert done.returncode == 0, done.stderr
@@ -51,7 +54,8 @@ def test_customer_service_example(tmp_path):
 
 
 def test_finance_example(tmp_path):
-    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "pay", "tool": "loan_payment", "args": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360}}]}'),
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "pay", "tool": "loan_payment",'
+               ' "args": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360}}]}'),
               (asks_to_combine, "done")]"""
     done = run_example(tmp_path, "finance.py", rules)
     assert done.returncode == 0, done.stderr
@@ -63,17 +67,36 @@ def test_the_readme_commands_run_as_written_from_the_repository(tmp_path):
     readme = (ROOT / "README.md").read_text()
     question = "Who directed Titanic, and how old was that person when it was released?"
     assert f'decompose run --model scripted:examples/scripted/rules.py "{question}"' in readme
-    done = subprocess.run([sys.executable, "-m", "decompose.cli", "run", "--model",
-                           "scripted:examples/scripted/rules.py", question], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "decompose.cli", "run", "--model", "scripted:examples/scripted/rules.py", question],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "Answer: James Cameron was 43 when Titanic was released." in done.stdout
     assert "[done] 4. How old was someone born in 1954 in 1997? (after 2, 3)" in done.stdout
     assert "decompose eval examples/scripted/qs.jsonl --model scripted:examples/scripted/evalrules.py" in readme
     report = tmp_path / "qs.report.jsonl"
-    done = subprocess.run([sys.executable, "-m", "decompose.cli", "eval", str(ROOT / "examples/scripted/qs.jsonl"),
-                           "--model", f"scripted:{ROOT / 'examples/scripted/evalrules.py'}", "--out", str(report),
-                           "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "decompose.cli",
+            "eval",
+            str(ROOT / "examples/scripted/qs.jsonl"),
+            "--model",
+            f"scripted:{ROOT / 'examples/scripted/evalrules.py'}",
+            "--out",
+            str(report),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr  # the malformed line on purpose
     summary = json.loads(done.stdout)
     assert summary["rows"] == 4 and summary["exact_match"] == 0.75 and summary["malformed"] == 1

@@ -5,8 +5,16 @@ from fault_server import FaultServer, ok, status
 from langchain_core.messages import HumanMessage
 from servers import free_port
 
-from decompose import (BudgetExceeded, ConfigError, Decomposer, ModelAccessError, ModelError, Orchestrator, RetryPolicy,
-                       ScriptedChatModel)
+from decompose import (
+    BudgetExceeded,
+    ConfigError,
+    Decomposer,
+    ModelAccessError,
+    ModelError,
+    Orchestrator,
+    RetryPolicy,
+    ScriptedChatModel,
+)
 from decompose.calls import ModelCaller
 from decompose.events import Retried, Usage
 from decompose.models import FallbackModel
@@ -97,7 +105,9 @@ async def test_fallback_on_exception_types_or_a_predicate():
     backup = ScriptedChatModel(default="fine", model_name="backup")
     assert await ask(FallbackModel(overloaded, backup, fallback_on=(ModelError, RuntimeError))) == ("fine", "backup")
     assert await ask(FallbackModel(overloaded, backup, fallback_on=lambda e: "overloaded" in str(e))) == (
-        "fine", "backup")
+        "fine",
+        "backup",
+    )
     with pytest.raises(ModelError, match="model 'primary' failed: RuntimeError"):
         await ask(FallbackModel(overloaded, backup))  # by default only a ModelError says the model is unavailable
 
@@ -131,8 +141,10 @@ def test_when_no_model_takes_structured_output_the_plan_is_asked_for_as_plain_js
 def test_an_orchestrator_takes_a_fallback_model_with_its_own_rule():
     overloaded = ScriptedChatModel(default=RuntimeError("engine overloaded"), model_name="primary")
     backup = ScriptedChatModel(rules=[(r"France", "Paris")], default="Paris", model_name="backup")
-    orch = Orchestrator(FallbackModel(overloaded, backup, fallback_on=lambda e: "overloaded" in str(e)),
-                        decomposer=Decomposer(on_failure="direct"))
+    orch = Orchestrator(
+        FallbackModel(overloaded, backup, fallback_on=lambda e: "overloaded" in str(e)),
+        decomposer=Decomposer(on_failure="direct"),
+    )
     result = orch.run("Capital of France?")
     assert result.answer == "Paris" and {s.model for s in result.plan.steps} == {"backup"}
     assert orch.model is overloaded and orch.fallbacks == [backup]

@@ -7,6 +7,8 @@ import re
 import sys
 
 import pytest
+from fault_server import ok, status
+from helpers import plan_json
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
@@ -16,11 +18,9 @@ from decompose.cli.app import main
 from decompose.conversation import Conversation
 from decompose.events import IntentDetected
 from decompose.intents import IntentRouter, TrainedRouter, parse_intent
-from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting
-from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.models.openai import load_openai
-from fault_server import ok, status
-from helpers import plan_json
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting
 
 INTENTS = ["card_arrival", "request_refund", "transfer_timing"]
 FAST = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.05, jitter=0, max_total=5)
@@ -37,6 +37,7 @@ def intent_model(reply):
 
 # ----- zero-shot --------------------------------------------------------------------------------------------
 
+
 def test_zero_shot_takes_the_named_intent_and_shows_the_model_every_name():
     model = intent_model("request_refund")
     router = IntentRouter.zero_shot(model, INTENTS)
@@ -47,11 +48,14 @@ def test_zero_shot_takes_the_named_intent_and_shows_the_model_every_name():
     assert all(f"- {name}" in prompt for name in INTENTS) and "I want my money back" in prompt
 
 
-@pytest.mark.parametrize("reply, intent", [
-    ('{"intent": "Transfer Timing"}', "transfer_timing"),     # JSON, other spelling
-    ("The intent is: card_arrival.", "card_arrival"),        # a sentence naming it
-    ("`request-refund`", "request_refund"),
-])
+@pytest.mark.parametrize(
+    "reply, intent",
+    [
+        ('{"intent": "Transfer Timing"}', "transfer_timing"),  # JSON, other spelling
+        ("The intent is: card_arrival.", "card_arrival"),  # a sentence naming it
+        ("`request-refund`", "request_refund"),
+    ],
+)
 def test_zero_shot_reads_a_free_text_reply(reply, intent):
     assert IntentRouter.zero_shot(intent_model(reply), INTENTS).classify("x").intent == intent
 
@@ -72,10 +76,13 @@ def test_a_failing_model_is_retried_then_gives_the_fallback_intent_with_the_reas
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("first, intent, error, hits", [
-    (status(503), "request_refund", None, 2),   # unavailable: asked again
-    (status(401), "other", "HTTP 401", 1),      # refused: not retried, the fallback intent says why
-])
+@pytest.mark.parametrize(
+    "first, intent, error, hits",
+    [
+        (status(503), "request_refund", None, 2),  # unavailable: asked again
+        (status(401), "other", "HTTP 401", 1),  # refused: not retried, the fallback intent says why
+    ],
+)
 def test_zero_shot_calls_a_real_server_under_the_retry_policy(fault, first, intent, error, hits):
     fault.queue(first, ok('{"intent": "request_refund"}'))
     model = load_openai("router", base_url=fault.base_url, api_key="k", timeout=2.0)
@@ -89,8 +96,13 @@ class StructuredModel(ScriptedChatModel):
 
     def with_structured_output(self, schema, *, include_raw=False, method=None, **kwargs):
         self.__dict__["schema_seen"] = (schema, method, include_raw)
-        return RunnableLambda(lambda msgs: {"parsed": self.__dict__["parsed"],
-                                            "raw": AIMessage(content=self.__dict__["raw"]), "parsing_error": None})
+        return RunnableLambda(
+            lambda msgs: {
+                "parsed": self.__dict__["parsed"],
+                "raw": AIMessage(content=self.__dict__["raw"]),
+                "parsing_error": None,
+            }
+        )
 
 
 def test_structured_output_is_asked_with_an_enum_of_the_intent_names():
@@ -118,36 +130,63 @@ def test_parse_intent_prefers_the_longest_name_and_refuses_part_of_a_word():
 
 # ----- routing ----------------------------------------------------------------------------------------------
 
+
 def test_customer_service_routes_group_banking77_intents():
     routing = IntentRouting(IntentRouter.zero_shot(intent_model("x"), INTENTS), CUSTOMER_SERVICE_ROUTES)
-    groups = {name: routing.route_for(name).name for name in (
-        "request_refund", "Refund_not_showing_up", "transaction_charged_twice", "top_up_by_card_charge",
-        "balance_not_updated_after_bank_transfer", "transfer_timing", "declined_transfer", "card_arrival",
-        "pin_blocked", "exchange_rate", "refunds", "card_issues", "other")}
+    groups = {
+        name: routing.route_for(name).name
+        for name in (
+            "request_refund",
+            "Refund_not_showing_up",
+            "transaction_charged_twice",
+            "top_up_by_card_charge",
+            "balance_not_updated_after_bank_transfer",
+            "transfer_timing",
+            "declined_transfer",
+            "card_arrival",
+            "pin_blocked",
+            "exchange_rate",
+            "refunds",
+            "card_issues",
+            "other",
+        )
+    }
     assert groups == {
-        "request_refund": "refunds", "Refund_not_showing_up": "refunds", "transaction_charged_twice": "refunds",
-        "top_up_by_card_charge": "balance_top_up", "balance_not_updated_after_bank_transfer": "balance_top_up",
-        "transfer_timing": "transfers", "declined_transfer": "transfers", "card_arrival": "card_issues",
-        "pin_blocked": "card_issues", "exchange_rate": "other", "refunds": "refunds", "card_issues": "card_issues",
-        "other": "other"}
+        "request_refund": "refunds",
+        "Refund_not_showing_up": "refunds",
+        "transaction_charged_twice": "refunds",
+        "top_up_by_card_charge": "balance_top_up",
+        "balance_not_updated_after_bank_transfer": "balance_top_up",
+        "transfer_timing": "transfers",
+        "declined_transfer": "transfers",
+        "card_arrival": "card_issues",
+        "pin_blocked": "card_issues",
+        "exchange_rate": "other",
+        "refunds": "refunds",
+        "card_issues": "card_issues",
+        "other": "other",
+    }
 
 
 def routed_model():
     """Routes by a word in the message; plans one step; the planner prompt is recorded in `calls`."""
+
     def intent(messages):
         text = messages[-1].content.lower()
         return "request_refund" if "refund" in text else "card_arrival" if "card" in text else "exchange_rate"
 
-    return ScriptedChatModel(rules=[
-        (asks_intent, intent),
-        (asks_for_plan, plan_json("What does the customer need?")),
-        (asks_to_combine, "Done."),
-    ], default="noted")
+    return ScriptedChatModel(
+        rules=[
+            (asks_intent, intent),
+            (asks_for_plan, plan_json("What does the customer need?")),
+            (asks_to_combine, "Done."),
+        ],
+        default="noted",
+    )
 
 
 def planner_prompts(model):
-    return [c["prompt"] for c in model.calls if "sort customer messages" not in c["prompt"]
-            and "JSON" in c["prompt"]]
+    return [c["prompt"] for c in model.calls if "sort customer messages" not in c["prompt"] and "JSON" in c["prompt"]]
 
 
 def offered(prompt):
@@ -167,8 +206,15 @@ def test_a_routed_conversation_turn_gets_its_routes_tools_and_instructions(tmp_p
     assert (seen[0].intent, seen[0].route, seen[0].router) == ("request_refund", "refunds", "zero-shot:scripted")
     refund_prompt = planner_prompts(model)[-1]
     assert "Worked plan: find_customer (by email)" in refund_prompt and "customer-service agent" in refund_prompt
-    assert offered(refund_prompt) == {"find_customer", "list_orders", "order_status", "refund_eligibility",
-                                      "issue_refund", "search_policy", "calculator"}
+    assert offered(refund_prompt) == {
+        "find_customer",
+        "list_orders",
+        "order_status",
+        "refund_eligibility",
+        "issue_refund",
+        "search_policy",
+        "calculator",
+    }
 
     result = chat.send("My card has not arrived")
     assert result.events[0].route == "card_issues"
@@ -208,15 +254,17 @@ def test_a_router_that_raises_sends_the_turn_on_unrouted(tmp_path):
 
 # ----- the CLI ----------------------------------------------------------------------------------------------
 
+
 def test_decompose_chat_shows_the_intent_of_each_turn(tmp_path, monkeypatch, capsys):
     rules = tmp_path / "rules.py"
     rules.write_text(
         "from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine\n"
         "model = ScriptedChatModel(rules=[\n"
         "    (lambda m: 'sort customer messages' in m[0].content, 'refunds'),\n"
-        "    (asks_for_plan, '{\"steps\": [{\"id\": 1, \"question\": \"What is owed?\"}]}'),\n"
+        '    (asks_for_plan, \'{"steps": [{"id": 1, "question": "What is owed?"}]}\'),\n'
         "    (asks_to_combine, 'Refunded.'),\n"
-        "], default='noted')\n")
+        "], default='noted')\n"
+    )
     monkeypatch.setenv("DECOMPOSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "stdin", io.StringIO("I want my money back\n"))
     code = main(["chat", "--model", f"scripted:{rules}", "--agent", "customer-service", "--intents", "zero-shot"])
@@ -234,11 +282,14 @@ def test_decompose_chat_zero_shot_without_names_says_how_to_give_them(tmp_path, 
     assert "zero-shot:NAME,NAME" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("text,label_name\nhello,greet\n", "has no category column"),
-    ("text,category\nhello,greet\n,refund\n", "line 3: no text"),
-    ("text,category\nhello,greet\nhi,greet\n", "1 intent(s); a router needs two or more"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("text,label_name\nhello,greet\n", "has no category column"),
+        ("text,category\nhello,greet\n,refund\n", "line 3: no text"),
+        ("text,category\nhello,greet\nhi,greet\n", "1 intent(s); a router needs two or more"),
+    ],
+)
 def test_train_intents_names_what_is_wrong_with_the_csv(tmp_path, capsys, content, problem):
     bad = tmp_path / "bad.csv"
     bad.write_text(content)
@@ -262,17 +313,36 @@ def test_loading_a_folder_that_is_not_a_router_names_the_fix(tmp_path):
 # ----- the trained router, on the real embedded model ---------------------------------------------------------
 
 SYNTHETIC = {
-    "card_arrival": ["My card still has not arrived", "When will my new card be delivered?",
-                     "I ordered a card two weeks ago and it never came", "Where is my card? It hasn't shown up",
-                     "How long does card delivery take?", "The card you sent me hasn't arrived yet"],
-    "request_refund": ["I want a refund for this purchase", "Please give me my money back",
-                       "Can I get a refund on my order?", "Refund the payment, the item was broken",
-                       "How do I ask for a refund?", "I returned it, where is my refund?"],
-    "greeting": ["Hello there!", "Hi, good morning", "Hey, how are you?", "Good evening to you",
-                 "Hi! Nice to meet you", "Hello, anyone there?"],
+    "card_arrival": [
+        "My card still has not arrived",
+        "When will my new card be delivered?",
+        "I ordered a card two weeks ago and it never came",
+        "Where is my card? It hasn't shown up",
+        "How long does card delivery take?",
+        "The card you sent me hasn't arrived yet",
+    ],
+    "request_refund": [
+        "I want a refund for this purchase",
+        "Please give me my money back",
+        "Can I get a refund on my order?",
+        "Refund the payment, the item was broken",
+        "How do I ask for a refund?",
+        "I returned it, where is my refund?",
+    ],
+    "greeting": [
+        "Hello there!",
+        "Hi, good morning",
+        "Hey, how are you?",
+        "Good evening to you",
+        "Hi! Nice to meet you",
+        "Hello, anyone there?",
+    ],
 }
-HELD_OUT = [("My card hasn't come in the post yet", "card_arrival"), ("I'd like my money refunded", "request_refund"),
-            ("Hello, good afternoon", "greeting")]
+HELD_OUT = [
+    ("My card hasn't come in the post yet", "card_arrival"),
+    ("I'd like my money refunded", "request_refund"),
+    ("Hello, good afternoon", "greeting"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -308,8 +378,9 @@ def test_trained_router_learns_a_small_intent_set_and_survives_save_and_load(emb
     assert info["intents"] == router.intents and info["format"] == "decompose-intent-router"
     again = IntentRouter.load(tmp_path / "router", model=embedded)
     assert isinstance(again, TrainedRouter)
-    assert np.allclose(again.probabilities([t for t, _ in HELD_OUT]), router.probabilities([t for t, _ in HELD_OUT]),
-                       atol=1e-5)
+    assert np.allclose(
+        again.probabilities([t for t, _ in HELD_OUT]), router.probabilities([t for t, _ in HELD_OUT]), atol=1e-5
+    )
     unsure = IntentRouter.load(tmp_path / "router", model=embedded, min_confidence=1.01).classify("Hello there!")
     assert unsure.intent == "other" and "below min_confidence" in unsure.error
 

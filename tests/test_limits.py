@@ -1,10 +1,10 @@
 """`Limits`: a run's time, token and call limits, checked before each model call, replaceable per run."""
 
 import pytest
+from helpers import TITANIC
 
 from decompose import ConfigError, Limits, Orchestrator
 from decompose.events import Usage
-from helpers import TITANIC
 
 
 @pytest.mark.parametrize("field", ["run_timeout", "step_timeout", "max_tokens", "max_model_calls"])

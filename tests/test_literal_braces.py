@@ -10,8 +10,12 @@ from decompose import Decomposer, Orchestrator, PlanError, ScriptedChatModel
 from decompose.models.scripted import asks_for_plan
 from decompose.plan import Plan, escape_references, keep_literal, references_in, resolve_text
 
-QUESTIONS = ["If x = 3, what is x^{2}?", "What is \\frac{1}{2} as a decimal?", "What does '{0}'.format(5) give?",
-             "Is {1} a subset of {1, 2}?"]
+QUESTIONS = [
+    "If x = 3, what is x^{2}?",
+    "What is \\frac{1}{2} as a decimal?",
+    "What does '{0}'.format(5) give?",
+    "Is {1} a subset of {1, 2}?",
+]
 
 
 def echo(messages):
@@ -38,8 +42,14 @@ def test_a_direct_answer_keeps_the_braces(question):
 
 def test_a_real_reference_next_to_a_literal_one():
     question = "If x = 3, what is x^{2} plus the number of moons of Mars?"
-    plan = json.dumps({"steps": [{"id": 1, "question": "How many moons does Mars have?"},
-                                 {"id": 2, "question": "What is x^{2} plus {1} when x = 3?"}]})
+    plan = json.dumps(
+        {
+            "steps": [
+                {"id": 1, "question": "How many moons does Mars have?"},
+                {"id": 2, "question": "What is x^{2} plus {1} when x = 3?"},
+            ]
+        }
+    )
     model = ScriptedChatModel(rules=[(asks_for_plan, plan), ("Question: How many moons", "2"), ("", echo)])
     result = Orchestrator(model).run(question)
     assert result.plan.step(2).depends_on == [1]  # {1} is a reference, {2} is the question's text
@@ -61,19 +71,20 @@ def test_a_missing_reference_names_the_escape_and_never_says_a_bare_key():
         resolve_text("{7}", {})
 
 
-ECHO_RULES = '''
+ECHO_RULES = """
 def answer(messages):
     return "asked: " + str(messages[-1].content).split("Question: ", 1)[1].splitlines()[0]
 
 rules = [("", answer)]
-'''
+"""
 
 
 @pytest.mark.slow
 def test_eval_direct_asks_the_question_as_written(tmp_path):
     (tmp_path / "rules.py").write_text(ECHO_RULES)
-    (tmp_path / "qs.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": q}) + "\n"
-                                               for i, q in enumerate(QUESTIONS)))
+    (tmp_path / "qs.jsonl").write_text(
+        "".join(json.dumps({"id": f"q{i}", "question": q}) + "\n" for i, q in enumerate(QUESTIONS))
+    )
     done = cli("eval", "qs.jsonl", "--direct", "--model", "scripted:rules.py", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (tmp_path / "qs.direct.report.jsonl").read_text().splitlines()]

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import plan_json
+from servers import free_port
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel
 from decompose.events import Retried
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.tools.mcp import MCPServer, mcp_tools
-from decompose.tools.runner import ToolRunner, has_side_effects
-from helpers import plan_json
-from servers import free_port
+from decompose.tools.runner import has_side_effects
 
 pytestmark = [pytest.mark.slow]
 
@@ -34,8 +34,12 @@ def ledger(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stdio_server(ledger):
-    return MCPServer(command=(sys.executable, str(FIXTURE)), name="fixture", timeout=20,
-                     env={**os.environ, "MCP_LEDGER": str(ledger)})
+    return MCPServer(
+        command=(sys.executable, str(FIXTURE)),
+        name="fixture",
+        timeout=20,
+        env={**os.environ, "MCP_LEDGER": str(ledger)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,18 +103,23 @@ def test_a_server_that_dies_during_a_destructive_call_is_a_step_error_and_is_not
 
 
 def test_a_slow_server_times_out_with_the_servers_name(stdio_server):
-    slow = {t.name: t for t in mcp_tools(MCPServer(command=stdio_server.command, name="fixture", env=stdio_server.env,
-                                                     timeout=4))}
+    slow = {
+        t.name: t
+        for t in mcp_tools(MCPServer(command=stdio_server.command, name="fixture", env=stdio_server.env, timeout=4))
+    }
     started = time.monotonic()
     result = orchestrator(slow).execute({"steps": [step(1, "slow", seconds=30)]})
     assert "MCP server fixture did not answer tool 'slow' within 4s" in result.plan.steps[0].error
     assert time.monotonic() - started < 15
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ("no-such-mcp-command --flag", "MCP server no-such-mcp-command --flag could not be started: FileNotFoundError"),
-    (f"{sys.executable} no_such_server.py", "no_such_server.py could not be started: McpError: Connection closed"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("no-such-mcp-command --flag", "MCP server no-such-mcp-command --flag could not be started: FileNotFoundError"),
+        (f"{sys.executable} no_such_server.py", "no_such_server.py could not be started: McpError: Connection closed"),
+    ],
+)
 def test_a_server_that_is_not_there_fails_at_start_up(spec, needle):
     with pytest.raises(ConfigError) as caught:
         mcp_tools(spec, timeout=20)
@@ -140,14 +149,19 @@ def wait_for_port(port, proc, timeout=30):
 @pytest.fixture
 def http_server(ledger):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(FIXTURE), "--http", str(port)], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MCP_LEDGER": str(ledger)})
-    try:
-        wait_for_port(port, proc)
-        yield proc, f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.kill()
-        proc.wait()
+    # As a context manager: the stderr pipe is closed after the process (else a ResourceWarning, an error here).
+    with subprocess.Popen(
+        [sys.executable, str(FIXTURE), "--http", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MCP_LEDGER": str(ledger)},
+    ) as proc:
+        try:
+            wait_for_port(port, proc)
+            yield proc, f"http://127.0.0.1:{port}/mcp"
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.server
@@ -159,8 +173,7 @@ def test_streamable_http_tools_and_a_server_that_goes_away(http_server):
     proc.kill()
     proc.wait()
     events = []
-    result = orch.execute({"steps": [step(1, "add", a=1, b=1), step(2, "record", note="lost")]},
-                          on_event=events.append)
+    result = orch.execute({"steps": [step(1, "add", a=1, b=1), step(2, "record", note="lost")]}, on_event=events.append)
     read_only, write = result.plan.steps
     assert f"MCP server {url} failed during tool 'add'" in read_only.error
     assert f"MCP server {url} failed during tool 'record'" in write.error and "not called again" in write.error

@@ -6,7 +6,7 @@ import pytest
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel, load_model
 
-RULES = textwrap.dedent('''
+RULES = textwrap.dedent("""
     from decompose.models.scripted import ScriptedChatModel
     rules = [(r"capital of France", "Paris")]
     default = "no idea"
@@ -14,7 +14,7 @@ RULES = textwrap.dedent('''
 
     def make():
         return ScriptedChatModel(rules=[], default="made")
-''')
+""")
 
 
 @pytest.fixture
@@ -45,13 +45,16 @@ def test_the_environment_and_model_arguments_take_them_too(code, monkeypatch):
     assert isinstance(orch.model, ScriptedChatModel) and orch.fallbacks[0].default == "made"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("py:specmod:rules", "gives a list, not a chat model"),
-    ("py:specmod", "is not of the form py:MODULE:ATTR"),
-    ("scripted:", "names no file"),
-    ("scripted:missing.py", "cannot read 'missing.py'"),
-    ("scripted:specmod.py:nothing", "has no attribute 'nothing'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("py:specmod:rules", "gives a list, not a chat model"),
+        ("py:specmod", "is not of the form py:MODULE:ATTR"),
+        ("scripted:", "names no file"),
+        ("scripted:missing.py", "cannot read 'missing.py'"),
+        ("scripted:specmod.py:nothing", "has no attribute 'nothing'"),
+    ],
+)
 def test_bad_python_specs_say_what_is_wrong(code, spec, message):
     with pytest.raises(ConfigError, match=message):
         load_model(spec)

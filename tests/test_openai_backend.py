@@ -83,9 +83,7 @@ def test_max_tokens_is_honoured(llama_url):
 @pytest.mark.server
 def test_structured_output_with_json_schema(llama_url):
     model = load_openai("smollm2", base_url=llama_url, max_tokens=32)
-    parsed = model.with_structured_output(Capital, method="json_schema").invoke(
-        "What is the capital of France?"
-    )
+    parsed = model.with_structured_output(Capital, method="json_schema").invoke("What is the capital of France?")
     assert isinstance(parsed, Capital)
 
 

@@ -2,12 +2,12 @@ import asyncio
 import json
 
 import pytest
+from helpers import TITANIC, plan_json
 from langchain_core.tools import tool
 
 from decompose import ConfigError, Decomposer, InputError, Limits, Orchestrator, Plan, PlanError, ScriptedChatModel
 from decompose.events import Answered, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
 from decompose.models.scripted import asks_for_plan, asks_to_combine
-from helpers import TITANIC, plan_json
 
 
 def test_run_end_to_end(titanic_model):
@@ -48,8 +48,9 @@ def test_plan_then_execute_the_edited_plan(titanic_model):
     assert result.answer.startswith("Final: 1. Who directed Titanic? → James Cameron")
     assert len(titanic_model.calls) == calls_before + 2
     # a hand-written JSON plan runs too; a step asking the question itself needs no synthesis
-    again = orch.execute('{"question": "When was Titanic released?", '
-                         '"steps": [{"id": 1, "question": "When was Titanic released?"}]}')
+    again = orch.execute(
+        '{"question": "When was Titanic released?", "steps": [{"id": 1, "question": "When was Titanic released?"}]}'
+    )
     assert again.answer == "1997" and again.usage.model_calls == 1
 
 
@@ -104,8 +105,9 @@ def test_batch_max_concurrency_bounds_the_model_calls_of_the_whole_batch():
             finally:
                 self.in_flight -= 1
 
-    model = Counting(rules=[(asks_for_plan, plan_json("A?", "B?", "C?")), (asks_to_combine, "abc"),
-                            (r"Question: ", "x")])
+    model = Counting(
+        rules=[(asks_for_plan, plan_json("A?", "B?", "C?")), (asks_to_combine, "abc"), (r"Question: ", "x")]
+    )
     results = Orchestrator(model).batch([f"Question {i}?" for i in range(6)], max_concurrency=3)
     assert [r.answer for r in results] == ["abc"] * 6
     assert model.peak == 3  # 6 questions x 3 independent steps, yet never more than 3 calls at once
@@ -116,8 +118,16 @@ def test_batch_max_concurrency_bounds_the_model_calls_of_the_whole_batch():
         Orchestrator(model).batch(["Q?"], max_concurrency=-1)
 
 
-@pytest.mark.parametrize("bad, message", [("", "empty"), ("   \n", "empty"), (None, "must be a string"),
-                                          (42, "must be a string"), ("x" * 20_001, "characters long")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("", "empty"),
+        ("   \n", "empty"),
+        (None, "must be a string"),
+        (42, "must be a string"),
+        ("x" * 20_001, "characters long"),
+    ],
+)
 def test_bad_questions(titanic_model, bad, message):
     with pytest.raises(InputError, match=message):
         Orchestrator(titanic_model).run(bad)
@@ -125,8 +135,9 @@ def test_bad_questions(titanic_model, bad, message):
 
 def test_braces_in_a_question_are_passed_through_untouched():
     question = "In Python, what does '{x}'.format(x=1) and {0} and {{}} and {1.a} print?"
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("What does '{x}'.format(x=1) print?")),
-                                     (r"format", "1")])
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, plan_json("What does '{x}'.format(x=1) print?")), (r"format", "1")]
+    )
     result = Orchestrator(model).run(question)
     assert result.answer == "1"
     assert question in model.calls[0]["prompt"]
@@ -157,31 +168,35 @@ def test_reask_repairs_an_invalid_plan():
 def test_a_model_that_repeats_its_bad_plan_is_not_asked_again_and_the_usable_steps_run():
     # A weak greedy model writes the same plan every time; step 2 refers to itself (copied from an example).
     bad = plan_json("How many people live in France?", "Which is larger, {1} or {2}?", "Is {1} above 60 million?")
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, bad),
-        (asks_to_combine, lambda msgs: msgs[-1].content.split("Known facts:")[1].strip()),
-        (r"Question: How many people live in France", "68 million"),
-        (r"Question: Is 68 million above 60 million", "yes"),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, bad),
+            (asks_to_combine, lambda msgs: msgs[-1].content.split("Known facts:")[1].strip()),
+            (r"Question: How many people live in France", "68 million"),
+            (r"Question: Is 68 million above 60 million", "yes"),
+        ]
+    )
     result = Orchestrator(model, decomposer=Decomposer(max_retries=3)).run("Is France more populous than 60 million?")
-    assert [s.question for s in result.plan.steps] == ["How many people live in France?",
-                                                       "Is {1} above 60 million?"]
+    assert [s.question for s in result.plan.steps] == ["How many people live in France?", "Is {1} above 60 million?"]
     assert result.ok and "yes" in result.answer
     assert result.usage.phases["decompose"].calls == 2  # the repeat ended the re-asks
     assert result.usage.parse_retries == 1
 
 
 def test_a_plan_whose_every_step_refers_to_itself_becomes_the_question_itself():
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("How many items are in {1}?")),
-                                     (r"Question: Anything\?", "Nothing.")], default="combined")
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, plan_json("How many items are in {1}?")), (r"Question: Anything\?", "Nothing.")],
+        default="combined",
+    )
     result = Orchestrator(model, decomposer=Decomposer(max_retries=3)).run("Anything?")
     assert [s.question for s in result.plan.steps] == ["Anything?"]
     assert result.plan.steps[0].answer == "Nothing." and result.ok
 
 
 def test_a_plan_that_is_broken_beyond_its_references_still_fails_clearly():
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json({"id": 1, "question": "A?"},
-                                                               {"id": 1, "question": "B?"}))])
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, plan_json({"id": 1, "question": "A?"}, {"id": 1, "question": "B?"}))]
+    )
     with pytest.raises(PlanError, match=r"did not write a usable plan in 2 tries.*used twice"):
         Orchestrator(model, decomposer=Decomposer(max_retries=3)).run("Anything?")
 
@@ -193,12 +208,14 @@ def test_on_plan_failure_direct_answers_the_question_itself():
 
 
 def test_a_failed_step_skips_dependants_and_synthesis_is_told():
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("Step A?", "Step B uses {1}?", "Step C?")),
-        (asks_to_combine, lambda msgs: msgs[-1].content),
-        (r"Question: Step A", ValueError("model exploded")),
-        (r"Question: Step C", "c-answer"),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("Step A?", "Step B uses {1}?", "Step C?")),
+            (asks_to_combine, lambda msgs: msgs[-1].content),
+            (r"Question: Step A", ValueError("model exploded")),
+            (r"Question: Step C", "c-answer"),
+        ]
+    )
     result = Orchestrator(model).run("Whole?")
     a, b, c = result.plan.steps
     assert a.status == "failed" and "model exploded" in a.error
@@ -218,10 +235,16 @@ def test_all_steps_failing_ends_with_an_error_not_an_answer():
 def test_with_on_plan_failure_direct_a_plan_that_answered_nothing_is_answered_directly():
     from decompose.retrieval import LocalDocsRetriever
 
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?")), (r"Question: A\?", ValueError("down")),
-                                     (r"Question: Which year", "2018")])
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("A?")),
+            (r"Question: A\?", ValueError("down")),
+            (r"Question: Which year", "2018"),
+        ]
+    )
     docs = LocalDocsRetriever.from_texts([("t", "Sales peaked in the year 2018.")])
-    result = Orchestrator(model, retriever=docs, decomposer=Decomposer(on_failure="direct")).run("Which year had the most sales?")
+    orch = Orchestrator(model, retriever=docs, decomposer=Decomposer(on_failure="direct"))
+    result = orch.run("Which year had the most sales?")
     assert result.ok and result.answer == "2018"
     assert result.plan.step(1).status == "failed"  # the plan's record stays as it ran
     direct = next(c["prompt"] for c in model.calls if "Question: Which year" in c["prompt"])
@@ -236,8 +259,9 @@ def test_step_timeout():
                 await asyncio.sleep(30)
             return await super()._agenerate(messages, stop, run_manager, **kw)
 
-    model = Slow(rules=[(asks_for_plan, plan_json("slow?", "fast?")), (asks_to_combine, "combined"),
-                        (r"fast", "quick")])
+    model = Slow(
+        rules=[(asks_for_plan, plan_json("slow?", "fast?")), (asks_to_combine, "combined"), (r"fast", "quick")]
+    )
     result = Orchestrator(model, limits=Limits(step_timeout=0.2)).run("Both?")
     slow, fast = result.plan.steps
     assert slow.status == "failed" and "timed out after 0.2s" in slow.error
@@ -245,8 +269,7 @@ def test_step_timeout():
 
 
 def test_run_timeout_returns_the_partial_result():
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?", "B {1}?")), (r"Question: A", "a")],
-                              default="late")
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json("A?", "B {1}?")), (r"Question: A", "a")], default="late")
     model.latency = 0.0
 
     class SlowSecond(ScriptedChatModel):
@@ -303,16 +326,16 @@ def test_fallback_model_answers_when_the_primary_fails_for_good():
 
     refused = ModelAccessError("HTTP 401 from http://127.0.0.1:9/v1/chat/completions", hint="check OPENAI_API_KEY")
     primary = ScriptedChatModel(default=refused, model_name="primary")
-    backup = ScriptedChatModel(rules=[(asks_for_plan, plan_json("Capital of France?")), (r"France", "Paris")],
-                               model_name="backup")
+    backup = ScriptedChatModel(
+        rules=[(asks_for_plan, plan_json("Capital of France?")), (r"France", "Paris")], model_name="backup"
+    )
     result = Orchestrator(primary, fallbacks=[backup]).run("Capital of France?")
     assert result.answer == "Paris" and result.plan.step(1).model == "backup"
 
 
 def test_echo_steps_are_dropped():
     question = "How far is the Moon?"
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json(question, "What unit?")),
-                                     (r"What unit", "km")])
+    model = ScriptedChatModel(rules=[(asks_for_plan, plan_json(question, "What unit?")), (r"What unit", "km")])
     plan = Orchestrator(model).plan(question)
     assert [s.question for s in plan.steps] == ["What unit?"]
 
@@ -328,8 +351,10 @@ def test_tool_steps_pass_raw_and_structured_values():
         """Double a number."""
         return x * 2
 
-    plan = plan_json({"id": 1, "question": "find", "tool": "lookup", "args": {"order_id": "A7"}},
-                     {"id": 2, "question": "double it", "tool": "double", "args": {"x": "{1.total}"}})
+    plan = plan_json(
+        {"id": 1, "question": "find", "tool": "lookup", "args": {"order_id": "A7"}},
+        {"id": 2, "question": "double it", "tool": "double", "args": {"x": "{1.total}"}},
+    )
     model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "Twice the total is 25")])
     result = Orchestrator(model, tools=[lookup, double]).run("Double the total of A7")
     assert result.plan.step(1).answer == {"order_id": "A7", "total": 12.5}
@@ -360,16 +385,19 @@ def test_sync_api_inside_a_running_loop_is_a_clear_error(titanic_model):
         asyncio.run(inside())
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda model: Orchestrator(model, max_concurrency=0), "max_concurrency"),
-    (lambda model: Orchestrator(model, strategy="magic"), "unknown strategy"),
-    (lambda model: Orchestrator(model, strategy=42), "strategy must be a name or a solver"),
-    (lambda model: Orchestrator(model, decomposer=Decomposer(on_failure="ignore")), "on_failure"),
-    (lambda model: Orchestrator(model, decomposer=Decomposer(max_steps=0)), "max_steps"),
-    (lambda model: Orchestrator(model, decomposer={"max_steps": 3}), "decomposer must be a Decomposer"),
-    (lambda model: Orchestrator(model, limits=Limits(run_timeout=-1)), "run_timeout must be a positive"),
-    (lambda model: Orchestrator(model).run("Q?", limits={"max_tokens": 5}), "limits must be a Limits"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda model: Orchestrator(model, max_concurrency=0), "max_concurrency"),
+        (lambda model: Orchestrator(model, strategy="magic"), "unknown strategy"),
+        (lambda model: Orchestrator(model, strategy=42), "strategy must be a name or a solver"),
+        (lambda model: Orchestrator(model, decomposer=Decomposer(on_failure="ignore")), "on_failure"),
+        (lambda model: Orchestrator(model, decomposer=Decomposer(max_steps=0)), "max_steps"),
+        (lambda model: Orchestrator(model, decomposer={"max_steps": 3}), "decomposer must be a Decomposer"),
+        (lambda model: Orchestrator(model, limits=Limits(run_timeout=-1)), "run_timeout must be a positive"),
+        (lambda model: Orchestrator(model).run("Q?", limits={"max_tokens": 5}), "limits must be a Limits"),
+    ],
+)
 def test_bad_config(titanic_model, make, message):
     with pytest.raises(ConfigError, match=message):
         make(titanic_model)
@@ -382,7 +410,18 @@ def test_unknown_model_spec():
 
 def test_result_json_has_stable_keys(titanic_model):
     data = json.loads(Orchestrator(titanic_model).run(TITANIC).to_json())
-    assert set(data) == {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+    assert set(data) == {
+        "question",
+        "answer",
+        "ok",
+        "error",
+        "elapsed",
+        "route",
+        "steps",
+        "citations",
+        "usage",
+        "events",
+    }
     assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "model", "elapsed"}
     assert data["events"][0]["type"] == "PlanReady"
 

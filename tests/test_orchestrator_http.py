@@ -27,8 +27,7 @@ def model(server):
 def test_429_with_retry_after_is_retried_and_reported(server, model):
     server.queue(status(429, {"Retry-After": "0.3"}), ok(ONE_STEP), ok("Paris"))
     events = []
-    result = Orchestrator(model, retry=FAST, decomposer=TEXT_PLANS).run("Capital of France?",
-                                                                          on_event=events.append)
+    result = Orchestrator(model, retry=FAST, decomposer=TEXT_PLANS).run("Capital of France?", on_event=events.append)
     assert result.answer == "Paris"
     retried = [e for e in events if isinstance(e, Retried)]
     assert len(retried) == 1 and retried[0].phase == "decompose" and retried[0].reason == "HTTP 429"
@@ -50,8 +49,9 @@ def test_401_is_not_retried_and_says_what_to_fix(server, model):
 @pytest.mark.server
 def test_fallback_answers_when_the_server_keeps_failing(server, model):
     server.default = status(503)
-    backup = ScriptedChatModel(rules=[(lambda m: '"steps"' in m[0].content, ONE_STEP), (r"France", "Paris")],
-                               model_name="backup")
+    backup = ScriptedChatModel(
+        rules=[(lambda m: '"steps"' in m[0].content, ONE_STEP), (r"France", "Paris")], model_name="backup"
+    )
     result = Orchestrator(model, fallbacks=[backup], retry=FAST, decomposer=TEXT_PLANS).run("Capital of France?")
     assert result.answer == "Paris" and result.plan.step(1).model == "backup"
     assert len(server.hits) == 3 * 2  # every attempt of the primary, for the plan and for the step
@@ -70,8 +70,13 @@ def test_a_hanging_server_ends_within_the_per_call_deadline(server, model):
 
 @pytest.mark.server
 def test_a_server_refusing_structured_output_gets_plain_json_instead(server, model):
-    server.queue(status(400, message="response_format json_schema is not supported"), ok(ONE_STEP), ok("Paris"),
-                 ok(ONE_STEP), ok("Paris"))
+    server.queue(
+        status(400, message="response_format json_schema is not supported"),
+        ok(ONE_STEP),
+        ok("Paris"),
+        ok(ONE_STEP),
+        ok("Paris"),
+    )
     orch = Orchestrator(model, retry=FAST)
     result = orch.run("Capital of France?")
     assert result.answer == "Paris"
@@ -115,7 +120,8 @@ def test_the_run_deadline_covers_planning_against_a_server_that_never_answers(se
     model = load_openai("fault-model", base_url=server.base_url, api_key="k", timeout=30.0)
     events = []
     started = time.monotonic()
-    result = Orchestrator(model, limits=Limits(run_timeout=1.0), decomposer=TEXT_PLANS).run("Capital?", on_event=events.append)
+    orch = Orchestrator(model, limits=Limits(run_timeout=1.0), decomposer=TEXT_PLANS)
+    result = orch.run("Capital?", on_event=events.append)
     assert time.monotonic() - started < 15  # far below the minutes the per-call timeout and retries allow
     assert result.answer is None and result.plan is None
     assert result.error == "run timed out after 1s (while planning)"

@@ -16,10 +16,13 @@ def model():
         yield load_openai("smollm2", base_url=url, max_tokens=200, temperature=0)
 
 
-@pytest.mark.parametrize("question", [
-    "Who directed Titanic, and how old was that person when it was released?",
-    "Which is larger, the population of France or of Spain?",
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who directed Titanic, and how old was that person when it was released?",
+        "Which is larger, the population of France or of Spain?",
+    ],
+)
 def test_structured_plans_from_a_real_server_run_end_to_end(model, question):
     orch = Orchestrator(model, decomposer=Decomposer(max_steps=4))
     result = orch.run(question)

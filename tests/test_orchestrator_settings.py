@@ -5,8 +5,16 @@ import contextlib
 
 import pytest
 
-from decompose import (ConfigError, Decomposer, Limits, Orchestrator, RecursiveSolver, ScriptedChatModel,
-                       SelfConsistencySolver, ToolRunner)
+from decompose import (
+    ConfigError,
+    Decomposer,
+    Limits,
+    Orchestrator,
+    RecursiveSolver,
+    ScriptedChatModel,
+    SelfConsistencySolver,
+    ToolRunner,
+)
 
 
 @pytest.fixture
@@ -20,8 +28,13 @@ def test_the_common_case_is_one_line_with_sensible_defaults(model):
 
 
 def test_each_setting_lives_on_its_part(model):
-    orch = Orchestrator(model, strategy=SelfConsistencySolver(samples=3), decomposer=Decomposer(max_steps=4),
-                        tool_runner=ToolRunner(timeout=5, max_retries=1), limits=Limits(run_timeout=9))
+    orch = Orchestrator(
+        model,
+        strategy=SelfConsistencySolver(samples=3),
+        decomposer=Decomposer(max_steps=4),
+        tool_runner=ToolRunner(timeout=5, max_retries=1),
+        limits=Limits(run_timeout=9),
+    )
     assert orch.solver.samples == 3 and orch.max_steps == 4
     assert (orch.tool_runner.timeout, orch.tool_runner.max_retries) == (5, 1) and orch.limits.run_timeout == 9
 
@@ -41,36 +54,66 @@ def test_one_decomposer_serves_several_orchestrators_with_their_own_tools(model)
     assert with_tools.tool_runner is not Orchestrator(model, tools=[add]).tool_runner
 
 
-@pytest.mark.parametrize("old, check", [
-    ({"max_steps": 4}, lambda o: o.decomposer.max_steps == 4),
-    ({"max_plan_retries": 0}, lambda o: o.decomposer.max_retries == 0),
-    ({"on_plan_failure": "direct", "max_replans": 1},
-     lambda o: (o.decomposer.on_failure, o.decomposer.max_replans) == ("direct", 1)),
-    ({"tool_timeout": 3}, lambda o: o.tool_runner.timeout == 3),
-    ({"run_timeout": 5, "max_tokens_per_run": 100}, lambda o: o.limits == Limits(run_timeout=5, max_tokens=100)),
-    ({"strategy": "self_consistency", "samples": 2}, lambda o: o.solver.samples == 2),
-    ({"strategy": "recursive", "max_depth": 3}, lambda o: isinstance(o.solver, RecursiveSolver)
-     and o.solver.max_depth == 3),
-])
+@pytest.mark.parametrize(
+    "old, check",
+    [
+        ({"max_steps": 4}, lambda o: o.decomposer.max_steps == 4),
+        ({"max_plan_retries": 0}, lambda o: o.decomposer.max_retries == 0),
+        (
+            {"on_plan_failure": "direct", "max_replans": 1},
+            lambda o: (o.decomposer.on_failure, o.decomposer.max_replans) == ("direct", 1),
+        ),
+        ({"tool_timeout": 3}, lambda o: o.tool_runner.timeout == 3),
+        ({"run_timeout": 5, "max_tokens_per_run": 100}, lambda o: o.limits == Limits(run_timeout=5, max_tokens=100)),
+        ({"strategy": "self_consistency", "samples": 2}, lambda o: o.solver.samples == 2),
+        (
+            {"strategy": "recursive", "max_depth": 3},
+            lambda o: isinstance(o.solver, RecursiveSolver) and o.solver.max_depth == 3,
+        ),
+    ],
+)
 def test_earlier_flat_keywords_still_work_with_a_warning(model, old, check):
     with pytest.warns(DeprecationWarning, match=r"Orchestrator\(\w+=\.\.\.\) is now"):
         orch = Orchestrator(model, **old)
     assert check(orch)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_stepz": 4}, "unexpected keyword argument 'max_stepz'"),
-    ({"max_steps": 4, "decomposer": Decomposer()}, "decomposer is given both"),
-    ({"samples": 3}, "strategy 'direct' takes no samples"),
-])
+@pytest.mark.parametrize(
+    "kwargs, guess",
+    [
+        ({"tool": []}, "tools"),
+        ({"limit": None}, "limits"),
+        ({"max_stepz": 4}, "max_steps"),
+        ({"verbose": True}, None),
+    ],
+)
+def test_a_misspelt_keyword_is_a_type_error_naming_the_valid_ones(model, kwargs, guess):
+    with pytest.raises(TypeError) as caught:
+        Orchestrator(model, **kwargs)
+    message = str(caught.value)
+    assert f"unexpected keyword argument {next(iter(kwargs))!r}" in message
+    assert "its keyword arguments are model, tools, strategy," in message and "max_concurrency" in message
+    assert (f"did you mean {guess!r}?" in message) if guess else "did you mean" not in message
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_steps": 4, "decomposer": Decomposer()}, "decomposer is given both"),
+        ({"samples": 3}, "strategy 'direct' takes no samples"),
+    ],
+)
 def test_bad_flat_keywords_are_clear_errors(model, kwargs, message):
     moved = set(kwargs) & {"max_steps", "samples"}  # a known flat keyword warns before the error
-    with pytest.raises(ConfigError, match=message), \
-            pytest.warns(DeprecationWarning) if moved else contextlib.nullcontext():
+    with (
+        pytest.raises(ConfigError, match=message),
+        pytest.warns(DeprecationWarning) if moved else contextlib.nullcontext(),
+    ):
         Orchestrator(model, **kwargs)
 
 
 # ----- replace: a copy with some parts changed ---------------------------------------------------------------
+
 
 def every_argument():
     """A value unlike the default for each of the Orchestrator's arguments, and how to read it back."""

@@ -30,8 +30,11 @@ def test_a_bare_list_of_steps():
 def test_numbered_list_from_a_weak_model():
     text = "Steps:\n1. Who directed Titanic?\n2) When was #1 born?\nStep 3: How old was #1 in 1997?"
     plan = plan_from(text)
-    assert [s.question for s in plan.steps] == ["Who directed Titanic?", "When was {1} born?",
-                                                "How old was {1} in 1997?"]
+    assert [s.question for s in plan.steps] == [
+        "Who directed Titanic?",
+        "When was {1} born?",
+        "How old was {1} in 1997?",
+    ]
     assert plan.step(3).depends_on == [1]
 
 

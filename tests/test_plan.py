@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from decompose import Plan, PlanError, Step
 from decompose.plan import resolve_args, resolve_text
@@ -11,9 +12,11 @@ def plan_of(*steps):
 
 
 def test_references_imply_dependencies():
-    plan = plan_of({"id": 1, "question": "Who directed Titanic?"},
-                   {"id": 2, "question": "When was {1} born?"},
-                   {"id": 3, "question": "x", "tool": "calc", "args": {"a": "{2}", "b": ["{1.name}"]}})
+    plan = plan_of(
+        {"id": 1, "question": "Who directed Titanic?"},
+        {"id": 2, "question": "When was {1} born?"},
+        {"id": 3, "question": "x", "tool": "calc", "args": {"a": "{2}", "b": ["{1.name}"]}},
+    )
     assert plan.step(2).depends_on == [1]
     assert plan.step(3).depends_on == [1, 2]
 
@@ -23,17 +26,22 @@ def test_user_braces_are_not_references():
     assert plan.step(1).depends_on == []
 
 
-@pytest.mark.parametrize("steps, message", [
-    ([], "no steps"),
-    ([{"id": 1, "question": "a {2}"}], "refers to {2}, which does not exist; steps are 1"),
-    ([{"id": 1, "question": "a", "depends_on": [1]}], "step 1 depends on itself"),
-    ([{"id": 1, "question": "a"}, {"id": 1, "question": "b"}], "step id 1 is used twice"),
-    ([{"id": 1, "question": "a {2}"}, {"id": 2, "question": "b {3}"}, {"id": 3, "question": "c {1}"}],
-     "cycle: 1 → 2 → 3 → 1"),
-    ([{"id": 1, "question": "   "}], "step 1 has an empty question"),
-    ([{"id": "x", "question": "a"}], "plan step 1, field 'id'"),
-    ([{"id": 1}], "plan step 1, field 'question'"),
-])
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        ([], "no steps"),
+        ([{"id": 1, "question": "a {2}"}], "refers to {2}, which does not exist; steps are 1"),
+        ([{"id": 1, "question": "a", "depends_on": [1]}], "step 1 depends on itself"),
+        ([{"id": 1, "question": "a"}, {"id": 1, "question": "b"}], "step id 1 is used twice"),
+        (
+            [{"id": 1, "question": "a {2}"}, {"id": 2, "question": "b {3}"}, {"id": 3, "question": "c {1}"}],
+            "cycle: 1 → 2 → 3 → 1",
+        ),
+        ([{"id": 1, "question": "   "}], "step 1 has an empty question"),
+        ([{"id": "x", "question": "a"}], "plan step 1, field 'id'"),
+        ([{"id": 1}], "plan step 1, field 'question'"),
+    ],
+)
 def test_invalid_plans_name_the_step(steps, message):
     with pytest.raises(PlanError) as err:
         plan_of(*steps)
@@ -70,7 +78,10 @@ def test_resolution_of_text_fields_and_raw_values():
     answers = {1: {"order_id": "A7", "total": 12.5, "items": [{"sku": "K"}]}, 2: "Paris"}
     assert resolve_text("Order {1.order_id} to {2}", answers) == "Order A7 to Paris"
     assert resolve_args({"amount": "{1.total}", "sku": "{1.items.0.sku}", "note": "for {2}"}, answers) == {
-        "amount": 12.5, "sku": "K", "note": "for Paris"}
+        "amount": 12.5,
+        "sku": "K",
+        "note": "for Paris",
+    }
     assert json.loads(resolve_text("{1}", answers))["order_id"] == "A7"
 
 
@@ -85,12 +96,13 @@ def test_final_steps():
 
 
 def test_step_model_rejects_unknown_fields():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="bogus"):
         Step(id=1, question="a", bogus=1)
 
 
-@pytest.mark.parametrize("bad_id, message", [(True, "not true/false"), (-1, "greater than or equal to 1"),
-                                             (0, "greater than or equal to 1")])
+@pytest.mark.parametrize(
+    "bad_id, message", [(True, "not true/false"), (-1, "greater than or equal to 1"), (0, "greater than or equal to 1")]
+)
 def test_plan_ids_are_positive_step_numbers(bad_id, message):
     with pytest.raises(PlanError, match=message) as err:
         Plan.from_data({"steps": [{"id": bad_id, "question": "a?"}]})

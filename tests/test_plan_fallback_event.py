@@ -1,10 +1,11 @@
 """A plan the model did not write as it runs says so: `PlanFallback` before its `PlanReady`, so a count of valid
 plans (benchmarks/quality.py) counts only the model's own."""
 
+from helpers import plan_json
+
 from decompose import Decomposer, Orchestrator, PlanFallback, ScriptedChatModel
 from decompose.events import PlanReady
 from decompose.models.scripted import asks_for_plan, asks_to_combine
-from helpers import plan_json
 
 
 def _run(plan_reply):

@@ -37,8 +37,9 @@ def step(id_: int, tool: str | None = None, depends_on=(), **args) -> dict[str, 
 
 
 def test_a_calculator_plan_with_references_fits_and_prose_in_an_expression_does_not():
-    assert accepts(CALCULATOR, step(1, "calculator", expression="4 * 3"),
-                   step(2, "calculator", [1], expression="20 - {1}"))
+    assert accepts(
+        CALCULATOR, step(1, "calculator", expression="4 * 3"), step(2, "calculator", [1], expression="20 - {1}")
+    )
     assert accepts(CALCULATOR, step(1, "calculator", expression="round(15% of 1,200 / 7, 2) + sqrt(2) * pi"))
     assert not accepts(CALCULATOR, step(1, "calculator", expression="9 candles at 26 dollars"))
     assert not accepts(CALCULATOR, step(1, "calculator", expression=""))
@@ -54,10 +55,14 @@ def test_arguments_are_the_tools_own():
 
 
 def test_a_number_takes_a_reference_but_not_words():
-    assert accepts(FINANCE, step(1, "stock_price", symbol="ACME"),
-                   step(2, "percent_change", [1], old_value="{1}", new_value=3))
-    assert accepts(SHOP, step(1, "order_status", order_id="A1001"),
-                   step(2, "issue_refund", [1], order_id="A1001", amount="{1.paid}", reason="broken"))
+    assert accepts(
+        FINANCE, step(1, "stock_price", symbol="ACME"), step(2, "percent_change", [1], old_value="{1}", new_value=3)
+    )
+    assert accepts(
+        SHOP,
+        step(1, "order_status", order_id="A1001"),
+        step(2, "issue_refund", [1], order_id="A1001", amount="{1.paid}", reason="broken"),
+    )
     assert not accepts(FINANCE, step(1, "percent_change", old_value="the old one", new_value=3))
     assert accepts(FINANCE, step(1, "npv", rate_pct=5, cash_flows=[-100, "{2}"]))  # a list's items too
 
@@ -107,5 +112,3 @@ def test_every_pack_compiles(tools):
 def test_a_models_plan_is_not_offered_program_steps():
     # Offered the field, the 1.5B model wrote "kind": "program" on tool steps: not in the grammar until measured.
     assert not accepts(CALCULATOR, {**step(1), "kind": "program"})
-
-

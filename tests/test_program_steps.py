@@ -2,6 +2,7 @@
 the program is recorded and shown. Scripted models; the programs run in the real interpreter."""
 
 import pytest
+from helpers import plan_json
 from rich.console import Console
 
 from decompose import ConfigError, Orchestrator, Plan, PlanError, ScriptedChatModel
@@ -10,7 +11,6 @@ from decompose.events import StepFailed, StepFinished
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.settings import make_solver
 from decompose.solvers import ProgramSolver
-from helpers import plan_json
 
 EGGS = "Tom has 4 boxes of 6 eggs and eats 5 eggs. How many eggs are left?"
 
@@ -39,13 +39,17 @@ def solve_calls(model: ScriptedChatModel) -> list[dict]:
 
 
 def test_strategy_program_answers_every_step_with_a_program():
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("How many eggs are in 4 boxes of 6 eggs?", "What is {1} minus 5?")),
-        (asks_to_combine, combine_last),
-        (lambda m: asks_for_program(m) and "Question: How many eggs" in m[-1].content, fenced("answer = 4 * 6")),
-        (lambda m: asks_for_program(m) and "Question: What is 24 minus 5" in m[-1].content,
-         fenced("left = 24 - 5\nprint('left:', left)\nanswer = left")),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("How many eggs are in 4 boxes of 6 eggs?", "What is {1} minus 5?")),
+            (asks_to_combine, combine_last),
+            (lambda m: asks_for_program(m) and "Question: How many eggs" in m[-1].content, fenced("answer = 4 * 6")),
+            (
+                lambda m: asks_for_program(m) and "Question: What is 24 minus 5" in m[-1].content,
+                fenced("left = 24 - 5\nprint('left:', left)\nanswer = left"),
+            ),
+        ]
+    )
     result = Orchestrator(model, strategy="program").run(EGGS)
     assert result.ok and result.answer == "19"
     first, second = result.plan.steps
@@ -62,13 +66,20 @@ def test_strategy_program_answers_every_step_with_a_program():
 
 
 def test_a_program_kind_step_is_answered_by_a_program_whatever_the_strategy():
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("How many eggs are in a box?",
-                                  {"id": 2, "question": "What is 4 times {1}, minus 5?", "kind": "program"})),
-        (asks_to_combine, combine_last),
-        (asks_for_program, fenced("answer = 4 * 6 - 5")),
-        (r"Question: How many eggs are in a box", "6"),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (
+                asks_for_plan,
+                plan_json(
+                    "How many eggs are in a box?",
+                    {"id": 2, "question": "What is 4 times {1}, minus 5?", "kind": "program"},
+                ),
+            ),
+            (asks_to_combine, combine_last),
+            (asks_for_program, fenced("answer = 4 * 6 - 5")),
+            (r"Question: How many eggs are in a box", "6"),
+        ]
+    )
     result = Orchestrator(model, strategy="cot").run(EGGS)
     first, second = result.plan.steps
     assert first.kind == "model" and first.program is None and first.answer == "6"
@@ -78,11 +89,13 @@ def test_a_program_kind_step_is_answered_by_a_program_whatever_the_strategy():
 
 
 def test_a_failed_program_is_shown_to_the_model_once_and_the_repair_answers():
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("What is 120 split among 0 people, or among 4 when there are none?")),
-        (repairs, fenced("answer = 120 / 4")),
-        (asks_for_program, fenced("people = 0\nanswer = 120 / people")),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("What is 120 split among 0 people, or among 4 when there are none?")),
+            (repairs, fenced("answer = 120 / 4")),
+            (asks_for_program, fenced("people = 0\nanswer = 120 / people")),
+        ]
+    )
     result = Orchestrator(model, strategy="program").run("What is 120 split among 0 people?")
     step = result.plan.step(1)
     assert step.status == "done" and step.answer == 30.0 and step.program == "answer = 120 / 4"
@@ -93,13 +106,17 @@ def test_a_failed_program_is_shown_to_the_model_once_and_the_repair_answers():
 
 
 def test_a_program_that_fails_twice_fails_its_step_and_dependents_are_skipped():
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json({"id": 1, "question": "What is the total?", "kind": "program"},
-                                  "Is {1} more than 10?")),
-        (repairs, fenced("import os\nanswer = 1")),
-        (asks_for_program, fenced("answer = undefined_total")),
-        (asks_to_combine, "Answer: unknown"),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (
+                asks_for_plan,
+                plan_json({"id": 1, "question": "What is the total?", "kind": "program"}, "Is {1} more than 10?"),
+            ),
+            (repairs, fenced("import os\nanswer = 1")),
+            (asks_for_program, fenced("answer = undefined_total")),
+            (asks_to_combine, "Answer: unknown"),
+        ]
+    )
     result = Orchestrator(model).run("Is the total more than 10?")
     first, second = result.plan.steps
     assert first.status == "failed" and second.status == "skipped"
@@ -113,30 +130,46 @@ def test_a_program_that_fails_twice_fails_its_step_and_dependents_are_skipped():
 
 
 def test_a_hand_written_plan_with_a_program_step_runs_through_execute():
-    model = ScriptedChatModel(rules=[
-        (asks_for_program, fenced("from datetime import date\nanswer = (date(2024, 3, 1) - date(2024, 2, 1)).days")),
-        (asks_to_combine, combine_last),
-    ])
-    plan = {"question": "How many days has February 2024?",
-            "steps": [{"id": 1, "question": "How many days are between 2024-02-01 and 2024-03-01?",
-                       "kind": "program"}]}
+    model = ScriptedChatModel(
+        rules=[
+            (
+                asks_for_program,
+                fenced("from datetime import date\nanswer = (date(2024, 3, 1) - date(2024, 2, 1)).days"),
+            ),
+            (asks_to_combine, combine_last),
+        ]
+    )
+    plan = {
+        "question": "How many days has February 2024?",
+        "steps": [{"id": 1, "question": "How many days are between 2024-02-01 and 2024-03-01?", "kind": "program"}],
+    }
     result = Orchestrator(model).execute(plan)
     assert result.plan.step(1).answer == 29 and result.usage.phases["solve"].calls == 1
 
 
 def test_the_plan_json_keeps_the_kind_and_leaves_model_steps_as_they_were():
-    spec = {"question": "Q?", "steps": [{"id": 1, "question": "A?", "depends_on": []},
-                                        {"id": 2, "question": "{1} squared?", "depends_on": [1], "kind": "program"}]}
+    spec = {
+        "question": "Q?",
+        "steps": [
+            {"id": 1, "question": "A?", "depends_on": []},
+            {"id": 2, "question": "{1} squared?", "depends_on": [1], "kind": "program"},
+        ],
+    }
     plan = Plan.from_data(spec)
     assert plan.spec() == spec and Plan.from_json(plan.to_json()).spec() == spec
     assert Plan.from_data({"steps": [{"id": 1, "question": "A?", "kind": None}]}).steps[0].kind == "model"
 
 
-@pytest.mark.parametrize("step, needle", [
-    ({"id": 1, "question": "A?", "kind": "code"}, "field 'kind'"),
-    ({"id": 1, "question": "A?", "kind": "program", "tool": "calculator", "args": {"expression": "1"}},
-     'has both a tool and "kind": "program"'),
-])
+@pytest.mark.parametrize(
+    "step, needle",
+    [
+        ({"id": 1, "question": "A?", "kind": "code"}, "field 'kind'"),
+        (
+            {"id": 1, "question": "A?", "kind": "program", "tool": "calculator", "args": {"expression": "1"}},
+            'has both a tool and "kind": "program"',
+        ),
+    ],
+)
 def test_a_bad_kind_is_a_plan_error(step, needle):
     with pytest.raises(PlanError, match=needle) as caught:
         Plan.from_data({"steps": [step]})
@@ -165,8 +198,9 @@ def test_the_tree_shows_the_program_step_its_answer_line_and_output():
     step.status, step.answer, step.elapsed = "done", 19, 0.05
     step.program, step.program_output = "total = 4 * 6\nleft = total - 5\nanswer = left", "checked\n"
     view = PlanView.of_plan(plan, "Eggs?")
-    assert view.plain_lines()[1] == ("  [done] 1. Eggs left? (program) 0.05s -> 19 "
-                                     "[program: answer = left (3 lines); printed: checked]")
+    assert view.plain_lines()[1] == (
+        "  [done] 1. Eggs left? (program) 0.05s -> 19 [program: answer = left (3 lines); printed: checked]"
+    )
     console = Console(width=120, record=True, color_system=None)
     console.print(view.render())
     text = console.export_text()

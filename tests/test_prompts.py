@@ -9,8 +9,15 @@ from langchain_core.tools import tool
 from decompose.chains.prompts import Prompts, tool_example_messages
 
 TEMPLATES = ["decompose", "answer", "cot", "synthesize", "synthesize_yes_no"]
-VALUES = {"question": "Who directed Titanic?", "max_steps": 4, "tool_rules": "- No tools.", "context": "",
-          "form": "A name.", "findings": "1. Who directed it? -> James Cameron", "insufficient": ""}
+VALUES = {
+    "question": "Who directed Titanic?",
+    "max_steps": 4,
+    "tool_rules": "- No tools.",
+    "context": "",
+    "form": "A name.",
+    "findings": "1. Who directed it? -> James Cameron",
+    "insufficient": "",
+}
 
 
 def messages(prompts: Prompts, name: str) -> list:
@@ -58,19 +65,31 @@ def test_tool_example_messages_are_the_tools_worked_plans_as_chat_turns():
         return x
 
     steps = [{"id": 1, "question": "Dune", "tool": "stock_level", "args": {"title": "Dune"}}]
-    doc_steps = [{"id": 1, "question": "Which title does the memo name?"},
-                 {"id": 2, "question": "stock", "tool": "stock_level", "args": {"title": "{1}"}}]
-    stock_level.metadata = {"plan_examples": [{"question": "How many Dune?", "steps": steps}],
-                            "document_plan_examples": [{"question": "Stock of the memo's title?", "steps": doc_steps}]}
+    doc_steps = [
+        {"id": 1, "question": "Which title does the memo name?"},
+        {"id": 2, "question": "stock", "tool": "stock_level", "args": {"title": "{1}"}},
+    ]
+    stock_level.metadata = {
+        "plan_examples": [{"question": "How many Dune?", "steps": steps}],
+        "document_plan_examples": [{"question": "Stock of the memo's title?", "steps": doc_steps}],
+    }
     price.metadata = {"plan_examples": [{"question": "Price of Dune?", "steps": []}]}
 
     assert tool_example_messages([plain]) == [] and tool_example_messages([]) == []
     turns = tool_example_messages([stock_level, plain, price])
-    assert turns == [HumanMessage(content="How many Dune?"), AIMessage(content=json.dumps({"steps": steps})),
-                     HumanMessage(content="Price of Dune?"), AIMessage(content='{"steps": []}')]
+    assert turns == [
+        HumanMessage(content="How many Dune?"),
+        AIMessage(content=json.dumps({"steps": steps})),
+        HumanMessage(content="Price of Dune?"),
+        AIMessage(content='{"steps": []}'),
+    ]
     with_documents = tool_example_messages([stock_level], documents=True)
-    assert [m.content for m in with_documents] == ["How many Dune?", json.dumps({"steps": steps}),
-                                                   "Stock of the memo's title?", json.dumps({"steps": doc_steps})]
+    assert [m.content for m in with_documents] == [
+        "How many Dune?",
+        json.dumps({"steps": steps}),
+        "Stock of the memo's title?",
+        json.dumps({"steps": doc_steps}),
+    ]
 
 
 def test_the_decompose_prompt_shows_tool_examples_after_its_own_and_before_the_question():

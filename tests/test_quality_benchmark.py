@@ -33,12 +33,22 @@ def data(tmp_path):
     (root / "train").mkdir()
     gsm = [json.dumps({"question": f"What is {i} + 1?", "answer": f"{i} + 1\n#### {i + 1}"}) for i in range(250)]
     (root / "eval" / "gsm8k_test.jsonl").write_text("\n".join(gsm + ["not json: held out"] * 10) + "\n")
-    sqa = [json.dumps({"qid": f"s{i}", "question": f"Is {i} even?", "answer": i % 3 == 0, "facts": [f"{i} is."]})
-           for i in range(60)]
+    sqa = [
+        json.dumps({"qid": f"s{i}", "question": f"Is {i} even?", "answer": i % 3 == 0, "facts": [f"{i} is."]})
+        for i in range(60)
+    ]
     (root / "eval" / "strategyqa_dev.jsonl").write_text("\n".join(sqa) + "\n")
     (root / "eval" / "bamboogle_with_facts.jsonl").write_text(
-        json.dumps({"id": "b-0", "question": "Who wrote Hamlet?", "fact1": "Shakespeare wrote Hamlet.",
-                    "answer": "Shakespeare"}) + "\n")
+        json.dumps(
+            {
+                "id": "b-0",
+                "question": "Who wrote Hamlet?",
+                "fact1": "Shakespeare wrote Hamlet.",
+                "answer": "Shakespeare",
+            }
+        )
+        + "\n"
+    )
     (root / "train" / "strategyqa_train.jsonl").write_text("")
     return root
 
@@ -54,8 +64,7 @@ def test_rows_past_a_ceiling_are_refused_and_end_stops_at_it(bench):
     assert bench.row_span("gsm8k", (51, None)) == (51, 250)
     assert bench.row_span("strategyqa", (1, 200)) == (1, 200)
     assert bench.row_span("bamboogle", (51, None)) == (51, None)  # no ceiling: every row
-    for name, rows in (("gsm8k", (51, 251)), ("tatqa", (251, 260)), ("strategyqa", (51, 201)),
-                       ("hotpotqa", (1, 1001))):
+    for name, rows in (("gsm8k", (51, 251)), ("tatqa", (251, 260)), ("strategyqa", (51, 201)), ("hotpotqa", (1, 1001))):
         with pytest.raises(SystemExit, match="held out for the final check"):
             bench.row_span(name, rows)
 
@@ -76,19 +85,36 @@ def test_majority_is_the_tuning_rows_commonest_yes_no_answer(bench, data):
 
 def test_records_resume_and_the_table_needs_no_model(bench, data, tmp_path, monkeypatch):
     rules = tmp_path / "rules.py"
-    rules.write_text("from decompose.models.scripted import asks_for_plan\n"
-                     "rules = [(asks_for_plan, 'garbage')]\ndefault = 'No'\n")
-    args = ["--model", f"scripted:{rules}", "--data", str(data), "--out", str(tmp_path / "out"),
-            "--datasets", "strategyqa", "--systems", "direct", "majority", "ours", "--rows", "51-55"]
+    rules.write_text(
+        "from decompose.models.scripted import asks_for_plan\nrules = [(asks_for_plan, 'garbage')]\ndefault = 'No'\n"
+    )
+    args = [
+        "--model",
+        f"scripted:{rules}",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--datasets",
+        "strategyqa",
+        "--systems",
+        "direct",
+        "majority",
+        "ours",
+        "--rows",
+        "51-55",
+    ]
     cells = bench.main(args)
-    records = {p.name: [json.loads(line) for line in p.read_text().splitlines()]
-               for p in (tmp_path / "out").rglob("*.jsonl")}
+    records = {
+        p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in (tmp_path / "out").rglob("*.jsonl")
+    }
     assert sorted(records) == ["strategyqa-direct.jsonl", "strategyqa-majority.jsonl", "strategyqa-ours.jsonl"]
     ours = records["strategyqa-ours.jsonl"]
     assert len(ours) == 5 and {r["plan"] for r in ours} == {"direct"}  # every plan was a fallback
     assert "question" not in ours[0] and "plan" not in records["strategyqa-direct.jsonl"][0]
     assert cells[("strategyqa", "ours")]["valid_plans"] == "0/5" and cells[("strategyqa", "ours")]["fallbacks"] == 5
-    assert cells[("strategyqa", "majority")]["tools"] == "none" and cells[("strategyqa", "ours")]["tools"] == "retrieval"
+    assert cells[("strategyqa", "majority")]["tools"] == "none"
+    assert cells[("strategyqa", "ours")]["tools"] == "retrieval"
     assert bench.main(args) == cells  # resumed: nothing run again
     assert all(len(p.read_text().splitlines()) == 5 for p in (tmp_path / "out").rglob("*.jsonl"))
     monkeypatch.setattr("decompose.models.load_model", None)  # the table from records alone: no model loaded
@@ -108,8 +134,10 @@ def test_tool_calls_written_as_text_become_tool_calls(bench):
     names = {"calculator", "search"}
     fenced = AIMessage(content='```json\n{"name": "calculator", "arguments": {"expression": "2 + 2"}}\n```')
     tagged = AIMessage(content='<tool_call>\n{"name": "search", "arguments": {"query": "Hamlet"}}\n</tool_call>')
-    echoed = AIMessage(content='<tools>{"type": "function", "function": {"name": "search"}}</tools>\n'
-                               '{{"name": "search", "arguments": {"query": "Hanover"}}}')
+    echoed = AIMessage(
+        content='<tools>{"type": "function", "function": {"name": "search"}}</tools>\n'
+        '{{"name": "search", "arguments": {"query": "Hanover"}}}'
+    )
     assert [c["args"] for c in bench.read_tool_calls(fenced, names).tool_calls] == [{"expression": "2 + 2"}]
     assert bench.read_tool_calls(tagged, names).tool_calls[0]["name"] == "search"
     assert [c["args"] for c in bench.read_tool_calls(echoed, names).tool_calls] == [{"query": "Hanover"}]
@@ -121,13 +149,20 @@ async def test_the_react_agent_calls_the_calculator_and_counts_its_calls(bench, 
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
     # The scripted model takes tools as an OpenAI server does (bound as kwargs) and writes its call as text.
-    monkeypatch.setattr(ScriptedChatModel, "bind_tools", lambda self, tools, **kw: self.bind(
-        tools=[convert_to_openai_tool(t) for t in tools]), raising=False)
+    monkeypatch.setattr(
+        ScriptedChatModel,
+        "bind_tools",
+        lambda self, tools, **kw: self.bind(tools=[convert_to_openai_tool(t) for t in tools]),
+        raising=False,
+    )
     call = '```json\n{{"name": "calculator", "arguments": {{"expression": "{}"}}}}\n```'
-    model = ScriptedChatModel(rules=[
-        (lambda msgs: isinstance(msgs[-1], ToolMessage) and "rror" in msgs[-1].content, call.format("2 + 2")),
-        (lambda msgs: isinstance(msgs[-1], ToolMessage), lambda msgs: f"Answer: {msgs[-1].content}"),
-        (r"2 \+ 2", call.format("two plus 2"))])  # a call the calculator refuses comes back to the model
+    model = ScriptedChatModel(
+        rules=[
+            (lambda msgs: isinstance(msgs[-1], ToolMessage) and "rror" in msgs[-1].content, call.format("2 + 2")),
+            (lambda msgs: isinstance(msgs[-1], ToolMessage), lambda msgs: f"Answer: {msgs[-1].content}"),
+            (r"2 \+ 2", call.format("two plus 2")),
+        ]
+    )  # a call the calculator refuses comes back to the model
     dataset = bench.Dataset("gsm8k", [], tools=True)
     outcome = await bench.react_system(model, dataset, bench.Row("r", "What is 2 + 2?", ["4"]))
     assert (outcome.answer, outcome.calls, outcome.error) == ("4", 3, None)
@@ -136,8 +171,12 @@ async def test_the_react_agent_calls_the_calculator_and_counts_its_calls(bench, 
 
 async def test_program_and_auto_rows_record_what_they_did(bench):
     program = "```python\nanswer = 2 + 2\n```"
-    model = ScriptedChatModel(rules=[(lambda msgs: "Python program" in msgs[0].content, program),
-                                     (lambda msgs: "step by step" in msgs[0].content, "2 and 2.\nAnswer: 4")])
+    model = ScriptedChatModel(
+        rules=[
+            (lambda msgs: "Python program" in msgs[0].content, program),
+            (lambda msgs: "step by step" in msgs[0].content, "2 and 2.\nAnswer: 4"),
+        ]
+    )
     dataset = bench.Dataset("gsm8k", [], tools=True)
     row = bench.Row("r", "What is 2 + 2?", ["4"])
     ran = await bench.orchestrator_system("program", 0)(model, dataset, row)

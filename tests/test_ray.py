@@ -9,9 +9,9 @@ import sqlite3
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import pytest
-
 from helpers import REPO, cli, interrupt_eval, plan_json, report
 
 from decompose import Orchestrator, RetryPolicy, ScriptedChatModel
@@ -60,17 +60,22 @@ class TimedModel(ScriptedChatModel):
 
 def numbered_rules():
     """A two-step plan per question; the answer names the question's number, so order is checkable."""
+
     def combine(messages):
         return "answer " + messages[-1].content.split("Original question:")[1].split("?")[0].split()[-1]
 
-    return [(lambda m: "boom" in m[-1].content, ValueError("the model broke")),
-            (asks_for_plan, plan_json("First part?", "Second part, given {1}?")),
-            (asks_to_combine, combine), (r"First part", "one"), (r"Second part", "two")]
+    return [
+        (lambda m: "boom" in m[-1].content, ValueError("the model broke")),
+        (asks_for_plan, plan_json("First part?", "Second part, given {1}?")),
+        (asks_to_combine, combine),
+        (r"First part", "one"),
+        (r"Second part", "two"),
+    ]
 
 
 def peak(log_path):
     """Most calls in flight at once, from the intervals the model logged; and the processes that made them."""
-    lines = [line.split() for line in open(log_path).read().splitlines()]
+    lines = [line.split() for line in Path(log_path).read_text().splitlines()]
     edges = sorted([(float(e), -1) for _, _, e in lines] + [(float(s), 1) for _, s, _ in lines])
     now = most = 0
     for _, step in edges:  # at a tie an end comes first: a slot freed, then taken
@@ -108,14 +113,16 @@ def test_model_calls_in_flight_stay_within_the_bound_across_the_cluster(cluster,
     log = tmp_path / "calls.log"
     log.touch()
     steps = [{"id": i, "question": f"Part {i}?"} for i in range(1, 5)]  # four parallel steps per question
-    model = TimedModel(log=str(log), delay=0.05,
-                       rules=[(asks_for_plan, json.dumps({"steps": steps})), (asks_to_combine, "done"),
-                              (r"Part", "part")])
+    model = TimedModel(
+        log=str(log),
+        delay=0.05,
+        rules=[(asks_for_plan, json.dumps({"steps": steps})), (asks_to_combine, "done"), (r"Part", "part")],
+    )
     orch = Orchestrator(model, max_concurrency=8)
     results = orch.batch([f"Question {i}?" for i in range(10)], max_concurrency=3, executor=RayExecutor(workers=2))
     assert all(r.answer == "done" for r in results)
     most, pids = peak(log)
-    assert len(open(log).read().splitlines()) == 10 * 6  # plan + 4 steps + combine, each question
+    assert len(Path(log).read_text().splitlines()) == 10 * 6  # plan + 4 steps + combine, each question
     assert len(pids) == 2  # both workers answered
     assert 2 <= most <= 3  # parallel, and never past the cluster-wide bound
 
@@ -166,8 +173,7 @@ def test_an_orchestrator_that_cannot_travel_is_a_config_error_naming_the_factory
         orch.batch(["What is the capital of France?"], executor="ray")
     assert "cannot be sent to Ray workers" in str(err.value) and "Connection" in str(err.value)
     assert "RayExecutor(factory=" in err.value.hint
-    results = orch.batch(["What is the capital of France?"] * 2,
-                         executor=RayExecutor(factory=make_tool_orchestrator))
+    results = orch.batch(["What is the capital of France?"] * 2, executor=RayExecutor(factory=make_tool_orchestrator))
     assert [r.error for r in results] == [None, None]
     assert [r.plan.steps[0].answer for r in results] == ["Paris", "Paris"]  # the tool ran on the workers
 
@@ -213,8 +219,9 @@ EVAL_RULES = (REPO / "examples" / "scripted" / "evalrules.py").read_text() + "\n
 
 def test_eval_on_ray_writes_the_report_resumes_after_ctrl_c_and_matches_a_local_eval(cluster, tmp_path):
     (tmp_path / "rules.py").write_text(EVAL_RULES)
-    rows = [{"id": f"r{i}", "question": f"What is the capital of France, take {i}?", "answer": "Paris"}
-            for i in range(10)]
+    rows = [
+        {"id": f"r{i}", "question": f"What is the capital of France, take {i}?", "answer": "Paris"} for i in range(10)
+    ]
     rows[4] = {"id": "r4", "question": "Is the broken thing fixed?", "answer": "no"}
     (tmp_path / "many.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = ["eval", "many.jsonl", "--model", "scripted:rules.py", "--ray", cluster, "--concurrency", "2", "--json"]
@@ -235,13 +242,23 @@ def test_eval_on_ray_writes_the_report_resumes_after_ctrl_c_and_matches_a_local_
     assert len(report(out_file)) == 10
     assert records["r4"]["ok"] is False and "model broke" in records["r4"]["error"]
 
-    local = cli("eval", "many.jsonl", "--model", "scripted:rules.py", "--out", "local.jsonl", "--json",
-                cwd=tmp_path, timeout=120)
+    local = cli(
+        "eval",
+        "many.jsonl",
+        "--model",
+        "scripted:rules.py",
+        "--out",
+        "local.jsonl",
+        "--json",
+        cwd=tmp_path,
+        timeout=120,
+    )
     keep = ("prediction", "em", "f1", "ok", "error", "steps", "model_calls", "input_tokens", "output_tokens")
     by_id = {r["id"]: {k: r[k] for k in keep} for r in report(tmp_path / "local.jsonl")}
     assert by_id == {key: {k: r[k] for k in keep} for key, r in records.items()}
-    assert {k: v for k, v in json.loads(local.stdout).items() if k not in ("report", "resumed", "ran", "elapsed")} \
-        == {k: v for k, v in summary.items() if k not in ("report", "resumed", "ran", "elapsed")}
+    assert {k: v for k, v in json.loads(local.stdout).items() if k not in ("report", "resumed", "ran", "elapsed")} == {
+        k: v for k, v in summary.items() if k not in ("report", "resumed", "ran", "elapsed")
+    }
 
 
 def test_eval_with_an_unreachable_ray_address_is_one_clear_line(tmp_path):

@@ -11,8 +11,9 @@ from decompose.models.scripted import asks_for_plan, asks_to_combine
 
 QUESTION = "Which is taller, the Eiffel Tower or Big Ben?"
 FIRST = json.dumps({"steps": [{"id": 1, "question": "How tall is the Eiffel Tower?"}]})
-SECOND = json.dumps({"steps": [{"id": 1, "question": "How tall is the Eiffel Tower?"},
-                               {"id": 2, "question": "How tall is Big Ben?"}]})
+SECOND = json.dumps(
+    {"steps": [{"id": 1, "question": "How tall is the Eiffel Tower?"}, {"id": 2, "question": "How tall is Big Ben?"}]}
+)
 
 
 def is_replan(messages):
@@ -20,13 +21,15 @@ def is_replan(messages):
 
 
 def model(final="The Eiffel Tower (330 m) is taller than Big Ben (96 m)."):
-    return ScriptedChatModel(rules=[
-        (is_replan, SECOND),
-        (asks_for_plan, FIRST),
-        (asks_to_combine, ["INSUFFICIENT: the height of Big Ben", final]),
-        ("Eiffel", "330 m"),
-        ("Big Ben", "96 m"),
-    ])
+    return ScriptedChatModel(
+        rules=[
+            (is_replan, SECOND),
+            (asks_for_plan, FIRST),
+            (asks_to_combine, ["INSUFFICIENT: the height of Big Ben", final]),
+            ("Eiffel", "330 m"),
+            ("Big Ben", "96 m"),
+        ]
+    )
 
 
 def test_an_insufficient_answer_plans_again_and_reuses_finished_steps():
@@ -35,8 +38,10 @@ def test_an_insufficient_answer_plans_again_and_reuses_finished_steps():
     assert result.ok and result.answer.startswith("The Eiffel Tower (330 m)")
     # one plan holding both: the second plan's steps renumbered after the first's
     assert [(s.id, s.question, s.answer) for s in result.plan.steps] == [
-        (1, "How tall is the Eiffel Tower?", "330 m"), (2, "How tall is the Eiffel Tower?", "330 m"),
-        (3, "How tall is Big Ben?", "96 m")]
+        (1, "How tall is the Eiffel Tower?", "330 m"),
+        (2, "How tall is the Eiffel Tower?", "330 m"),
+        (3, "How tall is Big Ben?", "96 m"),
+    ]
     # the Eiffel Tower was asked once: the replan's copy of that question took the known answer
     assert sum("Question: How tall is the Eiffel Tower?" in c["prompt"] for c in m.calls) == 1
     replan_prompt = next(c["prompt"] for c in m.calls if "Still missing:" in c["prompt"])
@@ -71,15 +76,20 @@ def test_negative_max_replans_is_a_config_error():
 
 
 def test_an_unusable_replan_ends_in_an_answer_from_what_there_is():
-    m = ScriptedChatModel(rules=[(is_replan, "{\"steps\": []}"), (asks_for_plan, FIRST),
-                                 (asks_to_combine, ["INSUFFICIENT: Big Ben", "The Eiffel Tower, probably."]),
-                                 ("", "330 m")])
+    m = ScriptedChatModel(
+        rules=[
+            (is_replan, '{"steps": []}'),
+            (asks_for_plan, FIRST),
+            (asks_to_combine, ["INSUFFICIENT: Big Ben", "The Eiffel Tower, probably."]),
+            ("", "330 m"),
+        ]
+    )
     result = Orchestrator(m, decomposer=Decomposer(max_replans=1, on_failure="direct")).run(QUESTION)
     assert result.ok and result.answer == "The Eiffel Tower, probably."
     assert len(result.plan.steps) == 1  # the replan prompt was never run as a question
 
 
-CLI_RULES = '''
+CLI_RULES = """
 import json
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 
@@ -93,7 +103,7 @@ rules = [
     ("Eiffel", "330 m"),
     ("Big Ben", "96 m"),
 ]
-'''
+"""
 
 
 @pytest.mark.slow

@@ -11,10 +11,14 @@ KEYS = {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citat
 
 
 def two_step_plan() -> Plan:
-    plan = Plan.from_data({"steps": [
-        {"id": 1, "question": "How tall is the Eiffel Tower?"},
-        {"id": 2, "question": "Is {1} more than 300 m?", "tool": "compare", "args": {"value": "{1}"}},
-    ]})
+    plan = Plan.from_data(
+        {
+            "steps": [
+                {"id": 1, "question": "How tall is the Eiffel Tower?"},
+                {"id": 2, "question": "Is {1} more than 300 m?", "tool": "compare", "args": {"value": "{1}"}},
+            ]
+        }
+    )
     one, two = plan.steps
     one.status, one.answer, one.attempts, one.model, one.elapsed = "done", "330 m", 1, "m", 0.5
     one.sources = [{"id": "eiffel", "score": 2.0}]
@@ -25,20 +29,42 @@ def two_step_plan() -> Plan:
 def test_to_dict_holds_the_answer_every_step_usage_and_events():
     usage = Usage()
     usage.add("solve", None)
-    result = Result(question="Is it tall?", answer="yes", plan=two_step_plan(), usage=usage,
-                    events=[Answered(answer="yes", t=2.0)], elapsed=1.234567)
+    result = Result(
+        question="Is it tall?",
+        answer="yes",
+        plan=two_step_plan(),
+        usage=usage,
+        events=[Answered(answer="yes", t=2.0)],
+        elapsed=1.234567,
+    )
     data = result.to_dict()
     assert set(data) == KEYS
     assert (data["question"], data["answer"], data["ok"], data["error"]) == ("Is it tall?", "yes", True, None)
     assert data["elapsed"] == 1.2346  # rounded to 4 places
-    assert data["steps"][0] == {"id": 1, "question": "How tall is the Eiffel Tower?", "depends_on": [],
-                                "status": "done", "answer": "330 m", "error": None, "attempts": 1, "model": "m",
-                                "elapsed": 0.5, "vote": None, "sources": [{"id": "eiffel", "score": 2.0}],
-                                "program": None, "program_output": None}
+    assert data["steps"][0] == {
+        "id": 1,
+        "question": "How tall is the Eiffel Tower?",
+        "depends_on": [],
+        "status": "done",
+        "answer": "330 m",
+        "error": None,
+        "attempts": 1,
+        "model": "m",
+        "elapsed": 0.5,
+        "vote": None,
+        "sources": [{"id": "eiffel", "score": 2.0}],
+        "program": None,
+        "program_output": None,
+    }
     # A tool step carries its tool and arguments; the reference {1} makes it depend on step 1.
     assert {k: data["steps"][1][k] for k in ("tool", "args", "depends_on", "status", "error", "attempts")} == {
-        "tool": "compare", "args": {"value": "{1}"}, "depends_on": [1], "status": "failed",
-        "error": "tool 'compare' failed", "attempts": 2}
+        "tool": "compare",
+        "args": {"value": "{1}"},
+        "depends_on": [1],
+        "status": "failed",
+        "error": "tool 'compare' failed",
+        "attempts": 2,
+    }
     assert data["usage"] == usage.to_dict() and data["usage"]["model_calls"] == 1
     assert data["events"] == [{"answer": "yes", "t": 2.0, "type": "Answered"}]
     assert data["citations"] == result.citations
@@ -50,15 +76,21 @@ def test_without_a_plan_there_are_no_steps():
 
 
 def test_to_json_is_the_dict_as_json_non_ascii_kept_and_any_answer_written():
-    result = Result(question="Où est Zoë?", answer="à Paris", plan=two_step_plan(), usage=Usage(),
-                    events=[StepFinished(step_id=1, answer=date(2024, 5, 1), elapsed=0.1, t=1.0)])
+    result = Result(
+        question="Où est Zoë?",
+        answer="à Paris",
+        plan=two_step_plan(),
+        usage=Usage(),
+        events=[StepFinished(step_id=1, answer=date(2024, 5, 1), elapsed=0.1, t=1.0)],
+    )
     text = result.to_json()
     assert "Où est Zoë?" in text and "\\u" not in text
     assert "\n  " in text and "\n" not in result.to_json(indent=None)
     data = json.loads(text)
     assert data["events"][0]["answer"] == "2024-05-01"  # a tool's date, written with str()
-    assert {k: v for k, v in data.items() if k != "events"} == \
-        {k: v for k, v in result.to_dict().items() if k != "events"}
+    assert {k: v for k, v in data.items() if k != "events"} == {
+        k: v for k, v in result.to_dict().items() if k != "events"
+    }
 
 
 def test_ok_needs_an_answer_and_no_error():
@@ -81,8 +113,13 @@ def test_citations_name_each_passage_once_with_its_steps_and_its_best_score():
     b.sources = [{"id": "x", "score": 2.5}, {"id": "z", "score": None}]
     c.sources = [{"id": "y", "score": 0.5}]
     d.status, d.sources = "failed", [{"id": "never-used", "score": 9.0}]  # only answered steps cite
-    result = Result(question="Q?", answer="a", plan=plan, usage=Usage(),
-                    answer_sources=[{"id": "z", "score": 0.7}, {"id": "w", "score": 1.0}])
+    result = Result(
+        question="Q?",
+        answer="a",
+        plan=plan,
+        usage=Usage(),
+        answer_sources=[{"id": "z", "score": 0.7}, {"id": "w", "score": 1.0}],
+    )
     assert result.citations == [
         {"id": "x", "score": 2.5, "steps": [1, 2], "answer": False},
         {"id": "y", "score": 3.0, "steps": [1, 3], "answer": False},

@@ -4,6 +4,7 @@ import json
 import textwrap
 
 import pytest
+from helpers import cli, plan_json
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
@@ -11,7 +12,6 @@ from decompose import ConfigError, Orchestrator, ScriptedChatModel
 from decompose.events import StepFinished
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.retrieval import LocalDocsRetriever, load_documents, query_terms
-from helpers import cli, plan_json
 
 FACTS = [
     ("cameron", "James Cameron directed the film Titanic, released in 1997."),
@@ -27,7 +27,8 @@ def docs_folder(tmp_path):
     (folder / "films").mkdir(parents=True)
     (folder / "films" / "titanic.md").write_text(
         "# Titanic\n\nJames Cameron directed the film Titanic, released in 1997.\n\n"
-        "James Cameron was born on 16 August 1954 in Kapuskasing, Ontario.\n")
+        "James Cameron was born on 16 August 1954 in Kapuskasing, Ontario.\n"
+    )
     (folder / "paris.txt").write_text("The Eiffel Tower in Paris is 330 metres tall.\n")
     (folder / "image.png").write_bytes(b"\x89PNG not text")  # ignored: not a text suffix
     return folder
@@ -35,8 +36,12 @@ def docs_folder(tmp_path):
 
 def test_a_folder_becomes_paragraph_passages_with_file_ids(docs_folder):
     docs = load_documents(docs_folder)
-    assert [d.metadata["id"] for d in docs] == ["films/titanic.md#1", "films/titanic.md#2", "films/titanic.md#3",
-                                                "paris.txt#1"]
+    assert [d.metadata["id"] for d in docs] == [
+        "films/titanic.md#1",
+        "films/titanic.md#2",
+        "films/titanic.md#3",
+        "paris.txt#1",
+    ]
     found = LocalDocsRetriever.from_path(docs_folder, k=2).invoke("When was James Cameron born?")
     assert found[0].metadata["id"] == "films/titanic.md#3"
     assert found[0].metadata["score"] > 0 and len(found) <= 2
@@ -59,11 +64,14 @@ def test_plurals_match_their_singular():
     assert [d.metadata["id"] for d in retriever.invoke("refunds")] == ["r"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"id": 1, "text": "ok"}\nnot json\n', r"facts.jsonl:2: not valid JSON"),
-    ('{"id": 1}\n', r"facts.jsonl:1: expected an object with a \"text\" string"),
-    ("\n\n", "has no documents"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"id": 1, "text": "ok"}\nnot json\n', r"facts.jsonl:2: not valid JSON"),
+        ('{"id": 1}\n', r"facts.jsonl:1: expected an object with a \"text\" string"),
+        ("\n\n", "has no documents"),
+    ],
+)
 def test_bad_jsonl_names_the_line(tmp_path, content, message):
     path = tmp_path / "facts.jsonl"
     path.write_text(content)
@@ -84,12 +92,14 @@ def test_bad_paths_and_settings(tmp_path):
 
 
 def titanic_model():
-    return ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
-        (asks_to_combine, "James Cameron, born in 1954."),
-        (r"Question: Who directed Titanic", "James Cameron"),
-        (r"Question: When was James Cameron born", "1954"),
-    ])
+    return ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
+            (asks_to_combine, "James Cameron, born in 1954."),
+            (r"Question: Who directed Titanic", "James Cameron"),
+            (r"Question: When was James Cameron born", "1954"),
+        ]
+    )
 
 
 def test_each_step_retrieves_for_its_resolved_question():
@@ -124,7 +134,8 @@ class Fixed(BaseRetriever):
 def test_any_langchain_retriever_plugs_in():
     model = ScriptedChatModel(rules=[(r"Where is Paris", "France")])
     result = Orchestrator(model, retriever=Fixed()).execute({"steps": [{"id": 1, "question": "Where is Paris?"}]})
-    assert result.answer == "France" and result.citations == [{"id": "doc-7", "score": None, "steps": [1], "answer": False}]
+    assert result.answer == "France"
+    assert result.citations == [{"id": "doc-7", "score": None, "steps": [1], "answer": False}]
     assert "[doc-7] Paris is in France." in model.calls[0]["prompt"]
 
 
@@ -135,10 +146,10 @@ def test_a_failing_retriever_fails_the_step_with_a_clear_message():
     assert "the retriever failed for step 1: ConnectionError: search server down" in result.plan.steps[0].error
 
 
-RULES = textwrap.dedent('''
+RULES = textwrap.dedent("""
     from decompose.models.scripted import asks_to_combine
     rules = [(r"Question: How tall is the Eiffel Tower", "330 metres")]
-''')
+""")
 
 
 @pytest.mark.slow
@@ -171,7 +182,8 @@ def test_a_yes_no_answer_sees_passages_for_the_whole_question_and_cites_them():
 def test_a_multi_hop_fact_is_combined_from_the_steps_passages_only():
     model = titanic_model()
     result = Orchestrator(model, retriever=LocalDocsRetriever.from_texts(FACTS, k=1)).run(
-        "When was the director of the 1997 film Titanic born?")
+        "When was the director of the 1997 film Titanic born?"
+    )
     combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
     assert "Passages:" not in combine and not any(c["answer"] for c in result.citations)
 

@@ -7,15 +7,29 @@ import pytest
 from langchain_core.tools import tool
 
 from decompose import Orchestrator, RetryableToolError
-from decompose.events import (Answered, Event, IntentDetected, PlanFallback, PlanReady, Retried, RouteChosen,
-                              StepFailed, StepFinished, StepSkipped, StepStarted)
+from decompose.events import (
+    Answered,
+    Event,
+    IntentDetected,
+    PlanFallback,
+    PlanReady,
+    Retried,
+    RouteChosen,
+    StepFailed,
+    StepFinished,
+    StepSkipped,
+    StepStarted,
+)
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
 from decompose.run_state import MOVES, RunState, StepState, TransitionError, apply
 
-PLAN = {"steps": [{"id": 1, "question": "Who directed Titanic?", "depends_on": []},
-                  {"id": 2, "question": "When was {1} born?", "depends_on": [1]},
-                  {"id": 3, "question": "Compute it", "depends_on": [], "tool": "calculator",
-                   "args": {"expression": "6*7"}}]}
+PLAN = {
+    "steps": [
+        {"id": 1, "question": "Who directed Titanic?", "depends_on": []},
+        {"id": 2, "question": "When was {1} born?", "depends_on": [1]},
+        {"id": 3, "question": "Compute it", "depends_on": [], "tool": "calculator", "args": {"expression": "6*7"}},
+    ]
+}
 
 
 def planned() -> RunState:
@@ -45,35 +59,73 @@ def test_apply_is_pure_the_state_it_was_given_is_unchanged():
 
 
 def test_started_then_finished():
-    state = fold([StepStarted(step_id=1, question="Who directed Titanic?", t=2.0),
-                  StepFinished(step_id=1, answer="James Cameron", elapsed=0.5, model="m", vote={"James Cameron": 2.0},
-                               usage={"input": 3, "output": 2, "calls": 1}, sources=[{"id": "d", "score": 1.0}],
-                               t=2.5)], planned())
+    state = fold(
+        [
+            StepStarted(step_id=1, question="Who directed Titanic?", t=2.0),
+            StepFinished(
+                step_id=1,
+                answer="James Cameron",
+                elapsed=0.5,
+                model="m",
+                vote={"James Cameron": 2.0},
+                usage={"input": 3, "output": 2, "calls": 1},
+                sources=[{"id": "d", "score": 1.0}],
+                t=2.5,
+            ),
+        ],
+        planned(),
+    )
     step = state.steps[1]
-    assert (step.status, step.answer, step.attempts, step.started, step.elapsed) == ("done", "James Cameron", 1, 2.0, 0.5)
+    assert (step.status, step.answer, step.attempts, step.started, step.elapsed) == (
+        "done",
+        "James Cameron",
+        1,
+        2.0,
+        0.5,
+    )
     assert (step.model, step.vote, step.usage, step.sources) == (
-        "m", {"James Cameron": 2.0}, {"input": 3, "output": 2, "calls": 1}, [{"id": "d", "score": 1.0}])
+        "m",
+        {"James Cameron": 2.0},
+        {"input": 3, "output": 2, "calls": 1},
+        [{"id": "d", "score": 1.0}],
+    )
     assert state.shown_question(2) == "When was James Cameron born?"  # its reference resolved once answered
 
 
 def test_a_tool_step_finished_with_corrected_arguments_keeps_them():
-    state = fold([StepStarted(step_id=3, question="Compute it", tool="calculator"),
-                  StepFinished(step_id=3, answer=42, elapsed=0.1, args={"expression": "6 * 7"})], planned())
+    state = fold(
+        [
+            StepStarted(step_id=3, question="Compute it", tool="calculator"),
+            StepFinished(step_id=3, answer=42, elapsed=0.1, args={"expression": "6 * 7"}),
+        ],
+        planned(),
+    )
     assert state.steps[3].args == {"expression": "6 * 7"}
-    unchanged = fold([StepStarted(step_id=3, question="Compute it"), StepFinished(step_id=3, answer=42, elapsed=0.1)],
-                     planned())
+    unchanged = fold(
+        [StepStarted(step_id=3, question="Compute it"), StepFinished(step_id=3, answer=42, elapsed=0.1)], planned()
+    )
     assert unchanged.steps[3].args == {"expression": "6*7"}
 
 
 def test_started_then_failed_with_its_program_and_the_time_since_it_started():
-    state = fold([StepStarted(step_id=1, question="q", t=2.0),
-                  StepFailed(step_id=1, error="ZeroDivisionError", program="answer = 1/0", program_output="", t=3.5)],
-                 planned())
+    state = fold(
+        [
+            StepStarted(step_id=1, question="q", t=2.0),
+            StepFailed(step_id=1, error="ZeroDivisionError", program="answer = 1/0", program_output="", t=3.5),
+        ],
+        planned(),
+    )
     step = state.steps[1]
     assert (step.status, step.error, step.elapsed, step.program, step.program_output) == (
-        "failed", "ZeroDivisionError", 1.5, "answer = 1/0", "")
-    timed = fold([StepStarted(step_id=1, question="q", t=2.0), StepFailed(step_id=1, error="x", elapsed=0.25)],
-                 planned())
+        "failed",
+        "ZeroDivisionError",
+        1.5,
+        "answer = 1/0",
+        "",
+    )
+    timed = fold(
+        [StepStarted(step_id=1, question="q", t=2.0), StepFailed(step_id=1, error="x", elapsed=0.25)], planned()
+    )
     assert timed.steps[1].elapsed == 0.25  # the event's own figure when it has one
 
 
@@ -83,9 +135,14 @@ def test_pending_then_skipped_with_why():
 
 
 def test_each_retry_of_a_running_step_is_one_more_attempt():
-    state = fold([StepStarted(step_id=1, question="q"),
-                  Retried(phase="solve", attempt=1, reason="HTTP 503", wait=0.1, step_id=1),
-                  Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.2, step_id=1)], planned())
+    state = fold(
+        [
+            StepStarted(step_id=1, question="q"),
+            Retried(phase="solve", attempt=1, reason="HTTP 503", wait=0.1, step_id=1),
+            Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.2, step_id=1),
+        ],
+        planned(),
+    )
     assert state.steps[1].attempts == 3 and state.steps[1].retries == 2
     state = apply(state, StepFinished(step_id=1, answer="a", elapsed=1.0))
     assert state.steps[1].attempts == 3  # finishing keeps the count
@@ -93,24 +150,30 @@ def test_each_retry_of_a_running_step_is_one_more_attempt():
 
 def test_a_retry_outside_a_running_step_changes_no_step():
     state = planned()
-    for retry in (Retried(phase="solve", attempt=1, reason="x", wait=0, step_id=2),  # not running (a nested plan's)
-                  Retried(phase="solve", attempt=1, reason="x", wait=0, step_id=9),  # no such step
-                  Retried(phase="synthesize", attempt=1, reason="x", wait=0)):
+    for retry in (
+        Retried(phase="solve", attempt=1, reason="x", wait=0, step_id=2),  # not running (a nested plan's)
+        Retried(phase="solve", attempt=1, reason="x", wait=0, step_id=9),  # no such step
+        Retried(phase="synthesize", attempt=1, reason="x", wait=0),
+    ):
         assert apply(state, retry) == state
     assert apply(state, Retried(phase="decompose", attempt=1, reason="bad JSON", wait=0)).plan_retries == 1
 
 
 def test_events_that_say_nothing_of_the_steps_leave_them():
     state = planned()
-    for event in (PlanFallback(kind="direct", reason="x"), RouteChosen(name="direct", why="short"),
-                  IntentDetected(intent="i", confidence=None, router="r")):
+    for event in (
+        PlanFallback(kind="direct", reason="x"),
+        RouteChosen(name="direct", why="short"),
+        IntentDetected(intent="i", confidence=None, router="r"),
+    ):
         assert apply(state, event) == state
     assert apply(state, Answered(answer="1954")) == RunState(steps=state.steps, answer="1954")
 
 
 def test_a_replan_keeps_the_steps_so_far_and_adds_the_new_ones_pending():
-    state = fold([StepStarted(step_id=1, question="q"), StepFinished(step_id=1, answer="James Cameron", elapsed=1)],
-                 planned())
+    state = fold(
+        [StepStarted(step_id=1, question="q"), StepFinished(step_id=1, answer="James Cameron", elapsed=1)], planned()
+    )
     grown = {"steps": [*PLAN["steps"], {"id": 4, "question": "Where was {1} born?", "depends_on": [1]}]}
     after = apply(state, PlanReady(plan=grown, replan=1))
     assert after.steps[1] is state.steps[1] and after.steps[4].status == "pending" and after.steps[4].replan == 1
@@ -128,8 +191,13 @@ LEGAL = [  # (the step's status before, the event, the status after): every lega
 
 def at(status: str) -> RunState:
     """The planned state with step 1 brought to `status` through legal events."""
-    path = {"pending": [], "running": [LEGAL[0][1]], "done": [LEGAL[0][1], LEGAL[1][1]],
-            "failed": [LEGAL[0][1], LEGAL[2][1]], "skipped": [LEGAL[3][1]]}[status]
+    path = {
+        "pending": [],
+        "running": [LEGAL[0][1]],
+        "done": [LEGAL[0][1], LEGAL[1][1]],
+        "failed": [LEGAL[0][1], LEGAL[2][1]],
+        "skipped": [LEGAL[3][1]],
+    }[status]
     return fold(path, planned())
 
 
@@ -152,22 +220,34 @@ def test_the_legal_moves_are_the_table_and_nothing_else():
 def test_an_illegal_move_is_refused_with_a_clear_error():
     with pytest.raises(TransitionError) as err:
         apply(at("done"), StepFinished(step_id=1, answer="again", elapsed=0.1))
-    assert str(err.value) == ("step 1 is done: StepFinished moves a running step to done; apply each of a run's "
-                              "events once, in the order they were emitted")
-    with pytest.raises(TransitionError, match=r"StepStarted for step 7, which the plan does not have \(its steps: "
-                                              r"1, 2, 3\); apply a run's events in order, from its PlanReady"):
+    assert str(err.value) == (
+        "step 1 is done: StepFinished moves a running step to done; apply each of a run's "
+        "events once, in the order they were emitted"
+    )
+    with pytest.raises(
+        TransitionError,
+        match=r"StepStarted for step 7, which the plan does not have \(its steps: "
+        r"1, 2, 3\); apply a run's events in order, from its PlanReady",
+    ):
         apply(planned(), StepStarted(step_id=7, question="q"))
     with pytest.raises(TransitionError, match="no PlanReady yet"):
         apply(RunState(), StepSkipped(step_id=1, reason="why"))
 
 
 def test_the_state_json_form_has_each_step_and_its_shown_question():
-    state = fold([StepStarted(step_id=1, question="q", t=2.0),
-                  StepFinished(step_id=1, answer="James Cameron", elapsed=0.5, t=2.5)], planned())
+    state = fold(
+        [
+            StepStarted(step_id=1, question="q", t=2.0),
+            StepFinished(step_id=1, answer="James Cameron", elapsed=0.5, t=2.5),
+        ],
+        planned(),
+    )
     data = json.loads(json.dumps(state.to_dict()))
     assert [(s["id"], s["status"], s["shown_question"]) for s in data["steps"]] == [
-        (1, "done", "Who directed Titanic?"), (2, "pending", "When was James Cameron born?"),
-        (3, "pending", "Compute it")]
+        (1, "done", "Who directed Titanic?"),
+        (2, "pending", "When was James Cameron born?"),
+        (3, "pending", "Compute it"),
+    ]
     assert data["steps"][2]["args"] == {"expression": "6*7"} and data["steps"][1]["depends_on"] == [1]
 
 
@@ -175,17 +255,27 @@ def test_the_state_json_form_has_each_step_and_its_shown_question():
 
 
 def test_a_run_is_its_events_folded_and_its_plan_steps_are_the_state():
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, json.dumps({"steps": PLAN["steps"][:2]})), (asks_to_combine, "James Cameron, born 1954."),
-        (r"Question: Who directed Titanic", "James Cameron"), (r"Question: When was James Cameron born", "1954"),
-    ], default="?")
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, json.dumps({"steps": PLAN["steps"][:2]})),
+            (asks_to_combine, "James Cameron, born 1954."),
+            (r"Question: Who directed Titanic", "James Cameron"),
+            (r"Question: When was James Cameron born", "1954"),
+        ],
+        default="?",
+    )
     result = Orchestrator(model).run("When was the director of Titanic born?")
     replayed = fold(Event.from_dict(json.loads(json.dumps(e.to_dict()))) for e in result.events)
     assert replayed.answer == result.answer
     for step in result.plan.steps:  # the Result's steps are the state the events make, field for field
         state = replayed.steps[step.id]
         assert (step.status, step.answer, step.attempts, step.elapsed, step.model) == (
-            state.status, state.answer, state.attempts, state.elapsed, state.model)
+            state.status,
+            state.answer,
+            state.attempts,
+            state.elapsed,
+            state.model,
+        )
         assert step.status == "done" and step.attempts == 1 and step.elapsed > 0
     assert [s.answer for s in result.plan.steps] == ["James Cameron", "1954"]
 
@@ -201,11 +291,18 @@ def test_attempts_count_a_steps_retries():
             raise RetryableToolError("the warehouse is busy")
         return 7
 
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "How many W-1?", "tool": "stock",
-                                               "args": {"sku": "W-1"}}]})),
-        (asks_to_combine, "7 in stock."),
-    ], default="?")
+    model = ScriptedChatModel(
+        rules=[
+            (
+                asks_for_plan,
+                json.dumps(
+                    {"steps": [{"id": 1, "question": "How many W-1?", "tool": "stock", "args": {"sku": "W-1"}}]}
+                ),
+            ),
+            (asks_to_combine, "7 in stock."),
+        ],
+        default="?",
+    )
     result = Orchestrator(model, tools=[stock]).run("How many W-1 are in stock?")
     assert result.ok and calls == ["W-1"] * 3
     assert result.plan.steps[0].attempts == 3 and result.to_dict()["steps"][0]["attempts"] == 3

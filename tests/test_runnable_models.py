@@ -20,8 +20,9 @@ PLAN = plan_json("What is the first part?", "What is the second part?")
 
 
 def scripted(**kwargs: Any) -> ScriptedChatModel:
-    return ScriptedChatModel(rules=[(asks_for_plan, PLAN), (asks_to_combine, "combined answer")],
-                             default="a part", **kwargs)
+    return ScriptedChatModel(
+        rules=[(asks_for_plan, PLAN), (asks_to_combine, "combined answer")], default="a part", **kwargs
+    )
 
 
 def test_a_bound_model_answers_with_its_bound_kwargs():
@@ -33,8 +34,9 @@ def test_a_bound_model_answers_with_its_bound_kwargs():
 
 
 def test_with_retry_retries_what_the_orchestrator_would_not():
-    flaky = ScriptedChatModel(rules=[(asks_for_plan, [ValueError("flaky"), PLAN]),
-                                     (asks_to_combine, "combined answer")], default="a part")
+    flaky = ScriptedChatModel(
+        rules=[(asks_for_plan, [ValueError("flaky"), PLAN]), (asks_to_combine, "combined answer")], default="a part"
+    )
     result = Orchestrator(flaky.with_retry(stop_after_attempt=2, wait_exponential_jitter=False)).run("Two parts?")
     assert result.ok and [c["reply"] for c in flaky.calls[:2]] == [None, PLAN]
     assert {s.model for s in result.plan.steps} == {"scripted"}  # named by the model it wraps
@@ -71,13 +73,13 @@ class StructuredScripted(ScriptedChatModel):
     def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any):
         bound = self.bind(response_format="json_schema")
         parse = RunnableLambda(lambda message: schema.model_validate(json.loads(message.content)))
-        return RunnableMap(raw=bound) | RunnablePassthrough.assign(parsed=itemgetter("raw") | parse,
-                                                                   parsing_error=lambda _: None)
+        return RunnableMap(raw=bound) | RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parse, parsing_error=lambda _: None
+        )
 
 
 def test_a_wrapped_model_still_plans_through_structured_output():
-    model = StructuredScripted(rules=[(asks_for_plan, PLAN), (asks_to_combine, "combined answer")],
-                               default="a part")
+    model = StructuredScripted(rules=[(asks_for_plan, PLAN), (asks_to_combine, "combined answer")], default="a part")
     result = Orchestrator(model.bind(seed=7).with_retry()).run("Two parts?")
     assert result.ok
     # The plan went through structured output (bound kwargs cannot pass its parser); the other calls kept them.
@@ -93,18 +95,26 @@ def test_structured_output_through_fallbacks_falls_back_too():
 
 def test_chat_model_of_sees_through_every_wrapper():
     model = scripted()
-    wrapped = model.configurable_fields(default=ConfigurableField(id="reply")).bind(seed=1).with_retry() \
-        .with_fallbacks([scripted()]).with_config(tags=["x"])
+    wrapped = (
+        model.configurable_fields(default=ConfigurableField(id="reply"))
+        .bind(seed=1)
+        .with_retry()
+        .with_fallbacks([scripted()])
+        .with_config(tags=["x"])
+    )
     assert chat_model_of(wrapped) is model
     assert chat_model_of(RunnableLambda(lambda x: x)) is None
 
 
-@pytest.mark.parametrize("spec", [
-    RunnableLambda(lambda messages: "hi"),
-    ScriptedChatModel(default="hi") | StrOutputParser(),  # a chain: its output is text, not an AIMessage
-    ScriptedChatModel(default="hi").with_fallbacks([RunnableLambda(lambda messages: "hi")]),
-    42,
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RunnableLambda(lambda messages: "hi"),
+        ScriptedChatModel(default="hi") | StrOutputParser(),  # a chain: its output is text, not an AIMessage
+        ScriptedChatModel(default="hi").with_fallbacks([RunnableLambda(lambda messages: "hi")]),
+        42,
+    ],
+)
 def test_anything_else_is_a_config_error(spec):
     with pytest.raises(ConfigError, match="not a chat model|must be a chat model") as err:
         Orchestrator(spec)

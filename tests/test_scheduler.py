@@ -34,7 +34,8 @@ async def test_a_step_starts_when_its_own_dependencies_finish_not_in_waves():
     gate.gates[1].set()
     await settle()
     assert ("start", 2) in gate.log and ("end", 3) not in gate.log
-    gate.gates[2].set(); gate.gates[3].set()
+    gate.gates[2].set()
+    gate.gates[3].set()
     outcomes = await task
     assert {n: o.value for n, o in outcomes.items()} == {1: "v1", 2: "v2", 3: "v3"}
 
@@ -60,8 +61,9 @@ async def test_dependants_of_a_failed_step_are_skipped_others_run():
         return n
 
     events = []
-    hooks = Hooks(on_fail=lambda n, e: events.append(("fail", n, str(e))),
-                  on_skip=lambda n, r: events.append(("skip", n, r)))
+    hooks = Hooks(
+        on_fail=lambda n, e: events.append(("fail", n, str(e))), on_skip=lambda n, r: events.append(("skip", n, r))
+    )
     out = await run_dag({1: [], 2: [1], 3: [2], 4: []}, node, hooks=hooks)
     assert out[1].status == "failed" and "boom" in out[1].reason
     assert out[2].status == "skipped" and out[2].reason == "step 1 failed"

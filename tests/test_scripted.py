@@ -6,8 +6,15 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from decompose.chains.prompts import Prompts
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
 
-VALUES = {"question": "Who directed Titanic?", "max_steps": 4, "tool_rules": "- No tools.", "context": "",
-          "form": "A name.", "findings": "1. Who directed it? -> James Cameron", "insufficient": ""}
+VALUES = {
+    "question": "Who directed Titanic?",
+    "max_steps": 4,
+    "tool_rules": "- No tools.",
+    "context": "",
+    "form": "A name.",
+    "findings": "1. Who directed it? -> James Cameron",
+    "insufficient": "",
+}
 
 
 def prompt(name: str) -> list:
@@ -29,10 +36,12 @@ def test_the_first_matching_rule_answers():
 
 
 def test_functions_match_and_reply_from_the_messages():
-    model = ScriptedChatModel(rules=[
-        (lambda msgs: len(msgs) > 1, lambda msgs: f"{len(msgs)} messages"),
-        (r"echo (\w+)", lambda msgs: msgs[-1].content.upper()),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (lambda msgs: len(msgs) > 1, lambda msgs: f"{len(msgs)} messages"),
+            (r"echo (\w+)", lambda msgs: msgs[-1].content.upper()),
+        ]
+    )
     assert model.invoke([SystemMessage(content="s"), HumanMessage(content="hi")]).content == "2 messages"
     assert model.invoke("echo this").content == "ECHO THIS"
 
@@ -62,16 +71,24 @@ def test_the_default_answers_what_no_rule_matches_and_without_one_the_prompt_is_
 
 
 def test_asks_for_plan_and_asks_to_combine_tell_the_real_prompts_apart():
-    kinds = {name: (asks_for_plan(prompt(name)), asks_to_combine(prompt(name)))
-             for name in ("decompose", "answer", "cot", "synthesize", "synthesize_yes_no")}
-    assert kinds == {"decompose": (True, False), "answer": (False, False), "cot": (False, False),
-                     "synthesize": (False, True), "synthesize_yes_no": (False, True)}
+    kinds = {
+        name: (asks_for_plan(prompt(name)), asks_to_combine(prompt(name)))
+        for name in ("decompose", "answer", "cot", "synthesize", "synthesize_yes_no")
+    }
+    assert kinds == {
+        "decompose": (True, False),
+        "answer": (False, False),
+        "cot": (False, False),
+        "synthesize": (False, True),
+        "synthesize_yes_no": (False, True),
+    }
     assert not asks_for_plan([]) and not asks_to_combine([])
 
 
 def test_the_plan_and_combine_matchers_route_a_run_of_prompts():
-    model = ScriptedChatModel(rules=[(asks_for_plan, '{"steps": []}'), (asks_to_combine, "combined")],
-                              default="answered")
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, '{"steps": []}'), (asks_to_combine, "combined")], default="answered"
+    )
     assert model.invoke(prompt("decompose")).content == '{"steps": []}'
     assert model.invoke(prompt("synthesize")).content == "combined"
     assert model.invoke(prompt("answer")).content == "answered"
@@ -81,8 +98,10 @@ def test_every_call_is_recorded_with_its_whole_prompt_reply_and_arguments():
     model = ScriptedChatModel(default="ok")
     model.invoke([SystemMessage(content="Be brief."), HumanMessage(content="Who?")])
     model.bind(seed=7).invoke("Again?")
-    assert model.calls == [{"prompt": "Be brief.\nWho?", "reply": "ok", "kwargs": {}},
-                           {"prompt": "Again?", "reply": "ok", "kwargs": {"seed": 7}}]
+    assert model.calls == [
+        {"prompt": "Be brief.\nWho?", "reply": "ok", "kwargs": {}},
+        {"prompt": "Again?", "reply": "ok", "kwargs": {"seed": 7}},
+    ]
     model.calls.clear()  # a copy: the record is the model's own
     assert len(model.calls) == 2
 

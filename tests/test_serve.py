@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import TITANIC, Clock, plan_json
 
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402
@@ -15,12 +15,15 @@ from decompose.serve.store import INTERRUPTED, RUNNING, Store, TurnBusy  # noqa:
 
 
 def titanic_model():
-    return ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
-        (asks_to_combine, "James Cameron, born 1954."),
-        (r"Question: Who directed Titanic", "James Cameron"),
-        (r"Question: When was James Cameron born", "1954"),
-    ], default="I do not know")
+    return ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
+            (asks_to_combine, "James Cameron, born 1954."),
+            (r"Question: Who directed Titanic", "James Cameron"),
+            (r"Question: When was James Cameron born", "1954"),
+        ],
+        default="I do not know",
+    )
 
 
 def sse(text):
@@ -75,9 +78,16 @@ def test_a_run_streams_each_event_then_the_result(client):
             assert Event.from_dict(data).type == name
     states = [data for name, data in frames if name == "state"]
     assert [names[i - 1] for i, name in enumerate(names) if name == "state"] == [
-        "PlanReady", "StepStarted", "StepFinished", "StepStarted", "StepFinished"]
+        "PlanReady",
+        "StepStarted",
+        "StepFinished",
+        "StepStarted",
+        "StepFinished",
+    ]
     assert [(s["id"], s["status"], s["shown_question"], s["attempts"]) for s in states[-1]["steps"]] == [
-        (1, "done", "Who directed Titanic?", 1), (2, "done", "When was James Cameron born?", 1)]
+        (1, "done", "Who directed Titanic?", 1),
+        (2, "done", "When was James Cameron born?", 1),
+    ]
     assert states[0]["steps"][1]["shown_question"] == "When was {1} born?"  # before step 1 answered
     result = frames[-1][1]
     assert result["ok"] and result["answer"] == "James Cameron, born 1954."
@@ -102,8 +112,9 @@ def test_review_returns_the_plan_and_approval_runs_the_edited_plan(client, model
     assert [s["question"] for s in review["plan"]["steps"]] == ["Who directed Titanic?", "When was {1} born?"]
     assert not any("Question: Who directed" in c["prompt"] for c in model.calls)  # nothing ran yet
 
-    bad = client.post(f"/v1/runs/{review['run_id']}/approve",
-                      json={"plan": {"steps": [{"id": 1, "question": "When was {7} born?"}]}})
+    bad = client.post(
+        f"/v1/runs/{review['run_id']}/approve", json={"plan": {"steps": [{"id": 1, "question": "When was {7} born?"}]}}
+    )
     assert bad.status_code == 422
     assert "{7}" in bad.json()["error"]["message"] and bad.json()["error"]["message"].startswith("the plan is invalid")
 
@@ -130,16 +141,19 @@ def test_a_failed_run_streams_an_error_then_the_partial_result(db):
     assert frames[-2][1]["error"]["message"] and frames[-1][1]["ok"] is False
 
 
-@pytest.mark.parametrize("send, status, words", [
-    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
-    ({"json": ["a list"]}, 400, "must be a JSON object"),
-    ({"json": {}}, 422, "no question given"),
-    ({"json": {"question": "   "}}, 422, "the question is empty"),
-    ({"json": {"question": 42}}, 422, "must be a string"),
-    ({"json": {"question": "why? " * 5000}}, 422, "characters long, over 20000"),
-    ({"json": {"question": "hi", "agent": "astrologer"}}, 404, "unknown agent 'astrologer'"),
-    ({"json": {"question": "hi", "plan": {"steps": []}}}, 422, "plan has no steps"),
-])
+@pytest.mark.parametrize(
+    "send, status, words",
+    [
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"json": ["a list"]}, 400, "must be a JSON object"),
+        ({"json": {}}, 422, "no question given"),
+        ({"json": {"question": "   "}}, 422, "the question is empty"),
+        ({"json": {"question": 42}}, 422, "must be a string"),
+        ({"json": {"question": "why? " * 5000}}, 422, "characters long, over 20000"),
+        ({"json": {"question": "hi", "agent": "astrologer"}}, 404, "unknown agent 'astrologer'"),
+        ({"json": {"question": "hi", "plan": {"steps": []}}}, 422, "plan has no steps"),
+    ],
+)
 def test_user_errors_are_json_with_the_right_status(client, send, status, words):
     reply = client.post("/v1/runs", **send)
     assert reply.status_code == status
@@ -172,8 +186,10 @@ def test_conversation_turns_are_stored_and_the_next_turn_sees_them(client, model
     assert created.status_code == 201
     cid = created.json()["id"]
     first = sse(client.post(f"/v1/conversations/{cid}/messages", json={"question": TITANIC}).text)
-    assert first[0] == ("turn", {"conversation_id": cid, "agent": "decompose", "seq": 1, "question": TITANIC,
-                                 "status": RUNNING})
+    assert first[0] == (
+        "turn",
+        {"conversation_id": cid, "agent": "decompose", "seq": 1, "question": TITANIC, "status": RUNNING},
+    )
     assert first[-1][1]["answer"] == "James Cameron, born 1954."
     calls_before = len(model.calls)
     client.post(f"/v1/conversations/{cid}/messages", json={"question": "And where was he born?"})
@@ -181,7 +197,9 @@ def test_conversation_turns_are_stored_and_the_next_turn_sees_them(client, model
     assert TITANIC in planner_prompt and "James Cameron, born 1954." in planner_prompt  # the history
     turns = client.get(f"/v1/conversations/{cid}").json()["turns"]
     assert [(t["seq"], t["question"], t["status"]) for t in turns] == [
-        (1, TITANIC, "answered"), (2, "And where was he born?", "answered")]
+        (1, TITANIC, "answered"),
+        (2, "And where was he born?", "answered"),
+    ]
     assert turns[0]["answer"] == "James Cameron, born 1954."
 
 
@@ -218,28 +236,29 @@ def test_a_second_message_while_one_runs_is_refused(db):
 
 
 def test_a_turn_whose_server_stopped_renewing_reads_interrupted_on_every_replica(db):
-    import time
-
-    crashed, replica = Store(db, lease=0.2), Store(db, lease=0.2)
+    clock = Clock()
+    crashed, replica = Store(db, lease=15, clock=clock), Store(db, lease=15, clock=clock)
     cid = crashed.create_conversation("decompose")["id"]
     crashed.begin_turn(cid, "are you there?")
+    clock.advance(14.9)
     assert replica.conversation(cid)["turns"][0]["status"] == RUNNING
-    time.sleep(0.3)  # the crashed server renews nothing
+    clock.advance(0.2)  # past the lease: the crashed server renewed nothing
     turn = replica.conversation(cid)["turns"][0]
     assert (turn["question"], turn["status"], turn["answer"]) == ("are you there?", INTERRUPTED, None)
     assert replica.begin_turn(cid, "hello again?")[0] == 2  # the conversation goes on
 
 
 def test_a_live_server_keeps_its_turn_running(db):
-    import time
-
-    live, replica = Store(db, lease=0.2), Store(db, lease=0.2)
+    clock = Clock()
+    live, replica = Store(db, lease=15, clock=clock), Store(db, lease=15, clock=clock)
     cid = live.create_conversation("decompose")["id"]
     live.begin_turn(cid, "long question")
-    for _ in range(4):
-        time.sleep(0.1)
+    for _ in range(4):  # 40 s in all, each renewal within the lease
+        clock.advance(10)
         live.renew_leases()
     assert replica.conversation(cid)["turns"][0]["status"] == RUNNING
+    clock.advance(15.1)  # the renewals stop: the lease runs out
+    assert replica.conversation(cid)["turns"][0]["status"] == INTERRUPTED
 
 
 def test_api_keys(model, db):
@@ -303,12 +322,15 @@ def test_a_bad_database_url_is_a_clear_error(model):
         create_app(model, db="nosuchdialect://x")
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--agent", "finance"], "serve offers every agent"),
-    (["--trace", "t.jsonl"], "serve writes no trace file"),
-    (["--rate-limit", "often"], "rate limit 'often' is not N/min"),
-    (["--api-key-file", "missing-keys.txt"], "cannot read API key file missing-keys.txt"),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--agent", "finance"], "serve offers every agent"),
+        (["--trace", "t.jsonl"], "serve writes no trace file"),
+        (["--rate-limit", "often"], "rate limit 'often' is not N/min"),
+        (["--api-key-file", "missing-keys.txt"], "cannot read API key file missing-keys.txt"),
+    ],
+)
 def test_serve_flags_that_cannot_work_are_one_line_errors(flags, words, capsys, tmp_path, monkeypatch):
     from decompose.cli.app import main
 

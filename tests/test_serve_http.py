@@ -20,12 +20,16 @@ ANSWER = "James Cameron, born 1954."
 
 
 def titanic_model(latency=0.0):
-    return ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
-        (asks_to_combine, ANSWER),
-        (r"Question: Who directed Titanic", "James Cameron"),
-        (r"Question: When was James Cameron born", "1954"),
-    ], default="I do not know", latency=latency)
+    return ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
+            (asks_to_combine, ANSWER),
+            (r"Question: Who directed Titanic", "James Cameron"),
+            (r"Question: When was James Cameron born", "1954"),
+        ],
+        default="I do not know",
+        latency=latency,
+    )
 
 
 @pytest.fixture
@@ -50,10 +54,14 @@ def test_the_openai_client_talks_to_an_agent(url, model):
 
 def test_the_openai_client_streams(url):
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="k-123", max_retries=0)
-    chunks = list(client.chat.completions.create(model="decompose", stream=True,
-                                                 stream_options={"include_usage": True},
-                                                 messages=[{"role": "system", "content": "be brief"},
-                                                           {"role": "user", "content": TITANIC}]))
+    chunks = list(
+        client.chat.completions.create(
+            model="decompose",
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": TITANIC}],
+        )
+    )
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -63,9 +71,14 @@ def test_the_openai_client_streams(url):
 
 def test_earlier_messages_are_the_history(url, model):
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="k-123", max_retries=0)
-    client.chat.completions.create(model="decompose", messages=[
-        {"role": "user", "content": TITANIC}, {"role": "assistant", "content": ANSWER},
-        {"role": "user", "content": [{"type": "text", "text": "And where was he born?"}]}])
+    client.chat.completions.create(
+        model="decompose",
+        messages=[
+            {"role": "user", "content": TITANIC},
+            {"role": "assistant", "content": ANSWER},
+            {"role": "user", "content": [{"type": "text", "text": "And where was he born?"}]},
+        ],
+    )
     planner = next(c["prompt"] for c in model.calls if '"steps"' in (c["reply"] or ""))
     assert TITANIC in planner and ANSWER in planner and "And where was he born?" in planner
 
@@ -99,16 +112,19 @@ def test_langchain_chat_openai_talks_to_an_agent(url):
     assert "".join(chunk.content for chunk in chat.stream(TITANIC)) == ANSWER
 
 
+@pytest.mark.slow  # a real server and a model that takes its time, to tell streaming from buffering
 def test_the_event_stream_arrives_as_it_happens(tmp_path):
     """Each event is sent when it happens, not when the run ends: the plan arrives before the answer exists."""
     model = titanic_model(latency=0.15)
-    with serving(create_app(model, db=f"sqlite:///{tmp_path / 's.sqlite3'}")) as base:
-        with httpx.stream("POST", f"{base}/v1/runs", json={"question": TITANIC}, timeout=30) as reply:
-            assert reply.headers["content-type"].startswith("text/event-stream")
-            seen = []
-            for line in reply.iter_lines():
-                if line.startswith("event: "):
-                    seen.append((line[7:], time.monotonic()))
+    with (
+        serving(create_app(model, db=f"sqlite:///{tmp_path / 's.sqlite3'}")) as base,
+        httpx.stream("POST", f"{base}/v1/runs", json={"question": TITANIC}, timeout=30) as reply,
+    ):
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        seen = []
+        for line in reply.iter_lines():
+            if line.startswith("event: "):
+                seen.append((line[7:], time.monotonic()))
     names = [name for name, _ in seen]
     assert names[:2] == ["run", "PlanReady"] and names[-1] == "result"
     assert seen[-1][1] - dict(seen)["PlanReady"] > 0.4  # the two steps and the synthesis came later
@@ -117,8 +133,9 @@ def test_the_event_stream_arrives_as_it_happens(tmp_path):
 def test_a_conversation_over_http(url):
     headers = {"Authorization": "Bearer k-123"}
     cid = httpx.post(f"{url}/v1/conversations", json={"agent": "decompose"}, headers=headers).json()["id"]
-    body = httpx.post(f"{url}/v1/conversations/{cid}/messages", json={"question": TITANIC}, headers=headers,
-                      timeout=30).text
+    body = httpx.post(
+        f"{url}/v1/conversations/{cid}/messages", json={"question": TITANIC}, headers=headers, timeout=30
+    ).text
     result = json.loads(body.strip().split("\n\n")[-1].split("data: ", 1)[1])
     assert result["answer"] == ANSWER
     turns = httpx.get(f"{url}/v1/conversations/{cid}", headers=headers).json()["turns"]
@@ -131,8 +148,9 @@ def test_a_turn_longer_than_the_lease_stays_running_while_its_server_lives(tmp_p
     with serving(create_app(model, db=f"sqlite:///{tmp_path / 's.sqlite3'}", lease=0.3)) as base:
         cid = httpx.post(f"{base}/v1/conversations", json={}).json()["id"]
         seen = []
-        with httpx.stream("POST", f"{base}/v1/conversations/{cid}/messages", json={"question": TITANIC},
-                          timeout=30) as reply:
+        with httpx.stream(
+            "POST", f"{base}/v1/conversations/{cid}/messages", json={"question": TITANIC}, timeout=30
+        ) as reply:
             for line in reply.iter_lines():
                 if line.startswith("event: ") and line != "event: state":  # a state frame follows its event at once
                     seen.append(httpx.get(f"{base}/v1/conversations/{cid}").json()["turns"][0]["status"])

@@ -7,18 +7,17 @@ import threading
 import time
 
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import TITANIC, Clock, plan_json
 
 pytest.importorskip("sqlalchemy")
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
+from test_serve import sse  # noqa: E402
 
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
 from decompose.serve import store as store_module  # noqa: E402
 from decompose.serve.store import Store, StoreUnavailable  # noqa: E402
-
-from test_serve import sse  # noqa: E402
 
 
 @pytest.fixture
@@ -57,22 +56,26 @@ def model_that(during_synthesis):
     def combine(_messages):
         during_synthesis()
         return "James Cameron, born 1954."
-    return ScriptedChatModel(rules=[(asks_for_plan, plan_json("Who directed Titanic?")),
-                                    (asks_to_combine, combine)], default="James Cameron")
+
+    return ScriptedChatModel(
+        rules=[(asks_for_plan, plan_json("Who directed Titanic?")), (asks_to_combine, combine)], default="James Cameron"
+    )
 
 
 def test_an_end_that_cannot_be_stored_still_ends_the_stream_and_frees_the_conversation(db, monkeypatch):
     # Before: end_turn's failure escaped the run, so the stream never ended (keep-alives forever) and the turn's
     # lease was renewed while the server lived: every later message of the conversation got 409.
     outage = threading.Event()
-    app = create_app(agents=None, model=model_that(outage.set), db=db, lease=0.3)
+    app = create_app(agents=None, model=model_that(outage.set), db=db, lease=30)
     store = app.state.service.store
+    store.clock = clock = Clock()
     writing = store._writing
 
     def failing_writes():
         if outage.is_set():
-            raise StoreUnavailable(OperationalError("UPDATE decompose_turns", {},
-                                                    sqlite3.OperationalError("disk I/O error")))
+            raise StoreUnavailable(
+                OperationalError("UPDATE decompose_turns", {}, sqlite3.OperationalError("disk I/O error"))
+            )
         return writing()
 
     monkeypatch.setattr(store, "_writing", failing_writes)
@@ -80,8 +83,9 @@ def test_an_end_that_cannot_be_stored_still_ends_the_stream_and_frees_the_conver
     with TestClient(app) as client:
         cid = client.post("/v1/conversations", json={}).json()["id"]
         reply = {}
-        sender = threading.Thread(target=lambda: reply.update(
-            r=client.post(f"/v1/conversations/{cid}/messages", json={"question": TITANIC})))
+        sender = threading.Thread(
+            target=lambda: reply.update(r=client.post(f"/v1/conversations/{cid}/messages", json={"question": TITANIC}))
+        )
         sender.start()
         sender.join(timeout=30)
         assert not sender.is_alive(), "the stream never ended"
@@ -92,7 +96,7 @@ def test_an_end_that_cannot_be_stored_still_ends_the_stream_and_frees_the_conver
 
         outage.clear()  # the database is back; the turn is no longer renewed, so it reads interrupted
         monkeypatch.undo()
-        time.sleep(0.4)
+        clock.advance(31)
         turns = client.get(f"/v1/conversations/{cid}").json()["turns"]
         assert [(t["question"], t["status"]) for t in turns] == [(TITANIC, "interrupted")]
         again = client.post(f"/v1/conversations/{cid}/messages", json={"question": TITANIC})

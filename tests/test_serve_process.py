@@ -45,9 +45,25 @@ class Served:
         env["DECOMPOSE_CACHE"] = str(tmp_path / "cache")
         self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "decompose.cli", "serve", "--port", "0",
-                                          "--model", f"scripted:{rules}", "--db", db, *flags],
-                                         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "decompose.cli",
+                    "serve",
+                    "--port",
+                    "0",
+                    "--model",
+                    f"scripted:{rules}",
+                    "--db",
+                    db,
+                    *flags,
+                ],
+                cwd=tmp_path,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             self.url = self._wait_listening()
         except BaseException:  # never leave a server behind
@@ -93,8 +109,9 @@ def test_kill_9_mid_turn_loses_no_acknowledged_message(tmp_path, db):
     first = Served(tmp_path, db, "--lease", "1", latency=1.0)
     try:
         cid = httpx.post(f"{first.url}/v1/conversations", json={}).json()["id"]
-        with httpx.stream("POST", f"{first.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
-                          timeout=30) as reply:
+        with httpx.stream(
+            "POST", f"{first.url}/v1/conversations/{cid}/messages", json={"question": TITANIC}, timeout=30
+        ) as reply:
             frames = frames_until(reply.iter_lines(), "PlanReady")  # acknowledged, and the run is under way
             assert frames[0][0] == "turn" and frames[-1][0] == "PlanReady"
             os.kill(first.proc.pid, signal.SIGKILL)
@@ -113,8 +130,7 @@ def test_kill_9_mid_turn_loses_no_acknowledged_message(tmp_path, db):
         assert [(t["question"], t["answer"], t["status"]) for t in turns] == [(TITANIC, None, "interrupted")]
         assert "stopped before the answer" in turns[0]["error"]
 
-        body = httpx.post(f"{second.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
-                          timeout=30).text
+        body = httpx.post(f"{second.url}/v1/conversations/{cid}/messages", json={"question": TITANIC}, timeout=30).text
         assert '"answer": "James Cameron, born 1954."' in body
         turns = httpx.get(f"{second.url}/v1/conversations/{cid}").json()["turns"]
         assert [t["status"] for t in turns] == ["interrupted", "answered"]
@@ -126,8 +142,9 @@ def sigterm_mid_turn(server: Served) -> tuple[str, list]:
     """Start a turn, send SIGTERM once it runs, and read its stream to the end: (conversation id, the frames
     after the signal)."""
     cid = httpx.post(f"{server.url}/v1/conversations", json={}).json()["id"]
-    with httpx.stream("POST", f"{server.url}/v1/conversations/{cid}/messages", json={"question": TITANIC},
-                      timeout=30) as reply:
+    with httpx.stream(
+        "POST", f"{server.url}/v1/conversations/{cid}/messages", json={"question": TITANIC}, timeout=30
+    ) as reply:
         lines = reply.iter_lines()
         frames_until(lines, "turn")
         server.proc.send_signal(signal.SIGTERM)
@@ -177,8 +194,17 @@ def test_serve_reports_a_busy_port_in_one_line(tmp_path):
 def test_keys_rate_limit_and_cors_from_the_command_line(tmp_path, db):
     keys = tmp_path / "keys.txt"
     keys.write_text("# one key a line\nk-alpha\n\nk-beta\n")
-    server = Served(tmp_path, db, "--api-key-file", str(keys), "--rate-limit", "3/min",
-                    "--cors-origin", "https://shop.example", latency=0.0)
+    server = Served(
+        tmp_path,
+        db,
+        "--api-key-file",
+        str(keys),
+        "--rate-limit",
+        "3/min",
+        "--cors-origin",
+        "https://shop.example",
+        latency=0.0,
+    )
     try:
         agents = f"{server.url}/v1/agents"
         assert httpx.get(agents).status_code == 401

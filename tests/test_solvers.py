@@ -1,17 +1,23 @@
 import pytest
+from helpers import plan_json
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel
-from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.calls import ModelCaller
+from decompose.chains.answer_line import final_answer_line
 from decompose.chains.prompts import Prompts
 from decompose.events import Usage
+from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.plan import Step
 from decompose.retry import RetryPolicy
-from decompose.solvers import (ChainOfThoughtSolver, DirectSolver, RecursiveSolver, SelfConsistencySolver, Solved,
-                               StepContext)
-from decompose.chains.answer_line import final_answer_line
 from decompose.scoring import normalize_answer
-from helpers import plan_json
+from decompose.solvers import (
+    ChainOfThoughtSolver,
+    DirectSolver,
+    RecursiveSolver,
+    SelfConsistencySolver,
+    Solved,
+    StepContext,
+)
 
 
 def thinks(messages):
@@ -53,13 +59,20 @@ def test_self_consistency_rejects_bad_settings(kwargs):
 
 
 def test_recursive_decomposition_goes_one_level_deeper_then_answers_directly():
-    model = ScriptedChatModel(rules=[
-        (lambda m: asks_for_plan(m) and "Top question" in m[-1].content, plan_json("Part one?", "Part two?")),
-        (lambda m: asks_for_plan(m) and "Part one" in m[-1].content, plan_json("Part one a?", "Part one b?")),
-        (lambda m: asks_for_plan(m) and "Part two" in m[-1].content, plan_json("Part two?")),
-        (asks_to_combine, lambda m: "combined(" + m[-1].content.split("Original question: ")[1].split("\n")[0] + ")"),
-        (r"Question: Part one a", "1a"), (r"Question: Part one b", "1b"), (r"Question: Part two", "2"),
-    ])
+    model = ScriptedChatModel(
+        rules=[
+            (lambda m: asks_for_plan(m) and "Top question" in m[-1].content, plan_json("Part one?", "Part two?")),
+            (lambda m: asks_for_plan(m) and "Part one" in m[-1].content, plan_json("Part one a?", "Part one b?")),
+            (lambda m: asks_for_plan(m) and "Part two" in m[-1].content, plan_json("Part two?")),
+            (
+                asks_to_combine,
+                lambda m: "combined(" + m[-1].content.split("Original question: ")[1].split("\n")[0] + ")",
+            ),
+            (r"Question: Part one a", "1a"),
+            (r"Question: Part one b", "1b"),
+            (r"Question: Part two", "2"),
+        ]
+    )
     result = Orchestrator(model, strategy=RecursiveSolver(max_depth=2)).run("Top question?")
     assert result.plan.step(1).answer == "combined(Part one?)"
     assert result.plan.step(2).answer == "2"
@@ -72,12 +85,19 @@ def asks_for_plan_text(call):
     return '"steps"' in call["prompt"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("The answer is: 42", "42"), ("x\nAnswer: Paris\n", "Paris"), ("no marker\nlast line", "last line"), ("", ""),
-    # markup a capable model wraps its answer in is dropped
-    ("60 * 9 = 540\nAnswer: \\(\\boxed{540}\\)", "540"), ("**Answer:** 18 dollars", "18 dollars"),
-    ("Reasoning.\nAnswer: $18$", "18"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is: 42", "42"),
+        ("x\nAnswer: Paris\n", "Paris"),
+        ("no marker\nlast line", "last line"),
+        ("", ""),
+        # markup a capable model wraps its answer in is dropped
+        ("60 * 9 = 540\nAnswer: \\(\\boxed{540}\\)", "540"),
+        ("**Answer:** 18 dollars", "18 dollars"),
+        ("Reasoning.\nAnswer: $18$", "18"),
+    ],
+)
 def test_final_answer_line(text, expected):
     assert final_answer_line(text) == expected
 
@@ -87,15 +107,26 @@ def test_normalize_answer(a, b):
     assert normalize_answer(a) == normalize_answer(b)
 
 
-@pytest.mark.parametrize("prediction, gold, expected", [
-    ("She makes $18 every day.", "18", 1.0), ("3 + 4 = 7, so 9 eggs", "9", 1.0), ("about 1,000.0", "1000", 1.0),
-    ("18 dollars, not 17", "18", 0.0), ("no number", "18", 0.0),
-    ("Yes, because llamas gestate for 11 months.", "yes", 1.0), ("False.", "no", 1.0), ("It is not", "no", 0.0),
-    ("Paris", "paris", 1.0),
-    # decimal, currency and percent golds keep their decimal point
-    ("10.8 grams", "10.8", 1.0), ("108", "10.8", 0.0), ("It was $1496.5 million", "$1,496.5", 1.0),
-    ("-12.6", "-12.6", 1.0), ("40%", "40%", 1.0),
-])
+@pytest.mark.parametrize(
+    "prediction, gold, expected",
+    [
+        ("She makes $18 every day.", "18", 1.0),
+        ("3 + 4 = 7, so 9 eggs", "9", 1.0),
+        ("about 1,000.0", "1000", 1.0),
+        ("18 dollars, not 17", "18", 0.0),
+        ("no number", "18", 0.0),
+        ("Yes, because llamas gestate for 11 months.", "yes", 1.0),
+        ("False.", "no", 1.0),
+        ("It is not", "no", 0.0),
+        ("Paris", "paris", 1.0),
+        # decimal, currency and percent golds keep their decimal point
+        ("10.8 grams", "10.8", 1.0),
+        ("108", "10.8", 0.0),
+        ("It was $1496.5 million", "$1,496.5", 1.0),
+        ("-12.6", "-12.6", 1.0),
+        ("40%", "40%", 1.0),
+    ],
+)
 def test_answer_match(prediction, gold, expected):
     from decompose.scoring import answer_match
 

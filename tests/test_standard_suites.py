@@ -139,8 +139,13 @@ TOOL_EXAMPLES: dict[str, dict[str, Any]] = {
     "order_status": {"order_id": "A1003"},
     "refund_eligibility": {"order_id": "A1001"},
     "issue_refund": {"order_id": "A1007", "amount": "10.00", "reason": "scratched lid", "idempotency_key": "k1"},
-    "open_ticket": {"customer": "C001", "subject": "Damaged kettle", "body": "The lid arrived cracked.",
-                    "order_id": "A1001", "idempotency_key": "k2"},
+    "open_ticket": {
+        "customer": "C001",
+        "subject": "Damaged kettle",
+        "body": "The lid arrived cracked.",
+        "order_id": "A1001",
+        "idempotency_key": "k2",
+    },
     "search_policy": {"query": "refund damaged item", "limit": 2},
     "loan_payment": {"principal": 200000, "annual_rate_pct": 6, "n_payments": 360},
     "amortization_schedule": {"principal": "1000", "annual_rate_pct": 5, "n_payments": 3},
@@ -153,17 +158,23 @@ TOOL_EXAMPLES: dict[str, dict[str, Any]] = {
     "currency_convert": {"amount": 250, "from_currency": "EUR", "to_currency": "JPY"},
     "stock_price": {"symbol": "ACME", "on_date": "2024-06-03"},
     "price_history": {"symbol": "ACME", "start_date": "2024-06-03", "end_date": "2024-06-14"},
-    "portfolio_return_and_volatility": {"symbols": ["ACME", "GLOBX"], "weights": [0.6, 0.4],
-                                        "start_date": "2024-01-02", "end_date": "2024-06-28"},
+    "portfolio_return_and_volatility": {
+        "symbols": ["ACME", "GLOBX"],
+        "weights": [0.6, 0.4],
+        "start_date": "2024-01-02",
+        "end_date": "2024-06-28",
+    },
 }
 
 
 @functools.cache
 def pack_tools(folder: str) -> dict[str, BaseTool]:
     """Every pack's tools, over a real SQLite store and the demo market data written into `folder`."""
-    tools = [*calculator_tools(),
-             *customer_service_tools(os.path.join(folder, "cs.sqlite3"), today=date(2025, 3, 15)),
-             *finance_tools(write_demo_csv(os.path.join(folder, "prices.csv")))]
+    tools = [
+        *calculator_tools(),
+        *customer_service_tools(os.path.join(folder, "cs.sqlite3"), today=date(2025, 3, 15)),
+        *finance_tools(write_demo_csv(os.path.join(folder, "prices.csv"))),
+    ]
     return {t.name: t for t in tools}
 
 
@@ -186,8 +197,9 @@ for _name in TOOL_EXAMPLES:  # one class per tool and suite, so a failure names 
     _title = "".join(part.title() for part in _name.split("_"))
     for _suite in (ToolsUnitTests, ToolsIntegrationTests):
         _kind = "Unit" if _suite is ToolsUnitTests else "Integration"
-        globals()[f"Test{_title}Tool{_kind}"] = type(f"Test{_title}Tool{_kind}", (PackTool, _suite),
-                                                      {"tool_name": _name})
+        globals()[f"Test{_title}Tool{_kind}"] = type(
+            f"Test{_title}Tool{_kind}", (PackTool, _suite), {"tool_name": _name}
+        )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -222,14 +234,18 @@ def test_max_tokens_is_the_token_limit_at_init_and_per_call():
 @pytest.mark.model
 def test_unknown_options_are_refused_not_dropped():
     # top_k and the other decoding options are known now (`decompose.models.decoding`); an OpenAI-only one is not.
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) for ChatTransformers: 'frequency_penalty' "
-                                          r"\(did you mean 'repetition_penalty'\?\)") as err:
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown option\(s\) for ChatTransformers: 'frequency_penalty' "
+        r"\(did you mean 'repetition_penalty'\?\)",
+    ) as err:
         ChatTransformers(**weights(), frequency_penalty=0.5)
     assert "max_tokens" in err.value.hint and "timeout" in err.value.hint
     model = ChatTransformers(**weights(), max_tokens=4)
     for call in ({"frequency_penalty": 0.5}, {"model": "another-model"}, {"response_format": {"type": "json_object"}}):
-        with pytest.raises(ConfigError, match=f"unknown option\\(s\\) for a ChatTransformers call: "
-                                              f"'{next(iter(call))}'") as err:
+        with pytest.raises(
+            ConfigError, match=f"unknown option\\(s\\) for a ChatTransformers call: '{next(iter(call))}'"
+        ) as err:
             model.invoke("Hello", **call)
         assert "max_tokens" in err.value.hint
     with pytest.raises(ConfigError, match="frequency_penalty"):
@@ -305,8 +321,11 @@ async def test_scripted_streams_chunks_and_events():
     chunks = [chunk async for chunk in model.astream("Capital of France?")]
     assert all(isinstance(c, AIMessageChunk) for c in chunks) and len(chunks) == 5
     assert "".join(c.content for c in chunks) == "Paris is the capital."
-    streamed = [e["data"]["chunk"].content async for e in model.astream_events([HumanMessage("hi")], version="v2")
-                if e["event"] == "on_chat_model_stream"]
+    streamed = [
+        e["data"]["chunk"].content
+        async for e in model.astream_events([HumanMessage("hi")], version="v2")
+        if e["event"] == "on_chat_model_stream"
+    ]
     assert "".join(streamed) == "Paris is the capital." and len(streamed) >= 4
 
 
@@ -322,7 +341,8 @@ def test_a_pack_tools_error_goes_back_to_the_model_with_handle_tool_error(tmp_pa
     message = status.invoke({"name": "order_status", "args": {"order_id": "Z9"}, "id": "1", "type": "tool_call"})
     assert message.status == "error" and message.content == "order 'Z9' not found"
     status.handle_tool_error = str  # the message with its hint
-    assert status.invoke({"order_id": "Z9"}) == "order 'Z9' not found (hint: use list_orders to see a customer's orders)"
+    not_found = "order 'Z9' not found (hint: use list_orders to see a customer's orders)"
+    assert status.invoke({"order_id": "Z9"}) == not_found
 
     calculator = calculator_tools()[0].model_copy(update={"handle_tool_error": True})
     assert "division by zero" in calculator.invoke({"expression": "1/0"})

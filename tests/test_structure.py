@@ -30,8 +30,12 @@ def top_level_imports(path: Path, modules: set[str]) -> set[str]:
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
                 visit(node.orelse)
             elif isinstance(node, (ast.If, ast.Try)):
-                visit(node.body + node.orelse + [s for h in getattr(node, "handlers", []) for s in h.body]
-                      + getattr(node, "finalbody", []))
+                visit(
+                    node.body
+                    + node.orelse
+                    + [s for h in getattr(node, "handlers", []) for s in h.body]
+                    + getattr(node, "finalbody", [])
+                )
             elif isinstance(node, ast.Import):
                 found.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -61,7 +65,7 @@ def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = "done"

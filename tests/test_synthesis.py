@@ -4,21 +4,32 @@ follows the question."""
 import json
 
 from decompose import Decomposer, Orchestrator, ScriptedChatModel
-from decompose.chains.answer_form import AnswerForm
 from decompose.agents import get_agent
+from decompose.chains.answer_form import AnswerForm
 from decompose.chains.synthesis import findings_text, insufficient_reason, keep_computed_number
 from decompose.chains.tool_facts import keep_tool_facts
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.plan import Plan
 from decompose.tools.calculator import calculator_tools
 
-SPRINTS = ("James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
-           "How many total meters does he run a week?")
-SPRINT_PLAN = json.dumps({"steps": [
-    {"id": 1, "question": "How many sprints a week?", "tool": "calculator", "args": {"expression": "3 * 3"}},
-    {"id": 2, "question": "How many meters in {1} sprints?", "tool": "calculator",
-     "args": {"expression": "{1} * 60"}, "depends_on": [1]},
-]})
+SPRINTS = (
+    "James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
+    "How many total meters does he run a week?"
+)
+SPRINT_PLAN = json.dumps(
+    {
+        "steps": [
+            {"id": 1, "question": "How many sprints a week?", "tool": "calculator", "args": {"expression": "3 * 3"}},
+            {
+                "id": 2,
+                "question": "How many meters in {1} sprints?",
+                "tool": "calculator",
+                "args": {"expression": "{1} * 60"},
+                "depends_on": [1],
+            },
+        ]
+    }
+)
 
 
 def sprint_model(synthesis_reply):
@@ -58,8 +69,18 @@ def test_the_guard_only_applies_to_number_questions_ending_in_a_tool_step():
 
 
 def finance_plan(result) -> Plan:
-    plan = Plan.from_data({"steps": [{"id": 1, "question": "What is it worth now?", "tool": "present_value",
-                                      "args": {"future_value": 47000, "annual_rate_pct": 3, "years": 22}}]})
+    plan = Plan.from_data(
+        {
+            "steps": [
+                {
+                    "id": 1,
+                    "question": "What is it worth now?",
+                    "tool": "present_value",
+                    "args": {"future_value": 47000, "annual_rate_pct": 3, "years": 22},
+                }
+            ]
+        }
+    )
     plan.steps[0].status, plan.steps[0].answer = "done", result
     return plan
 
@@ -67,10 +88,14 @@ def finance_plan(result) -> Plan:
 def test_an_answer_that_only_repeats_the_questions_numbers_gives_way_to_the_tools_result():
     question = "How much is $47000 due in 22 years worth now, discounting at 3%?"
     plan = finance_plan({"present_value": "24528.95", "discount": "22471.05"})
-    assert keep_computed_number("The present value is $47000.", plan, AnswerForm.NUMBER, question) == \
-        "present value: 24528.95; discount: 22471.05"
-    assert keep_computed_number("It is worth 24,528.95 dollars.", plan, AnswerForm.NUMBER, question) == \
-        "It is worth 24,528.95 dollars."  # reports the tool's number, formatted its own way
+    assert (
+        keep_computed_number("The present value is $47000.", plan, AnswerForm.NUMBER, question)
+        == "present value: 24528.95; discount: 22471.05"
+    )
+    assert (
+        keep_computed_number("It is worth 24,528.95 dollars.", plan, AnswerForm.NUMBER, question)
+        == "It is worth 24,528.95 dollars."
+    )  # reports the tool's number, formatted its own way
     assert keep_computed_number("About 24529 now.", plan, AnswerForm.NUMBER, question) == "About 24529 now."
     # A number of its own (not the question's): the synthesizer reasoned further, which is not overruled.
     assert keep_computed_number("Roughly 25000.", plan, AnswerForm.NUMBER, question) == "Roughly 25000."
@@ -87,8 +112,10 @@ def test_a_tools_prose_result_is_not_forced_on_the_answer():
 def test_a_yes_no_answer_follows_the_tools_verdict():
     plan = finance_plan({"order_id": "A1002", "eligible": False, "reason": "delivered 75 days ago", "paid": "89.00"})
     assert keep_tool_facts('Yes  The answer is "Yes".', plan, AnswerForm.YES_NO, {}) == "No: delivered 75 days ago"
-    assert keep_tool_facts("No, it was delivered too long ago.", plan, AnswerForm.YES_NO, {}) == \
-        "No, it was delivered too long ago."
+    assert (
+        keep_tool_facts("No, it was delivered too long ago.", plan, AnswerForm.YES_NO, {})
+        == "No, it was delivered too long ago."
+    )
     assert keep_tool_facts("It can be refunded.", finance_plan(True), AnswerForm.YES_NO, {}) == "Yes"
     assert keep_tool_facts("Yes", plan, AnswerForm.OTHER, {}) == "Yes"  # not a yes/no question
     two_flags = finance_plan({"eligible": False, "delivered": True})  # which one answers is not known
@@ -96,8 +123,18 @@ def test_a_yes_no_answer_follows_the_tools_verdict():
 
 
 def test_a_refund_question_answered_against_the_tool_ends_in_its_verdict():
-    plan = json.dumps({"steps": [{"id": 1, "question": "Can order A1002 be refunded?", "tool": "refund_eligibility",
-                                  "args": {"order_id": "A1002"}}]})
+    plan = json.dumps(
+        {
+            "steps": [
+                {
+                    "id": 1,
+                    "question": "Can order A1002 be refunded?",
+                    "tool": "refund_eligibility",
+                    "args": {"order_id": "A1002"},
+                }
+            ]
+        }
+    )
     model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "Yes")])
     tools = get_agent("customer-service").make_tools(dry_run=True)
     result = Orchestrator(model, tools=tools).run("Is order A1002 eligible for a refund?")
@@ -130,15 +167,28 @@ def test_insufficient_reason():
 
 
 def test_a_yes_no_question_is_judged_briefly_from_the_sub_answers_as_known_facts():
-    plan = json.dumps({"steps": [{"id": 1, "question": "Which coast is Miami on?"},
-                                 {"id": 2, "question": "Is {1} the West Coast?", "depends_on": [1]}]})
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "No"),
-                                     (r"Question: Which coast", "the East Coast"), (r"Question: Is the East", "No")])
+    plan = json.dumps(
+        {
+            "steps": [
+                {"id": 1, "question": "Which coast is Miami on?"},
+                {"id": 2, "question": "Is {1} the West Coast?", "depends_on": [1]},
+            ]
+        }
+    )
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan),
+            (asks_to_combine, "No"),
+            (r"Question: Which coast", "the East Coast"),
+            (r"Question: Is the East", "No"),
+        ]
+    )
     result = Orchestrator(model).run("Is Miami on the West Coast?")
     assert result.answer == "No"
     combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
-    assert "Known facts:\n- Which coast is Miami on? → the East Coast\n- Is the East Coast the West Coast? → No" \
-        in combine
+    assert (
+        "Known facts:\n- Which coast is Miami on? → the East Coast\n- Is the East Coast the West Coast? → No" in combine
+    )
     assert '"Yes" or "No"' in combine
     # no reasoning at length: it talked the 1.5B model into "Yes" where the facts said No
     assert "step by step" not in combine and "Check in a sentence" not in combine
@@ -146,8 +196,13 @@ def test_a_yes_no_question_is_judged_briefly_from_the_sub_answers_as_known_facts
 
 def test_a_yes_no_synthesis_may_still_ask_for_a_replan():
     plan = json.dumps({"steps": [{"id": 1, "question": "Which coast is Miami on?"}]})
-    model = ScriptedChatModel(rules=[(asks_for_plan, plan), (asks_to_combine, "INSUFFICIENT: which coast"),
-                                     (r"Question: Which coast", "unknown")])
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan),
+            (asks_to_combine, "INSUFFICIENT: which coast"),
+            (r"Question: Which coast", "unknown"),
+        ]
+    )
     result = Orchestrator(model, decomposer=Decomposer(max_replans=1)).run("Is Miami on the West Coast?")
     combine = next(c["prompt"] for c in model.calls if "Original question:" in c["prompt"])
     assert "INSUFFICIENT:" in combine

@@ -53,10 +53,19 @@ def shop(name: str, args: dict) -> object:
 
 def wrapped() -> tuple[dict, ta.CallLog]:
     log = ta.CallLog()
-    tools = ta.wrap_tools([FakeTool("get_order_details", OrderParams, "Get the status and details of an order."),
-                           FakeTool("cancel_pending_order", CancelParams, "Cancel a pending order.",
-                                    "The agent needs to explain the cancellation detail and ask for confirmation.")],
-                          shop, log)
+    tools = ta.wrap_tools(
+        [
+            FakeTool("get_order_details", OrderParams, "Get the status and details of an order."),
+            FakeTool(
+                "cancel_pending_order",
+                CancelParams,
+                "Cancel a pending order.",
+                "The agent needs to explain the cancellation detail and ask for confirmation.",
+            ),
+        ],
+        shop,
+        log,
+    )
     return {t.name: t for t in tools}, log
 
 
@@ -70,9 +79,11 @@ def test_wrapped_tools_take_the_params_schema_run_the_call_and_log_it_in_order()
     assert cancel.invoke({"order_id": "#W1000001", "reason": "ordered by mistake"})["status"] == "cancelled"
     with pytest.raises(ToolError, match="get_order_details: Order not found"):
         lookup.invoke({"order_id": "W1000001"})
-    assert log.take() == [("get_order_details", {"order_id": "#W1000001"}),
-                          ("cancel_pending_order", {"order_id": "#W1000001", "reason": "ordered by mistake"}),
-                          ("get_order_details", {"order_id": "W1000001"})]
+    assert log.take() == [
+        ("get_order_details", {"order_id": "#W1000001"}),
+        ("cancel_pending_order", {"order_id": "#W1000001", "reason": "ordered by mistake"}),
+        ("get_order_details", {"order_id": "W1000001"}),
+    ]
     assert log.take() == []
 
 
@@ -92,8 +103,13 @@ def test_writes_need_a_request_and_ids_must_be_grounded():
 
 
 def test_a_turn_is_handed_over_as_one_message_per_call_then_the_answer():
-    queued = ta.queued_messages([("get_order_details", {"order_id": "#W1"}), ("cancel_pending_order",
-                                 {"order_id": "#W1", "reason": "no longer needed"})], "Your order is cancelled.")
+    queued = ta.queued_messages(
+        [
+            ("get_order_details", {"order_id": "#W1"}),
+            ("cancel_pending_order", {"order_id": "#W1", "reason": "no longer needed"}),
+        ],
+        "Your order is cancelled.",
+    )
     assert [q["tool_calls"][0]["name"] for q in queued[:2]] == ["get_order_details", "cancel_pending_order"]
     assert queued[0]["tool_calls"][0]["id"] != queued[1]["tool_calls"][0]["id"]
     assert queued[2] == {"content": "Your order is cancelled."}

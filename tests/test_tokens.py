@@ -58,12 +58,19 @@ def test_known_token_ids():
 def test_encoding_by_model_name():
     models = ("gpt-4", "gpt-3.5-turbo", "gpt-4o-mini", "gpt-4.1", "gpt-5", "o3-mini", "gpt-oss-20b")
     names = {m: encoding_for(m).name for m in models}
-    assert names == {"gpt-4": "cl100k_base", "gpt-3.5-turbo": "cl100k_base",
-                     "gpt-4o-mini": "o200k_base", "gpt-4.1": "o200k_base", "gpt-5": "o200k_base",
-                     "o3-mini": "o200k_base", "gpt-oss-20b": "o200k_base"}
+    assert names == {
+        "gpt-4": "cl100k_base",
+        "gpt-3.5-turbo": "cl100k_base",
+        "gpt-4o-mini": "o200k_base",
+        "gpt-4.1": "o200k_base",
+        "gpt-5": "o200k_base",
+        "o3-mini": "o200k_base",
+        "gpt-oss-20b": "o200k_base",
+    }
     assert encoding_for("smollm2").name == encoding_for(None).name == "cl100k_base"  # approximation
 
 
+@pytest.mark.slow  # builds both encodings from their files
 def test_fresh_cache_dir_is_filled_with_verified_files(fresh_cache):
     count_tokens("x")  # seeds the cache tiktoken now reads
     assert tiktoken.get_encoding("o200k_base").encode("hello world") == [24912, 2375]
@@ -84,6 +91,7 @@ def test_a_working_user_cache_is_left_alone_and_a_corrupt_file_is_repaired(fresh
     assert hashlib.sha256(bad.read_bytes()).hexdigest() == tokens._SHA256["o200k_base"]
 
 
+@pytest.mark.slow  # builds an encoding from its file
 def test_a_disabled_cache_still_counts_offline_and_leaves_the_environment_alone(fresh_cache, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken would download on every use
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # a proxy that refuses: a download would fail
@@ -105,11 +113,14 @@ def test_plain_tiktoken_and_chat_openai_work_offline_in_a_new_process(tmp_path):
         print(len(tiktoken.get_encoding("o200k_base").encode("hello world")),
               ChatOpenAI(model="gpt-4o", api_key="x").get_num_tokens("hello world"))
     """)
-    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "cache"),
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=60)
+    env = {
+        **os.environ,
+        "TIKTOKEN_CACHE_DIR": str(tmp_path / "cache"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "2"]
 
@@ -134,13 +145,17 @@ def test_message_counts_match_openai_rules():
     gpt4o = ChatOpenAI(model="gpt-4o", api_key="x")
     # 3 priming + 2 messages x (3 format + 1 role) + 4 + 2 content tokens
     assert count_message_tokens(messages, "gpt-4o") == 17
-    assert count_message_tokens(messages, gpt4o) == gpt4o.get_num_tokens_from_messages(
-        tokens.convert_to_messages(messages)) == 17
+    assert (
+        count_message_tokens(messages, gpt4o)
+        == gpt4o.get_num_tokens_from_messages(tokens.convert_to_messages(messages))
+        == 17
+    )
     # ChatOpenAI refuses to count for a local model name; we fall back to the same rules.
     local = ChatOpenAI(model="smollm2", api_key="x", base_url="http://127.0.0.1:1/v1")
     assert count_message_tokens(messages, local) == 17
 
 
+@pytest.mark.slow  # a new Python process
 def test_importing_decompose_writes_nothing(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

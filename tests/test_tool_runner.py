@@ -7,14 +7,13 @@ import threading
 from typing import Annotated
 
 import pytest
+from helpers import plan_json
 from langchain_core.tools import InjectedToolArg, tool
 
-from decompose import (Orchestrator, Plan, PlanError, RetryableToolError, ScriptedChatModel, ToolError,
-                       side_effects)
+from decompose import Orchestrator, Plan, PlanError, RetryableToolError, ScriptedChatModel, ToolError, side_effects
 from decompose.events import Retried
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 from decompose.tools.runner import ToolRunner, injected_args, validate_args
-from helpers import plan_json
 
 
 def tool_plan(*steps):
@@ -30,6 +29,7 @@ def make_charge(ledger, *, fail_first=False, takes_key=True):
     state = {"calls": 0}
 
     if takes_key:
+
         @side_effects
         @tool
         def charge(amount: float, idempotency_key: Annotated[str, InjectedToolArg]) -> dict:
@@ -41,6 +41,7 @@ def make_charge(ledger, *, fail_first=False, takes_key=True):
                 ledger.append({"key": idempotency_key, "amount": amount})
             return {"charged": amount}
     else:
+
         @side_effects
         @tool
         def charge(amount: float) -> dict:
@@ -50,6 +51,7 @@ def make_charge(ledger, *, fail_first=False, takes_key=True):
                 raise RetryableToolError("payment gateway busy")
             ledger.append({"amount": amount})
             return {"charged": amount}
+
     return charge, state
 
 
@@ -101,8 +103,14 @@ def test_crash_between_call_and_record_is_covered_by_the_tools_own_key(tmp_path)
     from decompose.tools.customer_service import customer_service_tools
 
     db = tmp_path / "shop.sqlite3"
-    plan = tool_plan({"id": 1, "question": "refund", "tool": "issue_refund",
-                      "args": {"order_id": "A1001", "amount": "20", "reason": "broken"}})
+    plan = tool_plan(
+        {
+            "id": 1,
+            "question": "refund",
+            "tool": "issue_refund",
+            "args": {"order_id": "A1001", "amount": "20", "reason": "broken"},
+        }
+    )
     # The first process refunds, then dies before it records anything: its in-memory ledger is lost.
     Orchestrator(model_for(), tools=customer_service_tools(db)).execute(plan, run_id="run-42")
     # A new process resumes the same run: the store sees the same idempotency key and does not pay twice.
@@ -151,12 +159,15 @@ def test_bad_arguments_twice_fail_with_the_tool_and_field_named():
     assert step.status == "failed" and "tool 'add' has no argument 'c'" in step.error
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"a": 1}, "argument 'b': Field required"),
-    ({"a": 1, "b": "x"}, "argument 'b': Input should be a valid integer"),
-    ({"a": 1, "b": 2, "c": 3}, "has no argument 'c'; arguments: a, b"),
-    ([1, 2], "needs an object of arguments"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"a": 1}, "argument 'b': Field required"),
+        ({"a": 1, "b": "x"}, "argument 'b': Input should be a valid integer"),
+        ({"a": 1, "b": 2, "c": 3}, "has no argument 'c'; arguments: a, b"),
+        ([1, 2], "needs an object of arguments"),
+    ],
+)
 def test_validate_args_messages(args, message):
     assert message in validate_args(add, args)
 
@@ -181,8 +192,10 @@ def test_a_slow_sync_tool_runs_in_a_thread_and_does_not_block_other_steps():
         released.set()
         return "done"
 
-    plan = tool_plan({"id": 1, "question": "slow", "tool": "slow", "args": {}},
-                     {"id": 2, "question": "quick", "tool": "quick", "args": {}})
+    plan = tool_plan(
+        {"id": 1, "question": "slow", "tool": "slow", "args": {}},
+        {"id": 2, "question": "quick", "tool": "quick", "args": {}},
+    )
     result = Orchestrator(model_for(), tools=[slow, quick]).execute(plan)
     assert result.plan.step(1).answer == "released"
 
@@ -193,8 +206,10 @@ def test_tool_timeout_fails_the_step_clearly():
         """Never returns."""
         await asyncio.Event().wait()
 
-    plan = tool_plan({"id": 1, "question": "hang", "tool": "hang", "args": {}},
-                     {"id": 2, "question": "add", "tool": "add", "args": {"a": 1, "b": 1}})
+    plan = tool_plan(
+        {"id": 1, "question": "hang", "tool": "hang", "args": {}},
+        {"id": 2, "question": "add", "tool": "add", "args": {"a": 1, "b": 1}},
+    )
     result = Orchestrator(model_for(), tools=[hang, add], tool_runner=ToolRunner(timeout=0.1)).execute(plan)
     assert "tool 'hang' timed out after 0.1s" in result.plan.step(1).error
     assert result.plan.step(2).answer == 2
@@ -203,7 +218,8 @@ def test_tool_timeout_fails_the_step_clearly():
 @pytest.mark.slow
 def test_a_sync_tool_hanging_past_its_timeout_does_not_keep_the_process_alive(tmp_path):
     script = tmp_path / "hang.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import time
         from langchain_core.tools import tool
         from decompose import Orchestrator, ScriptedChatModel, ToolRunner
@@ -218,7 +234,8 @@ def test_a_sync_tool_hanging_past_its_timeout_does_not_keep_the_process_alive(tm
         orch = Orchestrator(ScriptedChatModel(default="x"), tools=[stuck], tool_runner=ToolRunner(timeout=0.5))
         result = orch.execute(plan)
         print(result.plan.step(1).error)
-    """))
+    """)
+    )
     # the tool alone would take 120 s: a process kept alive by it would run past the timeout and fail the test
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -239,8 +256,10 @@ def test_a_sync_tool_runs_with_its_result_and_errors_intact():
         """Fails."""
         raise ValueError("bad")
 
-    plan = tool_plan({"id": 1, "question": "w", "tool": "where", "args": {}},
-                     {"id": 2, "question": "b", "tool": "broken", "args": {}})
+    plan = tool_plan(
+        {"id": 1, "question": "w", "tool": "where", "args": {}},
+        {"id": 2, "question": "b", "tool": "broken", "args": {}},
+    )
     result = Orchestrator(model_for(), tools=[where, broken]).execute(plan)
     assert result.plan.step(1).answer == "here" and seen[0].daemon
     assert result.plan.step(2).error == "tool 'broken' failed: bad"
@@ -289,8 +308,10 @@ def test_pydantic_results_can_be_referenced_by_field():
         """A price."""
         return Quote(price=2.5)
 
-    plan = tool_plan({"id": 1, "question": "q", "tool": "quote", "args": {}},
-                     {"id": 2, "question": "add", "tool": "add", "args": {"a": "{1.price}", "b": 1}})
+    plan = tool_plan(
+        {"id": 1, "question": "q", "tool": "quote", "args": {}},
+        {"id": 2, "question": "add", "tool": "add", "args": {"a": "{1.price}", "b": 1}},
+    )
     model = model_for(None, (r"Corrected arguments", '{"a": 2.5, "b": 1}'))
     result = Orchestrator(model, tools=[quote, add]).execute(plan)
     assert result.plan.step(2).status == "failed"  # 2.5 is not an int: validated, not silently truncated
@@ -310,7 +331,8 @@ def test_a_tools_transient_failures_are_retried_up_to_max_retries(max_retries, c
 
     events = []
     result = Orchestrator(model_for(), tools=[busy], tool_runner=ToolRunner(max_retries=max_retries)).execute(
-        tool_plan({"id": 1, "question": "b", "tool": "busy"}), on_event=events.append)
+        tool_plan({"id": 1, "question": "b", "tool": "busy"}), on_event=events.append
+    )
     assert len(tries) == calls and "gateway busy" in result.plan.step(1).error
     retried = [e for e in events if isinstance(e, Retried)]
     assert [(e.kind, e.attempt, e.wait) for e in retried] == [("tool", n, w) for n, w in enumerate(waits, 1)]
@@ -325,3 +347,18 @@ def test_arguments_still_wrong_after_the_reask_fail_the_step_with_one_retry_coun
     assert "argument 'a'" in result.plan.step(1).error and "'still two'" in result.plan.step(1).error
     assert [(e.kind, e.attempt, e.step_id) for e in events if isinstance(e, Retried)] == [("parse", 1, 1)]
     assert result.usage.parse_retries == 1
+
+
+def test_a_tool_whose_arguments_are_a_pydantic_v1_model_is_a_config_error_naming_the_fix():
+    from langchain_core.tools import StructuredTool
+    from pydantic.v1 import BaseModel as BaseModelV1
+
+    from decompose.errors import ConfigError
+
+    class Args(BaseModelV1):
+        x: int
+
+    old = StructuredTool.from_function(lambda x: x, name="old", description="An old tool.", args_schema=Args)
+    with pytest.raises(ConfigError, match="'old' describes its arguments with a pydantic.v1 model") as err:
+        validate_args(old, {"x": 1})
+    assert "from pydantic import BaseModel" in err.value.hint

@@ -40,8 +40,15 @@ def refund(tools, order_id, amount, key, reason="customer return"):
 
 
 def test_pack_shape(tools):
-    assert set(tools) == {"find_customer", "list_orders", "order_status", "refund_eligibility", "issue_refund",
-                          "open_ticket", "search_policy"}
+    assert set(tools) == {
+        "find_customer",
+        "list_orders",
+        "order_status",
+        "refund_eligibility",
+        "issue_refund",
+        "open_ticket",
+        "search_policy",
+    }
     for name, t in tools.items():
         assert t.description
         side_effects = name in ("issue_refund", "open_ticket")
@@ -81,8 +88,13 @@ def test_two_stores_do_not_interfere(tmp_path):
 
 def test_find_customer(tools):
     by_email = tools["find_customer"].invoke({"email": " Ann@Example.com "})
-    assert by_email == {"customer_id": "C001", "name": "Ann Lee", "email": "ann@example.com",
-                        "zip_code": "94107", "order_count": 3}
+    assert by_email == {
+        "customer_id": "C001",
+        "name": "Ann Lee",
+        "email": "ann@example.com",
+        "zip_code": "94107",
+        "order_count": 3,
+    }
     by_name = tools["find_customer"].invoke({"name": "ann  lee", "zip_code": "73301"})
     assert by_name["customer_id"] == "C011"
 
@@ -107,8 +119,13 @@ def test_list_orders(tools, db):
     assert [o["order_id"] for o in result["orders"]] == ["A1003", "A1001", "A1002"]
     assert result["latest_order_id"] == "A1003"
     kettle = result["orders"][1]
-    assert kettle == {"order_id": "A1001", "placed_on": "2025-03-03", "status": "delivered", "total": "49.99",
-                      "items": ["Electric kettle x1"]}
+    assert kettle == {
+        "order_id": "A1001",
+        "placed_on": "2025-03-03",
+        "status": "delivered",
+        "total": "49.99",
+        "items": ["Electric kettle x1"],
+    }
     assert tools["list_orders"].invoke({"customer": "c011"})["orders"] == []
     with pytest.raises(ToolError, match="customer 'C999' not found"):
         tools["list_orders"].invoke({"customer": "C999"})
@@ -176,8 +193,9 @@ def test_issue_refund_writes_one_row(tools, db):
     result = refund(tools, "A1007", 40, "run1:step3")
     assert result["amount"] == "40.00" and result["order_id"] == "A1007"
     assert result["refunded_total"] == "70.00" and result["remaining_refundable"] == "50.00"
-    assert rows(db, "SELECT amount_cents, refunded_on, idempotency_key FROM refunds WHERE order_id='A1007' "
-                    "ORDER BY id") == [(3000, "2025-03-07", "seed-A1007"), (4000, "2025-03-15", "run1:step3")]
+    assert rows(
+        db, "SELECT amount_cents, refunded_on, idempotency_key FROM refunds WHERE order_id='A1007' ORDER BY id"
+    ) == [(3000, "2025-03-07", "seed-A1007"), (4000, "2025-03-15", "run1:step3")]
     assert tools["refund_eligibility"].invoke({"order_id": "A1007"})["max_refundable"] == "50.00"
 
 
@@ -268,13 +286,19 @@ def test_concurrent_refunds_never_exceed_paid(db):
 
 
 def test_open_ticket_once_per_key(tools, db):
-    args = {"customer": "ann@example.com", "subject": "Kettle leaks", "body": "Water leaks from the base.",
-            "order_id": "A1001", "idempotency_key": "run1:step2"}
+    args = {
+        "customer": "ann@example.com",
+        "subject": "Kettle leaks",
+        "body": "Water leaks from the base.",
+        "order_id": "A1001",
+        "idempotency_key": "run1:step2",
+    }
     first = tools["open_ticket"].invoke(args)
     assert first["customer_id"] == "C001" and first["order_id"] == "A1001" and first["status"] == "open"
     assert tools["open_ticket"].invoke(args) == first
-    assert rows(db, "SELECT customer_id, order_id, subject, status FROM tickets WHERE idempotency_key = ?",
-                "run1:step2") == [("C001", "A1001", "Kettle leaks", "open")]
+    assert rows(
+        db, "SELECT customer_id, order_id, subject, status FROM tickets WHERE idempotency_key = ?", "run1:step2"
+    ) == [("C001", "A1001", "Kettle leaks", "open")]
     assert rows(db, "SELECT count(*) FROM tickets")[0][0] == 2  # the seeded one and ours
 
 
@@ -305,8 +329,9 @@ def test_search_policy(tools):
     hits = tools["search_policy"].invoke({"query": "Can I get a refund for a damaged item?"})
     assert hits[0]["topic"] == "Damaged or defective items"
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    assert tools["search_policy"].invoke({"query": "tracking number", "limit": 1})[0]["topic"] == \
-        "Shipping and tracking"
+    assert (
+        tools["search_policy"].invoke({"query": "tracking number", "limit": 1})[0]["topic"] == "Shipping and tracking"
+    )
     assert tools["search_policy"].invoke({"query": "xylophone"}) == []
     with pytest.raises(ToolError, match="no searchable words"):
         tools["search_policy"].invoke({"query": "the of a"})

@@ -36,9 +36,20 @@ def call(tools, name, **args):
 
 
 def test_pack_shape(tools):
-    assert set(tools) == {"loan_payment", "amortization_schedule", "future_value", "present_value", "npv", "irr",
-                          "cagr", "percent_change", "currency_convert", "stock_price", "price_history",
-                          "portfolio_return_and_volatility"}
+    assert set(tools) == {
+        "loan_payment",
+        "amortization_schedule",
+        "future_value",
+        "present_value",
+        "npv",
+        "irr",
+        "cagr",
+        "percent_change",
+        "currency_convert",
+        "stock_price",
+        "price_history",
+        "portfolio_return_and_volatility",
+    }
     for t in tools.values():
         assert t.description and not (t.metadata or {}).get("side_effects")
         assert all(p.get("description") for p in t.tool_call_schema.model_json_schema()["properties"].values())
@@ -64,8 +75,13 @@ def test_amortization_schedule(tools):
     result = call(tools, "amortization_schedule", principal=200000, annual_rate_pct=6, n_payments=360)
     rows = result["rows"]
     assert len(rows) == 360
-    assert rows[0] == {"period": 1, "payment": "1199.10", "interest": "1000.00", "principal": "199.10",
-                       "balance": "199800.90"}
+    assert rows[0] == {
+        "period": 1,
+        "payment": "1199.10",
+        "interest": "1000.00",
+        "principal": "199.10",
+        "balance": "199800.90",
+    }
     assert rows[-1]["balance"] == "0.00"
     assert sum(Decimal(r["principal"]) for r in rows) == Decimal("200000.00")
     for r in rows:
@@ -96,13 +112,24 @@ def test_loan_bad_input(tools, args, message):
 
 def test_future_value(tools):
     # 1000 * 1.05**10 = 1628.894627
-    assert call(tools, "future_value", present_value=1000, annual_rate_pct=5, years=10,
-                compounding_per_year=1)["future_value"] == "1628.89"
+    assert (
+        call(tools, "future_value", present_value=1000, annual_rate_pct=5, years=10, compounding_per_year=1)[
+            "future_value"
+        ]
+        == "1628.89"
+    )
     # 100 a month for 10 years at 6% compounded monthly: 100 * ((1.005**120 - 1) / 0.005) = 16387.93
     saved = call(tools, "future_value", present_value=0, annual_rate_pct=6, years=10, contribution=100)
     assert saved == {"future_value": "16387.93", "total_contributions": "12000.00", "growth": "4387.93"}
-    due = call(tools, "future_value", present_value=0, annual_rate_pct=6, years=10, contribution=100,
-               contribution_at_start=True)
+    due = call(
+        tools,
+        "future_value",
+        present_value=0,
+        annual_rate_pct=6,
+        years=10,
+        contribution=100,
+        contribution_at_start=True,
+    )
     assert due["future_value"] == "16469.87"  # annuity due: one more period of growth (x 1.005)
     flat = call(tools, "future_value", present_value=500, annual_rate_pct=0, years=2, contribution=10)
     assert flat["future_value"] == "740.00"
@@ -119,8 +146,11 @@ def test_present_value(tools):
         ("future_value", {"present_value": 100, "annual_rate_pct": 5, "years": -1}, "years must be zero or more"),
         ("future_value", {"present_value": -100, "annual_rate_pct": 5, "years": 1}, "present_value must be"),
         ("future_value", {"present_value": 100, "annual_rate_pct": -100, "years": 1}, "above -100"),
-        ("future_value", {"present_value": 100, "annual_rate_pct": 5, "years": 1, "compounding_per_year": 0},
-         "compounding_per_year"),
+        (
+            "future_value",
+            {"present_value": 100, "annual_rate_pct": 5, "years": 1, "compounding_per_year": 0},
+            "compounding_per_year",
+        ),
         ("future_value", {"present_value": 100, "annual_rate_pct": 5, "years": 1000}, "too long"),
         ("present_value", {"future_value": 100, "annual_rate_pct": 5, "years": -2}, "years must be zero or more"),
         ("cagr", {"start_value": 0, "end_value": 10, "years": 2}, "start_value must be positive"),
@@ -184,8 +214,12 @@ def test_npv_irr_bad_input(tools, name, args, message):
 
 
 def test_currency_convert_direct_inverse_cross(tools):
-    assert call(tools, "currency_convert", amount=100, from_currency="EUR", to_currency="USD") == \
-        {"amount": "108.00", "currency": "USD", "rate": 1.08, "route": "direct"}
+    assert call(tools, "currency_convert", amount=100, from_currency="EUR", to_currency="USD") == {
+        "amount": "108.00",
+        "currency": "USD",
+        "rate": 1.08,
+        "route": "direct",
+    }
     inverse = call(tools, "currency_convert", amount=108, from_currency="usd", to_currency="eur")
     assert inverse["amount"] == "100.00" and inverse["route"] == "inverse"
     cross = call(tools, "currency_convert", amount=100, from_currency="EUR", to_currency="JPY")
@@ -196,8 +230,7 @@ def test_currency_convert_direct_inverse_cross(tools):
 
 
 def test_currency_convert_custom_table(csv_path):
-    tools = {t.name: t for t in finance_tools(csv_path, fx_rates={"EUR/SEK": 11.5, "NOK/EUR": 0.085},
-                                              fx_base="EUR")}
+    tools = {t.name: t for t in finance_tools(csv_path, fx_rates={"EUR/SEK": 11.5, "NOK/EUR": 0.085}, fx_base="EUR")}
     assert call(tools, "currency_convert", amount=100, from_currency="SEK", to_currency="NOK")["amount"] == "102.30"
 
 
@@ -217,8 +250,11 @@ def test_currency_convert_bad_input(tools):
 
 
 def test_stock_price(tools):
-    assert call(tools, "stock_price", symbol="aaa", on_date="2024-01-03") == \
-        {"symbol": "AAA", "date": "2024-01-03", "close": "110.00"}
+    assert call(tools, "stock_price", symbol="aaa", on_date="2024-01-03") == {
+        "symbol": "AAA",
+        "date": "2024-01-03",
+        "close": "110.00",
+    }
     # no AAA row on the 4th: the last close before it
     assert call(tools, "stock_price", symbol="AAA", on_date="2024-01-04")["date"] == "2024-01-03"
     assert call(tools, "stock_price", symbol="AAA")["close"] == "99.00"
@@ -232,8 +268,12 @@ def test_stock_price(tools):
 def test_price_history(tools):
     result = call(tools, "price_history", symbol="AAA", start_date="2024-01-03")
     assert result["points"] == [{"date": "2024-01-03", "close": "110.00"}, {"date": "2024-01-05", "close": "99.00"}]
-    assert (result["first_close"], result["last_close"], result["min_close"], result["max_close"]) == \
-        ("110.00", "99.00", "99.00", "110.00")
+    assert (result["first_close"], result["last_close"], result["min_close"], result["max_close"]) == (
+        "110.00",
+        "99.00",
+        "99.00",
+        "110.00",
+    )
     assert result["change_pct"] == pytest.approx(-10)
     with pytest.raises(ToolError, match="no AAA prices between"):
         call(tools, "price_history", symbol="AAA", start_date="2025-01-01")

@@ -18,12 +18,17 @@ from decompose.orchestrator import Orchestrator
 from decompose.tools.calculator import calculator_tools
 from decompose.train.data import TrainDataError, pack_tools, read_examples
 from decompose.train.prompt import COMPACT_SYSTEM, PROMPT_NAME, compact_messages, plan_target
-from decompose.train.sft import IGNORE, Collator, encode, train
 
 ROWS = [
-    {"question": f"What do {n} pens at {p} dollars cost?", "tools": ["calculator"],
-     "plan": {"steps": [{"id": 1, "question": f"What is {n} * {p}?", "tool": "calculator",
-                         "args": {"expression": f"{n} * {p}"}}]}}
+    {
+        "question": f"What do {n} pens at {p} dollars cost?",
+        "tools": ["calculator"],
+        "plan": {
+            "steps": [
+                {"id": 1, "question": f"What is {n} * {p}?", "tool": "calculator", "args": {"expression": f"{n} * {p}"}}
+            ]
+        },
+    }
     for n, p in [(3, 2), (4, 5), (6, 7), (2, 9), (5, 3), (8, 4)]
 ]
 
@@ -44,22 +49,28 @@ class CharTokenizer:
         return [ord(c) for c in text]
 
 
+@pytest.mark.slow  # imports torch, transformers and peft (seconds)
 def test_labels_cover_only_the_plan_and_its_end_token(tmp_path):
+    from decompose.train.sft import IGNORE, encode
+
     example = read_examples(write_rows(tmp_path / "d.jsonl", ROWS[:1]))[0]
     row = encode(example, CharTokenizer(), pack_tools(), max_length=10_000)
     prompt_length = row["labels"].count(IGNORE)
     from decompose.models.hf import chat_prompt_ids
 
     assert row["input_ids"][:prompt_length] == chat_prompt_ids(
-        CharTokenizer(), compact_messages(example.question, calculator_tools()))  # the inference prompt, exactly
+        CharTokenizer(), compact_messages(example.question, calculator_tools())
+    )  # the inference prompt, exactly
     plan = row["labels"][prompt_length:]
     assert "".join(map(chr, plan[:-1])) == plan_target(example.plan) and plan[-1] == 0
     assert encode(example, CharTokenizer(), pack_tools(), max_length=prompt_length) is None  # too long: left out
 
 
+@pytest.mark.slow  # imports torch, transformers and peft (seconds)
 def test_collator_pads_on_the_right_and_ignores_the_padding():
-    batch = Collator(pad_id=7)([{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]},
-                                {"input_ids": [4], "labels": [4]}])
+    from decompose.train.sft import IGNORE, Collator
+
+    batch = Collator(pad_id=7)([{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]}, {"input_ids": [4], "labels": [4]}])
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 7, 7]]
     assert batch["labels"].tolist() == [[IGNORE, 2, 3], [4, IGNORE, IGNORE]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -84,18 +95,26 @@ def test_the_planner_writes_the_plan_and_the_base_model_answers():
     class WithPlanner(ScriptedChatModel):
         planner: Planner | None = None  # as a local model loaded with a decomposer adapter carries it
 
-    plan = ('{"steps":[{"id":1,"question":"Who directed Titanic?"},'
-            '{"id":2,"question":"When was {1} born?","depends_on":[1]}]}')
+    plan = (
+        '{"steps":[{"id":1,"question":"Who directed Titanic?"},'
+        '{"id":2,"question":"When was {1} born?","depends_on":[1]}]}'
+    )
     planner = Planner(rules=[(lambda msgs: msgs[0].content.startswith(COMPACT_SYSTEM), plan)], default="no")
-    model = WithPlanner(rules=[("When was James Cameron born", "1954"), ("Who directed", "James Cameron")], default="Answer: 1954",
-                        planner=planner)
+    model = WithPlanner(
+        rules=[("When was James Cameron born", "1954"), ("Who directed", "James Cameron")],
+        default="Answer: 1954",
+        planner=planner,
+    )
     result = Orchestrator(model).run("When was the director of Titanic born?")
     assert [s.answer for s in result.plan.steps] == ["James Cameron", "1954"]
     assert len(planner.calls) == 1  # the plan only: no step or synthesis reaches the adapter
     assert not any(COMPACT_SYSTEM in c["prompt"] for c in model.calls) and len(model.calls) == 3
 
 
+@pytest.mark.slow  # imports torch, transformers and peft (seconds)
 def test_train_errors_name_the_file_and_the_fix(tmp_path):
+    from decompose.train.sft import train
+
     with pytest.raises(TrainDataError, match="does not exist"):
         train(tmp_path / "missing.jsonl", out=tmp_path / "a")
     bad = write_rows(tmp_path / "bad.jsonl", [ROWS[0], {"question": "q", "plan": {"steps": "no"}}])
@@ -148,10 +167,20 @@ def test_cli_build_data_writes_both_files(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def trained(cache_dir, tmp_path_factory):
     """Two steps on four rows, two held out and scored; checkpoints every step."""
+    from decompose.train.sft import train
+
     folder = tmp_path_factory.mktemp("train")
     data = write_rows(folder / "train.jsonl", ROWS)
-    report = train(data, out=folder / "adapter", held_out_fraction=1 / 3, max_steps=2, batch_size=2,
-                   learning_rate=1e-3, save_steps=1, progress=False)
+    report = train(
+        data,
+        out=folder / "adapter",
+        held_out_fraction=1 / 3,
+        max_steps=2,
+        batch_size=2,
+        learning_rate=1e-3,
+        save_steps=1,
+        progress=False,
+    )
     return data, folder / "adapter", report
 
 
@@ -198,12 +227,23 @@ def test_an_hf_model_folder_takes_the_adapter_too(trained, cache_dir):
 @pytest.mark.slow
 @pytest.mark.model
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(trained):
+    from decompose.train.sft import train
+
     data, adapter, _ = trained
     with pytest.raises(ConfigError, match="checkpoints of an earlier run") as err:
         train(data, out=adapter, max_steps=3, batch_size=2, progress=False)
     assert "--resume" in err.value.hint
-    report = train(data, out=adapter, held_out_fraction=1 / 3, score_limit=0, max_steps=3, batch_size=2,
-                   save_steps=1, resume=True, progress=False)  # the same split as the first run, not scored
+    report = train(
+        data,
+        out=adapter,
+        held_out_fraction=1 / 3,
+        score_limit=0,
+        max_steps=3,
+        batch_size=2,
+        save_steps=1,
+        resume=True,
+        progress=False,
+    )  # the same split as the first run, not scored
     assert (report.resumed_at, report.steps, report.scores) == (2, 3, None)  # one step more, not three
     assert sorted(p.name for p in (adapter / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
 
@@ -212,8 +252,19 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(trained):
 @pytest.mark.model
 def test_cli_train_prints_its_report_as_json(trained, tmp_path, capsys):
     data, _, _ = trained
-    argv = ["train", str(data), "--out", str(tmp_path / "a"), "--max-steps", "1", "--batch-size", "2",
-            "--held-out-fraction", "0", "--json"]
+    argv = [
+        "train",
+        str(data),
+        "--out",
+        str(tmp_path / "a"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--held-out-fraction",
+        "0",
+        "--json",
+    ]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["steps"] == 1 and report["adapter"] == str(tmp_path / "a") and report["scores"] is None

@@ -4,53 +4,70 @@ import json
 
 import pytest
 
+from decompose.chains.decompose import trained_prompt
 from decompose.errors import ConfigError
 from decompose.plan import Plan
 from decompose.tools.calculator import calculator_tools
+from decompose.tools.cs_seed import demo_customers, demo_order_ids
 from decompose.train.convert import gsm8k_example, strategyqa_example
 from decompose.train.data import TrainDataError, check_row, pack_tools, read_examples, tool_set
 from decompose.train.dataset import build_dataset
-from decompose.chains.decompose import trained_prompt
 from decompose.train.prompt import PROMPT_NAME, compact_messages, compact_prompt, plan_target, tool_signature
-from decompose.tools.cs_seed import demo_customers, demo_order_ids
 from decompose.train.score import spread
 from decompose.train.templates import TEMPLATES, Draws, synthetic_examples
 
-NATALIA = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
-                       "May. How many clips did Natalia sell altogether in April and May?",
-           "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-                     "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"}
-GENGHIS = {"question": "Are more people today related to Genghis Khan than Julius Caesar?",
-           "decomposition": ["How many kids did Julius Caesar have?", "How many kids did Genghis Khan have?",
-                             "Is #2 greater than #1?"]}
+NATALIA = {
+    "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
+    "May. How many clips did Natalia sell altogether in April and May?",
+    "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72",
+}
+GENGHIS = {
+    "question": "Are more people today related to Genghis Khan than Julius Caesar?",
+    "decomposition": [
+        "How many kids did Julius Caesar have?",
+        "How many kids did Genghis Khan have?",
+        "Is #2 greater than #1?",
+    ],
+}
 
 
 def row(**overrides):
-    base = {"question": "What do 3 pens at 2 dollars cost?", "tools": ["calculator"],
-            "plan": {"steps": [{"id": 1, "question": "3 * 2?", "tool": "calculator", "args": {"expression": "3 * 2"}}]}}
+    base = {
+        "question": "What do 3 pens at 2 dollars cost?",
+        "tools": ["calculator"],
+        "plan": {"steps": [{"id": 1, "question": "3 * 2?", "tool": "calculator", "args": {"expression": "3 * 2"}}]},
+    }
     return {**base, **overrides}
 
 
 def test_gsm8k_calculations_become_calculator_steps_with_references():
     example = gsm8k_example(NATALIA)
     steps = example.plan.spec()["steps"]
-    assert [(s["tool"], s["args"]) for s in steps] == [("calculator", {"expression": "48/2"}),
-                                                     ("calculator", {"expression": "48+{1}"})]
+    assert [(s["tool"], s["args"]) for s in steps] == [
+        ("calculator", {"expression": "48/2"}),
+        ("calculator", {"expression": "48+{1}"}),
+    ]
     assert steps[1]["depends_on"] == [1] and example.tools == ["calculator"]
     assert "24" not in steps[0]["question"]  # the result it computes is not given away in its question
 
 
 def test_gsm8k_number_of_the_question_stays_literal_even_when_a_step_gives_it():
-    row = {"question": "Tom has 6 apples and 3 pears. He doubles the pears.", "answer":
-           "Pears: 3*2=<<3*2=6>>6.\nAll: 6+6=<<6+6=12>>12.\n#### 12"}
+    row = {
+        "question": "Tom has 6 apples and 3 pears. He doubles the pears.",
+        "answer": "Pears: 3*2=<<3*2=6>>6.\nAll: 6+6=<<6+6=12>>12.\n#### 12",
+    }
     assert gsm8k_example(row).plan.steps[1].args == {"expression": "6+6"}
 
 
-@pytest.mark.parametrize("answer", [
-    "Wrong: 2+2=<<2+2=5>>5.\n#### 5",  # the calculator disagrees with the annotation
-    "No calculation here.\n#### 4",
-    "Half: 8/2=<<8/2=4>>4.\n#### 5",  # the last result is not the final answer
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Wrong: 2+2=<<2+2=5>>5.\n#### 5",  # the calculator disagrees with the annotation
+        "No calculation here.\n#### 4",
+        "Half: 8/2=<<8/2=4>>4.\n#### 5",  # the last result is not the final answer
+    ],
+)
 def test_gsm8k_rows_the_calculator_cannot_reproduce_are_left_out(answer):
     assert gsm8k_example({"question": "q?", "answer": answer}) is None
 
@@ -118,13 +135,16 @@ def test_synthetic_examples_are_reproducible_from_the_seed():
     assert first != [e.to_row() for e in synthetic_examples(2, seed=8)]
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"plan": {"steps": []}}, "question"),
-    (row(tools=["teleport"]), "unknown tool 'teleport'"),
-    (row(plan={"steps": [{"id": 1, "question": "a", "depends_on": [2]}]}), "does not exist"),
-    (row(plan={"steps": [{"id": 1, "question": "a", "tool": "calculator", "args": {"expr": "1"}}]}), "'expr'"),
-    (row(tools=[]), "not in the row's \"tools\""),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"plan": {"steps": []}}, "question"),
+        (row(tools=["teleport"]), "unknown tool 'teleport'"),
+        (row(plan={"steps": [{"id": 1, "question": "a", "depends_on": [2]}]}), "does not exist"),
+        (row(plan={"steps": [{"id": 1, "question": "a", "tool": "calculator", "args": {"expr": "1"}}]}), "'expr'"),
+        (row(tools=[]), 'not in the row\'s "tools"'),
+    ],
+)
 def test_a_bad_row_is_named_with_a_fix(bad, message):
     with pytest.raises(TrainDataError, match=message) as err:
         check_row(bad, pack_tools(), where="data.jsonl:3")
@@ -133,11 +153,20 @@ def test_a_bad_row_is_named_with_a_fix(bad, message):
 
 
 def test_references_stand_in_for_values_the_arguments_need():
-    plan = {"steps": [{"id": 1, "question": "a", "tool": "calculator", "args": {"expression": "2"}},
-                      {"id": 2, "question": "b", "tool": "currency_convert",
-                       "args": {"amount": "{1}", "from_currency": "USD", "to_currency": "EUR"}}]}
-    assert check_row(row(plan=plan, tools=["calculator", "currency_convert"]), pack_tools()).plan.steps[1].depends_on \
-        == [1]
+    plan = {
+        "steps": [
+            {"id": 1, "question": "a", "tool": "calculator", "args": {"expression": "2"}},
+            {
+                "id": 2,
+                "question": "b",
+                "tool": "currency_convert",
+                "args": {"amount": "{1}", "from_currency": "USD", "to_currency": "EUR"},
+            },
+        ]
+    }
+    assert check_row(row(plan=plan, tools=["calculator", "currency_convert"]), pack_tools()).plan.steps[
+        1
+    ].depends_on == [1]
 
 
 def test_read_examples_errors(tmp_path):
@@ -182,8 +211,9 @@ def test_build_dataset_splits_sources_and_templates(tmp_path):
 
 def test_compact_prompt_is_one_and_the_same_for_training_and_inference():
     tools = calculator_tools()
-    trained = compact_prompt(tools).format_messages(question="What is 2 + {1}?", max_steps=5, tool_rules="x",
-                                                    tool_examples=[], history=[], repair=[])
+    trained = compact_prompt(tools).format_messages(
+        question="What is 2 + {1}?", max_steps=5, tool_rules="x", tool_examples=[], history=[], repair=[]
+    )
     assert trained == compact_messages("What is 2 + {1}?", tools)
     assert [m.type for m in trained] == ["system", "human"] and "calculator(expression)" in trained[0].content
 
@@ -195,10 +225,18 @@ def test_tool_signature_marks_optional_arguments():
 
 
 def test_plan_target_is_the_compact_json_a_grammar_writes():
-    plan = Plan.from_data({"steps": [{"id": 1, "question": "a"},
-                                     {"id": 2, "question": "b {1}", "tool": "calculator", "args": {"expression": "{1}"}}]})
-    assert plan_target(plan) == ('{"steps":[{"id":1,"question":"a","depends_on":[]},{"id":2,"question":"b {1}",'
-                                 '"depends_on":[1],"tool":"calculator","args":{"expression":"{1}"}}]}')
+    plan = Plan.from_data(
+        {
+            "steps": [
+                {"id": 1, "question": "a"},
+                {"id": 2, "question": "b {1}", "tool": "calculator", "args": {"expression": "{1}"}},
+            ]
+        }
+    )
+    assert plan_target(plan) == (
+        '{"steps":[{"id":1,"question":"a","depends_on":[]},{"id":2,"question":"b {1}",'
+        '"depends_on":[1],"tool":"calculator","args":{"expression":"{1}"}}]}'
+    )
 
 
 def test_trained_prompt_only_for_a_model_with_a_decomposer_adapter():

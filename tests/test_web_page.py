@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from helpers import TITANIC, plan_json
-from servers import serving
 from langchain_core.tools import tool
+from servers import serving
 
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402
@@ -29,13 +29,17 @@ ANSWER = "James Cameron, born 1954."
 
 
 def titanic_model(latency=0.0, answer=ANSWER):
-    return ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
-        (asks_to_combine, answer),
-        (r"Question: Who directed Titanic", "James Cameron"),
-        (r"Question: Who directed Avatar", "James Cameron (Avatar)"),
-        (r"Question: When was James Cameron born", "1954"),
-    ], default="I do not know", latency=latency)
+    return ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
+            (asks_to_combine, answer),
+            (r"Question: Who directed Titanic", "James Cameron"),
+            (r"Question: Who directed Avatar", "James Cameron (Avatar)"),
+            (r"Question: When was James Cameron born", "1954"),
+        ],
+        default="I do not know",
+        latency=latency,
+    )
 
 
 def db(tmp_path):
@@ -83,8 +87,11 @@ def test_unknown_static_files_are_the_apis_json_404(tmp_path):
 def unavailable(reason):
     """Skip, except under CI (`CI` set), where a test that cannot run fails."""
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"{reason}. CI must run the web page's browser tests: install Chromium "
-                    "(apt-get install -y chromium) and the test extra (pip install -e '.[test]')", pytrace=False)
+        pytest.fail(
+            f"{reason}. CI must run the web page's browser tests: install Chromium "
+            "(apt-get install -y chromium) and the test extra (pip install -e '.[test]')",
+            pytrace=False,
+        )
     pytest.skip(reason)
 
 
@@ -149,8 +156,10 @@ def titanic_in_review(page):
 
 def steps(card):
     """[(id, status, question)] of the plan tree drawn in the card."""
-    return [(int(s.get_attribute("data-step-id")), s.get_attribute("data-status"),
-             s.locator(".step-question").inner_text()) for s in card.locator(".plan .step").all()]
+    return [
+        (int(s.get_attribute("data-step-id")), s.get_attribute("data-status"), s.locator(".step-question").inner_text())
+        for s in card.locator(".plan .step").all()
+    ]
 
 
 def in_browser(test):
@@ -172,8 +181,12 @@ def test_the_page_lists_the_agents_and_their_examples(browser, tmp_path):
 @in_browser
 def test_a_question_draws_the_plan_live_then_the_answer_sources_and_usage(browser, tmp_path):
     model = titanic_model(latency=0.3)  # slow enough to see a step running before it is done
-    docs = LocalDocsRetriever.from_texts([("films#1", "Titanic (1997) was directed by James Cameron."),
-                                          ("people#7", "James Cameron was born in 1954 in Kapuskasing.")])
+    docs = LocalDocsRetriever.from_texts(
+        [
+            ("films#1", "Titanic (1997) was directed by James Cameron."),
+            ("people#7", "James Cameron was born in 1954 in Kapuskasing."),
+        ]
+    )
     app = create_app(model, db=db(tmp_path), orchestrator_options={"retriever": docs})
     with page_of(browser, app) as page:
         ask(page, TITANIC)
@@ -209,10 +222,13 @@ def tools_app(tmp_path, final="6 times 7 is 42."):
         """The stock level of a product."""
         raise RuntimeError("the warehouse service is down")
 
-    plan = {"steps": [{"id": 1, "question": "What is 6 times 7?", "tool": "calculator", "args": {"expression": "6*7"}},
-                      {"id": 2, "question": "How many widgets are in stock?", "tool": "inventory",
-                       "args": {"sku": "W-1"}},
-                      {"id": 3, "question": "Can {2} widgets fill an order of {1}?", "depends_on": [1, 2]}]}
+    plan = {
+        "steps": [
+            {"id": 1, "question": "What is 6 times 7?", "tool": "calculator", "args": {"expression": "6*7"}},
+            {"id": 2, "question": "How many widgets are in stock?", "tool": "inventory", "args": {"sku": "W-1"}},
+            {"id": 3, "question": "Can {2} widgets fill an order of {1}?", "depends_on": [1, 2]},
+        ]
+    }
     model = ScriptedChatModel(rules=[(asks_for_plan, json.dumps(plan)), (asks_to_combine, final)], default="?")
     return create_app(model, db=db(tmp_path), tools=[*calculator_tools(), inventory])
 
@@ -242,10 +258,17 @@ def test_the_page_draws_each_state_the_server_sends_references_resolved_and_atte
             raise RetryableToolError("the warehouse is busy")
         return 7
 
-    plan = {"steps": [{"id": 1, "question": "How many W-1 are in stock?", "tool": "stock", "args": {"sku": "W-1"}},
-                      {"id": 2, "question": "Can {1} widgets fill an order of 5?", "depends_on": [1]}]}
-    model = ScriptedChatModel(rules=[(asks_for_plan, json.dumps(plan)), (asks_to_combine, "Yes."),
-                                     (r"Question: Can 7 widgets", "yes")], default="?", latency=0.1)
+    plan = {
+        "steps": [
+            {"id": 1, "question": "How many W-1 are in stock?", "tool": "stock", "args": {"sku": "W-1"}},
+            {"id": 2, "question": "Can {1} widgets fill an order of 5?", "depends_on": [1]},
+        ]
+    }
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, json.dumps(plan)), (asks_to_combine, "Yes."), (r"Question: Can 7 widgets", "yes")],
+        default="?",
+        latency=0.1,
+    )
     with page_of(browser, create_app(model, db=db(tmp_path), tools=[stock])) as page:
         # Every drawing of a step, as it happens: (id, status, question shown).
         page.evaluate("""() => {
@@ -259,7 +282,10 @@ def test_the_page_draws_each_state_the_server_sends_references_resolved_and_atte
         }""")
         ask(page, "Can the widgets in stock fill an order of 5?")
         card = last_card(page, "done")
-        assert steps(card) == [(1, "done", "How many W-1 are in stock?"), (2, "done", "Can 7 widgets fill an order of 5?")]
+        assert steps(card) == [
+            (1, "done", "How many W-1 are in stock?"),
+            (2, "done", "Can 7 widgets fill an order of 5?"),
+        ]
         assert "3 attempts" in card.locator('.step[data-step-id="1"] .step-meta').inner_text()
         assert card.locator('.step[data-step-id="2"] .step-meta').inner_text().count("attempts") == 0
         drawn = [tuple(d) for d in page.evaluate("window.drawn") if d[0] == "2"]
@@ -300,7 +326,9 @@ def test_review_then_approve_runs_the_plan_as_reviewed(browser, tmp_path):
     with page_of(browser, create_app(model, db=db(tmp_path))) as page:
         card = titanic_in_review(page)
         assert card.locator(".step-input").evaluate_all("inputs => inputs.map(i => i.value)") == [
-            "Who directed Titanic?", "When was {1} born?"]
+            "Who directed Titanic?",
+            "When was {1} born?",
+        ]
         assert len(model.calls) == 1  # the plan only: nothing ran
         card.get_by_role("button", name="Approve and run").click()
         last_card(page, "done")
@@ -387,10 +415,13 @@ def test_bad_input_shows_a_clear_message(browser, tmp_path):
 def test_model_text_with_markup_is_shown_as_text(browser, tmp_path):
     evil_answer = "<script>window.pwned = 'answer'</script><b>bold</b>"
     evil_step = "<img src=x onerror=\"window.pwned = 'step'\">"
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, plan_json("What is <script>window.pwned = 'plan'</script>?")),
-        (asks_to_combine, evil_answer),
-    ], default=evil_step)
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("What is <script>window.pwned = 'plan'</script>?")),
+            (asks_to_combine, evil_answer),
+        ],
+        default=evil_step,
+    )
     with page_of(browser, create_app(model, db=db(tmp_path))) as page:
         question = "Is <script>window.pwned = 'question'</script> safe?"
         ask(page, question)
@@ -406,10 +437,13 @@ def test_model_text_with_markup_is_shown_as_text(browser, tmp_path):
 @in_browser
 def test_a_program_step_shows_its_program_and_output_as_text(browser, tmp_path):
     program = "markup = '<img src=x onerror=\"window.pwned = 1\">'\nprint(markup)\nanswer = 6 * 7"
-    model = ScriptedChatModel(rules=[
-        (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "What is 6 times 7?", "kind": "program"}]})),
-        (r"Question: What is 6 times 7", f"```python\n{program}\n```"),
-    ], default="?")
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "What is 6 times 7?", "kind": "program"}]})),
+            (r"Question: What is 6 times 7", f"```python\n{program}\n```"),
+        ],
+        default="?",
+    )
     with page_of(browser, create_app(model, db=db(tmp_path))) as page:
         ask(page, "What is 6 times 7?")
         step = last_card(page, "done").locator('.step[data-step-id="1"]')

@@ -1,1 +1,3 @@
-"""The chains: the prompts, reading plans and answers out of replies, the decompose chain and the synthesis."""
+"""The language steps around the models: planning (`decompose`, `parsing`, `plan_grammar`), the prompts, reading
+answers (`answer_line`, `answer_form`, `code_block`), and the synthesis with its tool-fact guard (`synthesis`,
+`tool_facts`). Import from the modules; this package re-exports nothing."""

@@ -5,12 +5,45 @@ is never told to answer "Yes" to "How many meters does he run?"."""
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
-AUXILIARIES = ("is", "are", "was", "were", "am", "do", "does", "did", "can", "could", "will", "would", "shall",
-               "should", "has", "have", "had", "may", "might", "must", "isn't", "aren't", "wasn't", "weren't",
-               "don't", "doesn't", "didn't", "can't", "couldn't", "won't", "wouldn't", "shouldn't", "hasn't",
-               "haven't", "hadn't")
+AUXILIARIES = (
+    "is",
+    "are",
+    "was",
+    "were",
+    "am",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "will",
+    "would",
+    "shall",
+    "should",
+    "has",
+    "have",
+    "had",
+    "may",
+    "might",
+    "must",
+    "isn't",
+    "aren't",
+    "wasn't",
+    "weren't",
+    "don't",
+    "doesn't",
+    "didn't",
+    "can't",
+    "couldn't",
+    "won't",
+    "wouldn't",
+    "shouldn't",
+    "hasn't",
+    "haven't",
+    "hadn't",
+)
 NUMBER_OPENERS = re.compile(
     r"^(how (many|much|old|long|far|tall|high|big|large|wide|deep|heavy|fast|often)|"
     r"what (is|was|were|are) (the|my|its|their|our|your) "
@@ -18,7 +51,8 @@ NUMBER_OPENERS = re.compile(
     r"(total|sum|difference|average|mean|number|amount|percentage|percent|ratio|cost|price|value|area|"
     r"perimeter|speed|distance|payment|interest|npv|irr|balance|profit|revenue|income)|"
     r"what (percentage|percent|fraction|number|amount)|by (how much|what (percent|percentage))|"
-    r"calculate|compute|convert)\b")
+    r"calculate|compute|convert)\b"
+)
 # "What is 72000 received in 14 years worth today?": a value asked for by its worth, not a thing named.
 WORTH = re.compile(r"^what (is|are|was|were|would|will)\b.*\bworth\b(?! (reading|seeing|visiting|it)\b)")
 DATE_OPENERS = re.compile(r"^(when|what (year|date|day|month|century|decade)|in (what|which) (year|month|century))\b")
@@ -27,7 +61,7 @@ PLACE_OPENERS = re.compile(r"^(where|in (what|which) (country|city|state|town|pl
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-class AnswerForm(str, Enum):
+class AnswerForm(StrEnum):
     YES_NO = "yes_no"
     NUMBER = "number"
     DATE = "date"
@@ -64,9 +98,13 @@ def answer_form(question: str) -> AnswerForm:
     if first in AUXILIARIES:
         # "Is it red or blue?" asks to choose, not yes/no; "..., or not?" is still yes/no.
         return AnswerForm.OTHER if re.search(r"\bor\b(?! not\b)", text) else AnswerForm.YES_NO
-    for pattern, form in ((NUMBER_OPENERS, AnswerForm.NUMBER), (WORTH, AnswerForm.NUMBER),
-                          (DATE_OPENERS, AnswerForm.DATE), (PERSON_OPENERS, AnswerForm.PERSON),
-                          (PLACE_OPENERS, AnswerForm.PLACE)):
+    for pattern, form in (
+        (NUMBER_OPENERS, AnswerForm.NUMBER),
+        (WORTH, AnswerForm.NUMBER),
+        (DATE_OPENERS, AnswerForm.DATE),
+        (PERSON_OPENERS, AnswerForm.PERSON),
+        (PLACE_OPENERS, AnswerForm.PLACE),
+    ):
         if pattern.search(text):
             return form
     return AnswerForm.OTHER

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
-from typing import Any, Callable, Iterable, Literal, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
@@ -23,8 +25,15 @@ from decompose.errors import ConfigError, ModelError, PlanError
 from decompose.events import Emit, PlanFallback
 from decompose.models import chat_model_of, planner_of
 from decompose.plan import REFERENCE, Plan, arg_values, keep_literal, question_key, references_in
-from decompose.retry import (STRUCTURED_OUTPUT_DOWNGRADE, RetryState, StructuredOutputRefused, UnusableReply,
-                             plan_reask, retry_events, retrying)
+from decompose.retry import (
+    STRUCTURED_OUTPUT_DOWNGRADE,
+    RetryState,
+    StructuredOutputRefused,
+    UnusableReply,
+    plan_reask,
+    retry_events,
+    retrying,
+)
 from decompose.transport_errors import error_reason
 
 
@@ -36,16 +45,22 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> type[BaseModel]:
     is not offered: given the field, the 1.5B model wrote `"kind": "program"` on tool steps (plans written as text
     may still use it).
     """
+    return _plan_schema(tuple(tool_names), max_steps)
+
+
+@functools.lru_cache(maxsize=64)  # one class per shape: pydantic takes milliseconds to build one, per Orchestrator
+def _plan_schema(tool_names: tuple[str, ...], max_steps: int) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "id": (int, ...),
         "question": (str, Field(max_length=300)),
         "depends_on": (list[int], Field(default_factory=list, max_length=10)),
     }
     if tool_names:
-        fields["tool"] = (Literal[tuple(tool_names)] | None, None)  # type: ignore[valid-type]
+        fields["tool"] = (Literal[tuple(tool_names)] | None, None)
         fields["args"] = (dict[str, Any], Field(default_factory=dict))
     step = create_model("PlanStep", **fields)
-    return create_model("PlanSpec", steps=(list[step], Field(min_length=1, max_length=max_steps)))
+    # `step` is a class made at run time, which a static checker cannot take as a type
+    return create_model("PlanSpec", steps=(list[step], Field(min_length=1, max_length=max_steps)))  # type: ignore[valid-type]
 
 
 def plan_schema_for(model: Any, tools: Sequence[BaseTool], max_steps: int) -> type[BaseModel] | dict:
@@ -79,8 +94,10 @@ class Decomposer:
         if max_replans < 0:
             raise ConfigError(f"max_replans must be 0 or more, got {max_replans}")
         if on_failure not in ("raise", "direct"):
-            raise ConfigError(f"on_failure must be 'raise' or 'direct', got {on_failure!r}",
-                              hint="'direct' answers the question in one step when no plan can be made")
+            raise ConfigError(
+                f"on_failure must be 'raise' or 'direct', got {on_failure!r}",
+                hint="'direct' answers the question in one step when no plan can be made",
+            )
         self.max_steps = max_steps
         self.max_retries = max_retries
         self.structured_output = structured_output
@@ -98,7 +115,7 @@ class Decomposer:
         self.prompts = prompts
         self.tools = {t.name: t for t in tools}
         self.schema = plan_schema(list(self.tools), self.max_steps)
-        self.typed_schema = typed_plan_schema(tools, self.max_steps) if tools else None  # for local models
+        self.__dict__.pop("typed_schema", None)  # built again for these tools, when a local model first plans
         self.documents = documents  # a retriever answers question steps: tool values must come from them
         self.tool_examples = tool_example_messages(tools, documents=documents)
         # What a plan must not replay (see `copies_an_example`); read once: ~0.1 ms a plan otherwise.
@@ -106,12 +123,28 @@ class Decomposer:
         # The models whose server rejected structured output, compared by identity (chat models are unhashable).
         self._refused_structured: list[Runnable] = []
 
-    async def aplan(self, question: str, caller: ModelCaller, emit: Emit, history: Sequence = (),
-                    critique: Callable[[Plan], str | None] | None = None) -> Plan:
+    @functools.cached_property
+    def typed_schema(self) -> dict[str, Any] | None:
+        """The plan schema a grammar-constrained local model decodes under (None without tools)."""
+        return typed_plan_schema(list(self.tools.values()), self.max_steps) if self.tools else None
+
+    async def aplan(
+        self,
+        question: str,
+        caller: ModelCaller,
+        emit: Emit,
+        history: Sequence = (),
+        critique: Callable[[Plan], str | None] | None = None,
+    ) -> Plan:
         """A plan for `question`. `critique` (the tool guard's `misses`) names what a valid plan leaves out of
         the user's words; such a plan is asked for again once, and kept when the next one is no better."""
-        values = {"question": question, "max_steps": self.max_steps, "tool_rules": self._tool_rules(),
-                  "tool_examples": self.tool_examples, "history": list(history)}
+        values = {
+            "question": question,
+            "max_steps": self.max_steps,
+            "tool_rules": self._tool_rules(),
+            "tool_examples": self.tool_examples,
+            "history": list(history),
+        }
         # A model fine-tuned by `decompose train` is asked with the compact prompt it learned on.
         prompt = trained_prompt(caller.models, self.tools.values()) or self.prompts.decompose
         examples = self.example_questions if prompt is self.prompts.decompose else {}  # the compact one shows none
@@ -123,8 +156,10 @@ class Decomposer:
             repair = []
             if state.failures:  # only an unusable reply is re-asked: show the model its reply and the problem
                 unusable = state.failures[-1]
-                repair = [AIMessage(content=getattr(unusable, "reply", "") or "(empty)"),
-                          HumanMessage(content=self.prompts.repair.format(error=str(unusable)))]
+                repair = [
+                    AIMessage(content=getattr(unusable, "reply", "") or "(empty)"),
+                    HumanMessage(content=self.prompts.repair.format(error=str(unusable))),
+                ]
             text, data = await self._ask(prompt.format_messages(**values, repair=repair), caller, emit)
             try:
                 if data is None:
@@ -157,7 +192,8 @@ class Decomposer:
             raise PlanError(
                 f"the model did not write a usable plan in {state.attempt_number} tries; last problem: {failure}",
                 hint="use a stronger model, raise Decomposer(max_retries=...), or allow a direct answer with "
-                     "Decomposer(on_failure='direct') (--on-plan-failure direct)")
+                "Decomposer(on_failure='direct') (--on-plan-failure direct)",
+            )
 
         announce = retry_events(emit, caller.usage, "decompose")
         return await retrying(plan_reask(self.max_retries), ask, before_sleep=announce, give_up=salvage)
@@ -168,10 +204,12 @@ class Decomposer:
         copied = [step for step in plan.steps if copies_an_example(step.question, question, examples)]
         if copied:
             listed = ", ".join(str(step.id) for step in copied)
-            raise PlanError(f"step{'s' if len(copied) > 1 else ''} {listed} cop{'y' if len(copied) > 1 else 'ies'} "
-                            f"the worked example for {examples[question_key(copied[0].question)]!r} "
-                            f"({copied[0].question!r}), which is another question",
-                            hint="plan only the question asked; the examples show the form of a plan")
+            raise PlanError(
+                f"step{'s' if len(copied) > 1 else ''} {listed} cop{'y' if len(copied) > 1 else 'ies'} "
+                f"the worked example for {examples[question_key(copied[0].question)]!r} "
+                f"({copied[0].question!r}), which is another question",
+                hint="plan only the question asked; the examples show the form of a plan",
+            )
         plan.question = question
         if self.documents:
             plan = ask_invented_tool_calls(plan, question)
@@ -202,8 +240,9 @@ class Decomposer:
                 return _text(output.get("raw")), parsed.model_dump() if isinstance(parsed, BaseModel) else parsed
             return _text(output), None
 
-        return await retrying(STRUCTURED_OUTPUT_DOWNGRADE, attempt,
-                              before_sleep=retry_events(emit, caller.usage, "decompose"))
+        return await retrying(
+            STRUCTURED_OUTPUT_DOWNGRADE, attempt, before_sleep=retry_events(emit, caller.usage, "decompose")
+        )
 
     async def _ask_plain(self, messages: list, caller: ModelCaller) -> tuple[str, Any]:
         message, _ = await caller.invoke(messages, phase="decompose", build=planner_of, key="planner")
@@ -233,8 +272,10 @@ class Decomposer:
         for step in plan.steps:
             if step.tool and step.tool not in self.tools:
                 known = ", ".join(self.tools) or "none"
-                raise PlanError(f"step {step.id} uses tool {step.tool!r}, which does not exist; tools: {known}",
-                                hint="use one of the listed tools, or no tool")
+                raise PlanError(
+                    f"step {step.id} uses tool {step.tool!r}, which does not exist; tools: {known}",
+                    hint="use one of the listed tools, or no tool",
+                )
 
 
 def structured_plan_output(model: Runnable, schema: type[BaseModel] | dict) -> Runnable | None:
@@ -260,8 +301,10 @@ def structured_plan_output(model: Runnable, schema: type[BaseModel] | dict) -> R
 def supports_structured_output(model: BaseChatModel) -> bool:
     """True when the model class implements structured output (directly or through tool calling)."""
     cls = type(model)
-    return (cls.with_structured_output is not BaseChatModel.with_structured_output
-            or cls.bind_tools is not BaseChatModel.bind_tools)
+    return (
+        cls.with_structured_output is not BaseChatModel.with_structured_output
+        or cls.bind_tools is not BaseChatModel.bind_tools
+    )
 
 
 def ask_invented_tool_calls(plan: Plan, question: str) -> Plan:
@@ -313,8 +356,10 @@ def copies_an_example(step_question: str, question: str, examples: dict[str, str
     if question_key(step_question) not in examples:
         return False
     given = set(_TOKEN.findall(question.lower()))
-    return any(word.lower() not in (question.lower() if "@" in word else given)
-               for word in _PARTICULAR.findall(REFERENCE.sub(" ", step_question)))
+    return any(
+        word.lower() not in (question.lower() if "@" in word else given)
+        for word in _PARTICULAR.findall(REFERENCE.sub(" ", step_question))
+    )
 
 
 def without_copied_steps(data: Any, question: str, examples: dict[str, str]) -> Any:
@@ -323,8 +368,15 @@ def without_copied_steps(data: Any, question: str, examples: dict[str, str]) -> 
     steps = data.get("steps") if isinstance(data, dict) else data
     if not isinstance(steps, list):
         return data
-    kept = [step for step in steps if not (isinstance(step, dict) and isinstance(step.get("question"), str)
-                                           and copies_an_example(step["question"], question, examples))]
+    kept = [
+        step
+        for step in steps
+        if not (
+            isinstance(step, dict)
+            and isinstance(step.get("question"), str)
+            and copies_an_example(step["question"], question, examples)
+        )
+    ]
     return {"steps": kept}
 
 
@@ -353,7 +405,8 @@ def drop_unusable_steps(data: Any, question: str) -> dict[str, Any] | None:
     steps = data.get("steps") if isinstance(data, dict) else data
     if not isinstance(steps, list) or not any(isinstance(step, dict) for step in steps):
         return None
-    kept, kept_ids = [], set()
+    kept: list[dict[str, Any]] = []
+    kept_ids: set[str] = set()
     for position, step in enumerate(steps, 1):
         if not isinstance(step, dict):
             continue

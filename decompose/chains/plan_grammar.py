@@ -36,8 +36,10 @@ def decodes_under_grammar(model: Any) -> bool:
 def typed_plan_schema(tools: Sequence[BaseTool], max_steps: int) -> dict[str, Any]:
     """The plan's JSON schema with one kind of step per tool, plus the step with no tool."""
     no_tool = _step({"tool": {"type": "null"}}, required=[])
-    tool_steps = [_step({"tool": {"enum": [tool.name]}, "args": tool_args_schema(tool)}, required=["tool", "args"])
-                  for tool in tools]
+    tool_steps = [
+        _step({"tool": {"enum": [tool.name]}, "args": tool_args_schema(tool)}, required=["tool", "args"])
+        for tool in tools
+    ]
     steps = {"type": "array", "items": {"anyOf": [no_tool, *tool_steps]}, "minItems": 1, "maxItems": max_steps}
     return {"type": "object", "properties": {"steps": steps}, "required": ["steps"], "additionalProperties": False}
 
@@ -52,13 +54,21 @@ def tool_args_schema(tool: BaseTool) -> dict[str, Any]:
         if name in patterns and spec.get("type") == "string":
             spec["pattern"] = patterns[name]
         properties[name] = _or_reference(spec)
-    return {"type": "object", "properties": properties, "required": list(parameters.get("required", [])),
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(parameters.get("required", [])),
+        "additionalProperties": False,
+    }
 
 
 def _step(extra: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": {**_STEP_FIELDS, **extra}, "required": ["id", "question", *required],
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {**_STEP_FIELDS, **extra},
+        "required": ["id", "question", *required],
+        "additionalProperties": False,
+    }
 
 
 def _or_reference(spec: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.tools import BaseTool
 
+from decompose.tool_schema import call_schema
+
 DECOMPOSE_SYSTEM = """You split a question into a short plan of simpler sub-questions that together answer it.
 Reply with JSON only, in this form:
 {{"steps": [{{"id": 1, "question": "...", "depends_on": []}},
@@ -28,12 +30,18 @@ Rules:
 
 # Worked examples, shown as earlier chat turns: small models copy the pattern (and stop echoing the question).
 EXAMPLES: list[tuple[str, list[tuple[str, list[int]]]]] = [
-    ("Which is taller, the Eiffel Tower or Big Ben?",
-     [("How tall is the Eiffel Tower?", []), ("How tall is Big Ben?", []), ("Which is larger, {1} or {2}?", [1, 2])]),
-    ("How many people live in the country where the Colosseum stands?",
-     [("In which country is the Colosseum?", []), ("How many people live in {1}?", [1])]),
-    ("Tom has 4 boxes of 6 eggs and eats 5 eggs. How many eggs are left?",
-     [("How many eggs are in 4 boxes of 6 eggs?", []), ("What is {1} minus 5?", [1])]),
+    (
+        "Which is taller, the Eiffel Tower or Big Ben?",
+        [("How tall is the Eiffel Tower?", []), ("How tall is Big Ben?", []), ("Which is larger, {1} or {2}?", [1, 2])],
+    ),
+    (
+        "How many people live in the country where the Colosseum stands?",
+        [("In which country is the Colosseum?", []), ("How many people live in {1}?", [1])],
+    ),
+    (
+        "Tom has 4 boxes of 6 eggs and eats 5 eggs. How many eggs are left?",
+        [("How many eggs are in 4 boxes of 6 eggs?", []), ("What is {1} minus 5?", [1])],
+    ),
 ]
 
 TOOL_RULES = """- A step may call a tool instead of asking a question: add "tool": "<name>" and "args": {{...}} \
@@ -107,8 +115,10 @@ SYNTHESIZE_YES_NO_HUMAN = """{context}Original question: {question}
 
 # Shown only while a replan is still allowed: the marker tells the orchestrator to plan again.
 INSUFFICIENT_MARKER = "INSUFFICIENT:"
-INSUFFICIENT = (f"If these answers are not enough to answer the original question, reply only with "
-                f"\"{INSUFFICIENT_MARKER} <what is still missing>\".")
+INSUFFICIENT = (
+    f"If these answers are not enough to answer the original question, reply only with "
+    f'"{INSUFFICIENT_MARKER} <what is still missing>".'
+)
 
 # The second plan after an insufficient first one: what was learned comes with the question.
 REPLAN_HUMAN = """{question}
@@ -142,8 +152,10 @@ def tool_example_messages(tools, *, documents: bool = False) -> list:
     messages: list = []
     for tool in tools:
         for example in (e for key in keys for e in (tool.metadata or {}).get(key, ())):
-            messages += [HumanMessage(content=example["question"]),
-                         AIMessage(content=json.dumps({"steps": example["steps"]}))]
+            messages += [
+                HumanMessage(content=example["question"]),
+                AIMessage(content=json.dumps({"steps": example["steps"]})),
+            ]
     return messages
 
 
@@ -179,10 +191,13 @@ class Prompts:
     program: ChatPromptTemplate = field(default_factory=lambda: _template(PROGRAM_SYSTEM, PROGRAM_HUMAN))
     synthesize: ChatPromptTemplate = field(default_factory=lambda: _template(SYNTHESIZE_SYSTEM, SYNTHESIZE_HUMAN))
     synthesize_yes_no: ChatPromptTemplate = field(
-        default_factory=lambda: _template(ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN))
+        default_factory=lambda: _template(ANSWER_SYSTEM, SYNTHESIZE_YES_NO_HUMAN)
+    )
     tool_args: ChatPromptTemplate = field(
-        default_factory=lambda: ChatPromptTemplate.from_messages([("system", TOOL_ARGS_SYSTEM),
-                                                                  ("human", TOOL_ARGS_HUMAN)]))
+        default_factory=lambda: ChatPromptTemplate.from_messages(
+            [("system", TOOL_ARGS_SYSTEM), ("human", TOOL_ARGS_HUMAN)]
+        )
+    )
     tool_rules: str = TOOL_RULES
     no_tool_rules: str = NO_TOOL_RULES
     document_rules: str = DOCUMENT_RULES
@@ -195,7 +210,7 @@ class Prompts:
     reply: str | None = None
 
     @classmethod
-    def with_instructions(cls, instructions: str, *, reply: str | None = None) -> "Prompts":
+    def with_instructions(cls, instructions: str, *, reply: str | None = None) -> Prompts:
         """Default prompts with `instructions` (an agent's role and policy) before each system prompt; `reply`, how
         the final answer is written (see the field)."""
         prefix = _literal(instructions.strip()) + "\n\n"
@@ -223,7 +238,7 @@ COMPACT_NO_TOOLS = "No tools."
 
 def tool_signature(tool: BaseTool) -> str:
     """`name(arg, optional_arg?)`: what a step's `tool` and `args` must fit, in a few tokens."""
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):  # a JSON-schema tool
         required = set(schema.get("required", []))
         names = list(schema.get("properties", {}))
@@ -243,7 +258,8 @@ def compact_prompt(tools: Iterable[BaseTool]) -> ChatPromptTemplate:
     Other variables the Decomposer passes (rules, examples, history) are not used: the model learned them."""
     system = system_text(tools).replace("{", "{{").replace("}", "}}")
     return ChatPromptTemplate.from_messages(
-        [("system", system), ("human", "{question}"), MessagesPlaceholder("repair", optional=True)])
+        [("system", system), ("human", "{question}"), MessagesPlaceholder("repair", optional=True)]
+    )
 
 
 def compact_messages(question: str, tools: Iterable[BaseTool]) -> list[BaseMessage]:

@@ -5,8 +5,9 @@ yet" marker that asks for a replan, and the guard that keeps a computed number t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
@@ -23,8 +24,9 @@ from decompose.retrieval import passages_text, search, sources_of
 from decompose.scoring import leaf_numbers, numbers_in, same_number
 
 FINDING_CHARS = 1500  # about 400 tokens: room for a few findings in even a small model's context
-INSUFFICIENT = re.compile(r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)",
-                          re.IGNORECASE | re.DOTALL)
+INSUFFICIENT = re.compile(
+    r"\W*" + re.escape(INSUFFICIENT_MARKER.rstrip(":")) + r"\W*:\W*(.*)", re.IGNORECASE | re.DOTALL
+)
 
 
 def findings_text(plan: Plan) -> str:
@@ -49,7 +51,8 @@ def _finding(step: Step, answers: dict) -> str:
     except (KeyError, DecomposeError):  # it refers to a step that failed
         question = step.question
     if step.status == "done":
-        return f"{question}{_call(step, answers)} → {_shown(resolve_text('{%d}' % step.id, answers))}"
+        answer = _shown(resolve_text(f"{{{step.id}}}", answers))
+        return f"{question}{_call(step, answers)} → {answer}"
     return f"{question} → (not available: step {step.status}: {step.error})"
 
 
@@ -132,16 +135,29 @@ class Synthesis:
 class Synthesizer:
     """Turns an answered plan into the answer to the question."""
 
-    def __init__(self, prompts: Prompts, *, retriever: BaseRetriever | None, tools: Sequence[BaseTool] = (),
-                 direct_when_nothing: bool):
+    def __init__(
+        self,
+        prompts: Prompts,
+        *,
+        retriever: BaseRetriever | None,
+        tools: Sequence[BaseTool] = (),
+        direct_when_nothing: bool,
+    ):
         self.prompts = prompts
         self.retriever = retriever
         self.tools = {t.name: t for t in tools}
         self.with_tools = bool(tools)
         self.direct_when_nothing = direct_when_nothing  # Decomposer(on_failure="direct")
 
-    async def combine(self, plan: Plan, question: str, caller: ModelCaller, history: Sequence[BaseMessage] = (),
-                      *, may_replan: bool = False) -> Synthesis:
+    async def combine(
+        self,
+        plan: Plan,
+        question: str,
+        caller: ModelCaller,
+        history: Sequence[BaseMessage] = (),
+        *,
+        may_replan: bool = False,
+    ) -> Synthesis:
         done = [s for s in plan.steps if s.status == "done"]
         # A tool that refused or found nothing ("order 'A1099' not found") is an answer to tell the user; a plan
         # whose model steps all failed has nothing to tell.
@@ -150,14 +166,16 @@ class Synthesizer:
             if self.direct_when_nothing:  # a plan that answered nothing failed too: answer directly
                 return await self.answer_directly(question, caller, history)
             reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
-            raise DecomposeError(f"no step could be answered ({reasons})",
-                                 hint="see each step's error; Decomposer(on_failure='direct') "
-                                      "(--on-plan-failure direct) answers the question itself")
+            raise DecomposeError(
+                f"no step could be answered ({reasons})",
+                hint="see each step's error; Decomposer(on_failure='direct') "
+                "(--on-plan-failure direct) answers the question itself",
+            )
         only = plan.steps[0]
         if len(plan.steps) == 1 and only.status == "done" and same_question(only.question, question):
             # The one step asked the question itself: its answer is the answer, and a synthesis call would only
             # repeat it. A single narrower sub-question still has to be turned into an answer to the question.
-            return Synthesis(resolve_text("{%d}" % only.id, {only.id: only.answer}))
+            return Synthesis(resolve_text(f"{{{only.id}}}", {only.id: only.answer}))
         # A reply to a person (an agent's prompts) is written as one, and checked against the tools sentence by
         # sentence; otherwise the answer takes the form the question asks for.
         asked = answer_form(question)
@@ -172,12 +190,20 @@ class Synthesizer:
             # Judged briefly from the sub-answers as known facts: reasoning at length talked the 1.5B model into
             # "Yes" (42 of 50 StrategyQA answers, 20 gold) where the brief answer weighs the facts.
             messages = self.prompts.synthesize_yes_no.format_messages(
-                question=question, context=passages_text(passages) + known_facts_text(plan),
-                history=list(history), form="\n".join(filter(None, (form.instruction, insufficient))))
+                question=question,
+                context=passages_text(passages) + known_facts_text(plan),
+                history=list(history),
+                form="\n".join(filter(None, (form.instruction, insufficient))),
+            )
         else:
             messages = self.prompts.synthesize.format_messages(
-                question=question, findings=findings_text(plan), context=passages_text(passages),
-                history=list(history), form=self.prompts.reply or form.instruction, insufficient=insufficient)
+                question=question,
+                findings=findings_text(plan),
+                context=passages_text(passages),
+                history=list(history),
+                form=self.prompts.reply or form.instruction,
+                insufficient=insufficient,
+            )
         message, _ = await caller.invoke(messages, phase="synthesize")
         reply = str(message.content).strip()
         sources = sources_of(passages)
@@ -186,15 +212,21 @@ class Synthesizer:
             return Synthesis(None, missing, sources)
         answer = f"Could not be determined: {missing}" if missing is not None else final_answer(reply)
         # A tool's exact result is not contradicted: its number, its yes/no verdict, a status it found.
-        answer = keep_tool_facts(keep_computed_number(answer, plan, asked, question), plan, asked, self.tools,
-                                 reply=bool(self.prompts.reply))
+        answer = keep_tool_facts(
+            keep_computed_number(answer, plan, asked, question), plan, asked, self.tools, reply=bool(self.prompts.reply)
+        )
         return Synthesis(answer, None, sources)
 
-    async def answer_directly(self, question: str, caller: ModelCaller,
-                              history: Sequence[BaseMessage] = ()) -> Synthesis:
+    async def answer_directly(
+        self, question: str, caller: ModelCaller, history: Sequence[BaseMessage] = ()
+    ) -> Synthesis:
         """The question answered in one call, with passages for it when there is a retriever."""
         passages = await search(self.retriever, question, "the final answer")
-        messages = self.prompts.answer.format_messages(question=question, context=passages_text(passages),
-                                                       history=list(history), form=answer_form(question).instruction)
+        messages = self.prompts.answer.format_messages(
+            question=question,
+            context=passages_text(passages),
+            history=list(history),
+            form=answer_form(question).instruction,
+        )
         message, _ = await caller.invoke(messages, phase="synthesize")
         return Synthesis(str(message.content).strip(), None, sources_of(passages))

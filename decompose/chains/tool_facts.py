@@ -6,8 +6,9 @@ otherwise about the same thing is replaced by the tool's own statement. Whatever
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from langchain_core.tools import BaseTool
 
@@ -27,15 +28,22 @@ STATUS_WORDS = {
     "delivered": r"delivered|arrived",
     "cancelled": r"cancell?ed",
 }
-_NEGATED_STATE = re.compile(r"\b(?:not|n't|never|yet to be|once it(?: has| is)?|until it(?: has| is)?|when it(?: has"
-                            r"| is)?|after it(?: has| is)?)\s+(?:yet\s+|been\s+|be\s+)*\w+", re.IGNORECASE)
-_NEGATIVE = re.compile(r"\b(?:no|not|cannot|can ?not|can't|isn't|won't|unable|ineligible|outside|too late)\b|n't\b",
-                       re.IGNORECASE)
+_NEGATED_STATE = re.compile(
+    r"\b(?:not|n't|never|yet to be|once it(?: has| is)?|until it(?: has| is)?|when it(?: has"
+    r"| is)?|after it(?: has| is)?)\s+(?:yet\s+|been\s+|be\s+)*\w+",
+    re.IGNORECASE,
+)
+_NEGATIVE = re.compile(
+    r"\b(?:no|not|cannot|can ?not|can't|isn't|won't|unable|ineligible|outside|too late)\b|n't\b", re.IGNORECASE
+)
 _POSITIVE = re.compile(r"\b(?:yes|can|eligible|refundable|within|allowed|able)\b", re.IGNORECASE)
 # A sentence that says an action was done: "we have opened a ticket", "I've issued the refund", "was refunded".
 _DONE_VERBS = r"(?:opened|issued|created|processed|made|refunded|filed|submitted|raised|logged|initiated|credited)"
-_DONE = re.compile(rf"\b(?:have|has|'ve|was|were|been|is now|are now)\s+(?:\w+\s+){{0,2}}?{_DONE_VERBS}\b|"
-                   rf"\b(?:i|we)\s+(?:\w+\s+)?{_DONE_VERBS}\b", re.IGNORECASE)
+_DONE = re.compile(
+    rf"\b(?:have|has|'ve|was|were|been|is now|are now)\s+(?:\w+\s+){{0,2}}?{_DONE_VERBS}\b|"
+    rf"\b(?:i|we)\s+(?:\w+\s+)?{_DONE_VERBS}\b",
+    re.IGNORECASE,
+)
 
 
 def declare_verdict(tool: BaseTool, *, topic: str, yes: str, no: str) -> BaseTool:
@@ -120,8 +128,9 @@ def _fill(template: str, fields: dict[str, Any]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: str(fields.get(m.group(1), m.group(0))), template)
 
 
-def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[str, BaseTool], *,
-                    reply: bool = False) -> str:
+def keep_tool_facts(
+    answer: str, plan: Plan, form: AnswerForm, tools: Mapping[str, BaseTool], *, reply: bool = False
+) -> str:
     """`answer` made consistent with the tools' verdicts and statuses (see the module's docstring). `form` is the
     question's; `reply`: the answer is a reply to a person in sentences (an agent's), which may not open with
     Yes/No."""
@@ -154,7 +163,8 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
     # A replaced sentence may have carried a right status too ("A1003 has shipped and can be returned"): a status
     # the answer spoke of and no longer states is stated.
     for fact in facts:
-        if fact.kind == "status" and fact.key in answer.lower() and fact.value not in _states(" ".join(kept)):
+        spoken_of = fact.key is not None and fact.key in answer.lower()
+        if fact.kind == "status" and spoken_of and fact.value not in _states(" ".join(kept)):
             kept.append(fact.statement)
     if reply:
         kept = _stated(kept, facts)
@@ -162,8 +172,9 @@ def keep_tool_facts(answer: str, plan: Plan, form: AnswerForm, tools: Mapping[st
 
 
 # A model's refusal to help ("I'm sorry, but I can't assist with that."): no reply to a customer the tools answered.
-_REFUSAL = re.compile(r"\b(?:can(?:no|')t|unable to|not able to) (?:assist|help)(?: you)? with (?:that|this)\b",
-                      re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"\b(?:can(?:no|')t|unable to|not able to) (?:assist|help)(?: you)? with (?:that|this)\b", re.IGNORECASE
+)
 _DETAIL = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d+\.\d{2}\b")  # the dates and sums a statement gives
 
 
@@ -174,8 +185,11 @@ def _stated(sentences: list[str], facts: list[ToolFact]) -> list[str]:
     text = " ".join(sentences)
     # A "yes, it can be refunded" is old news once the refund is done: the receipt says what happened.
     written = {f.key for f in facts if f.kind == "receipt"}
-    added = [f.statement for f in facts if not _conveys(text, f, facts)
-             and not (f.kind == "verdict" and f.value and f.key in written)]
+    added = [
+        f.statement
+        for f in facts
+        if not _conveys(text, f, facts) and not (f.kind == "verdict" and f.value and f.key in written)
+    ]
     if not added:
         return sentences
     kept = [s for s in sentences if not _REFUSAL.search(s)]
@@ -190,8 +204,13 @@ def _conveys(text: str, fact: ToolFact, facts: list[ToolFact]) -> bool:
         return fact.key is None or fact.key in lowered
     if any(detail not in text for detail in _DETAIL.findall(fact.statement)):
         return False
-    about = [s for s in SENTENCE_END.split(text) if fact.topic and fact.topic.search(s)
-             and (fact.key is None or fact.key in s.lower() or sum(f.kind == "verdict" for f in facts) == 1)]
+    about = [
+        s
+        for s in SENTENCE_END.split(text)
+        if fact.topic
+        and fact.topic.search(s)
+        and (fact.key is None or fact.key in s.lower() or sum(f.kind == "verdict" for f in facts) == 1)
+    ]
     polarity_right = any((not _NEGATIVE.search(s)) == fact.value for s in about)
     if fact.value or not fact.reason:
         return polarity_right
@@ -227,14 +246,23 @@ def _no_claimed_writes(answer: str, plan: Plan, tools: Mapping[str, BaseTool]) -
     """A sentence that says a side-effecting tool's action was done ("we have opened a support ticket") when no
     step of it succeeded is replaced by the tool's offer: the customer is never told of a write that did not
     happen."""
-    unwritten = [t for t in tools.values() if has_side_effects(t)
-                 and not any(s.tool == t.name and s.status == "done" for s in plan.steps)]
+    unwritten = [
+        t
+        for t in tools.values()
+        if has_side_effects(t) and not any(s.tool == t.name and s.status == "done" for s in plan.steps)
+    ]
     if not unwritten:
         return answer
     kept: list[str] = []
     for sentence in SENTENCE_END.split(answer.strip()):
-        claimed = next((t for t in unwritten if _DONE.search(sentence)
-                        and re.search(request_of(t)["pattern"], sentence, re.IGNORECASE)), None)
+        claimed = next(
+            (
+                t
+                for t in unwritten
+                if _DONE.search(sentence) and re.search(request_of(t)["pattern"], sentence, re.IGNORECASE)
+            ),
+            None,
+        )
         replacement = sentence if claimed is None else request_of(claimed)["offer"]
         if replacement not in kept:
             kept.append(replacement)

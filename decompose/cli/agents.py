@@ -16,8 +16,10 @@ from decompose.cli.output import Output
 
 def agents_command(args: argparse.Namespace) -> int:
     agents = agents_module().list_agents()
-    rows = [{"name": a.name, "description": a.description, "tools": list(a.tool_names()),
-             "examples": list(a.examples)} for a in agents]
+    rows = [
+        {"name": a.name, "description": a.description, "tools": list(a.tool_names()), "examples": list(a.examples)}
+        for a in agents
+    ]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False), flush=True)
         return EXIT_OK

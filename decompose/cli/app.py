@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from decompose.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
@@ -30,7 +31,9 @@ zero-argument factory returning either, e.g. decompose.tools.calculator:calculat
 import the modules beside it.
 """
 
-EPILOG = SPECS + """
+EPILOG = (
+    SPECS
+    + """
 exit codes: 0 ok, 1 run failed or partial (a step failed, no answer), 2 usage or configuration
 error, 130 interrupted (Ctrl-C).  Output is plain text when not on a terminal; NO_COLOR is honoured.
 
@@ -44,14 +47,16 @@ examples:
   decompose eval questions.jsonl --concurrency 4 --out report.jsonl
   decompose train train-data/train.jsonl --held-out train-data/heldout.jsonl --out my-adapter
 """
+)
 
 
 class _Version(argparse.Action):
     """`--version`, resolved only when asked (the package version needs importlib.metadata)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any):
-        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS,
-                         help="print the version and exit")
+        super().__init__(
+            option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit"
+        )
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
         import decompose
@@ -65,8 +70,9 @@ _with_specs: dict[str, Any] = {"epilog": SPECS, "formatter_class": argparse.RawD
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="decompose", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="decompose", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action=_Version)
     _add_global(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -76,162 +82,346 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global(glob, argparse.SUPPRESS)
 
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", metavar="SPEC", type=_model_spec,
-                       help="chat model spec (see below); default $DECOMPOSE_MODEL, else the embedded local model")
-    model.add_argument("--adapter", metavar="DIR", help="a LoRA decomposer adapter made by `decompose train`: "
-                       "the local model (smollm2 or hf:PATH) plans with it; smollm2 has one built in, "
-                       "`--adapter none` plans without it")
-    model.add_argument("--decoding", metavar="NAME=VALUE,...", action="append",
-                       help="how the local model decodes, e.g. num_beams=4,length_penalty=0.8 or temperature=0.7,"
-                       "top_p=0.9,seed=1: do_sample, temperature, top_k, top_p, repetition_penalty, seed, num_beams, "
-                       "length_penalty, early_stopping (smollm2 or hf:PATH)")
+    model.add_argument(
+        "--model",
+        metavar="SPEC",
+        type=_model_spec,
+        help="chat model spec (see below); default $DECOMPOSE_MODEL, else the embedded local model",
+    )
+    model.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help="a LoRA decomposer adapter made by `decompose train`: "
+        "the local model (smollm2 or hf:PATH) plans with it; smollm2 has one built in, "
+        "`--adapter none` plans without it",
+    )
+    model.add_argument(
+        "--decoding",
+        metavar="NAME=VALUE,...",
+        action="append",
+        help="how the local model decodes, e.g. num_beams=4,length_penalty=0.8 or temperature=0.7,"
+        "top_p=0.9,seed=1: do_sample, temperature, top_k, top_p, repetition_penalty, seed, num_beams, "
+        "length_penalty, early_stopping (smollm2 or hf:PATH)",
+    )
     model.add_argument("--agent", metavar="NAME", help="a ready-made agent (see `decompose agents`)")
-    model.add_argument("--tools", metavar="MODULE:ATTR", nargs="+", action="extend",
-                       help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR")
-    model.add_argument("--mcp", metavar="COMMAND", nargs="+", action="append",
-                       help="the tools of an MCP server run as COMMAND over stdio (repeatable; one quoted string "
-                       "is split like a shell would: --mcp \"npx -y server --flag\")")
-    model.add_argument("--mcp-url", metavar="URL", action="append",
-                       help="the tools of an MCP server over streamable HTTP, e.g. http://127.0.0.1:9000/mcp "
-                       "(repeatable)")
-    model.add_argument("--mcp-timeout", type=_positive_seconds, metavar="SECONDS",
-                       help="how long an MCP server may take to start and to answer a tool call (default 30)")
-    model.add_argument("--strategy", help="how steps are answered: direct, cot, self_consistency, recursive, "
-                       "program (the model writes a Python program); or auto: per question, one of direct, cot, "
-                       "program, single-shot retrieval or decomposing (steps then answered directly)")
+    model.add_argument(
+        "--tools",
+        metavar="MODULE:ATTR",
+        nargs="+",
+        action="extend",
+        help="tools the plan may call (without --agent): MODULE:ATTR or FILE.py:ATTR",
+    )
+    model.add_argument(
+        "--mcp",
+        metavar="COMMAND",
+        nargs="+",
+        action="append",
+        help="the tools of an MCP server run as COMMAND over stdio (repeatable; one quoted string "
+        'is split like a shell would: --mcp "npx -y server --flag")',
+    )
+    model.add_argument(
+        "--mcp-url",
+        metavar="URL",
+        action="append",
+        help="the tools of an MCP server over streamable HTTP, e.g. http://127.0.0.1:9000/mcp (repeatable)",
+    )
+    model.add_argument(
+        "--mcp-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="how long an MCP server may take to start and to answer a tool call (default 30)",
+    )
+    model.add_argument(
+        "--strategy",
+        help="how steps are answered: direct, cot, self_consistency, recursive, "
+        "program (the model writes a Python program); or auto: per question, one of direct, cot, "
+        "program, single-shot retrieval or decomposing (steps then answered directly)",
+    )
     model.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="steps running at once")
     model.add_argument("--max-steps", type=_positive_int, metavar="N", help="largest plan allowed")
-    model.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
-                       help="time limit for a whole run, planning included")
-    model.add_argument("--on-plan-failure", choices=("raise", "direct"),
-                       help="when the model writes no usable plan: fail (raise, the default) or answer directly")
-    model.add_argument("--docs", metavar="PATH", help="answer steps from these documents: a folder of .txt/.md "
-                       "files or a JSONL of {\"id\", \"text\"} (local BM25 retrieval)")
-    model.add_argument("--max-replans", type=_non_negative_int, metavar="N",
-                       help="plan again up to N times when the answers are not enough (default 0)")
-    model.add_argument("--retries", type=_non_negative_int, metavar="N",
-                       help="retries of a failed model call (default 3; 0 fails at once)")
+    model.add_argument(
+        "--timeout", type=_positive_seconds, metavar="SECONDS", help="time limit for a whole run, planning included"
+    )
+    model.add_argument(
+        "--on-plan-failure",
+        choices=("raise", "direct"),
+        help="when the model writes no usable plan: fail (raise, the default) or answer directly",
+    )
+    model.add_argument(
+        "--docs",
+        metavar="PATH",
+        help="answer steps from these documents: a folder of .txt/.md "
+        'files or a JSONL of {"id", "text"} (local BM25 retrieval)',
+    )
+    model.add_argument(
+        "--max-replans",
+        type=_non_negative_int,
+        metavar="N",
+        help="plan again up to N times when the answers are not enough (default 0)",
+    )
+    model.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        metavar="N",
+        help="retries of a failed model call (default 3; 0 fails at once)",
+    )
 
-    run = commands.add_parser("run", parents=[glob, model], **_with_specs, help="answer one question",
-                              description="Answer one question; a live tree shows the plan as it runs.")
+    run = commands.add_parser(
+        "run",
+        parents=[glob, model],
+        **_with_specs,
+        help="answer one question",
+        description="Answer one question; a live tree shows the plan as it runs.",
+    )
     run.add_argument("question", nargs="?", help="the question ('-' or none: read it from stdin)")
     run.add_argument("--json", action="store_true", help="print the whole Result as JSON (for scripts)")
-    run.add_argument("--review", action="store_true",
-                     help="show the plan and let you approve, edit ($EDITOR) or cancel it before it runs")
+    run.add_argument(
+        "--review",
+        action="store_true",
+        help="show the plan and let you approve, edit ($EDITOR) or cancel it before it runs",
+    )
     run.add_argument("--plan", metavar="FILE", help="run a saved plan (JSON) instead of decomposing")
 
-    chat = commands.add_parser("chat", parents=[glob, model], **_with_specs, help="multi-turn conversation",
-                               description="A conversation; each turn shows its plan live. Commands: /plan "
-                               "(last plan), /reset (forget the conversation), /exit. Ctrl-C cancels a turn.")
-    chat.add_argument("--max-history-tokens", type=_positive_int, metavar="N",
-                      help="earlier turns kept as context, in tokens (default: the Conversation's)")
-    chat.add_argument("--intents", metavar="ROUTER", help="route each turn by its intent: a folder made by "
-                      "`decompose train --intents`, or zero-shot (the model picks one of the agent's routes) or "
-                      "zero-shot:NAME,NAME,...")
+    chat = commands.add_parser(
+        "chat",
+        parents=[glob, model],
+        **_with_specs,
+        help="multi-turn conversation",
+        description="A conversation; each turn shows its plan live. Commands: /plan "
+        "(last plan), /reset (forget the conversation), /exit. Ctrl-C cancels a turn.",
+    )
+    chat.add_argument(
+        "--max-history-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="earlier turns kept as context, in tokens (default: the Conversation's)",
+    )
+    chat.add_argument(
+        "--intents",
+        metavar="ROUTER",
+        help="route each turn by its intent: a folder made by "
+        "`decompose train --intents`, or zero-shot (the model picks one of the agent's routes) or "
+        "zero-shot:NAME,NAME,...",
+    )
 
     agents = commands.add_parser("agents", parents=[glob], help="list the ready-made agents and their tools")
     agents.add_argument("--json", action="store_true", help="print the list as JSON")
 
-    ev = commands.add_parser("eval", parents=[glob, model], **_with_specs, help="answer and score many questions",
-                             description="Answer every row of a JSONL file ({\"question\": ..., \"answer\": ...};"
-                             " GSM8K and StrategyQA rows also work), score exact match and token F1, and write "
-                             "a per-question report (JSON lines). Rows already answered in the report are skipped, "
-                             "so an interrupted run resumes where it stopped; rows that ended in an error run "
-                             "again.")
+    ev = commands.add_parser(
+        "eval",
+        parents=[glob, model],
+        **_with_specs,
+        help="answer and score many questions",
+        description='Answer every row of a JSONL file ({"question": ..., "answer": ...};'
+        " GSM8K and StrategyQA rows also work), score exact match and token F1, and write "
+        "a per-question report (JSON lines). Rows already answered in the report are skipped, "
+        "so an interrupted run resumes where it stopped; rows that ended in an error run "
+        "again.",
+    )
     ev.add_argument("file", metavar="FILE.jsonl", nargs="?")
-    ev.add_argument("--out", metavar="REPORT", help="report file (JSON lines; default FILE.report.jsonl in the "
-                    "current directory)")
-    ev.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
-                    help="questions answered at once (default 4)")
+    ev.add_argument(
+        "--out", metavar="REPORT", help="report file (JSON lines; default FILE.report.jsonl in the current directory)"
+    )
+    ev.add_argument(
+        "--concurrency", type=_positive_int, default=4, metavar="N", help="questions answered at once (default 4)"
+    )
     ev.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N rows of the file")
-    ev.add_argument("--direct", action="store_true",
-                    help="answer each question directly (a one-step plan), to compare with decomposing")
-    ev.add_argument("--keep-failed", action="store_true",
-                    help="when resuming, keep rows that ended in an error instead of running them again")
+    ev.add_argument(
+        "--direct",
+        action="store_true",
+        help="answer each question directly (a one-step plan), to compare with decomposing",
+    )
+    ev.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="when resuming, keep rows that ended in an error instead of running them again",
+    )
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
-    ev.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="answer the rows on a Ray cluster "
-                    "(HOST:6379 or ray://HOST:10001; none: a local one); --concurrency bounds the model calls in "
-                    "flight across it (pip install 'decompose-agents[ray]')")
+    ev.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="answer the rows on a Ray cluster "
+        "(HOST:6379 or ray://HOST:10001; none: a local one); --concurrency bounds the model calls in "
+        "flight across it (pip install 'decompose-agents[ray]')",
+    )
     ev.add_argument("--workers", type=_positive_int, metavar="N", help="Ray workers (default: one per CPU)")
 
-    sv = commands.add_parser("serve", parents=[glob, model], **_with_specs, help="serve the agents over HTTP",
-                             description="Serve every agent over HTTP: streamed runs with plan review, stored "
-                             "conversations, and an OpenAI-compatible /v1/chat/completions (see the README).")
+    sv = commands.add_parser(
+        "serve",
+        parents=[glob, model],
+        **_with_specs,
+        help="serve the agents over HTTP",
+        description="Serve every agent over HTTP: streamed runs with plan review, stored "
+        "conversations, and an OpenAI-compatible /v1/chat/completions (see the README).",
+    )
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sv.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
-    sv.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the conversation store, which replicas share "
-                    "(default: SQLite serve.sqlite3 in the cache folder)")
-    sv.add_argument("--api-key-file", metavar="FILE", help="accept only these API keys (one a line), sent as "
-                    "'Authorization: Bearer KEY'")
-    sv.add_argument("--rate-limit", metavar="N/min", help="requests a minute per API key (per address without "
-                    "keys); over it: 429 with Retry-After")
-    sv.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[],
-                    help="let web pages from ORIGIN call the API (repeatable; none by default)")
-    sv.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000, metavar="N",
-                    help="largest request body (default 1000000; over it: 413)")
-    sv.add_argument("--max-history-tokens", type=_positive_int, default=1500, metavar="N",
-                    help="earlier turns given to a conversation's next turn, in tokens (default 1500)")
-    sv.add_argument("--shutdown-timeout", type=_positive_seconds, default=30.0, metavar="SECONDS",
-                    help="on SIGTERM or Ctrl-C, how long runs in flight may finish before they end as "
-                    "interrupted (default 30)")
-    sv.add_argument("--lease", type=_positive_seconds, default=15.0, metavar="SECONDS",
-                    help="a running turn its server has not renewed for this long (a crashed replica) reads as "
-                    "interrupted (default 15)")
+    sv.add_argument(
+        "--db",
+        metavar="URL",
+        help="SQLAlchemy URL of the conversation store, which replicas share "
+        "(default: SQLite serve.sqlite3 in the cache folder)",
+    )
+    sv.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="accept only these API keys (one a line), sent as 'Authorization: Bearer KEY'",
+    )
+    sv.add_argument(
+        "--rate-limit",
+        metavar="N/min",
+        help="requests a minute per API key (per address without keys); over it: 429 with Retry-After",
+    )
+    sv.add_argument(
+        "--cors-origin",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="let web pages from ORIGIN call the API (repeatable; none by default)",
+    )
+    sv.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=1_000_000,
+        metavar="N",
+        help="largest request body (default 1000000; over it: 413)",
+    )
+    sv.add_argument(
+        "--max-history-tokens",
+        type=_positive_int,
+        default=1500,
+        metavar="N",
+        help="earlier turns given to a conversation's next turn, in tokens (default 1500)",
+    )
+    sv.add_argument(
+        "--shutdown-timeout",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, how long runs in flight may finish before they end as interrupted (default 30)",
+    )
+    sv.add_argument(
+        "--lease",
+        type=_positive_seconds,
+        default=15.0,
+        metavar="SECONDS",
+        help="a running turn its server has not renewed for this long (a crashed replica) reads as "
+        "interrupted (default 15)",
+    )
 
     # Its own copy of the model options: resolving --agent (a list here) must not change the other commands'.
-    mc = commands.add_parser("mcp", parents=[glob, copy.deepcopy(model)], **_with_specs, conflict_handler="resolve",
-                             help="serve the agents as MCP tools (stdio, or streamable HTTP)",
-                             description="Serve the agents as Model Context Protocol tools, one per agent: a "
-                             "question in, the answer and its steps out, with progress notifications. Over stdio "
-                             "(for a client that starts this command), or streamable HTTP with --http.")
-    mc.add_argument("--agent", metavar="NAME", action="append",
-                    help="serve this agent (repeatable; default: every agent; `decompose`: the model with "
-                    "--tools/--mcp)")
-    mc.add_argument("--http", type=_port, metavar="PORT", help="serve streamable HTTP at http://HOST:PORT/mcp "
-                    "instead of stdio (0 picks a free port)")
+    mc = commands.add_parser(
+        "mcp",
+        parents=[glob, copy.deepcopy(model)],
+        **_with_specs,
+        conflict_handler="resolve",
+        help="serve the agents as MCP tools (stdio, or streamable HTTP)",
+        description="Serve the agents as Model Context Protocol tools, one per agent: a "
+        "question in, the answer and its steps out, with progress notifications. Over stdio "
+        "(for a client that starts this command), or streamable HTTP with --http.",
+    )
+    mc.add_argument(
+        "--agent",
+        metavar="NAME",
+        action="append",
+        help="serve this agent (repeatable; default: every agent; `decompose`: the model with --tools/--mcp)",
+    )
+    mc.add_argument(
+        "--http",
+        type=_port,
+        metavar="PORT",
+        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port)",
+    )
     mc.add_argument("--host", default="127.0.0.1", help="with --http: address to listen on (default 127.0.0.1)")
-    mc.add_argument("--api-key-file", metavar="FILE", help="with --http: accept only these API keys (one a line), "
-                    "sent as 'Authorization: Bearer KEY'")
+    mc.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="with --http: accept only these API keys (one a line), sent as 'Authorization: Bearer KEY'",
+    )
     mc.add_argument("--rate-limit", metavar="N/min", help="with --http: requests a minute per API key")
 
-    tr = commands.add_parser("train", parents=[glob], help="fine-tune a local decomposer (LoRA) on plans",
-                             description="Fine-tune the embedded model (or --model hf:PATH) with a LoRA adapter "
-                             "on a JSONL of {\"question\", \"plan\", \"tools\"} rows, then score held-out "
-                             "plans. With --build-data SOURCE, write such files instead, from the public "
-                             "decompositions in SOURCE and synthetic tool plans.")
+    tr = commands.add_parser(
+        "train",
+        parents=[glob],
+        help="fine-tune a local decomposer (LoRA) on plans",
+        description="Fine-tune the embedded model (or --model hf:PATH) with a LoRA adapter "
+        'on a JSONL of {"question", "plan", "tools"} rows, then score held-out '
+        "plans. With --build-data SOURCE, write such files instead, from the public "
+        "decompositions in SOURCE and synthetic tool plans.",
+    )
     tr.add_argument("file", metavar="FILE.jsonl", nargs="?", help="training rows")
     tr.add_argument("--model", metavar="SPEC", type=_model_spec, help="smollm2 (default) or hf:PATH")
-    tr.add_argument("--out", metavar="DIR", help="the adapter folder (default decomposer-adapter); with "
-                    "--build-data, the data folder (default train-data)")
+    tr.add_argument(
+        "--out",
+        metavar="DIR",
+        help="the adapter folder (default decomposer-adapter); with --build-data, the data folder (default train-data)",
+    )
     tr.add_argument("--held-out", metavar="FILE", help="rows scored after training (default: a share of FILE)")
-    tr.add_argument("--held-out-fraction", type=float, default=0.05, metavar="F",
-                    help="share of FILE set aside for scoring when --held-out is not given (default 0.05)")
-    tr.add_argument("--score-limit", type=_positive_int, default=100, metavar="N",
-                    help="held-out rows scored at most (default 100)")
+    tr.add_argument(
+        "--held-out-fraction",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="share of FILE set aside for scoring when --held-out is not given (default 0.05)",
+    )
+    tr.add_argument(
+        "--score-limit", type=_positive_int, default=100, metavar="N", help="held-out rows scored at most (default 100)"
+    )
     tr.add_argument("--epochs", type=float, default=1.0, metavar="N", help="passes over the data (default 1)")
     tr.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N optimizer steps")
     tr.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="rows per step (default 8)")
     tr.add_argument("--learning-rate", type=float, default=5e-4, metavar="LR", help="default 5e-4")
-    tr.add_argument("--rank", type=_positive_int, default=8, metavar="R",
-                    help="LoRA rank (default 8: an adapter of about 10 MB for the embedded model)")
-    tr.add_argument("--max-length", type=_positive_int, default=512, metavar="N",
-                    help="rows longer than N tokens are left out (default 512)")
-    tr.add_argument("--save-steps", type=_positive_int, default=50, metavar="N",
-                    help="checkpoint every N steps (default 50)")
+    tr.add_argument(
+        "--rank",
+        type=_positive_int,
+        default=8,
+        metavar="R",
+        help="LoRA rank (default 8: an adapter of about 10 MB for the embedded model)",
+    )
+    tr.add_argument(
+        "--max-length",
+        type=_positive_int,
+        default=512,
+        metavar="N",
+        help="rows longer than N tokens are left out (default 512)",
+    )
+    tr.add_argument(
+        "--save-steps", type=_positive_int, default=50, metavar="N", help="checkpoint every N steps (default 50)"
+    )
     tr.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="default 0")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    tr.add_argument("--build-data", metavar="SOURCE", help="write train.jsonl and heldout.jsonl from the training "
-                    "sets in SOURCE (gsm8k_train.jsonl, strategyqa_train.jsonl) and synthetic tool plans")
-    tr.add_argument("--synthetic", type=_non_negative_int, default=60, metavar="N",
-                    help="with --build-data: rows per synthetic template (default 60)")
+    tr.add_argument(
+        "--build-data",
+        metavar="SOURCE",
+        help="write train.jsonl and heldout.jsonl from the training "
+        "sets in SOURCE (gsm8k_train.jsonl, strategyqa_train.jsonl) and synthetic tool plans",
+    )
+    tr.add_argument(
+        "--synthetic",
+        type=_non_negative_int,
+        default=60,
+        metavar="N",
+        help="with --build-data: rows per synthetic template (default 60)",
+    )
     tr.add_argument("--gsm8k", type=_non_negative_int, metavar="N", help="with --build-data: at most N GSM8K rows")
-    tr.add_argument("--strategyqa", type=_non_negative_int, metavar="N",
-                    help="with --build-data: at most N StrategyQA rows")
-    tr.add_argument("--intents", metavar="CSV", help="train an intent router instead: sentence vectors from the "
-                    "model and a linear classifier, on a text,category CSV (e.g. banking77_train.csv); saved in "
-                    "--out (default intent-router)")
-    tr.add_argument("--per-intent", type=_positive_int, metavar="N",
-                    help="with --intents: at most N rows of each intent (default: all)")
+    tr.add_argument(
+        "--strategyqa", type=_non_negative_int, metavar="N", help="with --build-data: at most N StrategyQA rows"
+    )
+    tr.add_argument(
+        "--intents",
+        metavar="CSV",
+        help="train an intent router instead: sentence vectors from the "
+        "model and a linear classifier, on a text,category CSV (e.g. banking77_train.csv); saved in "
+        "--out (default intent-router)",
+    )
+    tr.add_argument(
+        "--per-intent",
+        type=_positive_int,
+        metavar="N",
+        help="with --intents: at most N rows of each intent (default: all)",
+    )
     tr.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -278,8 +468,9 @@ def _port(text: str) -> int:
 
 def _model_spec(text: str) -> str:
     if not text.strip():
-        raise argparse.ArgumentTypeError("is empty: give a spec such as openai:gpt-4o-mini or smollm2 "
-                                         "(or leave --model out for the default)")
+        raise argparse.ArgumentTypeError(
+            "is empty: give a spec such as openai:gpt-4o-mini or smollm2 (or leave --model out for the default)"
+        )
     return text
 
 
@@ -319,8 +510,11 @@ def _untangle_tools(args: argparse.Namespace) -> None:
         if not (sep and target and attr.isidentifier()):
             setattr(args, positional, tools.pop())
     last = (getattr(args, "mcp", None) or [[]])[-1]
-    if len(last) > 1 and getattr(args, positional, "") is None and \
-            (" " in last[-1].strip() if positional == "question" else last[-1].endswith(".jsonl")):
+    if (
+        len(last) > 1
+        and getattr(args, positional, "") is None
+        and (" " in last[-1].strip() if positional == "question" else last[-1].endswith(".jsonl"))
+    ):
         setattr(args, positional, last.pop())
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from decompose.cli.config import Trace, build_orchestrator
 from decompose.cli.exit_codes import EXIT_OK
@@ -95,9 +96,11 @@ def intent_routing(args: argparse.Namespace, orch: Any) -> Any:
         if not names and args.agent:
             names = [r.name for r in agents_module().get_agent(args.agent).routes]
         if not names:
-            raise ConfigError("--intents zero-shot needs intent names",
-                              hint="use --agent customer-service (its routes), or --intents zero-shot:NAME,NAME,...")
-        router = IntentRouter.zero_shot(orch.model, names, retry=orch.retry)
+            raise ConfigError(
+                "--intents zero-shot needs intent names",
+                hint="use --agent customer-service (its routes), or --intents zero-shot:NAME,NAME,...",
+            )
+        router: IntentRouter = IntentRouter.zero_shot(orch.model, names, retry=orch.retry)
     else:
         # The chat model's own weights give the vectors when the router was trained on that same model (an
         # --adapter never changes them: it is merged into the planner's copy).

@@ -27,8 +27,10 @@ def load_tools(specs: list[str]) -> list[Any]:
         found = value if isinstance(value, (list, tuple)) else [value]
         for item in found:
             if not isinstance(item, BaseTool):
-                raise ConfigError(f"--tools {spec}: {type(item).__name__} is not a LangChain tool",
-                                  hint="decorate the function with @tool, or point at a list of tools")
+                raise ConfigError(
+                    f"--tools {spec}: {type(item).__name__} is not a LangChain tool",
+                    hint="decorate the function with @tool, or point at a list of tools",
+                )
         tools.extend(found)
     names = [t.name for t in tools]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -48,9 +50,10 @@ def load_mcp_tools(args: argparse.Namespace) -> list[Any]:
         raise ConfigError(f"--mcp needs the mcp extra ({exc})", hint='pip install "decompose-agents[mcp]"') from None
     for url in urls:
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"--mcp-url {url}: not an http:// or https:// URL",
-                              hint="give the server's MCP endpoint, e.g. http://127.0.0.1:9000/mcp; a command "
-                                   "goes to --mcp")
+            raise ConfigError(
+                f"--mcp-url {url}: not an http:// or https:// URL",
+                hint="give the server's MCP endpoint, e.g. http://127.0.0.1:9000/mcp; a command goes to --mcp",
+            )
     # One word: a whole command line in quotes; several: the command's words as given.
     servers = [words[0] if len(words) == 1 else words for words in commands] + urls
     return mcp_tools(*servers, timeout=getattr(args, "mcp_timeout", None) or DEFAULT_TIMEOUT)
@@ -62,8 +65,9 @@ def plan_tools(args: argparse.Namespace) -> list[Any]:
     names = [t.name for t in tools]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"tool name {duplicates[0]!r} is given by --tools and by an MCP server",
-                          hint="drop one of them")
+        raise ConfigError(
+            f"tool name {duplicates[0]!r} is given by --tools and by an MCP server", hint="drop one of them"
+        )
     return tools
 
 
@@ -75,8 +79,9 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, flag, None) is not None:
             options[flag] = getattr(args, flag)
     plan_flags = {"max_steps": "max_steps", "on_plan_failure": "on_failure", "max_replans": "max_replans"}
-    planning = {setting: getattr(args, flag) for flag, setting in plan_flags.items()
-                if getattr(args, flag, None) is not None}
+    planning = {
+        setting: getattr(args, flag) for flag, setting in plan_flags.items() if getattr(args, flag, None) is not None
+    }
     if planning:
         from decompose.chains.decompose import Decomposer
 
@@ -115,8 +120,10 @@ def build_orchestrator(args: argparse.Namespace) -> Any:
     if args.agent:
         if args.tools or getattr(args, "mcp", None) or getattr(args, "mcp_url", None):
             flag = "--tools" if args.tools else "--mcp" if getattr(args, "mcp", None) else "--mcp-url"
-            raise ConfigError(f"--agent and {flag} cannot be used together",
-                              hint=f"an agent brings its own tools: drop {flag}, or drop --agent")
+            raise ConfigError(
+                f"--agent and {flag} cannot be used together",
+                hint=f"an agent brings its own tools: drop {flag}, or drop --agent",
+            )
         agents = agents_module()
         agents.get_agent(args.agent)  # an unknown name fails here, before a model is loaded
         return agents.build_agent(args.agent, model=load_model_from_flags(args), **options)
@@ -131,8 +138,9 @@ def agents_module() -> Any:
     try:
         return importlib.import_module("decompose.agents")
     except ImportError as exc:
-        raise ConfigError(f"agents are not available in this installation ({exc})",
-                          hint="run without --agent, or upgrade decompose") from None
+        raise ConfigError(
+            f"agents are not available in this installation ({exc})", hint="run without --agent, or upgrade decompose"
+        ) from None
 
 
 class Trace:
@@ -140,10 +148,11 @@ class Trace:
 
     def __init__(self, path: str):
         try:
-            self.file: TextIO = open(path, "w", encoding="utf-8")
+            self.file: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115 - open for the run, closed by close()
         except OSError as exc:
-            raise ConfigError(f"cannot write trace file {path}: {exc.strerror or exc}",
-                              hint="check the path and its permissions") from None
+            raise ConfigError(
+                f"cannot write trace file {path}: {exc.strerror or exc}", hint="check the path and its permissions"
+            ) from None
 
     def write(self, event: Any, **extra: Any) -> None:
         data = event.to_dict()

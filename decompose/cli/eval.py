@@ -63,11 +63,11 @@ def read_rows(path: str, limit: int | None = None) -> tuple[list[Row], list[str]
             problems.append(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})")
             continue
         if not isinstance(data, dict):
-            problems.append(f"{path}:{number}: expected an object like {{\"question\": ..., \"answer\": ...}}")
+            problems.append(f'{path}:{number}: expected an object like {{"question": ..., "answer": ...}}')
             continue
         question = data.get("question")
         if not isinstance(question, str) or not question.strip():
-            problems.append(f"{path}:{number}: no \"question\" text")
+            problems.append(f'{path}:{number}: no "question" text')
             continue
         key = str(data.get("id") or data.get("qid") or f"line {number}")
         if key in seen:
@@ -110,8 +110,10 @@ def read_report(path: Path, mode: str) -> dict[str, dict[str, Any]]:
         if not isinstance(record, dict) or "id" not in record:
             continue
         if record.get("mode", mode) != mode:
-            raise ConfigError(f"the report {path} holds rows of a {record.get('mode')} run, not {mode}",
-                              hint="give this run its own --out file")
+            raise ConfigError(
+                f"the report {path} holds rows of a {record.get('mode')} run, not {mode}",
+                hint="give this run its own --out file",
+            )
         records[str(record["id"])] = record
     return records
 
@@ -138,21 +140,31 @@ def score(prediction: str | None, gold: list[str] | None) -> tuple[float | None,
         return None, None, None
     if prediction is None:
         return 0.0, 0.0, 0.0
-    return (max(exact_match(prediction, g) for g in gold), max(token_f1(prediction, g) for g in gold),
-            max(answer_match(prediction, g) for g in gold))
+    return (
+        max(exact_match(prediction, g) for g in gold),
+        max(token_f1(prediction, g) for g in gold),
+        max(answer_match(prediction, g) for g in gold),
+    )
 
 
-def record_for(row: Row, mode: str, result: Any = None, error: BaseException | None = None,
-               elapsed: float = 0.0) -> dict[str, Any]:
+def record_for(
+    row: Row, mode: str, result: Any = None, error: BaseException | None = None, elapsed: float = 0.0
+) -> dict[str, Any]:
     answer = result.answer if result is not None else None
     em, f1, match = score(answer, row.gold)
     steps = result.plan.steps if result is not None and result.plan is not None else []
     usage = result.usage.to_dict() if result is not None else {}
     message = str(error) if error is not None else (result.error if result is not None else None)
     return {
-        "id": row.key, "line": row.line, "mode": mode, "question": row.question,
+        "id": row.key,
+        "line": row.line,
+        "mode": mode,
+        "question": row.question,
         "gold": row.gold[0] if row.gold and len(row.gold) == 1 else row.gold,
-        "prediction": answer, "em": em, "f1": None if f1 is None else round(f1, 4), "match": match,
+        "prediction": answer,
+        "em": em,
+        "f1": None if f1 is None else round(f1, 4),
+        "match": match,
         "valid_plan": result is not None and result.plan is not None,
         "answered": answer is not None,
         "ok": error is None and result is not None and result.ok,
@@ -160,7 +172,8 @@ def record_for(row: Row, mode: str, result: Any = None, error: BaseException | N
         "steps": len(steps),
         "failed_steps": sum(s.status in ("failed", "skipped") for s in steps),
         "elapsed": round(result.elapsed if result is not None else elapsed, 4),
-        "input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0),
+        "input_tokens": usage.get("input_tokens", 0),
+        "output_tokens": usage.get("output_tokens", 0),
         "model_calls": usage.get("model_calls", 0),
         "retries": usage.get("transport_retries", 0) + usage.get("parse_retries", 0),
     }
@@ -198,8 +211,11 @@ def eval_command(args: argparse.Namespace) -> int:
     if not args.file:
         raise InputError("no questions file given", hint="decompose eval questions.jsonl")
     rows, problems = read_rows(args.file, args.limit)
-    out_path = Path(args.out) if args.out else Path(Path(args.file).stem + (".direct" if args.direct else "")
-                                                   + ".report.jsonl")
+    out_path = (
+        Path(args.out)
+        if args.out
+        else Path(Path(args.file).stem + (".direct" if args.direct else "") + ".report.jsonl")
+    )
     done = read_report(out_path, mode)
     todo = [r for r in rows if r.key not in done or (done[r.key].get("error") and not args.keep_failed)]
     for problem in problems:
@@ -232,22 +248,34 @@ def eval_command(args: argparse.Namespace) -> int:
             trace.close()
     records = read_report(out_path, mode)
     mine = [records[r.key] for r in rows if r.key in records]
-    summary = summarize(mine, file=args.file, report=str(out_path), mode=mode,
-                        resumed=len(rows) - len(todo), ran=progress.completed, malformed=len(problems),
-                        elapsed=round(time.monotonic() - started, 2))
+    summary = summarize(
+        mine,
+        file=args.file,
+        report=str(out_path),
+        mode=mode,
+        resumed=len(rows) - len(todo),
+        ran=progress.completed,
+        malformed=len(problems),
+        elapsed=round(time.monotonic() - started, 2),
+    )
     _print_summary(summary, as_json=args.json)
     if refused is not None:  # the rows it stopped are not in the report: a fixed rerun picks them up
-        raise ModelAccessError(f"eval stopped: {refused.args[0]}; {len(rows) - len(mine)} rows were not run",
-                               hint=f"{refused.hint}, then run the same command again") from None
+        raise ModelAccessError(
+            f"eval stopped: {refused.args[0]}; {len(rows) - len(mine)} rows were not run",
+            hint=f"{refused.hint}, then run the same command again",
+        ) from None
     if interrupted:
-        _warn(f"interrupted: {len(mine)} of {len(rows)} rows are saved in {out_path}; "
-              "run the same command again to finish the rest")
+        _warn(
+            f"interrupted: {len(mine)} of {len(rows)} rows are saved in {out_path}; "
+            "run the same command again to finish the rest"
+        )
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary["failed"] or problems else EXIT_OK
 
 
-async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, report: TextIO, progress: "_Progress",
-                   trace: Trace | None) -> None:
+async def _run_all(
+    orch: Any, rows: list[Row], mode: str, concurrency: int, report: TextIO, progress: _Progress, trace: Trace | None
+) -> None:
     queue: asyncio.Queue[Row] = asyncio.Queue()
     for row in rows:
         queue.put_nowait(row)
@@ -265,7 +293,7 @@ async def _run_all(orch: Any, rows: list[Row], mode: str, concurrency: int, repo
         raise group.exceptions[0] from None
 
 
-def _save(record: dict[str, Any], report: TextIO, progress: "_Progress") -> None:
+def _save(record: dict[str, Any], report: TextIO, progress: _Progress) -> None:
     report.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     report.flush()
     progress.advance(record)
@@ -285,8 +313,9 @@ async def _answer(orch: Any, row: Row, mode: str, trace: Trace | None) -> dict[s
     except DecomposeError as exc:
         return record_for(row, mode, error=exc, elapsed=time.monotonic() - started)
     except Exception as exc:  # one broken question must not sink the rest
-        return record_for(row, mode, error=RuntimeError(f"{type(exc).__name__}: {exc}"),
-                          elapsed=time.monotonic() - started)
+        return record_for(
+            row, mode, error=RuntimeError(f"{type(exc).__name__}: {exc}"), elapsed=time.monotonic() - started
+        )
     return record_for(row, mode, result)
 
 
@@ -300,17 +329,32 @@ class _Progress:
         self.console = Console(stderr=True)
         self.bar: Any = None
         if self.console.is_terminal and not self.console.is_dumb_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self.bar = Progress(SpinnerColumn(), TextColumn(f"eval ({mode})"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
-                                TextColumn("ETA"), TimeRemainingColumn(), console=self.console)
+            self.bar = Progress(
+                SpinnerColumn(),
+                TextColumn(f"eval ({mode})"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("[red]{task.fields[failed]} failed"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.task = self.bar.add_task("eval", total=total, completed=resumed, failed=0)
         elif resumed:
             _warn(f"resuming: {resumed} of {total} rows are already in the report")
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.bar is not None:
             self.bar.__enter__()
         return self

@@ -1,8 +1,9 @@
 """`decompose eval --ray [ADDRESS]`: the rows answered on Ray workers (`decompose/distributed.py`).
 
-Each worker builds the Orchestrator from the command's own flags and answers a row with the local eval's code
-(its `answer`, handed in: this module imports nothing of the command), so a record is the same wherever it was made; records come back as rows finish and are saved by the
-command into the same resumable report. A refused model stops the eval as it does locally.
+Each worker builds the Orchestrator from the command's own flags and answers a row with the local eval's code (its
+`answer`, handed in: this module imports nothing of the command), so a record is the same wherever it was made; records
+come back as rows finish and are saved by the command into the same resumable report. A refused model stops the eval as
+it does locally.
 """
 
 from __future__ import annotations
@@ -17,21 +18,46 @@ from decompose.distributed import RayExecutor, one_line, run_jobs
 from decompose.errors import ModelAccessError
 
 
-def run_on_ray(args: argparse.Namespace, rows: list[Any], mode: str, report: TextIO, progress: Any,
-               trace: Trace | None, save: Callable[[dict[str, Any], TextIO, Any], None], answer: Callable,
-               record_for: Callable) -> None:
+def run_on_ray(
+    args: argparse.Namespace,
+    rows: list[Any],
+    mode: str,
+    report: TextIO,
+    progress: Any,
+    trace: Trace | None,
+    save: Callable[[dict[str, Any], TextIO, Any], None],
+    answer: Callable,
+    record_for: Callable,
+) -> None:
     """`save` writes a record to the report, `answer` answers a row into a record (on a worker: it must be a
     module-level function), `record_for` makes the record of a row whose worker died."""
     executor = RayExecutor(workers=args.workers, address=args.ray or None)
-    for row, record, events in eval_on_ray(partial(build_orchestrator, args), rows, mode, executor,
-                                           args.concurrency, answer, record_for, traced=trace is not None):
-        for event in events:
-            trace.write(event, row=row.key)  # type: ignore[union-attr]
+    for row, record, events in eval_on_ray(
+        partial(build_orchestrator, args),
+        rows,
+        mode,
+        executor,
+        args.concurrency,
+        answer,
+        record_for,
+        traced=trace is not None,
+    ):
+        if trace is not None:  # events come back only when traced
+            for event in events:
+                trace.write(event, row=row.key)
         save(record, report, progress)
 
 
-def eval_on_ray(factory: Callable[[], Any], rows: Sequence[Any], mode: str, executor: RayExecutor, limit: int,
-                answer: Callable, record_for: Callable, traced: bool) -> Iterator[tuple[Any, dict[str, Any], list]]:
+def eval_on_ray(
+    factory: Callable[[], Any],
+    rows: Sequence[Any],
+    mode: str,
+    executor: RayExecutor,
+    limit: int,
+    answer: Callable,
+    record_for: Callable,
+    traced: bool,
+) -> Iterator[tuple[Any, dict[str, Any], list]]:
     """Yield (row, report record, its events when `traced`) as each row finishes. A refused model (HTTP 401/403/
     404) raises `ModelAccessError`: the rows still running are cancelled, nothing is written for them."""
     if not rows:

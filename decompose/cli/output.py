@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -35,8 +36,14 @@ class Output:
             if not self.json_mode:
                 view.log = self.log
             return runner.run(coro)
-        with Live(get_renderable=view.render, console=self.view_console, refresh_per_second=8,
-                  transient=False, redirect_stdout=False, redirect_stderr=False):
+        with Live(
+            get_renderable=view.render,
+            console=self.view_console,
+            refresh_per_second=8,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        ):
             return runner.run(coro)
 
     def spinner(self, message: str, runner: asyncio.Runner, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -102,10 +109,12 @@ def plain_result_lines(result: Any) -> list[str]:
 def summary_line(result: Any) -> str:
     usage = result.usage
     retries = usage.transport_retries + usage.parse_retries
-    parts = [f"{usage.model_calls} model call{'s' if usage.model_calls != 1 else ''}",
-             f"{usage.input_tokens} tokens in / {usage.output_tokens} out",
-             f"{retries} retr{'ies' if retries != 1 else 'y'}",
-             f"{result.elapsed:.2f}s"]
+    parts = [
+        f"{usage.model_calls} model call{'s' if usage.model_calls != 1 else ''}",
+        f"{usage.input_tokens} tokens in / {usage.output_tokens} out",
+        f"{retries} retr{'ies' if retries != 1 else 'y'}",
+        f"{result.elapsed:.2f}s",
+    ]
     if result.route is not None:
         parts.insert(0, f"route {route_label(result.route)}")
     if result.plan is not None:

@@ -11,14 +11,23 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.text import Text
 from rich.tree import Tree
 
-from decompose.events import (Event, IntentDetected, PlanReady, Retried, RouteChosen, StepFailed,
-                              StepFinished, StepSkipped)
+from decompose.events import (
+    Event,
+    IntentDetected,
+    PlanReady,
+    Retried,
+    RouteChosen,
+    StepFailed,
+    StepFinished,
+    StepSkipped,
+)
 from decompose.plan import Plan
 from decompose.run_state import RunState, StepState, apply
 
@@ -40,8 +49,14 @@ SETS_ANSWER = re.compile(r"answer\s*[-+*/]?=[^=]")
 class PlanView:
     """The state of one run as its events arrive; `render()` draws it, `log` (if given) gets plain lines."""
 
-    def __init__(self, question: str, *, trace: Trace | None = None, trace_extra: dict[str, Any] | None = None,
-                 log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        question: str,
+        *,
+        trace: Trace | None = None,
+        trace_extra: dict[str, Any] | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
         self.question = question
         # Replaced by each event, never changed in place: the live display's refresh thread may be reading it.
         self.run = RunState()
@@ -55,7 +70,7 @@ class PlanView:
         self.route: str | None = None  # strategy="auto": "program (a computation …: program answered 18)"
 
     @classmethod
-    def of_plan(cls, plan: Plan, question: str | None = None) -> "PlanView":
+    def of_plan(cls, plan: Plan, question: str | None = None) -> PlanView:
         """A still picture of `plan`'s steps as they stand (not run yet, or finished)."""
         view = cls(question or plan.question or "(plan)")
         view.run = RunState.of_plan(plan)
@@ -82,14 +97,18 @@ class PlanView:
                 self._say(f"route: {self.route}")
             case Retried():
                 self.last_retry = f"retry {event.attempt} ({event.kind}): {one_line(event.reason)}"
-                where = f"step {event.step_id}" if event.step_id is not None else (
-                    "planning" if event.phase == "decompose" else event.phase)
+                where = (
+                    f"step {event.step_id}"
+                    if event.step_id is not None
+                    else ("planning" if event.phase == "decompose" else event.phase)
+                )
                 self._say(f"{where}: {self.last_retry}, waiting {event.wait:.1f}s")
             case PlanReady() if self.log:
                 added = [s for i, s in self.run.steps.items() if before.steps.get(i) is not s]
                 noun = f"step{'s' if len(added) != 1 else ''}"
-                self.log(f"replan {event.replan}: {len(added)} more {noun}" if event.replan
-                         else f"plan: {len(added)} {noun}")
+                self.log(
+                    f"replan {event.replan}: {len(added)} more {noun}" if event.replan else f"plan: {len(added)} {noun}"
+                )
                 for s in added:
                     self.log("  " + self._plain_label(self.run, s))
             case StepFinished():
@@ -225,8 +244,9 @@ def program_summary(step: StepState) -> str:
 
 
 def source_ids(sources: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{s['id']} ({s['score']:.2f})" if isinstance(s.get("score"), (int, float)) else str(s["id"])
-                     for s in sources)
+    return ", ".join(
+        f"{s['id']} ({s['score']:.2f})" if isinstance(s.get("score"), (int, float)) else str(s["id"]) for s in sources
+    )
 
 
 def short(value: Any, limit: int = 100) -> str:

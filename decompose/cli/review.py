@@ -47,22 +47,29 @@ def edit_text(text: str) -> str:
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if not editor:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):  # vi on a pipe would wait forever
-            raise ConfigError("cannot edit the plan: no $EDITOR is set and this is not a terminal",
-                              hint="set $EDITOR (e.g. export EDITOR=nano), or pass an edited plan with --plan FILE")
+            raise ConfigError(
+                "cannot edit the plan: no $EDITOR is set and this is not a terminal",
+                hint="set $EDITOR (e.g. export EDITOR=nano), or pass an edited plan with --plan FILE",
+            )
         editor = "vi"
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="decompose-plan-", delete=False,
-                                     encoding="utf-8") as f:
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".json", prefix="decompose-plan-", delete=False, encoding="utf-8"
+    ) as f:
         f.write(text)
         path = f.name
     try:
         try:
             code = subprocess.call([*shlex.split(editor), path])
         except OSError as exc:
-            raise ConfigError(f"cannot start the editor {editor!r}: {exc.strerror or exc}",
-                              hint="set $EDITOR to an editor you have, e.g. export EDITOR=nano") from None
+            raise ConfigError(
+                f"cannot start the editor {editor!r}: {exc.strerror or exc}",
+                hint="set $EDITOR to an editor you have, e.g. export EDITOR=nano",
+            ) from None
         if code != 0:
-            raise ConfigError(f"the editor {editor!r} exited with status {code}; nothing was run",
-                              hint="save and close the editor normally to use the edited plan")
+            raise ConfigError(
+                f"the editor {editor!r} exited with status {code}; nothing was run",
+                hint="save and close the editor normally to use the edited plan",
+            )
         with open(path, encoding="utf-8") as f:
             return f.read()
     finally:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from decompose.cli.config import Trace, build_orchestrator
 from decompose.cli.exit_codes import EXIT_FAILED, exit_code
@@ -38,7 +39,7 @@ def run_command(args: argparse.Namespace) -> int:
                 if plan is None:
                     out.say("cancelled: nothing was run", style="yellow")
                     return EXIT_FAILED
-            view = PlanView(question or plan.question or "(plan)", trace=trace)
+            view = PlanView(question or (plan.question if plan is not None else "") or "(plan)", trace=trace)
             if plan is not None:
                 coro = orch.aexecute(plan, question=question, on_event=view)
             else:
@@ -84,11 +85,14 @@ def _read_plan_file(path: str) -> Plan:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as exc:
-        raise ConfigError(f"cannot read plan file {path}: {exc.strerror or exc}",
-                          hint="check the path; a plan file is JSON like {\"steps\": [...]}") from None
+        raise ConfigError(
+            f"cannot read plan file {path}: {exc.strerror or exc}",
+            hint='check the path; a plan file is JSON like {"steps": [...]}',
+        ) from None
     except UnicodeDecodeError:
-        raise ConfigError(f"cannot read plan file {path}: it is not UTF-8 text",
-                          hint="a plan file is JSON like {\"steps\": [...]}") from None
+        raise ConfigError(
+            f"cannot read plan file {path}: it is not UTF-8 text", hint='a plan file is JSON like {"steps": [...]}'
+        ) from None
     try:
         return Plan.from_json(text, max_steps=10_000)  # checked against the Orchestrator's max_steps later
     except PlanError as exc:

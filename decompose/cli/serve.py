@@ -12,33 +12,50 @@ from decompose.errors import ConfigError
 
 def serve_command(args: argparse.Namespace) -> int:
     if args.agent:
-        raise ConfigError("serve offers every agent: a request names the one it wants",
-                          hint='drop --agent; send {"agent": NAME} (or "model" for /v1/chat/completions)')
+        raise ConfigError(
+            "serve offers every agent: a request names the one it wants",
+            hint='drop --agent; send {"agent": NAME} (or "model" for /v1/chat/completions)',
+        )
     if args.trace:
-        raise ConfigError("serve writes no trace file: each run streams its events to its client",
-                          hint="drop --trace; read the events from the run's stream")
+        raise ConfigError(
+            "serve writes no trace file: each run streams its events to its client",
+            hint="drop --trace; read the events from the run's stream",
+        )
     try:
         import uvicorn
 
         from decompose.serve import create_app
     except ImportError as exc:
-        raise ConfigError(f"serve needs the serve extra ({exc})",
-                          hint='pip install "decompose-agents[serve]"') from None
+        raise ConfigError(
+            f"serve needs the serve extra ({exc})", hint='pip install "decompose-agents[serve]"'
+        ) from None
     from decompose.cli.config import load_model_from_flags, orchestrator_options, plan_tools
     from decompose.serve.security import parse_rate, read_keys
 
     keys = read_keys(args.api_key_file) if args.api_key_file else None
     per_minute = parse_rate(args.rate_limit) if args.rate_limit else None
     sock = listen(args.host, args.port)  # before the model loads: a busy port fails at once
-    app = create_app(load_model_from_flags(args), db=args.db, tools=plan_tools(args),
-                     orchestrator_options=orchestrator_options(args), api_keys=keys, rate_limit=per_minute,
-                     cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes,
-                     max_history_tokens=args.max_history_tokens, shutdown_timeout=args.shutdown_timeout,
-                     lease=args.lease)
+    app = create_app(
+        load_model_from_flags(args),
+        db=args.db,
+        tools=plan_tools(args),
+        orchestrator_options=orchestrator_options(args),
+        api_keys=keys,
+        rate_limit=per_minute,
+        cors_origins=args.cors_origin,
+        max_body_bytes=args.max_body_bytes,
+        max_history_tokens=args.max_history_tokens,
+        shutdown_timeout=args.shutdown_timeout,
+        lease=args.lease,
+    )
     service = app.state.service
     host, port = sock.getsockname()[:2]
-    print(f"decompose serve: listening on http://{host}:{port} (agents: {', '.join(service.catalog.names())}; "
-          f"db: {service.store.engine.url!r})", file=sys.stderr, flush=True)
+    print(
+        f"decompose serve: listening on http://{host}:{port} (agents: {', '.join(service.catalog.names())}; "
+        f"db: {service.store.engine.url!r})",
+        file=sys.stderr,
+        flush=True,
+    )
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -56,6 +73,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                          hint="choose another --port (0 picks a free one), or stop what uses it") from None
-
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="choose another --port (0 picks a free one), or stop what uses it",
+        ) from None

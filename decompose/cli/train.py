@@ -19,22 +19,38 @@ def train_command(args: argparse.Namespace) -> int:
     if not args.file:
         from decompose.errors import ConfigError
 
-        raise ConfigError("decompose train needs a training file",
-                          hint="decompose train FILE.jsonl, or write one with --build-data SOURCE_DIR")
+        raise ConfigError(
+            "decompose train needs a training file",
+            hint="decompose train FILE.jsonl, or write one with --build-data SOURCE_DIR",
+        )
     from decompose.train import train
 
-    report = train(args.file, model=args.model or "smollm2", out=args.out or "decomposer-adapter",
-                   held_out=args.held_out, held_out_fraction=args.held_out_fraction,
-                   score_limit=args.score_limit, epochs=args.epochs, max_steps=args.max_steps,
-                   batch_size=args.batch_size, learning_rate=args.learning_rate, lora_rank=args.rank,
-                   max_length=args.max_length, save_steps=args.save_steps, seed=args.seed, resume=args.resume,
-                   progress=not args.json)
+    report = train(
+        args.file,
+        model=args.model or "smollm2",
+        out=args.out or "decomposer-adapter",
+        held_out=args.held_out,
+        held_out_fraction=args.held_out_fraction,
+        score_limit=args.score_limit,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        lora_rank=args.rank,
+        max_length=args.max_length,
+        save_steps=args.save_steps,
+        seed=args.seed,
+        resume=args.resume,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2), flush=True)
         return EXIT_OK
     out = Output()
-    out.out.print(f"adapter: {report.adapter} ({report.steps} steps on {report.examples} rows, {report.device}; "
-                  f"{report.tokens_per_s:g} tokens/s; loss {report.first_loss} → {report.last_loss})")
+    out.out.print(
+        f"adapter: {report.adapter} ({report.steps} steps on {report.examples} rows, {report.device}; "
+        f"{report.tokens_per_s:g} tokens/s; loss {report.first_loss} → {report.last_loss})"
+    )
     if report.resumed_at:
         out.out.print(f"resumed from step {report.resumed_at}")
     if report.too_long:
@@ -47,18 +63,33 @@ def train_command(args: argparse.Namespace) -> int:
         table.add_row(_pct(s.valid), _pct(s.echo), f"{_pct(s.tool_exact)} of {s.tool_rows}", _pct(s.steps_agree))
         out.out.print(table)
         out.out.print(f"scores: {report.adapter}/held_out_scores.json; plans: {report.adapter}/held_out_plans.jsonl")
-    out.out.print(f"use it: decompose run --adapter {report.adapter} \"...\"")
+    out.out.print(f'use it: decompose run --adapter {report.adapter} "..."')
     return EXIT_OK
 
 
 def _build(args: argparse.Namespace) -> int:
     from decompose.train.dataset import build_dataset
 
-    built = build_dataset(args.build_data, args.out or "train-data", synthetic=args.synthetic, gsm8k=args.gsm8k,
-                          strategyqa=args.strategyqa, seed=args.seed)
+    built = build_dataset(
+        args.build_data,
+        args.out or "train-data",
+        synthetic=args.synthetic,
+        gsm8k=args.gsm8k,
+        strategyqa=args.strategyqa,
+        seed=args.seed,
+    )
     if args.json:
-        print(json.dumps({"train": str(built.train), "train_rows": built.train_rows,
-                          "held_out": str(built.held_out), "held_out_rows": built.held_out_rows}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "train": str(built.train),
+                    "train_rows": built.train_rows,
+                    "held_out": str(built.held_out),
+                    "held_out_rows": built.held_out_rows,
+                }
+            ),
+            flush=True,
+        )
     else:
         print(f"wrote {built.train} ({built.train_rows} rows) and {built.held_out} ({built.held_out_rows} rows)")
         print(f"train on them: decompose train {built.train} --held-out {built.held_out}")
@@ -68,13 +99,22 @@ def _build(args: argparse.Namespace) -> int:
 def _train_intents(args: argparse.Namespace) -> int:
     from decompose.train.intents import train_intents
 
-    report = train_intents(args.intents, out=args.out or "intent-router", per_intent=args.per_intent,
-                           model=args.model or "smollm2", seed=args.seed, progress=not args.json)
+    report = train_intents(
+        args.intents,
+        out=args.out or "intent-router",
+        per_intent=args.per_intent,
+        model=args.model or "smollm2",
+        seed=args.seed,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2), flush=True)
         return EXIT_OK
-    print(f"intent router: {report.out} ({report.intents} intents, {report.rows} rows; vectors {report.encode_s:g} s, "
-          f"classifier {report.fit_s:g} s; training accuracy {_pct(report.train_accuracy)})", flush=True)
+    print(
+        f"intent router: {report.out} ({report.intents} intents, {report.rows} rows; vectors {report.encode_s:g} s, "
+        f"classifier {report.fit_s:g} s; training accuracy {_pct(report.train_accuracy)})",
+        flush=True,
+    )
     print(f"use it: decompose chat --agent customer-service --intents {report.out}", flush=True)
     return EXIT_OK
 

@@ -14,14 +14,19 @@ from decompose.errors import ConfigError
 from decompose.models.decoding import Decoding  # noqa: F401  (load_model("smollm2", decoding=Decoding(...)))
 
 DEFAULT_SPEC = "smollm2"
-SPEC_HELP = ("use 'openai:MODEL', 'hf:/path/to/model-or.gguf', 'smollm2' (the embedded default), "
-             "'py:MODULE:ATTR', 'py:FILE.py:ATTR' or 'scripted:FILE.py[:ATTR]'")
-RUNNABLE_HELP = ("pass a LangChain chat model, as it is or wrapped by bind(), with_config(), with_retry(), "
-                 "with_fallbacks([...]) or configurable_fields(...), or a spec string: " + SPEC_HELP)
+SPEC_HELP = (
+    "use 'openai:MODEL', 'hf:/path/to/model-or.gguf', 'smollm2' (the embedded default), "
+    "'py:MODULE:ATTR', 'py:FILE.py:ATTR' or 'scripted:FILE.py[:ATTR]'"
+)
+RUNNABLE_HELP = (
+    "pass a LangChain chat model, as it is or wrapped by bind(), with_config(), with_retry(), "
+    "with_fallbacks([...]) or configurable_fields(...), or a spec string: " + SPEC_HELP
+)
 
 
-def load_model(spec: str | Runnable | None = None, *, adapter: str | os.PathLike | bool | None = None,
-               **kwargs: Any) -> Runnable:
+def load_model(
+    spec: str | Runnable | None = None, *, adapter: str | os.PathLike | bool | None = None, **kwargs: Any
+) -> Runnable:
     """Build a chat model from `spec`; a chat model, or a Runnable wrapping only chat models, passes through.
 
     With no spec, `DECOMPOSE_MODEL` is read, then the embedded SmolLM2 default is used. `py:` and `scripted:`
@@ -30,12 +35,17 @@ def load_model(spec: str | Runnable | None = None, *, adapter: str | os.PathLike
     `hf:PATH`); the embedded model plans with its shipped adapter unless given another, or False / "none".
     `decoding=Decoding(...)` (or a dict) sets a local model's decoding (`decompose.models.decoding`).
     """
-    local = (spec or os.environ.get("DECOMPOSE_MODEL") or "").strip() or DEFAULT_SPEC if (
-        spec is None or isinstance(spec, str)) else ""
+    local = (
+        (spec or os.environ.get("DECOMPOSE_MODEL") or "").strip() or DEFAULT_SPEC
+        if (spec is None or isinstance(spec, str))
+        else ""
+    )
     if "decoding" in kwargs and not (local == DEFAULT_SPEC or local.startswith("hf:")):
-        raise ConfigError(f"decoding= is for local models, not {local or type(spec).__name__!r}",
-                          hint="use it with 'smollm2' or 'hf:PATH'; other models take their own options "
-                               "(openai: temperature, top_p, seed)")
+        raise ConfigError(
+            f"decoding= is for local models, not {local or type(spec).__name__!r}",
+            hint="use it with 'smollm2' or 'hf:PATH'; other models take their own options "
+            "(openai: temperature, top_p, seed)",
+        )
     from decompose.models.adapter import NO_ADAPTER, adapter_info  # no third-party import: cheap
 
     if adapter in NO_ADAPTER:  # the embedded model without its shipped adapter
@@ -43,26 +53,36 @@ def load_model(spec: str | Runnable | None = None, *, adapter: str | os.PathLike
             kwargs["adapter"] = None
     elif adapter is not None:
         if not (local == DEFAULT_SPEC or local.startswith("hf:")):
-            raise ConfigError(f"an adapter needs a local model, not {local or type(spec).__name__!r}",
-                              hint="use it with 'smollm2' or 'hf:PATH' (the base model it was trained on)")
+            raise ConfigError(
+                f"an adapter needs a local model, not {local or type(spec).__name__!r}",
+                hint="use it with 'smollm2' or 'hf:PATH' (the base model it was trained on)",
+            )
+        if isinstance(adapter, bool):
+            raise ConfigError(
+                "adapter=True names no adapter", hint="pass the adapter's folder, or adapter=False for none"
+            )
         adapter_info(adapter)  # a wrong folder fails at once, not after a model conversion or load
         kwargs["adapter"] = adapter
     if isinstance(spec, BaseChatModel):
         return spec
     if isinstance(spec, Runnable):
         if not _only_chat_models(spec):
-            raise ConfigError(f"a {type(spec).__name__} is not a chat model (messages in, an AIMessage out)",
-                              hint=RUNNABLE_HELP)
+            raise ConfigError(
+                f"a {type(spec).__name__} is not a chat model (messages in, an AIMessage out)", hint=RUNNABLE_HELP
+            )
         return spec
     if spec is not None and not isinstance(spec, str):
-        raise ConfigError(f"model must be a chat model or a spec string, got a {type(spec).__name__}",
-                          hint=RUNNABLE_HELP)
+        raise ConfigError(
+            f"model must be a chat model or a spec string, got a {type(spec).__name__}", hint=RUNNABLE_HELP
+        )
     spec = (spec or os.environ.get("DECOMPOSE_MODEL") or "").strip() or DEFAULT_SPEC
     kind, _, rest = spec.partition(":")
     if kind in ("py", "scripted"):
         if kwargs:
-            raise ConfigError(f"model spec {spec!r} takes no options (got {', '.join(sorted(kwargs))})",
-                              hint="configure the model in the code the spec names")
+            raise ConfigError(
+                f"model spec {spec!r} takes no options (got {', '.join(sorted(kwargs))})",
+                hint="configure the model in the code the spec names",
+            )
         from decompose.models.python_specs import load_py, load_scripted
 
         return (load_py if kind == "py" else load_scripted)(rest, spec)
@@ -129,5 +149,6 @@ def _only_chat_models(model: Any) -> bool:
     if isinstance(model, DynamicRunnable):
         alternatives = getattr(model, "alternatives", {}).values()  # configurable_alternatives(...)
         return _only_chat_models(model.default) and all(
-            _only_chat_models(m) for m in alternatives if isinstance(m, Runnable))
+            _only_chat_models(m) for m in alternatives if isinstance(m, Runnable)
+        )
     return isinstance(model, BaseChatModel)

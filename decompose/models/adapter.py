@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ NO_ADAPTER = (False, "none")  # what `adapter=` (and `--adapter`) take for the e
 _HINT = "pass the folder `decompose train --out DIR` wrote (it holds adapter_config.json)"
 
 
-def adapter_info(path: str | Path) -> dict[str, Any]:
+def adapter_info(path: str | os.PathLike) -> dict[str, Any]:
     """What `decompose train` recorded about the adapter in `path` ({} for an adapter made elsewhere);
     ConfigError when `path` is not an adapter folder."""
     folder = Path(path).expanduser()
@@ -57,6 +58,7 @@ def merge_adapter(model: Any, path: str | Path) -> Any:
             return PeftModel.from_pretrained(model, str(Path(path).expanduser())).merge_and_unload()
     except (RuntimeError, ValueError, KeyError, OSError) as exc:  # e.g. trained for another base model's shapes
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"adapter {path} does not fit this model ({first_line[:200]})",
-                          hint="load it with the base model it was trained on (see its decompose_adapter.json)") \
-            from None
+        raise ConfigError(
+            f"adapter {path} does not fit this model ({first_line[:200]})",
+            hint="load it with the base model it was trained on (see its decompose_adapter.json)",
+        ) from None

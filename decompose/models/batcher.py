@@ -84,7 +84,7 @@ class Batcher:
         self._queue: queue.Queue[tuple[Request, Future]] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._compiler = None  # xgrammar's, built on the first constrained request
+        self._compiler: xgr.GrammarCompiler | None = None  # built on the first constrained request
         self._closers: Closers | None = None
 
     def submit(self, request: Request) -> Future:
@@ -147,8 +147,9 @@ class Batcher:
             input_ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
             attention_mask[i, width - len(r.prompt_ids) :] = 1
         decoding, first = requests[0].decoding, requests[0]
-        config = decoding.generation_config(max_new_tokens=max(r.max_new_tokens for r in requests),
-                                            pad_token_id=self.pad_id, eos_token_id=self.eos_ids)
+        config = decoding.generation_config(
+            max_new_tokens=max(r.max_new_tokens for r in requests), pad_token_id=self.pad_id, eos_token_id=self.eos_ids
+        )
         if decoding.seed is not None:
             torch.manual_seed(decoding.seed)  # only this thread generates, so the global RNG is ours
         kwargs: dict[str, Any] = {"stopping_criteria": [_RowStops(requests, self)]}
@@ -161,8 +162,9 @@ class Batcher:
                 self._closers = Closers(self.tokenizer, self.model.config.vocab_size, self.eos_ids)
             kwargs["logits_processor"] = [GrammarProcessor(requests, self._closers)]
         device = self.model.device
-        out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                  generation_config=config, **kwargs)
+        out = self.model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config, **kwargs
+        )
         if decoding.beams > 1:
             for r, row in zip(requests, out[:, width:].tolist()):
                 for token in row:  # the winning beam, fed as if generated one token at a time
@@ -223,7 +225,8 @@ class _RowStops(StoppingCriteria):
         for r, token in zip(self.requests, input_ids[:, -1].tolist()):
             if not r.done:
                 self.batcher.advance(r, token)
-        return torch.tensor([r.done for r in self.requests], device=input_ids.device)
+        # transformers annotates BoolTensor, a legacy type that torch's functions are not typed to return
+        return torch.tensor([r.done for r in self.requests], device=input_ids.device)  # type: ignore[return-value]
 
 
 class _AllCancelled(StoppingCriteria):
@@ -234,7 +237,8 @@ class _AllCancelled(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         stop = all(r.cancelled for r in self.requests)
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        # transformers annotates BoolTensor, a legacy type that torch's functions are not typed to return
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:

@@ -18,10 +18,21 @@ from pydantic import BaseModel
 
 from decompose.errors import ConfigError
 
-OPTIONS = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "num_beams", "length_penalty",
-           "early_stopping", "seed")
-HELP = ("do_sample, temperature, top_k, top_p, repetition_penalty, seed (sampling); num_beams, length_penalty, "
-        "early_stopping (beam search)")
+OPTIONS = (
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "num_beams",
+    "length_penalty",
+    "early_stopping",
+    "seed",
+)
+HELP = (
+    "do_sample, temperature, top_k, top_p, repetition_penalty, seed (sampling); num_beams, length_penalty, "
+    "early_stopping (beam search)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,17 +63,37 @@ class Decoding:
                 raise ConfigError(f"{name}={value!r} is not {_KIND_NAMES[kinds]}", hint=f"e.g. {_EXAMPLES[name]}")
             if isinstance(value, int) and float in kinds:
                 object.__setattr__(self, name, float(value))  # 1 and 1.0 are one setting (and one batch key)
-        _check(self.temperature is None or self.temperature >= 0, "temperature", self.temperature,
-               "use 0 (or leave it unset) for greedy decoding, a value above 0 to sample")
-        _check(self.top_p is None or 0 < self.top_p <= 1, "top_p", self.top_p,
-               "top_p is a probability mass in (0, 1]; 1 keeps every token")
+        _check(
+            self.temperature is None or self.temperature >= 0,
+            "temperature",
+            self.temperature,
+            "use 0 (or leave it unset) for greedy decoding, a value above 0 to sample",
+        )
+        _check(
+            self.top_p is None or 0 < self.top_p <= 1,
+            "top_p",
+            self.top_p,
+            "top_p is a probability mass in (0, 1]; 1 keeps every token",
+        )
         _check(self.top_k is None or self.top_k >= 0, "top_k", self.top_k, "use a whole number; 0 turns it off")
-        _check(self.repetition_penalty is None or self.repetition_penalty > 0, "repetition_penalty",
-               self.repetition_penalty, "use a value above 0: 1 changes nothing, above 1 discourages repeats")
-        _check(self.num_beams is None or self.num_beams >= 1, "num_beams", self.num_beams,
-               "use 1 for greedy decoding or sampling, 2 or more for beam search")
-        _check(self.early_stopping in (None, True, False, "never"), "early_stopping", self.early_stopping,
-               "use true, false or never")
+        _check(
+            self.repetition_penalty is None or self.repetition_penalty > 0,
+            "repetition_penalty",
+            self.repetition_penalty,
+            "use a value above 0: 1 changes nothing, above 1 discourages repeats",
+        )
+        _check(
+            self.num_beams is None or self.num_beams >= 1,
+            "num_beams",
+            self.num_beams,
+            "use 1 for greedy decoding or sampling, 2 or more for beam search",
+        )
+        _check(
+            self.early_stopping in (None, True, False, "never"),
+            "early_stopping",
+            self.early_stopping,
+            "use true, false or never",
+        )
 
     @classmethod
     def of(cls, value: Decoding | dict[str, Any] | None) -> Decoding:
@@ -70,8 +101,10 @@ class Decoding:
         if value is None or isinstance(value, Decoding):
             return value or cls()
         if not isinstance(value, dict):
-            raise ConfigError(f"decoding must be a Decoding or a dict, got a {type(value).__name__}",
-                              hint="e.g. decoding=Decoding(num_beams=4) or decoding={'num_beams': 4}")
+            raise ConfigError(
+                f"decoding must be a Decoding or a dict, got a {type(value).__name__}",
+                hint="e.g. decoding=Decoding(num_beams=4) or decoding={'num_beams': 4}",
+            )
         refuse_unknown(value, OPTIONS, "decoding")
         return cls(**value)
 
@@ -94,9 +127,11 @@ class Decoding:
     def resolved(self) -> Decoding:
         """The settings a `generate` call runs with: checked as a whole, the unused ones dropped."""
         if self.do_sample and self.temperature == 0:
-            raise ConfigError("do_sample=True with temperature=0: sampling needs a temperature above 0",
-                              hint="pass a temperature such as 0.7 (or leave it unset for 1.0), or do_sample=False "
-                                   "for greedy decoding")
+            raise ConfigError(
+                "do_sample=True with temperature=0: sampling needs a temperature above 0",
+                hint="pass a temperature such as 0.7 (or leave it unset for 1.0), or do_sample=False "
+                "for greedy decoding",
+            )
         sample, beams = self.sampling, self.beams
         return Decoding(
             do_sample=sample,
@@ -122,10 +157,12 @@ def check_grammar(decoding: Decoding) -> None:
     """A grammar masks one sequence per row as it grows; beam search reorders rows every step, so it cannot
     run under one."""
     if decoding.beams > 1:
-        raise ConfigError(f"num_beams={decoding.beams} cannot decode under a grammar (structured output, "
-                          "json_schema): the grammar follows one sequence per row, beam search keeps several",
-                          hint="leave num_beams out of structured output (it decodes with num_beams=1 whatever "
-                               "the model's default); sampling works under a grammar")
+        raise ConfigError(
+            f"num_beams={decoding.beams} cannot decode under a grammar (structured output, "
+            "json_schema): the grammar follows one sequence per row, beam search keeps several",
+            hint="leave num_beams out of structured output (it decodes with num_beams=1 whatever "
+            "the model's default); sampling works under a grammar",
+        )
 
 
 def refuse_unknown(names: Any, known: Any, where: str, hint: str | None = None) -> None:
@@ -133,8 +170,10 @@ def refuse_unknown(names: Any, known: Any, where: str, hint: str | None = None) 
     unknown = sorted(set(names) - set(known))
     if not unknown:
         return
-    guesses = [f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, list(known), 1))
-               else repr(n) for n in unknown]
+    guesses = [
+        f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, list(known), 1)) else repr(n)
+        for n in unknown
+    ]
     raise ConfigError(f"unknown option(s) for {where}: {', '.join(guesses)}", hint=hint or f"use {HELP}")
 
 
@@ -145,8 +184,10 @@ def parse_options(text: str) -> dict[str, Any]:
         name, sep, raw = item.partition("=")
         name, raw = name.strip(), raw.strip()
         if not sep or not name or not raw:
-            raise ConfigError(f"--decoding {text!r}: {item!r} is not NAME=VALUE",
-                              hint="e.g. --decoding num_beams=4,length_penalty=0.8")
+            raise ConfigError(
+                f"--decoding {text!r}: {item!r} is not NAME=VALUE",
+                hint="e.g. --decoding num_beams=4,length_penalty=0.8",
+            )
         refuse_unknown([name], OPTIONS, "--decoding")
         options[name] = _value(raw)
     return options
@@ -175,11 +216,23 @@ _TYPES: dict[str, tuple[type, ...]] = {"do_sample": (bool,)}
 _TYPES.update({n: (int, float) for n in ("temperature", "top_p", "repetition_penalty", "length_penalty")})
 _TYPES.update({n: (int,) for n in ("top_k", "num_beams", "seed")})
 _TYPES["early_stopping"] = (bool, str)
-_KIND_NAMES = {(bool,): "true or false", (int, float): "a number", (int,): "a whole number",
-               (bool, str): "true, false or 'never'"}
-_EXAMPLES = {"do_sample": "do_sample=True", "temperature": "temperature=0.7", "top_p": "top_p=0.9",
-             "top_k": "top_k=40", "repetition_penalty": "repetition_penalty=1.1", "num_beams": "num_beams=4",
-             "length_penalty": "length_penalty=0.8", "early_stopping": "early_stopping=True", "seed": "seed=7"}
+_KIND_NAMES: dict[tuple[type, ...], str] = {
+    (bool,): "true or false",
+    (int, float): "a number",
+    (int,): "a whole number",
+    (bool, str): "true, false or 'never'",
+}
+_EXAMPLES = {
+    "do_sample": "do_sample=True",
+    "temperature": "temperature=0.7",
+    "top_p": "top_p=0.9",
+    "top_k": "top_k=40",
+    "repetition_penalty": "repetition_penalty=1.1",
+    "num_beams": "num_beams=4",
+    "length_penalty": "length_penalty=0.8",
+    "early_stopping": "early_stopping=True",
+    "seed": "seed=7",
+}
 
 
 class DecodingFields(BaseModel):
@@ -206,8 +259,10 @@ def fold_options(values: dict[str, Any]) -> dict[str, Any]:
     values = dict(values)
     grouped = Decoding.of(values.pop("decoding", None)).options()
     if clash := sorted(k for k, v in grouped.items() if k in values and values[k] != v):
-        raise ConfigError(f"{clash} given both in decoding= and as keyword arguments, with different values",
-                          hint="give each decoding option once")
+        raise ConfigError(
+            f"{clash} given both in decoding= and as keyword arguments, with different values",
+            hint="give each decoding option once",
+        )
     values.update(grouped)
     Decoding.of({k: v for k, v in values.items() if k in OPTIONS}).resolved()
     return values

@@ -76,7 +76,8 @@ def convert(gguf: Path, folder: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         # save_pretrained refuses a GGUF-loaded model while it still looks quantized; the weights are plain now.
-        model.hf_quantizer = None
+        # torch types every attribute set on a Module as a tensor or a module; transformers keeps others there
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)

@@ -32,8 +32,10 @@ class AllModelsFailed(ModelError):
         self.errors = errors
         each = "; ".join(f"{name!r}: {_said(error)}" for name, error in errors)
         hints = [error.hint for _, error in errors if isinstance(error, DecomposeError) and error.hint]
-        super().__init__(f"all {len(errors)} models failed: {each}",
-                         hint="; ".join(dict.fromkeys(hints)) or "check each model's configuration")
+        super().__init__(
+            f"all {len(errors)} models failed: {each}",
+            hint="; ".join(dict.fromkeys(hints)) or "check each model's configuration",
+        )
 
 
 class AllModelsRefused(AllModelsFailed, ModelAccessError):
@@ -65,8 +67,10 @@ class FallbackModel:
                 if isinstance(exc, DecomposeError):
                     raise  # ours, and it already says what to fix
                 # A bug in the model, not an unavailable one: name the model that raised it.
-                raise ModelError(f"model {model_name(model)!r} failed: {type(exc).__name__}: {exc}",
-                                 hint="check the model's configuration; see the error above") from exc
+                raise ModelError(
+                    f"model {model_name(model)!r} failed: {type(exc).__name__}: {exc}",
+                    hint="check the model's configuration; see the error above",
+                ) from exc
         if len(errors) == 1:  # no fallback: the model's own error says it all
             raise errors[0][1]
         refused = all(isinstance(error, ModelAccessError) for _, error in errors)

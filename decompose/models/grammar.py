@@ -44,9 +44,11 @@ def resolve_schema(schema: Any) -> tuple[dict, type[BaseModel] | type[BaseModelV
     """
     if isinstance(schema, BaseTool):
         args = schema.args_schema
+        if args is None:
+            return {"type": "object", "properties": {}}, None
         if isinstance(args, dict):
             return args, None
-        return (args.model_json_schema() if args else {"type": "object", "properties": {}}), None
+        return (args.schema() if issubclass(args, BaseModelV1) else args.model_json_schema()), None
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         return schema.model_json_schema(), schema
     if isinstance(schema, type) and issubclass(schema, BaseModelV1):
@@ -186,8 +188,10 @@ def structured_runnable(
 ) -> Runnable:
     """`llm` bound to decode under `schema`'s grammar, piped into a parser, per LangChain's contract."""
     if unknown := sorted(set(grammar_kwargs) - set(_GRAMMAR_OPTIONS)):
-        raise ConfigError(f"with_structured_output does not take {unknown}",
-                          hint=f"use include_raw, method, strict, max_new_tokens, {', '.join(_GRAMMAR_OPTIONS)}")
+        raise ConfigError(
+            f"with_structured_output does not take {unknown}",
+            hint=f"use include_raw, method, strict, max_new_tokens, {', '.join(_GRAMMAR_OPTIONS)}",
+        )
     json_schema, pydantic_cls = resolve_schema(schema)
     bounded = bound_schema(json_schema, **grammar_kwargs)
     # Traced as LangChain traces every model's structured output: the caller's schema, converted by LangChain.

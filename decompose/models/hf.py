@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata, convert_to_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
@@ -105,8 +105,9 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         params["ls_provider"] = "transformers"
         model = kwargs.get("model")
         params["ls_model_name"] = model if isinstance(model, str) else Path(self.model_path).name
-        params["ls_max_tokens"] = _one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) \
-            or self.max_new_tokens
+        params["ls_max_tokens"] = (
+            _one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) or self.max_new_tokens
+        )
         if stops := stop or self.stop:
             params["ls_stop"] = stops
         return params
@@ -156,7 +157,8 @@ class ChatTransformers(DecodingFields, BaseChatModel):
                 f"the prompt is {prompt_tokens:,} tokens and {max_new_tokens:,} more may be written, but "
                 f"{Path(self.model_path).name} reads at most {context:,}",
                 hint="shorten the question or its documents (fewer or shorter passages, shorter tool results), "
-                     "lower max_new_tokens, or use a model with a longer context")
+                "lower max_new_tokens, or use a model with a longer context",
+            )
 
     def _result(self, result: Generated) -> ChatResult:
         message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_meta(self, result))
@@ -263,8 +265,9 @@ class ChatTransformers(DecodingFields, BaseChatModel):
             request.cancelled = True
 
     def _last_chunk(self, result: Generated) -> ChatGenerationChunk:
-        message = AIMessageChunk(content="", usage_metadata=_usage(result), response_metadata=_meta(self, result),
-                                 chunk_position="last")
+        message = AIMessageChunk(
+            content="", usage_metadata=_usage(result), response_metadata=_meta(self, result), chunk_position="last"
+        )
         return ChatGenerationChunk(message=message)
 
     # --- structured output --------------------------------------------------------------------------------
@@ -289,8 +292,10 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         `num_beams` default is not used here, and asking for `num_beams > 1` is a `ConfigError`.
         """
         if method not in _STRUCTURED_METHODS:
-            raise ConfigError(f"unknown structured output method {method!r}",
-                              hint=f"use one of {list(_STRUCTURED_METHODS)}: all decode under the schema's grammar")
+            raise ConfigError(
+                f"unknown structured output method {method!r}",
+                hint=f"use one of {list(_STRUCTURED_METHODS)}: all decode under the schema's grammar",
+            )
         decoding = {k: kwargs.pop(k) for k in OPTIONS if k in kwargs}
         check_grammar(self.decoding.with_options({"num_beams": None, **decoding}).resolved())
         llm = self.bind(max_new_tokens=max_new_tokens, **{"num_beams": None, **decoding})
@@ -311,8 +316,10 @@ def chat_prompt_ids(tokenizer: Any, messages: Sequence[BaseMessage]) -> list[int
 def _one_limit(max_tokens: int | None, max_new_tokens: int | None) -> int | None:
     """The token limit given under either name (None: neither); both, and different, is an error."""
     if max_tokens is not None and max_new_tokens is not None and max_tokens != max_new_tokens:
-        raise ConfigError(f"max_tokens={max_tokens} and max_new_tokens={max_new_tokens} disagree",
-                          hint="they name the same limit: pass one of them")
+        raise ConfigError(
+            f"max_tokens={max_tokens} and max_new_tokens={max_new_tokens} disagree",
+            hint="they name the same limit: pass one of them",
+        )
     return max_tokens if max_tokens is not None else max_new_tokens
 
 
@@ -322,24 +329,45 @@ def _known_options() -> set[str]:
 
 
 def _options_help() -> str:
-    internal = {"model_path", "hf_model", "tokenizer", "adapter", "plan_prompt", "planner", "api_key", "max_retries", "name", "cache", "verbose",
-                "callbacks", "tags", "metadata", "custom_get_token_ids", "rate_limiter", "disable_streaming",
-                "output_version", "profile"}
-    return ", ".join(["max_tokens (or max_new_tokens)"] + sorted(set(ChatTransformers.model_fields) - internal
-                                                               - {"max_new_tokens"}))
+    internal = {
+        "model_path",
+        "hf_model",
+        "tokenizer",
+        "adapter",
+        "plan_prompt",
+        "planner",
+        "api_key",
+        "max_retries",
+        "name",
+        "cache",
+        "verbose",
+        "callbacks",
+        "tags",
+        "metadata",
+        "custom_get_token_ids",
+        "rate_limiter",
+        "disable_streaming",
+        "output_version",
+        "profile",
+    }
+    return ", ".join(
+        ["max_tokens (or max_new_tokens)"] + sorted(set(ChatTransformers.model_fields) - internal - {"max_new_tokens"})
+    )
 
 
 def _timed_out(timeout: float | None) -> TimeoutError:
-    return TimeoutError(f"local generation took longer than its timeout of {timeout:g} s (the wait in the batch "
-                        "queue included); raise timeout=, or pass timeout=None to wait as long as it takes")
+    return TimeoutError(
+        f"local generation took longer than its timeout of {timeout:g} s (the wait in the batch "
+        "queue included); raise timeout=, or pass timeout=None to wait as long as it takes"
+    )
 
 
-def _usage(result: Generated) -> dict[str, int]:
-    return {
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "total_tokens": result.input_tokens + result.output_tokens,
-    }
+def _usage(result: Generated) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        total_tokens=result.input_tokens + result.output_tokens,
+    )
 
 
 def _meta(model: ChatTransformers, result: Generated) -> dict[str, Any]:
@@ -380,10 +408,17 @@ def load_hf(path: str, *, device: str | None = None, adapter: str | None = None,
     model.eval()
     planner = None
     if adapter is not None:  # the adapter writes plans only: answers and synthesis stay the base model's
-        planner = ChatTransformers(model_path=str(path), hf_model=merge_adapter(copy.deepcopy(model), adapter).eval(),
-                                   tokenizer=tokenizer, adapter=adapter, plan_prompt=info.get("prompt"), **kwargs)
-    return ChatTransformers(model_path=str(path), hf_model=model, tokenizer=tokenizer, adapter=adapter,
-                            planner=planner, **kwargs)
+        planner = ChatTransformers(
+            model_path=str(path),
+            hf_model=merge_adapter(copy.deepcopy(model), adapter).eval(),
+            tokenizer=tokenizer,
+            adapter=adapter,
+            plan_prompt=info.get("prompt"),
+            **kwargs,
+        )
+    return ChatTransformers(
+        model_path=str(path), hf_model=model, tokenizer=tokenizer, adapter=adapter, planner=planner, **kwargs
+    )
 
 
 def _locate(path: str) -> tuple[str, str | None]:

@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import openai
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from decompose.errors import ConfigError
-from decompose.transport_errors import MalformedResponse
 from decompose.tokens import ensure_offline_encodings
+from decompose.transport_errors import MalformedResponse
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 # Local servers ignore the key, but the OpenAI client refuses to start without one.
@@ -60,8 +61,10 @@ def load_openai(
     ensure_offline_encodings()  # get_num_tokens uses tiktoken
     # A 200 that is not JSON (a proxy's login page) breaks deep inside the SDK's parsers: catch it at the
     # HTTP layer, where the body can still be quoted (on the caller's own clients too).
-    for key, default, hook in (("http_client", openai.DefaultHttpxClient, _refuse_non_json),
-                               ("http_async_client", openai.DefaultAsyncHttpxClient, _arefuse_non_json)):
+    for key, default, hook in (
+        ("http_client", openai.DefaultHttpxClient, _refuse_non_json),
+        ("http_async_client", openai.DefaultAsyncHttpxClient, _arefuse_non_json),
+    ):
         client = kwargs.get(key) or default()
         hooks = client.event_hooks.get("response", [])
         if hook not in hooks:  # a client reused for several models gets the check once
@@ -73,7 +76,7 @@ def load_openai(
         # langchain-openai sends the limit as `max_completion_tokens`, which some servers (llama-cpp-python)
         # ignore, generating to the context limit; the older `max_tokens` field is understood by all of them.
         kwargs["extra_body"] = {"max_tokens": kwargs["max_tokens"], **(kwargs.get("extra_body") or {})}
-    return OpenAICompatible(model=model, base_url=base_url, api_key=api_key, timeout=timeout, **kwargs)
+    return OpenAICompatible(model=model, base_url=base_url, api_key=SecretStr(api_key), timeout=timeout, **kwargs)
 
 
 class OpenAICompatible(ChatOpenAI):
@@ -96,8 +99,12 @@ class OpenAICompatible(ChatOpenAI):
 
 def _non_json_completion(response: httpx.Response) -> bool:
     content_type = response.headers.get("content-type", "")
-    return (response.status_code == 200 and response.request.url.path.endswith("/chat/completions")
-            and "json" not in content_type and "event-stream" not in content_type)
+    return (
+        response.status_code == 200
+        and response.request.url.path.endswith("/chat/completions")
+        and "json" not in content_type
+        and "event-stream" not in content_type
+    )
 
 
 def _refuse_non_json(response: httpx.Response) -> None:

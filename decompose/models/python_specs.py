@@ -33,14 +33,17 @@ def load_scripted(rest: str, spec: str) -> BaseChatModel:
     if attr is None:
         attr = next((name for name in SCRIPTED_NAMES if hasattr(module, name)), None)
         if attr is None:
-            raise ConfigError(f"{path} defines none of {', '.join(SCRIPTED_NAMES)}",
-                              hint="define `model = ScriptedChatModel(rules=[...])` or `rules = [...]`")
+            raise ConfigError(
+                f"{path} defines none of {', '.join(SCRIPTED_NAMES)}",
+                hint="define `model = ScriptedChatModel(rules=[...])` or `rules = [...]`",
+            )
     value = attribute(module, attr, spec)
     if attr == "rules" and isinstance(value, list):
         from decompose.models.scripted import ScriptedChatModel
 
-        return ScriptedChatModel(rules=value, default=getattr(module, "default", None),
-                                 latency=float(getattr(module, "latency", 0.0)))
+        return ScriptedChatModel(
+            rules=value, default=getattr(module, "default", None), latency=float(getattr(module, "latency", 0.0))
+        )
     return _as_model(value, spec)
 
 
@@ -48,6 +51,8 @@ def _as_model(value: Any, spec: str) -> BaseChatModel:
     if not isinstance(value, BaseChatModel) and callable(value):
         value = call_factory(value, spec)
     if not isinstance(value, BaseChatModel):
-        raise ConfigError(f"{spec!r} gives a {type(value).__name__}, not a chat model",
-                          hint="point at a langchain BaseChatModel, or a zero-argument factory returning one")
+        raise ConfigError(
+            f"{spec!r} gives a {type(value).__name__}, not a chat model",
+            hint="point at a langchain BaseChatModel, or a zero-argument factory returning one",
+        )
     return value

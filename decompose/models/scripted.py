@@ -6,8 +6,9 @@
     ], default="I don't know")
 
 A rule is (match, reply). `match` is a regex searched (case-insensitively) in the last message — the one being
-answered — or a function `messages -> bool`; `asks_for_plan` matches the decompose prompt. `reply` is a string, a function `messages -> str`, an exception (raised), or a list of these
-used one after another (the last one repeats). The first matching rule answers.
+answered — or a function `messages -> bool`; `asks_for_plan` matches the decompose prompt. `reply` is a string, a
+function `messages -> str`, an exception (raised), or a list of these used one after another (the last one
+repeats). The first matching rule answers.
 
 It behaves as a LangChain chat model should (it passes LangChain's standard test suites): `stream` yields
 chunks, word by word, the last one carrying the usage; every reply names `model_name` in its metadata, so usage
@@ -24,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -53,20 +54,23 @@ class ScriptedChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         return {**super()._get_ls_params(stop=stop, **kwargs), "ls_provider": "scripted"}
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         if self.latency:
             time.sleep(self.latency)
         return self._result(*self._reply(messages, kwargs))
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                         **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         if self.latency:
             await asyncio.sleep(self.latency)
         return self._result(*self._reply(messages, kwargs))
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
         if self.latency:
             time.sleep(self.latency)
         text, usage = self._reply(messages, kwargs)
@@ -75,8 +79,9 @@ class ScriptedChatModel(BaseChatModel):
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
         if self.latency:
             await asyncio.sleep(self.latency)
         text, usage = self._reply(messages, kwargs)
@@ -85,23 +90,25 @@ class ScriptedChatModel(BaseChatModel):
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    def _result(self, text: str, usage: dict[str, int]) -> ChatResult:
+    def _result(self, text: str, usage: UsageMetadata) -> ChatResult:
         message = AIMessage(content=text, usage_metadata=usage, response_metadata=self._metadata())
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _chunks(self, text: str, usage: dict[str, int]) -> Iterator[ChatGenerationChunk]:
+    def _chunks(self, text: str, usage: UsageMetadata) -> Iterator[ChatGenerationChunk]:
         """The reply word by word (each word with the spaces after it), then a last, empty chunk that carries
         the usage and metadata once, as a streaming server sends them."""
         for piece in re.findall(r"\s*\S+\s*", text) or ([text] if text else []):
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage,
-                                                         response_metadata=self._metadata(),
-                                                         chunk_position="last"))
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="", usage_metadata=usage, response_metadata=self._metadata(), chunk_position="last"
+            )
+        )
 
     def _metadata(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "finish_reason": "stop"}
 
-    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[str, UsageMetadata]:
         """The reply text and its usage (words counted as tokens); the call is recorded."""
         prompt = "\n".join(_text(m) for m in messages)
         reply = self._pick(messages, _text(messages[-1]) if messages else "")
@@ -112,8 +119,11 @@ class ScriptedChatModel(BaseChatModel):
         text = reply(messages) if callable(reply) else str(reply)
         with self._lock:
             self._calls.append({"prompt": prompt, "reply": text, "kwargs": kwargs})
-        usage = {"input_tokens": len(prompt.split()), "output_tokens": len(text.split()),
-                 "total_tokens": len(prompt.split()) + len(text.split())}
+        usage = UsageMetadata(
+            input_tokens=len(prompt.split()),
+            output_tokens=len(text.split()),
+            total_tokens=len(prompt.split()) + len(text.split()),
+        )
         return text, usage
 
     def _pick(self, messages: list[BaseMessage], last: str) -> Any:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,16 +39,30 @@ RUN_EXAMPLE = '{"question": "...", "agent": "customer-service"}'
 STATIC = Path(__file__).parent / "static"
 # The page loads nothing from elsewhere and runs no inline script: model text that ever reached the markup could
 # not run, and nothing can be fetched from the network.
-PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-                "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
 
 
-def create_app(model: Any = None, *, db: str | None = None, agents: Mapping[str, Orchestrator] | None = None,
-               tools: Sequence[Any] = (), orchestrator_options: Mapping[str, Any] | None = None,
-               api_keys: Iterable[str] | None = None, rate_limit: int | str | None = None,
-               cors_origins: Sequence[str] = (), max_body_bytes: int = 1_000_000, max_history_tokens: int = 1500,
-               shutdown_timeout: float = 30.0, lease: float = 15.0) -> Starlette:
+def create_app(
+    model: Any = None,
+    *,
+    db: str | None = None,
+    agents: Mapping[str, Orchestrator] | None = None,
+    tools: Sequence[Any] = (),
+    orchestrator_options: Mapping[str, Any] | None = None,
+    api_keys: Iterable[str] | None = None,
+    rate_limit: int | str | None = None,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = 1_000_000,
+    max_history_tokens: int = 1500,
+    shutdown_timeout: float = 30.0,
+    lease: float = 15.0,
+) -> Starlette:
     """The service as an ASGI app.
 
     model: a chat model or spec (`load_model`'s; None: $DECOMPOSE_MODEL, else the embedded model) for the ready
@@ -59,24 +74,46 @@ def create_app(model: Any = None, *, db: str | None = None, agents: Mapping[str,
     by default). shutdown_timeout: how long runs in flight may finish at shutdown. lease: seconds after which a
     running turn whose server stopped renewing it reads as interrupted.
     """
-    catalog = Catalog(load_model(model) if agents is None else None, tools=tools, options=orchestrator_options,
-                      agents=agents)
-    service = Service(catalog=catalog, store=Store(db, lease=lease), max_body_bytes=max_body_bytes,
-                      max_history_tokens=max_history_tokens, shutdown_timeout=shutdown_timeout)
+    catalog = Catalog(
+        load_model(model) if agents is None else None, tools=tools, options=orchestrator_options, agents=agents
+    )
+    service = Service(
+        catalog=catalog,
+        store=Store(db, lease=lease),
+        max_body_bytes=max_body_bytes,
+        max_history_tokens=max_history_tokens,
+        shutdown_timeout=shutdown_timeout,
+    )
     per_minute = parse_rate(rate_limit) if isinstance(rate_limit, str) else rate_limit
-    middleware = [Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
-                             allow_headers=["Authorization", "Content-Type", "X-API-Key"])] if cors_origins else []
+    middleware = (
+        [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            )
+        ]
+        if cors_origins
+        else []
+    )
     middleware.append(Middleware(WebPage))  # before the key check: the page asks for the key itself
-    middleware.append(Middleware(Guard, keys=ApiKeys(api_keys) if api_keys is not None else None,
-                                 limiter=RateLimiter(per_minute) if per_minute else None))
+    middleware.append(
+        Middleware(
+            Guard,
+            keys=ApiKeys(api_keys) if api_keys is not None else None,
+            limiter=RateLimiter(per_minute) if per_minute else None,
+        )
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         await service.close()
 
-    app = Starlette(routes=routes(service), middleware=middleware, exception_handlers=exception_handlers,
-                    lifespan=lifespan)
+    app = Starlette(
+        routes=routes(service), middleware=middleware, exception_handlers=exception_handlers, lifespan=lifespan
+    )
     app.state.service = service
     return app
 
@@ -93,25 +130,39 @@ def routes(service: Service) -> list[Route]:
         if request.query_params.get("review", "").lower() in ("1", "true", "yes"):
             return await _for_review(service, agent, orch, question, plan)
         run_id = uuid.uuid4().hex
-        return _stream(service, agent, question or plan.question or "", run_id,
-                       lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit)
-                       if plan is not None else orch.arun(question, on_event=emit))
+        if plan is not None:
+            return _stream(
+                service,
+                agent,
+                question or plan.question or "",
+                run_id,
+                lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit),
+            )
+        asked = question or ""  # question_of read it: a body without a plan has one
+        return _stream(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit))
 
     async def approve_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         review = await asyncio.to_thread(service.store.review, run_id)
         if review is None:
-            raise ApiError(404, f"no plan awaiting approval has run id {run_id!r}",
-                           "ask for one with POST /v1/runs?review=true")
+            raise ApiError(
+                404, f"no plan awaiting approval has run id {run_id!r}", "ask for one with POST /v1/runs?review=true"
+            )
         body = await read_json(request, service.max_body_bytes, example='{"plan": {"steps": [...]}} or nothing')
         agent, orch = service.catalog.get(review["agent"])
         plan = checked_plan(orch, body["plan"] if body.get("plan") is not None else review["plan"])
         if not await asyncio.to_thread(service.store.approve, run_id):
-            raise ApiError(409, f"run {run_id} was already approved",
-                           "ask for a new plan with POST /v1/runs?review=true")
+            raise ApiError(
+                409, f"run {run_id} was already approved", "ask for a new plan with POST /v1/runs?review=true"
+            )
         question = review["question"]
-        return _stream(service, agent, question, run_id,
-                       lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit))
+        return _stream(
+            service,
+            agent,
+            question,
+            run_id,
+            lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit),
+        )
 
     return [
         Route("/v1/agents", list_agents, methods=["GET"]),
@@ -132,7 +183,7 @@ class WebPage:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, root = scope.get("path", ""), scope.get("root_path", "")
-        path = path[len(root):] if root and path.startswith(root + "/") else path  # mounted under a prefix
+        path = path[len(root) :] if root and path.startswith(root + "/") else path  # mounted under a prefix
         file = self.files.get(path) if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") else None
         if file is None:
             return await self.app(scope, receive, send)
@@ -147,22 +198,36 @@ def checked_plan(orch: Orchestrator, data: Any) -> Plan:
         raise ApiError(422, f"the plan is invalid: {exc.args[0]}", exc.hint) from None
 
 
-async def _for_review(service: Service, agent: str, orch: Orchestrator, question: str | None,
-                      plan: Plan | None) -> Response:
+async def _for_review(
+    service: Service, agent: str, orch: Orchestrator, question: str | None, plan: Plan | None
+) -> Response:
     if plan is None:
         try:
-            plan = await orch.aplan(question)
+            plan = await orch.aplan(question or "")  # question_of read it: a body without a plan has one
         except DecomposeError as exc:
             raise api_error_of(exc) from None
     run_id = uuid.uuid4().hex
     question = question or plan.question or ""
     await asyncio.to_thread(service.store.save_review, run_id, agent, question, plan.spec())
-    return JSONResponse({"run_id": run_id, "agent": agent, "question": question, "plan": plan.spec(),
-                         "approve": f"/v1/runs/{run_id}/approve"}, status_code=201)
+    return JSONResponse(
+        {
+            "run_id": run_id,
+            "agent": agent,
+            "question": question,
+            "plan": plan.spec(),
+            "approve": f"/v1/runs/{run_id}/approve",
+        },
+        status_code=201,
+    )
 
 
-def _stream(service: Service, agent: str, question: str, run_id: str,
-            start: Callable[[Callable[[Event], None]], Coroutine[Any, Any, Result]]) -> Response:
+def _stream(
+    service: Service,
+    agent: str,
+    question: str,
+    run_id: str,
+    start: Callable[[Callable[[Event], None]], Coroutine[Any, Any, Result]],
+) -> Response:
     """Start the run (`start(on_event)` makes its coroutine) and stream it: `run`, the events, `result`."""
     feed = RunFeed()
 

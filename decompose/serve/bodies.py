@@ -48,11 +48,15 @@ def question_of(body: dict[str, Any], *, example: str) -> str:
 def optional_str(body: dict[str, Any], field: str) -> str | None:
     value = body.get(field)
     if value is not None and not isinstance(value, str):
-        raise ApiError(422, f"{field!r} must be a string, got {type(value).__name__}",
-                       f"give the {field} as a name, e.g. \"customer-service\"")
+        raise ApiError(
+            422,
+            f"{field!r} must be a string, got {type(value).__name__}",
+            f'give the {field} as a name, e.g. "customer-service"',
+        )
     return value
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"the request body is over {limit} bytes",
-                    "send a shorter body (the server's limit is --max-body-bytes)")
+    return ApiError(
+        413, f"the request body is over {limit} bytes", "send a shorter body (the server's limit is --max-body-bytes)"
+    )

@@ -3,7 +3,8 @@ the server's --tools), or exactly the Orchestrators a caller hands to `create_ap
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from decompose.agents import build_agent, list_agents
 from decompose.errors import DecomposeError
@@ -14,8 +15,14 @@ PLAIN = "decompose"  # the agent used when a request names none
 
 
 class Catalog:
-    def __init__(self, model: Any, *, tools: Sequence[Any] = (), options: Mapping[str, Any] | None = None,
-                 agents: Mapping[str, Orchestrator] | None = None):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        tools: Sequence[Any] = (),
+        options: Mapping[str, Any] | None = None,
+        agents: Mapping[str, Orchestrator] | None = None,
+    ):
         self._model, self._tools, self._options = model, list(tools), dict(options or {})
         self._custom = agents is not None
         self._built: dict[str, Orchestrator] = dict(agents or {})
@@ -26,13 +33,24 @@ class Catalog:
 
     def describe(self) -> list[dict[str, Any]]:
         if self._custom:
-            return [{"name": name, "description": "", "tools": [t.name for t in orch.tools], "examples": []}
-                    for name, orch in self._built.items()]
-        plain = {"name": PLAIN, "description": "Decomposes and answers with the model alone"
-                 + (" and the server's tools." if self._tools else "."),
-                 "tools": [t.name for t in self._tools], "examples": []}
-        return [plain, *({"name": a.name, "description": a.description, "tools": a.tool_names(),
-                          "examples": list(a.examples)} for a in list_agents())]
+            return [
+                {"name": name, "description": "", "tools": [t.name for t in orch.tools], "examples": []}
+                for name, orch in self._built.items()
+            ]
+        plain = {
+            "name": PLAIN,
+            "description": "Decomposes and answers with the model alone"
+            + (" and the server's tools." if self._tools else "."),
+            "tools": [t.name for t in self._tools],
+            "examples": [],
+        }
+        return [
+            plain,
+            *(
+                {"name": a.name, "description": a.description, "tools": a.tool_names(), "examples": list(a.examples)}
+                for a in list_agents()
+            ),
+        ]
 
     def get(self, name: str | None) -> tuple[str, Orchestrator]:
         """The agent's name and Orchestrator (built on first use); 404 naming the known agents."""
@@ -41,8 +59,11 @@ class Catalog:
             raise ApiError(404, f"unknown agent {name!r}", f"agents: {', '.join(self.names())}")
         if name not in self._built:
             try:
-                self._built[name] = Orchestrator(self._model, tools=self._tools, **self._options) \
-                    if name == PLAIN else build_agent(name, model=self._model, **self._options)
+                self._built[name] = (
+                    Orchestrator(self._model, tools=self._tools, **self._options)
+                    if name == PLAIN
+                    else build_agent(name, model=self._model, **self._options)
+                )
             except DecomposeError as exc:  # e.g. the agent's database cannot be created
                 raise ApiError(500, f"agent {name!r} cannot be built: {exc.args[0]}", exc.hint) from None
         return name, self._built[name]

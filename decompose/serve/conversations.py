@@ -45,8 +45,11 @@ def routes(service: Service) -> list[Route]:
         try:
             seq, earlier = await asyncio.to_thread(store.begin_turn, conversation_id, question)
         except TurnBusy:
-            raise ApiError(409, "the previous message of this conversation is still being answered",
-                           f"wait for its answer (GET /v1/conversations/{conversation_id}), then send again") from None
+            raise ApiError(
+                409,
+                "the previous message of this conversation is still being answered",
+                f"wait for its answer (GET /v1/conversations/{conversation_id}), then send again",
+            ) from None
         chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
         chat.history = [history_turn(t) for t in earlier]
         chat.state = ConversationState.from_dict(next((t["state"] for t in reversed(earlier) if t["state"]), None))
@@ -54,20 +57,36 @@ def routes(service: Service) -> list[Route]:
 
         async def record(ended: Ended) -> None:
             result = ended.result
-            await asyncio.to_thread(store.end_turn, conversation_id, seq,
-                                    status=ANSWERED if result.answer is not None else FAILED,
-                                    answer=result.answer, error=result.error, state=chat.state.to_dict())
+            await asyncio.to_thread(
+                store.end_turn,
+                conversation_id,
+                seq,
+                status=ANSWERED if result.answer is not None else FAILED,
+                answer=result.answer,
+                error=result.error,
+                state=chat.state.to_dict(),
+            )
 
         def record_interrupted() -> None:  # called on the event loop as the server stops: no waiting to retry
             store.end_turn(conversation_id, seq, status=INTERRUPTED, error=INTERRUPTED_MESSAGE, attempts=1)
 
         async def run() -> None:
-            await settle(feed, chat.asend(question, on_event=feed.emit), question, record=record,
-                         record_interrupted=record_interrupted)
+            await settle(
+                feed,
+                chat.asend(question, on_event=feed.emit),
+                question,
+                record=record,
+                record_interrupted=record_interrupted,
+            )
 
         service.start(run())
-        first = {"conversation_id": conversation_id, "agent": agent, "seq": seq, "question": question,
-                 "status": RUNNING}
+        first = {
+            "conversation_id": conversation_id,
+            "agent": agent,
+            "seq": seq,
+            "question": question,
+            "status": RUNNING,
+        }
         return event_stream(run_frames(feed, ("turn", first)))
 
     return [

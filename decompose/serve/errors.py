@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -29,8 +30,9 @@ def error_body(message: str, hint: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "hint": hint}}
 
 
-def error_response(status: int, message: str, hint: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, hint: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(error_body(message, hint), status_code=status, headers=headers)
 
 
@@ -40,8 +42,9 @@ def decompose_error_body(exc: BaseException) -> dict[str, Any]:
         return error_body(str(exc.args[0]) if exc.args else type(exc).__name__, exc.hint)
     if isinstance(exc, asyncio.CancelledError):
         return error_body(INTERRUPTED_MESSAGE, "send the question again")
-    return error_body(f"internal error: {type(exc).__name__}: {exc}",
-                      "this is a bug in the server; the server log has the traceback")
+    return error_body(
+        f"internal error: {type(exc).__name__}: {exc}", "this is a bug in the server; the server log has the traceback"
+    )
 
 
 def api_error_of(exc: DecomposeError) -> ApiError:
@@ -59,13 +62,18 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return error_response(404, f"no such endpoint: {request.method} {request.url.path}",
-                              "the endpoints are under /v1: /v1/agents, /v1/runs, /v1/conversations, "
-                              "/v1/chat/completions")
+        return error_response(
+            404,
+            f"no such endpoint: {request.method} {request.url.path}",
+            "the endpoints are under /v1: /v1/agents, /v1/runs, /v1/conversations, /v1/chat/completions",
+        )
     if exc.status_code == 405:
-        return error_response(405, f"{request.method} is not allowed on {request.url.path}",
-                              f"use {exc.headers.get('Allow', 'another method') if exc.headers else 'another method'}",
-                              exc.headers)
+        return error_response(
+            405,
+            f"{request.method} is not allowed on {request.url.path}",
+            f"use {exc.headers.get('Allow', 'another method') if exc.headers else 'another method'}",
+            exc.headers,
+        )
     return error_response(exc.status_code, str(exc.detail), None, exc.headers)
 
 
@@ -81,5 +89,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(decompose_error_body(exc), status_code=500)
 
 
-exception_handlers = {ApiError: _api_error, HTTPException: _http_error, StoreUnavailable: _store_unavailable,
-                      Exception: _unexpected}
+exception_handlers = {
+    ApiError: _api_error,
+    HTTPException: _http_error,
+    StoreUnavailable: _store_unavailable,
+    Exception: _unexpected,
+}

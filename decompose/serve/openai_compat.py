@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -27,16 +28,23 @@ IGNORED_ROLES = ("system", "developer")
 
 def routes(service: Service) -> list[Route]:
     async def models(_: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "created": 0,
-                                                         "owned_by": "decompose"}
-                                                        for name in service.catalog.names()]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "decompose"}
+                    for name in service.catalog.names()
+                ],
+            }
+        )
 
     async def completions(request: Request) -> Response:
         body = await read_json(request, service.max_body_bytes, example=EXAMPLE)
         name = body.get("model")
         if not isinstance(name, str) or not name:
-            raise ApiError(422, "no model given: it names the agent to ask",
-                           f"models: {', '.join(service.catalog.names())}")
+            raise ApiError(
+                422, "no model given: it names the agent to ask", f"models: {', '.join(service.catalog.names())}"
+            )
         agent, orch = service.catalog.get(name)
         question, history = split_messages(body.get("messages"))
         chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
@@ -47,8 +55,9 @@ def routes(service: Service) -> list[Route]:
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_chunks(feed, completion_id, created, agent, usage),
-                                     media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(
+                _chunks(feed, completion_id, created, agent, usage), media_type="text/event-stream", headers=SSE_HEADERS
+            )
         ended = await task
         if isinstance(ended.error, DecomposeError):
             raise api_error_of(ended.error)
@@ -56,8 +65,7 @@ def routes(service: Service) -> list[Route]:
             raise ApiError(500, **decompose_error_body(ended.error)["error"])
         return JSONResponse(_completion(ended.result, completion_id, created, agent))
 
-    return [Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/chat/completions", completions, methods=["POST"])]
+    return [Route("/v1/models", models, methods=["GET"]), Route("/v1/chat/completions", completions, methods=["POST"])]
 
 
 def split_messages(messages: Any) -> tuple[str, list[Turn]]:
@@ -89,8 +97,11 @@ def _role_and_text(message: Any) -> tuple[str, str]:
         raise ApiError(422, "each message must be an object with role and content", f"send {EXAMPLE}")
     role, content = message.get("role"), message.get("content")
     if role not in ("user", "assistant", *IGNORED_ROLES):
-        raise ApiError(422, f"messages with role {role!r} are not supported",
-                       "send user and assistant messages (an agent calls its own tools)")
+        raise ApiError(
+            422,
+            f"messages with role {role!r} are not supported",
+            "send user and assistant messages (an agent calls its own tools)",
+        )
     if isinstance(content, list):  # content parts: only text is understood
         if any(not isinstance(p, dict) or p.get("type") != "text" for p in content):
             raise ApiError(422, "only text content parts are supported", "send the message as text")
@@ -102,30 +113,50 @@ def _role_and_text(message: Any) -> tuple[str, str]:
 
 def _usage(result: Result) -> dict[str, int]:
     usage = result.usage
-    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.total_tokens}
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
 
 
 def _completion(result: Result, completion_id: str, created: int, agent: str) -> dict[str, Any]:
     if result.answer is None:
-        raise ApiError(502, f"the agent gave no answer: {result.error}",
-                       "POST /v1/runs with the same question streams every step and where it failed")
-    return {"id": completion_id, "object": "chat.completion", "created": created, "model": agent,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
-                         "finish_reason": "stop"}],
-            "usage": _usage(result)}
+        raise ApiError(
+            502,
+            f"the agent gave no answer: {result.error}",
+            "POST /v1/runs with the same question streams every step and where it failed",
+        )
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": agent,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer}, "finish_reason": "stop"}],
+        "usage": _usage(result),
+    }
 
 
-async def _chunks(feed: RunFeed, completion_id: str, created: int, agent: str,
-                  with_usage: bool) -> AsyncIterator[bytes]:
+async def _chunks(
+    feed: RunFeed, completion_id: str, created: int, agent: str, with_usage: bool
+) -> AsyncIterator[bytes]:
     """chat.completion.chunk events: the role at once, the answer when the run ends, then `[DONE]`."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return chunk_with([{"index": 0, "delta": delta, "finish_reason": finish}])
 
     def chunk_with(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return frame(None, {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                            "model": agent, "choices": choices, **extra})
+        return frame(
+            None,
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": agent,
+                "choices": choices,
+                **extra,
+            },
+        )
 
     yield chunk({"role": "assistant", "content": ""})
     async for item in feed.items(KEEPALIVE_SECONDS):
@@ -134,8 +165,12 @@ async def _chunks(feed: RunFeed, completion_id: str, created: int, agent: str,
         elif isinstance(item, Ended):
             result = item.result
             if result.answer is None:  # OpenAI clients raise an error event as an APIError
-                yield frame(None, decompose_error_body(item.error) if item.error is not None else
-                            {"error": {"message": f"the agent gave no answer: {result.error}", "hint": None}})
+                yield frame(
+                    None,
+                    decompose_error_body(item.error)
+                    if item.error is not None
+                    else {"error": {"message": f"the agent gave no answer: {result.error}", "hint": None}},
+                )
             else:
                 yield chunk({"content": result.answer})
                 yield chunk({}, "stop")

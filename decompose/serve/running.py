@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 from decompose.errors import DecomposeError
 from decompose.events import Event
@@ -70,9 +71,14 @@ def partial_result(exc: BaseException, question: str) -> Result:
     return Result.partial(exc) or Result.failed(question, exc)
 
 
-async def settle(feed: RunFeed, run: Coroutine[Any, Any, Result], question: str, *,
-                 record: Callable[[Ended], Awaitable[None]] | None = None,
-                 record_interrupted: Callable[[], None] | None = None) -> Ended:
+async def settle(
+    feed: RunFeed,
+    run: Coroutine[Any, Any, Result],
+    question: str,
+    *,
+    record: Callable[[Ended], Awaitable[None]] | None = None,
+    record_interrupted: Callable[[], None] | None = None,
+) -> Ended:
     """Await the run, record its end (`record`), then announce it on `feed`: a client that has the result finds
     it stored. A run cancelled because the server is stopping is recorded with `record_interrupted` (called,
     not awaited: a cancelled task must not wait again) and announced as interrupted, so its stream ends cleanly."""

@@ -11,7 +11,7 @@ import hmac
 import math
 import re
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,8 +30,10 @@ class ApiKeys:
     def __init__(self, keys: Iterable[str]):
         keys = list(keys)
         if not keys or any(not isinstance(k, str) or not k.strip() for k in keys):
-            raise ConfigError("API keys must be non-empty strings, and at least one is needed",
-                              hint="give api_keys=['a-long-random-key'], or leave api_keys out to serve without keys")
+            raise ConfigError(
+                "API keys must be non-empty strings, and at least one is needed",
+                hint="give api_keys=['a-long-random-key'], or leave api_keys out to serve without keys",
+            )
         self._digests = [_digest(k.strip()) for k in keys]
 
     def identify(self, presented: str) -> str | None:
@@ -51,8 +53,10 @@ def read_keys(path: str) -> list[str]:
         with open(path, encoding="utf-8") as f:
             keys = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read API key file {path}: {getattr(exc, 'strerror', None) or exc}",
-                          hint="give a text file with one key per line") from None
+        raise ConfigError(
+            f"cannot read API key file {path}: {getattr(exc, 'strerror', None) or exc}",
+            hint="give a text file with one key per line",
+        ) from None
     if not keys:
         raise ConfigError(f"API key file {path} has no keys", hint="write one key per line")
     return keys
@@ -110,22 +114,29 @@ class Guard:
             key = self.keys.identify(presented) if presented is not None else None
             if key is None:  # refusals count against the address: guessing keys is rate-limited too
                 refusal = self._over_rate(identity) or error_response(
-                    401, "an API key is required" if presented is None else "the API key is not valid",
-                    KEY_HINT if presented is None else "check the key; " + KEY_HINT, {"WWW-Authenticate": "Bearer"})
+                    401,
+                    "an API key is required" if presented is None else "the API key is not valid",
+                    KEY_HINT if presented is None else "check the key; " + KEY_HINT,
+                    {"WWW-Authenticate": "Bearer"},
+                )
                 return await refusal(scope, receive, send)
             identity = f"key {key}"
-        refusal = self._over_rate(identity)
-        if refusal is not None:
-            return await refusal(scope, receive, send)
+        over = self._over_rate(identity)
+        if over is not None:
+            return await over(scope, receive, send)
         await self.app(scope, receive, send)
 
     def _over_rate(self, identity: str) -> JSONResponse | None:
         wait = self.limiter.take(identity) if self.limiter is not None else None
-        if wait is None:
+        if self.limiter is None or wait is None:
             return None
         seconds = max(1, math.ceil(wait))
-        return error_response(429, f"rate limit reached ({self.limiter.capacity:g} requests a minute)",
-                              f"retry after {seconds}s", {"Retry-After": str(seconds)})
+        return error_response(
+            429,
+            f"rate limit reached ({self.limiter.capacity:g} requests a minute)",
+            f"retry after {seconds}s",
+            {"Retry-After": str(seconds)},
+        )
 
 
 def _presented_key(headers: dict[bytes, bytes]) -> str | None:

@@ -14,12 +14,27 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, create_engine, event,
-                        insert, inspect, select, text, update)
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
 
@@ -34,13 +49,15 @@ BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another's lock be
 
 metadata = MetaData()
 conversations = Table(
-    "decompose_conversations", metadata,
+    "decompose_conversations",
+    metadata,
     Column("id", String(32), primary_key=True),
     Column("agent", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
 )
 turns = Table(
-    "decompose_turns", metadata,
+    "decompose_turns",
+    metadata,
     Column("conversation_id", String(32), ForeignKey(conversations.c.id), primary_key=True),
     Column("seq", Integer, primary_key=True),  # the key makes two replicas racing for one turn collide
     Column("question", Text, nullable=False),
@@ -54,7 +71,8 @@ turns = Table(
     Column("state", Text),  # JSON: the conversation's state after this turn (`ConversationState.to_dict`)
 )
 reviews = Table(
-    "decompose_reviews", metadata,
+    "decompose_reviews",
+    metadata,
     Column("id", String(32), primary_key=True),  # also the run id: re-running never repeats a side effect
     Column("agent", String(200), nullable=False),
     Column("question", Text, nullable=False),
@@ -69,8 +87,8 @@ def _shown(turn: Any) -> dict[str, Any]:
     return {**shown, "state": json.loads(turn["state"]) if turn["state"] else None}
 
 
-def _dead(turn: Any) -> bool:
-    return turn["status"] == RUNNING and turn["lease_until"] is not None and turn["lease_until"] < time.time()
+def _dead(turn: Any, now: float) -> bool:
+    return turn["status"] == RUNNING and turn["lease_until"] is not None and turn["lease_until"] < now
 
 
 def default_db_url() -> str:
@@ -86,8 +104,10 @@ class StoreUnavailable(DecomposeError):
     tried again."""
 
     def __init__(self, exc: OperationalError):
-        super().__init__(f"the conversation store is unavailable: {exc.orig}",
-                         hint="try again in a moment; if it lasts, check the --db database")
+        super().__init__(
+            f"the conversation store is unavailable: {exc.orig}",
+            hint="try again in a moment; if it lasts, check the --db database",
+        )
 
 
 def _raced(exc: BaseException) -> bool:
@@ -97,7 +117,8 @@ def _raced(exc: BaseException) -> bool:
     show the race as a duplicate pg_type row: an IntegrityError."""
     message = str(getattr(exc, "orig", exc)).lower()
     return isinstance(exc, IntegrityError) or any(
-        sign in message for sign in ("already exists", "is locked", "duplicate column"))
+        sign in message for sign in ("already exists", "is locked", "duplicate column")
+    )
 
 
 SCHEMA_RACE = store_schema_race((OperationalError, ProgrammingError, IntegrityError), _raced)
@@ -112,10 +133,18 @@ class Store:
 
     retry_wait = 0.2  # seconds before end_turn tries again, doubling
 
-    def __init__(self, url: str | None = None, *, lease: float = 15.0, on_event: Callable[[Event], None] = _logged):
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        lease: float = 15.0,
+        on_event: Callable[[Event], None] = _logged,
+        clock: Callable[[], float] = time.time,
+    ):
         self.url = url or default_db_url()
         self.lease = lease
         self.on_event = on_event
+        self.clock = clock  # wall-clock seconds: leases are compared across replicas, so not time.monotonic
         self.owner = uuid.uuid4().hex  # this server, for the leases of its running turns
         self.engine = _engine(self.url)
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
@@ -124,6 +153,7 @@ class Store:
 
     def _create_tables(self) -> None:
         """Create the tables, under `SCHEMA_RACE` (replicas racing to create them)."""
+
         def create(_state: RetryState) -> None:
             metadata.create_all(self.engine)
             self._add_state_column()
@@ -132,8 +162,10 @@ class Store:
             failure = state.failures[-1]
             if not isinstance(failure, (OperationalError, ProgrammingError, IntegrityError)):
                 raise failure
-            raise ConfigError(f"cannot open database {self.engine.url.render_as_string()}: {failure.orig}",
-                              hint="check the --db URL, that the server is up and the path writable") from None
+            raise ConfigError(
+                f"cannot open database {self.engine.url.render_as_string()}: {failure.orig}",
+                hint="check the --db URL, that the server is up and the path writable",
+            ) from None
 
         retrying_blocking(SCHEMA_RACE, create, before_sleep=self._announce(), give_up=give_up)
 
@@ -181,7 +213,7 @@ class Store:
             if found is None:
                 return None
             rows = self._turns(db, conversation_id)
-        if any(_dead(r) for r in rows):  # written only then: a read takes no write lock
+        if any(_dead(r, self.clock()) for r in rows):  # written only then: a read takes no write lock
             with self._writing() as db:
                 self._interrupt_dead(db, conversation_id)
                 rows = self._turns(db, conversation_id)
@@ -195,7 +227,7 @@ class Store:
     def begin_turn(self, conversation_id: str, question: str) -> tuple[int, list[dict[str, Any]]]:
         """Commit the question as a running turn: its number and the turns before it, each ended or marked
         interrupted. TurnBusy while the previous turn still runs."""
-        now = time.time()
+        now = self.clock()
         with self._writing() as db:
             self._interrupt_dead(db, conversation_id)
             earlier = self._turns(db, conversation_id)
@@ -203,9 +235,17 @@ class Store:
                 raise TurnBusy
             seq = earlier[-1]["seq"] + 1 if earlier else 1
             try:
-                db.execute(insert(turns).values(conversation_id=conversation_id, seq=seq, question=question,
-                                                status=RUNNING, owner=self.owner, lease_until=now + self.lease,
-                                                created_at=now))
+                db.execute(
+                    insert(turns).values(
+                        conversation_id=conversation_id,
+                        seq=seq,
+                        question=question,
+                        status=RUNNING,
+                        owner=self.owner,
+                        lease_until=now + self.lease,
+                        created_at=now,
+                    )
+                )
             except IntegrityError:  # another replica took this turn between our read and our write
                 raise TurnBusy from None
         self._live.add((conversation_id, seq))
@@ -213,32 +253,62 @@ class Store:
 
     @staticmethod
     def _turns(db: Connection, conversation_id: str) -> list[Any]:
-        return list(db.execute(select(turns).where(turns.c.conversation_id == conversation_id)
-                               .order_by(turns.c.seq)).mappings())
+        return list(
+            db.execute(select(turns).where(turns.c.conversation_id == conversation_id).order_by(turns.c.seq)).mappings()
+        )
 
-    @staticmethod
-    def _interrupt_dead(db: Connection, conversation_id: str) -> None:
-        db.execute(update(turns).where(turns.c.conversation_id == conversation_id, turns.c.status == RUNNING,
-                                       turns.c.lease_until < time.time())
-                   .values(status=INTERRUPTED, error="the server running this turn stopped before the answer",
-                           lease_until=None))
+    def _interrupt_dead(self, db: Connection, conversation_id: str) -> None:
+        db.execute(
+            update(turns)
+            .where(
+                turns.c.conversation_id == conversation_id,
+                turns.c.status == RUNNING,
+                turns.c.lease_until < self.clock(),
+            )
+            .values(
+                status=INTERRUPTED, error="the server running this turn stopped before the answer", lease_until=None
+            )
+        )
 
-    def end_turn(self, conversation_id: str, seq: int, *, status: str, answer: str | None = None,
-                 error: str | None = None, state: dict[str, Any] | None = None, attempts: int = 3) -> None:
+    def end_turn(
+        self,
+        conversation_id: str,
+        seq: int,
+        *,
+        status: str,
+        answer: str | None = None,
+        error: str | None = None,
+        state: dict[str, Any] | None = None,
+        attempts: int = 3,
+    ) -> None:
         """Store the turn's end, trying again while the database is unavailable. Either way this server stops
         renewing the turn: one whose end could not be stored reads interrupted after the lease, instead of
         running for as long as the server lives (which would refuse every later message with 409)."""
+
         # An answer that comes after its turn was taken for dead (a database outage stopped the renewals) is kept.
         def write(_state: RetryState) -> None:
             with self._writing() as db:
-                db.execute(update(turns).where(turns.c.conversation_id == conversation_id,
-                                               turns.c.seq == seq, turns.c.status.in_((RUNNING, INTERRUPTED)))
-                           .values(status=status, answer=answer, error=error, lease_until=None,
-                                   finished_at=time.time(), state=json.dumps(state) if state is not None else None))
+                db.execute(
+                    update(turns)
+                    .where(
+                        turns.c.conversation_id == conversation_id,
+                        turns.c.seq == seq,
+                        turns.c.status.in_((RUNNING, INTERRUPTED)),
+                    )
+                    .values(
+                        status=status,
+                        answer=answer,
+                        error=error,
+                        lease_until=None,
+                        finished_at=time.time(),
+                        state=json.dumps(state) if state is not None else None,
+                    )
+                )
 
         try:
-            retrying_blocking(store_write(StoreUnavailable, attempts, self.retry_wait), write,
-                              before_sleep=self._announce())
+            retrying_blocking(
+                store_write(StoreUnavailable, attempts, self.retry_wait), write, before_sleep=self._announce()
+            )
         finally:
             self._live.discard((conversation_id, seq))  # by seq: the conversation's next turn may be live
 
@@ -248,23 +318,40 @@ class Store:
         if not live:  # nothing to renew: no write at all
             return
         with self._writing() as db:
-            db.execute(update(turns).where(turns.c.owner == self.owner, turns.c.status == RUNNING,
-                                           turns.c.conversation_id.in_(live))
-                       .values(lease_until=time.time() + self.lease))
+            db.execute(
+                update(turns)
+                .where(turns.c.owner == self.owner, turns.c.status == RUNNING, turns.c.conversation_id.in_(live))
+                .values(lease_until=self.clock() + self.lease)
+            )
 
     def interrupt_own_turns(self) -> None:
         """At shutdown: whatever this server still runs will not finish."""
         with self._writing() as db:
-            db.execute(update(turns).where(turns.c.owner == self.owner, turns.c.status == RUNNING)
-                       .values(status=INTERRUPTED, error="the server stopped before the answer",
-                               lease_until=None, finished_at=time.time()))
+            db.execute(
+                update(turns)
+                .where(turns.c.owner == self.owner, turns.c.status == RUNNING)
+                .values(
+                    status=INTERRUPTED,
+                    error="the server stopped before the answer",
+                    lease_until=None,
+                    finished_at=time.time(),
+                )
+            )
 
     # ----- plans awaiting review --------------------------------------------------------------------------
 
     def save_review(self, run_id: str, agent: str, question: str, plan: dict[str, Any]) -> None:
         with self._writing() as db:
-            db.execute(insert(reviews).values(id=run_id, agent=agent, question=question, plan=json.dumps(plan),
-                                              status="pending", created_at=time.time()))
+            db.execute(
+                insert(reviews).values(
+                    id=run_id,
+                    agent=agent,
+                    question=question,
+                    plan=json.dumps(plan),
+                    status="pending",
+                    created_at=time.time(),
+                )
+            )
 
     def review(self, run_id: str) -> dict[str, Any] | None:
         with self._reading() as db:
@@ -274,8 +361,9 @@ class Store:
     def approve(self, run_id: str) -> bool:
         """Mark the plan approved; False when it already was (one approval runs it, on any replica)."""
         with self._writing() as db:
-            done = db.execute(update(reviews).where(reviews.c.id == run_id, reviews.c.status == "pending")
-                              .values(status="approved"))
+            done = db.execute(
+                update(reviews).where(reviews.c.id == run_id, reviews.c.status == "pending").values(status="approved")
+            )
         return done.rowcount == 1
 
     def close(self) -> None:
@@ -289,9 +377,11 @@ def _engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-        raise ConfigError(f"cannot use database {url!r}: {exc}",
-                          hint="give a SQLAlchemy URL such as sqlite:///conversations.sqlite3 or "
-                               "postgresql+psycopg://user@host/db (with its driver installed)") from None
+        raise ConfigError(
+            f"cannot use database {url!r}: {exc}",
+            hint="give a SQLAlchemy URL such as sqlite:///conversations.sqlite3 or "
+            "postgresql+psycopg://user@host/db (with its driver installed)",
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -19,8 +19,9 @@ import ast
 import math
 import operator
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 from langchain_core.tools import BaseTool, tool
 
@@ -50,7 +51,9 @@ _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 def _strip_thousands(expr: str) -> str:
     """Remove digit-group commas, except inside a function call, where commas separate arguments."""
-    out, stack, i = [], [], 0
+    out: list[str] = []
+    stack: list[bool] = []
+    i = 0
     while i < len(expr):
         ch = expr[i]
         if ch == "(":
@@ -58,8 +61,8 @@ def _strip_thousands(expr: str) -> str:
         elif ch == ")" and stack:
             stack.pop()
         m = _THOUSANDS.match(expr, i)
-        starts_number = m and (i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] in "._"))
-        if starts_number and not any(stack):
+        starts_number = i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] in "._")
+        if m and starts_number and not any(stack):
             out.append(m.group().replace(",", ""))
             i = m.end()
             continue
@@ -87,7 +90,7 @@ class _Evaluator:
     def __init__(self, expression: str):
         self.expression = expression
 
-    def fail(self, message: str, hint: str | None = None):
+    def fail(self, message: str, hint: str | None = None) -> NoReturn:
         raise ToolError(f"{message} in '{self.expression}'", hint=hint)
 
     def eval(self, node: ast.AST):
@@ -169,7 +172,7 @@ def _round(x, ndigits=0):
     return int(value) if n <= 0 else float(value)
 
 
-_FUNCTIONS = {  # name -> (function, min args, max args or None for unbounded)
+_FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int | None]] = {  # (function, min args, max args or None)
     "round": (_round, 1, 2),
     "abs": (abs, 1, 1),
     "min": (min, 1, None),
@@ -211,36 +214,60 @@ def calculator(
     return evaluate(expression)
 
 
-PLAN_EXAMPLES = [{
-    "question": "Pens cost 3 dollars each. Ann buys 4 pens and pays with a 20 dollar bill. How much change does she get?",
-    "steps": [
-        {"id": 1, "question": "What do 4 pens at 3 dollars cost?", "depends_on": [], "tool": "calculator",
-         "args": {"expression": "4 * 3"}},
-        {"id": 2, "question": "What is 20 minus {1}?", "depends_on": [1], "tool": "calculator",
-         "args": {"expression": "20 - {1}"}},
-    ],
-}]
+PLAN_EXAMPLES = [
+    {
+        "question": "Pens cost 3 dollars each. Ann buys 4 pens and pays with a 20 dollar bill. "
+        "How much change does she get?",
+        "steps": [
+            {
+                "id": 1,
+                "question": "What do 4 pens at 3 dollars cost?",
+                "depends_on": [],
+                "tool": "calculator",
+                "args": {"expression": "4 * 3"},
+            },
+            {
+                "id": 2,
+                "question": "What is 20 minus {1}?",
+                "depends_on": [1],
+                "tool": "calculator",
+                "args": {"expression": "20 - {1}"},
+            },
+        ],
+    }
+]
 # Shown when a retriever holds the numbers: read them with question steps, compute on their answers.
-DOCUMENT_PLAN_EXAMPLES = [{
-    "question": "By what percentage did revenue change from 2018 to 2019?",
-    "steps": [
-        {"id": 1, "question": "What was the revenue in 2019?", "depends_on": []},
-        {"id": 2, "question": "What was the revenue in 2018?", "depends_on": []},
-        {"id": 3, "question": "What is the change from {2} to {1} in percent?", "depends_on": [1, 2],
-         "tool": "calculator", "args": {"expression": "({1} - {2}) / {2} * 100"}},
-    ],
-}]
+DOCUMENT_PLAN_EXAMPLES = [
+    {
+        "question": "By what percentage did revenue change from 2018 to 2019?",
+        "steps": [
+            {"id": 1, "question": "What was the revenue in 2019?", "depends_on": []},
+            {"id": 2, "question": "What was the revenue in 2018?", "depends_on": []},
+            {
+                "id": 3,
+                "question": "What is the change from {2} to {1} in percent?",
+                "depends_on": [1, 2],
+                "tool": "calculator",
+                "args": {"expression": "({1} - {2}) / {2} * 100"},
+            },
+        ],
+    }
+]
 
 
 # What a grammar-constrained local planner may write as an expression (`chains.plan_grammar`): numbers,
 # operators, step references and the known names, so "9 candles at 26 dollars" cannot be written.
-EXPRESSION_PATTERN = (r"^([0-9 .,+\-*/%^()]|\{\d+(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+)*\}|of|pi|e|"
-                      + "|".join(_FUNCTIONS) + ")+$")
+EXPRESSION_PATTERN = (
+    r"^([0-9 .,+\-*/%^()]|\{\d+(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+)*\}|of|pi|e|" + "|".join(_FUNCTIONS) + ")+$"
+)
 
 
 def calculator_tools() -> list[BaseTool]:
     """The calculator pack: one `calculator` tool with worked plans that show models how to call it. A copy
     per call: the module's tool is never changed, so one caller's metadata cannot leak into another's."""
-    examples = {"plan_examples": PLAN_EXAMPLES, "document_plan_examples": DOCUMENT_PLAN_EXAMPLES,
-                "arg_patterns": {"expression": EXPRESSION_PATTERN}}
+    examples = {
+        "plan_examples": PLAN_EXAMPLES,
+        "document_plan_examples": DOCUMENT_PLAN_EXAMPLES,
+        "arg_patterns": {"expression": EXPRESSION_PATTERN},
+    }
     return [calculator.model_copy(update={"metadata": examples})]

@@ -84,8 +84,10 @@ class Store:
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as err:
-            raise ToolError(f"customer-service database error: {err}",
-                            hint=f"check that '{self.path}' is a decompose customer-service database") from None
+            raise ToolError(
+                f"customer-service database error: {err}",
+                hint=f"check that '{self.path}' is a decompose customer-service database",
+            ) from None
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -120,37 +122,60 @@ class Store:
                 row = conn.execute("SELECT * FROM customers WHERE email = ?", (email,)).fetchone()
                 wanted = f"email '{email}'"
             elif name and name.strip() and zip_code and zip_code.strip():
-                row = conn.execute("SELECT * FROM customers WHERE lower(name) = ? AND zip_code = ?",
-                                   (" ".join(name.lower().split()), zip_code.strip())).fetchone()
+                row = conn.execute(
+                    "SELECT * FROM customers WHERE lower(name) = ? AND zip_code = ?",
+                    (" ".join(name.lower().split()), zip_code.strip()),
+                ).fetchone()
                 wanted = f"name '{name}' and zip code '{zip_code}'"
             else:
-                raise ToolError("find_customer needs an email, or a name together with a zip code",
-                                hint="names are not unique, so a name alone is not enough")
+                raise ToolError(
+                    "find_customer needs an email, or a name together with a zip code",
+                    hint="names are not unique, so a name alone is not enough",
+                )
             if row is None:
                 raise ToolError(f"no customer with {wanted}")
             count = conn.execute("SELECT count(*) FROM orders WHERE customer_id = ?", (row["id"],)).fetchone()[0]
-        return {"customer_id": row["id"], "name": row["name"], "email": row["email"],
-                "zip_code": row["zip_code"], "order_count": count}
+        return {
+            "customer_id": row["id"],
+            "name": row["name"],
+            "email": row["email"],
+            "zip_code": row["zip_code"],
+            "order_count": count,
+        }
 
     def list_orders(self, customer: str) -> dict:
         with self.transaction() as conn:
             cust = self._customer(conn, customer)
             orders = []
-            for o in conn.execute("SELECT * FROM orders WHERE customer_id = ? ORDER BY placed_on DESC, id DESC",
-                                  (cust["id"],)).fetchall():
-                items = conn.execute("SELECT description, quantity, unit_price_cents FROM order_items "
-                                     "WHERE order_id = ?", (o["id"],)).fetchall()
-                orders.append({"order_id": o["id"], "placed_on": o["placed_on"], "status": o["status"],
-                               "total": money(sum(i["quantity"] * i["unit_price_cents"] for i in items)),
-                               "items": [f"{i['description']} x{i['quantity']}" for i in items]})
-        return {"customer_id": cust["id"], "name": cust["name"], "orders": orders,
-                "latest_order_id": orders[0]["order_id"] if orders else None}
+            for o in conn.execute(
+                "SELECT * FROM orders WHERE customer_id = ? ORDER BY placed_on DESC, id DESC", (cust["id"],)
+            ).fetchall():
+                items = conn.execute(
+                    "SELECT description, quantity, unit_price_cents FROM order_items WHERE order_id = ?", (o["id"],)
+                ).fetchall()
+                orders.append(
+                    {
+                        "order_id": o["id"],
+                        "placed_on": o["placed_on"],
+                        "status": o["status"],
+                        "total": money(sum(i["quantity"] * i["unit_price_cents"] for i in items)),
+                        "items": [f"{i['description']} x{i['quantity']}" for i in items],
+                    }
+                )
+        return {
+            "customer_id": cust["id"],
+            "name": cust["name"],
+            "orders": orders,
+            "latest_order_id": orders[0]["order_id"] if orders else None,
+        }
 
     def _amounts(self, conn, order_id: str) -> tuple[int, int]:
-        paid = conn.execute("SELECT coalesce(sum(amount_cents), 0) FROM payments WHERE order_id = ?",
-                            (order_id,)).fetchone()[0]
-        refunded = conn.execute("SELECT coalesce(sum(amount_cents), 0) FROM refunds WHERE order_id = ?",
-                                (order_id,)).fetchone()[0]
+        paid = conn.execute(
+            "SELECT coalesce(sum(amount_cents), 0) FROM payments WHERE order_id = ?", (order_id,)
+        ).fetchone()[0]
+        refunded = conn.execute(
+            "SELECT coalesce(sum(amount_cents), 0) FROM refunds WHERE order_id = ?", (order_id,)
+        ).fetchone()[0]
         return paid, refunded
 
     def order_status(self, order_id: str) -> dict:
@@ -160,16 +185,27 @@ class Store:
             items = conn.execute("SELECT * FROM order_items WHERE order_id = ?", (order["id"],)).fetchall()
             paid, refunded = self._amounts(conn, order["id"])
         return {
-            "order_id": order["id"], "customer_id": order["customer_id"], "status": order["status"],
+            "order_id": order["id"],
+            "customer_id": order["customer_id"],
+            "status": order["status"],
             "placed_on": order["placed_on"],
             "carrier": ship["carrier"] if ship else None,
             "tracking_number": ship["tracking_number"] if ship else None,
             "shipped_on": ship["shipped_on"] if ship else None,
             "eta": ship["eta"] if ship and not ship["delivered_on"] else None,
             "delivered_on": ship["delivered_on"] if ship else None,
-            "items": [{"sku": i["sku"], "description": i["description"], "quantity": i["quantity"],
-                       "unit_price": money(i["unit_price_cents"]), "damaged": bool(i["damaged"])} for i in items],
-            "paid": money(paid), "refunded": money(refunded),
+            "items": [
+                {
+                    "sku": i["sku"],
+                    "description": i["description"],
+                    "quantity": i["quantity"],
+                    "unit_price": money(i["unit_price_cents"]),
+                    "damaged": bool(i["damaged"]),
+                }
+                for i in items
+            ],
+            "paid": money(paid),
+            "refunded": money(refunded),
         }
 
     # -- refunds --------------------------------------------------------------------------------------------
@@ -177,9 +213,16 @@ class Store:
     def _eligibility(self, conn, order: sqlite3.Row) -> dict:
         paid, refunded = self._amounts(conn, order["id"])
         remaining = max(paid - refunded, 0)
-        result = {"order_id": order["id"], "eligible": False, "reason": "", "paid": money(paid),
-                  "refunded": money(refunded), "max_refundable": money(0), "delivered_on": None,
-                  "window_ends": None}
+        result = {
+            "order_id": order["id"],
+            "eligible": False,
+            "reason": "",
+            "paid": money(paid),
+            "refunded": money(refunded),
+            "max_refundable": money(0),
+            "delivered_on": None,
+            "window_ends": None,
+        }
         status = order["status"]
         if status == "processing":
             result["reason"] = "order is still processing; it can be cancelled instead (open a ticket)"
@@ -190,10 +233,13 @@ class Store:
         if status == "cancelled":
             result["reason"] = "order was cancelled and its payment voided; there is nothing to refund"
             return result
-        delivered = date.fromisoformat(conn.execute("SELECT delivered_on FROM shipments WHERE order_id = ?",
-                                                    (order["id"],)).fetchone()[0])
-        damaged = conn.execute("SELECT 1 FROM order_items WHERE order_id = ? AND damaged = 1",
-                               (order["id"],)).fetchone() is not None
+        delivered = date.fromisoformat(
+            conn.execute("SELECT delivered_on FROM shipments WHERE order_id = ?", (order["id"],)).fetchone()[0]
+        )
+        damaged = (
+            conn.execute("SELECT 1 FROM order_items WHERE order_id = ? AND damaged = 1", (order["id"],)).fetchone()
+            is not None
+        )
         window = DAMAGED_WINDOW_DAYS if damaged else RETURN_WINDOW_DAYS
         age = (self.today() - delivered).days
         result["delivered_on"] = delivered.isoformat()
@@ -204,8 +250,11 @@ class Store:
         elif age > window:
             result["reason"] = f"delivered {age} days ago, outside {kind}"
         else:
-            result.update(eligible=True, max_refundable=money(remaining),
-                          reason=f"delivered {age} days ago, within {kind}; {money(remaining)} still refundable")
+            result.update(
+                eligible=True,
+                max_refundable=money(remaining),
+                reason=f"delivered {age} days ago, within {kind}; {money(remaining)} still refundable",
+            )
         return result
 
     def refund_eligibility(self, order_id: str) -> dict:
@@ -240,24 +289,35 @@ class Store:
             check = self._eligibility(conn, order)
             if not check["eligible"]:
                 raise ToolError(f"refund refused for order '{order['id']}': {check['reason']}")
-            cents = to_cents(amount)  # after the policy: an ineligible order is refused for its reason, whatever the sum
+            # After the policy: an ineligible order is refused for its reason, whatever the sum.
+            cents = to_cents(amount)
             remaining = to_cents(check["max_refundable"])
             if cents > remaining:
-                raise ToolError(f"refund of {money(cents)} exceeds the {check['max_refundable']} still "
-                                f"refundable on order '{order['id']}'", hint="refund at most max_refundable")
-            cur = conn.execute("INSERT INTO refunds (order_id, amount_cents, reason, refunded_on, idempotency_key)"
-                               " VALUES (?, ?, ?, ?, ?)", (order["id"], cents, reason, self.today().isoformat(),
-                                                           idempotency_key))
+                raise ToolError(
+                    f"refund of {money(cents)} exceeds the {check['max_refundable']} still "
+                    f"refundable on order '{order['id']}'",
+                    hint="refund at most max_refundable",
+                )
+            cur = conn.execute(
+                "INSERT INTO refunds (order_id, amount_cents, reason, refunded_on, idempotency_key)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (order["id"], cents, reason, self.today().isoformat(), idempotency_key),
+            )
             paid, refunded = self._amounts(conn, order["id"])
-            result = {"refund_id": f"R{cur.lastrowid:05d}", "order_id": order["id"], "amount": money(cents),
-                      "refunded_total": money(refunded), "remaining_refundable": money(paid - refunded),
-                      "refunded_on": self.today().isoformat(), "status": "refunded"}
+            result = {
+                "refund_id": f"R{cur.lastrowid:05d}",
+                "order_id": order["id"],
+                "amount": money(cents),
+                "refunded_total": money(refunded),
+                "remaining_refundable": money(paid - refunded),
+                "refunded_on": self.today().isoformat(),
+                "status": "refunded",
+            }
             return self._remember(conn, idempotency_key, "issue_refund", result)
 
     # -- tickets and policy -----------------------------------------------------------------------------------
 
-    def open_ticket(self, customer: str, subject: str, body: str, order_id: str | None,
-                    idempotency_key: str) -> dict:
+    def open_ticket(self, customer: str, subject: str, body: str, order_id: str | None, idempotency_key: str) -> dict:
         subject, body = (subject or "").strip(), (body or "").strip()
         if not subject or len(subject) > 200:
             raise ToolError("ticket subject must be 1 to 200 characters")
@@ -272,12 +332,19 @@ class Store:
                 if order["customer_id"] != cust["id"]:
                     raise ToolError(f"order '{order['id']}' does not belong to customer '{cust['id']}'")
                 order_id = order["id"]
-            cur = conn.execute("INSERT INTO tickets (customer_id, order_id, subject, body, status, opened_on, "
-                               "idempotency_key) VALUES (?, ?, ?, ?, 'open', ?, ?)",
-                               (cust["id"], order_id or None, subject, body, self.today().isoformat(),
-                                idempotency_key))
-            result = {"ticket_id": f"T{cur.lastrowid:05d}", "customer_id": cust["id"], "order_id": order_id or None,
-                      "subject": subject, "status": "open", "opened_on": self.today().isoformat()}
+            cur = conn.execute(
+                "INSERT INTO tickets (customer_id, order_id, subject, body, status, opened_on, "
+                "idempotency_key) VALUES (?, ?, ?, ?, 'open', ?, ?)",
+                (cust["id"], order_id or None, subject, body, self.today().isoformat(), idempotency_key),
+            )
+            result = {
+                "ticket_id": f"T{cur.lastrowid:05d}",
+                "customer_id": cust["id"],
+                "order_id": order_id or None,
+                "subject": subject,
+                "status": "open",
+                "opened_on": self.today().isoformat(),
+            }
             return self._remember(conn, idempotency_key, "open_ticket", result)
 
     def search_policy(self, query: str, limit: int = 3) -> list[dict]:
@@ -293,8 +360,12 @@ class Store:
                 rows = conn.execute("SELECT topic, body FROM policy ORDER BY id").fetchall()
             bodies = {row["topic"]: row["body"] for row in rows}
             # The topic is part of the passage: topics say what a paragraph is about.
-            self._policy = (bodies, LocalDocsRetriever.from_texts([(t, f"{t}. {b}") for t, b in bodies.items()],
-                                                                  k=MAX_POLICY_HITS))
+            self._policy = (
+                bodies,
+                LocalDocsRetriever.from_texts([(t, f"{t}. {b}") for t, b in bodies.items()], k=MAX_POLICY_HITS),
+            )
         bodies, retriever = self._policy
-        return [{"topic": d.metadata["id"], "text": bodies[d.metadata["id"]], "score": d.metadata["score"]}
-                for d in retriever.invoke(query)[:limit]]
+        return [
+            {"topic": d.metadata["id"], "text": bodies[d.metadata["id"]], "score": d.metadata["score"]}
+            for d in retriever.invoke(query)[:limit]
+        ]

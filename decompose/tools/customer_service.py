@@ -12,10 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-from langchain_core.tools import BaseTool, InjectedToolArg, tool
+from langchain_core.tools import BaseTool, InjectedToolArg
 
-from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
 from decompose.chains.tool_facts import declare_receipt, declare_verdict
+from decompose.tool_schema import closure_tool
+from decompose.tools.cs_seed import DAMAGED_WINDOW_DAYS, POLICY, RETURN_WINDOW_DAYS
 from decompose.tools.cs_store import Store, default_db_path
 from decompose.tools.guards import identifier_args, requires_request
 
@@ -28,29 +29,65 @@ _SIDE_EFFECTS = {"side_effects": True}
 # copies examples word for word (their ids too, which the tool guard then replaces by the one the customer gave).
 # They show the shape: look up, pass fields ({1.customer_id}, {2.latest_order_id}), find an item's order with a
 # question step, and write only what the customer asked for.
-PLAN_EXAMPLES = [{
-    "question": "Hi, I'm zoe@example.com. Has my latest order shipped, and can I still return the desk lamp?",
-    "steps": [
-        {"id": 1, "question": "Who is the customer?", "depends_on": [], "tool": "find_customer",
-         "args": {"email": "zoe@example.com"}},
-        {"id": 2, "question": "What are the customer's orders?", "depends_on": [1], "tool": "list_orders",
-         "args": {"customer": "{1.customer_id}"}},
-        {"id": 3, "question": "What is the status of the latest order?", "depends_on": [2], "tool": "order_status",
-         "args": {"order_id": "{2.latest_order_id}"}},
-        {"id": 4, "question": "Which order id in {2} has the item the customer asks about? Reply with the order id "
-                              "only.", "depends_on": [2]},
-        {"id": 5, "question": "Can that order be returned?", "depends_on": [4], "tool": "refund_eligibility",
-         "args": {"order_id": "{4}"}},
-    ],
-}, {
-    "question": "Please refund order A2002, the blender arrived broken. My email is zoe@example.com.",
-    "steps": [
-        {"id": 1, "question": "Can the order be refunded?", "depends_on": [], "tool": "refund_eligibility",
-         "args": {"order_id": "A2002"}},
-        {"id": 2, "question": "Refund what is still refundable", "depends_on": [1], "tool": "issue_refund",
-         "args": {"order_id": "A2002", "amount": "{1.max_refundable}", "reason": "blender arrived broken"}},
-    ],
-}]
+PLAN_EXAMPLES = [
+    {
+        "question": "Hi, I'm zoe@example.com. Has my latest order shipped, and can I still return the desk lamp?",
+        "steps": [
+            {
+                "id": 1,
+                "question": "Who is the customer?",
+                "depends_on": [],
+                "tool": "find_customer",
+                "args": {"email": "zoe@example.com"},
+            },
+            {
+                "id": 2,
+                "question": "What are the customer's orders?",
+                "depends_on": [1],
+                "tool": "list_orders",
+                "args": {"customer": "{1.customer_id}"},
+            },
+            {
+                "id": 3,
+                "question": "What is the status of the latest order?",
+                "depends_on": [2],
+                "tool": "order_status",
+                "args": {"order_id": "{2.latest_order_id}"},
+            },
+            {
+                "id": 4,
+                "question": "Which order id in {2} has the item the customer asks about? Reply with the order id only.",
+                "depends_on": [2],
+            },
+            {
+                "id": 5,
+                "question": "Can that order be returned?",
+                "depends_on": [4],
+                "tool": "refund_eligibility",
+                "args": {"order_id": "{4}"},
+            },
+        ],
+    },
+    {
+        "question": "Please refund order A2002, the blender arrived broken. My email is zoe@example.com.",
+        "steps": [
+            {
+                "id": 1,
+                "question": "Can the order be refunded?",
+                "depends_on": [],
+                "tool": "refund_eligibility",
+                "args": {"order_id": "A2002"},
+            },
+            {
+                "id": 2,
+                "question": "Refund what is still refundable",
+                "depends_on": [1],
+                "tool": "issue_refund",
+                "args": {"order_id": "A2002", "amount": "{1.max_refundable}", "reason": "blender arrived broken"},
+            },
+        ],
+    },
+]
 
 
 def customer_service_tools(db_path: str | Path | None = None, *, today: date | None = None) -> list[BaseTool]:
@@ -62,7 +99,7 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
     """
     store = Store(db_path, today)
 
-    @tool
+    @closure_tool
     def find_customer(
         email: Annotated[str | None, "Customer email address, e.g. ann@example.com"] = None,
         name: Annotated[str | None, "Full name; only used together with zip_code"] = None,
@@ -72,25 +109,25 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
         and order_count."""
         return store.find_customer(email, name, zip_code)
 
-    @tool
+    @closure_tool
     def list_orders(customer: Annotated[str, "Customer id (e.g. C001) or email"]) -> dict:
         """List a customer's orders, newest first: order_id, placed_on, status, total, items; plus
         latest_order_id."""
         return store.list_orders(customer)
 
-    @tool
+    @closure_tool
     def order_status(order_id: Annotated[str, "Order id, e.g. A1001"]) -> dict:
         """Status of one order: status (processing/shipped/delivered/cancelled), carrier, tracking_number,
         shipped_on, eta (while in transit), delivered_on, items, paid and refunded amounts."""
         return store.order_status(order_id)
 
-    @tool
+    @closure_tool
     def refund_eligibility(order_id: Annotated[str, "Order id, e.g. A1001"]) -> dict:
         """Check an order against the refund policy. Returns eligible (bool), reason, paid, refunded,
         max_refundable (amount that may still be refunded), delivered_on and window_ends."""
         return store.refund_eligibility(order_id)
 
-    @tool
+    @closure_tool
     def issue_refund(
         order_id: Annotated[str, "Order id, e.g. A1001"],
         amount: Annotated[Decimal, "Amount to refund in the order currency, at most 2 decimals, e.g. 49.99"],
@@ -102,7 +139,7 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
         refunded_total and remaining_refundable."""
         return store.issue_refund(order_id, amount, reason, idempotency_key)
 
-    @tool
+    @closure_tool
     def open_ticket(
         customer: Annotated[str, "Customer id (e.g. C001) or email"],
         subject: Annotated[str, "One-line summary of the problem"],
@@ -114,7 +151,7 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
         questions). Returns ticket_id and status."""
         return store.open_ticket(customer, subject, body, order_id, idempotency_key)
 
-    @tool
+    @closure_tool
     def search_policy(
         query: Annotated[str, "Keywords, e.g. 'refund damaged item'"],
         limit: Annotated[int, "Maximum number of paragraphs to return (1-20)"] = 3,
@@ -127,14 +164,30 @@ def customer_service_tools(db_path: str | Path | None = None, *, today: date | N
     issue_refund.metadata = dict(_SIDE_EFFECTS)
     open_ticket.metadata = dict(_SIDE_EFFECTS)
     # A refund or a ticket only when the customer's own words ask for one (asking whether is not asking to).
-    requires_request(issue_refund, r"\b(?:refund|reimburs|money back|return(?:ing)?\b|send (?:it|them) back|"
-                                   r"charge ?back)", "Do you want me to issue the refund?", amount="amount")
-    requires_request(open_ticket, r"\b(?:ticket|complain|report|escalat|cancel|speak to|talk to|contact|"
-                                  r"support team|look into)", "Do you want me to open a support ticket about it?")
-    declare_verdict(refund_eligibility, topic=r"\b(?:refund|return|eligib)",
-                    yes="Order {order_id} can be refunded until {window_ends}", no="Order {order_id} cannot be refunded")
-    declare_receipt(issue_refund, "Refund {refund_id} of {amount} for order {order_id} is done: the money goes back "
-                                  "to the original payment method.")
+    requires_request(
+        issue_refund,
+        r"\b(?:refund|reimburs|money back|return(?:ing)?\b|send (?:it|them) back|"
+        r"charge ?back)",
+        "Do you want me to issue the refund?",
+        amount="amount",
+    )
+    requires_request(
+        open_ticket,
+        r"\b(?:ticket|complain|report|escalat|cancel|speak to|talk to|contact|"
+        r"support team|look into)",
+        "Do you want me to open a support ticket about it?",
+    )
+    declare_verdict(
+        refund_eligibility,
+        topic=r"\b(?:refund|return|eligib)",
+        yes="Order {order_id} can be refunded until {window_ends}",
+        no="Order {order_id} cannot be refunded",
+    )
+    declare_receipt(
+        issue_refund,
+        "Refund {refund_id} of {amount} for order {order_id} is done: the money goes back "
+        "to the original payment method.",
+    )
     declare_receipt(open_ticket, "Support ticket {ticket_id} is open; the support team will reply to you.")
     # Emails and ids come from the customer or from a look-up, never from the model.
     identifier_args(find_customer, "email", "name", "zip_code")

@@ -21,6 +21,7 @@ from typing import Annotated
 from langchain_core.tools import BaseTool, tool
 
 from decompose.errors import ToolError
+from decompose.tool_schema import closure_tool
 from decompose.tools.market_data import MarketData, default_market_data_path, write_demo_csv
 
 __all__ = ["finance_tools", "DEMO_FX_RATES", "default_market_data_path", "write_demo_csv"]
@@ -30,8 +31,7 @@ MAX_PERIODS = 1200  # 100 years of monthly payments
 CENT = Decimal("0.01")
 
 # Synthetic demo rates: "EUR/USD": 1.08 means 1 EUR = 1.08 USD. Not market quotes.
-DEMO_FX_RATES = {"EUR/USD": 1.08, "GBP/USD": 1.27, "USD/JPY": 150.0, "USD/CHF": 0.88, "AUD/USD": 0.66,
-                 "USD/CAD": 1.36}
+DEMO_FX_RATES = {"EUR/USD": 1.08, "GBP/USD": 1.27, "USD/JPY": 150.0, "USD/CHF": 0.88, "AUD/USD": 0.66, "USD/CAD": 1.36}
 
 Money = Annotated[Decimal, "Amount of money, e.g. 200000 or '1234.56'"]
 RatePct = Annotated[Decimal, "Annual interest rate in percent, e.g. 6 for 6%"]
@@ -74,8 +74,15 @@ def _schedule(principal: Decimal, annual_rate_pct: Decimal, n: int, per_year: in
             interest = (balance * r).quantize(CENT, rounding=ROUND_HALF_UP)
             principal_part = balance if period == n else min(payment - interest, balance)
             balance -= principal_part
-            rows.append({"period": period, "payment": _money(interest + principal_part), "interest": _money(interest),
-                         "principal": _money(principal_part), "balance": _money(balance)})
+            rows.append(
+                {
+                    "period": period,
+                    "payment": _money(interest + principal_part),
+                    "interest": _money(interest),
+                    "principal": _money(principal_part),
+                    "balance": _money(balance),
+                }
+            )
     return payment, rows
 
 
@@ -88,9 +95,13 @@ def loan_payment(
 ) -> dict:
     """Level payment of a fixed-rate loan (annuity formula), with total paid and total interest."""
     payment, rows = _schedule(principal, annual_rate_pct, n_payments, payments_per_year)
-    total = sum(Decimal(r["payment"]) for r in rows)
-    return {"payment": _money(payment), "n_payments": n_payments, "total_paid": _money(total),
-            "total_interest": _money(total - principal)}
+    total = sum((Decimal(r["payment"]) for r in rows), Decimal(0))
+    return {
+        "payment": _money(payment),
+        "n_payments": n_payments,
+        "total_paid": _money(total),
+        "total_interest": _money(total - principal),
+    }
 
 
 @tool
@@ -103,8 +114,8 @@ def amortization_schedule(
     """Payment-by-payment schedule of a fixed-rate loan: rows of period, payment, interest, principal and
     remaining balance (the last balance is 0.00; the last payment absorbs rounding)."""
     payment, rows = _schedule(principal, annual_rate_pct, n_payments, payments_per_year)
-    return {"payment": _money(payment), "total_interest": _money(sum(Decimal(r["interest"]) for r in rows)),
-            "rows": rows}
+    interest = sum((Decimal(r["interest"]) for r in rows), Decimal(0))
+    return {"payment": _money(payment), "total_interest": _money(interest), "rows": rows}
 
 
 def _growth_inputs(rate_pct: Decimal, years: Decimal, per_year: int) -> tuple[Decimal, Decimal]:
@@ -141,8 +152,11 @@ def future_value(
             from_contributions = contribution * (growth - 1) / r * ((1 + r) if contribution_at_start else 1)
         value = present_value * growth + from_contributions
         contributed = contribution * n
-    return {"future_value": _money(value), "total_contributions": _money(contributed),
-            "growth": _money(value - present_value - contributed)}
+    return {
+        "future_value": _money(value),
+        "total_contributions": _money(contributed),
+        "growth": _money(value - present_value - contributed),
+    }
 
 
 @tool
@@ -182,7 +196,7 @@ def npv(
     with localcontext() as ctx:
         ctx.prec = 40
         r = rate_pct / 100
-        value = sum(cf / (1 + r) ** t for t, cf in enumerate(_flows(cash_flows)))
+        value = sum((cf / (1 + r) ** t for t, cf in enumerate(_flows(cash_flows))), Decimal(0))
     return {"npv": _money(value)}
 
 
@@ -204,24 +218,23 @@ def irr(
         raise ToolError("IRR needs both negative and positive cash flows (no sign change, so no IRR)")
     # Scan a grid of rates for sign changes of NPV, then bisect the bracket nearest to 0 %.
     grid = [-0.99, -0.9, -0.75, -0.5, -0.25, -0.1, 0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10, 100]
-    values = [(r, _npv_float(r, flows)) for r in grid]
-    values = [(r, v) for r, v in values if v is not None]
+    values = [(r, v) for r in grid if (v := _npv_float(r, flows)) is not None]
     brackets = [(a, b) for (a, fa), (b, fb) in zip(values, values[1:]) if fa * fb < 0]
     brackets += [(r, r) for r, v in values if v == 0]
     if not brackets:
         raise ToolError("IRR not found: NPV does not change sign between -99% and 10000%")
     lo, hi = min(brackets, key=lambda ab: min(abs(ab[0]), abs(ab[1])))
-    f_lo = _npv_float(lo, flows)
+    f_lo = _npv_float(lo, flows) or 0.0  # a bracket's ends have values
     while hi - lo > 1e-12:
         mid = (lo + hi) / 2
-        f_mid = _npv_float(mid, flows)
+        f_mid = _npv_float(mid, flows) or 0.0  # between two values, a value
         if f_mid == 0:
             lo = hi = mid
         elif (f_lo < 0) == (f_mid < 0):
             lo, f_lo = mid, f_mid
         else:
             hi = mid
-    result = {"irr_pct": _pct((lo + hi) / 2 * 100)}
+    result: dict[str, float | str] = {"irr_pct": _pct((lo + hi) / 2 * 100)}
     if len(brackets) > 1:
         result["note"] = "cash flows change sign more than once; other IRRs exist, this one is nearest to 0%"
     return result
@@ -277,12 +290,12 @@ def _fx_rate(table: dict[tuple[str, str], Decimal], src: str, dst: str, via: str
 
     if (rate := one(src, dst)) is not None:
         return rate, "inverse" if (dst, src) in table else "direct"
-    legs = one(src, via), one(via, dst)
-    if None in legs:
+    first, second = one(src, via), one(via, dst)
+    if first is None or second is None:
         known = sorted({c for pair in table for c in pair})
-        unknown = src if legs[0] is None else dst
+        unknown = src if first is None else dst
         raise ToolError(f"unknown currency '{unknown}'", hint="known currencies: " + ", ".join(known))
-    return legs[0] * legs[1], f"cross via {via}"
+    return first * second, f"cross via {via}"
 
 
 def finance_tools(
@@ -299,7 +312,7 @@ def finance_tools(
     table = _fx_table(DEMO_FX_RATES if fx_rates is None else fx_rates)
     via = fx_base.upper()
 
-    @tool
+    @closure_tool
     def currency_convert(
         amount: Annotated[Decimal, "Amount in from_currency, e.g. 250"],
         from_currency: Annotated[str, "ISO code of the currency converted from, e.g. EUR"],
@@ -315,7 +328,7 @@ def finance_tools(
             converted = amount * rate
         return {"amount": _money(converted), "currency": dst, "rate": float(f"{rate:.8g}"), "route": route}
 
-    @tool
+    @closure_tool
     def stock_price(
         symbol: Annotated[str, "Ticker symbol in the market data, e.g. ACME"],
         on_date: Annotated[date | None, "Date YYYY-MM-DD; the last close on or before it. Omit for the latest"] = None,
@@ -324,7 +337,7 @@ def finance_tools(
         day, close = data.close_on(symbol, on_date)
         return {"symbol": symbol.strip().upper(), "date": day.isoformat(), "close": _money(close)}
 
-    @tool
+    @closure_tool
     def price_history(
         symbol: Annotated[str, "Ticker symbol in the market data, e.g. ACME"],
         start_date: Annotated[date | None, "First date YYYY-MM-DD (omit for the start of the data)"] = None,
@@ -334,13 +347,19 @@ def finance_tools(
         percent over the period."""
         points = data.series(symbol, start_date, end_date)
         closes = [c for _, c in points]
-        return {"symbol": symbol.strip().upper(), "start_date": points[0][0].isoformat(),
-                "end_date": points[-1][0].isoformat(), "first_close": _money(closes[0]),
-                "last_close": _money(closes[-1]), "min_close": _money(min(closes)), "max_close": _money(max(closes)),
-                "change_pct": _pct(float((closes[-1] / closes[0] - 1) * 100)),
-                "points": [{"date": d.isoformat(), "close": _money(c)} for d, c in points]}
+        return {
+            "symbol": symbol.strip().upper(),
+            "start_date": points[0][0].isoformat(),
+            "end_date": points[-1][0].isoformat(),
+            "first_close": _money(closes[0]),
+            "last_close": _money(closes[-1]),
+            "min_close": _money(min(closes)),
+            "max_close": _money(max(closes)),
+            "change_pct": _pct(float((closes[-1] / closes[0] - 1) * 100)),
+            "points": [{"date": d.isoformat(), "close": _money(c)} for d, c in points],
+        }
 
-    @tool
+    @closure_tool
     def portfolio_return_and_volatility(
         symbols: Annotated[list[str], "Ticker symbols in the portfolio, e.g. ['ACME', 'GLOBX']"],
         weights: Annotated[list[float] | None, "Weight per symbol, same order (normalised); omit for equal"] = None,
@@ -364,11 +383,28 @@ def finance_tools(
             raise ToolError(f"need at least 3 common trading days for {', '.join(symbols)}, found {len(dates)}")
         prices = [[float(s[d]) for d in dates] for s in series]
         daily = [sum(w * (p[t] / p[t - 1] - 1) for w, p in zip(weights, prices)) for t in range(1, len(dates))]
-        return {"symbols": symbols, "weights": [round(w, 6) for w in weights], "start_date": dates[0].isoformat(),
-                "end_date": dates[-1].isoformat(), "trading_days": len(daily),
-                "annual_return_pct": _pct(statistics.fmean(daily) * TRADING_DAYS * 100),
-                "annual_volatility_pct": _pct(statistics.stdev(daily) * math.sqrt(TRADING_DAYS) * 100),
-                "total_return_pct": _pct((math.prod(1 + r for r in daily) - 1) * 100)}
+        return {
+            "symbols": symbols,
+            "weights": [round(w, 6) for w in weights],
+            "start_date": dates[0].isoformat(),
+            "end_date": dates[-1].isoformat(),
+            "trading_days": len(daily),
+            "annual_return_pct": _pct(statistics.fmean(daily) * TRADING_DAYS * 100),
+            "annual_volatility_pct": _pct(statistics.stdev(daily) * math.sqrt(TRADING_DAYS) * 100),
+            "total_return_pct": _pct((math.prod(1 + r for r in daily) - 1) * 100),
+        }
 
-    return [loan_payment, amortization_schedule, future_value, present_value, npv, irr, cagr, percent_change,
-            currency_convert, stock_price, price_history, portfolio_return_and_volatility]
+    return [
+        loan_payment,
+        amortization_schedule,
+        future_value,
+        present_value,
+        npv,
+        irr,
+        cagr,
+        percent_change,
+        currency_convert,
+        stock_price,
+        price_history,
+        portfolio_return_and_volatility,
+    ]

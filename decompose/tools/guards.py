@@ -14,9 +14,10 @@ plans a model makes in `Orchestrator.run`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
@@ -28,22 +29,52 @@ from decompose.scoring import tool_verdict
 REQUEST = "request"  # metadata key: {"pattern": regex of the words that ask for it, "offer": the question instead}
 IDENTIFIERS = "identifiers"  # metadata key: names of the arguments that identify a customer, an order, ...
 
-_GENERIC_VERBS = {"issue", "open", "create", "make", "send", "post", "put", "set", "update", "delete", "add",
-                  "do", "run", "call", "get", "new"}
+_GENERIC_VERBS = {
+    "issue",
+    "open",
+    "create",
+    "make",
+    "send",
+    "post",
+    "put",
+    "set",
+    "update",
+    "delete",
+    "add",
+    "do",
+    "run",
+    "call",
+    "get",
+    "new",
+}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|[;\n]+")  # not the dots of an email or a price
 _QUESTION_START = re.compile(
     r"^\W*(?:and|so|but|also|then|ok|okay)?\W*(?:can|could|may|might|am|is|are|do|does|did|would|will|should|was|"
-    r"were|have|has|what|when|where|which|who|whom|whose|why|how)\b", re.IGNORECASE)
-_ASKS_YOU = re.compile(r"^\W*(?:and|so|but|also|then|ok|okay)?\W*(?:can|could|would|will)\s+you\b|\bplease\b|"
-                       r"\b(?:i'?d like|i would like|i want|i need|i wish)\b", re.IGNORECASE)
-_NEGATED = re.compile(r"\b(?:don'?t|do not|doesn'?t|does not|no need|not (?:asking|looking|want|need)|never mind|"
-                      r"without|instead of)\b", re.IGNORECASE)
+    r"were|have|has|what|when|where|which|who|whom|whose|why|how)\b",
+    re.IGNORECASE,
+)
+_ASKS_YOU = re.compile(
+    r"^\W*(?:and|so|but|also|then|ok|okay)?\W*(?:can|could|would|will)\s+you\b|\bplease\b|"
+    r"\b(?:i'?d like|i would like|i want|i need|i wish)\b",
+    re.IGNORECASE,
+)
+_NEGATED = re.compile(
+    r"\b(?:don'?t|do not|doesn'?t|does not|no need|not (?:asking|looking|want|need)|never mind|"
+    r"without|instead of)\b",
+    re.IGNORECASE,
+)
 _CLAUSE_BREAK = re.compile(r",|:|\bbut\b|\band\b|\bso\b", re.IGNORECASE)
 # A sum of money: with a currency sign or word, or with cents (27.50); not a count ("1 mug") or an id (A1001).
-_AMOUNT = re.compile(r"[$€£]\s?(\d+(?:\.\d{1,2})?)|(?<![\w.])(\d+\.\d{2})(?!\w|\.\d)|"
-                     r"(?<![\w.])(\d+(?:\.\d{1,2})?)\s?(?:dollars?|usd|eur|euros?|gbp|pounds?)\b", re.IGNORECASE)
-_AFFIRMS = re.compile(r"^\W*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please do|go ahead|do it|do that|please|"
-                      r"that would be great|correct)\b", re.IGNORECASE)
+_AMOUNT = re.compile(
+    r"[$€£]\s?(\d+(?:\.\d{1,2})?)|(?<![\w.])(\d+\.\d{2})(?!\w|\.\d)|"
+    r"(?<![\w.])(\d+(?:\.\d{1,2})?)\s?(?:dollars?|usd|eur|euros?|gbp|pounds?)\b",
+    re.IGNORECASE,
+)
+_AFFIRMS = re.compile(
+    r"^\W*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please do|go ahead|do it|do that|please|"
+    r"that would be great|correct)\b",
+    re.IGNORECASE,
+)
 # Identifier-looking tokens: order and customer ids (A1001, C001, TCK-12) and emails.
 ID_TOKEN = re.compile(r"[^@\s,;:()<>\"']+@[^@\s,;:()<>\"']+\.\w+|\b[A-Za-z]{1,4}-?\d{3,}\b")
 
@@ -117,7 +148,7 @@ def _sentences(text: str) -> list[str]:
 def _asks_for(sentence: str, action: re.Pattern) -> bool:
     hit = action.search(sentence)
     # A negation counts in the action's own clause: "I don't want a refund", not "I don't need it, refund it".
-    if hit is None or _NEGATED.search(_CLAUSE_BREAK.split(sentence[:hit.start()])[-1]):
+    if hit is None or _NEGATED.search(_CLAUSE_BREAK.split(sentence[: hit.start()])[-1]):
         return False
     question = sentence.rstrip().endswith("?") or _QUESTION_START.match(sentence)
     return not question or bool(_ASKS_YOU.search(sentence))
@@ -175,11 +206,15 @@ class Grounding:
         planned = " ".join(f"{step.question} {step.args}" for step in plan.steps).lower()
         for token in dict.fromkeys(ID_TOKEN.findall(self.words.asking[-1])):
             if "@" not in token and token.lower() not in planned:  # an email may go unused; a named order not
-                problems.append(f"the user named {token} but no step uses it: pass \"{token}\" to the tool that "
-                                "takes it, not another value")
+                problems.append(
+                    f'the user named {token} but no step uses it: pass "{token}" to the tool that '
+                    "takes it, not another value"
+                )
         if not any(step.tool for step in plan.steps):
-            problems.append("no step calls a tool: look up what the user asks about with the tools (an argument "
-                            "the user has not given, such as their email or an order id, is left empty)")
+            problems.append(
+                "no step calls a tool: look up what the user asks about with the tools (an argument "
+                "the user has not given, such as their email or an order id, is left empty)"
+            )
         return "; ".join(problems) or None
 
     def asks_user(self) -> bool:
@@ -204,8 +239,11 @@ class Grounding:
         fixed = dict(args)
         amount_arg = request_of(tool).get("amount")
         if amount_arg and amount_arg in fixed:
-            named = {Decimal(next(filter(None, m))) for s in self.words.requesting(request_of(tool)["pattern"])
-                     for m in _AMOUNT.findall(s)}
+            named = {
+                Decimal(next(filter(None, m)))
+                for s in self.words.requesting(request_of(tool)["pattern"])
+                for m in _AMOUNT.findall(s)
+            }
             if len(named) == 1:
                 fixed[amount_arg] = f"{named.pop():.2f}"
         for name in identifiers_of(tool):
@@ -216,15 +254,22 @@ class Grounding:
                     fixed[name] = picked
             elif isinstance(value, str) and not self.words.contains(value, self.results):
                 # A field of its own kind only: `latest_order_id` is an order id, `customer_id` is not.
-                named = [r[value] for r in self.results if isinstance(r, dict) and isinstance(r.get(value), str)
-                         and value.endswith(name)]
+                in_results = [
+                    r[value]
+                    for r in self.results
+                    if isinstance(r, dict) and isinstance(r.get(value), str) and value.endswith(name)
+                ]
                 # A model step's sentence around the one id it found ("The lamp is in order A2001.").
                 found = {t for t in ID_TOKEN.findall(value) if self.words.contains(t, self.results)}
                 # The one value of its kind the user gave (an email copied from a worked example, not theirs).
-                given = {t.lower(): t for text in self.words.users for t in ID_TOKEN.findall(text)
-                         if _same_kind(value, {t.lower()})}
-                if len(set(named)) == 1:
-                    fixed[name] = named[0]
+                given = {
+                    t.lower(): t
+                    for text in self.words.users
+                    for t in ID_TOKEN.findall(text)
+                    if _same_kind(value, {t.lower()})
+                }
+                if len(set(in_results)) == 1:
+                    fixed[name] = in_results[0]
                 elif len(found) == 1:
                     fixed[name] = found.pop()
                 elif ID_TOKEN.fullmatch(value.strip()) and len(given) == 1:
@@ -235,12 +280,17 @@ class Grounding:
         """An identifier the plan left empty, with no other identifier given: the user has not said it yet, so
         it is asked for (before the arguments are validated: a model re-asked for them would invent one)."""
         names = identifiers_of(tool)
-        empty = [n for n in names if n in args and (args[n] is None or isinstance(args[n], str) and not args[n].strip())]
+        empty = [
+            n for n in names if n in args and (args[n] is None or isinstance(args[n], str) and not args[n].strip())
+        ]
         if empty and not any(isinstance(args.get(n), (str, dict)) and args[n] for n in names):
             self.missing += empty  # all of them at once: a name and a zip code are one question, not three turns
             wanted = _spoken_all(empty)
-            raise UngroundedArgument(f"step {step.id}: {tool.name} needs the user's {wanted}",
-                                     argument=empty[0], hint=f"ask the user for their {wanted}")
+            raise UngroundedArgument(
+                f"step {step.id}: {tool.name} needs the user's {wanted}",
+                argument=empty[0],
+                hint=f"ask the user for their {wanted}",
+            )
 
     def check(self, tool: BaseTool, step: Step, args: dict[str, Any], *, writes: bool) -> None:
         for name in identifiers_of(tool):
@@ -249,7 +299,10 @@ class Grounding:
                 self.missing.append(name)
                 raise UngroundedArgument(
                     f"step {step.id}: {tool.name}'s {name} {value!r} is neither in the conversation nor in a tool "
-                    "result", argument=name, hint=f"ask the user for their {_spoken(name)}")
+                    "result",
+                    argument=name,
+                    hint=f"ask the user for their {_spoken(name)}",
+                )
         if writes:
             self._on_named_object(tool, step, args)
 
@@ -261,8 +314,10 @@ class Grounding:
             if not named or not isinstance(value, str) or not ID_TOKEN.fullmatch(value.strip()):
                 continue
             if value.strip().lower() not in named and _same_kind(value, named):
-                raise NotRequested(f"step {step.id}: the user asked about {', '.join(sorted(named))}, not "
-                                   f"{value.strip()}", hint="act only on what the user named")
+                raise NotRequested(
+                    f"step {step.id}: the user asked about {', '.join(sorted(named))}, not {value.strip()}",
+                    hint="act only on what the user named",
+                )
 
 
 def identifiers_of(tool: BaseTool) -> tuple[str, ...]:
@@ -278,8 +333,10 @@ def _field_for(record: dict[str, Any], name: str) -> Any:
 
 def _same_kind(value: str, named: set[str]) -> bool:
     """An email against emails, an id against ids of the same prefix letters."""
+
     def kind(token: str) -> str:
         return "@" if "@" in token else re.sub(r"[-\d]", "", token.lower())
+
     return kind(value.strip()) in {kind(t) for t in named}
 
 

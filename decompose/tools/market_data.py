@@ -66,8 +66,10 @@ class MarketData:
         try:
             return path if path.exists() else write_demo_csv(path)
         except OSError as err:
-            raise ToolError(f"cannot write demo market data to '{path}': {err.strerror}",
-                            hint="set XDG_CACHE_HOME to a writable folder, or pass a CSV path") from None
+            raise ToolError(
+                f"cannot write demo market data to '{path}': {err.strerror}",
+                hint="set XDG_CACHE_HOME to a writable folder, or pass a CSV path",
+            ) from None
 
     def _rows(self, path: Path):
         """Yield (line/row number, date, symbol, close) as raw values."""
@@ -75,8 +77,10 @@ class MarketData:
             try:
                 import pandas as pd
             except ImportError:
-                raise ToolError(f"cannot read '{path}': Parquet needs pandas and pyarrow",
-                                hint="pip install pandas pyarrow, or export the data to CSV") from None
+                raise ToolError(
+                    f"cannot read '{path}': Parquet needs pandas and pyarrow",
+                    hint="pip install pandas pyarrow, or export the data to CSV",
+                ) from None
             frame = pd.read_parquet(path)
             frame.columns = [str(c).strip().lower() for c in frame.columns]
             self._check_columns(path, list(frame.columns))
@@ -95,8 +99,10 @@ class MarketData:
     def _check_columns(path: Path, header: list[str]):
         missing = {"date", "symbol", "close"} - set(header)
         if missing:
-            raise ToolError(f"market data '{path}' lacks column(s) {', '.join(sorted(missing))}",
-                            hint="the file needs columns date,symbol,close")
+            raise ToolError(
+                f"market data '{path}' lacks column(s) {', '.join(sorted(missing))}",
+                hint="the file needs columns date,symbol,close",
+            )
 
     def _load(self) -> dict[str, tuple[list[date], list[Decimal]]]:
         path = self._file()
@@ -107,8 +113,10 @@ class MarketData:
                     day = date.fromisoformat(str(raw_date).strip())
                     close = Decimal(str(raw_close).strip())
                 except (ValueError, InvalidOperation):
-                    raise ToolError(f"market data '{path}' line {line}: bad date or close ({raw_date!r}, "
-                                    f"{raw_close!r})", hint="dates as YYYY-MM-DD, closes as numbers") from None
+                    raise ToolError(
+                        f"market data '{path}' line {line}: bad date or close ({raw_date!r}, {raw_close!r})",
+                        hint="dates as YYYY-MM-DD, closes as numbers",
+                    ) from None
                 symbol = str(raw_symbol).strip().upper()
                 if not symbol or not close.is_finite() or close <= 0:
                     raise ToolError(f"market data '{path}' line {line}: needs a symbol and a positive close")
@@ -124,29 +132,34 @@ class MarketData:
         return {s: (sorted(p), [p[d] for d in sorted(p)]) for s, p in points.items()}
 
     def symbols(self) -> list[str]:
+        return sorted(self._loaded())
+
+    def _loaded(self) -> dict[str, tuple[list[date], list[Decimal]]]:
         if self._series is None:
             self._series = self._load()
-        return sorted(self._series)
+        return self._series
 
     def series(self, symbol: str, start: date | None = None, end: date | None = None) -> list[tuple[date, Decimal]]:
         """(date, close) pairs for `symbol` between start and end inclusive, oldest first."""
         known = self.symbols()
         key = (symbol or "").strip().upper()
-        if key not in self._series:
+        if key not in self._loaded():
             raise ToolError(f"unknown symbol '{symbol}'", hint="known symbols: " + ", ".join(known))
         if start and end and start > end:
             raise ToolError(f"start date {start} is after end date {end}")
-        dates, closes = self._series[key]
+        dates, closes = self._loaded()[key]
         picked = [(d, c) for d, c in zip(dates, closes) if (not start or d >= start) and (not end or d <= end)]
         if not picked:
-            raise ToolError(f"no {key} prices between {start or dates[0]} and {end or dates[-1]}",
-                            hint=f"{key} data runs from {dates[0]} to {dates[-1]}")
+            raise ToolError(
+                f"no {key} prices between {start or dates[0]} and {end or dates[-1]}",
+                hint=f"{key} data runs from {dates[0]} to {dates[-1]}",
+            )
         return picked
 
     def close_on(self, symbol: str, day: date | None) -> tuple[date, Decimal]:
         """The close on `day`, or on the last trading day before it; the latest close when day is None."""
         self.series(symbol)  # validates the symbol
-        dates, closes = self._series[symbol.strip().upper()]
+        dates, closes = self._loaded()[symbol.strip().upper()]
         i = len(dates) if day is None else bisect_right(dates, day)
         if i == 0:
             raise ToolError(f"no {symbol.upper()} price on or before {day}", hint=f"data starts {dates[0]}")

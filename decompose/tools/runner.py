@@ -1,23 +1,25 @@
 """Calling LangChain tools from plan steps: argument validation, one re-ask, timeouts, side effects exactly once.
 
-A tool that changes the world declares it: `@side_effects` above `@tool` (or `metadata={"side_effects": True}`). Such a tool is called at most once
-per step: model retries, parse re-asks and re-execution of the same run never repeat it (the result is kept in a
-ledger keyed by run and step). If it takes an injected `idempotency_key` argument, the key is `<run_id>:<step_id>`,
-so the tool itself can make a repeat after a crash a no-op. A failure inside a tool is retried only when the tool
-raises `RetryableToolError` — and, for a tool with side effects, only when it takes an idempotency key.
+A tool that changes the world declares it: `@side_effects` above `@tool` (or `metadata={"side_effects": True}`). Such a
+tool is called at most once per step: model retries, parse re-asks and re-execution of the same run never repeat it (the
+result is kept in a ledger keyed by run and step). If it takes an injected `idempotency_key` argument, the key is
+`<run_id>:<step_id>`, so the tool itself can make a repeat after a crash a no-op. A failure inside a tool is retried
+only when the tool raises `RetryableToolError` — and, for a tool with side effects, only when it takes an idempotency
+key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import contextvars
+import copy
 import json
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
@@ -25,8 +27,9 @@ from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError, DecomposeError, PlanError, ToolError
 from decompose.events import Emit
 from decompose.plan import Solved, Step
-from decompose.tools.guards import Grounding
 from decompose.retry import TOOL_ARGS_REASK, RetryState, UnusableReply, retry_events, retrying, transient_tool_error
+from decompose.tool_schema import call_schema
+from decompose.tools.guards import Grounding
 
 IDEMPOTENCY_ARG = "idempotency_key"
 
@@ -47,13 +50,14 @@ def has_side_effects(tool: BaseTool) -> bool:
 
 def injected_args(tool: BaseTool) -> set[str]:
     """Arguments the tool takes that the model never sees (InjectedToolArg)."""
-    full = set(tool.get_input_schema().model_fields)
+    schema = tool.get_input_schema()
+    full = set(schema.model_fields if issubclass(schema, BaseModel) else schema.__fields__)
     visible = set(_visible_fields(tool))
     return full - visible
 
 
 def _visible_fields(tool: BaseTool) -> dict[str, Any]:
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):  # a JSON-schema tool
         return schema.get("properties", {})
     return dict(schema.model_fields)
@@ -63,8 +67,15 @@ class ToolRunner:
     """Calls the plan's tool steps. Its settings are the user's: `Orchestrator(tool_runner=ToolRunner(timeout=30))`;
     the tools and prompts come from the Orchestrator that uses it, through `configured`."""
 
-    def __init__(self, tools: Sequence[BaseTool] = (), *, timeout: float | None = 60.0, max_retries: int = 2,
-                 prompts: Prompts | None = None, guard: bool = True):
+    def __init__(
+        self,
+        tools: Sequence[BaseTool] = (),
+        *,
+        timeout: float | None = 60.0,
+        max_retries: int = 2,
+        prompts: Prompts | None = None,
+        guard: bool = True,
+    ):
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"tool timeout must be a positive number of seconds or None, got {timeout!r}")
         if max_retries < 0:
@@ -86,16 +97,26 @@ class ToolRunner:
         self.prompts = prompts
         self._ledger: dict[str, Any] = {}  # idempotency key -> result of a side-effecting call
 
-    async def run(self, step: Step, args: dict[str, Any], *, run_id: str, caller: ModelCaller | None,
-                  emit: Emit, grounding: Grounding | None = None) -> Solved:
+    async def run(
+        self,
+        step: Step,
+        args: dict[str, Any],
+        *,
+        run_id: str,
+        caller: ModelCaller | None,
+        emit: Emit,
+        grounding: Grounding | None = None,
+    ) -> Solved:
         """Call the step's tool with `args` (its resolved arguments); the result, and the arguments the tool was
         called with when the model had to correct them. With `grounding` (a model-made plan), identifiers must
         come from the conversation or a tool result, and a write must be on what the user named."""
         tool = self.tools.get(step.tool or "")
         if tool is None:
             known = ", ".join(self.tools) or "none"
-            raise ToolError(f"step {step.id} uses unknown tool {step.tool!r}; tools: {known}",
-                            hint="register the tool with Orchestrator(tools=[...]) or fix the plan")
+            raise ToolError(
+                f"step {step.id} uses unknown tool {step.tool!r}; tools: {known}",
+                hint="register the tool with Orchestrator(tools=[...]) or fix the plan",
+            )
         key = f"{run_id}:{step.id}"
         if has_side_effects(tool) and key in self._ledger:
             return self._ledger[key]
@@ -116,8 +137,9 @@ class ToolRunner:
             self._ledger[key] = solved
         return solved
 
-    async def _valid_args(self, tool: BaseTool, step: Step, args: dict[str, Any], caller: ModelCaller | None,
-                          emit: Emit) -> dict[str, Any]:
+    async def _valid_args(
+        self, tool: BaseTool, step: Step, args: dict[str, Any], caller: ModelCaller | None, emit: Emit
+    ) -> dict[str, Any]:
         if caller is None:  # no model to re-ask
             problem = validate_args(tool, args)
             if problem is not None:
@@ -139,23 +161,32 @@ class ToolRunner:
                 raise failure
             raise ToolError(str(failure), hint=f"the model could not write valid arguments for {tool.name!r}")
 
-        return await retrying(TOOL_ARGS_REASK, attempt, before_sleep=retry_events(emit, caller.usage, "solve", step.id),
-                              give_up=give_up)
+        return await retrying(
+            TOOL_ARGS_REASK, attempt, before_sleep=retry_events(emit, caller.usage, "solve", step.id), give_up=give_up
+        )
 
-    async def _reask_args(self, tool: BaseTool, step: Step, args: dict[str, Any], problem: str,
-                          caller: ModelCaller) -> dict[str, Any]:
+    async def _reask_args(
+        self, tool: BaseTool, step: Step, args: dict[str, Any], problem: str, caller: ModelCaller
+    ) -> dict[str, Any]:
         schema = json.dumps(_visible_fields_json(tool), ensure_ascii=False)
         messages = self.prompts.tool_args.format_messages(
-            task=step.question, tool=tool.name, description=tool.description, schema=schema,
-            args=json.dumps(args, default=str), problem=problem)
+            task=step.question,
+            tool=tool.name,
+            description=tool.description,
+            schema=schema,
+            args=json.dumps(args, default=str),
+            problem=problem,
+        )
         message, _ = await caller.invoke(messages, phase="solve", step_id=step.id)
         try:
             data = extract_plan_data(str(message.content))
         except PlanError:
             data = None
         if not isinstance(data, dict):
-            raise ToolError(f"{problem}; the model's corrected arguments were not a JSON object",
-                            hint=f"check the plan's arguments for {tool.name!r}")
+            raise ToolError(
+                f"{problem}; the model's corrected arguments were not a JSON object",
+                hint=f"check the plan's arguments for {tool.name!r}",
+            )
         return data
 
     async def _call(self, tool: BaseTool, args: dict[str, Any], step: Step, emit: Emit) -> Any:
@@ -167,18 +198,27 @@ class ToolRunner:
                     return await (_in_daemon_thread(tool, args) if sync else tool.ainvoke(args))
             except TimeoutError:
                 left = " (it is still running in a background thread, which will not delay exit)" if sync else ""
-                raise ToolError(f"tool {tool.name!r} timed out after {self.timeout:g}s{left}",
-                                hint="raise ToolRunner(timeout=...); a tool with side effects is never re-run after a "
-                                     "timeout")
+                raise ToolError(
+                    f"tool {tool.name!r} timed out after {self.timeout:g}s{left}",
+                    hint="raise ToolRunner(timeout=...); a tool with side effects is never re-run after a timeout",
+                ) from None
             except RetryableToolError:
                 raise  # the tool asks to be called again: `transient_tool_error` decides
             except DecomposeError as exc:  # the tool's own error, said by the tool: name the tool
                 if f"{tool.name!r}" in str(exc.args[0] if exc.args else ""):
                     raise
-                raise ToolError(f"tool {tool.name!r} failed: {exc.args[0] if exc.args else exc}",
-                                hint=exc.hint) from exc
-            except (ToolException, ValidationError, ValueError, TypeError, ArithmeticError, LookupError,
-                    OSError) as exc:
+                raise ToolError(
+                    f"tool {tool.name!r} failed: {exc.args[0] if exc.args else exc}", hint=exc.hint
+                ) from exc
+            except (
+                ToolException,
+                ValidationError,
+                ValueError,
+                TypeError,
+                ArithmeticError,
+                LookupError,
+                OSError,
+            ) as exc:
                 raise ToolError(f"tool {tool.name!r} failed: {exc}") from exc
             except Exception as exc:  # an unexpected kind: its type says more than its message alone
                 raise ToolError(f"tool {tool.name!r} failed: {type(exc).__name__}: {exc}") from exc
@@ -228,7 +268,7 @@ def validate_args(tool: BaseTool, args: Any) -> str | None:
     unknown = sorted(set(args) - set(fields) - injected_args(tool))
     if unknown:
         return f"tool {tool.name!r} has no argument {unknown[0]!r}; arguments: {', '.join(fields) or 'none'}"
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):
         missing = [f for f in schema.get("required", []) if f not in args]
         return f"tool {tool.name!r} is missing argument {missing[0]!r}" if missing else None
@@ -242,7 +282,7 @@ def validate_args(tool: BaseTool, args: Any) -> str | None:
 
 
 def _visible_fields_json(tool: BaseTool) -> dict[str, Any]:
-    schema = tool.tool_call_schema
+    schema = call_schema(tool)
     if isinstance(schema, dict):
         return schema
     return schema.model_json_schema()

@@ -45,8 +45,14 @@ def gsm8k_example(row: dict[str, Any]) -> Example | None:
                 return None
             step_id = len(steps) + 1
             with_references = _NUMBER.sub(lambda m: _reference(m.group(), results, given), expression)
-            steps.append({"id": step_id, "question": _step_question(line, with_references, steps),
-                          "tool": "calculator", "args": {"expression": with_references}})
+            steps.append(
+                {
+                    "id": step_id,
+                    "question": _step_question(line, with_references, steps),
+                    "tool": "calculator",
+                    "args": {"expression": with_references},
+                }
+            )
             results.append((shown, step_id))
     if not steps or final is None or not _same(results[-1][0], final):
         return None
@@ -59,7 +65,7 @@ def _reference(number: str, results: list[tuple[float, int]], given: set[float |
         return number
     for result, step_id in reversed(results):
         if _same(result, value):
-            return "{%d}" % step_id
+            return f"{{{step_id}}}"
     return number
 
 

@@ -66,21 +66,25 @@ def tool_set(pack: str) -> tuple[str, ...]:
 def check_row(row: Any, known: dict[str, BaseTool], where: str = "row") -> Example:
     """The row as an Example, or TrainDataError saying what is wrong with it."""
     if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
-        raise TrainDataError(f"{where}: needs a non-empty \"question\" string", hint=ROW_HINT)
+        raise TrainDataError(f'{where}: needs a non-empty "question" string', hint=ROW_HINT)
     tools = row.get("tools") or []
     if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
-        raise TrainDataError(f"{where}: \"tools\" must be a list of tool names", hint=ROW_HINT)
+        raise TrainDataError(f'{where}: "tools" must be a list of tool names', hint=ROW_HINT)
     if unknown := [t for t in tools if t not in known]:
-        raise TrainDataError(f"{where}: unknown tool {unknown[0]!r}",
-                             hint="name tools of the packs (see `decompose agents`) or pass them with tools=[...]")
+        raise TrainDataError(
+            f"{where}: unknown tool {unknown[0]!r}",
+            hint="name tools of the packs (see `decompose agents`) or pass them with tools=[...]",
+        )
     try:
         plan = Plan.from_data(row.get("plan"))
     except DecomposeError as exc:
         raise TrainDataError(f"{where}: {exc.args[0]}", hint=exc.hint or ROW_HINT) from None
     for step in plan.steps:
         if step.tool and step.tool not in tools:
-            raise TrainDataError(f"{where}: step {step.id} calls {step.tool!r}, which is not in the row's \"tools\"",
-                                 hint="list every tool the plan calls in \"tools\"")
+            raise TrainDataError(
+                f'{where}: step {step.id} calls {step.tool!r}, which is not in the row\'s "tools"',
+                hint='list every tool the plan calls in "tools"',
+            )
         if step.tool and (problem := validate_args(known[step.tool], _placeholders(step.args))):
             raise TrainDataError(f"{where}: step {step.id}: {problem}", hint="fix the step's args")
     return Example(row["question"].strip(), plan, tools, str(row.get("source") or ""))
@@ -99,8 +103,10 @@ def read_examples(path: str | Path, tools: Iterable[BaseTool] = ()) -> list[Exam
     """Every row of a JSONL file, checked; TrainDataError names the first bad line."""
     path = Path(path)
     if not path.is_file():
-        raise TrainDataError(f"training data {path} does not exist",
-                             hint="pass a JSONL of plans, e.g. one written by `decompose train --build-data`")
+        raise TrainDataError(
+            f"training data {path} does not exist",
+            hint="pass a JSONL of plans, e.g. one written by `decompose train --build-data`",
+        )
     known = {**pack_tools(), **{t.name: t for t in tools}}
     examples = []
     with path.open(encoding="utf-8") as lines:

@@ -28,28 +28,44 @@ class BuiltData:
     held_out_rows: int
 
 
-def build_dataset(source: str | Path, out: str | Path, *, synthetic: int = 60, gsm8k: int | None = None,
-                  strategyqa: int | None = None, held_out_every: int = 20, seed: int = 0) -> BuiltData:
+def build_dataset(
+    source: str | Path,
+    out: str | Path,
+    *,
+    synthetic: int = 60,
+    gsm8k: int | None = None,
+    strategyqa: int | None = None,
+    held_out_every: int = 20,
+    seed: int = 0,
+) -> BuiltData:
     """Write `out/train.jsonl` and `out/heldout.jsonl`. `synthetic`: rows per template; `gsm8k`, `strategyqa`:
     at most this many converted rows of each (None: all)."""
     source, out = Path(source), Path(out)
     missing = [name for name in SOURCES if not (source / name).is_file()]
     if missing:
-        raise TrainDataError(f"{source} has no {missing[0]}",
-                             hint="pass the folder of training sets (its README lists gsm8k_train.jsonl, ...)")
+        raise TrainDataError(
+            f"{source} has no {missing[0]}",
+            hint="pass the folder of training sets (its README lists gsm8k_train.jsonl, ...)",
+        )
     limits = {"gsm8k_train.jsonl": gsm8k, "strategyqa_train.jsonl": strategyqa}
     train: list[Example] = list(synthetic_examples(synthetic, seed=seed))
     # Held-out customers and orders are the demo shop's, so running a plan can check its answer.
-    held_out: list[Example] = list(synthetic_examples(max(1, synthetic // 4), held_out=True, seed=seed + 1,
-                                                      shop_share=1.0))
+    held_out: list[Example] = list(
+        synthetic_examples(max(1, synthetic // 4), held_out=True, seed=seed + 1, shop_share=1.0)
+    )
     seen = {example.question for example in train}
-    held_out += [e for e in synthetic_examples(max(1, synthetic // 4), seed=seed + 2, shop_share=1.0)
-                 if e.question not in seen]
+    held_out += [
+        e for e in synthetic_examples(max(1, synthetic // 4), seed=seed + 2, shop_share=1.0) if e.question not in seen
+    ]
     for name, convert in SOURCES.items():
         for index, example in enumerate(itertools.islice(_converted(source / name, convert), limits[name])):
             (held_out if index % held_out_every == held_out_every - 1 else train).append(example)
-    return BuiltData(out / "train.jsonl", out / "heldout.jsonl", write_examples(out / "train.jsonl", train),
-                     write_examples(out / "heldout.jsonl", held_out))
+    return BuiltData(
+        out / "train.jsonl",
+        out / "heldout.jsonl",
+        write_examples(out / "train.jsonl", train),
+        write_examples(out / "heldout.jsonl", held_out),
+    )
 
 
 def _converted(path: Path, convert) -> Iterator[Example]:

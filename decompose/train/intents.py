@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from decompose.errors import ConfigError
 
@@ -52,14 +53,16 @@ def read_intent_csv(path: str | Path) -> tuple[list[str], list[str]]:
             text_col = next((c for c in TEXT_COLUMNS if c in header), None)
             label_col = next((c for c in LABEL_COLUMNS if c in header), None)
             if text_col is None or label_col is None:
-                raise ConfigError(f"{path}: the header {','.join(header) or '(empty file)'} has no "
-                                  f"{'text' if text_col is None else 'category'} column", hint=CSV_HINT)
+                raise ConfigError(
+                    f"{path}: the header {','.join(header) or '(empty file)'} has no "
+                    f"{'text' if text_col is None else 'category'} column",
+                    hint=CSV_HINT,
+                )
             names = {h.strip().lower(): h for h in reader.fieldnames or []}
             for line, row in enumerate(reader, start=2):
                 text, label = (row.get(names[text_col]) or "").strip(), (row.get(names[label_col]) or "").strip()
                 if not text or not label:
-                    raise ConfigError(f"{path}, line {line}: {'no text' if not text else 'no category'}",
-                                      hint=CSV_HINT)
+                    raise ConfigError(f"{path}, line {line}: {'no text' if not text else 'no category'}", hint=CSV_HINT)
                 texts.append(text)
                 labels.append(label)
     except UnicodeDecodeError:
@@ -67,13 +70,15 @@ def read_intent_csv(path: str | Path) -> tuple[list[str], list[str]]:
     except csv.Error as exc:
         raise ConfigError(f"{path}: not a readable CSV ({exc})", hint=CSV_HINT) from None
     if len(set(labels)) < 2:
-        raise ConfigError(f"{path}: {len(texts)} rows with {len(set(labels))} intent(s); a router needs two or more",
-                          hint=CSV_HINT)
+        raise ConfigError(
+            f"{path}: {len(texts)} rows with {len(set(labels))} intent(s); a router needs two or more", hint=CSV_HINT
+        )
     return texts, labels
 
 
-def sample_per_intent(texts: Sequence[str], labels: Sequence[str], n: int | None,
-                      seed: int = 0) -> tuple[list[str], list[str]]:
+def sample_per_intent(
+    texts: Sequence[str], labels: Sequence[str], n: int | None, seed: int = 0
+) -> tuple[list[str], list[str]]:
     """At most `n` rows of each intent, drawn with `seed` (all rows when n is None), in the file's order."""
     if n is None:
         return list(texts), list(labels)
@@ -93,8 +98,10 @@ def fit_linear(features: Any, labels: Sequence[str], *, c: float = 1.0, seed: in
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
     except ImportError as exc:
-        raise ConfigError(f"training an intent router needs scikit-learn ({exc})",
-                          hint='pip install -e ".[local]"  (or: pip install scikit-learn)') from None
+        raise ConfigError(
+            f"training an intent router needs scikit-learn ({exc})",
+            hint='pip install -e ".[local]"  (or: pip install scikit-learn)',
+        ) from None
     scaler = StandardScaler().fit(features)
     clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
     clf.fit(scaler.transform(features), list(labels))
@@ -106,8 +113,16 @@ def fit_linear(features: Any, labels: Sequence[str], *, c: float = 1.0, seed: in
     return coef.astype(np.float32), bias.astype(np.float32), [str(k) for k in clf.classes_]
 
 
-def fit_router(texts: Sequence[str], labels: Sequence[str], *, model: Any = "smollm2", encoder: Any = None,
-               c: float = 1.0, seed: int = 0, progress: bool = False) -> tuple[Any, dict[str, float]]:
+def fit_router(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    model: Any = "smollm2",
+    encoder: Any = None,
+    c: float = 1.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[Any, dict[str, float]]:
     """A `TrainedRouter` fitted on (texts, labels), and timings. `encoder`: a `SentenceEncoder` to reuse.
     `progress`: a line on stderr every 500 vectors (thousands of rows take minutes on a CPU)."""
     import sys
@@ -120,24 +135,38 @@ def fit_router(texts: Sequence[str], labels: Sequence[str], *, model: Any = "smo
     started = time.monotonic()
     parts = []
     for start in range(0, len(texts), 500):
-        parts.append(encoder.encode(texts[start:start + 500]))
+        parts.append(encoder.encode(texts[start : start + 500]))
         if progress:
-            print(f"vectors: {start + len(parts[-1])}/{len(texts)} ({time.monotonic() - started:.0f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"vectors: {start + len(parts[-1])}/{len(texts)} ({time.monotonic() - started:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     features = np.concatenate(parts)
     encoded = time.monotonic()
     weights, bias, intents = fit_linear(features, labels, c=c, seed=seed)
     fitted = time.monotonic()
-    info = {"model": encoder.spec or "(a model object)", "trained_on": {"rows": len(texts), "intents": len(intents)},
-            "classifier": f"LogisticRegression(C={c}) on standardised vectors"}
+    info = {
+        "model": encoder.spec or "(a model object)",
+        "trained_on": {"rows": len(texts), "intents": len(intents)},
+        "classifier": f"LogisticRegression(C={c}) on standardised vectors",
+    }
     router = TrainedRouter(intents, weights, bias, encoder=encoder, info=info)
     predicted = np.array(intents)[(features @ weights.T + bias).argmax(axis=1)]
     train_accuracy = float((predicted == np.array(labels)).mean())
     return router, {"encode_s": encoded - started, "fit_s": fitted - encoded, "train_accuracy": train_accuracy}
 
 
-def train_intents(csv_path: str | Path, *, out: str | Path = "intent-router", per_intent: int | None = None,
-                  model: str = "smollm2", c: float = 1.0, seed: int = 0, progress: bool = False) -> IntentTrainReport:
+def train_intents(
+    csv_path: str | Path,
+    *,
+    out: str | Path = "intent-router",
+    per_intent: int | None = None,
+    model: str = "smollm2",
+    c: float = 1.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> IntentTrainReport:
     """Train a router on a `text,category` CSV (at most `per_intent` rows of each intent) and save it in `out`."""
     if per_intent is not None and per_intent < 1:
         raise ConfigError(f"per_intent must be at least 1, got {per_intent}")
@@ -145,6 +174,13 @@ def train_intents(csv_path: str | Path, *, out: str | Path = "intent-router", pe
     router, stats = fit_router(texts, labels, model=model, c=c, seed=seed, progress=progress)
     router.info["trained_on"].update({"file": Path(csv_path).name, "per_intent": per_intent, "seed": seed})
     router.save(out)
-    return IntentTrainReport(out=str(out), model=model, rows=len(texts), intents=len(router.intents),
-                             per_intent=per_intent, train_accuracy=round(stats["train_accuracy"], 4),
-                             encode_s=round(stats["encode_s"], 1), fit_s=round(stats["fit_s"], 1))
+    return IntentTrainReport(
+        out=str(out),
+        model=model,
+        rows=len(texts),
+        intents=len(router.intents),
+        per_intent=per_intent,
+        train_accuracy=round(stats["train_accuracy"], 4),
+        encode_s=round(stats["encode_s"], 1),
+        fit_s=round(stats["fit_s"], 1),
+    )

@@ -37,8 +37,9 @@ class Scores:
         return asdict(self)
 
 
-def score_plans(model: Any, examples: Sequence[Example], known: dict[str, BaseTool],
-                max_concurrency: int = 16) -> tuple[Scores, list[dict[str, Any]]]:
+def score_plans(
+    model: Any, examples: Sequence[Example], known: dict[str, BaseTool], max_concurrency: int = 16
+) -> tuple[Scores, list[dict[str, Any]]]:
     """Scores over `examples`, and one record per row (question, gold and predicted steps, verdicts)."""
     structured: dict[tuple[str, ...], Any] = {}  # one grammar per tool set
     calls = []
@@ -81,30 +82,49 @@ def _invoke_all(calls: list[tuple[Any, list]], max_concurrency: int) -> list[Any
 
 def _judge(example: Example, output: Any, known: dict[str, BaseTool]) -> dict[str, Any]:
     gold = example.plan.spec()["steps"]
-    record: dict[str, Any] = {"question": example.question, "source": example.source, "gold": gold, "plan": None,
-                              "error": None}
+    record: dict[str, Any] = {
+        "question": example.question,
+        "source": example.source,
+        "gold": gold,
+        "plan": None,
+        "error": None,
+    }
     parsed = output.get("parsed") if isinstance(output, dict) else None
     if parsed is None:
         record["error"] = str(output if isinstance(output, Exception) else output.get("parsing_error"))
         return {**record, "valid": False, "echo": False, "tool_exact": False, "steps_agree": False}
     data = parsed.model_dump() if hasattr(parsed, "model_dump") else parsed
     try:
-        plan = check_row({"question": example.question, "plan": data, "tools": example.tools}, known,
-                         where="plan").plan
+        plan = check_row({"question": example.question, "plan": data, "tools": example.tools}, known, where="plan").plan
     except DecomposeError as exc:
         record.update(plan=data.get("steps"), error=str(exc))
-        return {**record, "valid": False, "echo": echoes(data.get("steps"), example.question),
-                "tool_exact": False, "steps_agree": len(data.get("steps") or []) == len(gold)}
+        return {
+            **record,
+            "valid": False,
+            "echo": echoes(data.get("steps"), example.question),
+            "tool_exact": False,
+            "steps_agree": len(data.get("steps") or []) == len(gold),
+        }
     steps = plan.spec()["steps"]
     record["plan"] = steps
-    return {**record, "valid": True, "echo": echoes(steps, example.question),
-            "tool_exact": tool_calls(steps) == tool_calls(gold), "steps_agree": len(steps) == len(gold)}
+    return {
+        **record,
+        "valid": True,
+        "echo": echoes(steps, example.question),
+        "tool_exact": tool_calls(steps) == tool_calls(gold),
+        "steps_agree": len(steps) == len(gold),
+    }
 
 
 def echoes(steps: Any, question: str) -> bool:
     """True when a step without a tool merely repeats the whole question."""
-    return any(isinstance(s, dict) and not s.get("tool") and isinstance(s.get("question"), str)
-               and same_question(s["question"], question) for s in steps or [])
+    return any(
+        isinstance(s, dict)
+        and not s.get("tool")
+        and isinstance(s.get("question"), str)
+        and same_question(s["question"], question)
+        for s in steps or []
+    )
 
 
 def tool_calls(steps: list[dict[str, Any]]) -> list[tuple[str, Any]]:
@@ -139,10 +159,19 @@ def summarize(records: Sequence[dict[str, Any]], *, per_source: bool = True) -> 
         return round(sum(bool(r[key]) for r in rows) / len(rows), 4) if rows else 0.0
 
     sources = sorted({r.get("source") or "" for r in records}) if per_source else []
-    by_source = {s: asdict(summarize([r for r in records if (r.get("source") or "") == s], per_source=False))
-                 for s in sources if s and len(sources) > 1}
+    by_source = {
+        s: asdict(summarize([r for r in records if (r.get("source") or "") == s], per_source=False))
+        for s in sources
+        if s and len(sources) > 1
+    }
     for scores in by_source.values():
         del scores["by_source"]
-    return Scores(rows=n, valid=rate("valid", records), echo=rate("echo", records), tool_rows=len(tool_records),
-                  tool_exact=rate("tool_exact", tool_records), steps_agree=rate("steps_agree", records),
-                  by_source=by_source)
+    return Scores(
+        rows=n,
+        valid=rate("valid", records),
+        echo=rate("echo", records),
+        tool_rows=len(tool_records),
+        tool_exact=rate("tool_exact", tool_records),
+        steps_agree=rate("steps_agree", records),
+        by_source=by_source,
+    )

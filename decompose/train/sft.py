@@ -75,12 +75,14 @@ def train(
     """Fine-tune `model` (`smollm2` or `hf:PATH`) on the JSONL `data` and write a LoRA adapter to `out`.
 
     `held_out`: a JSONL scored after training; without it, `held_out_fraction` of `data` is set aside (0: no
-    scoring). At most `score_limit` held-out rows, spread over the file, are scored (None: all). `tools`: tools beyond the packs'
-    that rows may name. `resume`: continue from the last checkpoint in `out/checkpoints`.
+    scoring). At most `score_limit` held-out rows, spread over the file, are scored (None: all). `tools`: tools
+    beyond the packs' that rows may name. `resume`: continue from the last checkpoint in `out/checkpoints`.
     """
     if not (epochs > 0 and learning_rate > 0 and batch_size >= 1):
-        raise ConfigError(f"epochs ({epochs}), learning_rate ({learning_rate}) and batch_size ({batch_size}) "
-                          "must be above 0", hint="e.g. --epochs 1 --learning-rate 5e-4 --batch-size 8")
+        raise ConfigError(
+            f"epochs ({epochs}), learning_rate ({learning_rate}) and batch_size ({batch_size}) must be above 0",
+            hint="e.g. --epochs 1 --learning-rate 5e-4 --batch-size 8",
+        )
     known = {**pack_tools(), **{t.name: t for t in tools}}
     examples = read_examples(data, tools)
     if held_out is not None:
@@ -95,21 +97,50 @@ def train(
     chat = _local_model(model)
     rows = [r for r in (encode(e, chat.tokenizer, known, max_length) for e in examples) if r is not None]
     if not rows:
-        raise ConfigError(f"every row of {data} is longer than max_length={max_length} tokens",
-                          hint="raise max_length (--max-length)")
+        raise ConfigError(
+            f"every row of {data} is longer than max_length={max_length} tokens", hint="raise max_length (--max-length)"
+        )
     peft_model = _with_lora(chat.hf_model, lora_rank)
     meter = LossMeter(show=progress)
-    trainer = _trainer(peft_model, rows, chat.tokenizer, checkpoints, meter, epochs=epochs, max_steps=max_steps,
-                       batch_size=batch_size, learning_rate=learning_rate, save_steps=save_steps, seed=seed)
+    trainer = _trainer(
+        peft_model,
+        rows,
+        chat.tokenizer,
+        checkpoints,
+        meter,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        save_steps=save_steps,
+        seed=seed,
+    )
     trainer.train(resume_from_checkpoint=str(last) if last else None)
 
     peft_model.save_pretrained(str(out))
-    report = TrainReport(adapter=str(out), device=str(peft_model.device), examples=len(rows),
-                         too_long=len(examples) - len(rows), steps=trainer.state.global_step,
-                         resumed_at=meter.start_step, tokens_per_s=round(meter.tokens_per_s, 1),
-                         seconds=round(meter.seconds, 1), first_loss=meter.first, last_loss=meter.last, scores=None)
-    settings = {"base": model, "data": str(data), "seed": seed, "epochs": epochs, "max_steps": max_steps,
-                "batch_size": batch_size, "learning_rate": learning_rate, "lora_rank": lora_rank}
+    report = TrainReport(
+        adapter=str(out),
+        device=str(peft_model.device),
+        examples=len(rows),
+        too_long=len(examples) - len(rows),
+        steps=trainer.state.global_step,
+        resumed_at=meter.start_step,
+        tokens_per_s=round(meter.tokens_per_s, 1),
+        seconds=round(meter.seconds, 1),
+        first_loss=meter.first,
+        last_loss=meter.last,
+        scores=None,
+    )
+    settings = {
+        "base": model,
+        "data": str(data),
+        "seed": seed,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "lora_rank": lora_rank,
+    }
     write_adapter_info(out, settings, report)  # before scoring: the adapter is usable even if scoring fails
     if scored:
         report.scores = _score(chat, peft_model.merge_and_unload(), out, scored, known)
@@ -152,11 +183,16 @@ def _split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Ex
 
 
 def _last_checkpoint(folder: Path, resume: bool) -> Path | None:
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0)) \
-        if folder.is_dir() else []
+    found = (
+        sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0))
+        if folder.is_dir()
+        else []
+    )
     if found and not resume:
-        raise ConfigError(f"{folder} holds checkpoints of an earlier run",
-                          hint="pass --resume to continue it, or another --out for a new run")
+        raise ConfigError(
+            f"{folder} holds checkpoints of an earlier run",
+            hint="pass --resume to continue it, or another --out for a new run",
+        )
     return found[-1] if found else None
 
 
@@ -166,8 +202,9 @@ def _local_model(spec: str) -> Any:
 
     chat = load_model(spec, adapter="none")  # a new adapter is trained on the base weights
     if not isinstance(chat, ChatTransformers):
-        raise ConfigError(f"training needs a local model, not {spec!r}",
-                          hint="use 'smollm2' (the embedded model) or 'hf:PATH'")
+        raise ConfigError(
+            f"training needs a local model, not {spec!r}", hint="use 'smollm2' (the embedded model) or 'hf:PATH'"
+        )
     return chat
 
 
@@ -176,24 +213,50 @@ def _with_lora(model: Any, rank: int) -> Any:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ConfigError("training needs the peft package", hint="pip install peft") from None
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules="all-linear",
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
     with quiet_peft():
         return get_peft_model(model, config)
 
 
-def _trainer(model: Any, rows: list[dict], tokenizer: Any, checkpoints: Path, meter: LossMeter, *,
-             epochs: float, max_steps: int | None, batch_size: int, learning_rate: float, save_steps: int,
-             seed: int) -> Any:
+def _trainer(
+    model: Any,
+    rows: list[dict],
+    tokenizer: Any,
+    checkpoints: Path,
+    meter: LossMeter,
+    *,
+    epochs: float,
+    max_steps: int | None,
+    batch_size: int,
+    learning_rate: float,
+    save_steps: int,
+    seed: int,
+) -> Any:
     cuda = torch.cuda.is_available() and model.device.type == "cuda"
     steps = max_steps or max(1, round(len(rows) / batch_size * epochs))
     args = TrainingArguments(
-        output_dir=str(checkpoints), per_device_train_batch_size=batch_size, num_train_epochs=epochs,
-        max_steps=max_steps or -1, learning_rate=learning_rate, lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20), logging_steps=1, save_steps=save_steps, save_total_limit=2,
-        bf16=cuda, use_cpu=not cuda, seed=seed, report_to=[], disable_tqdm=True, remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length")  # rows of like length share a batch: less padding to compute
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=batch_size,
+        num_train_epochs=epochs,
+        max_steps=max_steps or -1,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, steps // 20),
+        logging_steps=1,
+        save_steps=save_steps,
+        save_total_limit=2,
+        bf16=cuda,
+        use_cpu=not cuda,
+        seed=seed,
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length",
+    )  # rows of like length share a batch: less padding to compute
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=Collator(pad), callbacks=[meter])
     trainer.remove_callback(PrinterCallback)  # the meter shows progress; printed log dicts are noise
@@ -204,8 +267,14 @@ def _score(chat: Any, merged: Any, out: Path, scored: list[Example], known: dict
     from decompose.models.hf import ChatTransformers
 
     merged.eval()
-    trained = ChatTransformers(model_path=chat.model_path, hf_model=merged, tokenizer=chat.tokenizer,
-                               adapter=str(out), plan_prompt=PROMPT_NAME, max_batch_size=16)
+    trained = ChatTransformers(
+        model_path=chat.model_path,
+        hf_model=merged,
+        tokenizer=chat.tokenizer,
+        adapter=str(out),
+        plan_prompt=PROMPT_NAME,
+        max_batch_size=16,
+    )
     scores, records = score_plans(trained, scored, known)
     (out / "held_out_scores.json").write_text(json.dumps(scores.to_dict(), indent=2) + "\n", encoding="utf-8")
     with (out / "held_out_plans.jsonl").open("w", encoding="utf-8") as f:
@@ -243,11 +312,18 @@ class LossMeter(TrainerCallback):
             # On stderr: stdout stays the command's result (the scores, or --json).
             console = Console(stderr=True)
             self._log_lines = not console.is_terminal  # a bar redrawn in a log file shows nothing until the end
-            self._bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"),
-                                 TimeRemainingColumn(), console=console, transient=False)
-            self._task = self._bar.add_task("train", total=state.max_steps, completed=state.global_step,
-                                            loss="…", speed="…")
+            self._bar = Progress(
+                TextColumn("training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+            self._task = self._bar.add_task(
+                "train", total=state.max_steps, completed=state.global_step, loss="…", speed="…"
+            )
             self._bar.start()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any) -> None:
@@ -262,8 +338,10 @@ class LossMeter(TrainerCallback):
             loss = f"{self.last:.3f}" if self.last is not None else "…"
             self._bar.update(self._task, completed=state.global_step, loss=loss, speed=f"{self.tokens_per_s:.0f}")
             if self._log_lines and (state.global_step % 10 == 0 or state.global_step == state.max_steps):
-                self._bar.console.print(f"step {state.global_step}/{state.max_steps}  loss {loss}  "
-                                        f"{self.tokens_per_s:.0f} tok/s  {self.seconds:.0f} s")
+                self._bar.console.print(
+                    f"step {state.global_step}/{state.max_steps}  loss {loss}  "
+                    f"{self.tokens_per_s:.0f} tok/s  {self.seconds:.0f} s"
+                )
 
     def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if self._bar:

@@ -9,8 +9,13 @@ import os
 
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 
-ANSWERS = {"capital of France": "Paris", "ducks": "18", "sky green": "no", "big apple": "New York",
-           "broken": ValueError("model broke")}
+ANSWERS = {
+    "capital of France": "Paris",
+    "ducks": "18",
+    "sky green": "no",
+    "big apple": "New York",
+    "broken": ValueError("model broke"),
+}
 
 
 def by_topic(messages):
@@ -24,8 +29,10 @@ def by_topic(messages):
 
 
 rules = [
-    (asks_for_plan, json.dumps({"steps": [{"id": 1, "question": "First part?"},
-                                          {"id": 2, "question": "Second part, given {1}?"}]})),
+    (
+        asks_for_plan,
+        json.dumps({"steps": [{"id": 1, "question": "First part?"}, {"id": 2, "question": "Second part, given {1}?"}]}),
+    ),
     (asks_to_combine, by_topic),
     (r"Question: First part", "one"),
     (r"Question: Second part", "two"),
