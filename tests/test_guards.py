@@ -481,10 +481,15 @@ def test_a_reply_never_claims_a_write_that_did_not_happen(tmp_path):
 # ----- a plan that leaves out the user's words is asked for again, once ------------------------------------------
 
 
-def critiqued(plans, combine="Done."):
-    """An agent whose planner writes `plans` in turn; its model, to read the re-asks."""
+def critiqued(db, plans, combine="Done."):
+    """An agent whose planner writes `plans` in turn (a list) or always the one; its model, to read the re-asks."""
     model = ScriptedChatModel(rules=[(asks_for_plan, plans), (asks_to_combine, combine)])
-    return build_agent("customer-service", model, db_path=None, today=SEED_DAY), model
+    return build_agent("customer-service", model, db_path=db, today=SEED_DAY), model
+
+
+def reasks(model):
+    """The prompts that asked the planner again with a problem."""
+    return [c["prompt"] for c in model.calls if "could not be used" in c["prompt"]]
 
 
 def test_a_plan_without_the_write_the_user_asked_for_is_asked_again_with_the_reason(tmp_path):
@@ -504,12 +509,12 @@ def test_a_plan_without_the_write_the_user_asked_for_is_asked_again_with_the_rea
             },
         }
     )
-    model = ScriptedChatModel(rules=[(asks_for_plan, [looked_only, with_ticket]), (asks_to_combine, "Done.")])
     db = tmp_path / "shop.sqlite3"
-    result = build_agent("customer-service", model, db_path=db, today=SEED_DAY).run(
+    orchestrator, model = critiqued(db, [looked_only, with_ticket])
+    result = orchestrator.run(
         "I'm carla@example.com. The vase in order A1008 arrived cracked. Please open a support ticket about it."
     )
-    reask = [c["prompt"] for c in model.calls if "could not be used" in c["prompt"]]
+    reask = reasks(model)
     assert len(reask) == 1 and "no step calls open_ticket" in reask[0]
     assert [s.tool for s in result.plan.steps] == ["open_ticket"] and len(writes(db)[1]) == 1
     assert "Support ticket T00002 is open" in result.answer  # the reply says which ticket
@@ -521,12 +526,9 @@ def test_a_plan_that_ignores_the_order_the_user_named_is_asked_again(tmp_path):
         {"id": 2, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "{1.latest_order_id}"}},
     )
     named = plan_json({"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1002"}})
-    model = ScriptedChatModel(rules=[(asks_for_plan, [latest, named]), (asks_to_combine, "Done.")])
-    result = build_agent("customer-service", model, db_path=tmp_path / "s.sqlite3", today=SEED_DAY).run(
-        "I'm ann@example.com. Can I return my headphones, order A1002?"
-    )
-    reask = next(c["prompt"] for c in model.calls if "could not be used" in c["prompt"])
-    assert "the user named A1002 but no step uses it" in reask
+    orchestrator, model = critiqued(tmp_path / "s.sqlite3", [latest, named])
+    result = orchestrator.run("I'm ann@example.com. Can I return my headphones, order A1002?")
+    assert "the user named A1002 but no step uses it" in reasks(model)[0]
     assert result.plan.step(1).args == {"order_id": "A1002"}
 
 
@@ -534,26 +536,23 @@ def test_a_re_asked_plan_no_better_keeps_the_first_and_a_good_plan_is_not_re_ask
     looked_only = plan_json(
         {"id": 1, "question": "Orders", "tool": "list_orders", "args": {"customer": "carla@example.com"}}
     )
-    model = ScriptedChatModel(rules=[(asks_for_plan, looked_only), (asks_to_combine, "Done.")])
     db = tmp_path / "shop.sqlite3"
-    result = build_agent("customer-service", model, db_path=db, today=SEED_DAY).run(
-        "I'm carla@example.com. Please open a support ticket about order A1008."
-    )
+    orchestrator, model = critiqued(db, looked_only)
+    result = orchestrator.run("I'm carla@example.com. Please open a support ticket about order A1008.")
     assert [s.tool for s in result.plan.steps] == ["list_orders"] and writes(db) == ([], [])
-    assert sum("could not be used" in c["prompt"] for c in model.calls) == 1  # asked again once, not again
+    assert len(reasks(model)) == 1  # asked again once, not again
     plans = len([c for c in model.calls if '"steps"' in c["prompt"]])
     good = plan_json({"id": 1, "question": "Status", "tool": "order_status", "args": {"order_id": "A1003"}})
-    model = ScriptedChatModel(rules=[(asks_for_plan, good), (asks_to_combine, "It is on its way.")])
-    build_agent("customer-service", model, db_path=db, today=SEED_DAY).run("Where is order A1003?")
-    assert not any("could not be used" in c["prompt"] for c in model.calls) and plans >= 2
+    orchestrator, model = critiqued(db, good, "It is on its way.")
+    orchestrator.run("Where is order A1003?")
+    assert not reasks(model) and plans >= 2
 
 
 def test_a_tool_less_plan_for_an_agent_over_records_is_asked_again():
     guessed = plan_json({"id": 1, "question": "Where is the order?"})
-    model = ScriptedChatModel(rules=[(asks_for_plan, guessed), (asks_to_combine, "It is at the online shop.")])
-    build_agent("customer-service", model, db_path=None, today=SEED_DAY).run("Where is my order?")
-    reask = next(c["prompt"] for c in model.calls if "could not be used" in c["prompt"])
-    assert "no step calls a tool" in reask
+    orchestrator, model = critiqued(None, guessed, "It is at the online shop.")
+    orchestrator.run("Where is my order?")
+    assert "no step calls a tool" in reasks(model)[0]
 
 
 def test_every_identifier_left_empty_is_asked_for_in_one_question():
@@ -586,7 +585,7 @@ def test_the_calculator_alone_is_never_asked_to_be_used():
         rules=[(asks_for_plan, plan_json({"id": 1, "question": "What is 2 + 2?"})), (asks_to_combine, "Answer: 4")]
     )
     Orchestrator(model, tools=[calculator]).run("What is 2 + 2?")
-    assert not any("could not be used" in c["prompt"] for c in model.calls)
+    assert not reasks(model)
 
 
 def test_an_identifier_left_empty_is_asked_for_not_invented(tmp_path):
@@ -602,16 +601,21 @@ def test_an_identifier_left_empty_is_asked_for_not_invented(tmp_path):
 # ----- a reply states what the tools found ------------------------------------------------------------------
 
 
-def test_a_refused_refund_is_explained_with_the_policy_reason_not_a_refusal_to_help(tmp_path):
-    plan = plan_json(
-        {"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1003"}},
+def check_then_refund(order_id, reason):
+    """A plan that checks the policy, then refunds what it allows."""
+    return plan_json(
+        {"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": order_id}},
         {
             "id": 2,
             "question": "Refund",
             "tool": "issue_refund",
-            "args": {"order_id": "A1003", "amount": "{1.max_refundable}", "reason": "not needed"},
+            "args": {"order_id": order_id, "amount": "{1.max_refundable}", "reason": reason},
         },
     )
+
+
+def test_a_refused_refund_is_explained_with_the_policy_reason_not_a_refusal_to_help(tmp_path):
+    plan = check_then_refund("A1003", "not needed")
     db = tmp_path / "s.sqlite3"
     result = agent(db, plan, "I'm sorry, but I can't assist with that.").run(
         "I'm ann@example.com, I don't need order A1003 anymore, please refund it."
@@ -629,15 +633,7 @@ def test_an_order_status_the_reply_never_mentions_is_stated(tmp_path):
 
 
 def test_a_done_refund_is_told_by_its_receipt_not_by_the_check_before_it(tmp_path):
-    plan = plan_json(
-        {"id": 1, "question": "Refundable?", "tool": "refund_eligibility", "args": {"order_id": "A1001"}},
-        {
-            "id": 2,
-            "question": "Refund",
-            "tool": "issue_refund",
-            "args": {"order_id": "A1001", "amount": "{1.max_refundable}", "reason": "unused"},
-        },
-    )
+    plan = check_then_refund("A1001", "unused")
     db = tmp_path / "s.sqlite3"
     answer = agent(db, plan, "Thank you for your message.").run("Please refund order A1001, it is unused.").answer
     assert writes(db)[0] == [("A1001", 4999)]
