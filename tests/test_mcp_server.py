@@ -4,10 +4,8 @@ other commands, with tests/mcp_fixture_server.py."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -17,7 +15,7 @@ from helpers import REPO, cli
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from servers import free_port
+from servers import free_port, wait_for_port
 
 from decompose import Orchestrator, ScriptedChatModel
 from decompose.models.scripted import asks_for_plan, asks_to_combine
@@ -108,18 +106,6 @@ def test_decompose_mcp_over_stdio_with_the_official_client(work):
             return await call_agent(session, "finance", QUESTION)
 
     check_finance_reply(*anyio.run(main))
-
-
-def wait_for_port(port, proc, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 @pytest.fixture

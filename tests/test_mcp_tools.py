@@ -2,7 +2,6 @@
 HTTP, its tools run as plan steps; the failure paths end in one error naming the server."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import plan_json
-from servers import free_port
+from servers import free_port, wait_for_port
 
 from decompose import ConfigError, Orchestrator, ScriptedChatModel
 from decompose.events import Retried
@@ -134,18 +133,6 @@ def test_two_servers_with_the_same_tool_need_prefixes(stdio_server):
     assert {"fixture_add", "twin_add"} <= names
 
 
-def wait_for_port(port, proc, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 @pytest.fixture
 def http_server(ledger):
     port = free_port()
@@ -157,7 +144,7 @@ def http_server(ledger):
         env={**os.environ, "MCP_LEDGER": str(ledger)},
     ) as proc:
         try:
-            wait_for_port(port, proc)
+            wait_for_port(port, proc, timeout=30)
             yield proc, f"http://127.0.0.1:{port}/mcp"
         finally:
             proc.kill()
