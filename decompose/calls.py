@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
 
 from decompose.errors import BudgetExceeded
@@ -58,11 +58,14 @@ class ModelCaller:
         step_id: int | None = None,
         build: Callable[[BaseChatModel], Runnable] | None = None,
         key: Hashable = None,
+        tokens: Tokens | None = None,
     ) -> tuple[Any, str]:
         """Run `build(model)` (default: the model itself) on `input`; return (output, name of the model used).
 
         `key` names the runnable `build` makes, so it is built once per model rather than per call. What a caller
         needs of a model is its own to say through `build` (the Decomposer asks a model's planner for plans).
+        `tokens`: the reply is streamed (the runnable's public `astream`) into it as it is written, each attempt
+        (a retry, a fallback model) announced by `tokens.restart()`; without it the call is one `ainvoke`.
         """
         self.limits.check_before_call(self.usage, self.calls_started)  # nothing is spent past a limit
         self.calls_started += 1
@@ -72,9 +75,12 @@ class ModelCaller:
             runnable = self._runnable(model, build, key)
             route = self._route(model)
             async with self.slots or contextlib.nullcontext():
-                return await call_with_retries(
-                    lambda: runnable.ainvoke(input), route.policy, announce, endpoint=route.endpoint
+                attempt = (
+                    (lambda: runnable.ainvoke(input))
+                    if tokens is None
+                    else (lambda: _streamed(runnable, input, tokens))
                 )
+                return await call_with_retries(attempt, route.policy, announce, endpoint=route.endpoint)
 
         output, model = await self.fallback.call(call)
         message = _message_of(output)
@@ -108,6 +114,26 @@ class ModelCaller:
         """The error, from the usage so far: calls that were in flight when a limit was reached still count, so a
         run reports it from its final usage."""
         return self.limits.exceeded(self.usage, self.calls_started)
+
+
+class Tokens(Protocol):
+    """Where a streamed reply goes: `restart()` before each attempt, then each piece of text as it comes."""
+
+    def restart(self) -> None: ...
+
+    def __call__(self, text: str) -> None: ...
+
+
+async def _streamed(runnable: Runnable, input: Any, tokens: Tokens) -> Any:
+    """One attempt, streamed: the chunks added up are the message `ainvoke` would return (usage included)."""
+    tokens.restart()
+    message = None
+    async for chunk in runnable.astream(input):
+        message = chunk if message is None else message + chunk
+        text = str(chunk.text) if isinstance(chunk, BaseMessage) else ""
+        if text:
+            tokens(text)
+    return message if message is not None else AIMessage(content="")
 
 
 class _Route:

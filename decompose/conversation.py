@@ -48,14 +48,22 @@ class Conversation:
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
         return run_sync(self.asend(text, on_event=on_event))
 
-    async def asend(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+    async def asend(
+        self,
+        text: str,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        on_answer: Callable[[str], None] | None = None,
+    ) -> Result:
         orchestrator, detected = self.orchestrator, None
         if self.routing is not None:
             detected, orchestrator = await self.routing.aroute(text, self.orchestrator)
             if on_event is not None:
                 on_event(detected)
         try:
-            result = await orchestrator.arun(text, on_event=on_event, history=self.history_messages())
+            result = await orchestrator.arun(
+                text, on_event=on_event, history=self.history_messages(), on_answer=on_answer
+            )
         except (DecomposeError, asyncio.CancelledError) as exc:  # a cancelled turn still has a plan to show
             partial = Result.partial(exc)
             if partial is not None and detected is not None:

@@ -24,6 +24,7 @@ from langchain_core.tools import BaseTool
 
 from decompose.auto import AutoStrategy, Route
 from decompose.calls import ModelCaller
+from decompose.chains.answer_stream import AnswerStream
 from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
@@ -70,6 +71,7 @@ class _Run:
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
     grounding: Grounding | None = None  # a model-made plan's tool guard (tools/guards.py); None for a given plan
     route: Route | None = None  # strategy="auto": the route the question took
+    answer_stream: AnswerStream | None = None  # on_answer: the answer's text as the synthesis writes it
 
     @property
     def emit(self) -> Callable[[Event], None]:
@@ -222,16 +224,21 @@ class Orchestrator:
         history: Sequence[BaseMessage] = (),
         limits: Limits | None = None,
         call_slots: asyncio.Semaphore | None = None,
+        on_answer: Callable[[str], None] | None = None,
     ) -> Result:
         """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
         so a follow-up like "and when will it arrive?" can be understood; see `Conversation`. `limits` replaces
         the Orchestrator's for this run (`orch.limits.replace(max_tokens=2000)` changes one of them).
         `call_slots`, shared by several runs (a batch), bounds their model calls in flight together.
+        `on_answer` receives the answer's text as the synthesis writes it, piece by piece, each continuing the last
+        (`chains/answer_stream.py` says what is held back); the pieces end up as `result.answer` unless the checks
+        changed text already passed on.
 
         A run that fails raises a `DecomposeError` whose `result` holds what it did before (calls, usage, events,
         the plan so far)."""
         question = check_question(question)
         run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
+        run.answer_stream = AnswerStream(on_answer) if on_answer is not None else None
         if self.tool_runner.guard and self.tools:
             run.grounding = Grounding(UserWords.of(question, history))
         started, deadline = time.monotonic(), _deadline(run.limits)
@@ -412,6 +419,8 @@ class Orchestrator:
         if answer is not None and run.grounding is not None:
             answer = run.grounding.follow_ups(answer, plan)  # the offers made instead of writes, the ids to ask for
         if answer is not None:
+            if run.answer_stream is not None:
+                run.answer_stream.offer(answer)  # the rest: a follow-up, a last word, an answer never streamed
             run.emit(Answered(answer=answer))
         return Result(
             question=question,
@@ -501,18 +510,25 @@ class Orchestrator:
         nested = RunRecord(drop)
         nested.start(plan)
         await self._run_steps(plan, question, run, depth=depth, hooks=state_hooks(nested, {}))
-        answer, _ = await self._synthesize(plan, question, run)
+        answer, _ = await self._synthesize(plan, question, run, nested=True)
         assert answer is not None  # without may_replan the synthesizer always answers
         return answer
 
     async def _synthesize(
-        self, plan: Plan, question: str, run: _Run, *, may_replan: bool = False
+        self, plan: Plan, question: str, run: _Run, *, may_replan: bool = False, nested: bool = False
     ) -> tuple[str | None, str | None]:
         """(answer, None), or (None, what is missing) when `may_replan` and the synthesizer judged the
-        sub-answers insufficient."""
+        sub-answers insufficient. A `nested` plan's answer (a recursive sub-question's) is not the run's."""
         if run.grounding is not None and run.grounding.asks_user() and not any(s.status == "done" for s in plan.steps):
             return "", None  # nothing found, but something to ask the user: the guard's questions are the answer
-        synthesis = await self.synthesizer.combine(plan, question, run.caller, run.history, may_replan=may_replan)
+        synthesis = await self.synthesizer.combine(
+            plan,
+            question,
+            run.caller,
+            run.history,
+            may_replan=may_replan,
+            stream=None if nested else run.answer_stream,
+        )
         run.answer_sources = synthesis.sources
         return synthesis.answer, synthesis.missing
 

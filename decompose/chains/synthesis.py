@@ -16,8 +16,9 @@ from langchain_core.tools import BaseTool
 from decompose.calls import ModelCaller
 from decompose.chains.answer_form import AnswerForm, answer_form
 from decompose.chains.answer_line import ANSWER_LINE, final_answer_line, strip_markup
+from decompose.chains.answer_stream import AnswerStream, Draft
 from decompose.chains.prompts import INSUFFICIENT_MARKER, Prompts, known_facts
-from decompose.chains.tool_facts import keep_tool_facts
+from decompose.chains.tool_facts import keep_tool_facts, may_rewrite
 from decompose.errors import DecomposeError
 from decompose.plan import Plan, Step, plain_numbers, resolve_args, resolve_text, same_question
 from decompose.retrieval import passages_text, search, sources_of
@@ -157,6 +158,7 @@ class Synthesizer:
         history: Sequence[BaseMessage] = (),
         *,
         may_replan: bool = False,
+        stream: AnswerStream | None = None,
     ) -> Synthesis:
         done = [s for s in plan.steps if s.status == "done"]
         # A tool that refused or found nothing ("order 'A1099' not found") is an answer to tell the user; a plan
@@ -164,7 +166,7 @@ class Synthesizer:
         told = any(s.tool and s.status == "failed" for s in plan.steps)
         if not done and not told:
             if self.direct_when_nothing:  # a plan that answered nothing failed too: answer directly
-                return await self.answer_directly(question, caller, history)
+                return await self.answer_directly(question, caller, history, stream=stream)
             reasons = "; ".join(f"step {s.id} {s.status}: {s.error}" for s in plan.steps)
             raise DecomposeError(
                 f"no step could be answered ({reasons})",
@@ -204,21 +206,42 @@ class Synthesizer:
                 form=self.prompts.reply or form.instruction,
                 insufficient=insufficient,
             )
-        message, _ = await caller.invoke(messages, phase="synthesize")
+
+        def checked(answer: str) -> str:
+            # A tool's exact result is not contradicted: its number, its yes/no verdict, a status it found.
+            return keep_tool_facts(
+                keep_computed_number(answer, plan, asked, question),
+                plan,
+                asked,
+                self.tools,
+                reply=bool(self.prompts.reply),
+            )
+
+        draft = None
+        if stream is not None:
+            draft = Draft(
+                stream,
+                lambda reply: checked(final_answer(reply)),
+                marked=True,
+                by_sentence=may_rewrite(plan, self.tools),
+                may_replan=may_replan,
+            )
+        message, _ = await caller.invoke(messages, phase="synthesize", tokens=draft)
         reply = str(message.content).strip()
         sources = sources_of(passages)
         missing = insufficient_reason(reply)
         if missing is not None and may_replan:
             return Synthesis(None, missing, sources)
         answer = f"Could not be determined: {missing}" if missing is not None else final_answer(reply)
-        # A tool's exact result is not contradicted: its number, its yes/no verdict, a status it found.
-        answer = keep_tool_facts(
-            keep_computed_number(answer, plan, asked, question), plan, asked, self.tools, reply=bool(self.prompts.reply)
-        )
-        return Synthesis(answer, None, sources)
+        return Synthesis(checked(answer), None, sources)
 
     async def answer_directly(
-        self, question: str, caller: ModelCaller, history: Sequence[BaseMessage] = ()
+        self,
+        question: str,
+        caller: ModelCaller,
+        history: Sequence[BaseMessage] = (),
+        *,
+        stream: AnswerStream | None = None,
     ) -> Synthesis:
         """The question answered in one call, with passages for it when there is a retriever."""
         passages = await search(self.retriever, question, "the final answer")
@@ -228,5 +251,6 @@ class Synthesizer:
             history=list(history),
             form=answer_form(question).instruction,
         )
-        message, _ = await caller.invoke(messages, phase="synthesize")
+        draft = None if stream is None else Draft(stream, str.strip, marked=False)
+        message, _ = await caller.invoke(messages, phase="synthesize", tokens=draft)
         return Synthesis(str(message.content).strip(), None, sources_of(passages))

@@ -128,6 +128,12 @@ def _fill(template: str, fields: dict[str, Any]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: str(fields.get(m.group(1), m.group(0))), template)
 
 
+def may_rewrite(plan: Plan, tools: Mapping[str, BaseTool]) -> bool:
+    """Whether `keep_tool_facts` may rewrite a sentence of an answer to this plan: the tools found facts, or a
+    write was not done (a sentence may claim it)."""
+    return bool(tool_facts(plan, tools)) or bool(_unwritten(plan, tools))
+
+
 def keep_tool_facts(
     answer: str, plan: Plan, form: AnswerForm, tools: Mapping[str, BaseTool], *, reply: bool = False
 ) -> str:
@@ -246,11 +252,7 @@ def _no_claimed_writes(answer: str, plan: Plan, tools: Mapping[str, BaseTool]) -
     """A sentence that says a side-effecting tool's action was done ("we have opened a support ticket") when no
     step of it succeeded is replaced by the tool's offer: the customer is never told of a write that did not
     happen."""
-    unwritten = [
-        t
-        for t in tools.values()
-        if has_side_effects(t) and not any(s.tool == t.name and s.status == "done" for s in plan.steps)
-    ]
+    unwritten = _unwritten(plan, tools)
     if not unwritten:
         return answer
     kept: list[str] = []
@@ -267,3 +269,12 @@ def _no_claimed_writes(answer: str, plan: Plan, tools: Mapping[str, BaseTool]) -
         if replacement not in kept:
             kept.append(replacement)
     return " ".join(kept)
+
+
+def _unwritten(plan: Plan, tools: Mapping[str, BaseTool]) -> list[BaseTool]:
+    """The side-effecting tools no step of the plan called with success."""
+    return [
+        t
+        for t in tools.values()
+        if has_side_effects(t) and not any(s.tool == t.name and s.status == "done" for s in plan.steps)
+    ]

@@ -310,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a running turn its server has not renewed for this long (a crashed replica) reads as "
         "interrupted (default 15)",
     )
+    sv.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="info (the default) logs each request and each run; warning only failed runs and problems",
+    )
+    sv.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (the default) or as one JSON object a line, to stderr",
+    )
 
     # Its own copy of the model options: resolving --agent (a list here) must not change the other commands'.
     mc = commands.add_parser(

@@ -30,8 +30,10 @@ def serve_command(args: argparse.Namespace) -> int:
             f"serve needs the serve extra ({exc})", hint='pip install "decompose-agents[serve]"'
         ) from None
     from decompose.cli.config import load_model_from_flags, orchestrator_options, plan_tools
+    from decompose.serve import logs
     from decompose.serve.security import parse_rate, read_keys
 
+    logs.configure(args.log_level, args.log_format)
     keys = read_keys(args.api_key_file) if args.api_key_file else None
     per_minute = parse_rate(args.rate_limit) if args.rate_limit else None
     sock = listen(args.host, args.port)  # before the model loads: a busy port fails at once
@@ -60,11 +62,26 @@ def serve_command(args: argparse.Namespace) -> int:
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             if not self.should_exit:  # the first signal: runs get --shutdown-timeout, then end as interrupted
+                logs.SERVER.info(
+                    "stopping (signal %d): no new connections; %d runs in flight get %gs to finish, then end as "
+                    "interrupted",
+                    sig,
+                    service.inflight.count,
+                    args.shutdown_timeout,
+                )
                 service.shutdown_soon()
             super().handle_exit(sig, frame)
 
     # uvicorn waits a little longer than the runs get, so an interrupted run's stream still ends cleanly.
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=args.shutdown_timeout + 5)
+    # Our access log (decompose.serve.access) has each request's duration, which uvicorn's lacks; its other
+    # loggers write through the handler logs.configure set.
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=args.shutdown_timeout + 5,
+    )
     Server(config).run(sockets=[sock])
     return 0
 

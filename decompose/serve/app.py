@@ -29,6 +29,7 @@ from decompose.serve import conversations, openai_compat
 from decompose.serve.bodies import optional_str, question_of, read_json
 from decompose.serve.catalog import Catalog
 from decompose.serve.errors import ApiError, api_error_of, exception_handlers
+from decompose.serve.logs import AccessLog
 from decompose.serve.running import RunFeed, settle
 from decompose.serve.security import ApiKeys, Guard, RateLimiter, parse_rate
 from decompose.serve.service import Service
@@ -97,6 +98,7 @@ def create_app(
         if cors_origins
         else []
     )
+    middleware.insert(0, Middleware(AccessLog))  # outermost: every request is logged, refused ones too
     middleware.append(Middleware(WebPage))  # before the key check: the page asks for the key itself
     middleware.append(
         Middleware(
@@ -232,7 +234,7 @@ def _stream(
     feed = RunFeed()
 
     async def run() -> None:
-        await settle(feed, start(feed.emit), question)
+        await settle(feed, start(feed.emit), question, run_id=run_id, agent=agent)
 
     service.start(run())
     return event_stream(run_frames(feed, ("run", {"id": run_id, "agent": agent, "question": question})))

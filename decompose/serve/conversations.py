@@ -75,6 +75,8 @@ def routes(service: Service) -> list[Route]:
                 feed,
                 chat.asend(question, on_event=feed.emit),
                 question,
+                run_id=f"{conversation_id}/{seq}",
+                agent=agent,
                 record=record,
                 record_interrupted=record_interrupted,
             )

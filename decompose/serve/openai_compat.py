@@ -1,6 +1,13 @@
 """OpenAI-compatible `POST /v1/chat/completions` (and `GET /v1/models`): `model` names an agent, the last user
 message is the question and the earlier messages are its history, so any OpenAI client or LangChain `ChatOpenAI`
-can talk to an agent. System messages are left out: an agent brings its own instructions."""
+can talk to an agent. System messages are left out: an agent brings its own instructions.
+
+With `stream: true` the answer's text comes as the synthesis writes it (`chains/answer_stream.py`): the content
+deltas add up to the answer. Only where the answer's checks rewrote text already sent does the content go on with
+a blank line and the whole checked answer (a client that asked for progress also gets `answer_replaced`).
+Progress is opt-in, as vLLM adds its `reasoning_content` beside the standard fields: a request with
+`"decompose": {"progress": true}` (the OpenAI client's `extra_body`) also gets each run event as a standard chunk
+with an empty delta and the event under `"decompose"`; a client that does not ask sees only OpenAI's chunks."""
 
 from __future__ import annotations
 
@@ -15,15 +22,17 @@ from starlette.routing import Route
 
 from decompose.conversation import Conversation, Turn
 from decompose.errors import DecomposeError
+from decompose.events import Event
 from decompose.result import Result
 from decompose.serve.bodies import read_json
 from decompose.serve.errors import ApiError, api_error_of, decompose_error_body
-from decompose.serve.running import Ended, RunFeed, settle
+from decompose.serve.running import AnswerPiece, RunFeed, settle
 from decompose.serve.service import Service
 from decompose.serve.sse import KEEPALIVE_SECONDS, PING, SSE_HEADERS, frame
 
 EXAMPLE = '{"model": "customer-service", "messages": [{"role": "user", "content": "..."}]}'
 IGNORED_ROLES = ("system", "developer")
+PROGRESS_EXAMPLE = '{"model": "finance", "stream": true, "decompose": {"progress": true}, "messages": [...]}'
 
 
 def routes(service: Service) -> list[Route]:
@@ -50,13 +59,17 @@ def routes(service: Service) -> list[Route]:
         chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
         chat.history = history
         feed = RunFeed()
-
-        task = service.start(settle(feed, chat.asend(question, on_event=feed.emit), question))
+        stream, progress = bool(body.get("stream")), _progress_asked(body)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if body.get("stream"):
+        # Pieces of the answer only for a stream: a plain call makes one `ainvoke` per model call, as before.
+        run = chat.asend(question, on_event=feed.emit, on_answer=feed.answer if stream else None)
+        task = service.start(settle(feed, run, question, run_id=completion_id, agent=agent))
+        if stream:
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                _chunks(feed, completion_id, created, agent, usage), media_type="text/event-stream", headers=SSE_HEADERS
+                _chunks(feed, completion_id, created, agent, usage=usage, progress=progress),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
             )
         ended = await task
         if isinstance(ended.error, DecomposeError):
@@ -66,6 +79,15 @@ def routes(service: Service) -> list[Route]:
         return JSONResponse(_completion(ended.result, completion_id, created, agent))
 
     return [Route("/v1/models", models, methods=["GET"]), Route("/v1/chat/completions", completions, methods=["POST"])]
+
+
+def _progress_asked(body: dict[str, Any]) -> bool:
+    options = body.get("decompose")
+    if options is None:
+        return False
+    if not isinstance(options, dict) or not isinstance(options.get("progress", False), bool):
+        raise ApiError(422, 'decompose must be an object such as {"progress": true}', f"send {PROGRESS_EXAMPLE}")
+    return bool(options.get("progress"))
 
 
 def split_messages(messages: Any) -> tuple[str, list[Turn]]:
@@ -138,9 +160,10 @@ def _completion(result: Result, completion_id: str, created: int, agent: str) ->
 
 
 async def _chunks(
-    feed: RunFeed, completion_id: str, created: int, agent: str, with_usage: bool
+    feed: RunFeed, completion_id: str, created: int, agent: str, *, usage: bool, progress: bool
 ) -> AsyncIterator[bytes]:
-    """chat.completion.chunk events: the role at once, the answer when the run ends, then `[DONE]`."""
+    """chat.completion.chunk events: the role at once, the answer's pieces as they are written (and, with
+    `progress`, each event), the rest of the answer when the run ends, then `[DONE]`."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return chunk_with([{"index": 0, "delta": delta, "finish_reason": finish}])
@@ -158,11 +181,21 @@ async def _chunks(
             },
         )
 
+    def news(data: dict[str, Any]) -> bytes:  # progress: a standard chunk that adds nothing to the answer
+        return chunk_with([{"index": 0, "delta": {}, "finish_reason": None}], decompose=data)
+
+    sent = ""
     yield chunk({"role": "assistant", "content": ""})
     async for item in feed.items(KEEPALIVE_SECONDS):
         if item is None:
             yield PING
-        elif isinstance(item, Ended):
+        elif isinstance(item, AnswerPiece):
+            sent += item.text
+            yield chunk({"content": item.text})
+        elif isinstance(item, Event):
+            if progress:
+                yield news(item.to_dict())
+        else:
             result = item.result
             if result.answer is None:  # OpenAI clients raise an error event as an APIError
                 yield frame(
@@ -171,9 +204,15 @@ async def _chunks(
                     if item.error is not None
                     else {"error": {"message": f"the agent gave no answer: {result.error}", "hint": None}},
                 )
-            else:
-                yield chunk({"content": result.answer})
+            elif result.answer.startswith(sent):
+                if result.answer != sent:
+                    yield chunk({"content": result.answer[len(sent) :]})
+            else:  # the checks rewrote text already sent: never left standing uncorrected
+                if progress:
+                    yield news({"type": "answer_replaced", "answer": result.answer})
+                yield chunk({"content": f"\n\n{result.answer}"})
+            if result.answer is not None:
                 yield chunk({}, "stop")
-                if with_usage:
+                if usage:
                     yield chunk_with([], usage=_usage(result))
     yield b"data: [DONE]\n\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,16 @@ from typing import Any
 from decompose.errors import DecomposeError
 from decompose.events import Event
 from decompose.result import Result
+from decompose.serve.logs import log_run
 
 log = logging.getLogger("decompose.serve")
+
+
+@dataclass(frozen=True)
+class AnswerPiece:
+    """The answer's next text, as the synthesis writes it (see `chains/answer_stream.py`)."""
+
+    text: str
 
 
 @dataclass
@@ -25,18 +34,22 @@ class Ended:
 
 
 class RunFeed:
-    """One run's events, then its end, in order, for the response that streams them."""
+    """One run's events (and the answer's pieces, where asked for), then its end, in order, for the response
+    that streams them."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Event | Ended] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event | AnswerPiece | Ended] = asyncio.Queue()
 
     def emit(self, event: Event) -> None:
         self._queue.put_nowait(event)
 
+    def answer(self, text: str) -> None:
+        self._queue.put_nowait(AnswerPiece(text))
+
     def end(self, ended: Ended) -> None:
         self._queue.put_nowait(ended)
 
-    async def items(self, keepalive: float) -> AsyncIterator[Event | Ended | None]:
+    async def items(self, keepalive: float) -> AsyncIterator[Event | AnswerPiece | Ended | None]:
         """Events, then the `Ended`; None after `keepalive` seconds of quiet (for a keep-alive line)."""
         getter: asyncio.Future[Any] | None = None
         try:
@@ -76,22 +89,28 @@ async def settle(
     run: Coroutine[Any, Any, Result],
     question: str,
     *,
+    run_id: str,
+    agent: str,
     record: Callable[[Ended], Awaitable[None]] | None = None,
     record_interrupted: Callable[[], None] | None = None,
 ) -> Ended:
-    """Await the run, record its end (`record`), then announce it on `feed`: a client that has the result finds
-    it stored. A run cancelled because the server is stopping is recorded with `record_interrupted` (called,
-    not awaited: a cancelled task must not wait again) and announced as interrupted, so its stream ends cleanly."""
+    """Await the run, record its end (`record`), log it (`decompose.serve.runs`, as `run_id`), then announce it
+    on `feed`: a client that has the result finds it stored. A run cancelled because the server is stopping is
+    recorded with `record_interrupted` (called, not awaited: a cancelled task must not wait again) and announced
+    as interrupted, so its stream ends cleanly."""
+    started = time.monotonic()
     try:
         ended = await outcome(run, question)
     except asyncio.CancelledError as exc:
+        interrupted = Ended(partial_result(exc, question), exc)
         try:
             if record_interrupted is not None:
                 record_interrupted()
         except Exception:
             log.exception("could not record the interrupted run: %s", question)
         finally:
-            feed.end(Ended(partial_result(exc, question), exc))
+            log_run(run_id, agent, interrupted.result, exc, time.monotonic() - started)
+            feed.end(interrupted)
         raise
     if record is not None:
         try:
@@ -99,6 +118,7 @@ async def settle(
         except Exception as exc:  # the database failed: the stream still ends, saying the answer is not stored
             log.exception("could not record the end of the run: %s", question)
             ended = Ended(ended.result, exc)
+    log_run(run_id, agent, ended.result, ended.error, time.monotonic() - started)
     feed.end(ended)
     return ended
 
@@ -112,6 +132,10 @@ class InFlight:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    @property
+    def count(self) -> int:
+        return len(self._tasks)
 
     def cancel_all(self) -> None:
         for task in list(self._tasks):

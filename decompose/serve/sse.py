@@ -18,7 +18,7 @@ from starlette.responses import StreamingResponse
 
 from decompose.run_state import RunState, apply
 from decompose.serve.errors import decompose_error_body
-from decompose.serve.running import Ended, RunFeed
+from decompose.serve.running import AnswerPiece, Ended, RunFeed
 
 KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing a quiet stream
 PING = b": keep-alive\n\n"
@@ -41,6 +41,8 @@ async def run_frames(feed: RunFeed, first: tuple[str, dict[str, Any]]) -> AsyncI
             if item.error is not None:
                 yield frame("error", decompose_error_body(item.error))
             yield frame("result", item.result.to_dict())
+        elif isinstance(item, AnswerPiece):  # asked for by /v1/chat/completions only
+            continue
         else:
             before, state = state, apply(state, item)
             yield frame(item.type, item.to_dict())
