@@ -177,6 +177,29 @@ def test_sigterm_past_the_shutdown_timeout_ends_the_turn_as_interrupted(tmp_path
     assert "server stopped" in turn["error"]
 
 
+def test_json_logs_a_line_per_request_and_run_and_says_what_sigterm_does(tmp_path, db):
+    server = Served(tmp_path, db, "--log-format", "json", "--shutdown-timeout", "20", latency=0.0)
+    try:
+        body = httpx.post(f"{server.url}/v1/runs", json={"question": TITANIC}, timeout=30).text
+        run_id = json.loads(body.split("data: ", 1)[1].split("\n", 1)[0])["id"]
+        httpx.get(f"{server.url}/v1/agents")
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=30)
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+    by_logger: dict[str, list] = {}
+    for line in lines:
+        assert {"time", "level", "logger", "message"} <= line.keys()
+        by_logger.setdefault(line["logger"], []).append(line)
+    access = [(a["method"], a["path"], a["status"]) for a in by_logger["decompose.serve.access"]]
+    assert access == [("POST", "/v1/runs", 200), ("GET", "/v1/agents", 200)]
+    [run] = by_logger["decompose.serve.runs"]
+    assert (run["run_id"], run["agent"], run["status"], run["model_calls"]) == (run_id, "decompose", "answered", 4)
+    assert run["input_tokens"] > 0 and run["output_tokens"] > 0 and run["duration_s"] >= 0
+    assert any("stopping (signal 15)" in line["message"] for line in by_logger["decompose.serve"])
+
+
 def test_serve_reports_a_busy_port_in_one_line(tmp_path):
     import socket
 
