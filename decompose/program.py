@@ -2,7 +2,9 @@
 
 A program may use arithmetic, loops, functions, comprehensions and the modules math, decimal, fractions and
 datetime; it may not import anything else, touch files, the network or other processes, or reach objects'
-internals. Its result is the value it leaves in the variable `answer`; what it prints is kept as its output.
+internals. Its result is the value it leaves in the variable `answer`; failing that, what its `solution()`
+returns (PAL's convention), or else the last line it printed (Program-of-Thoughts'); what it prints is kept as
+its output.
 
 Each program runs in a fresh `python -I program_worker.py` (~40 ms to start): with no environment (so no API key
 reaches it), a memory limit (RLIMIT_AS), a CPU-time limit (RLIMIT_CPU), no files to write or open, and a

@@ -195,14 +195,29 @@ def run(code: str) -> dict:
         pass
     if interp.error:
         return {"ok": False, "output": output.text(), **failure(interp.error[0])}
-    if "answer" not in interp.symtable:
+    if "answer" not in interp.symtable and callable(interp.symtable.get("solution")):
+        try:  # PAL's convention: the program is a `solution()` that returns the result
+            interp.run(ast.parse("answer = solution()"), expr="answer = solution()")
+        except Exception:  # recorded in interp.error as well
+            pass
+        if interp.error:
+            return {"ok": False, "output": output.text(), **failure(interp.error[0])}
+    if "answer" in interp.symtable:
+        answer = plain(interp.symtable["answer"])
+    elif printed := last_line(output.text()):
+        answer = printed  # Program-of-Thoughts' convention: the program prints its result last
+    else:
         return {
             "ok": False,
             "kind": "no_answer",
-            "error": "the program set no variable `answer`",
+            "error": "the program set no variable `answer` and "
+            + (
+                "its output was cut before its last line"
+                if output.text().endswith("[output cut]")
+                else "printed nothing"
+            ),
             "output": output.text(),
         }
-    answer = plain(interp.symtable["answer"])
     try:
         json.dumps(answer, allow_nan=False)
     except ValueError:  # NaN, an infinity, or an int past str()'s 4300 digits
@@ -213,6 +228,12 @@ def run(code: str) -> dict:
             "output": output.text(),
         }
     return {"ok": True, "answer": answer, "output": output.text()}
+
+
+def last_line(text: str) -> str | None:
+    """The last line a program printed, unless its output was cut (then the last line is not its result)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines and not text.endswith("[output cut]") else None
 
 
 def failure(error) -> dict:

@@ -74,7 +74,8 @@ async def test_a_huge_allocation_hits_the_memory_limit(code):
     "code, needle",
     [
         ("answer = (1 +", "SyntaxError on line 1"),
-        ("x = 1", "the program set no variable `answer`"),
+        ("x = 1", "the program set no variable `answer` and printed nothing"),
+        ("def solution():\n    return 1 / 0", "ZeroDivisionError on line 2: division by zero"),
         ("def f(x):\n    return x / 0\nanswer = f(2)", "ZeroDivisionError on line 2: division by zero"),
         ("answer = missing + 1", "NameError on line 1: name 'missing' is not defined"),
         ("answer = float('nan')", "not a finite number"),
@@ -116,6 +117,24 @@ async def test_a_good_program_answers(code, answer):
 async def test_print_output_is_captured_beside_the_answer():
     run = await run_program("for i in range(3):\n    print('row', i)\nanswer = 'done'")
     assert run.answer == "done" and run.output == "row 0\nrow 1\nrow 2\n"
+
+
+@pytest.mark.parametrize(
+    "code, answer",
+    [
+        ("def solution():\n    eggs = 16 - 3 - 4\n    return eggs * 2", 18),  # PAL: a solution() that returns it
+        ("eggs = 16 - 3 - 4\nprint('eggs left:')\nprint(eggs * 2)", "18"),  # PoT: the last line printed
+        ("def solution():\n    return 1\nanswer = 2", 2),  # `answer` comes first
+        ("answer = 3\nprint(4)", 3),
+    ],
+)
+async def test_a_program_without_answer_follows_the_pal_and_pot_conventions(code, answer):
+    assert (await run_program(code)).answer == answer
+
+
+async def test_a_printed_line_is_not_the_answer_when_the_output_was_cut():
+    error = await refusal("for i in range(5000):\n    print(i)")
+    assert "its output was cut before its last line" in str(error) and error.output.endswith("[output cut]")
 
 
 async def test_output_is_kept_when_the_program_then_fails():
