@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 # The switch OpenTelemetry's own GenAI instrumentations read for recording prompts and replies.
 CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 INSTALL_HINT = 'pip install "decompose-agents[otel]"'
+# Seconds an OTLP export may take, retries included, unless OTEL_EXPORTER_OTLP_TIMEOUT says: the exporter's own 10
+# would hold a command's exit that long when the collector is down (its last spans are flushed at exit).
+EXPORT_TIMEOUT = 3.0
 
 _lock = threading.Lock()
 _provider: Any = None  # the environment's provider, built once per process
@@ -100,7 +103,9 @@ def _exporters(env: Mapping[str, str]) -> list[Any]:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             except ImportError as exc:
                 raise ConfigError(f"OTLP export needs the OTLP/HTTP exporter ({exc})", hint=INSTALL_HINT) from None
-            made.append(OTLPSpanExporter())  # endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*
+            timeout = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+            # endpoint, headers, compression (and a timeout given) from OTEL_EXPORTER_OTLP_*
+            made.append(OTLPSpanExporter(timeout=None if timeout else EXPORT_TIMEOUT))
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
