@@ -60,6 +60,7 @@ class Tracing:
     """An Orchestrator's tracer, and whether content goes on its spans."""
 
     def __init__(self, provider: Any, *, content: bool, from_environment: bool = False):
+        self.provider = provider
         self.tracer = provider.get_tracer("decompose", _version())
         self.content = content
         self.from_environment = from_environment

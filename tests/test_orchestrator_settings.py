@@ -121,6 +121,8 @@ def every_argument():
     from decompose.retrieval import LocalDocsRetriever
     from decompose.tools.calculator import calculator_tools
 
+    from opentelemetry.sdk.trace import TracerProvider
+
     primary, backup = ScriptedChatModel(model_name="primary"), ScriptedChatModel(model_name="backup")
     return {
         "model": (primary, lambda o: o.models.models[0]),
@@ -134,6 +136,8 @@ def every_argument():
         "retry": (RetryPolicy(max_attempts=2), lambda o: o.retry),
         "prompts": (Prompts.with_instructions("Be brief."), lambda o: o.prompts),
         "max_concurrency": (3, lambda o: o.max_concurrency),
+        "tracer_provider": (TracerProvider(), lambda o: o.tracing.provider),
+        "trace_content": (True, lambda o: o.tracing.content),
     }
 
 
