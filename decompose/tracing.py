@@ -64,6 +64,14 @@ class Tracing:
         self.tracer = provider.get_tracer("decompose", _version())
         self.content = content
         self.from_environment = from_environment
+        self._requests: list[tuple[Runnable, dict[str, Any]]] = []  # each model's request attributes, found once
+
+    def request_attributes(self, model: Runnable, name: str) -> dict[str, Any]:
+        for known, attributes in self._requests:  # by identity: chat models are unhashable
+            if known is model:
+                return attributes
+        self._requests.append((model, _request_attributes(model, name)))
+        return self._requests[-1][1]
 
     def __reduce__(self) -> Any:
         # On a Ray worker the Orchestrator traces as the worker's environment says: a provider's exporter threads
@@ -80,6 +88,7 @@ class RunTrace:
     """The spans of one run."""
 
     def __init__(self, tracing: Tracing, run_id: str):
+        self.tracing = tracing
         self.tracer = tracing.tracer
         self.content = tracing.content
         self.run_id = run_id
@@ -200,7 +209,7 @@ class RunTrace:
 
         async def traced(model: Runnable) -> T:
             name = name_of(model)
-            attributes = {**_request_attributes(model, name), "decompose.phase": phase}
+            attributes = {**self.tracing.request_attributes(model, name), "decompose.phase": phase}
             if step_id is not None:
                 attributes["decompose.step.id"] = step_id
             with self._call_span(f"chat {name}", step_id, SpanKind.CLIENT, attributes) as span:

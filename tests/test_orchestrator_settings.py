@@ -117,11 +117,11 @@ def test_bad_flat_keywords_are_clear_errors(model, kwargs, message):
 
 def every_argument():
     """A value unlike the default for each of the Orchestrator's arguments, and how to read it back."""
+    from opentelemetry.sdk.trace import TracerProvider
+
     from decompose import Prompts, RetryPolicy
     from decompose.retrieval import LocalDocsRetriever
     from decompose.tools.calculator import calculator_tools
-
-    from opentelemetry.sdk.trace import TracerProvider
 
     primary, backup = ScriptedChatModel(model_name="primary"), ScriptedChatModel(model_name="backup")
     return {
