@@ -7,8 +7,10 @@ Three ways to await one reply from a `ScriptedChatModel` that answers at once, e
 `model.ainvoke` (LangChain's public call: callback manager, run events, the model's cache and rate limiter),
 `ModelCaller.invoke` (decompose's one way to call a model: that `ainvoke` under the transport retry rule, with its
 deadline, fallbacks, usage and limits) and a plain `Runnable` whose `ainvoke` returns a fixed reply (what
-`ModelCaller.invoke` adds on its own). Wall time and CPU time per call (the CPU time of this process: steadier on
-a machine shared with other work). The whole run's overhead, beside the peers, is `latency.py`'s last row.
+`ModelCaller.invoke` adds on its own); with the `otel` extra, `ModelCaller.invoke` again with tracing on (each
+call a span, kept by the SDK's in-memory exporter: what a traced call costs before any export). Wall time and CPU
+time per call (the CPU time of this process: steadier on a machine shared with other work). The whole run's
+overhead, beside the peers, is `latency.py`'s last row.
 """
 
 from __future__ import annotations
@@ -50,8 +52,23 @@ class FixedReply(Runnable):
         return REPLY
 
 
-def caller(model: Runnable) -> ModelCaller:
-    return ModelCaller([model], policy=RetryPolicy(), usage=Usage(), emit=lambda event: None)
+def caller(model: Runnable, trace: Any = None) -> ModelCaller:
+    return ModelCaller([model], policy=RetryPolicy(), usage=Usage(), emit=lambda event: None, trace=trace)
+
+
+def traced_caller(model: Runnable) -> ModelCaller | None:
+    """A caller whose calls are spans (None without the otel extra)."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        return None
+    from decompose.tracing import Tracing
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    return caller(model, Tracing(provider, content=False).run("benchmark"))
 
 
 def per_call_us(call: Callable[[], Awaitable[Any]], calls: int, samples: int) -> tuple[float, float]:
@@ -93,6 +110,9 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         "ModelCaller.invoke": lambda: scripted.invoke(MESSAGES, phase="solve", step_id=1),
         "ModelCaller.invoke, fixed reply": lambda: fixed.invoke(MESSAGES, phase="solve", step_id=1),
     }
+    traced = traced_caller(model)
+    if traced is not None:
+        ways["ModelCaller.invoke, traced"] = lambda: traced.invoke(MESSAGES, phase="solve", step_id=1)
     rows = {name: per_call_us(call, calls, samples) for name, call in ways.items()}
     head = f"{'call':<34} {'wall µs':>9} {'CPU µs':>9}"
     print(head + "\n" + "-" * len(head))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -18,6 +18,9 @@ from decompose.limits import Limits
 from decompose.models import chat_model_of, model_name
 from decompose.models.fallback import FallbackModel
 from decompose.retry import RetryPolicy, call_with_retries, retry_events
+
+if TYPE_CHECKING:
+    from decompose.tracing import RunTrace
 
 
 class ModelCaller:
@@ -33,6 +36,7 @@ class ModelCaller:
         emit: Emit,
         limits: Limits | None = None,
         slots: asyncio.Semaphore | None = None,
+        trace: RunTrace | None = None,
     ):
         self.fallback = models if isinstance(models, FallbackModel) else FallbackModel(*models)
         self.slots = slots  # shared by every run of a batch: bounds the batch's calls in flight
@@ -40,6 +44,7 @@ class ModelCaller:
         self.usage = usage
         self.emit = emit
         self.limits = limits or Limits()
+        self.trace = trace  # the run's spans (decompose/tracing.py); None, and free, when tracing is off
         self.calls_started = 0  # in flight included: what a call limit is checked against
         self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
         self._runnables: dict[Hashable, list[tuple[Runnable, Runnable]]] = {}  # key -> (model, what build made)
@@ -71,7 +76,7 @@ class ModelCaller:
         self.calls_started += 1
         announce = retry_events(self.emit, self.usage, phase, step_id)
 
-        async def call(model: Runnable) -> Any:
+        async def call(model: Runnable) -> Any:  # one model's try, its retries included
             runnable = self._runnable(model, build, key)
             route = self._route(model)
             async with self.slots or contextlib.nullcontext():
@@ -82,13 +87,19 @@ class ModelCaller:
                 )
                 return await call_with_retries(attempt, route.policy, announce, endpoint=route.endpoint)
 
-        output, model = await self.fallback.call(call)
+        attempt: Callable[[Runnable], Awaitable[Any]] = call
+        if self.trace is not None:  # each model tried in a span of its own
+            attempt = self.trace.model_attempts(call, phase=phase, step_id=step_id, name_of=self.name_of)
+        output, model = await self.fallback.call(attempt)
         message = _message_of(output)
         self.usage.add(phase, message)
         if step_id is not None:
             self.step_usage.setdefault(step_id, TokenCount()).add(message)
         self.limits.check_after_call(self.usage, self.calls_started)
         return output, self._route(model).name
+
+    def name_of(self, model: Runnable) -> str:
+        return self._route(model).name
 
     def _route(self, model: Runnable) -> _Route:
         for route in self._routes:  # by identity: chat models are unhashable, and an id() could be reused

@@ -12,10 +12,10 @@ import contextlib
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -52,8 +52,14 @@ from decompose.settings import MovedSettings, checked, make_strategy, moved_sett
 from decompose.solvers import ProgramSolver, Solved, Solver, StepContext
 from decompose.step_state import RunRecord, close_unfinished, drop, state_hooks
 from decompose.sync import run_sync
+from decompose.telemetry import tracing
 from decompose.tools.guards import Grounding, UserWords
 from decompose.tools.runner import ToolRunner, has_side_effects
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from decompose.tracing import RunTrace
 
 MAX_QUESTION_CHARS = 20_000
 
@@ -72,16 +78,31 @@ class _Run:
     grounding: Grounding | None = None  # a model-made plan's tool guard (tools/guards.py); None for a given plan
     route: Route | None = None  # strategy="auto": the route the question took
     answer_stream: AnswerStream | None = None  # on_answer: the answer's text as the synthesis writes it
+    trace: RunTrace | None = None  # its spans (tracing.py); None when tracing is off
 
     @property
     def emit(self) -> Callable[[Event], None]:
         return self.record
 
+    async def traced(self, question: str, answering: Coroutine[Any, Any, Result]) -> Result:
+        """`answering` in the run's span, when traced."""
+        if self.trace is None:
+            return await answering
+        with self.trace.run(question):
+            result = await answering
+            self.trace.finish(result)
+            return result
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext() if self.trace is None else self.trace.phase(name)
+
 
 class Orchestrator:
     """Answers a question in steps. The common case is one line, `Orchestrator("openai:gpt-4o-mini", tools=[...])`;
     settings live on the part they set: `strategy=SelfConsistencySolver(samples=5)`, `decomposer=Decomposer(
-    max_steps=5)`, `tool_runner=ToolRunner(timeout=30)`, `limits=Limits(run_timeout=60, max_tokens=20_000)`."""
+    max_steps=5)`, `tool_runner=ToolRunner(timeout=30)`, `limits=Limits(run_timeout=60, max_tokens=20_000)`.
+    `tracer_provider=` sends each run's OpenTelemetry spans there (`trace_content=True` adds questions, answers and
+    tool arguments); without it, the `OTEL_*` variables decide (docs/observability.md)."""
 
     def __init__(
         self,
@@ -97,6 +118,8 @@ class Orchestrator:
         retry: RetryPolicy | None = None,
         prompts: Prompts | None = None,
         max_concurrency: int = 8,
+        tracer_provider: TracerProvider | None = None,
+        trace_content: bool | None = None,
         **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
@@ -135,6 +158,8 @@ class Orchestrator:
         self.retry = retry or RetryPolicy()
         self.prompts = prompts or Prompts()
         self.max_concurrency = max_concurrency
+        # OpenTelemetry spans (telemetry.py): with tracer_provider, else as the OTEL_* variables say; None is off.
+        self.tracing = tracing(tracer_provider, trace_content)
         self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
             self.prompts, self.tools, documents=retriever is not None
         )
@@ -239,17 +264,23 @@ class Orchestrator:
         question = check_question(question)
         run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
         run.answer_stream = AnswerStream(on_answer) if on_answer is not None else None
+        return await run.traced(question, self._answer(question, run))
+
+    async def _answer(self, question: str, run: _Run) -> Result:
         if self.tool_runner.guard and self.tools:
-            run.grounding = Grounding(UserWords.of(question, history))
+            run.grounding = Grounding(UserWords.of(question, run.history))
         started, deadline = time.monotonic(), _deadline(run.limits)
         with _partial_result_on_failure(question, None, run, started):
             try:
                 async with asyncio.timeout_at(deadline):  # the run's deadline covers planning too
                     if self.auto is not None:
-                        run.route = await self._route(self.auto, question, run)
-                    plan = (
-                        _question_plan(question) if run.route and run.route.solved else await self._plan(question, run)
-                    )
+                        with run.phase("route"):
+                            run.route = await self._route(self.auto, question, run)
+                    if run.route and run.route.solved:
+                        plan = _question_plan(question)
+                    else:
+                        with run.phase("decompose"):
+                            plan = await self._plan(question, run)
             except (BudgetExceeded, TimeoutError) as exc:  # nothing planned in time or budget: still a Result
                 error = (
                     _timed_out(run.limits, "while planning")
@@ -289,9 +320,13 @@ class Orchestrator:
         self.decomposer.check_tools(plan)
         question = check_question(question or plan.question or _plan_as_question(plan))
         run = self._new_run(on_event, run_id, limits=limits)
-        started = time.monotonic()
-        with _partial_result_on_failure(question, plan, run, started):
-            return await self._execute(plan, question, run, started, _deadline(run.limits))
+
+        async def execute() -> Result:
+            started = time.monotonic()
+            with _partial_result_on_failure(question, plan, run, started):
+                return await self._execute(plan, question, run, started, _deadline(run.limits))
+
+        return await run.traced(question, execute())
 
     async def astream(self, question: str, *, limits: Limits | None = None) -> AsyncIterator[Event]:
         """Yield events as they happen; the last one is `Answered` (errors are raised after the events)."""
@@ -341,23 +376,28 @@ class Orchestrator:
     ) -> _Run:
         limits = self.limits if limits is None else checked(limits, Limits, "limits")
         events: list[Event] = []
+        run_id = run_id or uuid.uuid4().hex
+        trace = None if self.tracing is None else self.tracing.run(run_id)
 
         def keep(event: Event) -> None:
             events.append(event)
+            if trace is not None:
+                trace.on_event(event)
             if on_event is not None:
                 on_event(event)
 
         record = RunRecord(keep)
         caller = ModelCaller(
-            self.models, policy=self.retry, usage=Usage(), emit=record, limits=limits, slots=call_slots
+            self.models, policy=self.retry, usage=Usage(), emit=record, limits=limits, slots=call_slots, trace=trace
         )
         return _Run(
             caller=caller,
             events=events,
             record=record,
-            run_id=run_id or uuid.uuid4().hex,
+            run_id=run_id,
             limits=limits,
             history=list(history),
+            trace=trace,
         )
 
     async def _route(self, auto: AutoStrategy, question: str, run: _Run) -> Route:
@@ -399,14 +439,17 @@ class Orchestrator:
         try:
             async with asyncio.timeout_at(deadline):
                 hooks = state_hooks(run.record, run.caller.step_usage)
-                await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
+                with run.phase("solve"):
+                    await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
                 max_replans = self.decomposer.max_replans
                 for replan in range(1, max_replans + 2):
-                    answer, missing = await self._synthesize(plan, question, run, may_replan=replan <= max_replans)
+                    with run.phase("synthesize"):
+                        answer, missing = await self._synthesize(plan, question, run, may_replan=replan <= max_replans)
                     if missing is None or not await self._replan(plan, question, missing, run, replan):
                         break
                 if answer is None:  # the last replan brought nothing new: answer from what there is
-                    answer, _ = await self._synthesize(plan, question, run)
+                    with run.phase("synthesize"):
+                        answer, _ = await self._synthesize(plan, question, run)
         except TimeoutError:
             finished = sum(step.status == "done" for step in plan.steps)
             error = _timed_out(run.limits, f"{finished} of {len(plan.steps)} steps done, no answer yet")
@@ -465,6 +508,7 @@ class Orchestrator:
                     caller=run.caller,
                     emit=run.emit,
                     grounding=run.grounding,
+                    trace=run.trace,
                 )
             resolved = resolve_text(step.question, answers)
             key = question_key(resolved)
@@ -538,21 +582,23 @@ class Orchestrator:
         known = known_answers(plan)
         prompt = self.prompts.replan.format(question=question, findings=findings_text(plan), missing=missing)
         try:  # no direct-answer fallback here: the prompt is not a question to answer
-            extra = await self.decomposer.aplan(prompt, run.caller, run.emit, run.history)
+            with run.phase("decompose"):
+                extra = await self.decomposer.aplan(prompt, run.caller, run.emit, run.history)
         except PlanError:
             return False
         new_steps = append_steps(plan, extra)
         if not new_steps:
             return False
         run.record.start(plan, replan)
-        await self._run_steps(
-            Plan(steps=new_steps, question=question),
-            question,
-            run,
-            depth=0,
-            hooks=state_hooks(run.record, run.caller.step_usage),
-            known=known,
-        )
+        with run.phase("solve"):
+            await self._run_steps(
+                Plan(steps=new_steps, question=question),
+                question,
+                run,
+                depth=0,
+                hooks=state_hooks(run.record, run.caller.step_usage),
+                known=known,
+            )
         return True
 
 

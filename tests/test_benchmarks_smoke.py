@@ -35,7 +35,12 @@ def test_latency_benchmark_quick(capsys, monkeypatch):
 def test_call_overhead_benchmark_prints_each_way_to_call(capsys):
     rows = _load("call_overhead").main(["--calls", "20", "--samples", "1"])
     out = capsys.readouterr().out
-    assert list(rows) == ["model.ainvoke (LangChain)", "ModelCaller.invoke", "ModelCaller.invoke, fixed reply"]
+    assert list(rows) == [
+        "model.ainvoke (LangChain)",
+        "ModelCaller.invoke",
+        "ModelCaller.invoke, fixed reply",
+        "ModelCaller.invoke, traced",  # the otel extra is in the test extra
+    ]
     assert all(name in out for name in rows) and "tenacity" in out
     assert all(wall > 0 and cpu >= 0 for wall, cpu in rows.values())
 

@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan again up to N times when the answers are not enough (default 0)",
     )
     model.add_argument(
+        "--otel",
+        action="store_true",
+        help="send OpenTelemetry traces of each run over OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT "
+        "(default http://localhost:4318); the other OTEL_* variables apply",
+    )
+    model.add_argument(
         "--retries",
         type=_non_negative_int,
         metavar="N",

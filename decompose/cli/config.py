@@ -100,6 +100,10 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         from decompose.retry import RetryPolicy
 
         options["retry"] = RetryPolicy(max_attempts=retries + 1)
+    if getattr(args, "otel", False):  # on whatever OTEL_* says; without an endpoint, a local collector's
+        from decompose.telemetry import environment_provider
+
+        options["tracer_provider"] = environment_provider()
     return options
 
 

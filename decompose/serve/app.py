@@ -35,6 +35,7 @@ from decompose.serve.security import ApiKeys, Guard, RateLimiter, parse_rate
 from decompose.serve.service import Service
 from decompose.serve.sse import event_stream, run_frames
 from decompose.serve.store import Store
+from decompose.telemetry import tracing
 
 RUN_EXAMPLE = '{"question": "...", "agent": "customer-service"}'
 STATIC = Path(__file__).parent / "static"
@@ -73,7 +74,8 @@ def create_app(
     plans awaiting review (default: SQLite in the cache folder). api_keys: accepted keys (kept hashed);
     rate_limit: requests a minute per key ("60/min" or 60); cors_origins: origins a browser may call from (none
     by default). shutdown_timeout: how long runs in flight may finish at shutdown. lease: seconds after which a
-    running turn whose server stopped renewing it reads as interrupted.
+    running turn whose server stopped renewing it reads as interrupted. With a `tracer_provider` among the
+    orchestrator options, or the `OTEL_*` variables asking for traces, each request is a span and its run a child.
     """
     catalog = Catalog(
         load_model(model) if agents is None else None, tools=tools, options=orchestrator_options, agents=agents
@@ -113,6 +115,11 @@ def create_app(
         yield
         await service.close()
 
+    traced = tracing((orchestrator_options or {}).get("tracer_provider"))
+    if traced is not None:  # outermost: the request's span covers the key check and the page too
+        from decompose.serve.request_spans import RequestSpans
+
+        middleware.insert(0, Middleware(RequestSpans, tracer=traced.tracer))
     app = Starlette(
         routes=routes(service), middleware=middleware, exception_handlers=exception_handlers, lifespan=lifespan
     )

@@ -16,7 +16,7 @@ import copy
 import json
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
 from pydantic import BaseModel, ValidationError
@@ -30,6 +30,9 @@ from decompose.plan import Solved, Step
 from decompose.retry import TOOL_ARGS_REASK, RetryState, UnusableReply, retry_events, retrying, transient_tool_error
 from decompose.tool_schema import call_schema
 from decompose.tools.guards import Grounding
+
+if TYPE_CHECKING:
+    from decompose.tracing import RunTrace
 
 IDEMPOTENCY_ARG = "idempotency_key"
 
@@ -106,6 +109,7 @@ class ToolRunner:
         caller: ModelCaller | None,
         emit: Emit,
         grounding: Grounding | None = None,
+        trace: RunTrace | None = None,
     ) -> Solved:
         """Call the step's tool with `args` (its resolved arguments); the result, and the arguments the tool was
         called with when the model had to correct them. With `grounding` (a model-made plan), identifiers must
@@ -130,7 +134,9 @@ class ToolRunner:
         corrected = dict(called_with) if called_with != planned else None
         if IDEMPOTENCY_ARG in injected_args(tool):
             called_with[IDEMPOTENCY_ARG] = key
-        solved = Solved(await self._call(tool, called_with, step, emit), args=corrected)
+        call = self._call(tool, called_with, step, emit)
+        answer = await (call if trace is None else trace.tool_call(call, tool, called_with, step.id))
+        solved = Solved(answer, args=corrected)
         if grounding is not None:
             grounding.results.append(solved.answer)
         if has_side_effects(tool):
