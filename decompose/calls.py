@@ -8,10 +8,12 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
 
+from decompose.call_cache import CachedCall
 from decompose.errors import BudgetExceeded
 from decompose.events import Emit, TokenCount, Usage
 from decompose.limits import Limits
@@ -33,6 +35,7 @@ class ModelCaller:
         emit: Emit,
         limits: Limits | None = None,
         slots: asyncio.Semaphore | None = None,
+        cache: BaseCache | None = None,
     ):
         self.fallback = models if isinstance(models, FallbackModel) else FallbackModel(*models)
         self.slots = slots  # shared by every run of a batch: bounds the batch's calls in flight
@@ -40,6 +43,7 @@ class ModelCaller:
         self.usage = usage
         self.emit = emit
         self.limits = limits or Limits()
+        self.cache = cache  # replies of calls that do not sample: see `call_cache`
         self.calls_started = 0  # in flight included: what a call limit is checked against
         self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
         self._runnables: dict[Hashable, list[tuple[Runnable, Runnable]]] = {}  # key -> (model, what build made)
@@ -63,20 +67,34 @@ class ModelCaller:
 
         `key` names the runnable `build` makes, so it is built once per model rather than per call. What a caller
         needs of a model is its own to say through `build` (the Decomposer asks a model's planner for plans).
+        A reply found in the cache is counted in `usage.cached` (`cache_hits`), not as a model call, and its
+        tokens (spent by an earlier run) are not counted again.
         """
         self.limits.check_before_call(self.usage, self.calls_started)  # nothing is spent past a limit
         self.calls_started += 1
         announce = retry_events(self.emit, self.usage, phase, step_id)
+        hits: list[Runnable] = []
 
         async def call(model: Runnable) -> Any:
             runnable = self._runnable(model, build, key)
+            cached = CachedCall.of(self.cache, runnable, input)
+            if cached is not None and (found := await cached.lookup()) is not None:
+                hits.append(model)
+                return found
             route = self._route(model)
             async with self.slots or contextlib.nullcontext():
-                return await call_with_retries(
+                output = await call_with_retries(
                     lambda: runnable.ainvoke(input), route.policy, announce, endpoint=route.endpoint
                 )
+            if cached is not None:  # only a reply reaches here: a failed call raised
+                await cached.store(output)
+            return output
 
         output, model = await self.fallback.call(call)
+        if hits:
+            self.calls_started -= 1  # no call was made
+            self.usage.cached.add(_message_of(output))
+            return output, self._route(model).name
         message = _message_of(output)
         self.usage.add(phase, message)
         if step_id is not None:

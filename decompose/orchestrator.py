@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,12 +18,14 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Unpack
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
 
 from decompose.auto import AutoStrategy, Route
+from decompose.cache import as_cache
 from decompose.calls import ModelCaller
 from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
@@ -79,7 +82,9 @@ class _Run:
 class Orchestrator:
     """Answers a question in steps. The common case is one line, `Orchestrator("openai:gpt-4o-mini", tools=[...])`;
     settings live on the part they set: `strategy=SelfConsistencySolver(samples=5)`, `decomposer=Decomposer(
-    max_steps=5)`, `tool_runner=ToolRunner(timeout=30)`, `limits=Limits(run_timeout=60, max_tokens=20_000)`."""
+    max_steps=5)`, `tool_runner=ToolRunner(timeout=30)`, `limits=Limits(run_timeout=60, max_tokens=20_000)`.
+    `cache="replies.sqlite"` (or any LangChain `BaseCache`) answers a repeated call that does not sample from the
+    stored reply (`decompose.call_cache`)."""
 
     def __init__(
         self,
@@ -95,6 +100,7 @@ class Orchestrator:
         retry: RetryPolicy | None = None,
         prompts: Prompts | None = None,
         max_concurrency: int = 8,
+        cache: BaseCache | str | os.PathLike[str] | None = None,
         **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
@@ -133,6 +139,8 @@ class Orchestrator:
         self.retry = retry or RetryPolicy()
         self.prompts = prompts or Prompts()
         self.max_concurrency = max_concurrency
+        self.cache = as_cache(cache)  # a path: a SQLiteCache on that file (decompose/cache.py)
+        self._arguments.update(cache=self.cache)  # a copy shares the cache rather than opening the file again
         self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
             self.prompts, self.tools, documents=retriever is not None
         )
@@ -342,7 +350,13 @@ class Orchestrator:
 
         record = RunRecord(keep)
         caller = ModelCaller(
-            self.models, policy=self.retry, usage=Usage(), emit=record, limits=limits, slots=call_slots
+            self.models,
+            policy=self.retry,
+            usage=Usage(),
+            emit=record,
+            limits=limits,
+            slots=call_slots,
+            cache=self.cache,
         )
         return _Run(
             caller=caller,
