@@ -228,6 +228,7 @@ class Outcome:
     error: str | None = None
     steps: list[list[Any]] | None = None  # ours: [tool, question, answer] per step, trimmed: why a row changed
     route: dict[str, Any] | None = None  # auto: the route the question took
+    cache_hits: int = 0  # of `calls`, those answered from --cache (no model call made)
 
 
 def tools_of(system: str, dataset: Dataset) -> str:
@@ -277,7 +278,7 @@ def plan_origin(result: Any) -> str:
     return "model"
 
 
-def orchestrator_system(name: str, replans: int) -> Callable:
+def orchestrator_system(name: str, replans: int, cache: Any = None) -> Callable:
     async def run(model: Any, dataset: Dataset, row: Row) -> Outcome:
         plans = name in PLANNERS
         retriever = dataset.retriever(row) if plans or name in ("retrieval", "program") else None
@@ -291,6 +292,7 @@ def orchestrator_system(name: str, replans: int) -> Callable:
             strategy=strategy,
             retry=PATIENT,
             decomposer=Decomposer(max_replans=replans if plans else 0, on_failure="direct"),
+            cache=cache,
         )
         if plans:
             result = await orch.arun(row.question)
@@ -305,15 +307,18 @@ def orchestrator_system(name: str, replans: int) -> Callable:
                 for s in result.plan.steps
             ]
         decomposed = plans and (result.route is None or result.route.get("name") == "decompose")
+        # The table shows what the system asks of a model, whether the cache or the model answered it: a run
+        # from the cache gives the same table; the calls made are printed below it.
         return Outcome(
             result.answer,
             plan_origin(result) if decomposed else None,
-            usage.model_calls,
-            usage.input_tokens,
-            usage.output_tokens,
+            usage.model_calls + usage.cache_hits,
+            usage.input_tokens + usage.cached.input,
+            usage.output_tokens + usage.cached.output,
             result.error,
             steps,
             result.route,
+            usage.cache_hits,
         )
 
     return run
@@ -491,6 +496,7 @@ def score_record(row: Row, outcome: Outcome, elapsed: float) -> dict[str, Any]:
         **({"plan": outcome.plan} if outcome.plan is not None else {}),
         "error": _trim(outcome.error, 200),
         "calls": outcome.calls,
+        **({"cache_hits": outcome.cache_hits} if outcome.cache_hits else {}),
         "input_tokens": outcome.input_tokens,
         "output_tokens": outcome.output_tokens,
         "elapsed": round(elapsed, 1),
@@ -610,6 +616,12 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="per-row records, resumable (default benchmarks/results)"
     )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep the Orchestrator systems' model replies in this SQLite file: a second run over the same rows "
+        "(into another --out) makes no model call and gives the same table",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="questions at once (default 4)")
     parser.add_argument("--replans", type=int, default=0, help="max_replans for ours (default 0)")
     args = parser.parse_args(argv)
@@ -626,15 +638,20 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
     import capable_model
 
     label = args.model or capable_model.ALIAS
+    cache = None
+    if args.cache:
+        from decompose.cache import SQLiteCache
+
+        cache = SQLiteCache(args.cache)
     runners = {
-        "direct": orchestrator_system("direct", 0),
-        "cot": orchestrator_system("cot", 0),
-        "retrieval": orchestrator_system("retrieval", 0),
+        "direct": orchestrator_system("direct", 0, cache),
+        "cot": orchestrator_system("cot", 0, cache),
+        "retrieval": orchestrator_system("retrieval", 0, cache),
         "majority": majority_system,
         "react": react_system,
-        "ours": orchestrator_system("ours", args.replans),
-        "auto": orchestrator_system("auto", args.replans),
-        "program": orchestrator_system("program", 0),
+        "ours": orchestrator_system("ours", args.replans, cache),
+        "auto": orchestrator_system("auto", args.replans, cache),
+        "program": orchestrator_system("program", 0, cache),
         "llamaindex": llamaindex_system,
         "seed": seed_system,
     }
@@ -656,6 +673,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
             url = args.base_url or stack.enter_context(capable_model.serve(parallel=args.concurrency, gguf=args.gguf))
             model = capable_model.load(url, timeout=1800)
 
+        made = [0, 0]  # model calls made, calls answered from --cache
+
         async def run_all() -> None:  # one event loop: the model's HTTP client lives on it
             for dataset in datasets:
                 for system in args.systems:
@@ -669,11 +688,16 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]
                     else:
                         records = await run_cell(model, dataset, system, runners[system], out, args.concurrency)
                     cells[(dataset.name, name)] = {**summary(records), "tools": tools_of(system, dataset)}
+                    hits = sum(r.get("cache_hits", 0) for r in records)
+                    made[0] += sum(r["calls"] for r in records) - hits
+                    made[1] += hits
 
         asyncio.run(run_all())
     spans = ", ".join(f"{d.name} {d.first}-{d.first + len(d.rows) - 1}" for d in datasets)
     print(f"\nmodel: {label}, greedy; rows {spans}\n")
     print(table(cells))
+    if not args.table_only:
+        print(f"\nmodel calls made: {made[0]}; answered from the cache: {made[1]}")
     return cells
 
 

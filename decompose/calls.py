@@ -8,10 +8,12 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
 
+from decompose.call_cache import CachedCall
 from decompose.errors import BudgetExceeded
 from decompose.events import Emit, TokenCount, Usage
 from decompose.limits import Limits
@@ -37,6 +39,7 @@ class ModelCaller:
         limits: Limits | None = None,
         slots: asyncio.Semaphore | None = None,
         trace: RunTrace | None = None,
+        cache: BaseCache | None = None,
     ):
         self.fallback = models if isinstance(models, FallbackModel) else FallbackModel(*models)
         self.slots = slots  # shared by every run of a batch: bounds the batch's calls in flight
@@ -45,6 +48,7 @@ class ModelCaller:
         self.emit = emit
         self.limits = limits or Limits()
         self.trace = trace  # the run's spans (decompose/tracing.py); None, and free, when tracing is off
+        self.cache = cache  # replies of calls that do not sample: see `call_cache`
         self.calls_started = 0  # in flight included: what a call limit is checked against
         self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
         self._runnables: dict[Hashable, list[tuple[Runnable, Runnable]]] = {}  # key -> (model, what build made)
@@ -71,13 +75,20 @@ class ModelCaller:
         needs of a model is its own to say through `build` (the Decomposer asks a model's planner for plans).
         `tokens`: the reply is streamed (the runnable's public `astream`) into it as it is written, each attempt
         (a retry, a fallback model) announced by `tokens.restart()`; without it the call is one `ainvoke`.
+        A reply found in the cache is counted in `usage.cached` (`cache_hits`), not as a model call, and its
+        tokens (spent by an earlier run) are not counted again; a stream gets it whole, as the answer.
         """
         self.limits.check_before_call(self.usage, self.calls_started)  # nothing is spent past a limit
         self.calls_started += 1
         announce = retry_events(self.emit, self.usage, phase, step_id)
+        hits: list[Runnable] = []
 
         async def call(model: Runnable) -> Any:  # one model's try, its retries included
             runnable = self._runnable(model, build, key)
+            cached = CachedCall.of(self.cache, runnable, input)
+            if cached is not None and (found := await cached.lookup()) is not None:
+                hits.append(model)
+                return found
             route = self._route(model)
             async with self.slots or contextlib.nullcontext():
                 attempt = (
@@ -85,12 +96,19 @@ class ModelCaller:
                     if tokens is None
                     else (lambda: _streamed(runnable, input, tokens))
                 )
-                return await call_with_retries(attempt, route.policy, announce, endpoint=route.endpoint)
+                output = await call_with_retries(attempt, route.policy, announce, endpoint=route.endpoint)
+            if cached is not None:  # only a reply reaches here: a failed call raised
+                await cached.store(output)
+            return output
 
         attempt: Callable[[Runnable], Awaitable[Any]] = call
         if self.trace is not None:  # each model tried in a span of its own
             attempt = self.trace.model_attempts(call, phase=phase, step_id=step_id, name_of=self.name_of)
         output, model = await self.fallback.call(attempt)
+        if hits:
+            self.calls_started -= 1  # no call was made
+            self.usage.cached.add(_message_of(output))
+            return output, self._route(model).name
         message = _message_of(output)
         self.usage.add(phase, message)
         if step_id is not None:

@@ -169,11 +169,14 @@ class TokenCount:
 
 @dataclass
 class Usage:
-    """Tokens in/out per phase (route, decompose, solve, synthesize), model calls, retries."""
+    """Tokens in/out per phase (route, decompose, solve, synthesize), model calls, retries. Calls answered from the
+    model-call cache are not model calls and their tokens are not counted here: `cached` counts them, with the
+    tokens their stored replies took when they were made (what the cache saved)."""
 
     phases: dict[str, TokenCount] = field(default_factory=dict)
     transport_retries: int = 0
     parse_retries: int = 0
+    cached: TokenCount = field(default_factory=TokenCount)
 
     def add(self, phase: str, message: AIMessage | None) -> None:
         self.phases.setdefault(phase, TokenCount()).add(message)
@@ -194,6 +197,10 @@ class Usage:
     def model_calls(self) -> int:
         return sum(c.calls for c in self.phases.values())
 
+    @property
+    def cache_hits(self) -> int:
+        return self.cached.calls
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
@@ -202,6 +209,8 @@ class Usage:
             "model_calls": self.model_calls,
             "transport_retries": self.transport_retries,
             "parse_retries": self.parse_retries,
+            "cache_hits": self.cache_hits,
+            "cached_tokens": self.cached.total,
             "phases": {k: v.to_dict() for k, v in self.phases.items()},
         }
 

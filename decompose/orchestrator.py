@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
@@ -17,12 +18,14 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Unpack
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
 
 from decompose.auto import AutoStrategy, Route
+from decompose.cache import as_cache
 from decompose.calls import ModelCaller
 from decompose.chains.answer_stream import AnswerStream
 from decompose.chains.decompose import Decomposer
@@ -102,7 +105,9 @@ class Orchestrator:
     settings live on the part they set: `strategy=SelfConsistencySolver(samples=5)`, `decomposer=Decomposer(
     max_steps=5)`, `tool_runner=ToolRunner(timeout=30)`, `limits=Limits(run_timeout=60, max_tokens=20_000)`.
     `tracer_provider=` sends each run's OpenTelemetry spans there (`trace_content=True` adds questions, answers and
-    tool arguments); without it, the `OTEL_*` variables decide (docs/observability.md)."""
+    tool arguments); without it, the `OTEL_*` variables decide (docs/observability.md).
+    `cache="replies.sqlite"` (or any LangChain `BaseCache`) answers a repeated call that does not sample from the
+    stored reply (`decompose.call_cache`)."""
 
     def __init__(
         self,
@@ -120,6 +125,7 @@ class Orchestrator:
         max_concurrency: int = 8,
         tracer_provider: TracerProvider | None = None,
         trace_content: bool | None = None,
+        cache: BaseCache | str | os.PathLike[str] | None = None,
         **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
@@ -160,6 +166,8 @@ class Orchestrator:
         self.max_concurrency = max_concurrency
         # OpenTelemetry spans (telemetry.py): with tracer_provider, else as the OTEL_* variables say; None is off.
         self.tracing = tracing(tracer_provider, trace_content)
+        self.cache = as_cache(cache)  # a path: a SQLiteCache on that file (decompose/cache.py)
+        self._arguments.update(cache=self.cache)  # a copy shares the cache rather than opening the file again
         self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
             self.prompts, self.tools, documents=retriever is not None
         )
@@ -388,7 +396,14 @@ class Orchestrator:
 
         record = RunRecord(keep)
         caller = ModelCaller(
-            self.models, policy=self.retry, usage=Usage(), emit=record, limits=limits, slots=call_slots, trace=trace
+            self.models,
+            policy=self.retry,
+            usage=Usage(),
+            emit=record,
+            limits=limits,
+            slots=call_slots,
+            trace=trace,
+            cache=self.cache,
         )
         return _Run(
             caller=caller,

@@ -209,6 +209,8 @@ def test_usage_adds_up_its_phases():
         "model_calls": 4,
         "transport_retries": 2,
         "parse_retries": 1,
+        "cache_hits": 0,
+        "cached_tokens": 0,
         "phases": {
             "decompose": {"input": 100, "output": 20, "calls": 1},
             "solve": {"input": 61, "output": 11, "calls": 2},
@@ -225,5 +227,7 @@ def test_empty_usage_is_all_zeros():
         "model_calls": 0,
         "transport_retries": 0,
         "parse_retries": 0,
+        "cache_hits": 0,
+        "cached_tokens": 0,
         "phases": {},
     }

@@ -117,6 +117,7 @@ def test_bad_flat_keywords_are_clear_errors(model, kwargs, message):
 
 def every_argument():
     """A value unlike the default for each of the Orchestrator's arguments, and how to read it back."""
+    from langchain_core.caches import InMemoryCache
     from opentelemetry.sdk.trace import TracerProvider
 
     from decompose import Prompts, RetryPolicy
@@ -138,6 +139,7 @@ def every_argument():
         "max_concurrency": (3, lambda o: o.max_concurrency),
         "tracer_provider": (TracerProvider(), lambda o: o.tracing.provider),
         "trace_content": (True, lambda o: o.tracing.content),
+        "cache": (InMemoryCache(), lambda o: o.cache),  # the same object: a copy shares it
     }
 
 

@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default http://localhost:4318); the other OTEL_* variables apply",
     )
     model.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="keep model replies in this SQLite file: a call repeated at temperature 0 (same model, settings "
+        "and messages) is answered from it, not the model",
+    )
+    model.add_argument(
         "--retries",
         type=_non_negative_int,
         metavar="N",

@@ -95,6 +95,10 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         from decompose.retrieval import LocalDocsRetriever
 
         options["retriever"] = LocalDocsRetriever.from_path(docs)
+    if getattr(args, "cache", None):
+        from decompose.cache import as_cache
+
+        options["cache"] = as_cache(args.cache)  # opened once, here: a bad path fails before a model loads
     retries = getattr(args, "retries", None)
     if retries is not None:
         from decompose.retry import RetryPolicy

@@ -175,6 +175,7 @@ def record_for(
         "input_tokens": usage.get("input_tokens", 0),
         "output_tokens": usage.get("output_tokens", 0),
         "model_calls": usage.get("model_calls", 0),
+        "cache_hits": usage.get("cache_hits", 0),
         "retries": usage.get("transport_retries", 0) + usage.get("parse_retries", 0),
     }
 
@@ -195,6 +196,7 @@ def summarize(records: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         "input_tokens": sum(r.get("input_tokens", 0) for r in records),
         "output_tokens": sum(r.get("output_tokens", 0) for r in records),
         "model_calls": sum(r.get("model_calls", 0) for r in records),
+        "cache_hits": sum(r.get("cache_hits", 0) for r in records),
     }
 
 
@@ -405,6 +407,7 @@ def _print_summary(summary: dict[str, Any], *, as_json: bool) -> None:
         ("answer match (number / yes-no)", score(summary["answer_match"])),
         ("tokens in / out", f"{summary['input_tokens']} / {summary['output_tokens']}"),
         ("model calls", str(summary["model_calls"])),
+        ("calls answered from the cache", str(summary["cache_hits"])),
         ("wall time", f"{summary['elapsed']:.2f}s"),
         ("report", summary["report"]),
     ]:

@@ -115,6 +115,8 @@ def summary_line(result: Any) -> str:
         f"{retries} retr{'ies' if retries != 1 else 'y'}",
         f"{result.elapsed:.2f}s",
     ]
+    if usage.cache_hits:
+        parts.insert(1, f"{usage.cache_hits} from the cache")
     if result.route is not None:
         parts.insert(0, f"route {route_label(result.route)}")
     if result.plan is not None:
