@@ -257,3 +257,73 @@ def test_a_refund_killed_mid_call_without_a_key_is_surfaced_and_a_run_killed_twi
     assert "whether it took effect is unknown" in result["steps"][1]["error"]
     assert refunds(tmp_path / "log.sqlite3") == 1
     assert calls(tmp_path / "log.sqlite3") == {"planning": 1, "amount": 1, "synthesis": 2}
+
+
+# ----- the command ------------------------------------------------------------------------------------------------
+
+TITANIC = "Who directed Titanic, and how old was that person when it was released?"
+
+
+@pytest.fixture
+def command(tmp_path, monkeypatch, capsys):
+    """`decompose ARGS` in this process, in `tmp_path` with the README's scripted model (rules.py) and one whose
+    key is refused at the last step (refused.py): (code, stdout, stderr)."""
+    from decompose.cli import main
+
+    rules = (Path(__file__).parents[1] / "examples" / "scripted" / "rules.py").read_text()
+    rules = rules.replace("latency = 0.3", "latency = 0")
+    (tmp_path / "rules.py").write_text(rules)
+    refused = "from decompose.errors import ModelAccessError\n" + rules.replace(
+        '"43"', 'ModelAccessError("HTTP 401: the key was refused", hint="check OPENAI_API_KEY")'
+    )
+    (tmp_path / "refused.py").write_text(refused)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DECOMPOSE_CACHE", str(tmp_path / "cache"))
+    for name in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_the_command_runs_lists_and_resumes_a_stopped_run(command, tmp_path):
+    code, out, err = command("run", "--json", "--checkpoints", "ck.sqlite3", "--model", "scripted:refused.py", TITANIC)
+    assert code == 1 and "key was refused" in json.loads(out)["error"]
+    run_id = json.loads(out)["run_id"]
+    assert f"decompose run --resume {run_id} --checkpoints ck.sqlite3" in err
+
+    code, out, _ = command("runs", "--checkpoints", "ck.sqlite3", "--status", "stopped", "--json")
+    assert code == 0 and [(r["id"], r["status"], r["steps"], r["steps_ended"]) for r in json.loads(out)] == [
+        (run_id, "stopped", 4, 3)
+    ]
+    code, out, _ = command("runs", "--checkpoints", "ck.sqlite3")
+    assert code == 0 and run_id in out and "stopped" in out and "3/4" in out and "Who directed Titanic" in out
+
+    code, out, err = command(
+        "run", "--json", "--resume", run_id, "--checkpoints", "ck.sqlite3", "--model", "scripted:rules.py"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["answer"] == "James Cameron was 43 when Titanic was released." and data["run_id"] == run_id
+    assert data["usage"]["model_calls"] == 2  # step 4 and the synthesis: the ended steps are not asked again
+    code, out, _ = command("runs", "--checkpoints", "ck.sqlite3", "--status", "stopped")
+    assert code == 0 and out.strip() == "no stopped runs in ck.sqlite3"
+
+
+def test_the_command_says_what_is_wrong_with_a_resume(command, tmp_path):
+    code, _, err = command("run", "--resume", "abc", "--model", "scripted:rules.py")
+    assert code == 1 and f"no checkpoint store at {tmp_path / 'cache' / 'checkpoints.sqlite3'}" in err
+    command("run", "--checkpoints", "--model", "scripted:rules.py", TITANIC)  # the default file
+    code, _, err = command("run", "--resume", "abc", "--model", "scripted:rules.py")
+    assert code == 2 and "no run 'abc' in the checkpoint store" in err and "decompose runs" in err
+    code, _, err = command("run", "--resume", "abc", "--model", "scripted:rules.py", TITANIC)
+    assert code == 2 and "--resume goes on with a saved run" in err
+    code, _, err = command("runs", "--checkpoints", "nowhere.sqlite3")
+    assert code == 1 and "no checkpoint store at nowhere.sqlite3" in err

@@ -100,6 +100,11 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         from decompose.retry import RetryPolicy
 
         options["retry"] = RetryPolicy(max_attempts=retries + 1)
+    checkpoints, resume = getattr(args, "checkpoints", None), getattr(args, "resume", None)
+    if checkpoints is not None or resume:  # `--checkpoints` with no value, or `--resume` alone: the default file
+        from decompose.checkpoints import CheckpointStore
+
+        options["checkpoints"] = CheckpointStore(checkpoints or None, create=not resume)
     return options
 
 
