@@ -206,7 +206,9 @@ def main() -> int:
             planned = False
             if resume:
                 saved = store.load(run_id)
-                assert saved is not None
+                if saved is None:  # killed before the run was written: nothing of it happened, start it again
+                    resume = False
+                    continue
                 if saved.status == "finished":  # killed after its checkpoint was marked finished
                     outcome = ("done", {"answer": saved.answer}, 0)
                     break

@@ -118,6 +118,7 @@ def test_bad_flat_keywords_are_clear_errors(model, kwargs, message):
 def every_argument():
     """A value unlike the default for each of the Orchestrator's arguments, and how to read it back."""
     from decompose import Prompts, RetryPolicy
+    from decompose.checkpoints import CheckpointStore
     from decompose.retrieval import LocalDocsRetriever
     from decompose.tools.calculator import calculator_tools
 
@@ -134,6 +135,7 @@ def every_argument():
         "retry": (RetryPolicy(max_attempts=2), lambda o: o.retry),
         "prompts": (Prompts.with_instructions("Be brief."), lambda o: o.prompts),
         "max_concurrency": (3, lambda o: o.max_concurrency),
+        "checkpoints": (CheckpointStore("sqlite://"), lambda o: o.checkpoints),  # in memory; a copy shares it
     }
 
 

@@ -83,8 +83,9 @@ class MemoryLedger:
     max_entries = 10_000
 
     def __init__(self) -> None:
+        # No lock: it is used on the event loop's thread only (a sync tool's own thread never touches it), and the
+        # runner travels to Ray workers by pickling.
         self._entries: OrderedDict[tuple[str, int], LedgerEntry] = OrderedDict()
-        self._lock = threading.Lock()  # a batch's runs share it
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,15 +100,13 @@ class MemoryLedger:
         self._put((run_id, step_id), LedgerEntry("done", solved))
 
     def forget(self, run_id: str, step_id: int) -> None:
-        with self._lock:
-            self._entries.pop((run_id, step_id), None)
+        self._entries.pop((run_id, step_id), None)
 
     def _put(self, key: tuple[str, int], entry: LedgerEntry) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
 
 def side_effects(tool: BaseTool) -> BaseTool:
