@@ -164,6 +164,7 @@ class CheckpointStore:
     only a store that exists (reading runs, resuming)."""
 
     retry_wait = 0.1  # seconds before a failed write is tried again, doubling (three tries in all)
+    purge_every = 60.0  # seconds between purges when runs end (a store is always purged when opened)
 
     def __init__(
         self,
@@ -183,6 +184,7 @@ class CheckpointStore:
         self.on_event = on_event or (lambda e: log.warning("%s", e.to_dict()))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.engine, self.where = _engine(self.url, busy_timeout, create=create)
+        self._purged_at = float("-inf")
         self._open()
 
     def __repr__(self) -> str:
@@ -302,15 +304,13 @@ class CheckpointStore:
         self._update(run_id, plan=_dumps(plan), replans=replans)
 
     def save_step(self, run_id: str, step_id: int, record: dict[str, Any], missing: list[str] | None) -> None:
-        """A step's end (its StepFinished / StepFailed event), with the identifiers the guard will ask for."""
+        """A step's end (its StepFinished / StepFailed event; once per step and execution: one INSERT, the
+        checkpoint's cost on the run's path), with the identifiers the guard will ask for when they changed."""
 
         def write(db: Connection) -> None:
-            db.execute(delete(steps).where(steps.c.run_id == run_id, steps.c.step_id == step_id))
             db.execute(insert(steps).values(run_id=run_id, step_id=step_id, record=_dumps(record)))
-            values: dict[str, Any] = {"updated_at": self.clock()}
             if missing is not None:
-                values["missing"] = _dumps(missing)
-            db.execute(update(runs).where(runs.c.id == run_id).values(**values))
+                db.execute(update(runs).where(runs.c.id == run_id).values(missing=_dumps(missing)))
 
         self._write(write)
 
@@ -325,7 +325,8 @@ class CheckpointStore:
             error=error,
             finished_at=now if status == FINISHED else None,
         )
-        self.purge()
+        if now - self._purged_at >= self.purge_every:
+            self.purge()
 
     def _update(self, run_id: str, **values: Any) -> None:
         self._write(
@@ -389,7 +390,8 @@ class CheckpointStore:
 
     def purge(self) -> int:
         """Delete the runs that finished more than `ttl` seconds ago, with their steps and ledger: how many."""
-        cutoff = self.clock() - self.ttl
+        self._purged_at = self.clock()
+        cutoff = self._purged_at - self.ttl
 
         def write(db: Connection) -> int:
             expired = select(runs.c.id).where(runs.c.status == FINISHED, runs.c.finished_at < cutoff)

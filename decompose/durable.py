@@ -36,12 +36,19 @@ class RunCheckpoint:
 
     def __init__(self, store: CheckpointStore, run_id: str):
         self.store, self.run_id = store, run_id
-        self.grounding: Grounding | None = None  # whose refused identifiers are saved with each failed step
+        self.grounding: Grounding | None = None  # whose refused identifiers are saved when they change
         self._begun = False
+        self._recorded: set[int] = set()  # steps whose record is written (a resumed run's ended steps)
+        self._missing: list[str] = []
 
-    def begin(self, question: str, history: Sequence[BaseMessage], *, given_plan: bool, resumed: bool = False) -> None:
-        if not resumed:
+    def begin(
+        self, question: str, history: Sequence[BaseMessage], *, given_plan: bool, resumed: SavedRun | None = None
+    ) -> None:
+        """Write the new run; or, `resumed`, go on with that saved run (its ended steps are recorded already)."""
+        if resumed is None:
             self.store.begin(self.run_id, question, history=messages_to_dict(list(history)), given_plan=given_plan)
+        else:
+            self._recorded, self._missing = set(resumed.records), list(resumed.missing)
         self._begun = True
 
     def __call__(self, event: Event) -> None:
@@ -50,9 +57,12 @@ class RunCheckpoint:
         match event:
             case PlanReady(plan=plan, replan=replan):
                 self.store.save_plan(self.run_id, plan, replan)
-            case StepFinished() | StepFailed():
-                missing = list(self.grounding.missing) if self.grounding is not None else None
-                self.store.save_step(self.run_id, event.step_id, event.to_dict(), missing)
+            case StepFinished() | StepFailed() if event.step_id not in self._recorded:
+                self._recorded.add(event.step_id)
+                missing = list(self.grounding.missing) if self.grounding is not None else []
+                changed = missing != self._missing
+                self._missing = missing
+                self.store.save_step(self.run_id, event.step_id, event.to_dict(), missing if changed else None)
 
     def finished(self, answer: str | None, error: str | None) -> None:
         self.store.end(self.run_id, FINISHED, answer=answer, error=error)

@@ -364,7 +364,7 @@ class Orchestrator:
         self.checkpoints.claim(saved)
         run = self._new_run(on_event, saved.id, history=resumption.history, limits=limits)
         assert run.checkpoint is not None
-        run.checkpoint.begin(saved.question, run.history, given_plan=saved.given_plan, resumed=True)
+        run.checkpoint.begin(saved.question, run.history, given_plan=saved.given_plan, resumed=saved)
         if not saved.given_plan:
             return await self._answer(
                 saved.question,
