@@ -263,7 +263,7 @@ def _side_effects(shop: Path, asked: list[str]) -> tuple[int, int]:
     flight when its process was killed, which the shop made a no-op)."""
     with sqlite3.connect(shop) as db:
         refunds = db.execute("SELECT COUNT(*) FROM refunds WHERE order_id = 'A1001'").fetchone()[0]
-        tickets = db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0]
+        tickets = db.execute("SELECT COUNT(*) FROM tickets WHERE subject = 'Broken kettle'").fetchone()[0]  # not seeded
     repeats = sum(max(asked.count(name) - 1, 0) for name in ("issue_refund", "open_ticket"))
     return max(refunds - 1, 0) + max(tickets - 1, 0), repeats
 
