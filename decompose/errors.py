@@ -71,3 +71,8 @@ class BudgetExceeded(DecomposeError):
 
 class InputError(DecomposeError):
     """A question or argument given by the user is unusable (empty, wrong type, too long)."""
+
+
+class CheckpointError(DecomposeError):
+    """The checkpoint store could not be written or read (locked past its busy timeout, unreachable, not a
+    database). What was written before is kept, so the run can be resumed once the store is usable."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import time
 import uuid
@@ -31,7 +32,15 @@ from decompose.chains.answer_stream import AnswerStream
 from decompose.chains.decompose import Decomposer
 from decompose.chains.prompts import Prompts
 from decompose.chains.synthesis import Synthesizer, findings_text
-from decompose.errors import BudgetExceeded, ConfigError, DecomposeError, InputError, ModelAccessError, PlanError
+from decompose.errors import (
+    BudgetExceeded,
+    CheckpointError,
+    ConfigError,
+    DecomposeError,
+    InputError,
+    ModelAccessError,
+    PlanError,
+)
 from decompose.events import Answered, Event, PlanFallback, RouteChosen, Usage
 from decompose.executors import Executor, as_executor
 from decompose.limits import Limits
@@ -62,9 +71,12 @@ from decompose.tools.runner import ToolRunner, has_side_effects
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from decompose.checkpoints import CheckpointStore
+    from decompose.durable import RunCheckpoint
     from decompose.tracing import RunTrace
 
 MAX_QUESTION_CHARS = 20_000
+log = logging.getLogger("decompose.checkpoints")
 
 
 @dataclass
@@ -82,6 +94,7 @@ class _Run:
     route: Route | None = None  # strategy="auto": the route the question took
     answer_stream: AnswerStream | None = None  # on_answer: the answer's text as the synthesis writes it
     trace: RunTrace | None = None  # its spans (tracing.py); None when tracing is off
+    checkpoint: RunCheckpoint | None = None  # with Orchestrator(checkpoints=...): writes the run as it goes
 
     @property
     def emit(self) -> Callable[[Event], None]:
@@ -126,6 +139,7 @@ class Orchestrator:
         tracer_provider: TracerProvider | None = None,
         trace_content: bool | None = None,
         cache: BaseCache | str | os.PathLike[str] | None = None,
+        checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
         **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
@@ -168,6 +182,9 @@ class Orchestrator:
         self.tracing = tracing(tracer_provider, trace_content)
         self.cache = as_cache(cache)  # a path: a SQLiteCache on that file (decompose/cache.py)
         self._arguments.update(cache=self.cache)  # a copy shares the cache rather than opening the file again
+        # Runs written as they go, to be resumed after a crash (checkpoints.py); a copy shares the store.
+        self.checkpoints = _open_checkpoints(checkpoints)
+        self._arguments["checkpoints"] = self.checkpoints
         self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
             self.prompts, self.tools, documents=retriever is not None
         )
@@ -212,8 +229,9 @@ class Orchestrator:
         on_event: Callable[[Event], None] | None = None,
         history: Sequence[BaseMessage] = (),
         limits: Limits | None = None,
+        run_id: str | None = None,
     ) -> Result:
-        return run_sync(self.arun(question, on_event=on_event, history=history, limits=limits))
+        return run_sync(self.arun(question, on_event=on_event, history=history, limits=limits, run_id=run_id))
 
     def plan(self, question: str) -> Plan:
         return run_sync(self.aplan(question))
@@ -258,6 +276,7 @@ class Orchestrator:
         limits: Limits | None = None,
         call_slots: asyncio.Semaphore | None = None,
         on_answer: Callable[[str], None] | None = None,
+        run_id: str | None = None,
     ) -> Result:
         """Answer `question`. `history` (earlier turns as messages) is shown to the planner and synthesizer,
         so a follow-up like "and when will it arrive?" can be understood; see `Conversation`. `limits` replaces
@@ -265,50 +284,70 @@ class Orchestrator:
         `call_slots`, shared by several runs (a batch), bounds their model calls in flight together.
         `on_answer` receives the answer's text as the synthesis writes it, piece by piece, each continuing the last
         (`chains/answer_stream.py` says what is held back); the pieces end up as `result.answer` unless the checks
-        changed text already passed on.
+        changed text already passed on. `run_id` names the run (default: a new random id, in `Result.run_id`):
+        with `checkpoints=`, `resume(run_id)`.
 
         A run that fails raises a `DecomposeError` whose `result` holds what it did before (calls, usage, events,
         the plan so far)."""
         question = check_question(question)
-        run = self._new_run(on_event, history=history, call_slots=call_slots, limits=limits)
+        run = self._new_run(on_event, run_id, history=history, call_slots=call_slots, limits=limits)
         run.answer_stream = AnswerStream(on_answer) if on_answer is not None else None
+        if run.checkpoint is not None:
+            run.checkpoint.begin(question, run.history, given_plan=False)
         return await run.traced(question, self._answer(question, run))
 
-    async def _answer(self, question: str, run: _Run) -> Result:
+    async def _answer(
+        self,
+        question: str,
+        run: _Run,
+        *,
+        plan: Plan | None = None,
+        settled: dict[int, Solved | BaseException] | None = None,
+        missing: Sequence[str] = (),
+        replans: int = 0,
+    ) -> Result:
+        """Plan (unless `plan` is given: a resumed run's), run and synthesize; `settled` are the steps a resumed
+        run had ended, `missing` the identifiers its guard had refused, `replans` the replans it had made."""
         if self.tool_runner.guard and self.tools:
-            run.grounding = Grounding(UserWords.of(question, run.history))
+            run.grounding = Grounding(UserWords.of(question, run.history), missing=list(missing))
+            if run.checkpoint is not None:
+                run.checkpoint.grounding = run.grounding
         started, deadline = time.monotonic(), _deadline(run.limits)
-        with _partial_result_on_failure(question, None, run, started):
-            try:
-                async with asyncio.timeout_at(deadline):  # the run's deadline covers planning too
-                    if self.auto is not None:
-                        with run.phase("route"):
-                            run.route = await self._route(self.auto, question, run)
-                    if run.route and run.route.solved:
-                        plan = _question_plan(question)
-                    else:
-                        with run.phase("decompose"):
-                            plan = await self._plan(question, run)
-            except (BudgetExceeded, TimeoutError) as exc:  # nothing planned in time or budget: still a Result
-                error = (
-                    _timed_out(run.limits, "while planning")
-                    if isinstance(exc, TimeoutError)
-                    else str(run.caller.budget_exceeded())
-                )
-                return Result(
-                    question=question,
-                    answer=None,
-                    plan=None,
-                    usage=run.caller.usage,
-                    events=run.events,
-                    elapsed=time.monotonic() - started,
-                    error=error,
-                    route=_route_dict(run),
-                )
-        with _partial_result_on_failure(question, plan, run, started):
-            # An accepted cheap route already answered the one step that asks the question.
-            answered = {1: run.route.solved} if run.route and run.route.solved else None
-            return await self._execute(plan, question, run, started, deadline, answered=answered)
+        with _stopping(run):
+            if plan is None:
+                with _partial_result_on_failure(question, None, run, started):
+                    try:
+                        async with asyncio.timeout_at(deadline):  # the run's deadline covers planning too
+                            if self.auto is not None:
+                                with run.phase("route"):
+                                    run.route = await self._route(self.auto, question, run)
+                            if run.route and run.route.solved:
+                                plan = _question_plan(question)
+                            else:
+                                with run.phase("decompose"):
+                                    plan = await self._plan(question, run)
+                    except (BudgetExceeded, TimeoutError) as exc:  # nothing planned in time or budget: still a Result
+                        error = (
+                            _timed_out(run.limits, "while planning")
+                            if isinstance(exc, TimeoutError)
+                            else str(run.caller.budget_exceeded())
+                        )
+                        result = Result(
+                            question=question,
+                            answer=None,
+                            plan=None,
+                            usage=run.caller.usage,
+                            events=run.events,
+                            elapsed=time.monotonic() - started,
+                            error=error,
+                            route=_route_dict(run),
+                        )
+                        return _finished(run, result)
+            with _partial_result_on_failure(question, plan, run, started):
+                # An accepted cheap route already answered the one step that asks the question.
+                answered = settled or ({1: run.route.solved} if run.route and run.route.solved else None)
+                result = await self._execute(plan, question, run, started, deadline, answered=answered, replans=replans)
+                return _finished(run, result)
 
     async def aplan(self, question: str) -> Plan:
         return await self._plan(check_question(question), self._new_run(None))
@@ -328,13 +367,70 @@ class Orchestrator:
         self.decomposer.check_tools(plan)
         question = check_question(question or plan.question or _plan_as_question(plan))
         run = self._new_run(on_event, run_id, limits=limits)
+        if run.checkpoint is not None:
+            run.checkpoint.begin(question, [], given_plan=True)
 
         async def execute() -> Result:
             started = time.monotonic()
-            with _partial_result_on_failure(question, plan, run, started):
-                return await self._execute(plan, question, run, started, _deadline(run.limits))
+            with _stopping(run), _partial_result_on_failure(question, plan, run, started):
+                return _finished(run, await self._execute(plan, question, run, started, _deadline(run.limits)))
 
         return await run.traced(question, execute())
+
+    def resume(
+        self, run_id: str, *, on_event: Callable[[Event], None] | None = None, limits: Limits | None = None
+    ) -> Result:
+        return run_sync(self.aresume(run_id, on_event=on_event, limits=limits))
+
+    async def aresume(
+        self, run_id: str, *, on_event: Callable[[Event], None] | None = None, limits: Limits | None = None
+    ) -> Result:
+        """Go on with a run of this Orchestrator's checkpoint store that stopped (its process died, it raised or
+        was cancelled): the steps that ended keep their outcome (never asked again), a side-effecting call is
+        never made twice, and a step that was running runs again only when that is safe (see `durable.py`).
+        Resume with the same tools (agent) the run was started with. `InputError` for an unknown or finished run."""
+        from decompose.durable import Resumption
+
+        if self.checkpoints is None:
+            raise ConfigError(
+                "resume needs a checkpoint store",
+                hint='Orchestrator(..., checkpoints="runs.sqlite3"), the one the run used',
+            )
+        resumption = Resumption.load(self.checkpoints, run_id)
+        saved = resumption.saved
+        plan = resumption.plan(self.max_steps)
+        if plan is not None:
+            self.decomposer.check_tools(plan)  # resumed with other tools: say so before anything runs
+        elif saved.given_plan:
+            raise InputError(
+                f"run {saved.id} stopped before its plan was saved; nothing of it ran",
+                hint="execute the plan again",
+            )
+        self.checkpoints.claim(saved)
+        run = self._new_run(on_event, saved.id, history=resumption.history, limits=limits)
+        assert run.checkpoint is not None
+        run.checkpoint.begin(saved.question, run.history, given_plan=saved.given_plan, resumed=saved)
+        if not saved.given_plan:
+            answering = self._answer(
+                saved.question,
+                run,
+                plan=plan,
+                settled=resumption.settled(),
+                missing=saved.missing,
+                replans=saved.replans,
+            )
+            return await run.traced(saved.question, answering)
+        assert plan is not None
+
+        async def execute() -> Result:
+            started = time.monotonic()
+            with _stopping(run), _partial_result_on_failure(saved.question, plan, run, started):
+                result = await self._execute(
+                    plan, saved.question, run, started, _deadline(run.limits), answered=resumption.settled()
+                )
+                return _finished(run, result)
+
+        return await run.traced(saved.question, execute())
 
     async def astream(self, question: str, *, limits: Limits | None = None) -> AsyncIterator[Event]:
         """Yield events as they happen; the last one is `Answered` (errors are raised after the events)."""
@@ -386,8 +482,15 @@ class Orchestrator:
         events: list[Event] = []
         run_id = run_id or uuid.uuid4().hex
         trace = None if self.tracing is None else self.tracing.run(run_id)
+        checkpoint = None
+        if self.checkpoints is not None:
+            from decompose.durable import RunCheckpoint
+
+            checkpoint = RunCheckpoint(self.checkpoints, run_id)
 
         def keep(event: Event) -> None:
+            if checkpoint is not None:  # written before anyone is told
+                checkpoint(event)
             events.append(event)
             if trace is not None:
                 trace.on_event(event)
@@ -413,6 +516,7 @@ class Orchestrator:
             limits=limits,
             history=list(history),
             trace=trace,
+            checkpoint=checkpoint,
         )
 
     async def _route(self, auto: AutoStrategy, question: str, run: _Run) -> Route:
@@ -446,7 +550,8 @@ class Orchestrator:
         run: _Run,
         started: float,
         deadline: float | None,
-        answered: dict[int, Solved] | None = None,
+        answered: Mapping[int, Solved | BaseException] | None = None,
+        replans: int = 0,
     ) -> Result:
         run.record.start(plan)
         error: str | None = None
@@ -457,7 +562,7 @@ class Orchestrator:
                 with run.phase("solve"):
                     await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
                 max_replans = self.decomposer.max_replans
-                for replan in range(1, max_replans + 2):
+                for replan in range(replans + 1, max_replans + 2):
                     with run.phase("synthesize"):
                         answer, missing = await self._synthesize(plan, question, run, may_replan=replan <= max_replans)
                     if missing is None or not await self._replan(plan, question, missing, run, replan):
@@ -469,7 +574,7 @@ class Orchestrator:
             finished = sum(step.status == "done" for step in plan.steps)
             error = _timed_out(run.limits, f"{finished} of {len(plan.steps)} steps done, no answer yet")
             close_unfinished(run.record, error)
-        except ModelAccessError:  # a bad key or model name: no partial answer is worth returning
+        except (ModelAccessError, CheckpointError):  # a bad key or model name, a store that cannot be written
             raise
         except DecomposeError as exc:  # budget exceeded, failed synthesis, ...
             error = str(run.caller.budget_exceeded() if isinstance(exc, BudgetExceeded) else exc)
@@ -501,19 +606,24 @@ class Orchestrator:
         depth: int,
         hooks: Hooks,
         known: dict[str, Any] | None = None,
-        answered: dict[int, Solved] | None = None,
+        answered: Mapping[int, Solved | BaseException] | None = None,
     ) -> None:
         """Run the plan's steps; a model step whose question is in `known` (by question_key: answered by an
         earlier plan of this run) takes that answer without a call, a step in `answered` (by id) what is given
-        there. Each step returns `Solved`; the hooks (step_state.py) make it the step's events, which change the run
-        state."""
+        there (a resumed run's ended steps: an answer, or the error it failed with). Each step returns `Solved`;
+        the hooks (step_state.py) make it the step's events, which change the run state."""
         steps = plan.by_id
         known, answered = known or {}, answered or {}
 
         async def run_step(step_id: int, solved: Mapping[int, Solved]) -> Solved:
             step = steps[step_id]
             if step_id in answered:
-                return answered[step_id]
+                outcome = answered[step_id]
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                if step.tool and run.grounding is not None:  # a later step may use an id this tool found
+                    run.grounding.results.append(outcome.answer)
+                return outcome
             answers = {i: s.answer for i, s in solved.items()}
             if step.tool:
                 return await self.tool_runner.run(
@@ -524,6 +634,7 @@ class Orchestrator:
                     emit=run.emit,
                     grounding=run.grounding,
                     trace=run.trace,
+                    ledger=run.checkpoint,
                 )
             resolved = resolve_text(step.question, answers)
             key = question_key(resolved)
@@ -558,7 +669,7 @@ class Orchestrator:
             max_concurrency=self.max_concurrency,
             node_timeout=run.limits.step_timeout,
             hooks=hooks,
-            fatal=(BudgetExceeded, ModelAccessError),
+            fatal=(BudgetExceeded, ModelAccessError, CheckpointError),
             skipped=withheld,
         )
 
@@ -627,6 +738,7 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
         Result.failed(
             question,
             exc,
+            run_id=run.run_id,
             plan=plan,
             usage=run.caller.usage,
             events=run.events,
@@ -634,6 +746,38 @@ def _partial_result_on_failure(question: str, plan: Plan | None, run: _Run, star
             route=_route_dict(run),
         ).attach_to(exc)
         raise
+
+
+@contextlib.contextmanager
+def _stopping(run: _Run) -> Iterator[None]:
+    """A run that raises or is cancelled is saved `stopped`, to be resumed (a store that cannot be written then
+    leaves it `running`: resumable too)."""
+    try:
+        yield
+    except BaseException as exc:
+        if run.checkpoint is not None:
+            with contextlib.suppress(DecomposeError):
+                run.checkpoint.stopped(str(exc) or type(exc).__name__)
+        raise
+
+
+def _finished(run: _Run, result: Result) -> Result:
+    """The run's Result with its id; its checkpoint saved `finished` (expiring after the store's ttl)."""
+    result.run_id = run.run_id
+    if run.checkpoint is not None:
+        try:
+            run.checkpoint.finished(result.answer, result.error)
+        except CheckpointError as exc:  # the answer is the caller's all the same; the run reads as unfinished
+            log.warning("run %s answered, but its checkpoint could not be marked finished: %s", run.run_id, exc)
+    return result
+
+
+def _open_checkpoints(checkpoints: Any) -> CheckpointStore | None:
+    if checkpoints is None:
+        return None
+    from decompose.checkpoints import open_store  # SQLAlchemy is imported only by a run that checkpoints
+
+    return open_store(checkpoints)
 
 
 def _question_plan(question: str) -> Plan:

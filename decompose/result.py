@@ -23,6 +23,7 @@ class Result:
     error: str | None = None  # set when the run stopped early; `answer` may still hold a partial answer
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
     route: dict[str, Any] | None = None  # strategy="auto": {"name", "why", "tried"}; None under other strategies
+    run_id: str | None = None  # the run's id: `Orchestrator.resume(run_id)` with checkpoints
 
     @classmethod
     def failed(
@@ -35,6 +36,7 @@ class Result:
         events: list[Event] | None = None,
         elapsed: float = 0.0,
         route: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> Result:
         """A run that ended without an answer, with the same keys as any other: `error` is the message, or an
         exception (Ctrl-C and cancellation read "interrupted")."""
@@ -50,6 +52,7 @@ class Result:
             elapsed=elapsed,
             error=error,
             route=route,
+            run_id=run_id,
         )
 
     @classmethod
@@ -114,6 +117,7 @@ class Result:
                     }
                 )
         return {
+            "run_id": self.run_id,
             "question": self.question,
             "answer": self.answer,
             "ok": self.ok,

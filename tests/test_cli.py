@@ -121,6 +121,7 @@ def test_json_output_schema_and_trace(work):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is the JSON document alone
     assert set(data) == {
+        "run_id",
         "question",
         "answer",
         "ok",
@@ -486,6 +487,7 @@ def test_no_usable_plan_still_gives_json_with_the_same_keys(work, main_in_proces
     assert code == 1 and "Traceback" not in err
     data = json.loads(out)
     assert set(data) == {
+        "run_id",
         "question",
         "answer",
         "ok",

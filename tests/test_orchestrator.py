@@ -411,6 +411,7 @@ def test_unknown_model_spec():
 def test_result_json_has_stable_keys(titanic_model):
     data = json.loads(Orchestrator(titanic_model).run(TITANIC).to_json())
     assert set(data) == {
+        "run_id",
         "question",
         "answer",
         "ok",

@@ -121,6 +121,7 @@ def every_argument():
     from opentelemetry.sdk.trace import TracerProvider
 
     from decompose import Prompts, RetryPolicy
+    from decompose.checkpoints import CheckpointStore
     from decompose.retrieval import LocalDocsRetriever
     from decompose.tools.calculator import calculator_tools
 
@@ -140,6 +141,7 @@ def every_argument():
         "tracer_provider": (TracerProvider(), lambda o: o.tracing.provider),
         "trace_content": (True, lambda o: o.tracing.content),
         "cache": (InMemoryCache(), lambda o: o.cache),  # the same object: a copy shares it
+        "checkpoints": (CheckpointStore("sqlite://"), lambda o: o.checkpoints),  # in memory; a copy shares it
     }
 
 

@@ -7,7 +7,7 @@ from decompose.events import Answered, StepFinished, Usage
 from decompose.plan import Plan
 from decompose.result import Result
 
-KEYS = {"question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+KEYS = {"run_id", "question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
 
 
 def two_step_plan() -> Plan:

@@ -41,6 +41,9 @@ examples:
   decompose run "Who directed Titanic, and how old was that person when it was released?"
   decompose run --review --agent customer-service "Refund my last order, ann@example.com"
   decompose run --json --model openai:gpt-4o-mini "..." | jq .answer
+  decompose run --checkpoints --agent customer-service "Refund order A1001, ann@example.com"
+  decompose run --resume RUN_ID --agent customer-service
+  decompose runs --status stopped
   decompose chat --agent customer-service
   decompose serve --port 8000 --model openai:gpt-4o-mini
   decompose mcp --agent finance --http 9000
@@ -193,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the plan and let you approve, edit ($EDITOR) or cancel it before it runs",
     )
     run.add_argument("--plan", metavar="FILE", help="run a saved plan (JSON) instead of decomposing")
+    run.add_argument(
+        "--checkpoints",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write the run as it goes to this checkpoint store (a SQLite file or a SQLAlchemy URL; no value: "
+        "checkpoints.sqlite3 in the cache folder), so `--resume RUN_ID` can finish it after a crash",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="go on with a run that stopped (its ended steps are not asked again, no side effect is repeated); "
+        "give the same --agent/--model/--tools, and --checkpoints if it was not the default",
+    )
 
     chat = commands.add_parser(
         "chat",
@@ -215,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         "`decompose train --intents`, or zero-shot (the model picks one of the agent's routes) or "
         "zero-shot:NAME,NAME,...",
     )
+
+    runs = commands.add_parser(
+        "runs",
+        parents=[glob],
+        help="list the runs in a checkpoint store",
+        description="The runs a checkpoint store holds, newest first: running (or its process died), stopped "
+        "(it raised or was interrupted: resume it), finished (deleted after the store's ttl).",
+    )
+    _add_checkpoints(runs)
+    runs.add_argument("--status", choices=("running", "stopped", "finished"), help="only the runs in this state")
+    runs.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default 50)")
+    runs.add_argument("--json", action="store_true", help="print the list as JSON")
 
     agents = commands.add_parser("agents", parents=[glob], help="list the ready-made agents and their tools")
     agents.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -450,6 +479,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_checkpoints(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoints",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="the checkpoint store: a SQLite file or a SQLAlchemy URL (default, or no value: "
+        "checkpoints.sqlite3 in the cache folder)",
+    )
+
+
 def _add_global(parser: argparse.ArgumentParser, default: Any) -> None:
     extra = {} if default is None else {"default": default}
     parser.add_argument("--trace", metavar="FILE", help="write every event as JSON lines to FILE", **extra)
@@ -564,6 +604,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from decompose.cli.mcp import mcp_command
 
         return mcp_command(args)
+    if args.command == "runs":
+        from decompose.cli.runs import runs_command
+
+        return runs_command(args)
     if args.command == "train":
         from decompose.cli.train import train_command
 

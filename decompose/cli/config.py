@@ -108,6 +108,11 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         from decompose.telemetry import environment_provider
 
         options["tracer_provider"] = environment_provider()
+    checkpoints, resume = getattr(args, "checkpoints", None), getattr(args, "resume", None)
+    if checkpoints is not None or resume:  # `--checkpoints` with no value, or `--resume` alone: the default file
+        from decompose.checkpoints import CheckpointStore
+
+        options["checkpoints"] = CheckpointStore(checkpoints or None, create=not resume)
     return options
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import uuid
 from collections.abc import Coroutine
 from typing import Any
 
@@ -19,7 +20,12 @@ from decompose.result import Result
 
 
 def run_command(args: argparse.Namespace) -> int:
-    question = _question(args)
+    if args.resume and (args.question or args.plan or args.review):
+        raise ConfigError(
+            "--resume goes on with a saved run: it takes no question, --plan or --review",
+            hint="drop them to resume, or drop --resume for a new run",
+        )
+    question = None if args.resume else _question(args)
     plan = _read_plan_file(args.plan) if args.plan else None
     trace = Trace(args.trace) if args.trace else None
     try:
@@ -39,11 +45,17 @@ def run_command(args: argparse.Namespace) -> int:
                 if plan is None:
                     out.say("cancelled: nothing was run", style="yellow")
                     return EXIT_FAILED
+            run_id = _announce(args, orch)
+            if args.resume:
+                saved = orch.checkpoints.load(args.resume)
+                question = saved.question if saved is not None else None
             view = PlanView(question or (plan.question if plan is not None else "") or "(plan)", trace=trace)
-            if plan is not None:
-                coro = orch.aexecute(plan, question=question, on_event=view)
+            if args.resume:
+                coro = orch.aresume(args.resume, on_event=view)
+            elif plan is not None:
+                coro = orch.aexecute(plan, question=question, run_id=run_id, on_event=view)
             else:
-                coro = orch.arun(question, on_event=view)
+                coro = orch.arun(question, on_event=view, run_id=run_id)
             failure: list[BaseException] = []
             try:
                 result = out.watch(view, runner, _noting_failure(coro, failure))
@@ -57,6 +69,22 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if trace is not None:
             trace.close()
+
+
+def _announce(args: argparse.Namespace, orch: Any) -> str | None:
+    """With checkpoints, the run's id and how to resume it, on stderr before it starts (a killed process prints
+    nothing after)."""
+    if orch.checkpoints is None or args.resume:
+        return None
+    run_id = uuid.uuid4().hex
+    where = f" --checkpoints {args.checkpoints}" if args.checkpoints else ""
+    print(
+        f"run {run_id}: if it stops, resume it with `decompose run --resume {run_id}{where}` and the same "
+        "--agent/--model/--tools",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run_id
 
 
 async def _noting_failure(coro: Coroutine[Any, Any, Any], failure: list[BaseException]) -> Any:

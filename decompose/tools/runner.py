@@ -6,6 +6,12 @@ result is kept in a ledger keyed by run and step). If it takes an injected `idem
 `<run_id>:<step_id>`, so the tool itself can make a repeat after a crash a no-op. A failure inside a tool is retried
 only when the tool raises `RetryableToolError` — and, for a tool with side effects, only when it takes an idempotency
 key.
+
+The ledger is the run's checkpoint store when the Orchestrator has one (`decompose/durable.py`: the entry is written
+`started` before the call and `done` after, so it outlives the process), else a `MemoryLedger` of this process's
+last `MemoryLedger.max_entries` calls. An entry `started` and never `done` is a call whose outcome nobody knows (the
+process died, or the tool timed out while it may still act): it is made again only when the tool takes an
+idempotency key, otherwise the step fails with `UnknownOutcome` for a person to settle.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import contextvars
 import copy
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
 from pydantic import BaseModel, ValidationError
@@ -39,6 +47,69 @@ IDEMPOTENCY_ARG = "idempotency_key"
 
 class RetryableToolError(ToolError):
     """Raised by a tool when the failure is transient and calling again is safe."""
+
+
+class ToolTimedOut(ToolError):
+    """A tool ran past `ToolRunner.timeout`; a sync tool may still be running (and acting) in its thread."""
+
+
+class UnknownOutcome(ToolError):
+    """A side-effecting call was started and never seen to end (its process died, or it timed out): whether it
+    took effect is unknown, so it is not made again."""
+
+
+@dataclass
+class LedgerEntry:
+    status: Literal["started", "done"]
+    solved: Solved | None = None  # the call's result, once done
+
+
+class Ledger(Protocol):
+    """Where side-effecting calls are remembered, by run and step."""
+
+    def get(self, run_id: str, step_id: int) -> LedgerEntry | None: ...
+
+    def start(self, run_id: str, step_id: int, tool: str, args: dict[str, Any]) -> None:
+        """Remembered before the call is made."""
+
+    def done(self, run_id: str, step_id: int, solved: Solved) -> None: ...
+
+    def forget(self, run_id: str, step_id: int) -> None:
+        """The call raised an error of its own: it did not act, and may be made again."""
+
+
+class MemoryLedger:
+    """This process's ledger: the last `max_entries` side-effecting calls (the oldest forgotten first), so a
+    long-lived server does not grow with every call. Re-running a run id older than that may repeat its calls:
+    give the Orchestrator `checkpoints=` for a ledger that outlives the process and is purged by age instead."""
+
+    max_entries = 10_000
+
+    def __init__(self) -> None:
+        # No lock: it is used on the event loop's thread only (a sync tool's own thread never touches it), and the
+        # runner travels to Ray workers by pickling.
+        self._entries: OrderedDict[tuple[str, int], LedgerEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, run_id: str, step_id: int) -> LedgerEntry | None:
+        return self._entries.get((run_id, step_id))
+
+    def start(self, run_id: str, step_id: int, tool: str, args: dict[str, Any]) -> None:
+        self._put((run_id, step_id), LedgerEntry("started"))
+
+    def done(self, run_id: str, step_id: int, solved: Solved) -> None:
+        self._put((run_id, step_id), LedgerEntry("done", solved))
+
+    def forget(self, run_id: str, step_id: int) -> None:
+        self._entries.pop((run_id, step_id), None)
+
+    def _put(self, key: tuple[str, int], entry: LedgerEntry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
 
 def side_effects(tool: BaseTool) -> BaseTool:
@@ -98,7 +169,7 @@ class ToolRunner:
     def _use(self, tools: Sequence[BaseTool], prompts: Prompts) -> None:
         self.tools = {t.name: t for t in tools}
         self.prompts = prompts
-        self._ledger: dict[str, Any] = {}  # idempotency key -> result of a side-effecting call
+        self.ledger = MemoryLedger()  # side-effecting calls of runs without a checkpoint store
 
     async def run(
         self,
@@ -110,10 +181,12 @@ class ToolRunner:
         emit: Emit,
         grounding: Grounding | None = None,
         trace: RunTrace | None = None,
+        ledger: Ledger | None = None,
     ) -> Solved:
         """Call the step's tool with `args` (its resolved arguments); the result, and the arguments the tool was
         called with when the model had to correct them. With `grounding` (a model-made plan), identifiers must
-        come from the conversation or a tool result, and a write must be on what the user named."""
+        come from the conversation or a tool result, and a write must be on what the user named. `ledger`: the
+        run's (its checkpoint store's), else this runner's `MemoryLedger`."""
         tool = self.tools.get(step.tool or "")
         if tool is None:
             known = ", ".join(self.tools) or "none"
@@ -122,8 +195,18 @@ class ToolRunner:
                 hint="register the tool with Orchestrator(tools=[...]) or fix the plan",
             )
         key = f"{run_id}:{step.id}"
-        if has_side_effects(tool) and key in self._ledger:
-            return self._ledger[key]
+        ledger = self.ledger if ledger is None else ledger
+        writes = has_side_effects(tool)
+        if writes and (entry := ledger.get(run_id, step.id)) is not None:
+            if entry.solved is not None:
+                return entry.solved  # made already: never twice
+            if IDEMPOTENCY_ARG not in injected_args(tool):
+                raise UnknownOutcome(
+                    f"step {step.id}: {tool.name} was started in run {run_id} and never seen to end (the process "
+                    "stopped, or the call timed out): whether it took effect is unknown",
+                    hint=f"a person must check {tool.name}'s own records and settle it; it is not called again "
+                    "(a tool that takes an idempotency_key would be)",
+                )
         planned = args
         if grounding is not None:
             args = grounding.repair(tool, args)
@@ -134,13 +217,20 @@ class ToolRunner:
         corrected = dict(called_with) if called_with != planned else None
         if IDEMPOTENCY_ARG in injected_args(tool):
             called_with[IDEMPOTENCY_ARG] = key
-        call = self._call(tool, called_with, step, emit)
-        answer = await (call if trace is None else trace.tool_call(call, tool, called_with, step.id))
-        solved = Solved(answer, args=corrected)
+        if writes:
+            ledger.start(run_id, step.id, tool.name, called_with)
+        try:
+            call = self._call(tool, called_with, step, emit)
+            answer = await (call if trace is None else trace.tool_call(call, tool, called_with, step.id))
+            solved = Solved(answer, args=corrected)
+        except ToolError as exc:
+            if writes and not isinstance(exc, ToolTimedOut):  # the tool's own error: it did not act
+                ledger.forget(run_id, step.id)
+            raise
+        if writes:
+            ledger.done(run_id, step.id, solved)
         if grounding is not None:
             grounding.results.append(solved.answer)
-        if has_side_effects(tool):
-            self._ledger[key] = solved
         return solved
 
     async def _valid_args(
@@ -204,7 +294,7 @@ class ToolRunner:
                     return await (_in_daemon_thread(tool, args) if sync else tool.ainvoke(args))
             except TimeoutError:
                 left = " (it is still running in a background thread, which will not delay exit)" if sync else ""
-                raise ToolError(
+                raise ToolTimedOut(
                     f"tool {tool.name!r} timed out after {self.timeout:g}s{left}",
                     hint="raise ToolRunner(timeout=...); a tool with side effects is never re-run after a timeout",
                 ) from None

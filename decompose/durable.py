@@ -1,0 +1,154 @@
+"""A run's side of its checkpoint: `RunCheckpoint` writes the run as it goes (it sees every event of the run, and
+is the run's side-effect ledger), and `Resumption` reads a stopped run back into what `Orchestrator.aresume` needs
+to go on: the question, the plan, and each ended step's outcome, which the run takes instead of running the step
+again. The store itself is `decompose/checkpoints.py`.
+
+A step that was running when the process died has no record: a model step or a read-only tool simply runs again; a
+side-effecting tool is settled by its ledger entry (`tools/runner.py`): done (its result is taken), started (run
+again only with an idempotency key, else `UnknownOutcome`), or none (it was never called).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
+
+from decompose.checkpoints import FINISHED, STOPPED, CheckpointStore, SavedRun
+from decompose.errors import DecomposeError, InputError
+from decompose.events import Event, PlanReady, StepFailed, StepFinished
+from decompose.plan import Plan, Solved
+from decompose.tools.runner import LedgerEntry
+
+if TYPE_CHECKING:
+    from decompose.tools.guards import Grounding
+
+
+class RestoredFailure(DecomposeError):
+    """A step that failed before the run stopped, failing again with the same message on resume (not re-run)."""
+
+
+class RunCheckpoint:
+    """One run's writer. Called with each of the run's events (after `begin`): a `PlanReady` saves the plan, a
+    step's `StepFinished` / `StepFailed` its record. It is also the run's ledger of side-effecting calls."""
+
+    def __init__(self, store: CheckpointStore, run_id: str):
+        self.store, self.run_id = store, run_id
+        self.grounding: Grounding | None = None  # whose refused identifiers are saved when they change
+        self._begun = False
+        self._recorded: set[int] = set()  # steps whose record is written (a resumed run's ended steps)
+        self._missing: list[str] = []
+
+    def begin(
+        self, question: str, history: Sequence[BaseMessage], *, given_plan: bool, resumed: SavedRun | None = None
+    ) -> None:
+        """Write the new run; or, `resumed`, go on with that saved run (its ended steps are recorded already)."""
+        if resumed is None:
+            self.store.begin(self.run_id, question, history=messages_to_dict(list(history)), given_plan=given_plan)
+        else:
+            self._recorded, self._missing = set(resumed.records), list(resumed.missing)
+        self._begun = True
+
+    def __call__(self, event: Event) -> None:
+        if not self._begun:
+            return
+        match event:
+            case PlanReady(plan=plan, replan=replan):
+                self.store.save_plan(self.run_id, plan, replan)
+            case StepFinished() | StepFailed() if event.step_id not in self._recorded:
+                self._recorded.add(event.step_id)
+                missing = list(self.grounding.missing) if self.grounding is not None else []
+                changed = missing != self._missing
+                self._missing = missing
+                self.store.save_step(self.run_id, event.step_id, event.to_dict(), missing if changed else None)
+
+    def finished(self, answer: str | None, error: str | None) -> None:
+        self.store.end(self.run_id, FINISHED, answer=answer, error=error)
+
+    def stopped(self, error: str) -> None:
+        self.store.end(self.run_id, STOPPED, error=error)
+
+    # ----- the ledger (tools/runner.py's Ledger) ------------------------------------------------------------
+
+    def get(self, run_id: str, step_id: int) -> LedgerEntry | None:
+        entry = self.store.ledger_entry(run_id, step_id)
+        if entry is None:
+            return None
+        result = entry["result"]
+        solved = None if result is None else Solved(result["answer"], args=result["args"])
+        return LedgerEntry(entry["status"], solved)
+
+    def start(self, run_id: str, step_id: int, tool: str, args: dict[str, Any]) -> None:
+        self.store.ledger_start(run_id, step_id, tool, args)
+
+    def done(self, run_id: str, step_id: int, solved: Solved) -> None:
+        self.store.ledger_done(run_id, step_id, {"answer": solved.answer, "args": solved.args})
+
+    def forget(self, run_id: str, step_id: int) -> None:
+        self.store.ledger_forget(run_id, step_id)
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """A stopped run read back: what to ask, what was planned, how each ended step ended."""
+
+    saved: SavedRun
+
+    @classmethod
+    def load(cls, store: CheckpointStore, run_id: str) -> Resumption:
+        """The run to resume, or `InputError` naming why it cannot be: unknown (or expired), finished."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise InputError("a run id is needed to resume", hint=f"list the runs with `decompose runs {_flag(store)}`")
+        saved = store.load(run_id.strip())
+        if saved is None:
+            raise InputError(
+                f"there is no run {run_id!r} in the checkpoint store {store.where}",
+                hint=f"list the runs with `decompose runs {_flag(store)}`; a finished run is deleted after "
+                f"{store.ttl:g}s, and a run is found only in the store it was started with",
+            )
+        if saved.status == FINISHED:
+            said = f"answer: {saved.answer!r}" if saved.answer is not None else f"error: {saved.error}"
+            raise InputError(
+                f"run {run_id} already finished ({said}); nothing to resume",
+                hint="ask the question again for a new run",
+            )
+        return cls(saved)
+
+    @property
+    def question(self) -> str:
+        return self.saved.question
+
+    @property
+    def history(self) -> list[BaseMessage]:
+        return messages_from_dict(self.saved.history)
+
+    def plan(self, max_steps: int) -> Plan | None:
+        """The plan as last saved (every step of every replan), or None when the run stopped while planning."""
+        if self.saved.plan is None:
+            return None
+        return Plan.from_data(self.saved.plan, max_steps=max(max_steps, len(self.saved.plan.get("steps", []))))
+
+    def settled(self) -> dict[int, Solved | BaseException]:
+        """Each ended step's outcome, by id: its answer (and how it was reached), or the error it failed with."""
+        outcomes: dict[int, Solved | BaseException] = {}
+        for step_id, record in self.saved.records.items():
+            event = Event.from_dict(record)
+            if isinstance(event, StepFinished):
+                outcomes[step_id] = Solved(
+                    event.answer,
+                    model=event.model,
+                    vote=event.vote,
+                    sources=event.sources,
+                    args=event.args,
+                    program=event.program,
+                    program_output=event.program_output,
+                )
+            elif isinstance(event, StepFailed):
+                outcomes[step_id] = RestoredFailure(event.error)
+        return outcomes
+
+
+def _flag(store: CheckpointStore) -> str:
+    return f"--checkpoints {store.where}"
