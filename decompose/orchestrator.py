@@ -47,6 +47,7 @@ from decompose.plan import (
     resolve_args,
     resolve_text,
 )
+from decompose.pricing import Prices, as_prices
 from decompose.result import Result
 from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
@@ -107,7 +108,9 @@ class Orchestrator:
     `tracer_provider=` sends each run's OpenTelemetry spans there (`trace_content=True` adds questions, answers and
     tool arguments); without it, the `OTEL_*` variables decide (docs/observability.md).
     `cache="replies.sqlite"` (or any LangChain `BaseCache`) answers a repeated call that does not sample from the
-    stored reply (`decompose.call_cache`)."""
+    stored reply (`decompose.call_cache`). `prices={"model": (input_per_1m, output_per_1m)}` (or a JSON file of
+    them) adds to the shipped USD price table that `result.usage.cost` and `Limits(max_cost=...)` use
+    (`decompose.pricing`)."""
 
     def __init__(
         self,
@@ -126,6 +129,7 @@ class Orchestrator:
         tracer_provider: TracerProvider | None = None,
         trace_content: bool | None = None,
         cache: BaseCache | str | os.PathLike[str] | None = None,
+        prices: Prices | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
@@ -168,6 +172,8 @@ class Orchestrator:
         self.tracing = tracing(tracer_provider, trace_content)
         self.cache = as_cache(cache)  # a path: a SQLiteCache on that file (decompose/cache.py)
         self._arguments.update(cache=self.cache)  # a copy shares the cache rather than opening the file again
+        self.prices = as_prices(prices)  # a bad entry fails here, not at the first call
+        self._arguments.update(prices=self.prices)
         self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
             self.prompts, self.tools, documents=retriever is not None
         )
@@ -404,6 +410,7 @@ class Orchestrator:
             slots=call_slots,
             trace=trace,
             cache=self.cache,
+            prices=self.prices,
         )
         return _Run(
             caller=caller,

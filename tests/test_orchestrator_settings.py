@@ -140,6 +140,7 @@ def every_argument():
         "tracer_provider": (TracerProvider(), lambda o: o.tracing.provider),
         "trace_content": (True, lambda o: o.tracing.content),
         "cache": (InMemoryCache(), lambda o: o.cache),  # the same object: a copy shares it
+        "prices": ({"primary": (1.0, 2.0)}, lambda o: o.prices.table["primary"]),
     }
 
 

@@ -113,6 +113,7 @@ def summary_line(result: Any) -> str:
         f"{usage.model_calls} model call{'s' if usage.model_calls != 1 else ''}",
         f"{usage.input_tokens} tokens in / {usage.output_tokens} out",
         f"{retries} retr{'ies' if retries != 1 else 'y'}",
+        "unpriced" if usage.cost is None else f"${usage.cost:.4f}",
         f"{result.elapsed:.2f}s",
     ]
     if usage.cache_hits:
