@@ -153,8 +153,9 @@ def test_the_commands_take_prices_and_a_cost_limit(tmp_path, main_in_process):
     usage = json.loads(out)["usage"]
     assert usage["cost"] == pytest.approx(usage["input_tokens"] + 2 * usage["output_tokens"])
 
-    code, out, _ = main_in_process()
-    assert code == 0 and " · $0.0000 · " in out.splitlines()[-1]  # a scripted model: free
+    code, out, _ = main_in_process("--prices", "prices.json")
+    assert code == 0 and f" · ${usage['cost']:,.2f} · " in out.splitlines()[-1]
+    assert "$" not in main_in_process()[1].splitlines()[-1]  # a scripted model is free: no cost to show
 
     code, out, _ = main_in_process("--prices", "prices.json", "--max-cost", "1", "--json")
     result = json.loads(out)
@@ -165,3 +166,14 @@ def test_the_commands_take_prices_and_a_cost_limit(tmp_path, main_in_process):
     assert code != 0 and "price of 'scripted'" in err
     with pytest.raises(SystemExit):
         main_in_process("--max-cost", "-1")
+
+
+def test_the_summary_line_says_what_a_billed_run_cost_or_that_it_is_unpriced():
+    from decompose.cli.output import summary_line
+    from decompose.result import Result
+
+    def line(cost):
+        return summary_line(Result(question="q", answer="a", plan=None, usage=Usage(cost=cost)))
+
+    assert " · $0.001350 · " in line(0.00135) and " · $12.50 · " in line(12.5)
+    assert " · unpriced · " in line(None) and "$" not in line(0.0)
