@@ -14,11 +14,12 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
 
 from decompose.call_cache import CachedCall
-from decompose.errors import BudgetExceeded
+from decompose.errors import BudgetExceeded, ConfigError
 from decompose.events import Emit, TokenCount, Usage
 from decompose.limits import Limits
 from decompose.models import chat_model_of, model_name
 from decompose.models.fallback import FallbackModel
+from decompose.pricing import PRICES_HINT, Price, Prices, cost_of
 from decompose.retry import RetryPolicy, call_with_retries, retry_events
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class ModelCaller:
         slots: asyncio.Semaphore | None = None,
         trace: RunTrace | None = None,
         cache: BaseCache | None = None,
+        prices: Prices | None = None,
     ):
         self.fallback = models if isinstance(models, FallbackModel) else FallbackModel(*models)
         self.slots = slots  # shared by every run of a batch: bounds the batch's calls in flight
@@ -52,7 +54,15 @@ class ModelCaller:
         self.calls_started = 0  # in flight included: what a call limit is checked against
         self.step_usage: dict[int, TokenCount] = {}  # tokens per plan step, for the live view
         self._runnables: dict[Hashable, list[tuple[Runnable, Runnable]]] = {}  # key -> (model, what build made)
+        self.prices = prices or Prices()
         self._routes: list[_Route] = []  # what each model's calls need, found at its first call, not at each
+        if self.limits.max_cost is not None:  # a cost limit needs every model's price before anything is spent
+            for model in self.models:
+                if self._route(model).price is None:
+                    raise ConfigError(
+                        f"max_cost is set but model {self._route(model).name!r} has no price",
+                        hint=PRICES_HINT,
+                    )
 
     @property
     def models(self) -> list[Runnable]:
@@ -110,7 +120,7 @@ class ModelCaller:
             self.usage.cached.add(_message_of(output))
             return output, self._route(model).name
         message = _message_of(output)
-        self.usage.add(phase, message)
+        self.usage.add(phase, message, cost_of(self._route(model).price, message))
         if step_id is not None:
             self.step_usage.setdefault(step_id, TokenCount()).add(message)
         self.limits.check_after_call(self.usage, self.calls_started)
@@ -123,7 +133,7 @@ class ModelCaller:
         for route in self._routes:  # by identity: chat models are unhashable, and an id() could be reused
             if route.model is model:
                 return route
-        self._routes.append(_Route(model, self.policy))
+        self._routes.append(_Route(model, self.policy, self.prices))
         return self._routes[-1]
 
     def _runnable(self, model: Runnable, build: Callable | None, key: Hashable) -> Runnable:
@@ -167,9 +177,9 @@ async def _streamed(runnable: Runnable, input: Any, tokens: Tokens) -> Any:
 
 class _Route:
     """What every call of one model needs: its retry policy, its endpoint (for errors that do not carry their
-    request) and its name."""
+    request), its name and its price."""
 
-    def __init__(self, model: Runnable, policy: RetryPolicy):
+    def __init__(self, model: Runnable, policy: RetryPolicy, prices: Prices):
         chat_model = chat_model_of(model)  # through bind/with_retry/...: what the call really reaches
         self.model = model
         # A model in this process has no server to hang: its calls wait their turn in its batch queue, which
@@ -177,6 +187,7 @@ class _Route:
         self.policy = replace(policy, max_total=None) if getattr(chat_model, "in_process", False) else policy
         self.endpoint = _endpoint_of(chat_model)
         self.name = model_name(model)
+        self.price: Price | None = prices.price_of(model)
 
 
 def _endpoint_of(model: BaseChatModel | None) -> str | None:

@@ -171,15 +171,18 @@ class TokenCount:
 class Usage:
     """Tokens in/out per phase (route, decompose, solve, synthesize), model calls, retries. Calls answered from the
     model-call cache are not model calls and their tokens are not counted here: `cached` counts them, with the
-    tokens their stored replies took when they were made (what the cache saved)."""
+    tokens their stored replies took when they were made (what the cache saved). `cost`: USD of the model calls
+    (`decompose.pricing`), None once a call went to an unpriced model; a cache hit costs nothing."""
 
     phases: dict[str, TokenCount] = field(default_factory=dict)
     transport_retries: int = 0
     parse_retries: int = 0
     cached: TokenCount = field(default_factory=TokenCount)
+    cost: float | None = 0.0
 
-    def add(self, phase: str, message: AIMessage | None) -> None:
+    def add(self, phase: str, message: AIMessage | None, cost: float | None = 0.0) -> None:
         self.phases.setdefault(phase, TokenCount()).add(message)
+        self.cost = None if self.cost is None or cost is None else self.cost + cost
 
     @property
     def input_tokens(self) -> int:
@@ -211,6 +214,7 @@ class Usage:
             "parse_retries": self.parse_retries,
             "cache_hits": self.cache_hits,
             "cached_tokens": self.cached.total,
+            "cost": self.cost,
             "phases": {k: v.to_dict() for k, v in self.phases.items()},
         }
 

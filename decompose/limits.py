@@ -1,4 +1,4 @@
-"""`Limits`: what one run may spend — time, tokens, model calls — checked before each model call.
+"""`Limits`: what one run may spend — time, tokens, model calls, money — checked before each model call.
 
 The Orchestrator holds a default record; `run(..., limits=...)` replaces it for a single run. As pydantic-ai's
 `UsageLimits` does, a call that would start past a limit is refused before it is sent (no tokens are spent on a
@@ -21,9 +21,10 @@ class Limits:
     step_timeout: float | None = None  # seconds for one step (a model step or a tool call)
     max_tokens: int | None = None  # input + output tokens of every model call of a run
     max_model_calls: int | None = None  # model calls of a run, retries of a failed call not counted
+    max_cost: float | None = None  # USD of a run's model calls, at `decompose.pricing` prices
 
     def __post_init__(self) -> None:
-        for name in ("run_timeout", "step_timeout", "max_tokens", "max_model_calls"):
+        for name in ("run_timeout", "step_timeout", "max_tokens", "max_model_calls", "max_cost"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                 raise ConfigError(
@@ -39,15 +40,24 @@ class Limits:
         """Refuse a model call that would start with a limit already reached. `calls_started` counts the calls in
         flight too: parallel steps must not together start more calls than the limit."""
         calls_over = self.max_model_calls is not None and calls_started >= self.max_model_calls
-        if calls_over or (self.max_tokens is not None and usage.total_tokens >= self.max_tokens):
+        spent = self.max_cost is not None and usage.cost is not None and usage.cost >= self.max_cost
+        if calls_over or spent or (self.max_tokens is not None and usage.total_tokens >= self.max_tokens):
             raise self.exceeded(usage, calls_started)
 
     def check_after_call(self, usage: Usage, calls_started: int) -> None:
-        if self.max_tokens is not None and usage.total_tokens > self.max_tokens:
+        if (self.max_tokens is not None and usage.total_tokens > self.max_tokens) or self._over_cost(usage):
             raise self.exceeded(usage, calls_started)
+
+    def _over_cost(self, usage: Usage) -> bool:
+        return self.max_cost is not None and usage.cost is not None and usage.cost > self.max_cost
 
     def exceeded(self, usage: Usage, calls_started: int) -> BudgetExceeded:
         """The error, from the run's final usage: calls in flight when a limit was reached still count."""
+        if self.max_cost is not None and usage.cost is not None and usage.cost >= self.max_cost:
+            return BudgetExceeded(
+                f"cost limit reached: ${usage.cost:.6f} spent, max_cost=${self.max_cost}",
+                hint="raise Limits.max_cost (--max-cost) or ask a narrower question",
+            )
         if (
             self.max_model_calls is not None
             and calls_started >= self.max_model_calls

@@ -56,6 +56,7 @@ from decompose.plan import (
     resolve_args,
     resolve_text,
 )
+from decompose.pricing import Prices, as_prices
 from decompose.result import Result
 from decompose.retrieval import search, sources_of
 from decompose.retry import RetryPolicy
@@ -120,7 +121,9 @@ class Orchestrator:
     `tracer_provider=` sends each run's OpenTelemetry spans there (`trace_content=True` adds questions, answers and
     tool arguments); without it, the `OTEL_*` variables decide (docs/observability.md).
     `cache="replies.sqlite"` (or any LangChain `BaseCache`) answers a repeated call that does not sample from the
-    stored reply (`decompose.call_cache`)."""
+    stored reply (`decompose.call_cache`). `prices={"model": (input_per_1m, output_per_1m)}` (or a JSON file of
+    them) adds to the shipped USD price table that `result.usage.cost` and `Limits(max_cost=...)` use
+    (`decompose.pricing`)."""
 
     def __init__(
         self,
@@ -140,6 +143,7 @@ class Orchestrator:
         trace_content: bool | None = None,
         cache: BaseCache | str | os.PathLike[str] | None = None,
         checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
+        prices: Prices | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         **moved: Unpack[MovedSettings],
     ):
         if moved:  # the flat keyword arguments of earlier versions, each now set on its part
@@ -185,6 +189,8 @@ class Orchestrator:
         # Runs written as they go, to be resumed after a crash (checkpoints.py); a copy shares the store.
         self.checkpoints = _open_checkpoints(checkpoints)
         self._arguments["checkpoints"] = self.checkpoints
+        self.prices = as_prices(prices)  # a bad entry fails here, not at the first call
+        self._arguments.update(prices=self.prices)
         self.decomposer = checked(decomposer or Decomposer(), Decomposer, "decomposer").configured(
             self.prompts, self.tools, documents=retriever is not None
         )
@@ -507,6 +513,7 @@ class Orchestrator:
             slots=call_slots,
             trace=trace,
             cache=self.cache,
+            prices=self.prices,
         )
         return _Run(
             caller=caller,

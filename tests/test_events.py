@@ -211,6 +211,7 @@ def test_usage_adds_up_its_phases():
         "parse_retries": 1,
         "cache_hits": 0,
         "cached_tokens": 0,
+        "cost": 0.0,
         "phases": {
             "decompose": {"input": 100, "output": 20, "calls": 1},
             "solve": {"input": 61, "output": 11, "calls": 2},
@@ -229,5 +230,6 @@ def test_empty_usage_is_all_zeros():
         "parse_retries": 0,
         "cache_hits": 0,
         "cached_tokens": 0,
+        "cost": 0.0,
         "phases": {},
     }

@@ -142,6 +142,7 @@ def every_argument():
         "trace_content": (True, lambda o: o.tracing.content),
         "cache": (InMemoryCache(), lambda o: o.cache),  # the same object: a copy shares it
         "checkpoints": (CheckpointStore("sqlite://"), lambda o: o.checkpoints),  # in memory; a copy shares it
+        "prices": ({"primary": (1.0, 2.0)}, lambda o: o.prices.table["primary"]),
     }
 
 

@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_seconds, metavar="SECONDS", help="time limit for a whole run, planning included"
     )
     model.add_argument(
+        "--max-cost",
+        type=_positive_usd,
+        metavar="USD",
+        help="stop a run before its model calls cost more than this many US dollars (the answer so far is kept)",
+    )
+    model.add_argument(
         "--on-plan-failure",
         choices=("raise", "direct"),
         help="when the model writes no usable plan: fail (raise, the default) or answer directly",
@@ -173,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="keep model replies in this SQLite file: a call repeated at temperature 0 (same model, settings "
         "and messages) is answered from it, not the model",
+    )
+    model.add_argument(
+        "--prices",
+        metavar="FILE.json",
+        help='model prices in USD per 1M tokens, {"MODEL": [input, output], ...}, over the shipped table; '
+        "a remote model in neither is unpriced",
     )
     model.add_argument(
         "--retries",
@@ -521,6 +533,16 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
+
+
+def _positive_usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in US dollars, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be an amount in US dollars above 0, got {text}")
     return value
 
 

@@ -86,10 +86,15 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         from decompose.chains.decompose import Decomposer
 
         options["decomposer"] = Decomposer(**planning)
-    if getattr(args, "timeout", None) is not None:
+    limits = {
+        setting: getattr(args, flag)
+        for flag, setting in (("timeout", "run_timeout"), ("max_cost", "max_cost"))
+        if getattr(args, flag, None) is not None
+    }
+    if limits:
         from decompose.limits import Limits
 
-        options["limits"] = Limits(run_timeout=args.timeout)
+        options["limits"] = Limits(**limits)
     docs = getattr(args, "docs", None)
     if docs:
         from decompose.retrieval import LocalDocsRetriever
@@ -99,6 +104,10 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
         from decompose.cache import as_cache
 
         options["cache"] = as_cache(args.cache)  # opened once, here: a bad path fails before a model loads
+    if getattr(args, "prices", None):
+        from decompose.pricing import as_prices
+
+        options["prices"] = as_prices(args.prices)  # a bad file fails before a model loads
     retries = getattr(args, "retries", None)
     if retries is not None:
         from decompose.retry import RetryPolicy

@@ -106,6 +106,11 @@ def plain_result_lines(result: Any) -> list[str]:
     return lines
 
 
+def usd(amount: float) -> str:
+    """Cents for a dollar or more; a run's fractions of a cent otherwise."""
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.6f}"
+
+
 def summary_line(result: Any) -> str:
     usage = result.usage
     retries = usage.transport_retries + usage.parse_retries
@@ -115,6 +120,8 @@ def summary_line(result: Any) -> str:
         f"{retries} retr{'ies' if retries != 1 else 'y'}",
         f"{result.elapsed:.2f}s",
     ]
+    if usage.cost != 0:  # a billed model was called: what it cost, or that nobody knows (local models are free)
+        parts.insert(-1, "unpriced" if usage.cost is None else usd(usage.cost))
     if usage.cache_hits:
         parts.insert(1, f"{usage.cache_hits} from the cache")
     if result.route is not None:
