@@ -61,7 +61,8 @@ def test_the_teacher_writes_varied_questions_once_each():
     replies = ["1. How many miles is 5 km?\n2. how many miles is 5 KM\n- Convert 3 kg to pounds please", "What's 2 km?"]
     teacher = units_pack.ScriptedChatModel(rules=[(r"write \d+ new questions", replies)])
     questions = generate_questions(teacher, units_pack.tools(), 3)
-    assert [q.question for q in questions] == ["How many miles is 5 km?", "Convert 3 kg to pounds please", "What's 2 km?"]
+    expected = ["How many miles is 5 km?", "Convert 3 kg to pounds please", "What's 2 km?"]
+    assert [q.question for q in questions] == expected
     assert "celsius_to_fahrenheit(celsius)" in teacher.calls[0]["prompt"]
     assert "typos" in teacher.calls[0]["prompt"]
 
@@ -117,14 +118,6 @@ def test_cli_bootstrap_writes_traces_and_rows_without_training(tmp_path, capsys)
 
 def test_cli_bootstrap_saves_the_generated_questions_and_reuses_them(tmp_path, capsys):
     flags = ["--tools", f"{PACK}:tools", "--teacher", TEACHER, "--generate", "2", "--no-train", "--json"]
-    teacher = tmp_path / "teacher.py"
-    teacher.write_text(
-        "import sys\nsys.path.insert(0, %r)\nfrom units_pack import *\n"
-        "def make():\n    t = make_teacher()\n"
-        "    t.rules.insert(0, (r'write \\d+ new questions', 'How many miles is 5 km?\\nWhat is 20 degrees Celsius?'))\n"
-        "    return t\n" % str(Path(PACK).parent)
-    )
-    flags[3] = f"scripted:{teacher}:make"
     assert boot(tmp_path, *flags) == 0
     assert json.loads(capsys.readouterr().out)["kept"] == 2
     saved = tmp_path / "out" / "traces-questions.jsonl"

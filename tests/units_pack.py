@@ -48,7 +48,8 @@ def teacher_plan(question: str) -> str:
     for words, name, arg in UNITS:
         if re.search(words, question, re.IGNORECASE) and number:
             tool_name = "no_such_tool" if "broken" in question else name
-            step = {"id": 1, "question": f"Convert {number.group(0)}", "tool": tool_name, "args": {arg: number.group(0)}}
+            value = number.group(0)
+            step = {"id": 1, "question": f"Convert {value}", "tool": tool_name, "args": {arg: value}}
             return json.dumps({"steps": [step]})
     return json.dumps({"steps": [{"id": 1, "question": "Say that no conversion was asked for."}]})
 
@@ -65,9 +66,13 @@ def _combine(messages) -> str:
     return f"Answer: {numbers[-1] if numbers else 'nothing to convert'}"
 
 
+GENERATED = "How many miles is 5 km?\nWhat is 20 degrees Celsius?"  # what the teacher writes when asked
+
+
 def make_teacher():
     return ScriptedChatModel(
         rules=[
+            (r"write \d+ new questions", GENERATED),
             (asks_for_plan, lambda messages: teacher_plan(_question(messages))),
             (asks_to_combine, _combine),
         ],
