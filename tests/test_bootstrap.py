@@ -43,6 +43,8 @@ def test_each_trace_is_kept_or_dropped_with_its_reason(tmp_path):
     kg = next(r for r in rows if "pounds" in r.question)
     assert [(s.tool, s.args) for s in kg.plan.steps] == [("kg_to_pounds", {"kg": "10"})]
     assert kg.tools == ["celsius_to_fahrenheit", "km_to_miles", "kg_to_pounds"] and kg.source == "bootstrap"
+    twice, _ = traced(tmp_path / "twice", [questions[0], Question(questions[0].question.upper())])
+    assert (twice.questions, twice.traced) == (1, 1)  # a question asked twice is traced once
 
 
 def test_a_rerun_asks_the_teacher_only_the_new_questions(tmp_path):
@@ -132,3 +134,64 @@ def test_cli_bootstrap_refuses_when_every_trace_is_dropped(tmp_path, capsys):
     assert boot(tmp_path, "--tools", f"{PACK}:tools", "--teacher", TEACHER, "--questions", str(questions)) == 2
     err = capsys.readouterr().err
     assert "traces were all dropped" in err and "stronger --teacher" in err
+
+
+# --- a student trained on the traces (the embedded model) ------------------------------------------------------
+
+WORDINGS = {
+    "celsius": ["What is {n} degrees Celsius in Fahrenheit?", "convert {n} celsius to fahrenheit pls"],
+    "km": ["How many miles is {n} km?", "i ran {n} kilometres today, how many miles is that"],
+    "kg": ["How many pounds is {n} kg?", "my suitcase weighs {n} kilos, what's that in pounds"],
+}
+
+
+def unit_questions(count: int, seed: int) -> list[Question]:
+    import random
+
+    rng, units, questions = random.Random(seed), list(WORDINGS), {}
+    while len(questions) < count:
+        text = rng.choice(WORDINGS[units[len(questions) % 3]]).format(n=rng.randint(2, 300))
+        questions[text] = Question(text)
+    return list(questions.values())
+
+
+@pytest.mark.slow  # trains three steps of the embedded model on the CPU (minutes on a busy 2-core machine)
+@pytest.mark.model
+def test_a_student_trained_on_bootstrapped_traces_learns_the_new_packs_plans(tmp_path):
+    """What a few CPU steps can show: the traces train the student through the usual LoRA path on tools it never
+    saw, are scored on held-out traces with those tools, and the student finds a held-out question's gold plan
+    (the teacher's, for a question not trained on) likelier than the base model does. (Planning it right by
+    greedy decoding takes more steps than a test can afford: 4 steps gave no tool call.)"""
+    import torch
+
+    from decompose.models import load_model
+    from decompose.train.sft import encode, train
+
+    report, _ = traced(tmp_path, unit_questions(50, seed=0))
+    assert (report.kept, report.dropped) == (50, {})
+    trained = train(
+        report.train_rows,
+        out=tmp_path / "student",
+        tools=units_pack.tools(),
+        held_out_fraction=0.04,  # two traces, scored by the usual held-out scorer
+        max_steps=3,
+        batch_size=2,
+        learning_rate=3e-3,
+        progress=False,
+    )
+    assert trained.steps == 3 and trained.examples == 48 and trained.scores.rows == 2
+    scored = [json.loads(line) for line in (tmp_path / "student" / "held_out_plans.jsonl").read_text().splitlines()]
+    assert all(row["gold"][0]["tool"] in {t.name for t in units_pack.tools()} for row in scored)
+
+    held_out, _ = traced(tmp_path / "held-out", [Question("How many miles is 42 km?")])
+    (example,) = held_out.examples
+    known = {t.name: t for t in units_pack.tools()}
+    base, student = load_model("smollm2", adapter="none"), load_model("smollm2", adapter=str(tmp_path / "student"))
+
+    def plan_loss(model) -> float:
+        row = encode(example, base.tokenizer, known, max_length=1024)
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
+        return out.loss.item()
+
+    assert plan_loss(student.planner.hf_model) < 0.8 * plan_loss(base.hf_model)

@@ -210,6 +210,10 @@ async def abootstrap(
     with fresh tools), append each trace as it finishes, and judge them all."""
     path = Path(traces)
     path.parent.mkdir(parents=True, exist_ok=True)
+    unique: dict[str, Question] = {}
+    for question in questions:  # a question asked twice is traced once
+        unique.setdefault(question_key(question.question), question)
+    questions = list(unique.values())
     done = read_traces(path)
     todo = [q for q in questions if question_key(q.question) not in done]
     gate = asyncio.Semaphore(concurrency)
