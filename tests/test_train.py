@@ -302,5 +302,5 @@ def test_the_readme_first_command_is_answered_right(capsys):
     assert question in (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert main(["run", "--tools", "decompose.tools.calculator:calculator_tools", "--json", question]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert [(s["tool"], s["answer"]) for s in result["plan"]["steps"]] == [("calculator", 511)]
+    assert [(s["tool"], s["answer"]) for s in result["steps"]] == [("calculator", 511)]
     assert "511" in result["answer"]
