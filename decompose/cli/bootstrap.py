@@ -80,7 +80,10 @@ def _teacher_runs(args: argparse.Namespace) -> tuple[Callable[[Any], Any], list[
     """A factory of the teacher's Orchestrator, with fresh tools each time (one question's writes never reach
     another's), and the tools' names as the student sees them."""
     from decompose.cli.config import load_mcp_tools, load_tools
+    from decompose.retry import RetryPolicy
 
+    # A teacher on a busy shared server may queue a call for minutes: wait for it rather than lose the question.
+    patient = RetryPolicy(max_attempts=8, max_total=None)
     mcp = bool(getattr(args, "mcp", None) or getattr(args, "mcp_url", None))
     if sum(map(bool, (args.agent, args.tools, mcp))) != 1:
         raise ConfigError(
@@ -94,16 +97,18 @@ def _teacher_runs(args: argparse.Namespace) -> tuple[Callable[[Any], Any], list[
         folder = tempfile.mkdtemp(prefix="decompose-bootstrap-")
         count = iter(range(1 << 62))
         return (
-            lambda teacher: build_agent(args.agent, teacher, db_path=f"{folder}/shop-{next(count)}.sqlite3"),
+            lambda teacher: build_agent(
+                args.agent, teacher, db_path=f"{folder}/shop-{next(count)}.sqlite3", retry=patient
+            ),
             spec.make_tools(dry_run=True),
         )
     from decompose.orchestrator import Orchestrator
 
     if args.tools:
         tools = load_tools(args.tools)
-        return (lambda teacher: Orchestrator(teacher, tools=load_tools(args.tools))), tools
+        return (lambda teacher: Orchestrator(teacher, tools=load_tools(args.tools), retry=patient)), tools
     tools = load_mcp_tools(args)  # a server's state is its own: the same tools for every question
-    return (lambda teacher: Orchestrator(teacher, tools=tools)), tools
+    return (lambda teacher: Orchestrator(teacher, tools=tools, retry=patient)), tools
 
 
 def _show(trace: dict[str, Any]) -> None:
