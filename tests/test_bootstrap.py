@@ -62,11 +62,11 @@ def test_a_rerun_asks_the_teacher_only_the_new_questions(tmp_path):
 def test_the_teacher_writes_varied_questions_once_each():
     replies = ["1. How many miles is 5 km?\n2. how many miles is 5 KM\n- Convert 3 kg to pounds please", "What's 2 km?"]
     teacher = units_pack.ScriptedChatModel(rules=[(r"write \d+ new questions", replies)])
-    questions = generate_questions(teacher, units_pack.tools(), 3)
+    questions = generate_questions(teacher, units_pack.tools(), 3, examples=["How many miles is 26.2 km?"])
     expected = ["How many miles is 5 km?", "Convert 3 kg to pounds please", "What's 2 km?"]
     assert [q.question for q in questions] == expected
     assert "celsius_to_fahrenheit(celsius)" in teacher.calls[0]["prompt"]
-    assert "typos" in teacher.calls[0]["prompt"]
+    assert "typos" in teacher.calls[0]["prompt"] and "- How many miles is 26.2 km?" in teacher.calls[0]["prompt"]
 
 
 def test_a_questions_file_is_checked_line_by_line(tmp_path):

@@ -44,7 +44,8 @@ def bootstrap_command(args: argparse.Namespace) -> int:
     if questions is None:  # written once, beside the traces: a rerun asks the same questions
         saved = traces.with_name(traces.stem + "-questions.jsonl")
         have = read_questions(saved) if saved.is_file() else []
-        questions = generate_questions(teacher, tools, args.generate, have=have, seed=args.seed)
+        examples = agent_examples(args.agent) if args.agent else ()
+        questions = generate_questions(teacher, tools, args.generate, have=have, examples=examples, seed=args.seed)
         write_questions(saved, questions)
     report = bootstrap(
         lambda: make_orchestrator(teacher),
@@ -109,6 +110,12 @@ def _teacher_runs(args: argparse.Namespace) -> tuple[Callable[[Any], Any], list[
         return (lambda teacher: Orchestrator(teacher, tools=load_tools(args.tools), retry=patient)), tools
     tools = load_mcp_tools(args)  # a server's state is its own: the same tools for every question
     return (lambda teacher: Orchestrator(teacher, tools=tools, retry=patient)), tools
+
+
+def agent_examples(name: str) -> tuple[str, ...]:
+    from decompose.agents import get_agent
+
+    return get_agent(name).examples
 
 
 def _show(trace: dict[str, Any]) -> None:

@@ -105,24 +105,34 @@ GENERATE_SYSTEM = """You write test questions for an assistant that answers with
 
 Write {n} questions its users would send, one per line, nothing else on the line. Vary them: short and long,
 formal and casual, some with typos, some asking two or three things in one message, a few the tools cannot
-answer at all. Use concrete names, ids and numbers, as a real user would."""
+answer at all. Use concrete names, ids and numbers, as a real user would.{examples}"""
 
 
 def generate_questions(
-    teacher: Any, tools: Sequence[BaseTool], n: int, *, have: Sequence[Question] = (), rounds: int = 8, seed: int = 0
+    teacher: Any,
+    tools: Sequence[BaseTool],
+    n: int,
+    *,
+    have: Sequence[Question] = (),
+    examples: Sequence[str] = (),
+    rounds: int = 8,
+    seed: int = 0,
 ) -> list[Question]:
     """`have` and up to `n - len(have)` new questions written by the teacher, no question twice (case, spacing
-    and punctuation aside). Asks in batches of at most 20, for at most `rounds` batches."""
+    and punctuation aside). `examples`: questions that show the teacher the names and ids the tools know. Asks in
+    batches of at most 20, for at most `rounds` batches."""
     questions = list(have)
     seen = {question_key(q.question) for q in questions}
     listing = "\n".join(f"- {tool_signature(t)}: {(t.description or '').splitlines()[0]}" for t in tools)
+    shown = "".join(f"\n- {e}" for e in examples)
+    shown = f"\n\nQuestions like these (the names and ids in them exist):{shown}" if shown else ""
     rng = random.Random(seed)
     for _ in range(rounds):
         if len(questions) >= n:
             break
         want = min(20, n - len(questions))
         messages = [
-            SystemMessage(GENERATE_SYSTEM.format(tools=listing, n=want)),
+            SystemMessage(GENERATE_SYSTEM.format(tools=listing, n=want, examples=shown)),
             HumanMessage(f"Batch {rng.randint(1, 10**6)}: write {want} new questions."),
         ]
         for line in str(teacher.invoke(messages).content).splitlines():
