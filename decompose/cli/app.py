@@ -430,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--generate", type=_positive_int, metavar="N", help="the teacher writes N varied questions")
     boot.add_argument("--traces", metavar="FILE", help="traces, appended and reused (default OUT/traces.jsonl)")
     boot.add_argument("--teacher-concurrency", type=_positive_int, default=4, metavar="N", help="default 4")
+    boot.add_argument(
+        "--teacher-timeout", type=_positive_seconds, metavar="SECONDS", help="an openai: teacher's time per call"
+    )
     boot.add_argument("--no-train", action="store_true", help="stop after the traces and their training rows")
     for flag in ("--agent", "--tools", "--mcp", "--mcp-url", "--mcp-timeout"):  # the tools, as `decompose run`
         boot._add_action(copy.copy(model._option_string_actions[flag]))

@@ -38,7 +38,7 @@ def bootstrap_command(args: argparse.Namespace) -> int:
         )
     questions = read_questions(args.questions) if args.questions else None
     make_orchestrator, tools = _teacher_runs(args)  # before the teacher loads: a wrong tool spec fails at once
-    teacher = load_teacher(args.teacher)
+    teacher = load_teacher(args.teacher, args.teacher_timeout)
     out = Path(args.out or "decomposer-adapter")
     traces = Path(args.traces) if args.traces else out / "traces.jsonl"
     if questions is None:  # written once, beside the traces: a rerun asks the same questions

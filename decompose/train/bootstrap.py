@@ -292,11 +292,13 @@ def bootstrap(make_orchestrator: Callable[[], Any], questions: Sequence[Question
     return run_sync(abootstrap(make_orchestrator, questions, traces, **kw))
 
 
-def load_teacher(spec: str) -> Any:
-    """The teacher from any model spec; one that does not load is a ConfigError naming `--teacher`."""
+def load_teacher(spec: str, timeout: float | None = None) -> Any:
+    """The teacher from any model spec; one that does not load is a ConfigError naming `--teacher`. `timeout`:
+    seconds an `openai:` server may take to answer one call (a busy shared server queues calls)."""
     from decompose.models import load_model
 
+    options: dict[str, Any] = {"timeout": timeout} if timeout and spec.startswith("openai:") else {}
     try:
-        return load_model(spec)
+        return load_model(spec, **options)
     except DecomposeError as exc:
         raise ConfigError(f"--teacher {spec}: {exc.args[0]}", hint=exc.hint or "give any model spec") from None
