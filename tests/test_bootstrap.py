@@ -195,3 +195,11 @@ def test_a_student_trained_on_bootstrapped_traces_learns_the_new_packs_plans(tmp
         return out.loss.item()
 
     assert plan_loss(student.planner.hf_model) < 0.8 * plan_loss(base.hf_model)
+
+
+def test_an_openai_teacher_gets_the_timeout_asked_for(monkeypatch):
+    from decompose.train.bootstrap import load_teacher
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert load_teacher("openai:teacher", timeout=900).request_timeout.read == 900
+    assert load_teacher(TEACHER, timeout=900).calls == []  # other specs take no options: the timeout is theirs
