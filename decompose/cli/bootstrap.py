@@ -4,18 +4,17 @@ train the student (see `decompose.train.bootstrap`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from decompose.cli.exit_codes import EXIT_OK
 from decompose.errors import ConfigError
 
 
-def bootstrap_command(args: argparse.Namespace) -> int:
+def bootstrap_traces(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """The teacher's traces for the flags' questions and tools: the report, and the tools the student plans."""
     from decompose.train.bootstrap import (
         bootstrap,
         generate_questions,
@@ -66,15 +65,7 @@ def bootstrap_command(args: argparse.Namespace) -> int:
             f"the teacher's traces were all dropped ({report.traces})",
             hint="read the traces' reasons; try a stronger --teacher or clearer questions",
         )
-    if not args.no_train:
-        from decompose.cli.train import print_train_report, train_from_flags
-
-        report.train = train_from_flags(args, report.train_rows, tools)
-        if not args.json:
-            print_train_report(report.train)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2), flush=True)
-    return EXIT_OK
+    return report, tools
 
 
 def _teacher_runs(args: argparse.Namespace) -> tuple[Callable[[Any], Any], list[Any]]:

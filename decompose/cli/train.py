@@ -16,9 +16,7 @@ def train_command(args: argparse.Namespace) -> int:
     if getattr(args, "intents", None):
         return _train_intents(args)
     if getattr(args, "bootstrap", False):
-        from decompose.cli.bootstrap import bootstrap_command
-
-        return bootstrap_command(args)
+        return _bootstrap(args)
     if args.build_data:
         return _build(args)
     if not args.file:
@@ -33,6 +31,20 @@ def train_command(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2), flush=True)
     else:
         print_train_report(report)
+    return EXIT_OK
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    """The teacher's checked traces, then (unless --no-train) the student trained on them."""
+    from decompose.cli.bootstrap import bootstrap_traces
+
+    report, tools = bootstrap_traces(args)
+    if not args.no_train:
+        report.train = train_from_flags(args, report.train_rows, tools)
+        if not args.json:
+            print_train_report(report.train)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2), flush=True)
     return EXIT_OK
 
 
