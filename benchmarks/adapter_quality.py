@@ -1,16 +1,28 @@
-"""Does the decomposer adapter make the embedded model plan and answer tool questions right? Before and after.
+"""Does the decomposer adapter make the embedded model plan and answer tool questions right, on questions the
+training data never saw? Judged as tau-bench judges an agent: writes by the shop's end state.
 
-    decompose train --build-data ../shared/data/train --synthetic 120 --gsm8k 0 --strategyqa 100 --out train-data
-    python benchmarks/adapter_quality.py train-data/heldout.jsonl                 # the shipped adapter vs none
-    python benchmarks/adapter_quality.py train-data/heldout.jsonl --adapter DIR --per-source 20
+    python benchmarks/adapter_quality.py                                   # the shipped adapter, every source
+    python benchmarks/adapter_quality.py --adapter DIR --per-source 10 --sources handwritten tools-unseen
+    python benchmarks/adapter_quality.py --adapter none --per-source 5    # the model without an adapter
 
-Each held-out tool row (sources "tools": training templates with new numbers, names and ids; "tools-unseen":
-templates never trained on) is run end to end by an Orchestrator over the pack's tools, as `decompose run`
-would: the plan is compared with the gold plan (valid, right tool + arguments in order, echoes of the question)
-and the final answer with the gold plan's result (the gold plan run with the same tools: its last step's value
-must be the run's last step's value, and one of its numbers must appear in the answer; held-out customers and
-orders are the demo shop's, and a row whose gold plan still fails is left out of that column). Customer-service
-tools run on a fresh demo shop in a temporary folder. Rows print as they finish; a table per system and source follows.
+Sources: `handwritten` (benchmarks/adapter_heldout/handwritten.jsonl: questions written by hand in a customer's
+or an analyst's own words over the three packs, with the gold tool calls, the answer's key facts and, for the
+shop, the gold end state), `tools-unseen` (the held-out templates: tool combinations and wordings never trained
+on) and `tools` (the training templates with new numbers, names and ids; a question that is a training question
+is left out). Template rows are drawn as `decompose train --build-data` draws its held-out file.
+
+Each row runs end to end as `decompose run` would (`--agent customer-service`, `--agent finance`, or the
+calculator alone), on a fresh demo shop of its own (seeded on SEED_DAY, so dates are the gold's); the gold of a
+template row runs on another fresh shop. Judged per row:
+* right tool + arguments: the calls the run made, in order, are the gold's (handwritten: each gold argument equal,
+  free text such as a refund's reason not compared, or the call giving the gold call's result; templates: the
+  planned calls equal the gold plan's);
+* right final answer: handwritten, every key fact stated (a number up to rounding); templates, the run ended in
+  the gold plan's value and the answer states the gold result's verdict, or one of its numbers that the question
+  did not already hold (an order id echoed from the question does not pass); a write row also needs the gold end
+  state;
+* writes right by end state: the shop's refunds and tickets after the run are the gold's, exactly;
+* writes not in gold: refunds or tickets the gold does not make (on any row: a refund nobody asked for).
 """
 
 from __future__ import annotations
@@ -21,141 +33,290 @@ import json
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from decompose import Orchestrator, load_model
-from decompose.agents import get_agent
-from decompose.models.adapter import DEFAULT_ADAPTER
-from decompose.plan import Plan
-from decompose.scoring import leaf_numbers, numbers_in, said_yes, same_number, tool_verdict
-from decompose.train.data import read_examples
-from decompose.train.score import echoes, normal_value, spread, tool_calls
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import agents_judge as judge  # noqa: E402
+
+from decompose import Orchestrator, load_model  # noqa: E402
+from decompose.agents import build_agent, get_agent  # noqa: E402
+from decompose.errors import DecomposeError, ModelError  # noqa: E402
+from decompose.models.adapter import DEFAULT_ADAPTER  # noqa: E402
+from decompose.plan import Plan, resolve_args  # noqa: E402
+from decompose.scoring import leaf_numbers, numbers_in, said_yes, same_number, tool_verdict  # noqa: E402
+from decompose.tools.calculator import calculator_tools  # noqa: E402
+from decompose.train.data import Example  # noqa: E402
+from decompose.train.score import echoes, normal_value, spread, tool_calls  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+HANDWRITTEN = HERE / "adapter_heldout" / "handwritten.jsonl"
+SOURCES = ("handwritten", "tools-unseen", "tools")
+SEED_DAY = date(2026, 1, 15)  # the handwritten gold's dates and refund windows are a shop seeded on this day
+FREE_TEXT = {"reason", "subject", "body", "query", "limit"}  # arguments whose wording is the model's own
 
 
-def tool_packs(shop: str) -> dict[frozenset[str], list]:
-    """Each pack's tools, made once, by their names: the customer-service ones on a fresh demo shop."""
-    from decompose.tools.calculator import calculator_tools
-
-    packs = [
-        get_agent("customer-service").make_tools(db_path=shop),
-        get_agent("finance").make_tools(),
-        calculator_tools(),
-    ]
-    return {frozenset(t.name for t in tools): tools for tools in packs}
+# --- rows ------------------------------------------------------------------------------------------------------
 
 
-def answer_right(answer: str, ours: Any, gold: Any) -> bool:
-    """The run ended in the gold plan's value, and the answer reports it: the verdict of a yes/no tool (a dict
-    with one bool field, such as `refund_eligibility`), else a number of it (when it has one)."""
+def handwritten_rows(path: Path = HANDWRITTEN) -> list[dict[str, Any]]:
+    return [{**json.loads(line), "source": "handwritten"} for line in path.read_text().splitlines() if line.strip()]
+
+
+def template_rows(source: str, per_template: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """The held-out template rows `decompose train --build-data` writes (customers and orders the shop's)."""
+    from decompose.train.templates import synthetic_examples
+
+    if source == "tools-unseen":
+        examples = synthetic_examples(per_template, held_out=True, seed=seed + 1, shop_share=1.0)
+    else:
+        trained = {e.question for e in synthetic_examples(120, seed=seed)}  # what the shipped adapter saw
+        examples = [
+            e for e in synthetic_examples(per_template, seed=seed + 2, shop_share=1.0) if e.question not in trained
+        ]
+    return [{"question": e.question, "example": e, "pack": pack_of(e), "source": source} for e in examples]
+
+
+def pack_of(example: Example) -> str:
+    names = set(example.tools)
+    return "customer-service" if "issue_refund" in names else "finance" if "npv" in names else "calculator"
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+
+
+def orchestrator(model: Any, pack: str, shop: Path) -> Orchestrator:
+    """The row's runner, as `decompose run` builds it: an agent on its own shop, or the calculator alone."""
+    if pack == "calculator":
+        return Orchestrator(model, tools=calculator_tools())
+    return build_agent(pack, model, db_path=shop, today=SEED_DAY)
+
+
+def pack_tools(pack: str, shop: Path) -> dict[str, Any]:
+    tools = calculator_tools() if pack == "calculator" else get_agent(pack).make_tools(db_path=shop, today=SEED_DAY)
+    return {t.name: t for t in tools}
+
+
+async def run(orch: Orchestrator, question: str) -> tuple[Any, str | None]:
+    try:
+        result = await orch.arun(question)
+    except ModelError:
+        raise
+    except DecomposeError as exc:
+        return exc.result, str(exc)
+    return result, str(result.error) if result.error else None
+
+
+def made_calls(result: Any) -> list[dict[str, Any]]:
+    """The tool calls a run made, in order, with the arguments each was called with (references resolved) and
+    its result."""
+    if result is None or result.plan is None:
+        return []
+    answers = {s.id: s.answer for s in result.plan.steps if s.status == "done"}
+    calls = []
+    for s in (s for s in result.plan.steps if s.tool):
+        try:
+            args = resolve_args(s.args or {}, answers)
+        except DecomposeError:  # a reference to a step that did not run
+            args = s.args or {}
+        calls.append({"tool": s.tool, "args": args, "answer": s.answer, "status": s.status})
+    return calls
+
+
+def shop_writes(shop: Path) -> dict[str, list]:
+    return judge.shop_writes(shop) if shop.exists() else {"refunds": [], "tickets": []}
+
+
+def compare_writes_of(shop: Path, gold: dict[str, list]) -> tuple[list[dict], list[dict]]:
+    """(writes in the shop the gold does not make, gold writes missing)."""
+    return judge.compare_writes(shop_writes(shop), gold)
+
+
+async def run_row(model: Any, row: dict[str, Any], folder: Path) -> dict[str, Any]:
+    shop = folder / "shop.sqlite3"
+    result, error = await run(orchestrator(model, row["pack"], shop), row["question"])
+    steps = result.plan.spec()["steps"] if result is not None and result.plan is not None else []
+    answer = (result.answer if result is not None else None) or ""
+    record: dict[str, Any] = {
+        "source": row["source"],
+        "id": row.get("id"),
+        "question": row["question"],
+        "valid": bool(steps),
+        "echo": echoes(steps, row["question"]),
+        "answer": answer,
+        "plan": steps,
+        "error": error,
+    }
+    if row["source"] == "handwritten":
+        gold_writes = row.get("gold_writes", {"refunds": [], "tickets": []})
+        calls = made_calls(result)
+        record["tool_exact"] = calls_match(calls, row["calls"], row["pack"], folder / "gold")
+        stated = error is None and all(fact_stated(answer, fact) for fact in row["key"])
+    else:
+        example: Example = row["example"]
+        gold_shop = folder / "gold" / "shop.sqlite3"
+        gold_shop.parent.mkdir(exist_ok=True)
+        gold_plan = Plan.from_data({"question": row["question"], "steps": example.plan.spec()["steps"]})
+        gold = await orchestrator(model, row["pack"], gold_shop).aexecute(gold_plan)
+        gold_value = gold.plan.steps[-1].answer  # None: the gold plan itself failed (an unknown customer)
+        gold_writes = shop_writes(gold_shop)
+        record["tool_exact"] = bool(steps) and tool_calls(steps) == tool_calls(example.plan.spec()["steps"])
+        record["gold_ran"] = gold_value is not None
+        last = result.plan.steps[-1].answer if result is not None and result.plan and result.plan.steps else None
+        stated = error is None and gold_value is not None and value_stated(answer, last, gold_value, row["question"])
+    unexpected, missing = compare_writes_of(shop, gold_writes)
+    record["writes"] = bool(gold_writes["refunds"] or gold_writes["tickets"])
+    record["write_right"] = not unexpected and not missing
+    record["unexpected_writes"] = unexpected
+    record["answer_right"] = stated and (record["write_right"] or not record["writes"])
+    return record
+
+
+def calls_match(calls: list[dict[str, Any]], gold: list[dict[str, Any]], pack: str, folder: Path) -> bool:
+    """The run made the gold's calls in order: each gold argument equal (free text aside), or the same result."""
+    if [c["tool"] for c in calls] != [g["tool"] for g in gold]:
+        return False
+    return all(_same_call(c, g, pack, folder) for c, g in zip(calls, gold))
+
+
+def _same_call(call: dict[str, Any], gold: dict[str, Any], pack: str, folder: Path) -> bool:
+    args = {k: v for k, v in gold["args"].items() if k not in FREE_TEXT}
+    if all(normal_value(call["args"].get(k)) == normal_value(v) for k, v in args.items()):
+        return True
+    if call["status"] != "done" or gold["tool"] in ("issue_refund", "open_ticket"):
+        return False  # a write's arguments are what it does: they must be the gold's
+    folder.mkdir(exist_ok=True)
+    tools = pack_tools(pack, folder / "lookup.sqlite3")
+    try:
+        expected = tools[gold["tool"]].invoke(gold["args"])
+    except Exception:  # noqa: BLE001 - a gold call that fails matches nothing
+        return False
+    return normal_value(_plain(call["answer"])) == normal_value(_plain(expected)) or _numbers_agree(
+        call["answer"], expected
+    )
+
+
+def _numbers_agree(ours: Any, gold: Any) -> bool:
+    a, b = leaf_numbers(_plain(ours)), leaf_numbers(_plain(gold))
+    return bool(b) and len(a) == len(b) and all(same_number(x, y) for x, y in zip(a, b))
+
+
+def fact_stated(answer: str, alternatives: list[str]) -> bool:
+    """One key fact: a number as a number (up to rounding), else as `agents_judge.states` reads it."""
+    for alt in alternatives:
+        try:
+            figure = float(alt)
+        except ValueError:
+            if judge.states(answer, [alt]):
+                return True
+            continue
+        if any(same_number(n, figure) for n in numbers_in(answer)):
+            return True
+    return False
+
+
+def value_stated(answer: str, ours: Any, gold: Any, question: str) -> bool:
+    """The run ended in the gold plan's value and the answer reports it: the verdict of a yes/no tool, else one
+    of the gold result's numbers that the question does not hold already."""
     if normal_value(_plain(ours)) != normal_value(_plain(gold)):
         return False
     verdict = tool_verdict(_plain(gold))
     if verdict is not None:
         return said_yes(answer) == verdict
-    targets = leaf_numbers(_plain(gold))
-    return not targets or any(same_number(n, t) for t in targets for n in numbers_in(answer))
+    asked = numbers_in(question)
+    targets = [t for t in leaf_numbers(_plain(gold)) if not any(same_number(t, q) for q in asked)]
+    return bool(targets) and any(same_number(n, t) for t in targets for n in numbers_in(answer))
 
 
 def _plain(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
 
 
-async def run_row(orch: Orchestrator, gold: Orchestrator, example: Any) -> dict[str, Any]:
-    gold_result = await gold.aexecute(
-        Plan.from_data({"question": example.question, "steps": example.plan.spec()["steps"]})
-    )
-    gold_value = gold_result.plan.steps[-1].answer  # None: the gold plan itself failed (an unknown customer)
-    result = await orch.arun(example.question)
-    steps = result.plan.spec()["steps"] if result.plan else []
-    last = result.plan.steps[-1].answer if result.plan and result.plan.steps else None
+async def evaluate(model: Any, rows: list[dict[str, Any]], concurrency: int) -> list[dict[str, Any]]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(row: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            with tempfile.TemporaryDirectory(prefix="adapter-quality-") as tmp:
+                record = await run_row(model, row, Path(tmp))
+            keys = ("source", "id", "tool_exact", "answer_right", "write_right", "question")
+            print(json.dumps({k: record.get(k) for k in keys}), flush=True)
+            return record
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))
+
+
+# --- the table -------------------------------------------------------------------------------------------------
+
+
+def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    def pct(rows: list[dict[str, Any]], key: str) -> float:
+        return round(100 * sum(bool(r[key]) for r in rows) / len(rows), 1) if rows else 0.0
+
+    judged = [r for r in records if r.get("gold_ran", True)]
+    writes = [r for r in records if r["writes"]]
     return {
-        "question": example.question,
-        "source": example.source,
-        "valid": result.plan is not None,
-        "tool_exact": bool(steps) and tool_calls(steps) == tool_calls(example.plan.spec()["steps"]),
-        "echo": echoes(steps, example.question),
-        "answer": result.answer,
-        "gold_value": gold_value,
-        "gold_ran": gold_value is not None,
-        "answer_right": result.error is None and answer_right(result.answer or "", last, gold_value),
-        "plan": steps,
-        "error": str(result.error) if result.error else None,
+        "rows": len(records),
+        "valid": pct(records, "valid"),
+        "tool_exact": pct(records, "tool_exact"),
+        "answer_right": pct(judged, "answer_right"),
+        "answer_rows": len(judged),
+        "write_right": pct(writes, "write_right"),
+        "write_rows": len(writes),
+        "unexpected_writes": sum(len(r["unexpected_writes"]) for r in records),
+        "echo": pct(records, "echo"),
     }
 
 
-async def evaluate(model: Any, examples: list, concurrency: int) -> list[dict[str, Any]]:
-    gate = asyncio.Semaphore(concurrency)
-    packs = tool_packs(str(Path(tempfile.mkdtemp(prefix="adapter-quality-")) / "shop.sqlite3"))
-
-    async def one(example: Any) -> dict[str, Any]:
-        async with gate:
-            tools = packs[frozenset(example.tools)]  # a row names exactly its pack's tools
-            record = await run_row(Orchestrator(model, tools=tools), Orchestrator(model, tools=tools), example)
-            print(json.dumps({k: record[k] for k in ("source", "tool_exact", "answer_right", "question")}), flush=True)
-            return record
-
-    return list(await asyncio.gather(*(one(e) for e in examples)))
-
-
-def per_source(examples: list, limit: int) -> list:
-    """At most `limit` rows of each source, spread over its templates."""
-    return (
-        [e for source in ("tools", "tools-unseen") for e in spread([e for e in examples if e.source == source], limit)]
-        if limit
-        else []
-    )
-
-
-def table(name: str, records: list[dict[str, Any]]) -> None:
-    for source in sorted({r["source"] for r in records}):
-        rows = [r for r in records if r["source"] == source]
-        rate = lambda key, among=rows: 100 * sum(bool(r[key]) for r in among) / max(1, len(among))  # noqa: E731
-        ran = [r for r in rows if r["gold_ran"]]  # a final answer is judged only where the gold plan had one
-        print(
-            f"| {name} | {source} | {len(rows)} | {rate('valid'):.0f} % | {rate('tool_exact'):.0f} % | "
-            f"{rate('answer_right', ran):.0f} % of {len(ran)} | {rate('echo'):.0f} % |"
+def table(name: str, records: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for source in [s for s in SOURCES if any(r["source"] == s for r in records)]:
+        s = summary([r for r in records if r["source"] == source])
+        lines.append(
+            f"| {name} | {source} | {s['rows']} | {s['valid']:.0f} % | {s['tool_exact']:.0f} % | "
+            f"{s['answer_right']:.0f} % of {s['answer_rows']} | "
+            + (f"{s['write_right']:.0f} % of {s['write_rows']}" if s["write_rows"] else "–")
+            + f" | {s['unexpected_writes']} | {s['echo']:.0f} % |"
         )
+    return lines
 
 
-def main() -> None:
+HEADER = [
+    "| adapter | source | rows | valid plans | right tool + args | right final answer | writes right (end state) "
+    "| writes not in gold | echoes |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("held_out", help="heldout.jsonl written by `decompose train --build-data`")
-    parser.add_argument("--adapter", default=str(DEFAULT_ADAPTER), help="adapter folder (default: the shipped one)")
-    parser.add_argument("--per-source", type=int, default=40, help="rows per source at most (default 40)")
-    parser.add_argument(
-        "--before-per-source",
-        type=int,
-        default=10,
-        help="rows per source for the model without the adapter (default 10: its long prompt is slow)",
-    )
+    parser.add_argument("--adapter", default=str(DEFAULT_ADAPTER), help="adapter folder, or none (default: shipped)")
+    parser.add_argument("--model", default="smollm2", help="the local model the adapter is for (default smollm2)")
+    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
+    parser.add_argument("--per-source", type=int, help="rows per source at most, spread over it (default: all)")
+    parser.add_argument("--handwritten", type=Path, default=HANDWRITTEN)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--out", help="write every row's record to this JSONL")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="write every row's record to this JSONL")
+    args = parser.parse_args(argv)
 
-    examples = [e for e in read_examples(args.held_out) if e.source in ("tools", "tools-unseen")]
-    chosen = per_source(examples, args.per_source)
-    if not chosen:
-        sys.exit(f"{args.held_out} has no rows from the tool templates: write it with `decompose train --build-data`")
-    results = {}
-    for name, adapter, rows in (
-        ("adapter", args.adapter, args.per_source),
-        ("no adapter", "none", args.before_per_source),
-    ):
-        start = time.monotonic()
-        model = load_model("smollm2", adapter=adapter)
-        rows_chosen = per_source(chosen, rows)
-        results[name] = asyncio.run(evaluate(model, rows_chosen, args.concurrency))
-        print(f"{name}: {len(rows_chosen)} rows in {time.monotonic() - start:.0f} s", flush=True)
-    print("\n| model | source | rows | valid plans | right tool + args | right final answer | echoes |")
-    print("|---|---|---|---|---|---|---|")
-    for name, records in results.items():
-        table(name, records)
+    rows = []
+    for source in args.sources:
+        found = handwritten_rows(args.handwritten) if source == "handwritten" else template_rows(source)
+        rows += spread(found, args.per_source)
+    start = time.monotonic()
+    model = load_model(args.model, adapter=args.adapter)
+    records = asyncio.run(evaluate(model, rows, args.concurrency))
+    print(f"{len(rows)} rows in {time.monotonic() - start:.0f} s", flush=True)
+    name = "none" if args.adapter == "none" else Path(args.adapter).name
+    print("\n" + "\n".join([*HEADER, *table(name, records)]))
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            for name, records in results.items():
-                for record in records:
-                    out.write(json.dumps({"model": name, **record}, default=str) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps({"adapter": name, **record}, default=str) + "\n")
+    return records
 
 
 if __name__ == "__main__":

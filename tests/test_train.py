@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: everything loads from disk
 
 import json
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import SystemMessage
@@ -291,3 +292,15 @@ def test_the_shipped_adapter_plans_a_held_out_tool_question_right():
     assert [(s.tool, s.answer) for s in result.plan.steps] == [("calculator", 511)]
     assert "511" in result.answer
     assert load_model("smollm2", adapter="none").planner is None
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_the_readme_first_command_is_answered_right(capsys):
+    """The README's first command, as written there: the embedded default with its shipped adapter."""
+    question = "A jacket costs 1460 dollars. How much is 35% of that?"
+    assert question in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert main(["run", "--tools", "decompose.tools.calculator:calculator_tools", "--json", question]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [(s["tool"], s["answer"]) for s in result["steps"]] == [("calculator", 511)]
+    assert "511" in result["answer"]

@@ -488,6 +488,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --intents: at most N rows of each intent (default: all)",
     )
     tr.add_argument("--json", action="store_true", help="print the report as JSON")
+    boot = tr.add_argument_group("--bootstrap: a teacher model's checked traces over your tools become the rows")
+    boot.add_argument("--bootstrap", action="store_true", help="plan and run questions with --teacher, then train")
+    boot.add_argument("--teacher", metavar="SPEC", help="the teacher: any model spec (openai:..., hf:PATH, ...)")
+    boot.add_argument("--questions", metavar="FILE", help='JSONL of {"question", "answer"?, "calls"?} rows')
+    boot.add_argument("--generate", type=_positive_int, metavar="N", help="the teacher writes N varied questions")
+    boot.add_argument("--traces", metavar="FILE", help="traces, appended and reused (default OUT/traces.jsonl)")
+    boot.add_argument("--teacher-concurrency", type=_positive_int, default=4, metavar="N", help="default 4")
+    boot.add_argument(
+        "--teacher-timeout", type=_positive_seconds, metavar="SECONDS", help="an openai: teacher's time per call"
+    )
+    boot.add_argument("--no-train", action="store_true", help="stop after the traces and their training rows")
+    for flag in ("--agent", "--tools", "--mcp", "--mcp-url", "--mcp-timeout"):  # the tools, as `decompose run`
+        boot._add_action(copy.copy(model._option_string_actions[flag]))
     return parser
 
 

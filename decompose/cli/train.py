@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from rich.table import Table
 
@@ -14,6 +15,8 @@ from decompose.cli.output import Output
 def train_command(args: argparse.Namespace) -> int:
     if getattr(args, "intents", None):
         return _train_intents(args)
+    if getattr(args, "bootstrap", False):
+        return _bootstrap(args)
     if args.build_data:
         return _build(args)
     if not args.file:
@@ -23,10 +26,34 @@ def train_command(args: argparse.Namespace) -> int:
             "decompose train needs a training file",
             hint="decompose train FILE.jsonl, or write one with --build-data SOURCE_DIR",
         )
+    report = train_from_flags(args, args.file)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2), flush=True)
+    else:
+        print_train_report(report)
+    return EXIT_OK
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    """The teacher's checked traces, then (unless --no-train) the student trained on them."""
+    from decompose.cli.bootstrap import bootstrap_traces
+
+    report, tools = bootstrap_traces(args)
+    if not args.no_train:
+        report.train = train_from_flags(args, report.train_rows, tools)
+        if not args.json:
+            print_train_report(report.train)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2), flush=True)
+    return EXIT_OK
+
+
+def train_from_flags(args: argparse.Namespace, data: str, tools: list | None = None) -> Any:
+    """`train` with the command's training flags; `tools`: tools beyond the packs' that rows name."""
     from decompose.train import train
 
     report = train(
-        args.file,
+        data,
         model=args.model or "smollm2",
         out=args.out or "decomposer-adapter",
         held_out=args.held_out,
@@ -41,11 +68,13 @@ def train_command(args: argparse.Namespace) -> int:
         save_steps=args.save_steps,
         seed=args.seed,
         resume=args.resume,
+        tools=tools or (),
         progress=not args.json,
     )
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2), flush=True)
-        return EXIT_OK
+    return report
+
+
+def print_train_report(report: Any) -> None:
     out = Output()
     out.out.print(
         f"adapter: {report.adapter} ({report.steps} steps on {report.examples} rows, {report.device}; "
@@ -64,7 +93,6 @@ def train_command(args: argparse.Namespace) -> int:
         out.out.print(table)
         out.out.print(f"scores: {report.adapter}/held_out_scores.json; plans: {report.adapter}/held_out_plans.jsonl")
     out.out.print(f'use it: decompose run --adapter {report.adapter} "..."')
-    return EXIT_OK
 
 
 def _build(args: argparse.Namespace) -> int:
