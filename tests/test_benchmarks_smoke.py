@@ -32,6 +32,7 @@ def test_latency_benchmark_quick(capsys, monkeypatch):
     assert out.count("PASS") + out.count("FAIL") == 4  # one verdict per target
 
 
+@pytest.mark.slow
 def test_call_overhead_benchmark_prints_each_way_to_call(capsys):
     rows = _load("call_overhead").main(["--calls", "20", "--samples", "1"])
     out = capsys.readouterr().out

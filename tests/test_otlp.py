@@ -138,6 +138,7 @@ def test_the_environment_alone_turns_tracing_on(receiver, tmp_path):
     assert {resource["service.name"] for resource, _ in receiver.spans} == {"decompose"}  # no OTEL_SERVICE_NAME
 
 
+@pytest.mark.slow
 def test_an_unreachable_endpoint_costs_the_run_nothing_and_is_logged(caplog):
     nobody = f"http://127.0.0.1:{free_port()}/v1/traces"
     provider = TracerProvider()

@@ -61,6 +61,7 @@ def ask(url: str, **kwargs):
     )
 
 
+@pytest.mark.slow  # over a second: the scripted model writes word by word, as a server does
 def test_the_answer_arrives_word_by_word_as_the_synthesis_writes_it(url):
     arrived = [(chunk, time.monotonic()) for chunk in ask(url, stream=True)]
     content = [(c.choices[0].delta.content, t) for c, t in arrived if c.choices and c.choices[0].delta.content]
@@ -73,6 +74,7 @@ def test_the_answer_arrives_word_by_word_as_the_synthesis_writes_it(url):
     assert streamed == ANSWER == ask(url).choices[0].message.content  # the same answer as without streaming
 
 
+@pytest.mark.slow  # over a second: the scripted model writes word by word, as a server does
 def test_progress_only_for_a_client_that_asks(url):
     plain = list(ask(url, stream=True))
     assert not any((c.model_extra or {}).get("decompose") for c in plain)
