@@ -43,23 +43,21 @@ try:
         String,
         Table,
         Text,
-        create_engine,
         delete,
-        event,
         func,
         insert,
         select,
         update,
     )
-    from sqlalchemy.engine import Connection, Engine, make_url
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.exc import (
-        ArgumentError,
         DatabaseError,
         IntegrityError,
-        NoSuchModuleError,
         OperationalError,
         ProgrammingError,
     )
+
+    from decompose.sql_engine import open_engine
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigError(f"checkpoints need SQLAlchemy ({exc})", hint='pip install "decompose-agents[durable]"') from None
 
@@ -489,36 +487,23 @@ def _alive(owner: str | None) -> bool:
 
 def _engine(url: str, busy_timeout: float, *, create: bool) -> tuple[Engine, str]:
     """The engine, and how to name the store in a message (the file path, or the URL without its password)."""
-    try:
-        parsed = make_url(url)
-        where = parsed.render_as_string(hide_password=True)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            path = Path(parsed.database)
-            where = str(path)
-            if not create and not path.exists():
-                raise CheckpointError(
-                    f"there is no checkpoint store at {path}",
-                    hint="give the --checkpoints path the run was started with",
-                )
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot use checkpoint store {url!r}: {exc}",
-            hint="give a file path, or a SQLAlchemy URL such as sqlite:///runs.sqlite3 or "
-            "postgresql+psycopg://user@host/db (with its driver installed)",
-        ) from None
-    if engine.dialect.name == "sqlite":
 
-        def pragmas(connection: Any, _record: Any) -> None:
-            # The busy timeout first (WAL needs the lock another process may hold); WAL lets readers work beside
-            # one writer; NORMAL sync still survives a killed process (the WAL is in the OS's cache), not a
-            # power cut, and makes each write a fraction of a millisecond.
-            cursor = connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+    def must_exist(path: Path) -> None:
+        if not create and not path.exists():
+            raise CheckpointError(
+                f"there is no checkpoint store at {path}",
+                hint="give the --checkpoints path the run was started with",
+            )
 
-        event.listen(engine, "connect", pragmas)
-    return engine, where
+    engine, path = open_engine(
+        url,
+        what="checkpoint store",
+        hint="give a file path, or a SQLAlchemy URL such as sqlite:///runs.sqlite3 or "
+        "postgresql+psycopg://user@host/db (with its driver installed)",
+        busy_timeout_ms=int(busy_timeout * 1000),
+        # NORMAL sync still survives a killed process (the WAL is in the OS's cache), not a power cut, and makes
+        # each write a fraction of a millisecond.
+        pragmas=["synchronous=NORMAL"],
+        check_file=must_exist,
+    )
+    return engine, str(path) if path is not None else engine.url.render_as_string(hide_password=True)

@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -27,21 +26,20 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     insert,
     inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from decompose.errors import ConfigError, DecomposeError
 from decompose.events import Event
 from decompose.paths import cache_dir
 from decompose.retry import RetryState, retry_events, retrying_blocking, store_schema_race, store_write
+from decompose.sql_engine import open_engine
 
 log = logging.getLogger("decompose.serve")
 RUNNING, ANSWERED, FAILED, INTERRUPTED = "running", "answered", "failed", "interrupted"
@@ -371,27 +369,11 @@ class Store:
 
 
 def _engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot use database {url!r}: {exc}",
-            hint="give a SQLAlchemy URL such as sqlite:///conversations.sqlite3 or "
-            "postgresql+psycopg://user@host/db (with its driver installed)",
-        ) from None
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+    engine, _ = open_engine(
+        url,
+        what="database",
+        hint="give a SQLAlchemy URL such as sqlite:///conversations.sqlite3 or "
+        "postgresql+psycopg://user@host/db (with its driver installed)",
+        busy_timeout_ms=BUSY_TIMEOUT_MS,
+    )
     return engine
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    # WAL lets readers and one writer (several servers on one file) work at once; the busy timeout makes a
-    # writer wait for the lock instead of failing.
-    # The busy timeout first: switching to WAL needs the lock another process may hold at that moment.
-    cursor = connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
