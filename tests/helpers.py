@@ -23,6 +23,20 @@ def plan_json(*questions_or_steps):
 
 
 TITANIC = "Who directed Titanic, and how old was that person when it was released?"
+# The keys of a Result's JSON (`to_json`, `--json`), success or failure alike: a change here is a change to its users.
+RESULT_KEYS = {
+    "run_id",
+    "question",
+    "answer",
+    "ok",
+    "error",
+    "elapsed",
+    "route",
+    "steps",
+    "citations",
+    "usage",
+    "events",
+}
 
 
 class Clock:

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from helpers import REPO, cli
+from helpers import REPO, RESULT_KEYS, cli
 
 TITANIC = "Who directed Titanic, and how old was that person when it was released?"
 
@@ -120,19 +120,7 @@ def test_json_output_schema_and_trace(work):
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is the JSON document alone
-    assert set(data) == {
-        "run_id",
-        "question",
-        "answer",
-        "ok",
-        "error",
-        "elapsed",
-        "route",
-        "steps",
-        "citations",
-        "usage",
-        "events",
-    }
+    assert set(data) == RESULT_KEYS
     assert data["question"] == TITANIC and data["ok"] is True and data["error"] is None
     assert data["answer"] == "James Cameron was 43 when Titanic was released."
     assert [s["answer"] for s in data["steps"]] == ["James Cameron", "1954", "1997", "43"]
@@ -486,19 +474,7 @@ def test_no_usable_plan_still_gives_json_with_the_same_keys(work, main_in_proces
     code, out, err = main_in_process("run", "--json", "--model", "scripted:garbage.py", TITANIC)
     assert code == 1 and "Traceback" not in err
     data = json.loads(out)
-    assert set(data) == {
-        "run_id",
-        "question",
-        "answer",
-        "ok",
-        "error",
-        "elapsed",
-        "route",
-        "steps",
-        "citations",
-        "usage",
-        "events",
-    }
+    assert set(data) == RESULT_KEYS
     assert data["ok"] is False and "usable plan" in data["error"]
     assert err.count("decompose: error:") == 1 and "usable plan" in err
 

@@ -2,7 +2,7 @@ import asyncio
 import json
 
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import RESULT_KEYS, TITANIC, plan_json
 from langchain_core.tools import tool
 
 from decompose import ConfigError, Decomposer, InputError, Limits, Orchestrator, Plan, PlanError, ScriptedChatModel
@@ -410,19 +410,7 @@ def test_unknown_model_spec():
 
 def test_result_json_has_stable_keys(titanic_model):
     data = json.loads(Orchestrator(titanic_model).run(TITANIC).to_json())
-    assert set(data) == {
-        "run_id",
-        "question",
-        "answer",
-        "ok",
-        "error",
-        "elapsed",
-        "route",
-        "steps",
-        "citations",
-        "usage",
-        "events",
-    }
+    assert set(data) == RESULT_KEYS
     assert set(data["steps"][0]) >= {"id", "question", "depends_on", "status", "answer", "model", "elapsed"}
     assert data["events"][0]["type"] == "PlanReady"
 
