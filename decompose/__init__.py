@@ -10,6 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Answered": "decompose.events",
+    "ApprovalRequested": "decompose.events",
+    "Approve": "decompose.approvals",
+    "Edit": "decompose.approvals",
+    "Reject": "decompose.approvals",
+    "ApprovalRequest": "decompose.approvals",
+    "requires_approval": "decompose.approvals",
     "Event": "decompose.events",
     "PlanFallback": "decompose.events",
     "PlanReady": "decompose.events",
@@ -82,6 +88,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from langchain_core.tools import tool
 
+    from decompose.approvals import ApprovalRequest, Approve, Edit, Reject, requires_approval
     from decompose.chains.decompose import Decomposer
     from decompose.chains.prompts import Prompts
     from decompose.errors import (
@@ -98,6 +105,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     )
     from decompose.events import (
         Answered,
+        ApprovalRequested,
         Event,
         IntentDetected,
         PlanFallback,

@@ -25,10 +25,11 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from decompose.approvals import ApprovalRequest
 from decompose.errors import CheckpointError, ConfigError, InputError
 from decompose.events import Event
 from decompose.paths import cache_dir
@@ -64,8 +65,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 log = logging.getLogger("decompose.checkpoints")
 
 RUNNING, STOPPED, FINISHED = "running", "stopped", "finished"
-STATUSES = (RUNNING, STOPPED, FINISHED)
+AWAITING = "awaiting"  # a tool call waits for a person's decision (decompose/approvals.py)
+CANCELLED, EXPIRED = "cancelled", "expired"  # ended without an answer: cancelled by a person, or never decided
+STATUSES = (RUNNING, STOPPED, AWAITING, FINISHED, CANCELLED, EXPIRED)
+ENDED = (FINISHED, CANCELLED, EXPIRED)  # kept `ttl` seconds after they ended, then deleted
 DEFAULT_TTL = 7 * 24 * 3600.0  # a finished run's checkpoint is kept a week
+DEFAULT_APPROVAL_TTL = 24 * 3600.0  # a pending approval waits a day, then its run expires
 
 metadata = MetaData()
 runs = Table(
@@ -73,7 +78,7 @@ runs = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("question", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # running, stopped, finished (later: awaiting approval)
+    Column("status", String(16), nullable=False),  # one of STATUSES
     Column("given_plan", Integer, nullable=False),  # 1: a plan given to execute (no planning, no tool guard)
     Column("history", Text),  # JSON: the conversation's earlier messages (LangChain's messages_to_dict)
     Column("plan", Text),  # JSON: the plan's spec, every step (replans included); None until planned
@@ -104,6 +109,20 @@ ledger = Table(
     Column("result", Text),  # JSON: {"answer", "args"} once done
     Column("started_at", Float, nullable=False),
     Column("done_at", Float),
+)
+approvals = Table(
+    "decompose_approvals",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("step_id", Integer, primary_key=True),
+    Column("tool", String(200), nullable=False),
+    Column("args", Text, nullable=False),  # JSON: the arguments the call would be made with
+    Column("reason", Text, nullable=False),  # why it needs approval
+    Column("status", String(16), nullable=False),  # pending, decided, cancelled, expired
+    Column("decision", Text),  # JSON: approvals.decision_dict's form, once decided
+    Column("requested_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("decided_at", Float),
 )
 
 
@@ -158,7 +177,8 @@ SCHEMA_RACE = store_schema_race(
 
 class CheckpointStore:
     """Runs' checkpoints in the database at `location` (a file path or any SQLAlchemy URL). `ttl`: seconds a
-    finished run is kept; `busy_timeout`: seconds a SQLite writer waits for another's lock; `create=False` opens
+    finished (or cancelled, or expired) run is kept; `approval_ttl`: seconds a pending approval waits before its
+    run expires; `busy_timeout`: seconds a SQLite writer waits for another's lock; `create=False` opens
     only a store that exists (reading runs, resuming)."""
 
     retry_wait = 0.1  # seconds before a failed write is tried again, doubling (three tries in all)
@@ -169,15 +189,17 @@ class CheckpointStore:
         location: str | os.PathLike[str] | None = None,
         *,
         ttl: float = DEFAULT_TTL,
+        approval_ttl: float = DEFAULT_APPROVAL_TTL,
         busy_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         create: bool = True,
         on_event: Callable[[Event], None] | None = None,
     ):
-        if ttl <= 0:
-            raise ConfigError(f"checkpoint ttl must be a positive number of seconds, got {ttl!r}")
+        for name, value in (("ttl", ttl), ("approval_ttl", approval_ttl)):
+            if value <= 0:
+                raise ConfigError(f"checkpoint {name} must be a positive number of seconds, got {value!r}")
         self.url = as_url(location if location is not None else default_path())
-        self.ttl = ttl
+        self.ttl, self.approval_ttl = ttl, approval_ttl
         self.clock = clock  # wall-clock seconds: a checkpoint outlives the process
         self.on_event = on_event or (lambda e: log.warning("%s", e.to_dict()))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -187,6 +209,11 @@ class CheckpointStore:
 
     def __repr__(self) -> str:
         return f"CheckpointStore({self.where!r})"
+
+    @property
+    def flag(self) -> str:
+        """The command-line option naming this store, for hints."""
+        return f"--checkpoints {self.where}"
 
     # ----- opening ------------------------------------------------------------------------------------------
 
@@ -387,24 +414,126 @@ class CheckpointStore:
         ]
 
     def purge(self) -> int:
-        """Delete the runs that finished more than `ttl` seconds ago, with their steps and ledger: how many."""
-        self._purged_at = self.clock()
-        cutoff = self._purged_at - self.ttl
+        """Expire the runs whose approval waited past `approval_ttl`, and delete the runs that ended more than
+        `ttl` seconds ago, with their steps, ledger and approvals: how many were deleted."""
+        now = self._purged_at = self.clock()
+        cutoff = now - self.ttl
 
         def write(db: Connection) -> int:
-            expired = select(runs.c.id).where(runs.c.status == FINISHED, runs.c.finished_at < cutoff)
-            ids = list(db.execute(expired).scalars())
+            overdue = select(approvals.c.run_id).where(approvals.c.status == "pending", approvals.c.expires_at < now)
+            for run_id in set(db.execute(overdue).scalars()):
+                waited = f"{self.approval_ttl:g}s" if self.approval_ttl % 3600 else f"{self.approval_ttl / 3600:g} h"
+                _end_waiting(db, run_id, EXPIRED, f"expired: no decision on its approval within {waited}", now)
+            ended = select(runs.c.id).where(runs.c.status.in_(ENDED), runs.c.finished_at < cutoff)
+            ids = list(db.execute(ended).scalars())
             if ids:
-                db.execute(delete(steps).where(steps.c.run_id.in_(ids)))
-                db.execute(delete(ledger).where(ledger.c.run_id.in_(ids)))
+                for table in (steps, ledger, approvals):
+                    db.execute(delete(table).where(table.c.run_id.in_(ids)))
                 db.execute(delete(runs).where(runs.c.id.in_(ids)))
             return len(ids)
 
         return int(self._write(write))
 
+    # ----- approvals ----------------------------------------------------------------------------------------
+
+    def await_approval(self, run_id: str, requests: list[ApprovalRequest]) -> list[ApprovalRequest]:
+        """The run stops `awaiting` these calls' decisions (each expiring after `approval_ttl`): the requests
+        as saved, with their times."""
+        now = self.clock()
+        saved = [replace(r, requested_at=now, expires_at=now + self.approval_ttl) for r in requests]
+
+        def write(db: Connection) -> None:
+            for r in saved:
+                db.execute(delete(approvals).where(approvals.c.run_id == run_id, approvals.c.step_id == r.step_id))
+                db.execute(
+                    insert(approvals).values(
+                        run_id=run_id,
+                        step_id=r.step_id,
+                        tool=r.tool,
+                        args=_dumps(r.args),
+                        reason=r.reason,
+                        status="pending",
+                        requested_at=now,
+                        expires_at=now + self.approval_ttl,
+                    )
+                )
+            db.execute(update(runs).where(runs.c.id == run_id).values(status=AWAITING, updated_at=now, error=None))
+
+        self._write(write)
+        return saved
+
+    def approvals(self, run_id: str | None = None, *, pending_only: bool = True) -> list[ApprovalRequest]:
+        """The calls waiting for a decision (of one run, or of every run, oldest first); with `pending_only=False`
+        the decided ones too (their `decision` set)."""
+        query = select(approvals).order_by(approvals.c.requested_at, approvals.c.step_id)
+        if run_id is not None:
+            query = query.where(approvals.c.run_id == run_id)
+        query = query.where(approvals.c.status == "pending") if pending_only else query
+        with self._reading() as db:
+            rows = list(db.execute(query).mappings())
+        return [
+            ApprovalRequest(
+                run_id=r["run_id"],
+                step_id=r["step_id"],
+                tool=r["tool"],
+                args=json.loads(r["args"]),
+                reason=r["reason"],
+                requested_at=r["requested_at"],
+                expires_at=r["expires_at"],
+                decision=_loaded(r["decision"], None),
+            )
+            for r in rows
+            if pending_only or r["status"] in ("pending", "decided")
+        ]
+
+    def decide(self, run_id: str, decisions: dict[int, dict[str, Any]]) -> None:
+        """Record decisions (`approvals.decision_dict` forms) on pending calls of `run_id`, all or none:
+        `InputError` when one is not pending (decided already, expired, cancelled, never asked)."""
+        now = self.clock()
+
+        def write(db: Connection) -> None:
+            for step_id, decision in decisions.items():
+                decided = db.execute(
+                    update(approvals)
+                    .where(
+                        approvals.c.run_id == run_id,
+                        approvals.c.step_id == step_id,
+                        approvals.c.status == "pending",
+                        approvals.c.expires_at >= now,
+                    )
+                    .values(status="decided", decision=_dumps(decision), decided_at=now)
+                ).rowcount
+                if decided != 1:
+                    raise InputError(
+                        f"step {step_id} of run {run_id} has no pending approval (decided already, expired or "
+                        "never asked); no decision was recorded",
+                        hint=f"list what waits with `decompose runs --status awaiting {self.flag}`",
+                    )
+
+        self._write(write)
+
+    def cancel(self, run_id: str, reason: str = "cancelled by a person") -> None:
+        """End a run that waits (for approval, or to be resumed) without an answer; `InputError` when there is no
+        such run or it has ended already. It is deleted `ttl` seconds later, like a finished run."""
+
+        def write(db: Connection) -> str | None:
+            status = db.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+            if status in (AWAITING, STOPPED, RUNNING):
+                _end_waiting(db, run_id, CANCELLED, reason, self.clock())
+            return status
+
+        status = self._write(write)
+        if status is None:
+            raise InputError(
+                f"there is no run {run_id!r} in the checkpoint store {self.where}",
+                hint=f"list the runs with `decompose runs {self.flag}`",
+            )
+        if status not in (AWAITING, STOPPED, RUNNING):
+            raise InputError(f"run {run_id} has ended already ({status}); nothing to cancel")
+
     def counts(self) -> dict[str, int]:
         """Rows per table: what a store holds (for the soak's leftovers check)."""
-        tables = (runs, steps, ledger)
+        tables = (runs, steps, ledger, approvals)
         with self._reading() as db:
             return {t.name: db.execute(select(func.count()).select_from(t)).scalar() or 0 for t in tables}
 
@@ -454,6 +583,16 @@ class CheckpointStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _end_waiting(db: Connection, run_id: str, status: str, reason: str, now: float) -> None:
+    """A waiting run ends without an answer (cancelled or expired), and so do its pending approvals."""
+    db.execute(
+        update(runs).where(runs.c.id == run_id).values(status=status, error=reason, finished_at=now, updated_at=now)
+    )
+    db.execute(
+        update(approvals).where(approvals.c.run_id == run_id, approvals.c.status == "pending").values(status=status)
+    )
 
 
 def open_store(checkpoints: Any) -> CheckpointStore | None:

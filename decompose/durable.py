@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
 
-from decompose.checkpoints import FINISHED, STOPPED, CheckpointStore, SavedRun
+from decompose.approvals import ApprovalRequest
+from decompose.checkpoints import CANCELLED, EXPIRED, FINISHED, STOPPED, CheckpointStore, SavedRun
 from decompose.errors import DecomposeError, InputError
 from decompose.events import Event, PlanReady, StepFailed, StepFinished
 from decompose.plan import Plan, Solved
@@ -70,6 +71,10 @@ class RunCheckpoint:
     def stopped(self, error: str) -> None:
         self.store.end(self.run_id, STOPPED, error=error)
 
+    def awaiting(self, requests: list[ApprovalRequest]) -> list[ApprovalRequest]:
+        """The run stops until a person decides these calls: the requests as saved (with their expiry)."""
+        return self.store.await_approval(self.run_id, requests)
+
     # ----- the ledger (tools/runner.py's Ledger) ------------------------------------------------------------
 
     def get(self, run_id: str, step_id: int) -> LedgerEntry | None:
@@ -100,12 +105,12 @@ class Resumption:
     def load(cls, store: CheckpointStore, run_id: str) -> Resumption:
         """The run to resume, or `InputError` naming why it cannot be: unknown (or expired), finished."""
         if not isinstance(run_id, str) or not run_id.strip():
-            raise InputError("a run id is needed to resume", hint=f"list the runs with `decompose runs {_flag(store)}`")
+            raise InputError("a run id is needed to resume", hint=f"list the runs with `decompose runs {store.flag}`")
         saved = store.load(run_id.strip())
         if saved is None:
             raise InputError(
                 f"there is no run {run_id!r} in the checkpoint store {store.where}",
-                hint=f"list the runs with `decompose runs {_flag(store)}`; a finished run is deleted after "
+                hint=f"list the runs with `decompose runs {store.flag}`; a finished run is deleted after "
                 f"{store.ttl:g}s, and a run is found only in the store it was started with",
             )
         if saved.status == FINISHED:
@@ -114,6 +119,8 @@ class Resumption:
                 f"run {run_id} already finished ({said}); nothing to resume",
                 hint="ask the question again for a new run",
             )
+        if saved.status in (CANCELLED, EXPIRED):
+            raise InputError(f"run {run_id} was {saved.status} ({saved.error}); nothing to resume")
         return cls(saved)
 
     @property
@@ -148,7 +155,3 @@ class Resumption:
             elif isinstance(event, StepFailed):
                 outcomes[step_id] = RestoredFailure(event.error)
         return outcomes
-
-
-def _flag(store: CheckpointStore) -> str:
-    return f"--checkpoints {store.where}"

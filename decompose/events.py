@@ -111,6 +111,17 @@ class StepSkipped(Event):
 
 
 @dataclass(frozen=True)
+class ApprovalRequested(Event):
+    """A tool call waits for a person (decompose/approvals.py): the step is `awaiting` until the run is resumed
+    with a decision; `reason` says why it needs one."""
+
+    step_id: int
+    tool: str
+    args: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Retried(Event):
     phase: str  # decompose / solve / synthesize
     attempt: int
@@ -227,6 +238,7 @@ RunEvent = (
     | StepFinished
     | StepFailed
     | StepSkipped
+    | ApprovalRequested
     | Retried
     | IntentDetected
     | RouteChosen

@@ -25,6 +25,15 @@ from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
 
+from decompose.approvals import (
+    ApprovalNeeded,
+    ApprovalRejected,
+    ApprovalRequest,
+    Decision,
+    Edit,
+    decision_dict,
+    decision_from,
+)
 from decompose.auto import AutoStrategy, Route
 from decompose.cache import as_cache
 from decompose.calls import ModelCaller
@@ -96,6 +105,9 @@ class _Run:
     answer_stream: AnswerStream | None = None  # on_answer: the answer's text as the synthesis writes it
     trace: RunTrace | None = None  # its spans (tracing.py); None when tracing is off
     checkpoint: RunCheckpoint | None = None  # with Orchestrator(checkpoints=...): writes the run as it goes
+    decisions: Mapping[int, Decision] = field(default_factory=dict)  # a resumed run's decisions on its approvals
+    pending: list[ApprovalRequest] = field(default_factory=list)  # calls that wait for a person
+    rejected: list[str] = field(default_factory=list)  # why calls a person rejected were not made
 
     @property
     def emit(self) -> Callable[[Event], None]:
@@ -197,6 +209,13 @@ class Orchestrator:
         self.tool_runner = checked(tool_runner or ToolRunner(), ToolRunner, "tool_runner").configured(
             self.tools, self.prompts
         )
+        waits = [t.name for t in self.tools if self.tool_runner.needs_approval(t)]
+        if waits and self.checkpoints is None and self.tool_runner.approver is None:
+            raise ConfigError(
+                f"{', '.join(waits)} may wait for a person's approval, and this Orchestrator has nowhere to wait",
+                hint='give it checkpoints="runs.sqlite3" (a run then stops awaiting the decision, resumed with '
+                "orch.resume(run_id, decisions=...)), or ToolRunner(approver=...) to decide at once",
+            )
         self.synthesizer = Synthesizer(
             self.prompts,
             retriever=retriever,
@@ -384,25 +403,33 @@ class Orchestrator:
         return await run.traced(question, execute())
 
     def resume(
-        self, run_id: str, *, on_event: Callable[[Event], None] | None = None, limits: Limits | None = None
+        self,
+        run_id: str,
+        *,
+        decisions: Mapping[int, Decision | dict[str, Any]] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        limits: Limits | None = None,
     ) -> Result:
-        return run_sync(self.aresume(run_id, on_event=on_event, limits=limits))
+        return run_sync(self.aresume(run_id, decisions=decisions, on_event=on_event, limits=limits))
 
     async def aresume(
-        self, run_id: str, *, on_event: Callable[[Event], None] | None = None, limits: Limits | None = None
+        self,
+        run_id: str,
+        *,
+        decisions: Mapping[int, Decision | dict[str, Any]] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        limits: Limits | None = None,
     ) -> Result:
         """Go on with a run of this Orchestrator's checkpoint store that stopped (its process died, it raised or
         was cancelled): the steps that ended keep their outcome (never asked again), a side-effecting call is
         never made twice, and a step that was running runs again only when that is safe (see `durable.py`).
-        Resume with the same tools (agent) the run was started with. `InputError` for an unknown or finished run."""
+        A run awaiting approval goes on with `decisions` (step id -> `Approve()`, `Edit(args)`, `Reject(reason)`,
+        or their JSON forms), which are saved before anything runs. Resume with the same tools (agent) the run was
+        started with. `InputError` for an unknown, finished or cancelled run, and for a bad decision."""
         from decompose.durable import Resumption
 
-        if self.checkpoints is None:
-            raise ConfigError(
-                "resume needs a checkpoint store",
-                hint='Orchestrator(..., checkpoints="runs.sqlite3"), the one the run used',
-            )
-        resumption = Resumption.load(self.checkpoints, run_id)
+        store = self._store("resume")
+        resumption = Resumption.load(store, run_id)
         saved = resumption.saved
         plan = resumption.plan(self.max_steps)
         if plan is not None:
@@ -412,8 +439,14 @@ class Orchestrator:
                 f"run {saved.id} stopped before its plan was saved; nothing of it ran",
                 hint="execute the plan again",
             )
-        self.checkpoints.claim(saved)
+        self._decide(saved.id, saved.status, decisions or {})
+        store.claim(saved)
         run = self._new_run(on_event, saved.id, history=resumption.history, limits=limits)
+        run.decisions = {
+            a.step_id: decision_from(a.decision)
+            for a in store.approvals(saved.id, pending_only=False)
+            if a.decision is not None
+        }
         assert run.checkpoint is not None
         run.checkpoint.begin(saved.question, run.history, given_plan=saved.given_plan, resumed=saved)
         if not saved.given_plan:
@@ -437,6 +470,58 @@ class Orchestrator:
                 return _finished(run, result)
 
         return await run.traced(saved.question, execute())
+
+    def approvals(self, run_id: str | None = None) -> list[ApprovalRequest]:
+        """The calls waiting for a person's decision: of one run, or of every run in the checkpoint store."""
+        return self._store("list approvals").approvals(run_id)
+
+    def cancel(self, run_id: str, reason: str = "cancelled by a person") -> None:
+        """End a run that waits (for approval, or to be resumed) without an answer: it will not be resumed."""
+        self._store("cancel a run").cancel(run_id, reason)
+
+    def _store(self, doing: str) -> CheckpointStore:
+        if self.checkpoints is None:
+            raise ConfigError(
+                f"to {doing}, the Orchestrator needs a checkpoint store",
+                hint='Orchestrator(..., checkpoints="runs.sqlite3"), the one the run used',
+            )
+        return self.checkpoints
+
+    def _decide(self, run_id: str, status: str, decisions: Mapping[int, Decision | dict[str, Any]]) -> None:
+        """Check a resumed run's decisions against what waits, and save them (all or none) before it goes on."""
+        from decompose.checkpoints import AWAITING
+        from decompose.tools.runner import validate_args
+
+        store = self._store("decide")
+        pending = {a.step_id: a for a in store.approvals(run_id)}
+        if status != AWAITING:
+            if decisions:
+                raise InputError(f"run {run_id} is not waiting for approval ({status}); there is nothing to decide")
+            return
+        if not decisions:
+            waiting = "; ".join(f"step {a.step_id}: {a.tool} {a.args} ({a.reason})" for a in pending.values())
+            raise InputError(
+                f"run {run_id} waits for approval of {waiting}",
+                hint="resume it with a decision for each: decisions={step: Approve() | Edit(args) | Reject(reason)}"
+                " (CLI: --approve STEP, --edit STEP=JSON, --reject STEP=REASON)",
+            )
+        chosen: dict[int, dict[str, Any]] = {}
+        for step_id, given in decisions.items():
+            request = pending.get(step_id) if isinstance(step_id, int) else None
+            if request is None:
+                waiting = ", ".join(map(str, pending)) or "none"
+                raise InputError(
+                    f"step {step_id!r} of run {run_id} has no pending approval (steps waiting: {waiting})",
+                    hint="decide only the steps that wait; a decision is made once",
+                )
+            decision = decision_from(given)
+            if isinstance(decision, Edit):
+                tool = self.tool_runner.tools.get(request.tool)
+                problem = None if tool is None else validate_args(tool, decision.args)
+                if problem is not None:
+                    raise InputError(f"the edited arguments of step {step_id} do not fit: {problem}")
+            chosen[step_id] = decision_dict(decision)
+        store.decide(run_id, chosen)
 
     async def astream(self, question: str, *, limits: Limits | None = None) -> AsyncIterator[Event]:
         """Yield events as they happen; the last one is `Answered` (errors are raised after the events)."""
@@ -570,11 +655,13 @@ class Orchestrator:
                     await self._run_steps(plan, question, run, depth=0, hooks=hooks, answered=answered)
                 max_replans = self.decomposer.max_replans
                 for replan in range(replans + 1, max_replans + 2):
+                    if run.pending:  # no answer until a person decides: the run stops here, to be resumed
+                        break
                     with run.phase("synthesize"):
                         answer, missing = await self._synthesize(plan, question, run, may_replan=replan <= max_replans)
                     if missing is None or not await self._replan(plan, question, missing, run, replan):
                         break
-                if answer is None:  # the last replan brought nothing new: answer from what there is
+                if answer is None and not run.pending:  # the last replan brought nothing new: answer from what there is
                     with run.phase("synthesize"):
                         answer, _ = await self._synthesize(plan, question, run)
         except TimeoutError:
@@ -588,6 +675,10 @@ class Orchestrator:
             close_unfinished(run.record, error)
         if answer is not None and run.grounding is not None:
             answer = run.grounding.follow_ups(answer, plan)  # the offers made instead of writes, the ids to ask for
+        if answer is not None and run.rejected:  # what a person refused is said, whatever the synthesis wrote
+            answer = " ".join(
+                [answer.rstrip(), *(f"{why[0].upper()}{why[1:]}." for why in run.rejected if why not in answer)]
+            )
         if answer is not None:
             if run.answer_stream is not None:
                 run.answer_stream.offer(answer)  # the rest: a follow-up, a last word, an answer never streamed
@@ -602,6 +693,7 @@ class Orchestrator:
             error=error,
             answer_sources=run.answer_sources,
             route=_route_dict(run),
+            approvals=list(run.pending),
         )
 
     async def _run_steps(
@@ -633,16 +725,24 @@ class Orchestrator:
                 return outcome
             answers = {i: s.answer for i, s in solved.items()}
             if step.tool:
-                return await self.tool_runner.run(
-                    step,
-                    resolve_args(step.args, answers),
-                    run_id=run.run_id,
-                    caller=run.caller,
-                    emit=run.emit,
-                    grounding=run.grounding,
-                    trace=run.trace,
-                    ledger=run.checkpoint,
-                )
+                try:
+                    return await self.tool_runner.run(
+                        step,
+                        resolve_args(step.args, answers),
+                        run_id=run.run_id,
+                        caller=run.caller,
+                        emit=run.emit,
+                        grounding=run.grounding,
+                        trace=run.trace,
+                        ledger=run.checkpoint,
+                        decisions=run.decisions,
+                    )
+                except ApprovalNeeded as exc:
+                    run.pending.append(exc.request)
+                    raise
+                except ApprovalRejected as exc:
+                    run.rejected.append(str(exc))
+                    raise
             resolved = resolve_text(step.question, answers)
             key = question_key(resolved)
             if key in known:  # a replan asked again what an earlier step answered
@@ -771,6 +871,15 @@ def _stopping(run: _Run) -> Iterator[None]:
 def _finished(run: _Run, result: Result) -> Result:
     """The run's Result with its id; its checkpoint saved `finished` (expiring after the store's ttl)."""
     result.run_id = run.run_id
+    if result.approvals:
+        if run.checkpoint is None:
+            result.error = (
+                f"{len(result.approvals)} call(s) wait for approval, but this run cannot wait: it has no checkpoint "
+                "store (Orchestrator(checkpoints=...)) to be resumed from"
+            )
+        else:  # a store that cannot be written raises: the decision would have nowhere to go
+            result.approvals = run.checkpoint.awaiting(result.approvals)
+        return result
     if run.checkpoint is not None:
         try:
             run.checkpoint.finished(result.answer, result.error)

@@ -23,7 +23,7 @@ _REFERENCE_OR_ESCAPED = re.compile(r"\{\{(\d+" + _PATH + r")\}\}|" + REFERENCE.p
 
 PLAN_FIELDS = ("id", "question", "depends_on", "tool", "args", "kind")
 
-StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+StepStatus = Literal["pending", "running", "done", "failed", "skipped", "awaiting"]
 # How a step without a tool is answered: by the run's solver ("model"), or by a program the model writes and
 # the restricted interpreter runs ("program", see decompose.program).
 StepKind = Literal["model", "program"]

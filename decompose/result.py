@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from decompose.approvals import ApprovalRequest
 from decompose.errors import DecomposeError
 from decompose.events import Event, Usage
 from decompose.plan import Plan
@@ -24,6 +25,13 @@ class Result:
     answer_sources: list[dict[str, Any]] = field(default_factory=list)  # passages the final answer was shown
     route: dict[str, Any] | None = None  # strategy="auto": {"name", "why", "tried"}; None under other strategies
     run_id: str | None = None  # the run's id: `Orchestrator.resume(run_id)` with checkpoints
+    # Calls waiting for a person (decompose/approvals.py): the run stopped without an answer until they are
+    # decided with `Orchestrator.resume(run_id, decisions=...)`.
+    approvals: list[ApprovalRequest] = field(default_factory=list)
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return bool(self.approvals)
 
     @classmethod
     def failed(
@@ -124,6 +132,8 @@ class Result:
             "error": self.error,
             "elapsed": round(self.elapsed, 4),
             "route": self.route,
+            "awaiting_approval": self.awaiting_approval,
+            "approvals": [a.to_dict() for a in self.approvals],
             "steps": steps,
             "citations": self.citations,
             "usage": self.usage.to_dict(),

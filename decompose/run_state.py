@@ -8,7 +8,8 @@ the plan's `Step`s for the `Result`), the command's live tree (`cli/plan_view.py
 out again. A step moves only forward:
 
     pending ──StepStarted──► running ──StepFinished──► done
-       │                        └──────StepFailed────► failed
+       │                        ├──────StepFailed────► failed
+       │                        └──ApprovalRequested─► awaiting (a person decides; the run is resumed)
        └──────StepSkipped────► skipped
 
 Any other move is a `TransitionError`. A `Retried` for a running step counts one more attempt; the other events
@@ -21,7 +22,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from decompose.events import Answered, Event, PlanReady, Retried, StepFailed, StepFinished, StepSkipped, StepStarted
+from decompose.events import (
+    Answered,
+    ApprovalRequested,
+    Event,
+    PlanReady,
+    Retried,
+    StepFailed,
+    StepFinished,
+    StepSkipped,
+    StepStarted,
+)
 from decompose.plan import Plan, StepKind, StepStatus, resolve_text
 
 # The one legal move of each step event: (from, to).
@@ -30,6 +41,7 @@ MOVES: dict[type[Event], tuple[StepStatus, StepStatus]] = {
     StepFinished: ("running", "done"),
     StepFailed: ("running", "failed"),
     StepSkipped: ("pending", "skipped"),
+    ApprovalRequested: ("running", "awaiting"),
 }
 
 
@@ -135,7 +147,7 @@ def apply(state: RunState, event: Event) -> RunState:
     match event:
         case PlanReady():
             return replace(state, steps=_planned(state, event))
-        case StepStarted() | StepFinished() | StepFailed() | StepSkipped():
+        case StepStarted() | StepFinished() | StepFailed() | StepSkipped() | ApprovalRequested():
             step = _moving(state, event)
             return _with(state, _moved(step, event))
         case Retried(step_id=step_id) if step_id is not None and _is_running(state, step_id):
@@ -168,7 +180,9 @@ def _planned(state: RunState, event: PlanReady) -> dict[int, StepState]:
     return steps
 
 
-def _moving(state: RunState, event: StepStarted | StepFinished | StepFailed | StepSkipped) -> StepState:
+def _moving(
+    state: RunState, event: StepStarted | StepFinished | StepFailed | StepSkipped | ApprovalRequested
+) -> StepState:
     """The step the event moves, when it may; else a `TransitionError` naming the step, its status and why."""
     step = state.steps.get(event.step_id)
     if step is None:
@@ -186,7 +200,9 @@ def _moving(state: RunState, event: StepStarted | StepFinished | StepFailed | St
     return step
 
 
-def _moved(step: StepState, event: StepStarted | StepFinished | StepFailed | StepSkipped) -> StepState:
+def _moved(
+    step: StepState, event: StepStarted | StepFinished | StepFailed | StepSkipped | ApprovalRequested
+) -> StepState:
     match event:
         case StepStarted():
             return replace(step, status="running", attempts=step.attempts + 1, started=event.t)
@@ -216,7 +232,9 @@ def _moved(step: StepState, event: StepStarted | StepFinished | StepFailed | Ste
             )
         case StepSkipped():
             return replace(step, status="skipped", error=event.reason)
-    raise AssertionError(event)  # unreachable: MOVES has only these four
+        case ApprovalRequested():
+            return replace(step, status="awaiting", args=event.args, error=f"waits for approval: {event.reason}")
+    raise AssertionError(event)  # unreachable: MOVES has only these five
 
 
 def _is_running(state: RunState, step_id: int) -> bool:

@@ -64,7 +64,9 @@ async def run_dag(
             blocked = next((d for d in deps[node] if outcomes[d].status != "done"), None)
             if blocked is not None:
                 why = outcomes[blocked].reason if outcomes[blocked].status == "skipped" else None
-                reason = f"step {blocked} {outcomes[blocked].status}" + (f" ({why})" if why else "")
+                # An error may word how it leaves the node ("waits for approval" rather than "failed").
+                status = getattr(outcomes[blocked].error, "node_status", outcomes[blocked].status)
+                reason = f"step {blocked} {status}" + (f" ({why})" if why else "")
                 outcomes[node] = Outcome("skipped", reason=reason)
                 _call(hooks.on_skip, node, reason)
                 return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from decompose.approvals import ApprovalNeeded
 from decompose.errors import ProgramError
 from decompose.events import Emit, Event, PlanReady, StepFailed, StepFinished, StepSkipped, StepStarted, TokenCount
 from decompose.plan import Plan, Step
@@ -77,6 +78,8 @@ def state_hooks(record: RunRecord, step_usage: dict[int, TokenCount]) -> Hooks:
         )
 
     def fail(step_id: int, error: BaseException) -> None:
+        if isinstance(error, ApprovalNeeded):  # not a failure: its ApprovalRequested made it `awaiting`
+            return
         program = error if isinstance(error, ProgramError) else None  # the program that failed, beside its error
         record(
             StepFailed(

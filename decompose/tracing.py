@@ -36,6 +36,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from decompose.events import (
+    ApprovalRequested,
     Event,
     IntentDetected,
     PlanFallback,
@@ -165,6 +166,13 @@ class RunTrace:
                     self._end_step(event.step_id)
             case StepFailed():
                 self._end_step(event.step_id, error=event.error)
+            case ApprovalRequested():  # the call waits for a person: this run's span of the step ends here
+                span = self.steps.get(event.step_id)
+                if span is not None:
+                    span.add_event(
+                        "approval_requested", {"gen_ai.tool.name": event.tool, "decompose.reason": event.reason}
+                    )
+                    self._end_step(event.step_id)
             case StepSkipped():  # never ran: a span of no length says so, where the step sits in the tree
                 span = self.tracer.start_span(
                     f"step {event.step_id}",

@@ -32,6 +32,8 @@ RESULT_KEYS = {
     "error",
     "elapsed",
     "route",
+    "awaiting_approval",
+    "approvals",
     "steps",
     "citations",
     "usage",

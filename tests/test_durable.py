@@ -139,7 +139,7 @@ def test_bad_resumes_say_what_is_wrong(tmp_path):
     orch = build(Log(str(tmp_path / "log.sqlite3")), None, False, str(ck))
     with pytest.raises(InputError, match=rf"no run 'nope' in the checkpoint store {ck}.*decompose runs"):
         orch.resume("nope")
-    with pytest.raises(ConfigError, match="resume needs a checkpoint store"):
+    with pytest.raises(ConfigError, match="to resume, the Orchestrator needs a checkpoint store"):
         orch.replace(checkpoints=None).resume("nope")
     with pytest.raises(ConfigError, match="checkpoints must be a path"):
         Orchestrator(orch.model, checkpoints=42)
@@ -192,10 +192,16 @@ def test_finished_runs_expire_by_the_injected_clock_and_unfinished_ones_stay(tmp
         "decompose_runs": 2,
         "decompose_run_steps": 3,
         "decompose_ledger": 2,
+        "decompose_approvals": 0,
     }
     now[0] = 1061.0
     reopened = CheckpointStore(ck, ttl=60, clock=lambda: now[0])  # purged on open
-    assert reopened.counts() == {"decompose_runs": 1, "decompose_run_steps": 0, "decompose_ledger": 1}
+    assert reopened.counts() == {
+        "decompose_runs": 1,
+        "decompose_run_steps": 0,
+        "decompose_ledger": 1,
+        "decompose_approvals": 0,
+    }
     assert reopened.load("done-run") is None and reopened.load("left-run").status == RUNNING
 
 

@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage
 from decompose.events import (
     EVENT_TYPES,
     Answered,
+    ApprovalRequested,
     Event,
     IntentDetected,
     PlanFallback,
@@ -110,6 +111,7 @@ EVERY_EVENT = [
     ),
     StepFailed(step_id=2, error="boom", program="answer = 1/0", program_output="", elapsed=0.25, t=5.0),
     StepSkipped(step_id=3, reason="step 2 failed", t=6.0),
+    ApprovalRequested(step_id=4, tool="refund", args={"amount": "142"}, reason="amount 142 is above 100", t=6.5),
     Retried(phase="solve", attempt=2, reason="HTTP 503", wait=0.5, step_id=1, kind="tool", t=7.0),
     IntentDetected(intent="card_arrival", confidence=0.93, router="trained:smollm2", route="cards", error="x", t=8.0),
     RouteChosen(name="program", why="numbers", tried={"direct": "18"}, t=9.0),

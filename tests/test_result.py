@@ -3,11 +3,13 @@
 import json
 from datetime import date
 
+from helpers import RESULT_KEYS
+
 from decompose.events import Answered, StepFinished, Usage
 from decompose.plan import Plan
 from decompose.result import Result
 
-KEYS = {"run_id", "question", "answer", "ok", "error", "elapsed", "route", "steps", "citations", "usage", "events"}
+KEYS = RESULT_KEYS
 
 
 def two_step_plan() -> Plan:

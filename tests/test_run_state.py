@@ -9,6 +9,7 @@ from langchain_core.tools import tool
 from decompose import Orchestrator, RetryableToolError
 from decompose.events import (
     Answered,
+    ApprovalRequested,
     Event,
     IntentDetected,
     PlanFallback,
@@ -186,6 +187,7 @@ LEGAL = [  # (the step's status before, the event, the status after): every lega
     ("running", StepFinished(step_id=1, answer="a", elapsed=0.1), "done"),
     ("running", StepFailed(step_id=1, error="boom"), "failed"),
     ("pending", StepSkipped(step_id=1, reason="why"), "skipped"),
+    ("running", ApprovalRequested(step_id=1, tool="refund", args={"amount": 142}, reason="over 100"), "awaiting"),
 ]
 
 
@@ -197,6 +199,7 @@ def at(status: str) -> RunState:
         "done": [LEGAL[0][1], LEGAL[1][1]],
         "failed": [LEGAL[0][1], LEGAL[2][1]],
         "skipped": [LEGAL[3][1]],
+        "awaiting": [LEGAL[0][1], LEGAL[4][1]],
     }[status]
     return fold(path, planned())
 
@@ -208,7 +211,7 @@ def test_every_legal_move(before, event, after):
 
 def test_the_legal_moves_are_the_table_and_nothing_else():
     assert {(type(e), (b, a)) for b, e, a in LEGAL} == set(MOVES.items())
-    statuses = ("pending", "running", "done", "failed", "skipped")
+    statuses = ("pending", "running", "done", "failed", "skipped", "awaiting")
     for _, event, _ in LEGAL:
         for status in statuses:
             if MOVES[type(event)][0] == status:

@@ -19,6 +19,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from decompose.events import (
+    ApprovalRequested,
     Event,
     IntentDetected,
     PlanReady,
@@ -41,8 +42,9 @@ STATES = {  # the word shown for a step: (terminal icon, style)
     "done": ("✓", "green"),
     "failed": ("✗", "red"),
     "skipped": ("–", "dim"),
+    "awaiting": ("⏸", "bold magenta"),
 }
-FINISHED = ("done", "failed", "skipped")
+FINISHED = ("done", "failed", "skipped", "awaiting")
 SETS_ANSWER = re.compile(r"answer\s*[-+*/]?=[^=]")
 
 
@@ -118,6 +120,8 @@ class PlanView:
                 self._say(f"step {event.step_id} failed: {one_line(event.error)}")
             case StepSkipped():
                 self._say(f"step {event.step_id} skipped: {one_line(event.reason)}")
+            case ApprovalRequested():
+                self._say(f"step {event.step_id} waits for approval: {event.tool} {event.args} ({event.reason})")
 
     def _say(self, line: str) -> None:
         if self.log:
@@ -152,7 +156,7 @@ class PlanView:
                 node.add(Text("→ " + short(s.answer, 160), style="green"))
                 if s.sources:
                     node.add(Text("sources: " + source_ids(s.sources), style="dim"))
-            elif s.status in ("failed", "skipped") and s.error:
+            elif s.status in ("failed", "skipped", "awaiting") and s.error:
                 node.add(Text(short(s.error, 160), style="red" if s.status == "failed" else "dim"))
             if s.program is not None:
                 node.add(Text(program_summary(s), style="dim"))

@@ -22,18 +22,30 @@ import copy
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException
 from pydantic import BaseModel, ValidationError
 
+from decompose.approvals import (
+    ApprovalNeeded,
+    ApprovalPolicy,
+    ApprovalRejected,
+    ApprovalRequest,
+    Approver,
+    Decision,
+    Edit,
+    Reject,
+    approval_reason,
+    ask,
+)
 from decompose.calls import ModelCaller
 from decompose.chains.parsing import extract_plan_data
 from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError, DecomposeError, PlanError, ToolError
-from decompose.events import Emit
+from decompose.events import ApprovalRequested, Emit
 from decompose.plan import Solved, Step
 from decompose.retry import TOOL_ARGS_REASK, RetryState, UnusableReply, retry_events, retrying, transient_tool_error
 from decompose.tool_schema import call_schema
@@ -149,6 +161,8 @@ class ToolRunner:
         max_retries: int = 2,
         prompts: Prompts | None = None,
         guard: bool = True,
+        approval: ApprovalPolicy | None = None,
+        approver: Approver | None = None,
     ):
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"tool timeout must be a positive number of seconds or None, got {timeout!r}")
@@ -158,6 +172,9 @@ class ToolRunner:
         self.max_retries = max_retries  # retries of a tool that raises RetryableToolError
         # In a model-made plan: writes only when asked, identifiers only from the conversation (tools/guards.py).
         self.guard = guard
+        # Calls that wait for a person (approvals.py): `approval(tool, args)` says which and why; `approver`, when
+        # given, is asked at once (the CLI asks at the terminal), else the run stops awaiting the decision.
+        self.approval, self.approver = approval, approver
         self._use(tools, prompts or Prompts())
 
     def configured(self, tools: Sequence[BaseTool], prompts: Prompts) -> ToolRunner:
@@ -182,6 +199,7 @@ class ToolRunner:
         grounding: Grounding | None = None,
         trace: RunTrace | None = None,
         ledger: Ledger | None = None,
+        decisions: Mapping[int, Decision] | None = None,
     ) -> Solved:
         """Call the step's tool with `args` (its resolved arguments); the result, and the arguments the tool was
         called with when the model had to correct them. With `grounding` (a model-made plan), identifiers must
@@ -214,6 +232,10 @@ class ToolRunner:
         called_with = await self._valid_args(tool, step, args, caller, emit)
         if grounding is not None:
             grounding.check(tool, step, called_with, writes=has_side_effects(tool))
+        reason = approval_reason(tool, called_with, self.approval)
+        if reason is not None:
+            decided = (decisions or {}).get(step.id)
+            called_with = await self._approved(tool, step, called_with, reason, run_id, emit, decided)
         corrected = dict(called_with) if called_with != planned else None
         if IDEMPOTENCY_ARG in injected_args(tool):
             called_with[IDEMPOTENCY_ARG] = key
@@ -232,6 +254,38 @@ class ToolRunner:
         if grounding is not None:
             grounding.results.append(solved.answer)
         return solved
+
+    def needs_approval(self, tool: BaseTool) -> bool:
+        """Whether some call of `tool` may wait for a person (its mark, or a policy that may say so)."""
+        return self.approval is not None or bool((tool.metadata or {}).get("approval"))
+
+    async def _approved(
+        self,
+        tool: BaseTool,
+        step: Step,
+        args: dict[str, Any],
+        reason: str,
+        run_id: str,
+        emit: Emit,
+        decision: Decision | None,
+    ) -> dict[str, Any]:
+        """The arguments to call with once a person approved (theirs, if they edited them); `ApprovalRejected`
+        when they rejected the call, `ApprovalNeeded` when nobody has decided yet."""
+        request = ApprovalRequest(run_id, step.id, tool.name, json.loads(json.dumps(args, default=str)), reason)
+        if decision is None and self.approver is not None:
+            decision = await ask(self.approver, request)
+        match decision:
+            case None:
+                emit(ApprovalRequested(step_id=step.id, tool=tool.name, args=request.args, reason=reason))
+                raise ApprovalNeeded(request)
+            case Reject(reason=why):
+                raise ApprovalRejected(f"{tool.name} was not approved: {why}")
+            case Edit(args=edited):
+                problem = validate_args(tool, edited)
+                if problem is not None:
+                    raise ToolError(f"the edited arguments do not fit: {problem}", hint="the call was not made")
+                return dict(edited)
+        return args
 
     async def _valid_args(
         self, tool: BaseTool, step: Step, args: dict[str, Any], caller: ModelCaller | None, emit: Emit
