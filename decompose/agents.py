@@ -6,6 +6,7 @@ orch = build_agent("customer-service", model="openai:gpt-4o-mini", db_path="shop
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +14,13 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
+from decompose.approvals import ApprovalPolicy, amount_over
 from decompose.chains.prompts import Prompts
 from decompose.errors import ConfigError
 from decompose.intents import IntentRouter
 from decompose.orchestrator import Orchestrator
 from decompose.routing import CUSTOMER_SERVICE_ROUTES, IntentRouting, Route
+from decompose.tools.runner import ToolRunner
 
 CUSTOMER_SERVICE = """You are the customer-service agent of a small online shop.
 Look facts up with the tools: never guess an order's status, a date or an amount. To find a customer use
@@ -33,6 +36,8 @@ REPLY = (
     "the tools give them. Do not mention step numbers or tools."
 )
 
+REFUND_APPROVAL_OVER = 100.0  # dollars: a larger refund by the customer-service agent waits for a person
+
 FINANCE = """You are a careful financial analyst.
 Every number comes from a tool: use the finance tools for loans, growth, present value, NPV/IRR, CAGR, returns
 and currency conversion, the calculator for any other arithmetic, and the market-data tools for prices. Never do
@@ -47,6 +52,7 @@ class AgentSpec:
     make_tools: Callable[..., list[BaseTool]]
     examples: tuple[str, ...]
     routes: tuple[Any, ...] = ()  # `decompose.routing.Route`s: how a routed conversation handles each intent
+    approval: ApprovalPolicy | None = None  # which calls wait for a person with `build_agent(approvals=True)`
 
     def tool_names(self) -> list[str]:
         return [t.name for t in self.make_tools(dry_run=True)]
@@ -82,6 +88,7 @@ _AGENTS = {
             "Please refund order A1001 for ann@example.com: the kettle arrived broken.",
         ),
         routes=CUSTOMER_SERVICE_ROUTES,
+        approval=amount_over(REFUND_APPROVAL_OVER, tools=("issue_refund",)),
     ),
     "finance": AgentSpec(
         name="finance",
@@ -92,6 +99,7 @@ _AGENTS = {
             "What is the monthly payment on a 200000 USD loan at 6% over 30 years, and the total interest?",
             "If I invest 10000 at 7% a year for 10 years, what is it worth, and what is that in EUR?",
         ),
+        # No approval policy: none of its tools changes anything (they compute and read prices).
     ),
 }
 
@@ -114,11 +122,18 @@ def build_agent(
     db_path: Any = None,
     market_data: Any = None,
     today: Any = None,
+    approvals: bool = False,
     **options: Any,
 ) -> Orchestrator:
-    """An Orchestrator preset for agent `name`; `options` go to the Orchestrator (e.g. max_concurrency)."""
+    """An Orchestrator preset for agent `name`; `options` go to the Orchestrator (e.g. max_concurrency). With
+    `approvals`, the agent's consequential calls wait for a person (customer service: refunds above
+    REFUND_APPROVAL_OVER), which needs `checkpoints=` or a `tool_runner` with an approver."""
     spec = get_agent(name)
     tools = spec.make_tools(db_path=db_path, market_data=market_data, today=today)
+    if approvals and spec.approval is not None:
+        runner = copy.copy(options.get("tool_runner") or ToolRunner())
+        runner.approval = spec.approval
+        options["tool_runner"] = runner
     return Orchestrator(
         model, tools=tools, prompts=Prompts.with_instructions(spec.instructions, reply=REPLY), **options
     )
