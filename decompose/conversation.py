@@ -75,7 +75,11 @@ class Conversation:
         if detected is not None:
             result.events.insert(0, detected)  # the run's own events begin after it
         self.last_result = result
-        self.history.append(Turn.remembered(result.question, result.answer, result.error))  # a failed turn too
+        why_not = result.error
+        if result.awaiting_approval:  # the next turn knows the call was not made (yet)
+            waiting = ", ".join(f"{a.tool} {a.args}" for a in result.approvals)
+            why_not = f"waiting for a person to approve {waiting}"
+        self.history.append(Turn.remembered(result.question, result.answer, why_not))  # a failed turn too
         self.state.learn(result.plan, text, detected.intent if detected else None, result.answer or "")
         return result
 

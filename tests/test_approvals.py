@@ -256,3 +256,13 @@ def test_a_marked_tool_and_the_writes_policy_always_wait(shop, ck):
     assert agent(shop, ck).tool_runner.needs_approval(requires_approval(note))
     result = agent(shop, ck, amount="1", approval=writes_need_approval).run(QUESTION, run_id="w")
     assert result.approvals[0].reason == "refund changes the world" and shop.refunds() == []
+
+
+def test_a_conversation_remembers_a_turn_that_waits_for_approval(shop, ck):
+    from decompose.conversation import Conversation
+
+    conversation = Conversation(agent(shop, ck))
+    result = conversation.send(QUESTION)
+    assert result.awaiting_approval
+    assert conversation.history[-1].answer == "(no answer: waiting for a person to approve refund {'order': '7', " \
+        "'amount': '142'})"  # fmt: skip
