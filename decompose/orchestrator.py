@@ -499,6 +499,8 @@ class Orchestrator:
                 raise InputError(f"run {run_id} is not waiting for approval ({status}); there is nothing to decide")
             return
         if not decisions:
+            if not pending:  # every call was decided already (saved by a server before it resumed): go on
+                return
             waiting = "; ".join(f"step {a.step_id}: {a.tool} {a.args} ({a.reason})" for a in pending.values())
             raise InputError(
                 f"run {run_id} waits for approval of {waiting}",
