@@ -3,54 +3,26 @@ agent's plan refunds order A1023 (a 189 dollar tent, marked damaged here so the 
 above the 100 dollar limit, so the call waits for a person; the shop is a real SQLite file, checked for refunds."""
 
 import json
-import sqlite3
 
 import httpx
 import pytest
+from helpers import REFUND_ANSWER, REFUND_ARGS, REFUND_PLAN, REFUND_QUESTION, damaged_tent_shop, tent_refunds
 from servers import serving
 
 pytest.importorskip("sqlalchemy")
 from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
-from decompose.tools.customer_service import customer_service_tools  # noqa: E402
 
 pytestmark = pytest.mark.server
 
-QUESTION = "My tent from order A1023 arrived torn. Please refund the 189 dollars."
-ARGS = {"order_id": "A1023", "amount": "189.00", "reason": "the tent arrived torn"}
-PLAN = {
-    "steps": [
-        {
-            "id": 1,
-            "question": "What is the status of order A1023?",
-            "tool": "order_status",
-            "args": {"order_id": "A1023"},
-        },
-        {"id": 2, "question": "Refund order A1023", "tool": "issue_refund", "args": ARGS, "depends_on": [1]},
-    ]
-}
+QUESTION, ARGS = REFUND_QUESTION, REFUND_ARGS
 DAY = 24 * 3600
 
 
 def shop_model():
     return ScriptedChatModel(
-        rules=[(asks_for_plan, json.dumps(PLAN)), (asks_to_combine, "Your refund for order A1023 is made.")],
-        default="?",
+        rules=[(asks_for_plan, json.dumps(REFUND_PLAN)), (asks_to_combine, REFUND_ANSWER)], default="?"
     )
-
-
-def damaged_tent_shop(cache):
-    """The demo shop in `cache` (where the served agent finds it), its order A1023 damaged: refundable."""
-    path = cache / "customer_service.sqlite3"
-    customer_service_tools(path)  # creates and seeds it
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE order_items SET damaged = 1 WHERE order_id = 'A1023'")
-    return path
-
-
-def refunds(shop):
-    with sqlite3.connect(shop) as db:
-        return db.execute("SELECT order_id, amount_cents FROM refunds WHERE order_id = 'A1023'").fetchall()
 
 
 class Clock:
@@ -66,7 +38,6 @@ class Clock:
 @pytest.fixture
 def shop(tmp_path, monkeypatch):
     monkeypatch.setenv("DECOMPOSE_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
     return damaged_tent_shop(tmp_path / "cache")
 
 
@@ -130,7 +101,7 @@ def test_a_turn_waits_then_approved_it_refunds_once_and_the_turn_gets_the_answer
     assert (request["step_id"], request["tool"], request["args"]) == (2, "issue_refund", ARGS)
     assert request["reason"] == "amount 189 is above 100"
     assert [s["status"] for s in result["steps"]] == ["done", "awaiting"]
-    assert refunds(shop) == []
+    assert tent_refunds(shop) == []
 
     turn = httpx.get(f"{url}/v1/conversations/{cid}").json()["turns"][0]
     assert turn["status"] == "awaiting" and turn["error"] is None and turn["run_id"] == result["run_id"]
@@ -157,14 +128,14 @@ def test_a_turn_waits_then_approved_it_refunds_once_and_the_turn_gets_the_answer
     )
     resumed = result_of(reply)
     assert resumed["ok"] and resumed["answer"] and [s["status"] for s in resumed["steps"]] == ["done", "done"]
-    assert refunds(shop) == [("A1023", 18900)]
+    assert tent_refunds(shop) == [("A1023", 18900)]
     turn = httpx.get(f"{url}/v1/conversations/{cid}").json()["turns"][0]
     assert (turn["status"], turn["answer"]) == ("answered", resumed["answer"])
     assert "approvals" not in turn and httpx.get(f"{url}/v1/approvals").json()["approvals"] == []
 
     again = decide(url, result["run_id"], {"2": {"decision": "approve"}})
     assert "is not waiting for approval: it has finished" in error(again, 409)
-    assert refunds(shop) == [("A1023", 18900)]
+    assert tent_refunds(shop) == [("A1023", 18900)]
 
     # The conversation goes on: the next turn sees the answered one.
     follow_up = httpx.post(f"{url}/v1/conversations/{cid}/messages", json={"question": "Thanks!"}, timeout=30)
@@ -181,7 +152,7 @@ def test_edited_arguments_are_checked_then_used(url, shop):
     assert len(httpx.get(f"{url}/v1/approvals").json()["approvals"]) == 1  # nothing recorded
 
     resumed = result_of(decide(url, run_id, {"2": {"decision": "edit", "args": {**ARGS, "amount": "150.00"}}}))
-    assert resumed["ok"] and refunds(shop) == [("A1023", 15000)]
+    assert resumed["ok"] and tent_refunds(shop) == [("A1023", 15000)]
 
 
 def test_rejected_no_refund_and_the_answer_says_why(url, shop):
@@ -189,7 +160,7 @@ def test_rejected_no_refund_and_the_answer_says_why(url, shop):
     resumed = result_of(decide(url, result["run_id"], {"2": {"decision": "reject", "reason": "torn by the dog"}}))
     assert "Issue_refund was not approved: torn by the dog." in resumed["answer"]
     assert [s["status"] for s in resumed["steps"]] == ["done", "failed"]
-    assert refunds(shop) == []
+    assert tent_refunds(shop) == []
     assert httpx.get(f"{url}/v1/conversations/{cid}").json()["turns"][0]["status"] == "answered"
 
 
@@ -202,7 +173,7 @@ def test_a_run_of_v1_runs_waits_too_streamed_or_not(url, shop):
     assert [(a["agent"], a["conversation_id"], a["question"]) for a in listed] == [("customer-service", None, QUESTION)]
     reply = decide(url, result["run_id"], {"2": {"decision": "approve"}})
     assert frames(reply)[0][0] == "run" and result_of(reply)["ok"]
-    assert refunds(shop) == [("A1023", 18900)]
+    assert tent_refunds(shop) == [("A1023", 18900)]
 
 
 def test_bad_decisions_are_refused_with_a_clear_message(url, shop):
@@ -218,7 +189,7 @@ def test_bad_decisions_are_refused_with_a_clear_message(url, shop):
     assert "not a step id" in error(decide(url, run_id, {"two": {"decision": "approve"}}), 422)
     assert "unknown decision" in error(decide(url, run_id, {"2": {"decision": "maybe"}}), 422)
     assert "step 1 of run" in error(decide(url, run_id, {"1": {"decision": "approve"}}), 409)
-    assert refunds(shop) == [] and len(httpx.get(f"{url}/v1/approvals").json()["approvals"]) == 1
+    assert tent_refunds(shop) == [] and len(httpx.get(f"{url}/v1/approvals").json()["approvals"]) == 1
 
 
 def test_cancelled_the_run_never_refunds_and_the_turn_says_so(url, shop):
@@ -235,7 +206,7 @@ def test_cancelled_the_run_never_refunds_and_the_turn_says_so(url, shop):
     assert "was cancelled" in error(decide(url, run_id, {"2": {"decision": "approve"}}), 409)
     assert "was cancelled" in error(httpx.post(f"{url}/v1/runs/{run_id}/cancel"), 409)
     assert "no run waiting" in error(httpx.post(f"{url}/v1/runs/nope/cancel"), 404)
-    assert refunds(shop) == [] and httpx.get(f"{url}/v1/approvals").json()["approvals"] == []
+    assert tent_refunds(shop) == [] and httpx.get(f"{url}/v1/approvals").json()["approvals"] == []
 
 
 def test_a_call_not_decided_within_a_day_expires(url, shop, clock):
@@ -245,14 +216,14 @@ def test_a_call_not_decided_within_a_day_expires(url, shop, clock):
     assert "expired" in error(decide(url, result["run_id"], {"2": {"decision": "approve"}}), 409)
     turn = httpx.get(f"{url}/v1/conversations/{cid}").json()["turns"][0]
     assert turn["status"] == "expired" and "expired" in turn["error"]
-    assert refunds(shop) == []
+    assert tent_refunds(shop) == []
 
 
 def test_without_approvals_the_refund_is_made_at_once(tmp_path, shop):
     app = create_app(shop_model(), db=f"sqlite:///{tmp_path / 'serve.sqlite3'}", approvals=False)
     with serving(app) as url:
         _, result = ask(url)
-    assert result["ok"] and not result["approvals"] and refunds(shop) == [("A1023", 18900)]
+    assert result["ok"] and not result["approvals"] and tent_refunds(shop) == [("A1023", 18900)]
 
 
 # ----- plan reviews: cancelled, expired ---------------------------------------------------------------------
@@ -272,7 +243,7 @@ def test_a_plan_review_cancelled_can_never_run(url, shop, app):
     assert "was already cancelled" in error(httpx.post(f"{url}{plan['approve']}"), 409)
     assert "not awaiting review: it was cancelled" in error(httpx.post(f"{url}{plan['cancel']}"), 409)
     assert app.state.service.store.review(plan["run_id"])["status"] == "cancelled"
-    assert refunds(shop) == []
+    assert tent_refunds(shop) == []
 
 
 def test_a_plan_review_expires_after_a_day(url, shop, clock):
@@ -281,7 +252,7 @@ def test_a_plan_review_expires_after_a_day(url, shop, clock):
     clock.now += DAY + 1
     assert "expired unapproved after 24 h" in error(httpx.post(f"{url}{plan['approve']}"), 409)
     assert "it was expired" in error(httpx.post(f"{url}{plan['cancel']}"), 409)
-    assert refunds(shop) == []
+    assert tent_refunds(shop) == []
 
 
 def test_an_approved_review_whose_refund_waits_is_decided_like_any_run(url, shop):
@@ -289,4 +260,4 @@ def test_an_approved_review_whose_refund_waits_is_decided_like_any_run(url, shop
     result = result_of(httpx.post(f"{url}{plan['approve']}", timeout=30))
     assert result["awaiting_approval"] and result["run_id"] == plan["run_id"]
     assert result_of(decide(url, plan["run_id"], {"2": {"decision": "approve"}}))["ok"]
-    assert refunds(shop) == [("A1023", 18900)]
+    assert tent_refunds(shop) == [("A1023", 18900)]
