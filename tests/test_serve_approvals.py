@@ -261,3 +261,27 @@ def test_an_approved_review_whose_refund_waits_is_decided_like_any_run(url, shop
     assert result["awaiting_approval"] and result["run_id"] == plan["run_id"]
     assert result_of(decide(url, plan["run_id"], {"2": {"decision": "approve"}}))["ok"]
     assert tent_refunds(shop) == [("A1023", 18900)]
+
+
+def test_a_reviewed_plan_of_a_conversation_is_its_next_turn_and_counts_the_planning_call(url, shop):
+    cid = httpx.post(f"{url}/v1/conversations", json={"agent": "customer-service"}).json()["id"]
+    plan = httpx.post(f"{url}/v1/runs?review=true", json={"question": QUESTION, "conversation_id": cid}).json()
+    assert (plan["agent"], plan["conversation_id"]) == ("customer-service", cid)
+    reply = httpx.post(f"{url}{plan['approve']}", timeout=30)
+    first = frames(reply)[0]
+    assert first[0] == "turn" and (first[1]["seq"], first[1]["run_id"]) == (1, plan["run_id"])
+    result = result_of(reply)
+    assert result["awaiting_approval"] and result["usage"]["phases"]["decompose"]["calls"] == 1
+    turn = httpx.get(f"{url}/v1/conversations/{cid}").json()["turns"][0]
+    assert (turn["status"], turn["run_id"]) == ("awaiting", plan["run_id"])
+
+    resumed = result_of(decide(url, plan["run_id"], {"2": {"decision": "approve"}}))
+    assert resumed["ok"] and tent_refunds(shop) == [("A1023", 18900)]
+    assert httpx.get(f"{url}/v1/conversations/{cid}").json()["turns"][0]["status"] == "answered"
+
+    other = httpx.post(
+        f"{url}/v1/runs?review=true", json={"question": QUESTION, "conversation_id": cid, "agent": "finance"}
+    )
+    assert "is with customer-service, not finance" in error(other, 422)
+    unknown = httpx.post(f"{url}/v1/runs?review=true", json={"question": QUESTION, "conversation_id": "nope"})
+    assert "no conversation has id 'nope'" in error(unknown, 404)

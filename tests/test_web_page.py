@@ -347,6 +347,11 @@ def test_review_then_approve_runs_the_plan_as_reviewed(browser, tmp_path):
         last_card(page, "done")
         assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was James Cameron born?")]
         assert card.locator(".answer-text").inner_text() == ANSWER
+        # A turn of the page's conversation like any other: its summary counts the planning call too.
+        assert "4 model calls" in card.locator(".usage-total").inner_text()
+        ask(page, "And where was he born?")
+        last_card(page, "done")
+        assert ANSWER in model.calls[-4]["prompt"]  # the next turn's planner sees the reviewed turn
 
 
 @in_browser

@@ -5,7 +5,6 @@ its runs cleanly)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -21,17 +20,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from decompose.checkpoints import CheckpointStore, open_store
-from decompose.errors import DecomposeError, PlanError
 from decompose.models import load_model
 from decompose.orchestrator import Orchestrator
-from decompose.plan import Plan
-from decompose.serve import conversations, openai_compat
+from decompose.serve import conversations, openai_compat, reviews
 from decompose.serve.approvals import routes as approvals_routes
 from decompose.serve.approvals import stream_run
 from decompose.serve.bodies import optional_str, question_of, read_json
 from decompose.serve.catalog import Catalog
-from decompose.serve.errors import ApiError, api_error_of, exception_handlers
+from decompose.serve.errors import exception_handlers
 from decompose.serve.logs import AccessLog
+from decompose.serve.reviews import checked_plan, for_review, review_target
 from decompose.serve.security import ApiKeys, Guard, RateLimiter, parse_rate
 from decompose.serve.service import Service
 from decompose.serve.store import DAY, Store
@@ -151,11 +149,15 @@ def routes(service: Service) -> list[Route]:
 
     async def start_run(request: Request) -> Response:
         body = await read_json(request, service.max_body_bytes, example=RUN_EXAMPLE)
-        agent, orch = service.catalog.get(optional_str(body, "agent"))
+        review = request.query_params.get("review", "").lower() in ("1", "true", "yes")
+        if review:  # a plan for review may be a conversation's next turn
+            agent, orch, conversation_id = await review_target(service, body)
+        else:
+            agent, orch = service.catalog.get(optional_str(body, "agent"))
         plan = checked_plan(orch, body["plan"]) if body.get("plan") is not None else None
         question = question_of(body, example=RUN_EXAMPLE) if plan is None or body.get("question") else None
-        if request.query_params.get("review", "").lower() in ("1", "true", "yes"):
-            return await _for_review(service, agent, orch, question, plan)
+        if review:
+            return await for_review(service, agent, orch, question, plan, conversation_id)
         run_id = uuid.uuid4().hex
         if plan is not None:
             return stream_run(
@@ -168,34 +170,10 @@ def routes(service: Service) -> list[Route]:
         asked = question or ""  # question_of read it: a body without a plan has one
         return stream_run(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit, run_id=run_id))
 
-    async def approve_run(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        review = await asyncio.to_thread(service.store.review, run_id)
-        if review is None:
-            raise ApiError(
-                404, f"no plan awaiting approval has run id {run_id!r}", "ask for one with POST /v1/runs?review=true"
-            )
-        if review["status"] != "pending":
-            raise _not_pending(run_id, review["status"], service.store.review_ttl)
-        body = await read_json(request, service.max_body_bytes, example='{"plan": {"steps": [...]}} or nothing')
-        agent, orch = service.catalog.get(review["agent"])
-        plan = checked_plan(orch, body["plan"] if body.get("plan") is not None else review["plan"])
-        if not await asyncio.to_thread(service.store.approve, run_id):  # decided meanwhile, or just expired
-            latest = await asyncio.to_thread(service.store.review, run_id)
-            raise _not_pending(run_id, latest["status"] if latest else "approved", service.store.review_ttl)
-        question = review["question"]
-        return stream_run(
-            service,
-            agent,
-            question,
-            run_id,
-            lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit),
-        )
-
     return [
         Route("/v1/agents", list_agents, methods=["GET"]),
         Route("/v1/runs", start_run, methods=["POST"]),
-        Route("/v1/runs/{run_id}/approve", approve_run, methods=["POST"]),
+        *reviews.routes(service),
         *approvals_routes(service),
         *conversations.routes(service),
         *openai_compat.routes(service),
@@ -217,42 +195,3 @@ class WebPage:
         if file is None:
             return await self.app(scope, receive, send)
         await FileResponse(file, headers=PAGE_HEADERS)(scope, receive, send)
-
-
-def checked_plan(orch: Orchestrator, data: Any) -> Plan:
-    """A plan from a request (its JSON form, as data or text), checked as `execute` would: 422 when invalid."""
-    try:
-        return orch.check_plan(data)
-    except PlanError as exc:
-        raise ApiError(422, f"the plan is invalid: {exc.args[0]}", exc.hint) from None
-
-
-async def _for_review(
-    service: Service, agent: str, orch: Orchestrator, question: str | None, plan: Plan | None
-) -> Response:
-    if plan is None:
-        try:
-            plan = await orch.aplan(question or "")  # question_of read it: a body without a plan has one
-        except DecomposeError as exc:
-            raise api_error_of(exc) from None
-    run_id = uuid.uuid4().hex
-    question = question or plan.question or ""
-    expires_at = await asyncio.to_thread(service.store.save_review, run_id, agent, question, plan.spec())
-    return JSONResponse(
-        {
-            "run_id": run_id,
-            "agent": agent,
-            "question": question,
-            "plan": plan.spec(),
-            "approve": f"/v1/runs/{run_id}/approve",
-            "cancel": f"/v1/runs/{run_id}/cancel",
-            "expires_at": expires_at,
-        },
-        status_code=201,
-    )
-
-
-def _not_pending(run_id: str, status: str, ttl: float) -> ApiError:
-    """409 for a plan that can no longer be approved: approved or cancelled already, or expired."""
-    said = f"expired unapproved after {ttl / 3600:g} h" if status == "expired" else f"was already {status}"
-    return ApiError(409, f"the plan of run {run_id} {said}", "ask for a new plan with POST /v1/runs?review=true")

@@ -52,16 +52,12 @@ def routes(service: Service) -> list[Route]:
         question = question_of(body, example=MESSAGE_EXAMPLE)
         stored_agent = await asyncio.to_thread(store.agent_of, conversation_id)
         if stored_agent is None:
-            raise _no_conversation(conversation_id)
+            raise no_conversation(conversation_id)
         agent, orch = service.catalog.get(stored_agent)
         try:
             seq, earlier = await asyncio.to_thread(store.begin_turn, conversation_id, question)
         except TurnBusy:
-            raise ApiError(
-                409,
-                "the previous message of this conversation is still being answered",
-                f"wait for its answer (GET /v1/conversations/{conversation_id}), then send again",
-            ) from None
+            raise busy(conversation_id) from None
         chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
         chat.history = [history_turn(t) for t in earlier]
         chat.state = ConversationState.from_dict(next((t["state"] for t in reversed(earlier) if t["state"]), None))
@@ -180,9 +176,17 @@ def history_turn(turn: dict[str, Any]) -> Turn:
 async def _conversation(service: Service, conversation_id: str) -> dict[str, Any]:
     found = await asyncio.to_thread(service.store.conversation, conversation_id)
     if found is None:
-        raise _no_conversation(conversation_id)
+        raise no_conversation(conversation_id)
     return found
 
 
-def _no_conversation(conversation_id: str) -> ApiError:
+def busy(conversation_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "the previous message of this conversation is still being answered",
+        f"wait for its answer (GET /v1/conversations/{conversation_id}), then send again",
+    )
+
+
+def no_conversation(conversation_id: str) -> ApiError:
     return ApiError(404, f"no conversation has id {conversation_id!r}", "start one with POST /v1/conversations")

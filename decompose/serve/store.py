@@ -90,6 +90,7 @@ server_runs = Table(
     Column("question", Text, nullable=False),
     Column("conversation_id", String(32)),  # the turn it answers; None for a run of POST /v1/runs
     Column("seq", Integer),
+    Column("planning", Text),  # JSON: a reviewed plan's planning usage (`Usage.to_dict`), added to its run's
     Column("created_at", Float, nullable=False),
 )
 
@@ -407,33 +408,48 @@ class Store:
     # ----- runs waiting for a person's approval -------------------------------------------------------------
 
     def link_run(
-        self, run_id: str, agent: str, question: str, conversation_id: str | None = None, seq: int | None = None
+        self,
+        run_id: str,
+        agent: str,
+        question: str,
+        conversation_id: str | None = None,
+        seq: int | None = None,
+        planning: dict[str, Any] | None = None,
     ) -> None:
-        """Remember the run's agent (and turn): a decision, on any replica, resumes it with that agent."""
+        """Remember the run's agent (and turn, once it has one): a decision, on any replica, resumes it with that
+        agent and gives the answer to that turn. A reviewed plan is linked when it is made, with its planning."""
         with self._writing() as db:
-            if db.execute(select(server_runs.c.id).where(server_runs.c.id == run_id)).first() is None:
-                db.execute(
-                    insert(server_runs).values(
-                        id=run_id,
-                        agent=agent,
-                        question=question,
-                        conversation_id=conversation_id,
-                        seq=seq,
-                        created_at=self.clock(),
-                    )
+            if db.execute(select(server_runs.c.id).where(server_runs.c.id == run_id)).first() is not None:
+                if seq is not None:
+                    db.execute(update(server_runs).where(server_runs.c.id == run_id).values(seq=seq))
+                return
+            db.execute(
+                insert(server_runs).values(
+                    id=run_id,
+                    agent=agent,
+                    question=question,
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    planning=json.dumps(planning) if planning is not None else None,
+                    created_at=self.clock(),
                 )
+            )
 
     def run_link(self, run_id: str) -> dict[str, Any] | None:
-        """{"id", "agent", "question", "conversation_id", "seq", ...} of a run that waited; None if none did."""
+        """{"id", "agent", "question", "conversation_id", "seq", "planning", ...} of a linked run, else None."""
         with self._reading() as db:
             row = db.execute(select(server_runs).where(server_runs.c.id == run_id)).first()
-        return None if row is None else row._asdict()
+        if row is None:
+            return None
+        return {**row._asdict(), "planning": json.loads(row.planning) if row.planning else None}
 
     def runs_of(self, conversation_id: str) -> dict[int, str]:
-        """The run ids of the conversation's turns that waited for approval, by turn."""
+        """The run ids of the conversation's linked turns (reviewed, or that waited for approval), by turn."""
         with self._reading() as db:
             rows = db.execute(
-                select(server_runs.c.seq, server_runs.c.id).where(server_runs.c.conversation_id == conversation_id)
+                select(server_runs.c.seq, server_runs.c.id).where(
+                    server_runs.c.conversation_id == conversation_id, server_runs.c.seq.is_not(None)
+                )
             )
             return {seq: run_id for seq, run_id in rows}
 

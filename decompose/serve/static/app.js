@@ -572,15 +572,16 @@
 
   async function ask(question, review) {
     const turn = new TurnView(question);
-    if (review) {
-      // Plan only; the run starts when the plan is approved (a reviewed run does not see the chat's history).
-      const reply = await api("POST", "v1/runs?review=true", { question, agent: state.agent });
-      new ReviewView(turn, await reply.json());
-      return;
-    }
     if (!state.conversation) {
       const created = await (await api("POST", "v1/conversations", { agent: state.agent })).json();
       state.conversation = created.id;
+    }
+    if (review) {
+      // Plan only; the run starts when the plan is approved, as this conversation's next turn (its plan does not
+      // see the chat's history).
+      const reply = await api("POST", "v1/runs?review=true", { question, conversation_id: state.conversation });
+      new ReviewView(turn, await reply.json());
+      return;
     }
     const reply = await api("POST", `v1/conversations/${encodeURIComponent(state.conversation)}/messages`,
                             { question });
