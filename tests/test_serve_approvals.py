@@ -285,3 +285,22 @@ def test_a_reviewed_plan_of_a_conversation_is_its_next_turn_and_counts_the_plann
     assert "is with customer-service, not finance" in error(other, 422)
     unknown = httpx.post(f"{url}/v1/runs?review=true", json={"question": QUESTION, "conversation_id": "nope"})
     assert "no conversation has id 'nope'" in error(unknown, 404)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_completion_that_waits_says_so_and_is_decided_like_any_run(url, shop, stream):
+    body = {"model": "customer-service", "messages": [{"role": "user", "content": QUESTION}], "stream": stream}
+    reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    if stream:
+        chunks = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: {")]
+        content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    else:
+        content = reply.json()["choices"][0]["message"]["content"]
+    [waiting] = httpx.get(f"{url}/v1/approvals").json()["approvals"]
+    assert content == (
+        f"This needs a person's approval first: issue_refund {json.dumps(ARGS)} (amount 189 is above 100). "
+        f"It waits as run {waiting['run_id']}: decide with POST /v1/runs/{waiting['run_id']}/decisions."
+    )
+    assert result_of(decide(url, waiting["run_id"], {"2": {"decision": "approve"}}))["ok"]
+    assert tent_refunds(shop) == [("A1023", 18900)]

@@ -170,7 +170,8 @@ async def _with_approvals(service: Service, conversation_id: str, turn: dict[str
 
 def history_turn(turn: dict[str, Any]) -> Turn:
     """A stored turn as `Conversation` remembers one."""
-    return Turn.remembered(turn["question"], turn["answer"], turn["error"] or turn["status"])
+    waiting = "it waits for a person's approval" if turn["status"] == AWAITING else turn["status"]
+    return Turn.remembered(turn["question"], turn["answer"], turn["error"] or waiting)
 
 
 async def _conversation(service: Service, conversation_id: str) -> dict[str, Any]:
