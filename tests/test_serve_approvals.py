@@ -304,3 +304,10 @@ def test_a_chat_completion_that_waits_says_so_and_is_decided_like_any_run(url, s
     )
     assert result_of(decide(url, waiting["run_id"], {"2": {"decision": "approve"}}))["ok"]
     assert tent_refunds(shop) == [("A1023", 18900)]
+
+
+def test_a_plan_still_in_review_has_nothing_to_decide(url, shop):
+    plan = review(url)
+    assert "never ran (a plan still awaiting review?)" in error(
+        decide(url, plan["run_id"], {"2": {"decision": "approve"}}), 404
+    )

@@ -185,7 +185,11 @@ def _store_of(orch: Orchestrator) -> CheckpointStore:
 
 def _not_waiting(run_id: str, status: tuple[str, str | None] | None, *, doing: str = "decide") -> ApiError:
     if status is None:
-        return ApiError(404, f"run {run_id} is no longer kept", "ended runs are deleted after a week")
+        return ApiError(
+            404,
+            f"run {run_id} has no checkpoint: it never ran (a plan still awaiting review?) or ended long ago",
+            "approve a reviewed plan with POST /v1/runs/ID/approve; ended runs are deleted after a week",
+        )
     said = ENDED_AS.get(status[0], "is running again: its calls were decided already")
     why = f" ({status[1]})" if status[1] and status[0] != FINISHED else ""
     return ApiError(409, f"run {run_id} is not waiting for approval: it {said}{why}", f"nothing to {doing}")
