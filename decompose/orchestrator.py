@@ -374,8 +374,13 @@ class Orchestrator:
                 result = await self._execute(plan, question, run, started, deadline, answered=answered, replans=replans)
                 return _finished(run, result)
 
-    async def aplan(self, question: str) -> Plan:
-        return await self._plan(check_question(question), self._new_run(None))
+    async def aplan(self, question: str, *, usage: Usage | None = None) -> Plan:
+        """The plan alone, nothing run (to review it, then `aexecute` it). `usage`, when given, counts the
+        planning's model calls and tokens (a server adds them to the run that executes the plan)."""
+        run = self._new_run(None)
+        if usage is not None:
+            run.caller.usage = usage
+        return await self._plan(check_question(question), run)
 
     async def aexecute(
         self,
@@ -499,6 +504,8 @@ class Orchestrator:
                 raise InputError(f"run {run_id} is not waiting for approval ({status}); there is nothing to decide")
             return
         if not decisions:
+            if not pending:  # every call was decided already (saved by a server before it resumed): go on
+                return
             waiting = "; ".join(f"step {a.step_id}: {a.tool} {a.args} ({a.reason})" for a in pending.values())
             raise InputError(
                 f"run {run_id} waits for approval of {waiting}",

@@ -105,3 +105,45 @@ def interrupt_eval(args, *, cwd, env, out_file, timeout):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "run the same command again" in err
     return {r["id"] for r in report(out_file)}
+
+
+# ----- a refund that waits for a person (tool approvals through the server) ------------------------------------
+
+REFUND_QUESTION = "My tent from order A1023 arrived torn. Please refund the 189 dollars."
+REFUND_ARGS = {"order_id": "A1023", "amount": "189.00", "reason": "the tent arrived torn"}
+# The customer-service agent's plan: look the order up, then refund it: 189 dollars, above the 100 dollar limit.
+REFUND_PLAN = {
+    "steps": [
+        {
+            "id": 1,
+            "question": "What is the status of order A1023?",
+            "tool": "order_status",
+            "args": {"order_id": "A1023"},
+        },
+        {"id": 2, "question": "Refund order A1023", "tool": "issue_refund", "args": REFUND_ARGS, "depends_on": [1]},
+    ]
+}
+REFUND_ANSWER = "Your refund for order A1023 is made."
+
+
+def damaged_tent_shop(cache: Path) -> Path:
+    """The demo shop in the cache folder `cache` (where a served agent finds it), created and seeded, with order
+    A1023 (a 189 dollar tent delivered 60 days ago) marked damaged: within the policy's 90 days, refundable."""
+    import sqlite3
+
+    from decompose.tools.customer_service import customer_service_tools
+
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / "customer_service.sqlite3"
+    customer_service_tools(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE order_items SET damaged = 1 WHERE order_id = 'A1023'")
+    return path
+
+
+def tent_refunds(shop: Path) -> list[tuple[str, int]]:
+    """The refunds of order A1023 in the shop's database: (order, cents)."""
+    import sqlite3
+
+    with sqlite3.connect(shop) as db:
+        return db.execute("SELECT order_id, amount_cents FROM refunds WHERE order_id = 'A1023'").fetchall()

@@ -180,6 +180,15 @@ def test_a_second_decision_on_a_waiting_step_is_refused_by_the_store(shop, ck):
         store.decide("r1", {2: {"decision": "reject", "reason": "no"}})
 
 
+def test_decisions_saved_in_the_store_let_the_run_resume_without_them(shop, ck):
+    # A server records the decision first (the store is the arbiter between replicas), then resumes: a process
+    # that died in between leaves a run another one can finish.
+    waiting(shop, ck)
+    CheckpointStore(ck).decide("r1", {2: {"decision": "edit", "args": {"order": "7", "amount": "120"}}})
+    resumed = agent(shop, ck).resume("r1")
+    assert resumed.ok and shop.refunds() == [("7", "120")]
+
+
 def test_pending_approvals_expire_and_expired_runs_are_deleted_later(shop, tmp_path):
     now = [1_000_000.0]
     location = tmp_path / "ck.sqlite3"

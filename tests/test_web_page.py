@@ -8,13 +8,26 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import (
+    REFUND_ANSWER,
+    REFUND_ARGS,
+    REFUND_PLAN,
+    REFUND_QUESTION,
+    REPO,
+    TITANIC,
+    damaged_tent_shop,
+    plan_json,
+    tent_refunds,
+)
 from langchain_core.tools import tool
-from servers import serving
+from servers import free_port, serving
 
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402
@@ -334,6 +347,11 @@ def test_review_then_approve_runs_the_plan_as_reviewed(browser, tmp_path):
         last_card(page, "done")
         assert steps(card) == [(1, "done", "Who directed Titanic?"), (2, "done", "When was James Cameron born?")]
         assert card.locator(".answer-text").inner_text() == ANSWER
+        # A turn of the page's conversation like any other: its summary counts the planning call too.
+        assert "4 model calls" in card.locator(".usage-total").inner_text()
+        ask(page, "And where was he born?")
+        last_card(page, "done")
+        assert ANSWER in model.calls[-4]["prompt"]  # the next turn's planner sees the reviewed turn
 
 
 @in_browser
@@ -389,7 +407,7 @@ def test_review_cancel_runs_nothing(browser, tmp_path):
         assert card.get_by_role("button", name="Approve and run").count() == 0
         time.sleep(0.3)  # a run started by mistake would have called the model by now
         assert len(model.calls) == 1
-        assert app.state.service.store.review(run_id)["status"] == "pending"  # never approved
+        assert app.state.service.store.review(run_id)["status"] == "cancelled"  # and can never be approved
 
 
 @in_browser
@@ -470,3 +488,139 @@ def test_with_api_keys_the_page_asks_for_one_and_sends_it(browser, tmp_path):
         assert page.locator("#key-form").is_hidden()
         ask(page, TITANIC)  # the key goes with the run's requests too
         assert last_card(page, "done").locator(".answer-text").inner_text() == ANSWER
+
+
+# ----- tool approvals: a refund waits for a person on the page -------------------------------------------------
+
+REFUND_RULES = f"""
+import json
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+
+rules = [(asks_for_plan, json.dumps({REFUND_PLAN!r})), (asks_to_combine, {REFUND_ANSWER!r})]
+default = "?"
+"""
+
+
+class ServeProcess:
+    """`python -m decompose.cli serve` on a fixed port of 127.0.0.1 (so a page loaded from one process talks to
+    the next), the scripted shop model, the database `db` and the demo shop in `cache`."""
+
+    def __init__(self, tmp_path, port, db, cache):
+        rules = tmp_path / "refund_rules.py"
+        rules.write_text(REFUND_RULES)
+        env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["DECOMPOSE_CACHE"] = str(cache)
+        self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
+        command = [sys.executable, "-m", "decompose.cli", "serve", "--port", str(port), "--db", db]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [*command, "--model", f"scripted:{rules}"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while "listening on" not in self.log.read_text():
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def ask_for_the_refund(page):
+    """Ask the customer-service agent for the tent's refund; the card once the refund waits for approval."""
+    page.select_option("#agent", "customer-service")
+    ask(page, REFUND_QUESTION)
+    return last_card(page, "awaiting")
+
+
+@in_browser
+def test_a_refund_waits_for_approval_across_a_server_restart_and_is_made_once(browser, tmp_path):
+    if isinstance(browser, str):
+        unavailable(browser)
+    shop = damaged_tent_shop(tmp_path / "cache")
+    db, port = f"sqlite:///{tmp_path / 'serve.sqlite3'}", free_port()
+    server = ServeProcess(tmp_path, port, db, tmp_path / "cache")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        errors = []
+        page.on("pageerror", lambda error: errors.append(error))
+        page.goto(server.url)
+        page.wait_for_selector("#agent:not([disabled])")
+        card = ask_for_the_refund(page)
+        assert [status for _, status, _ in steps(card)] == ["done", "awaiting"]
+        waiting = card.locator('.step[data-step-id="2"]')
+        assert waiting.locator(".status").inner_text().startswith("⏸")
+        request = card.locator('.approval[data-step-id="2"]')
+        assert request.locator(".tool-name").inner_text() == "issue_refund"
+        assert json.loads(request.locator(".tool-args").inner_text()) == REFUND_ARGS
+        assert request.locator(".approval-reason").inner_text() == "Why it waits: amount 189 is above 100"
+        assert card.locator(".turn-status").inner_text() == "awaiting approval"
+        assert tent_refunds(shop) == []
+
+        server.stop()  # the decision reaches another process: the run waits in the database, not in memory
+        server = ServeProcess(tmp_path, port, db, tmp_path / "cache")
+        request.get_by_role("button", name="Approve").click()
+        last_card(page, "done")
+        assert [status for _, status, _ in steps(card)] == ["done", "done"]
+        answer = card.locator(".answer-text").inner_text()
+        assert answer.startswith(REFUND_ANSWER) and "Refund R0" in answer and "189.00" in answer, answer
+        assert card.locator(".approval").count() == 0
+        assert tent_refunds(shop) == [("A1023", 18900)]  # made once
+        assert httpx.get(f"{server.url}/v1/approvals").json()["approvals"] == []
+        assert not errors, errors
+    finally:
+        context.close()
+        server.stop()
+
+
+@pytest.fixture
+def shop_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("DECOMPOSE_CACHE", str(tmp_path / "cache"))
+    shop = damaged_tent_shop(tmp_path / "cache")
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, json.dumps(REFUND_PLAN)), (asks_to_combine, REFUND_ANSWER)], default="?"
+    )
+    return create_app(model, db=db(tmp_path)), shop
+
+
+@in_browser
+def test_a_refund_rejected_on_the_page_is_not_made_and_the_answer_says_why(browser, shop_app):
+    app, shop = shop_app
+    with page_of(browser, app) as page:
+        card = ask_for_the_refund(page)
+        request = card.locator('.approval[data-step-id="2"]')
+        request.get_by_role("button", name="Reject").click()
+        request.get_by_label("Step 2 rejection reason").fill("the photo shows no damage")
+        request.get_by_role("button", name="Reject with this reason").click()
+        last_card(page, "done")
+        assert "not approved: the photo shows no damage" in card.locator(".answer-text").inner_text()
+        assert [status for _, status, _ in steps(card)] == ["done", "failed"]
+        assert tent_refunds(shop) == []
+
+
+@in_browser
+def test_a_refund_edited_on_the_page_is_checked_then_made_with_the_new_amount(browser, shop_app):
+    app, shop = shop_app
+    with page_of(browser, app) as page:
+        card = ask_for_the_refund(page)
+        request = card.locator('.approval[data-step-id="2"]')
+        request.get_by_role("button", name="Edit").click()
+        editor = request.get_by_label("Step 2 arguments")
+        assert json.loads(editor.input_value()) == REFUND_ARGS
+        approve = request.get_by_role("button", name="Approve with these arguments")
+        editor.fill("{nope")
+        approve.click()
+        assert card.locator(".review-message").inner_text().startswith("The arguments are not valid JSON")
+        editor.fill(json.dumps({**REFUND_ARGS, "amount": "lots"}))
+        approve.click()  # the server checks them against the tool: 422, said in the card, still to decide
+        card.locator(".review-message", has_text="do not fit").wait_for()
+        editor.fill(json.dumps({**REFUND_ARGS, "amount": "150.00"}))
+        approve.click()
+        last_card(page, "done")
+        assert "150.00" in card.locator(".answer-text").inner_text()
+        assert tent_refunds(shop) == [("A1023", 15000)]

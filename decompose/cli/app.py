@@ -364,6 +364,27 @@ def build_parser() -> argparse.ArgumentParser:
         "interrupted (default 15)",
     )
     sv.add_argument(
+        "--no-approvals",
+        dest="approvals",
+        action="store_false",
+        help="make the ready agents' consequential calls without asking (by default a customer-service refund "
+        "above 100 dollars waits for a person: GET /v1/approvals, POST /v1/runs/ID/decisions, the web page)",
+    )
+    sv.add_argument(
+        "--approval-ttl",
+        type=_positive_seconds,
+        default=24 * 3600.0,
+        metavar="SECONDS",
+        help="how long a call waits for a decision before its run expires (default 86400, a day)",
+    )
+    sv.add_argument(
+        "--review-ttl",
+        type=_positive_seconds,
+        default=24 * 3600.0,
+        metavar="SECONDS",
+        help="how long a plan awaits review (POST /v1/runs?review=true) before it expires (default 86400, a day)",
+    )
+    sv.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         default="info",

@@ -49,6 +49,9 @@ def serve_command(args: argparse.Namespace) -> int:
         max_history_tokens=args.max_history_tokens,
         shutdown_timeout=args.shutdown_timeout,
         lease=args.lease,
+        approvals=args.approvals,
+        approval_ttl=args.approval_ttl,
+        review_ttl=args.review_ttl,
     )
     service = app.state.service
     host, port = sock.getsockname()[:2]

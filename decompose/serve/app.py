@@ -1,13 +1,13 @@
-"""`create_app(...)`: the HTTP service — agents, streamed runs with optional plan review, stored conversations and
-an OpenAI-compatible chat endpoint — as a Starlette ASGI app. `decompose serve` runs it under uvicorn; mount it
-in your own app to serve the agents there (enter its lifespan in yours so a shutdown ends its runs cleanly)."""
+"""`create_app(...)`: the HTTP service — agents, streamed runs with optional plan review and tool approvals,
+stored conversations and an OpenAI-compatible chat endpoint — as a Starlette ASGI app. `decompose serve` runs it
+under uvicorn; mount it in your own app to serve the agents there (enter its lifespan in yours so a shutdown ends
+its runs cleanly)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +19,20 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from decompose.errors import DecomposeError, PlanError
-from decompose.events import Event
+from decompose.checkpoints import CheckpointStore, open_store
 from decompose.models import load_model
 from decompose.orchestrator import Orchestrator
-from decompose.plan import Plan
-from decompose.result import Result
-from decompose.serve import conversations, openai_compat
+from decompose.serve import conversations, openai_compat, reviews
+from decompose.serve.approvals import routes as approvals_routes
+from decompose.serve.approvals import stream_run
 from decompose.serve.bodies import optional_str, question_of, read_json
 from decompose.serve.catalog import Catalog
-from decompose.serve.errors import ApiError, api_error_of, exception_handlers
+from decompose.serve.errors import exception_handlers
 from decompose.serve.logs import AccessLog
-from decompose.serve.running import RunFeed, settle
+from decompose.serve.reviews import checked_plan, for_review, review_target
 from decompose.serve.security import ApiKeys, Guard, RateLimiter, parse_rate
 from decompose.serve.service import Service
-from decompose.serve.sse import event_stream, run_frames
-from decompose.serve.store import Store
+from decompose.serve.store import DAY, Store
 from decompose.telemetry import tracing
 
 RUN_EXAMPLE = '{"question": "...", "agent": "customer-service"}'
@@ -64,6 +62,9 @@ def create_app(
     max_history_tokens: int = 1500,
     shutdown_timeout: float = 30.0,
     lease: float = 15.0,
+    approvals: bool = True,
+    approval_ttl: float = DAY,
+    review_ttl: float = DAY,
 ) -> Starlette:
     """The service as an ASGI app.
 
@@ -76,13 +77,28 @@ def create_app(
     by default). shutdown_timeout: how long runs in flight may finish at shutdown. lease: seconds after which a
     running turn whose server stopped renewing it reads as interrupted. With a `tracer_provider` among the
     orchestrator options, or the `OTEL_*` variables asking for traces, each request is a span and its run a child.
+
+    The agents' runs are checkpointed in the same database (unless the options give `checkpoints`): a run whose
+    tool call waits for a person ends awaiting approval, decided with POST /v1/runs/{id}/decisions. approvals:
+    the ready agents' consequential calls wait (customer service: refunds above 100 dollars); approval_ttl:
+    seconds a call waits before its run expires; review_ttl: the same for a plan awaiting review.
     """
+    store = Store(db, lease=lease, review_ttl=review_ttl)
+    options = dict(orchestrator_options or {})
+    # One store for every agent's runs, in the server's own database: any replica resumes any run.
+    checkpoints = open_store(options.get("checkpoints")) or CheckpointStore(store.url, approval_ttl=approval_ttl)
+    options["checkpoints"] = checkpoints
     catalog = Catalog(
-        load_model(model) if agents is None else None, tools=tools, options=orchestrator_options, agents=agents
+        load_model(model) if agents is None else None,
+        tools=tools,
+        options=options,
+        agents=agents,
+        approvals=approvals,
     )
     service = Service(
         catalog=catalog,
-        store=Store(db, lease=lease),
+        store=store,
+        checkpoints=checkpoints,
         max_body_bytes=max_body_bytes,
         max_history_tokens=max_history_tokens,
         shutdown_timeout=shutdown_timeout,
@@ -133,14 +149,18 @@ def routes(service: Service) -> list[Route]:
 
     async def start_run(request: Request) -> Response:
         body = await read_json(request, service.max_body_bytes, example=RUN_EXAMPLE)
-        agent, orch = service.catalog.get(optional_str(body, "agent"))
+        review = request.query_params.get("review", "").lower() in ("1", "true", "yes")
+        if review:  # a plan for review may be a conversation's next turn
+            agent, orch, conversation_id = await review_target(service, body)
+        else:
+            agent, orch = service.catalog.get(optional_str(body, "agent"))
         plan = checked_plan(orch, body["plan"]) if body.get("plan") is not None else None
         question = question_of(body, example=RUN_EXAMPLE) if plan is None or body.get("question") else None
-        if request.query_params.get("review", "").lower() in ("1", "true", "yes"):
-            return await _for_review(service, agent, orch, question, plan)
+        if review:
+            return await for_review(service, agent, orch, question, plan, conversation_id)
         run_id = uuid.uuid4().hex
         if plan is not None:
-            return _stream(
+            return stream_run(
                 service,
                 agent,
                 question or plan.question or "",
@@ -148,35 +168,13 @@ def routes(service: Service) -> list[Route]:
                 lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit),
             )
         asked = question or ""  # question_of read it: a body without a plan has one
-        return _stream(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit))
-
-    async def approve_run(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        review = await asyncio.to_thread(service.store.review, run_id)
-        if review is None:
-            raise ApiError(
-                404, f"no plan awaiting approval has run id {run_id!r}", "ask for one with POST /v1/runs?review=true"
-            )
-        body = await read_json(request, service.max_body_bytes, example='{"plan": {"steps": [...]}} or nothing')
-        agent, orch = service.catalog.get(review["agent"])
-        plan = checked_plan(orch, body["plan"] if body.get("plan") is not None else review["plan"])
-        if not await asyncio.to_thread(service.store.approve, run_id):
-            raise ApiError(
-                409, f"run {run_id} was already approved", "ask for a new plan with POST /v1/runs?review=true"
-            )
-        question = review["question"]
-        return _stream(
-            service,
-            agent,
-            question,
-            run_id,
-            lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit),
-        )
+        return stream_run(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit, run_id=run_id))
 
     return [
         Route("/v1/agents", list_agents, methods=["GET"]),
         Route("/v1/runs", start_run, methods=["POST"]),
-        Route("/v1/runs/{run_id}/approve", approve_run, methods=["POST"]),
+        *reviews.routes(service),
+        *approvals_routes(service),
         *conversations.routes(service),
         *openai_compat.routes(service),
     ]
@@ -197,51 +195,3 @@ class WebPage:
         if file is None:
             return await self.app(scope, receive, send)
         await FileResponse(file, headers=PAGE_HEADERS)(scope, receive, send)
-
-
-def checked_plan(orch: Orchestrator, data: Any) -> Plan:
-    """A plan from a request (its JSON form, as data or text), checked as `execute` would: 422 when invalid."""
-    try:
-        return orch.check_plan(data)
-    except PlanError as exc:
-        raise ApiError(422, f"the plan is invalid: {exc.args[0]}", exc.hint) from None
-
-
-async def _for_review(
-    service: Service, agent: str, orch: Orchestrator, question: str | None, plan: Plan | None
-) -> Response:
-    if plan is None:
-        try:
-            plan = await orch.aplan(question or "")  # question_of read it: a body without a plan has one
-        except DecomposeError as exc:
-            raise api_error_of(exc) from None
-    run_id = uuid.uuid4().hex
-    question = question or plan.question or ""
-    await asyncio.to_thread(service.store.save_review, run_id, agent, question, plan.spec())
-    return JSONResponse(
-        {
-            "run_id": run_id,
-            "agent": agent,
-            "question": question,
-            "plan": plan.spec(),
-            "approve": f"/v1/runs/{run_id}/approve",
-        },
-        status_code=201,
-    )
-
-
-def _stream(
-    service: Service,
-    agent: str,
-    question: str,
-    run_id: str,
-    start: Callable[[Callable[[Event], None]], Coroutine[Any, Any, Result]],
-) -> Response:
-    """Start the run (`start(on_event)` makes its coroutine) and stream it: `run`, the events, `result`."""
-    feed = RunFeed()
-
-    async def run() -> None:
-        await settle(feed, start(feed.emit), question, run_id=run_id, agent=agent)
-
-    service.start(run())
-    return event_stream(run_frames(feed, ("run", {"id": run_id, "agent": agent, "question": question})))

@@ -11,6 +11,8 @@ with an empty delta and the event under `"decompose"`; a client that does not as
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +28,7 @@ from decompose.events import Event
 from decompose.result import Result
 from decompose.serve.bodies import read_json
 from decompose.serve.errors import ApiError, api_error_of, decompose_error_body
-from decompose.serve.running import AnswerPiece, RunFeed, settle
+from decompose.serve.running import AnswerPiece, Ended, RunFeed, settle
 from decompose.serve.service import Service
 from decompose.serve.sse import KEEPALIVE_SECONDS, PING, SSE_HEADERS, frame
 
@@ -63,7 +65,13 @@ def routes(service: Service) -> list[Route]:
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         # Pieces of the answer only for a stream: a plain call makes one `ainvoke` per model call, as before.
         run = chat.asend(question, on_event=feed.emit, on_answer=feed.answer if stream else None)
-        task = service.start(settle(feed, run, question, run_id=completion_id, agent=agent))
+
+        async def record(ended: Ended) -> None:  # a run that waits for a person is decided like any other
+            result = ended.result
+            if result.awaiting_approval and result.run_id:
+                await asyncio.to_thread(service.store.link_run, result.run_id, agent, question)
+
+        task = service.start(settle(feed, run, question, run_id=completion_id, agent=agent, record=record))
         if stream:
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
@@ -142,8 +150,18 @@ def _usage(result: Result) -> dict[str, int]:
     }
 
 
+def waiting_reply(result: Result) -> str:
+    """What a chat client is told of a run that waits for a person: an OpenAI reply has no such state."""
+    calls = "; ".join(f"{a.tool} {json.dumps(a.args, default=str)} ({a.reason})" for a in result.approvals)
+    return (
+        f"This needs a person's approval first: {calls}. It waits as run {result.run_id}: decide with "
+        f"POST /v1/runs/{result.run_id}/decisions."
+    )
+
+
 def _completion(result: Result, completion_id: str, created: int, agent: str) -> dict[str, Any]:
-    if result.answer is None:
+    answer = waiting_reply(result) if result.awaiting_approval else result.answer
+    if answer is None:
         raise ApiError(
             502,
             f"the agent gave no answer: {result.error}",
@@ -154,7 +172,7 @@ def _completion(result: Result, completion_id: str, created: int, agent: str) ->
         "object": "chat.completion",
         "created": created,
         "model": agent,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
         "usage": _usage(result),
     }
 
@@ -197,21 +215,22 @@ async def _chunks(
                 yield news(item.to_dict())
         else:
             result = item.result
-            if result.answer is None:  # OpenAI clients raise an error event as an APIError
+            answer = waiting_reply(result) if result.awaiting_approval else result.answer
+            if answer is None:  # OpenAI clients raise an error event as an APIError
                 yield frame(
                     None,
                     decompose_error_body(item.error)
                     if item.error is not None
                     else {"error": {"message": f"the agent gave no answer: {result.error}", "hint": None}},
                 )
-            elif result.answer.startswith(sent):
-                if result.answer != sent:
-                    yield chunk({"content": result.answer[len(sent) :]})
+            elif answer.startswith(sent):
+                if answer != sent:
+                    yield chunk({"content": answer[len(sent) :]})
             else:  # the checks rewrote text already sent: never left standing uncorrected
                 if progress:
-                    yield news({"type": "answer_replaced", "answer": result.answer})
-                yield chunk({"content": f"\n\n{result.answer}"})
-            if result.answer is not None:
+                    yield news({"type": "answer_replaced", "answer": answer})
+                yield chunk({"content": f"\n\n{answer}"})
+            if answer is not None:
                 yield chunk({}, "stop")
                 if usage:
                     yield chunk_with([], usage=_usage(result))

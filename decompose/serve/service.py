@@ -1,4 +1,4 @@
-"""`Service`: what the routes share — the agents, the store, the runs in flight, the limits — and its shutdown."""
+"""`Service`: what the routes share — the agents, the stores, the runs in flight, the limits — and its shutdown."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from decompose.checkpoints import CheckpointStore
 from decompose.serve.catalog import Catalog
 from decompose.serve.running import InFlight
 from decompose.serve.store import Store
@@ -19,6 +20,7 @@ log = logging.getLogger("decompose.serve")
 class Service:
     catalog: Catalog
     store: Store
+    checkpoints: CheckpointStore  # the agents' runs, in the server's database: a run waiting for approval is here
     max_body_bytes: int
     max_history_tokens: int
     shutdown_timeout: float
@@ -55,3 +57,4 @@ class Service:
             self._heartbeat.cancel()
         self.store.interrupt_own_turns()
         self.store.close()
+        self.checkpoints.close()

@@ -3,7 +3,9 @@ several replicas share them and a restarted server has lost nothing it acknowled
 
 A turn's question is committed before its run starts and its answer when the run ends. A running turn carries
 its server's id and a lease the server renews while it lives; a running turn whose lease ran out belonged to a
-server that died (kill -9, a lost machine) and reads as `interrupted`, on every replica.
+server that died (kill -9, a lost machine) and reads as `interrupted`, on every replica. A turn whose run waits
+for a person's approval (decompose/approvals.py) is `awaiting` until the run is resumed, cancelled or expires;
+`decompose_server_runs` says which agent (and which turn) each such run belongs to, for the replica that resumes it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from decompose.sql_engine import open_engine
 
 log = logging.getLogger("decompose.serve")
 RUNNING, ANSWERED, FAILED, INTERRUPTED = "running", "answered", "failed", "interrupted"
+AWAITING, CANCELLED, EXPIRED = "awaiting", "cancelled", "expired"  # a run waiting for a person, and its two ends
+DAY = 24 * 3600.0
 BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another's lock before StoreUnavailable (503)
 
 metadata = MetaData()
@@ -75,7 +79,18 @@ reviews = Table(
     Column("agent", String(200), nullable=False),
     Column("question", Text, nullable=False),
     Column("plan", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # pending, approved
+    Column("status", String(16), nullable=False),  # pending, approved, cancelled (expired: read from created_at)
+    Column("created_at", Float, nullable=False),
+)
+server_runs = Table(
+    "decompose_server_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the run id of the checkpoint store
+    Column("agent", String(200), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("conversation_id", String(32)),  # the turn it answers; None for a run of POST /v1/runs
+    Column("seq", Integer),
+    Column("planning", Text),  # JSON: a reviewed plan's planning usage (`Usage.to_dict`), added to its run's
     Column("created_at", Float, nullable=False),
 )
 
@@ -138,9 +153,13 @@ class Store:
         lease: float = 15.0,
         on_event: Callable[[Event], None] = _logged,
         clock: Callable[[], float] = time.time,
+        review_ttl: float = DAY,
     ):
+        if review_ttl <= 0:
+            raise ConfigError(f"review_ttl must be a positive number of seconds, got {review_ttl!r}")
         self.url = url or default_db_url()
         self.lease = lease
+        self.review_ttl = review_ttl  # a plan not approved within it expires
         self.on_event = on_event
         self.clock = clock  # wall-clock seconds: leases are compared across replicas, so not time.monotonic
         self.owner = uuid.uuid4().hex  # this server, for the leases of its running turns
@@ -291,7 +310,7 @@ class Store:
                     .where(
                         turns.c.conversation_id == conversation_id,
                         turns.c.seq == seq,
-                        turns.c.status.in_((RUNNING, INTERRUPTED)),
+                        turns.c.status.in_((RUNNING, INTERRUPTED, AWAITING)),
                     )
                     .values(
                         status=status,
@@ -338,7 +357,9 @@ class Store:
 
     # ----- plans awaiting review --------------------------------------------------------------------------
 
-    def save_review(self, run_id: str, agent: str, question: str, plan: dict[str, Any]) -> None:
+    def save_review(self, run_id: str, agent: str, question: str, plan: dict[str, Any]) -> float:
+        """Keep the plan for review; when it expires."""
+        now = self.clock()
         with self._writing() as db:
             db.execute(
                 insert(reviews).values(
@@ -347,22 +368,106 @@ class Store:
                     question=question,
                     plan=json.dumps(plan),
                     status="pending",
-                    created_at=time.time(),
+                    created_at=now,
+                )
+            )
+        return now + self.review_ttl
+
+    def review(self, run_id: str) -> dict[str, Any] | None:
+        """The plan kept for review, its status `expired` once `review_ttl` passed unapproved."""
+        with self._reading() as db:
+            row = db.execute(select(reviews).where(reviews.c.id == run_id)).first()
+        if row is None:
+            return None
+        expires_at = row.created_at + self.review_ttl
+        status = EXPIRED if row.status == "pending" and expires_at < self.clock() else row.status
+        return {**row._asdict(), "plan": json.loads(row.plan), "status": status, "expires_at": expires_at}
+
+    def _end_review(self, run_id: str, status: str) -> bool:
+        """pending -> `status`, unless expired; False when it was not pending (one decision, on any replica)."""
+        with self._writing() as db:
+            done = db.execute(
+                update(reviews)
+                .where(
+                    reviews.c.id == run_id,
+                    reviews.c.status == "pending",
+                    reviews.c.created_at >= self.clock() - self.review_ttl,
+                )
+                .values(status=status)
+            )
+        return done.rowcount == 1
+
+    def approve(self, run_id: str) -> bool:
+        """Mark the plan approved; False when it was not pending (approved or cancelled already, or expired)."""
+        return self._end_review(run_id, "approved")
+
+    def cancel_review(self, run_id: str) -> bool:
+        """Mark the plan cancelled: it will never run. False when it was not pending."""
+        return self._end_review(run_id, CANCELLED)
+
+    # ----- runs waiting for a person's approval -------------------------------------------------------------
+
+    def link_run(
+        self,
+        run_id: str,
+        agent: str,
+        question: str,
+        conversation_id: str | None = None,
+        seq: int | None = None,
+        planning: dict[str, Any] | None = None,
+    ) -> None:
+        """Remember the run's agent (and turn, once it has one): a decision, on any replica, resumes it with that
+        agent and gives the answer to that turn. A reviewed plan is linked when it is made, with its planning."""
+        with self._writing() as db:
+            if db.execute(select(server_runs.c.id).where(server_runs.c.id == run_id)).first() is not None:
+                if seq is not None:
+                    db.execute(update(server_runs).where(server_runs.c.id == run_id).values(seq=seq))
+                return
+            db.execute(
+                insert(server_runs).values(
+                    id=run_id,
+                    agent=agent,
+                    question=question,
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    planning=json.dumps(planning) if planning is not None else None,
+                    created_at=self.clock(),
                 )
             )
 
-    def review(self, run_id: str) -> dict[str, Any] | None:
+    def run_link(self, run_id: str) -> dict[str, Any] | None:
+        """{"id", "agent", "question", "conversation_id", "seq", "planning", ...} of a linked run, else None."""
         with self._reading() as db:
-            row = db.execute(select(reviews).where(reviews.c.id == run_id)).first()
-        return None if row is None else {**row._asdict(), "plan": json.loads(row.plan)}
+            row = db.execute(select(server_runs).where(server_runs.c.id == run_id)).first()
+        if row is None:
+            return None
+        return {**row._asdict(), "planning": json.loads(row.planning) if row.planning else None}
 
-    def approve(self, run_id: str) -> bool:
-        """Mark the plan approved; False when it already was (one approval runs it, on any replica)."""
+    def runs_of(self, conversation_id: str) -> dict[int, str]:
+        """The run ids of the conversation's linked turns (reviewed, or that waited for approval), by turn."""
+        with self._reading() as db:
+            rows = db.execute(
+                select(server_runs.c.seq, server_runs.c.id).where(
+                    server_runs.c.conversation_id == conversation_id, server_runs.c.seq.is_not(None)
+                )
+            )
+            return {seq: run_id for seq, run_id in rows}
+
+    def resume_turn(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
+        """An awaiting turn runs again (this server's, under its lease): the turn before it ran again, or None
+        when it was not awaiting (decided on another replica, ended)."""
         with self._writing() as db:
             done = db.execute(
-                update(reviews).where(reviews.c.id == run_id, reviews.c.status == "pending").values(status="approved")
+                update(turns)
+                .where(turns.c.conversation_id == conversation_id, turns.c.seq == seq, turns.c.status == AWAITING)
+                .values(status=RUNNING, owner=self.owner, lease_until=self.clock() + self.lease)
             )
-        return done.rowcount == 1
+            if done.rowcount != 1:
+                return None
+            row = db.execute(select(turns).where(turns.c.conversation_id == conversation_id, turns.c.seq == seq))
+            turn = _shown(row.mappings().one())
+        self._live.add((conversation_id, seq))
+        return turn
 
     def close(self) -> None:
         self.engine.dispose()

@@ -6,7 +6,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const KEY_STORE = "decompose.apiKey";  // per tab: sessionStorage is gone when the tab closes
-  const STATUS_ICON = { pending: "○", running: "◔", done: "✓", failed: "✕", skipped: "↷" };
+  const STATUS_ICON = { pending: "○", running: "◔", done: "✓", failed: "✕", skipped: "↷", awaiting: "⏸" };
 
   const state = {
     agents: [],
@@ -232,6 +232,7 @@
     /** Draw the run from its event stream (see decompose/serve/sse.py for the frames). */
     async follow(reply) {
       this.body.replaceChildren(this.plan);
+      this.answer = null;
       let ended = false;
       try {
         for await (const { name, data } of events(reply)) {
@@ -247,7 +248,7 @@
     handle(name, data) {
       switch (name) {
         case "run": case "turn":
-          this.card.dataset.runId = data.id || "";
+          this.card.dataset.runId = data.id || data.run_id || "";
           this.setStatus("planning…");
           break;
         case "PlanReady": this.setStatus("running…"); break;
@@ -345,6 +346,7 @@
       if (result.citations && result.citations.length) this.showCitations(result.citations);
       this.showUsage(result);
       if (result.ok) this.setStatus("answered", "done");
+      else if (result.awaiting_approval) new ApprovalView(this, result.run_id, result.approvals);
       else if (this.card.dataset.state !== "failed") this.showError({ message: result.error || "the run failed" });
     }
 
@@ -456,8 +458,15 @@
       await this.turn.follow(reply);
     }
 
-    cancel() {
-      // The server keeps an unapproved plan without running it: not approving is cancelling.
+    async cancel() {
+      this.setButtons(true);
+      try {  // the server marks the plan cancelled: it can never be approved afterwards
+        await api("POST", `v1/runs/${encodeURIComponent(this.review.run_id)}/cancel`, {});
+      } catch (exc) {
+        this.say(exc.hint ? `${exc.message} (${exc.hint})` : exc.message);
+        this.setButtons(false);
+        return;
+      }
       this.turn.body.replaceChildren(el("p", { class: "cancelled", text: "Cancelled: the plan was not run." }));
       this.turn.setStatus("cancelled", "cancelled");
     }
@@ -467,19 +476,112 @@
     }
   }
 
+  // ----- tool approvals: a call waits for a person; approve, edit its arguments, or reject it ---------------
+
+  class ApprovalView {
+    constructor(turn, runId, approvals) {
+      this.turn = turn;
+      this.runId = runId;
+      this.message = el("p", { class: "review-message", role: "alert", hidden: true });
+      this.buttons = [];
+      this.box = el("div", { class: "approvals" }, el("h3", { text: "Waiting for your approval" }),
+        ...approvals.map((request) => this.drawRequest(request)), this.message);
+      turn.body.append(this.box);
+      turn.setStatus("awaiting approval", "awaiting");
+    }
+
+    /** One waiting call: the tool, its arguments and why it waits, and what a person may do about it. */
+    drawRequest(request) {
+      const editor = el("textarea", { class: "args-json", rows: 5, spellcheck: "false", hidden: true,
+                                      "aria-label": `Step ${request.step_id} arguments` });
+      editor.value = JSON.stringify(request.args, null, 2);
+      const reason = el("input", { class: "reject-reason", type: "text", hidden: true,
+                                   placeholder: "Why not? (the answer says so)",
+                                   "aria-label": `Step ${request.step_id} rejection reason` });
+      const approve = el("button", { type: "button", class: "approve", text: "Approve",
+        onclick: () => this.decide(request, editor.hidden ? { decision: "approve" } : this.edited(editor)) });
+      const edit = el("button", { type: "button", class: "ghost edit-args", text: "Edit",
+        onclick: () => {
+          editor.hidden = !editor.hidden;
+          reason.hidden = true;
+          approve.textContent = editor.hidden ? "Approve" : "Approve with these arguments";
+        } });
+      const reject = el("button", { type: "button", class: "ghost reject", text: "Reject",
+        onclick: () => {
+          if (reason.hidden) {  // first ask why: the answer tells the customer
+            reason.hidden = false;
+            editor.hidden = true;
+            approve.textContent = "Approve";
+            reject.textContent = "Reject with this reason";
+            reason.focus();
+            return;
+          }
+          this.decide(request, { decision: "reject", reason: reason.value.trim() || "rejected by a person" });
+        } });
+      this.buttons.push(approve, edit, reject);
+      return el("div", { class: "approval", "data-step-id": request.step_id },
+        el("p", { class: "approval-head" }, el("span", { class: "step-id", text: String(request.step_id) }),
+           el("span", { class: "tool-name", text: request.tool }),
+           el("code", { class: "tool-args", text: args(request.args) })),
+        el("p", { class: "approval-reason", text: `Why it waits: ${request.reason}` }),
+        request.expires_at
+          ? el("p", { class: "approval-expiry",
+                      text: `Decide before ${new Date(request.expires_at * 1000).toLocaleString()}` })
+          : null,
+        editor, reason,
+        el("div", { class: "review-actions" }, approve, edit, reject));
+    }
+
+    /** The edited arguments as a decision, or null (and a message) when they are not a JSON object. */
+    edited(editor) {
+      try {
+        const value = JSON.parse(editor.value);
+        if (value && typeof value === "object" && !Array.isArray(value)) return { decision: "edit", args: value };
+        this.say("The arguments must be a JSON object.");
+      } catch (exc) {
+        this.say(`The arguments are not valid JSON: ${exc.message}`);
+      }
+      return null;
+    }
+
+    say(text) {
+      this.message.textContent = text;
+      this.message.hidden = !text;
+    }
+
+    /** Send the decision; the resumed run streams into this turn, which gets its answer. */
+    async decide(request, decision) {
+      if (!decision) return;
+      for (const b of this.buttons) b.disabled = true;
+      this.say("");
+      let reply;
+      try {
+        reply = await api("POST", `v1/runs/${encodeURIComponent(this.runId)}/decisions`,
+                          { decisions: { [request.step_id]: decision } });
+      } catch (exc) {
+        this.say(exc.hint ? `${exc.message} (${exc.hint})` : exc.message);
+        for (const b of this.buttons) b.disabled = false;
+        return;
+      }
+      this.box.remove();
+      await this.turn.follow(reply);
+    }
+  }
+
   // ----- asking ---------------------------------------------------------------------------------------------
 
   async function ask(question, review) {
     const turn = new TurnView(question);
-    if (review) {
-      // Plan only; the run starts when the plan is approved (a reviewed run does not see the chat's history).
-      const reply = await api("POST", "v1/runs?review=true", { question, agent: state.agent });
-      new ReviewView(turn, await reply.json());
-      return;
-    }
     if (!state.conversation) {
       const created = await (await api("POST", "v1/conversations", { agent: state.agent })).json();
       state.conversation = created.id;
+    }
+    if (review) {
+      // Plan only; the run starts when the plan is approved, as this conversation's next turn (its plan does not
+      // see the chat's history).
+      const reply = await api("POST", "v1/runs?review=true", { question, conversation_id: state.conversation });
+      new ReviewView(turn, await reply.json());
+      return;
     }
     const reply = await api("POST", `v1/conversations/${encodeURIComponent(state.conversation)}/messages`,
                             { question });
