@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -116,10 +117,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is logged, not the stream it was when configured: a
+    replaced stderr (a test's capture, since closed) is never written to."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure(level: str = "info", fmt: str = "text") -> None:
     """`decompose serve`'s logging: the `decompose` and `uvicorn` loggers to stderr at `level`, as `fmt` ("text"
     or "json")."""
-    handler = logging.StreamHandler()
+    handler = _CurrentStderr()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     for name in ("decompose", "uvicorn"):
         logger = logging.getLogger(name)
