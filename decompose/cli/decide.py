@@ -20,7 +20,7 @@ from langchain_core.tools import BaseTool
 
 from decompose.approvals import ApprovalRequest, Approve, Decision, Edit, Reject
 from decompose.cli.output import Output
-from decompose.errors import ConfigError
+from decompose.errors import ConfigError, InputError
 from decompose.tools.runner import validate_args
 
 
@@ -116,6 +116,16 @@ def awaiting_lines(approvals: list[ApprovalRequest], args: argparse.Namespace) -
             f"  {resume} --reject {a.step_id}={shlex.quote('the reason')}",
         ]
     return lines
+
+
+def undecided(approvals: list[ApprovalRequest], args: argparse.Namespace) -> InputError:
+    """A waiting run resumed without a decision: what waits, and the flags that decide it."""
+    waiting = "; ".join(approval_line(a) for a in approvals)
+    return InputError(
+        f"run {approvals[0].run_id} waits for approval of {waiting}",
+        hint=f"decide it: decompose run --resume {approvals[0].run_id}{same_flags(args)} --approve STEP "
+        "(or --edit STEP=JSON, --reject STEP=REASON; a flag for each waiting step)",
+    )
 
 
 def approval_line(a: ApprovalRequest) -> str:

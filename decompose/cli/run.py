@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from decompose.cli.config import Trace, build_orchestrator
-from decompose.cli.decide import TerminalApprover, at_terminal, awaiting_lines, flag_decisions
+from decompose.cli.decide import TerminalApprover, at_terminal, awaiting_lines, flag_decisions, undecided
 from decompose.cli.exit_codes import EXIT_FAILED, exit_code
 from decompose.cli.output import Output
 from decompose.cli.plan_view import PlanView
@@ -62,7 +62,9 @@ def run_command(args: argparse.Namespace) -> int:
                 question = saved.question if saved is not None else None
             view = PlanView(question or (plan.question if plan is not None else "") or "(plan)", trace=trace)
             if args.resume:
-                pending = {a.step_id: a for a in orch.approvals(args.resume)} if deciding else {}
+                pending = {a.step_id: a for a in orch.approvals(args.resume)}
+                if pending and not deciding:
+                    raise undecided(list(pending.values()), args)
                 decisions = flag_decisions(args, pending)
                 coro = orch.aresume(args.resume, decisions=decisions or None, on_event=view)
             elif plan is not None:
