@@ -6,20 +6,18 @@ pseudo-terminal here) the person is asked before the call is made."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import select
 import shlex
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, cli
+from helpers import Terminal, cli, env_for
 
 from decompose.tools.customer_service import customer_service_tools
+
+pytestmark = pytest.mark.slow  # the command runs as a process (on a pseudo-terminal for the prompts)
 
 QUESTION = "Please refund 150 dollars on order A1023 for jon@example.com: the tent arrived torn."
 ARGS = {"order_id": "A1023", "amount": "150.00", "reason": "the tent arrived torn"}
@@ -179,61 +177,45 @@ def test_chat_off_a_terminal_says_how_to_resume_a_waiting_turn_and_goes_on(tmp_p
 
 # ----- at a terminal ---------------------------------------------------------------------------------------------
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def at_terminal(tmp_path: Path, args: list[str], answers: list[tuple[str, str]], timeout: float = 60) -> tuple:
-    """Run the command on a pseudo-terminal (stdin, stdout and stderr), type each answer once its prompt has
-    appeared since the last answer, and return the exit code and everything shown (colour codes removed)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "NO_COLOR", "FORCE_COLOR")}
-    env.update(PYTHONPATH=str(REPO), DECOMPOSE_CACHE=str(tmp_path / "cache"), TERM="xterm", COLUMNS="120")
-    main, child = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "decompose.cli", *args], cwd=tmp_path, env=env, stdin=child, stdout=child, stderr=child
-    )
-    os.close(child)
-    shown, since_answer, pending = "", "", list(answers)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if select.select([main], [], [], 0.1)[0]:
-                try:
-                    chunk = os.read(main, 4096).decode(errors="replace")
-                except OSError:  # the child closed the terminal: it has ended
-                    break
-                shown, since_answer = shown + chunk, since_answer + chunk
-            elif proc.poll() is not None:
-                break
-            if pending and pending[0][0] in ANSI.sub("", since_answer):
-                os.write(main, (pending.pop(0)[1] + "\n").encode())
-                since_answer = ""
-        return proc.wait(timeout=10), ANSI.sub("", shown)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(main)
-
-
 CHOICE = "[a]pprove, [e]dit the arguments, [r]eject, or decide [l]ater?"
 
 
-@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def at_terminal(tmp_path: Path) -> Terminal:
+    return Terminal(["run", *AGENT, QUESTION], tmp_path, env_for(DECOMPOSE_CACHE=str(tmp_path / "cache")))
+
+
 def test_at_a_terminal_the_person_approves_before_the_call_is_made(tmp_path, shop):
-    code, shown = at_terminal(tmp_path, ["run", *AGENT, QUESTION], [(CHOICE, "a")])
-    assert code == 0, shown
-    assert "step 1 wants to call issue_refund: amount 150 is above 100" in shown
-    assert f"arguments: {json.dumps(ARGS)}" in shown and "Order A1023 was refunded." in shown
-    assert tent_refunds(shop) == [15000]
+    term = at_terminal(tmp_path)
+    term.expect("step 1 wants to call issue_refund: amount 150 is above 100")
+    term.expect(f"arguments: {json.dumps(ARGS)}")
+    term.expect(CHOICE)
+    assert tent_refunds(shop) == []  # asked before the call is made
+    term.send("a\n")
+    term.expect("Order A1023 was refunded.")
+    assert term.wait() == 0 and tent_refunds(shop) == [15000]
 
 
-@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_at_a_terminal_a_bad_edit_is_asked_again_and_a_rejection_is_kept(tmp_path, shop):
-    edit = "new arguments, a JSON object over these"
-    code, shown = at_terminal(
-        tmp_path,
-        ["run", *AGENT, QUESTION],
-        [(CHOICE, "e"), (edit, '{"amount": "lots"}'), (edit, ""), (CHOICE, "r"), ("why", "a tent is not worth it")],
-    )
-    assert code == 1, shown
-    assert "error: tool 'issue_refund', argument 'amount'" in shown
-    assert "issue_refund was not approved: a tent is not worth it" in shown and tent_refunds(shop) == []
+    term = at_terminal(tmp_path)
+    term.expect(CHOICE)
+    term.send("e\n")
+    term.expect("new arguments, a JSON object over these")
+    term.send('{"amount": "lots"}\n')
+    term.expect("error: tool 'issue_refund', argument 'amount'")
+    term.expect("new arguments, a JSON object over these")
+    term.send("\n")  # back to the choice
+    term.expect(CHOICE)
+    term.send("r\n")
+    term.expect("why")
+    term.send("a tent is not worth it\n")
+    term.expect("issue_refund was not approved: a tent is not worth it")
+    assert term.wait() == 1 and tent_refunds(shop) == []
+
+
+def test_at_a_terminal_later_leaves_the_call_waiting_with_the_commands_that_decide_it(tmp_path, shop):
+    term = at_terminal(tmp_path)
+    term.expect(CHOICE)
+    term.send("l\n")
+    term.expect("awaits approval:")
+    term.expect("--agent customer-service --model scripted:refund.py --approve 1")
+    assert term.wait() == 3 and tent_refunds(shop) == []
