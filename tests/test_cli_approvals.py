@@ -10,6 +10,7 @@ import re
 import shlex
 import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,13 @@ def shop(tmp_path: Path) -> Path:
     db = tmp_path / "cache" / "customer_service.sqlite3"
     db.parent.mkdir()
     customer_service_tools(db)
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE order_items SET damaged = 1 WHERE order_id = 'A1023'")
     return db
 
 
 def tent_refunds(db: Path) -> list[int]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         return [row[0] for row in conn.execute("SELECT amount_cents FROM refunds WHERE order_id = 'A1023'")]
 
 
@@ -219,3 +220,29 @@ def test_at_a_terminal_later_leaves_the_call_waiting_with_the_commands_that_deci
     term.expect("awaits approval:")
     term.expect("--agent customer-service --model scripted:refund.py --approve 1")
     assert term.wait() == 3 and tent_refunds(shop) == []
+
+
+def test_a_tool_marked_requires_approval_waits_too_and_its_resume_names_the_tools(tmp_path):
+    (tmp_path / "notes.py").write_text(
+        "import json, sqlite3\n"
+        "from langchain_core.tools import tool\n"
+        "from decompose import requires_approval\n"
+        "from decompose.models.scripted import asks_for_plan, asks_to_combine\n\n"
+        "@requires_approval\n@tool\ndef send_note(text: str) -> str:\n"
+        '    """Send a note to the customer."""\n'
+        '    with sqlite3.connect("notes.sqlite3") as db:\n'
+        '        db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT)")\n'
+        '        db.execute("INSERT INTO notes VALUES (?)", (text,))\n'
+        '    return "sent"\n\n'
+        "rules = [(asks_for_plan, json.dumps({'steps': [{'id': 1, 'question': 'Send it', 'tool': 'send_note',"
+        " 'args': {'text': 'hello'}}]})), (asks_to_combine, 'Sent.')]\n"
+    )
+    flags = ("--tools", "notes.py:send_note", "--model", "scripted:notes.py")
+    waiting = run(tmp_path, "run", *flags, "Send the customer a note saying hello")
+    assert waiting.returncode == 3, waiting.stderr
+    assert "(every send_note call is approved by a person;" in waiting.stderr
+    assert not (tmp_path / "notes.sqlite3").exists()
+    approved = run(tmp_path, *printed(waiting.stderr, "--approve"))
+    assert approved.returncode == 0 and "Answer: Sent." in approved.stdout, approved.stderr
+    with closing(sqlite3.connect(tmp_path / "notes.sqlite3")) as notes:
+        assert notes.execute("SELECT text FROM notes").fetchall() == [("hello",)]

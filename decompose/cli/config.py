@@ -151,9 +151,9 @@ def load_model_from_flags(args: argparse.Namespace) -> Any:
 
 def build_orchestrator(args: argparse.Namespace, *, approvals: bool = False, approver: Any = None) -> Any:
     """An Orchestrator from the flags: `--agent NAME`, or a plain one with `--tools` (none by default). With
-    `approvals`, an agent's consequential calls wait for a person (`build_agent(approvals=True)`): `approver` asks
-    at once (at a terminal), else the run stops awaiting the decision in the checkpoint store (`--checkpoints`, or
-    the default one)."""
+    `approvals`, an agent's consequential calls wait for a person (`build_agent(approvals=True)`), as the calls of
+    tools marked `@requires_approval` always do: `approver` asks at once (at a terminal), else the run stops
+    awaiting the decision in the checkpoint store (`--checkpoints`, or the default one)."""
     options = orchestrator_options(args)
     if args.agent:
         if args.tools or getattr(args, "mcp", None) or getattr(args, "mcp_url", None):
@@ -170,7 +170,10 @@ def build_orchestrator(args: argparse.Namespace, *, approvals: bool = False, app
         return agents.build_agent(args.agent, model=load_model_from_flags(args), approvals=approvals, **options)
     tools = plan_tools(args)
     from decompose.orchestrator import Orchestrator
+    from decompose.tools.runner import ToolRunner
 
+    if any(ToolRunner().needs_approval(t) for t in tools):  # @requires_approval: the tool's own rule, always kept
+        _wait_for_approval(options, approver)
     return Orchestrator(load_model_from_flags(args), tools=tools, **options)
 
 
