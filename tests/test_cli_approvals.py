@@ -246,3 +246,15 @@ def test_a_tool_marked_requires_approval_waits_too_and_its_resume_names_the_tool
     assert approved.returncode == 0 and "Answer: Sent." in approved.stdout, approved.stderr
     with closing(sqlite3.connect(tmp_path / "notes.sqlite3")) as notes:
         assert notes.execute("SELECT text FROM notes").fetchall() == [("hello",)]
+
+
+def test_chat_at_a_terminal_asks_and_the_conversation_goes_on(tmp_path, shop):
+    term = Terminal(["chat", *AGENT], tmp_path, env_for(DECOMPOSE_CACHE=str(tmp_path / "cache")))
+    term.expect("you>")
+    term.send(QUESTION + "\n")
+    term.expect(CHOICE)
+    term.send("a\n")
+    term.expect("Order A1023 was refunded.")
+    term.expect("you>")
+    term.send("/exit\n")
+    assert term.wait() == 0 and tent_refunds(shop) == [15000]
