@@ -7,6 +7,9 @@ Test files import them, and the servers in servers.py and fault_server.py, one w
 
 import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -147,3 +150,67 @@ def tent_refunds(shop: Path) -> list[tuple[str, int]]:
 
     with sqlite3.connect(shop) as db:
         return db.execute("SELECT order_id, amount_cents FROM refunds WHERE order_id = 'A1023'").fetchall()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Terminal:
+    """A child process (`python -m decompose.cli ARGS`) on a pseudo-terminal: `send` keys, `expect` text (ANSI codes
+    stripped). For what only a terminal shows: the live view, prompts, Ctrl-C."""
+
+    def __init__(self, args, cwd, env):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: becomes the command, with the pty as its controlling terminal
+            os.chdir(cwd)
+            os.execve(sys.executable, [sys.executable, "-m", "decompose.cli", *args], env)
+        self.raw = b""
+        self.seen = 0
+
+    def send(self, text):
+        os.write(self.fd, text.encode())
+
+    def expect(self, needle, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.text()
+            found = text.find(needle, self.seen)
+            if found >= 0:
+                self.seen = found + len(needle)
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} never appeared; screen so far:\n{text[-2000:]}")
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    time.sleep(0.05)
+                self.raw += chunk
+
+    def text(self):
+        return ANSI.sub("", self.raw.decode("utf-8", errors="replace")).replace("\r", "")
+
+    def wait(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            try:  # keep draining output so the child never blocks on a full terminal
+                if select.select([self.fd], [], [], 0.05)[0]:
+                    self.raw += os.read(self.fd, 65536)
+            except OSError:
+                time.sleep(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError("the command did not exit")
+
+
+def env_for(**extra):
+    """The environment of a command on a terminal: no model or colour settings from outside, this checkout first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "NO_COLOR", "FORCE_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(TERM="xterm-256color", COLUMNS="120", LINES="40", **extra)
+    return env

@@ -134,3 +134,27 @@ def test_conversation_history_is_bounded_by_tokens():
     kept = chat.history_messages()
     assert 0 < len(kept) < 10 and kept[0].type == "human"
     assert kept[-2].content == "Question number 4?"  # the newest turns are the ones kept
+
+
+def test_with_approvals_a_refund_above_100_dollars_waits_and_a_smaller_one_does_not(tmp_path):
+    db, checkpoints = tmp_path / "shop.sqlite3", tmp_path / "ck.sqlite3"
+
+    def agent(order_id, amount, **options):
+        step = {"order_id": order_id, "amount": amount, "reason": "it arrived damaged"}
+        model = ScriptedChatModel(
+            rules=[
+                (asks_for_plan, plan_json({"id": 1, "question": "Refund", "tool": "issue_refund", "args": step})),
+                (asks_to_combine, "Done."),
+            ]
+        )
+        return build_agent("customer-service", model, db_path=db, checkpoints=checkpoints, **options)
+
+    big = agent("A1023", "150.00", approvals=True).run("Refund 150 dollars on order A1023: the tent is torn.")
+    assert big.awaiting_approval and big.answer is None and refunds(db, "A1023") == []
+    [request] = big.approvals
+    assert (request.step_id, request.tool, request.reason) == (1, "issue_refund", "amount 150 is above 100")
+    small = agent("A1001", "49.99", approvals=True).run("Refund order A1001: the kettle arrived broken.")
+    assert small.ok and not small.approvals and refunds(db, "A1001") == [(4999,)]
+    # Without approvals nobody is asked: the call goes to the shop, whose own policy refuses this one (no window).
+    plain = agent("A1023", "150.00").run("Refund 150 dollars on order A1023: the tent is torn.")
+    assert not plain.approvals and "outside the 30-day return window" in plain.plan.steps[0].error

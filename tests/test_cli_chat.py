@@ -1,20 +1,12 @@
 """`decompose chat` (and the live view of `decompose run`) through a pseudo-terminal, as a person uses them."""
 
 import json
-import os
-import pty
 import re
-import select
-import signal
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from helpers import Terminal, env_for
 
 pytestmark = pytest.mark.slow  # each test drives the command on a pseudo-terminal
-
-REPO = Path(__file__).resolve().parents[1]
 
 RULES = """
 import json, os
@@ -28,67 +20,6 @@ model = ScriptedChatModel(latency=float(os.environ.get("SCRIPTED_LATENCY", "0"))
     (r"Question: When was James Cameron born", "1954"),
 ])
 """
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class Terminal:
-    """A child process on a pseudo-terminal: `send` keys, `expect` text (ANSI codes stripped)."""
-
-    def __init__(self, args, cwd, env):
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: becomes the command, with the pty as its controlling terminal
-            os.chdir(cwd)
-            os.execve(sys.executable, [sys.executable, "-m", "decompose.cli", *args], env)
-        self.raw = b""
-        self.seen = 0
-
-    def send(self, text):
-        os.write(self.fd, text.encode())
-
-    def expect(self, needle, timeout=20):
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.text()
-            found = text.find(needle, self.seen)
-            if found >= 0:
-                self.seen = found + len(needle)
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} never appeared; screen so far:\n{text[-2000:]}")
-            ready, _, _ = select.select([self.fd], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:  # the child closed the terminal
-                    chunk = b""
-                if not chunk:
-                    time.sleep(0.05)
-                self.raw += chunk
-
-    def text(self):
-        return ANSI.sub("", self.raw.decode("utf-8", errors="replace")).replace("\r", "")
-
-    def wait(self, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                return os.waitstatus_to_exitcode(status)
-            try:  # keep draining output so the child never blocks on a full terminal
-                if select.select([self.fd], [], [], 0.05)[0]:
-                    self.raw += os.read(self.fd, 65536)
-            except OSError:
-                time.sleep(0.05)
-        os.kill(self.pid, signal.SIGKILL)
-        raise AssertionError("the command did not exit")
-
-
-def env_for(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "NO_COLOR", "FORCE_COLOR")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.update(TERM="xterm-256color", COLUMNS="120", LINES="40", **extra)
-    return env
 
 
 @pytest.fixture

@@ -100,3 +100,13 @@ def test_the_readme_commands_run_as_written_from_the_repository(tmp_path):
     assert done.returncode == 1, done.stderr  # the malformed line on purpose
     summary = json.loads(done.stdout)
     assert summary["rows"] == 4 and summary["exact_match"] == 0.75 and summary["malformed"] == 1
+
+
+def test_approvals_example(tmp_path):
+    rules = """[(asks_for_plan, '{"steps": [{"id": 1, "question": "refund", "tool": "issue_refund",'
+               ' "args": {"order_id": "A1023", "amount": "150", "reason": "torn"}}]}'),
+              (asks_to_combine, "refunded")]"""
+    done = run_example(tmp_path, "approvals.py", rules)
+    assert done.returncode == 0, done.stderr
+    assert "waiting: step 1 wants issue_refund" in done.stdout and "amount 150 is above 100" in done.stdout
+    assert "1. [issue_refund] refund -> done: {'refund_id'" in done.stdout and "'amount': '150.00'" in done.stdout

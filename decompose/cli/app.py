@@ -35,7 +35,8 @@ EPILOG = (
     SPECS
     + """
 exit codes: 0 ok, 1 run failed or partial (a step failed, no answer), 2 usage or configuration
-error, 130 interrupted (Ctrl-C).  Output is plain text when not on a terminal; NO_COLOR is honoured.
+error, 3 awaiting approval (a tool call waits for a person: resume it with a decision), 130 interrupted
+(Ctrl-C).  Output is plain text when not on a terminal; NO_COLOR is honoured.
 
 examples:
   decompose run "Who directed Titanic, and how old was that person when it was released?"
@@ -43,7 +44,8 @@ examples:
   decompose run --json --model openai:gpt-4o-mini "..." | jq .answer
   decompose run --checkpoints --agent customer-service "Refund order A1001, ann@example.com"
   decompose run --resume RUN_ID --agent customer-service
-  decompose runs --status stopped
+  decompose run --resume RUN_ID --agent customer-service --approve 2
+  decompose runs --status awaiting
   decompose chat --agent customer-service
   decompose serve --port 8000 --model openai:gpt-4o-mini
   decompose mcp --agent finance --http 9000
@@ -222,6 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="go on with a run that stopped (its ended steps are not asked again, no side effect is repeated); "
         "give the same --agent/--model/--tools, and --checkpoints if it was not the default",
     )
+    decide = run.add_argument_group("deciding a call that awaits approval (with --resume)")
+    decide.add_argument(
+        "--approve", metavar="STEP", type=_step_number, action="append", help="make step STEP's call as planned"
+    )
+    decide.add_argument(
+        "--edit",
+        metavar="STEP=JSON",
+        type=_edit_decision,
+        action="append",
+        help='make step STEP\'s call with these arguments, a JSON object, e.g. --edit 2=\'{"amount": "50"}\'',
+    )
+    decide.add_argument(
+        "--reject",
+        metavar="STEP=REASON",
+        type=_reject_decision,
+        action="append",
+        help="do not make step STEP's call; the answer says why",
+    )
+    _add_no_approvals(run)
 
     chat = commands.add_parser(
         "chat",
@@ -244,16 +265,24 @@ def build_parser() -> argparse.ArgumentParser:
         "`decompose train --intents`, or zero-shot (the model picks one of the agent's routes) or "
         "zero-shot:NAME,NAME,...",
     )
+    _add_no_approvals(chat)
 
     runs = commands.add_parser(
         "runs",
         parents=[glob],
         help="list the runs in a checkpoint store",
         description="The runs a checkpoint store holds, newest first: running (or its process died), stopped "
-        "(it raised or was interrupted: resume it), finished (deleted after the store's ttl).",
+        "(it raised or was interrupted: resume it), awaiting (a tool call waits for a person's approval), "
+        "finished, cancelled or expired (deleted after the store's ttl).",
     )
     _add_checkpoints(runs)
-    runs.add_argument("--status", choices=("running", "stopped", "finished"), help="only the runs in this state")
+    runs.add_argument(
+        "--status",
+        choices=("running", "stopped", "awaiting", "finished", "cancelled", "expired"),
+        help="only the runs in this state (awaiting: each waiting call, with its arguments and expiry)",
+    )
+    runs.add_argument("--cancel", metavar="RUN_ID", help="end this waiting run without an answer; it is not resumed")
+    runs.add_argument("--reason", metavar="TEXT", help="with --cancel: why (kept with the run)")
     runs.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default 50)")
     runs.add_argument("--json", action="store_true", help="print the list as JSON")
 
@@ -536,6 +565,15 @@ def _add_checkpoints(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_no_approvals(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-approvals",
+        action="store_true",
+        help="make the agent's consequential calls without asking (by default, e.g. customer-service refunds "
+        "above 100 dollars wait for a person: asked at a terminal, else the run stops awaiting approval)",
+    )
+
+
 def _add_global(parser: argparse.ArgumentParser, default: Any) -> None:
     extra = {} if default is None else {"default": default}
     parser.add_argument("--trace", metavar="FILE", help="write every event as JSON lines to FILE", **extra)
@@ -558,6 +596,41 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
+
+
+def _step_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a step number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a step number (1 or more), got {value}")
+    return value
+
+
+def _edit_decision(text: str) -> tuple[int, dict[str, Any]]:
+    """`STEP=JSON`: the step and its new arguments, a JSON object."""
+    import json
+
+    step, sep, args = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"""expected STEP=JSON, e.g. 2='{{"amount": "50"}}', got {text!r}""")
+    number = _step_number(step)
+    try:
+        edited = json.loads(args)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"step {step}'s arguments are not JSON ({exc}): {args!r}") from None
+    if not isinstance(edited, dict):
+        raise argparse.ArgumentTypeError(
+            f"step {step}'s arguments must be a JSON object of the tool's arguments, got {args!r}"
+        )
+    return number, edited
+
+
+def _reject_decision(text: str) -> tuple[int, str]:
+    """`STEP=REASON` (or STEP alone: no reason given)."""
+    step, _, reason = text.partition("=")
+    return _step_number(step), reason.strip()
 
 
 def _positive_seconds(text: str) -> float:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from decompose.cli.config import Trace, build_orchestrator
+from decompose.cli.decide import TerminalApprover, at_terminal, awaiting_lines
 from decompose.cli.exit_codes import EXIT_OK
 from decompose.cli.output import Output
 from decompose.cli.plan_view import PlanView, one_line
@@ -34,12 +35,15 @@ def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = _ask) 
         raise ConfigError(f"chat is not available in this installation ({exc})", hint="upgrade decompose") from None
     trace = Trace(args.trace) if args.trace else None
     try:
-        orch = build_orchestrator(args)
+        out = Output()
+        approver = TerminalApprover(out) if at_terminal() else None
+        orch = build_orchestrator(args, approvals=not args.no_approvals, approver=approver)
+        if approver is not None:
+            approver.tools = orch.tool_runner.tools
         options = {"max_history_tokens": args.max_history_tokens} if args.max_history_tokens else {}
         if getattr(args, "intents", None):
             options["routing"] = intent_routing(args, orch)
         conv = Conversation(orch, **options)
-        out = Output()
         if sys.stdin.isatty():
             try:
                 import readline  # noqa: F401  (line editing for input())
@@ -75,6 +79,9 @@ def chat_command(args: argparse.Namespace, *, ask: Callable[[str], str] = _ask) 
                     out.say(f"error: {one_line(exc if args.debug or not exc.args else exc.args[0])}", style="red")
                     continue
                 out.result(result)
+                if result.awaiting_approval:  # decided later, outside this chat; the conversation goes on
+                    for text in awaiting_lines(result.approvals, args):
+                        out.say(text, style="magenta")
         return EXIT_OK
     finally:
         if trace is not None:

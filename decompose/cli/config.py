@@ -125,6 +125,19 @@ def orchestrator_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _wait_for_approval(options: dict[str, Any], approver: Any) -> None:
+    """Somewhere for a call to wait: the checkpoint store (the default one unless --checkpoints names another),
+    and the person's approver when there is one."""
+    if "checkpoints" not in options:
+        from decompose.checkpoints import CheckpointStore
+
+        options["checkpoints"] = CheckpointStore()
+    if approver is not None:
+        from decompose.tools.runner import ToolRunner
+
+        options["tool_runner"] = ToolRunner(approver=approver)
+
+
 def load_model_from_flags(args: argparse.Namespace) -> Any:
     """The chat model of `--model`, `--adapter` and `--decoding` (repeatable; a later value of a name wins)."""
     from decompose.models import load_model
@@ -136,8 +149,11 @@ def load_model_from_flags(args: argparse.Namespace) -> Any:
     return load_model(args.model, adapter=args.adapter, **({"decoding": decoding} if decoding else {}))
 
 
-def build_orchestrator(args: argparse.Namespace) -> Any:
-    """An Orchestrator from the flags: `--agent NAME`, or a plain one with `--tools` (none by default)."""
+def build_orchestrator(args: argparse.Namespace, *, approvals: bool = False, approver: Any = None) -> Any:
+    """An Orchestrator from the flags: `--agent NAME`, or a plain one with `--tools` (none by default). With
+    `approvals`, an agent's consequential calls wait for a person (`build_agent(approvals=True)`), as the calls of
+    tools marked `@requires_approval` always do: `approver` asks at once (at a terminal), else the run stops
+    awaiting the decision in the checkpoint store (`--checkpoints`, or the default one)."""
     options = orchestrator_options(args)
     if args.agent:
         if args.tools or getattr(args, "mcp", None) or getattr(args, "mcp_url", None):
@@ -147,11 +163,17 @@ def build_orchestrator(args: argparse.Namespace) -> Any:
                 hint=f"an agent brings its own tools: drop {flag}, or drop --agent",
             )
         agents = agents_module()
-        agents.get_agent(args.agent)  # an unknown name fails here, before a model is loaded
-        return agents.build_agent(args.agent, model=load_model_from_flags(args), **options)
+        spec = agents.get_agent(args.agent)  # an unknown name fails here, before a model is loaded
+        approvals = approvals and spec.approval is not None
+        if approvals:
+            _wait_for_approval(options, approver)
+        return agents.build_agent(args.agent, model=load_model_from_flags(args), approvals=approvals, **options)
     tools = plan_tools(args)
     from decompose.orchestrator import Orchestrator
+    from decompose.tools.runner import ToolRunner
 
+    if any(ToolRunner().needs_approval(t) for t in tools):  # @requires_approval: the tool's own rule, always kept
+        _wait_for_approval(options, approver)
     return Orchestrator(load_model_from_flags(args), tools=tools, **options)
 
 

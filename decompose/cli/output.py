@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -25,6 +26,7 @@ class Output:
         # The live view goes where the person is looking: stdout, or stderr when stdout carries JSON.
         self.view_console = self.err if json_mode else self.out
         self.live = self.view_console.is_terminal and not self.view_console.is_dumb_terminal
+        self._shown: Live | None = None  # the live view while `watch` draws it
 
     def log(self, line: str) -> None:
         """Plain progress lines (no terminal): stderr, so stdout stays the result."""
@@ -43,8 +45,27 @@ class Output:
             transient=False,
             redirect_stdout=False,
             redirect_stderr=False,
-        ):
-            return runner.run(coro)
+        ) as self._shown:
+            try:
+                return runner.run(coro)
+            finally:
+                self._shown = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing the live view while the person is asked something: it is cleared, what is said and
+        answered meanwhile stays above it, and it is drawn again below when they have answered."""
+        shown = self._shown
+        if shown is None:
+            yield
+            return
+        shown.transient = True  # stop() then clears the tree instead of leaving a stale copy on the screen
+        shown.stop()
+        try:
+            yield
+        finally:
+            shown.transient = False
+            shown.start(refresh=True)
 
     def spinner(self, message: str, runner: asyncio.Runner, coro: Coroutine[Any, Any, Any]) -> Any:
         if not self.live:
@@ -75,15 +96,16 @@ class Output:
         else:
             print("\n".join(view.plain_lines()), file=sys.stderr if self.json_mode else sys.stdout, flush=True)
 
-    def ask(self, prompt: str) -> str | None:
-        """A one-line answer from the person (lower-cased), None at end of input. The prompt goes where the
-        view goes, so `--json` output stays clean."""
+    def ask(self, prompt: str, *, lower: bool = True) -> str | None:
+        """A one-line answer from the person (lower-cased unless `lower=False`), None at end of input. The prompt
+        goes where the view goes, so `--json` output stays clean."""
         self.view_console.file.write(prompt)
         self.view_console.file.flush()
         try:
-            return input().strip().lower()
+            answer = input().strip()
         except EOFError:
             return None
+        return answer.lower() if lower else answer
 
     def say(self, text: str, style: str = "") -> None:
         if self.live:

@@ -168,7 +168,8 @@ class PlanView:
             if run.plan_retries:
                 footer.append(f"  ({self.last_retry})")
         elif run.answer is None and all(s.status in FINISHED for s in steps):
-            footer.append(f"combining answers… {now - self.started:.1f}s")
+            waiting = any(s.status == "awaiting" for s in steps)  # the run stops there: nothing is combined
+            footer.append("stopped: awaiting approval" if waiting else f"combining answers… {now - self.started:.1f}s")
         elif run.answer is None:
             running = sum(s.status == "running" for s in steps)
             done = sum(s.status == "done" for s in steps)

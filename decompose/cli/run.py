@@ -1,4 +1,5 @@
-"""`decompose run`: answer one question (or run a saved plan), optionally reviewing the plan first."""
+"""`decompose run`: answer one question (or run a saved plan), optionally reviewing the plan first; `--resume` goes
+on with a saved run, deciding the calls that await approval with `--approve/--edit/--reject`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from decompose.cli.config import Trace, build_orchestrator
+from decompose.cli.decide import TerminalApprover, at_terminal, awaiting_lines, flag_decisions, undecided
 from decompose.cli.exit_codes import EXIT_FAILED, exit_code
 from decompose.cli.output import Output
 from decompose.cli.plan_view import PlanView
@@ -25,18 +27,27 @@ def run_command(args: argparse.Namespace) -> int:
             "--resume goes on with a saved run: it takes no question, --plan or --review",
             hint="drop them to resume, or drop --resume for a new run",
         )
+    deciding = args.approve or args.edit or args.reject
+    if deciding and not args.resume:
+        raise ConfigError(
+            "--approve, --edit and --reject decide the calls of a run that awaits approval",
+            hint="give the run with --resume RUN_ID (`decompose runs --status awaiting` lists what waits)",
+        )
     question = None if args.resume else _question(args)
     plan = _read_plan_file(args.plan) if args.plan else None
     trace = Trace(args.trace) if args.trace else None
     try:
-        orch = build_orchestrator(args)
+        out = Output(json_mode=args.json)
+        approver = TerminalApprover(out) if at_terminal() else None
+        orch = build_orchestrator(args, approvals=not args.no_approvals, approver=approver)
+        if approver is not None:
+            approver.tools = orch.tool_runner.tools
         if plan is not None:
             try:
                 orch.check_plan(plan)
             except PlanError as exc:
                 raise ConfigError(f"plan file {args.plan} is invalid: {exc.args[0]}", hint=exc.hint) from None
             question = question or plan.question
-        out = Output(json_mode=args.json)
         with asyncio.Runner() as runner:
             if args.review:
                 if plan is None:
@@ -45,13 +56,17 @@ def run_command(args: argparse.Namespace) -> int:
                 if plan is None:
                     out.say("cancelled: nothing was run", style="yellow")
                     return EXIT_FAILED
-            run_id = _announce(args, orch)
+            run_id = _announce(args)
             if args.resume:
                 saved = orch.checkpoints.load(args.resume)
                 question = saved.question if saved is not None else None
             view = PlanView(question or (plan.question if plan is not None else "") or "(plan)", trace=trace)
             if args.resume:
-                coro = orch.aresume(args.resume, on_event=view)
+                pending = {a.step_id: a for a in orch.approvals(args.resume)}
+                if pending and not deciding:
+                    raise undecided(list(pending.values()), args)
+                decisions = flag_decisions(args, pending)
+                coro = orch.aresume(args.resume, decisions=decisions or None, on_event=view)
             elif plan is not None:
                 coro = orch.aexecute(plan, question=question, run_id=run_id, on_event=view)
             else:
@@ -65,16 +80,18 @@ def run_command(args: argparse.Namespace) -> int:
                     print((partial or Result.failed(question, exc)).to_json(), flush=True)
                 raise
         out.result(result)
+        if result.awaiting_approval:  # on stderr: stdout stays the result (or its JSON)
+            print("\n".join(awaiting_lines(result.approvals, args)), file=sys.stderr, flush=True)
         return exit_code(result)
     finally:
         if trace is not None:
             trace.close()
 
 
-def _announce(args: argparse.Namespace, orch: Any) -> str | None:
-    """With checkpoints, the run's id and how to resume it, on stderr before it starts (a killed process prints
-    nothing after)."""
-    if orch.checkpoints is None or args.resume:
+def _announce(args: argparse.Namespace) -> str | None:
+    """With --checkpoints, the run's id and how to resume it, on stderr before it starts (a killed process prints
+    nothing after). The default store that approvals wait in is not announced: a run that waits says so."""
+    if args.checkpoints is None or args.resume:
         return None
     run_id = uuid.uuid4().hex
     where = f" --checkpoints {args.checkpoints}" if args.checkpoints else ""
