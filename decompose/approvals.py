@@ -85,7 +85,17 @@ class ApprovalNeeded(ToolError):
 
 
 class ApprovalRejected(ToolError):
-    """A person rejected the call: the step fails with their reason."""
+    """A person rejected the call: the step fails with their reason, and the answer tells it (`told`)."""
+
+    def __init__(self, tool: str, reason: str):
+        super().__init__(f"{tool} was not approved: {reason}")
+        self.tool, self.reason = tool, reason
+
+    @property
+    def told(self) -> str:
+        """The sentence the answer gets: the call in words, not the tool's name."""
+        reason = self.reason.rstrip(".")
+        return f"The request to {self.tool.replace('_', ' ')} was not approved: {reason}."
 
 
 def requires_approval(tool: BaseTool) -> BaseTool:

@@ -107,7 +107,7 @@ class _Run:
     checkpoint: RunCheckpoint | None = None  # with Orchestrator(checkpoints=...): writes the run as it goes
     decisions: Mapping[int, Decision] = field(default_factory=dict)  # a resumed run's decisions on its approvals
     pending: list[ApprovalRequest] = field(default_factory=list)  # calls that wait for a person
-    rejected: list[str] = field(default_factory=list)  # why calls a person rejected were not made
+    rejected: list[str] = field(default_factory=list)  # the answer's sentences on calls a person rejected
 
     @property
     def emit(self) -> Callable[[Event], None]:
@@ -748,7 +748,7 @@ class Orchestrator:
                     run.pending.append(exc.request)
                     raise
                 except ApprovalRejected as exc:
-                    run.rejected.append(str(exc))
+                    run.rejected.append(exc.told)
                     raise
             resolved = resolve_text(step.question, answers)
             key = question_key(resolved)

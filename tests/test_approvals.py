@@ -149,7 +149,7 @@ def test_rejected_the_step_fails_with_the_reason_and_the_answer_says_so(shop, ck
     assert shop.refunds() == []
     assert [s.status for s in resumed.plan.steps] == ["done", "failed", "skipped"]
     assert resumed.plan.steps[1].error == "refund was not approved: over the agent's limit"
-    assert "Refund was not approved: over the agent's limit." in resumed.answer
+    assert "The request to refund was not approved: over the agent's limit." in resumed.answer
     assert shop.calls("confirm") == 0
 
 
@@ -236,7 +236,7 @@ def test_an_approver_decides_at_once(shop, ck):
         return Reject("not today")
 
     rejected = agent(shop, None, approver=rejects).run(QUESTION)
-    assert "Refund was not approved: not today." in rejected.answer and len(shop.refunds()) == 1
+    assert "The request to refund was not approved: not today." in rejected.answer and len(shop.refunds()) == 1
 
 
 def test_an_approver_that_returns_nonsense_fails_the_step_clearly(shop):

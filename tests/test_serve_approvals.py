@@ -158,7 +158,7 @@ def test_edited_arguments_are_checked_then_used(url, shop):
 def test_rejected_no_refund_and_the_answer_says_why(url, shop):
     cid, result = ask(url)
     resumed = result_of(decide(url, result["run_id"], {"2": {"decision": "reject", "reason": "torn by the dog"}}))
-    assert "Issue_refund was not approved: torn by the dog." in resumed["answer"]
+    assert "The request to issue refund was not approved: torn by the dog." in resumed["answer"]
     assert [s["status"] for s in resumed["steps"]] == ["done", "failed"]
     assert tent_refunds(shop) == []
     assert httpx.get(f"{url}/v1/conversations/{cid}").json()["turns"][0]["status"] == "answered"

@@ -279,7 +279,7 @@ class ToolRunner:
                 emit(ApprovalRequested(step_id=step.id, tool=tool.name, args=request.args, reason=reason))
                 raise ApprovalNeeded(request)
             case Reject(reason=why):
-                raise ApprovalRejected(f"{tool.name} was not approved: {why}")
+                raise ApprovalRejected(tool.name, why)
             case Edit(args=edited):
                 problem = validate_args(tool, edited)
                 if problem is not None:
