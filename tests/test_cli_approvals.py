@@ -14,9 +14,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from helpers import Terminal, cli, env_for
-
-from decompose.tools.customer_service import customer_service_tools
+from helpers import Terminal, cli, damaged_tent_shop, env_for
+from helpers import tent_refunds as refunds_of_the_tent
 
 pytestmark = pytest.mark.slow  # the command runs as a process (on a pseudo-terminal for the prompts)
 
@@ -40,17 +39,11 @@ def shop(tmp_path: Path) -> Path:
     """The demo shop where the CLI keeps it ($DECOMPOSE_CACHE), its camping tent (189 dollars, delivered 60 days
     ago) marked damaged, so a refund above 100 dollars is within the shop's own policy."""
     (tmp_path / "refund.py").write_text(REFUND_PLAN)
-    db = tmp_path / "cache" / "customer_service.sqlite3"
-    db.parent.mkdir()
-    customer_service_tools(db)
-    with closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("UPDATE order_items SET damaged = 1 WHERE order_id = 'A1023'")
-    return db
+    return damaged_tent_shop(tmp_path / "cache")
 
 
 def tent_refunds(db: Path) -> list[int]:
-    with closing(sqlite3.connect(db)) as conn:
-        return [row[0] for row in conn.execute("SELECT amount_cents FROM refunds WHERE order_id = 'A1023'")]
+    return [cents for _, cents in refunds_of_the_tent(db)]
 
 
 def run(tmp_path: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
