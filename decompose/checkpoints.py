@@ -5,7 +5,8 @@ What is written, and when (each write is its own committed transaction, so a `ki
 in flight):
 - `begin`: the run (`running`), its question and history, before anything is asked;
 - each `PlanReady`: the plan as it stands (a replan's `PlanReady` holds every step);
-- each `StepFinished` / `StepFailed`: the step's event, its record;
+- each `StepFinished` / `StepFailed`: the step's event, its record (the records of steps that end together in one
+  transaction: `save_steps`);
 - a side-effecting tool call: its ledger entry `started` BEFORE the call and `done` (with the result) after, so a
   crash between the two is seen on resume as an outcome nobody knows;
 - the end: `finished` with the answer or error (or `stopped` when the run raised or was cancelled).
@@ -24,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,12 +270,15 @@ class CheckpointStore:
             "finished_at": None,
         }
 
-        def write(db: Connection) -> None:
+        def write_again(db: Connection) -> None:
             db.execute(delete(steps).where(steps.c.run_id == run_id))
             if db.execute(update(runs).where(runs.c.id == run_id).values(**row)).rowcount == 0:
                 db.execute(insert(runs).values(id=run_id, created_at=now, **row))
 
-        self._write(write)
+        try:  # a new id (the common case) in one statement
+            self._write(lambda db: db.execute(insert(runs).values(id=run_id, created_at=now, **row)))
+        except IntegrityError:  # the id was run before: it starts over
+            self._write(write_again)
 
     def claim(self, saved: SavedRun) -> None:
         """Take over a run to resume it; `InputError` when another process took it since it was read, or when
@@ -309,6 +313,18 @@ class CheckpointStore:
             db.execute(insert(steps).values(run_id=run_id, step_id=step_id, record=_dumps(record)))
             if missing is not None:
                 db.execute(update(runs).where(runs.c.id == run_id).values(missing=_dumps(missing)))
+
+        self._write(write)
+
+    def save_steps(self, run_id: str, ended: Sequence[tuple[int, dict[str, Any], list[str] | None]]) -> None:
+        """`save_step` for several steps (step id, record, missing) in one transaction: the steps that ended
+        together (group commit)."""
+
+        def write(db: Connection) -> None:
+            db.execute(insert(steps), [{"run_id": run_id, "step_id": i, "record": _dumps(r)} for i, r, _ in ended])
+            missing = [m for _, _, m in ended if m is not None]
+            if missing:
+                db.execute(update(runs).where(runs.c.id == run_id).values(missing=_dumps(missing[-1])))
 
         self._write(write)
 
