@@ -9,7 +9,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -36,6 +36,9 @@ from decompose.serve.service import Service
 from decompose.serve.sse import event_stream, run_frames
 from decompose.serve.store import Store
 from decompose.telemetry import tracing
+
+if TYPE_CHECKING:
+    from decompose.checkpoints import CheckpointStore
 
 RUN_EXAMPLE = '{"question": "...", "agent": "customer-service"}'
 STATIC = Path(__file__).parent / "static"
@@ -76,16 +79,19 @@ def create_app(
     by default). shutdown_timeout: how long runs in flight may finish at shutdown. lease: seconds after which a
     running turn whose server stopped renewing it reads as interrupted. With a `tracer_provider` among the
     orchestrator options, or the `OTEL_*` variables asking for traces, each request is a span and its run a child.
+    With `checkpoints` among them (a path, a URL or a CheckpointStore; or agents made with one), every agent
+    writes its runs there, and the runs a dead server left are offered: `GET /v1/runs/resumable`,
+    `POST /v1/runs/{run_id}/resume` (docs/durable-runs.md).
     """
-    catalog = Catalog(
-        load_model(model) if agents is None else None, tools=tools, options=orchestrator_options, agents=agents
-    )
+    options, checkpoints = _one_checkpoint_store(orchestrator_options or {}, agents)
+    catalog = Catalog(load_model(model) if agents is None else None, tools=tools, options=options, agents=agents)
     service = Service(
         catalog=catalog,
         store=Store(db, lease=lease),
         max_body_bytes=max_body_bytes,
         max_history_tokens=max_history_tokens,
         shutdown_timeout=shutdown_timeout,
+        checkpoints=checkpoints,
     )
     per_minute = parse_rate(rate_limit) if isinstance(rate_limit, str) else rate_limit
     middleware = (
@@ -148,7 +154,7 @@ def routes(service: Service) -> list[Route]:
                 lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit),
             )
         asked = question or ""  # question_of read it: a body without a plan has one
-        return _stream(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit))
+        return _stream(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit, run_id=run_id))
 
     async def approve_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -173,13 +179,60 @@ def routes(service: Service) -> list[Route]:
             lambda emit: orch.aexecute(plan, question=question, run_id=run_id, on_event=emit),
         )
 
+    async def resumable_runs(_: Request) -> Response:
+        store = _checkpoints(service)
+        return JSONResponse({"runs": await asyncio.to_thread(store.resumable)})
+
+    async def resume_run(request: Request) -> Response:
+        from decompose.checkpoints import FINISHED  # SQLAlchemy: the server's store needs it already
+
+        store, run_id = _checkpoints(service), request.path_params["run_id"]
+        body = await read_json(request, service.max_body_bytes, example='{"agent": "customer-service"} or nothing')
+        agent, orch = service.catalog.get(optional_str(body, "agent"))
+        if orch.checkpoints is not store:
+            raise ApiError(409, f"agent {agent!r} writes no checkpoints here", "resume with the agent that ran it")
+        saved = await asyncio.to_thread(store.load, run_id)
+        if saved is None:
+            raise ApiError(404, f"no run {run_id!r} in the checkpoint store", "list them: GET /v1/runs/resumable")
+        if not store.can_resume(saved):
+            said = "finished" if saved.status == FINISHED else "is still running"
+            raise ApiError(409, f"run {run_id} {said}; nothing to resume", "list them: GET /v1/runs/resumable")
+        return _stream(service, agent, saved.question, run_id, lambda emit: orch.aresume(run_id, on_event=emit))
+
     return [
         Route("/v1/agents", list_agents, methods=["GET"]),
         Route("/v1/runs", start_run, methods=["POST"]),
+        Route("/v1/runs/resumable", resumable_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}/approve", approve_run, methods=["POST"]),
+        Route("/v1/runs/{run_id}/resume", resume_run, methods=["POST"]),
         *conversations.routes(service),
         *openai_compat.routes(service),
     ]
+
+
+def _one_checkpoint_store(
+    options: Mapping[str, Any], agents: Mapping[str, Orchestrator] | None
+) -> tuple[dict[str, Any], CheckpointStore | None]:
+    """The orchestrator options with their `checkpoints` opened once (every agent shares the store, so a run in
+    flight is this server's whichever agent runs it), and that store: the options', else the given agents'."""
+    options = dict(options)
+    if options.get("checkpoints") is not None:
+        from decompose.checkpoints import open_store
+
+        options["checkpoints"] = open_store(options["checkpoints"])
+        return options, options["checkpoints"]
+    given = (getattr(agent, "checkpoints", None) for agent in (agents or {}).values())
+    return options, next((store for store in given if store is not None), None)
+
+
+def _checkpoints(service: Service) -> CheckpointStore:
+    if service.checkpoints is None:
+        raise ApiError(
+            404,
+            "this server keeps no checkpoints: its runs cannot be resumed",
+            "start it with `decompose serve --checkpoints [PATH]`",
+        )
+    return service.checkpoints
 
 
 class WebPage:

@@ -6,11 +6,14 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from decompose.serve.catalog import Catalog
 from decompose.serve.running import InFlight
 from decompose.serve.store import Store
+
+if TYPE_CHECKING:
+    from decompose.checkpoints import CheckpointStore
 
 log = logging.getLogger("decompose.serve")
 
@@ -22,6 +25,7 @@ class Service:
     max_body_bytes: int
     max_history_tokens: int
     shutdown_timeout: float
+    checkpoints: CheckpointStore | None = None  # where the agents write their runs, to resume a dead server's
     inflight: InFlight = field(default_factory=InFlight)
     _heartbeat: asyncio.Task[Any] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
