@@ -1,8 +1,7 @@
 """Checkpoints: a run's question, plan, finished steps and side-effect ledger in a SQLAlchemy database (a SQLite
 file by default), written as the run goes, so `Orchestrator.resume(run_id)` can finish a run whose process died.
 
-What is written, and when (each write is its own committed transaction, so a `kill -9` loses at most what was
-in flight):
+What is written, and when (each write a committed transaction, so a `kill -9` loses at most what was in flight):
 - `begin`: the run (`running`), its question and history, before anything is asked;
 - each `PlanReady`: the plan as it stands (a replan's `PlanReady` holds every step);
 - each `StepFinished` / `StepFailed`: the step's event, its record (the records of steps that end together in one

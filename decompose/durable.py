@@ -34,8 +34,8 @@ class RestoredFailure(DecomposeError):
 
 class RunCheckpoint:
     """One run's writer. Called with each of the run's events (after `begin`): a `PlanReady` saves the plan, a
-    step's `StepFinished` / `StepFailed` its record; then the event is passed on to `tell` (the run's listeners).
-    It is also the run's ledger of side-effecting calls.
+    step's `StepFinished` / `StepFailed` its record; then `tell_when_written` passes the event on to `tell` (the
+    run's listeners). It is also the run's ledger of side-effecting calls.
 
     Group commit: a step's record is queued, and the records of the steps that end in the same turn of the event
     loop are written in one transaction just after it; the step's event (and every event after it) is told only
@@ -64,33 +64,36 @@ class RunCheckpoint:
         self._begun = True
 
     def __call__(self, event: Event) -> None:
-        if self._begun:
-            match event:
-                case PlanReady(plan=plan, replan=replan):
-                    self.store.save_plan(self.run_id, plan, replan)
-                case StepFinished() | StepFailed() if event.step_id not in self._recorded:
-                    self._recorded.add(event.step_id)
-                    missing = list(self.grounding.missing) if self.grounding is not None else []
-                    changed = missing != self._missing
-                    self._missing = missing
-                    row = (event.step_id, event.to_dict(), missing if changed else None)
-                    if not self._queue(row):  # no event loop to commit on later: written at once
-                        self.store.save_steps(self.run_id, [row])
-        if self._commit is not None:  # told after the records queued before it are committed
+        if not self._begun:
+            return
+        match event:
+            case PlanReady(plan=plan, replan=replan):
+                self.store.save_plan(self.run_id, plan, replan)
+            case StepFinished() | StepFailed() if event.step_id not in self._recorded:
+                self._recorded.add(event.step_id)
+                missing = list(self.grounding.missing) if self.grounding is not None else []
+                changed = missing != self._missing
+                self._missing = missing
+                self._save_step((event.step_id, event.to_dict(), missing if changed else None))
+
+    def tell_when_written(self, event: Event) -> None:
+        """Pass `event` on to `tell` now, or, while step records are queued, once they are committed (in order)."""
+        if self._commit is not None:
             self._untold.append(event)
         else:
             self.tell(event)
 
-    def _queue(self, row: tuple[int, dict[str, Any], list[str] | None]) -> bool:
+    def _save_step(self, row: tuple[int, dict[str, Any], list[str] | None]) -> None:
+        """Queued for the commit just after this turn of the event loop; written at once without a loop."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return False
+            self.store.save_steps(self.run_id, [row])
+            return
         self._queued.append(row)
         if self._commit is None:
             self._commit = loop.create_future()
             loop.call_soon(self._write_queued)  # after the steps ending in this turn of the loop
-        return True
 
     def _write_queued(self) -> None:
         """The queued records in one transaction, then the events held for them told."""

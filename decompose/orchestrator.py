@@ -500,9 +500,16 @@ class Orchestrator:
         if self.checkpoints is not None:
             from decompose.durable import RunCheckpoint
 
-            checkpoint = RunCheckpoint(self.checkpoints, run_id, tell)  # written before anyone is told
+            checkpoint = RunCheckpoint(self.checkpoints, run_id, tell)
 
-        record = RunRecord(tell if checkpoint is None else checkpoint)
+        def keep(event: Event) -> None:
+            if checkpoint is None:
+                tell(event)
+            else:  # written before anyone is told
+                checkpoint(event)
+                checkpoint.tell_when_written(event)
+
+        record = RunRecord(keep)
         caller = ModelCaller(
             self.models,
             policy=self.retry,

@@ -87,10 +87,14 @@ def test_steps_that_end_in_one_turn_of_the_loop_share_a_transaction_and_are_told
     )
     checkpoint.begin("a question", [], given_plan=False)
 
+    def keep(event) -> None:  # as the Orchestrator's run does with each event
+        checkpoint(event)
+        checkpoint.tell_when_written(event)
+
     async def steps_end_together() -> None:
         for step in (1, 2, 3):
-            checkpoint(StepFinished(step_id=step, answer=f"answer {step}", elapsed=0.1))
-        checkpoint(StepStarted(step_id=4, question="next"))
+            keep(StepFinished(step_id=step, answer=f"answer {step}", elapsed=0.1))
+        keep(StepStarted(step_id=4, question="next"))
         assert told == []  # nothing told before its record is in the store
         await checkpoint.caught_up()
 
