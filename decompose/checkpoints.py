@@ -405,19 +405,19 @@ class CheckpointStore:
         """The runs a process could go on with, newest first (`list_runs`' fields): those `stopped`, and those
         `running` in a process that is gone (see `can_resume`)."""
         with self._reading() as db:
-            query = select(runs.c.id, runs.c.status, runs.c.owner).where(runs.c.status.in_((RUNNING, STOPPED)))
-            open_runs = {r.id: r for r in db.execute(query)}
+            unfinished = select(runs.c.id, runs.c.owner).where(runs.c.status.in_((RUNNING, STOPPED)))
+            owners = {row.id: row.owner for row in db.execute(unfinished)}
         found = [r for status in (STOPPED, RUNNING) for r in self.list_runs(status, limit)]
-        found = [r for r in found if r["id"] in open_runs and self.can_resume(open_runs[r["id"]])]
+        found = [r for r in found if r["id"] in owners and self.can_resume(r["status"], owners[r["id"]])]
         return sorted(found, key=lambda r: r["created_at"], reverse=True)[:limit]
 
-    def can_resume(self, run: SavedRun | Any) -> bool:
-        """Whether `run` (its status and owner) may be resumed here: `stopped`, or `running` in a process that is
-        gone (neither this store's own runs, which are in flight here, nor a live process's on this machine;
-        a run of a live process on another machine looks gone: resume those only when their server is)."""
-        if run.status == STOPPED:
+    def can_resume(self, status: str, owner: str | None) -> bool:
+        """Whether a run in `status`, written by `owner`, may be resumed here: `stopped`, or `running` in a process
+        that is gone (neither this store's own runs, which are in flight here, nor a live process's on this
+        machine; a run of a live process on another machine looks gone: resume those only when it is)."""
+        if status == STOPPED:
             return True
-        return run.status == RUNNING and run.owner != self.owner and not _alive(run.owner)
+        return status == RUNNING and owner != self.owner and not _alive(owner)
 
     def purge(self) -> int:
         """Delete the runs that finished more than `ttl` seconds ago, with their steps and ledger: how many."""

@@ -194,7 +194,7 @@ def routes(service: Service) -> list[Route]:
         saved = await asyncio.to_thread(store.load, run_id)
         if saved is None:
             raise ApiError(404, f"no run {run_id!r} in the checkpoint store", "list them: GET /v1/runs/resumable")
-        if not store.can_resume(saved):
+        if not store.can_resume(saved.status, saved.owner):
             said = "finished" if saved.status == FINISHED else "is still running"
             raise ApiError(409, f"run {run_id} {said}; nothing to resume", "list them: GET /v1/runs/resumable")
         return _stream(service, agent, saved.question, run_id, lambda emit: orch.aresume(run_id, on_event=emit))
