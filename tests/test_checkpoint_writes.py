@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import pytest
 from helpers import plan_json
 
 from decompose import Orchestrator, ScriptedChatModel
 from decompose.checkpoints import CheckpointStore
 from decompose.durable import RunCheckpoint
+from decompose.errors import CheckpointError
 from decompose.events import StepFinished, StepStarted
 from decompose.models.scripted import asks_for_plan, asks_to_combine
 
@@ -121,3 +123,43 @@ def test_a_run_id_begun_again_starts_over_and_keeps_its_ledger(tmp_path):
         [],
     )
     assert store.ledger_entry("r1", 2)["status"] == "started"
+
+
+def test_a_record_that_cannot_be_committed_stops_the_run_before_the_next_step_and_is_never_told(tmp_path):
+    ck = tmp_path / "ck.sqlite3"
+    store = CheckpointStore(ck, busy_timeout=0.05)
+    store.retry_wait = 0.01
+    other = sqlite3.connect(ck, isolation_level=None, check_same_thread=False)
+    asked: list[str] = []
+    told: list[str] = []
+
+    def answer(what: str):
+        def reply(_messages) -> str:
+            asked.append(what)
+            return what
+
+        return reply
+
+    def on_event(event) -> None:
+        told.append(type(event).__name__)
+        if isinstance(event, StepStarted) and event.step_id == 1:
+            other.execute("BEGIN EXCLUSIVE")  # another process writing, past the busy timeout
+
+    plan = plan_json("What is alpha?", {"id": 2, "question": "What follows {1}?", "depends_on": [1]})
+    model = ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan),
+            (asks_to_combine, "Answer: beta"),
+            ("follows", answer("beta")),  # first: step 2's prompt holds step 1's answer, "alpha"
+            ("alpha", answer("alpha")),
+        ]
+    )
+    orch = Orchestrator(model, checkpoints=store)
+    with pytest.raises(CheckpointError, match="is locked by another process"):
+        orch.run("What comes after alpha?", run_id="r1", on_event=on_event)
+    assert asked == ["alpha"] and "StepFinished" not in told  # step 2 never started; step 1's end never told
+    other.execute("ROLLBACK")
+
+    assert store.load("r1").records == {}
+    assert orch.resume("r1").answer == "beta"
+    assert asked == ["alpha", "alpha", "beta"]  # its record lost, step 1 was asked again
