@@ -2,6 +2,7 @@
 
     python benchmarks/latency.py            # median of 5 runs per cell
     python benchmarks/latency.py --quick    # fewer runs, for a fast look
+    python benchmarks/latency.py --checkpoints   # ours with and without checkpoints= (width 16), median of 15
 
 Systems: (1) `decompose.Orchestrator`; (2) the seed's sequential LangChain chain (decompose, answer each
 sub-question, combine: `prompt | llm | StrOutputParser()` run one after another with `.invoke`); (3) plain
@@ -289,6 +290,32 @@ def wall_ms(run: Callable[[], Any], repeats: int, per_sample: int = 1) -> float:
     return statistics.median(samples)
 
 
+def checkpoint_overhead(scale: float, repeats: int) -> dict[str, float]:
+    """Ours on the width-16 scenario with and without `checkpoints=` (a fresh SQLite file), runs alternated so
+    that both see the same load: the median seconds of each and the difference."""
+    import tempfile
+
+    sc = next(s for s in scenarios(scale) if s.name.startswith("width 16"))
+    with tempfile.TemporaryDirectory() as folder:
+        orch = Orchestrator(
+            make_model(sc), max_concurrency=len(sc.steps), decomposer=Decomposer(max_steps=max(10, len(sc.steps)))
+        )
+        runs = {"without": orch, "with": orch.replace(checkpoints=str(Path(folder) / "checkpoints.sqlite3"))}
+        samples: dict[str, list[float]] = {name: [] for name in runs}
+        for o in runs.values():
+            o.run(QUESTION)  # warm-up (the store's first open too)
+        for _ in range(repeats):
+            for name, o in runs.items():
+                gc.collect()
+                started = time.perf_counter()
+                o.run(QUESTION)
+                samples[name].append(time.perf_counter() - started)
+    without, with_ = statistics.median(samples["without"]), statistics.median(samples["with"])
+    print(f"{sc.name}, median of {repeats}, alternated: {without:.3f} s without checkpoints, {with_:.3f} s with")
+    print(f"checkpoint overhead: {(with_ / without - 1) * 100:+.1f} %")
+    return {"without": without, "with": with_}
+
+
 def versions() -> str:
     from importlib.metadata import version
 
@@ -304,7 +331,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--quick", action="store_true", help="2 samples per cell and fewer overhead runs")
     parser.add_argument("--repeats", type=int, default=None, help="samples per cell (median; default 5)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every simulated latency")
+    parser.add_argument(
+        "--checkpoints", action="store_true", help="only ours, width 16, with and without checkpoints= (median of 15)"
+    )
     args = parser.parse_args(argv)
+    if args.checkpoints:
+        print(versions())
+        overhead = checkpoint_overhead(args.scale, args.repeats or 15)
+        return [{"system": "decompose (ours)", "scenario": "checkpoints", **overhead}]
     repeats = args.repeats or (2 if args.quick else 5)
     per_sample = 10 if args.quick else 100  # zero-latency runs per overhead sample
     print(versions())

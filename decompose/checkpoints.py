@@ -1,11 +1,11 @@
 """Checkpoints: a run's question, plan, finished steps and side-effect ledger in a SQLAlchemy database (a SQLite
 file by default), written as the run goes, so `Orchestrator.resume(run_id)` can finish a run whose process died.
 
-What is written, and when (each write is its own committed transaction, so a `kill -9` loses at most what was
-in flight):
+What is written, and when (each write a committed transaction, so a `kill -9` loses at most what was in flight):
 - `begin`: the run (`running`), its question and history, before anything is asked;
 - each `PlanReady`: the plan as it stands (a replan's `PlanReady` holds every step);
-- each `StepFinished` / `StepFailed`: the step's event, its record;
+- each `StepFinished` / `StepFailed`: the step's event, its record (the records of steps that end together in one
+  transaction: `save_steps`);
 - a side-effecting tool call: its ledger entry `started` BEFORE the call and `done` (with the result) after, so a
   crash between the two is seen on resume as an outcome nobody knows;
 - the end: `finished` with the answer or error (or `stopped` when the run raised or was cancelled).
@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -296,12 +296,15 @@ class CheckpointStore:
             "finished_at": None,
         }
 
-        def write(db: Connection) -> None:
+        def write_again(db: Connection) -> None:
             db.execute(delete(steps).where(steps.c.run_id == run_id))
             if db.execute(update(runs).where(runs.c.id == run_id).values(**row)).rowcount == 0:
                 db.execute(insert(runs).values(id=run_id, created_at=now, **row))
 
-        self._write(write)
+        try:  # a new id (the common case) in one statement
+            self._write(lambda db: db.execute(insert(runs).values(id=run_id, created_at=now, **row)))
+        except IntegrityError:  # the id was run before: it starts over
+            self._write(write_again)
 
     def claim(self, saved: SavedRun) -> None:
         """Take over a run to resume it; `InputError` when another process took it since it was read, or when
@@ -336,6 +339,18 @@ class CheckpointStore:
             db.execute(insert(steps).values(run_id=run_id, step_id=step_id, record=_dumps(record)))
             if missing is not None:
                 db.execute(update(runs).where(runs.c.id == run_id).values(missing=_dumps(missing)))
+
+        self._write(write)
+
+    def save_steps(self, run_id: str, ended: Sequence[tuple[int, dict[str, Any], list[str] | None]]) -> None:
+        """`save_step` for several steps (step id, record, missing) in one transaction: the steps that ended
+        together (group commit)."""
+
+        def write(db: Connection) -> None:
+            db.execute(insert(steps), [{"run_id": run_id, "step_id": i, "record": _dumps(r)} for i, r, _ in ended])
+            missing = [m for _, _, m in ended if m is not None]
+            if missing:
+                db.execute(update(runs).where(runs.c.id == run_id).values(missing=_dumps(missing[-1])))
 
         self._write(write)
 
@@ -412,6 +427,24 @@ class CheckpointStore:
             }
             for r in rows
         ]
+
+    def resumable(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The runs a process could go on with, newest first (`list_runs`' fields): those `stopped`, and those
+        `running` in a process that is gone (see `can_resume`)."""
+        with self._reading() as db:
+            unfinished = select(runs.c.id, runs.c.owner).where(runs.c.status.in_((RUNNING, STOPPED)))
+            owners = {row.id: row.owner for row in db.execute(unfinished)}
+        found = [r for status in (STOPPED, RUNNING) for r in self.list_runs(status, limit)]
+        found = [r for r in found if r["id"] in owners and self.can_resume(r["status"], owners[r["id"]])]
+        return sorted(found, key=lambda r: r["created_at"], reverse=True)[:limit]
+
+    def can_resume(self, status: str, owner: str | None) -> bool:
+        """Whether a run in `status`, written by `owner`, may be resumed here: `stopped`, or `running` in a process
+        that is gone (neither this store's own runs, which are in flight here, nor a live process's on this
+        machine; a run of a live process on another machine looks gone: resume those only when it is)."""
+        if status == STOPPED:
+            return True
+        return status == RUNNING and owner != self.owner and not _alive(owner)
 
     def purge(self) -> int:
         """Expire the runs whose approval waited past `approval_ttl`, and delete the runs that ended more than

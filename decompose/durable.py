@@ -10,7 +10,9 @@ again only with an idempotency key, else `UnknownOutcome`), or none (it was neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,14 +35,24 @@ class RestoredFailure(DecomposeError):
 
 class RunCheckpoint:
     """One run's writer. Called with each of the run's events (after `begin`): a `PlanReady` saves the plan, a
-    step's `StepFinished` / `StepFailed` its record. It is also the run's ledger of side-effecting calls."""
+    step's `StepFinished` / `StepFailed` its record; then `tell_when_written` passes the event on to `tell` (the
+    run's listeners). It is also the run's ledger of side-effecting calls.
 
-    def __init__(self, store: CheckpointStore, run_id: str):
-        self.store, self.run_id = store, run_id
+    Group commit: a step's record is queued, and the records of the steps that end in the same turn of the event
+    loop are written in one transaction just after it; the step's event (and every event after it) is told only
+    once its record is committed, and `caught_up` (awaited before a step starts and before the synthesis) waits
+    for that commit: a step never runs on an answer whose record a killed process could lose."""
+
+    def __init__(self, store: CheckpointStore, run_id: str, tell: Callable[[Event], None] = lambda _event: None):
+        self.store, self.run_id, self.tell = store, run_id, tell
         self.grounding: Grounding | None = None  # whose refused identifiers are saved when they change
         self._begun = False
         self._recorded: set[int] = set()  # steps whose record is written (a resumed run's ended steps)
         self._missing: list[str] = []
+        self._queued: list[tuple[int, dict[str, Any], list[str] | None]] = []  # step records for the next commit
+        self._untold: list[Event] = []  # events held until the queued records are committed, in order
+        self._commit: asyncio.Future[None] | None = None  # the next commit, when one is due
+        self._failure: Exception | None = None  # why a commit failed: the run stops with it
 
     def begin(
         self, question: str, history: Sequence[BaseMessage], *, given_plan: bool, resumed: SavedRun | None = None
@@ -63,12 +75,62 @@ class RunCheckpoint:
                 missing = list(self.grounding.missing) if self.grounding is not None else []
                 changed = missing != self._missing
                 self._missing = missing
-                self.store.save_step(self.run_id, event.step_id, event.to_dict(), missing if changed else None)
+                self._save_step((event.step_id, event.to_dict(), missing if changed else None))
+
+    def tell_when_written(self, event: Event) -> None:
+        """Pass `event` on to `tell` now, or, while step records are queued, once they are committed (in order)."""
+        if self._commit is not None:
+            self._untold.append(event)
+        else:
+            self.tell(event)
+
+    def _save_step(self, row: tuple[int, dict[str, Any], list[str] | None]) -> None:
+        """Queued for the commit just after this turn of the event loop; written at once without a loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.store.save_steps(self.run_id, [row])
+            return
+        self._queued.append(row)
+        if self._commit is None:
+            self._commit = loop.create_future()
+            loop.call_soon(self._write_queued)  # after the steps ending in this turn of the loop
+
+    def _write_queued(self) -> None:
+        """The queued records in one transaction, then the events held for them told."""
+        if self._commit is None:  # written already (`_drain`)
+            return
+        commit, rows, self._queued = self._commit, self._queued, []
+        try:
+            self.store.save_steps(self.run_id, rows)
+            self._commit, untold, self._untold = None, self._untold, []
+            for event in untold:
+                self.tell(event)
+        except Exception as exc:  # the run stops with it at its next `caught_up` (events after it stay untold)
+            self._failure = exc
+        commit.set_result(None)
+
+    async def caught_up(self) -> None:
+        """Wait until every step record queued so far is committed and told; raises why it could not be."""
+        if self._commit is not None and not self._commit.done():
+            await asyncio.shield(self._commit)
+        if self._failure is not None:
+            raise self._failure
+
+    def _drain(self) -> None:
+        """`caught_up` now: the run is ending (a commit queued and not yet made is made here)."""
+        if self._commit is not None and not self._commit.done():
+            self._write_queued()
+        if self._failure is not None:
+            raise self._failure
 
     def finished(self, answer: str | None, error: str | None) -> None:
+        self._drain()
         self.store.end(self.run_id, FINISHED, answer=answer, error=error)
 
     def stopped(self, error: str) -> None:
+        with contextlib.suppress(Exception):  # a record that could not be written: the run stays resumable
+            self._drain()
         self.store.end(self.run_id, STOPPED, error=error)
 
     def awaiting(self, requests: list[ApprovalRequest]) -> list[ApprovalRequest]:

@@ -580,20 +580,26 @@ class Orchestrator:
         events: list[Event] = []
         run_id = run_id or uuid.uuid4().hex
         trace = None if self.tracing is None else self.tracing.run(run_id)
-        checkpoint = None
-        if self.checkpoints is not None:
-            from decompose.durable import RunCheckpoint
 
-            checkpoint = RunCheckpoint(self.checkpoints, run_id)
-
-        def keep(event: Event) -> None:
-            if checkpoint is not None:  # written before anyone is told
-                checkpoint(event)
+        def tell(event: Event) -> None:
             events.append(event)
             if trace is not None:
                 trace.on_event(event)
             if on_event is not None:
                 on_event(event)
+
+        checkpoint = None
+        if self.checkpoints is not None:
+            from decompose.durable import RunCheckpoint
+
+            checkpoint = RunCheckpoint(self.checkpoints, run_id, tell)
+
+        def keep(event: Event) -> None:
+            if checkpoint is None:
+                tell(event)
+            else:  # written before anyone is told
+                checkpoint(event)
+                checkpoint.tell_when_written(event)
 
         record = RunRecord(keep)
         caller = ModelCaller(
@@ -723,6 +729,8 @@ class Orchestrator:
 
         async def run_step(step_id: int, solved: Mapping[int, Solved]) -> Solved:
             step = steps[step_id]
+            if run.checkpoint is not None:  # the records of the steps it may use are committed first
+                await run.checkpoint.caught_up()
             if step_id in answered:
                 outcome = answered[step_id]
                 if isinstance(outcome, BaseException):
@@ -786,6 +794,8 @@ class Orchestrator:
             fatal=(BudgetExceeded, ModelAccessError, CheckpointError),
             skipped=withheld,
         )
+        if run.checkpoint is not None:  # every step's record committed before an answer is made of them
+            await run.checkpoint.caught_up()
 
     async def _recurse(self, question: str, depth: int, run: _Run) -> str:
         """Answer a sub-question with its own plan, one level deeper; its step events stay out of the

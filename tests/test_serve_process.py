@@ -37,9 +37,9 @@ latency = LATENCY
 class Served:
     """`python -m decompose.cli serve` on a free port; its log in a file."""
 
-    def __init__(self, tmp_path, db, *flags, latency=0.5):
+    def __init__(self, tmp_path, db, *flags, latency=0.5, rules_text=RULES):
         rules = tmp_path / f"slow_rules_{latency}.py"
-        rules.write_text(RULES.replace("LATENCY", str(latency)))
+        rules.write_text(rules_text.replace("LATENCY", str(latency)))
         env = {k: v for k, v in os.environ.items() if k not in ("DECOMPOSE_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env["DECOMPOSE_CACHE"] = str(tmp_path / "cache")
@@ -242,3 +242,61 @@ def test_keys_rate_limit_and_cors_from_the_command_line(tmp_path, db):
         assert guesses == [401, 401, 429]  # key guessing is limited per address (the first 401 counted too)
     finally:
         server.stop()
+
+
+LOGGED_RULES = """
+import json
+from decompose.models.scripted import asks_for_plan, asks_to_combine
+
+def logged(what, text):
+    def answer(_messages):
+        with open(CALLS, "a") as log:
+            log.write(what + "\\n")
+        return text
+    return answer
+
+rules = [
+    (asks_for_plan, logged("plan", json.dumps({"steps": [
+        {"id": 1, "question": "Who directed Titanic?"},
+        {"id": 2, "question": "When was {1} born?", "depends_on": [1]}]}))),
+    (asks_to_combine, logged("synthesis", "James Cameron, born 1954.")),
+    (r"Question: Who directed Titanic", logged("step 1", "James Cameron")),
+    (r"Question: When was James Cameron born", logged("step 2", "1954")),
+]
+default = "I do not know"
+latency = LATENCY
+"""
+
+
+def test_a_run_of_a_killed_server_is_offered_and_resumed_without_its_finished_steps(tmp_path, db):
+    calls = tmp_path / "calls.txt"
+    rules = LOGGED_RULES.replace("CALLS", repr(str(calls)))
+    flags = ("--checkpoints", str(tmp_path / "runs.sqlite3"))
+    first = Served(tmp_path, db, *flags, latency=1.0, rules_text=rules)
+    try:
+        with httpx.stream("POST", f"{first.url}/v1/runs", json={"question": TITANIC}, timeout=30) as reply:
+            frames = frames_until(reply.iter_lines(), "StepFinished")  # step 1's record is in the store by then
+            run_id = frames[0][1]["id"]
+            os.kill(first.proc.pid, signal.SIGKILL)  # step 2 asked, its answer a second away
+            first.proc.wait(timeout=10)
+    finally:
+        first.stop()
+    assert frames[-1][1]["step_id"] == 1
+    assert calls.read_text().split("\n")[:-1] == ["plan", "step 1"]  # a call is logged as it answers
+
+    second = Served(tmp_path, db, *flags, latency=0.0, rules_text=rules)
+    try:
+        assert "runs a stopped server left to resume: 1" in second.log.read_text()
+        [offered] = httpx.get(f"{second.url}/v1/runs/resumable").json()["runs"]
+        assert (offered["id"], offered["status"], offered["steps"], offered["steps_ended"]) == (run_id, "running", 2, 1)
+        body = httpx.post(f"{second.url}/v1/runs/{run_id}/resume", timeout=30).text
+        result = json.loads(body.split("event: result\ndata: ", 1)[1].split("\n", 1)[0])
+        assert (result["answer"], result["run_id"]) == ("James Cameron, born 1954.", run_id)
+        assert [s["status"] for s in result["steps"]] == ["done", "done"]
+        assert httpx.get(f"{second.url}/v1/runs/resumable").json()["runs"] == []
+        again = httpx.post(f"{second.url}/v1/runs/{run_id}/resume", timeout=30)
+        assert again.status_code == 409 and "finished" in again.json()["error"]["message"]
+    finally:
+        second.stop()
+    # neither the plan nor step 1 (ended before the kill) was asked again; step 2, in flight, was
+    assert calls.read_text().split("\n")[:-1] == ["plan", "step 1", "step 2", "synthesis"]

@@ -347,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: SQLite serve.sqlite3 in the cache folder)",
     )
     sv.add_argument(
+        "--checkpoints",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write every run to this checkpoint store (a SQLite file or a SQLAlchemy URL; no value: "
+        "checkpoints.sqlite3 in the cache folder), so the runs of a server that died can be resumed: "
+        "GET /v1/runs/resumable, POST /v1/runs/RUN_ID/resume",
+    )
+    sv.add_argument(
         "--api-key-file",
         metavar="FILE",
         help="accept only these API keys (one a line), sent as 'Authorization: Bearer KEY'",

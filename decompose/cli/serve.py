@@ -54,6 +54,14 @@ def serve_command(args: argparse.Namespace) -> int:
         review_ttl=args.review_ttl,
     )
     service = app.state.service
+    if service.checkpoints is not None:  # before "listening": whoever waits for that line finds this one too
+        left = len(service.checkpoints.resumable())
+        print(
+            f"decompose serve: checkpoints in {service.checkpoints.where}; runs a stopped server left to resume: "
+            f"{left} (GET /v1/runs/resumable, POST /v1/runs/RUN_ID/resume)",
+            file=sys.stderr,
+            flush=True,
+        )
     host, port = sock.getsockname()[:2]
     print(
         f"decompose serve: listening on http://{host}:{port} (agents: {', '.join(service.catalog.names())}; "

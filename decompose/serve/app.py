@@ -5,6 +5,7 @@ its runs cleanly)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -19,7 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from decompose.checkpoints import CheckpointStore, open_store
+from decompose.checkpoints import AWAITING, RUNNING, CheckpointStore
 from decompose.models import load_model
 from decompose.orchestrator import Orchestrator
 from decompose.serve import conversations, openai_compat, reviews
@@ -27,7 +28,7 @@ from decompose.serve.approvals import routes as approvals_routes
 from decompose.serve.approvals import stream_run
 from decompose.serve.bodies import optional_str, question_of, read_json
 from decompose.serve.catalog import Catalog
-from decompose.serve.errors import exception_handlers
+from decompose.serve.errors import ApiError, exception_handlers
 from decompose.serve.logs import AccessLog
 from decompose.serve.reviews import checked_plan, for_review, review_target
 from decompose.serve.security import ApiKeys, Guard, RateLimiter, parse_rate
@@ -77,17 +78,17 @@ def create_app(
     by default). shutdown_timeout: how long runs in flight may finish at shutdown. lease: seconds after which a
     running turn whose server stopped renewing it reads as interrupted. With a `tracer_provider` among the
     orchestrator options, or the `OTEL_*` variables asking for traces, each request is a span and its run a child.
-
-    The agents' runs are checkpointed in the same database (unless the options give `checkpoints`): a run whose
-    tool call waits for a person ends awaiting approval, decided with POST /v1/runs/{id}/decisions. approvals:
-    the ready agents' consequential calls wait (customer service: refunds above 100 dollars); approval_ttl:
-    seconds a call waits before its run expires; review_ttl: the same for a plan awaiting review.
+    The agents' runs are checkpointed in the same database (or in `checkpoints` among the options: a path, a URL
+    or a CheckpointStore; or the given agents' own store): a run whose tool call waits for a person ends awaiting
+    approval, decided with POST /v1/runs/{id}/decisions, and the runs a dead server left are offered
+    (`GET /v1/runs/resumable`, `POST /v1/runs/{run_id}/resume`; docs/durable-runs.md). approvals: the ready
+    agents' consequential calls wait (customer service: refunds above 100 dollars); approval_ttl: seconds a call
+    waits before its run expires; review_ttl: the same for a plan awaiting review.
     """
     store = Store(db, lease=lease, review_ttl=review_ttl)
-    options = dict(orchestrator_options or {})
-    # One store for every agent's runs, in the server's own database: any replica resumes any run.
-    checkpoints = open_store(options.get("checkpoints")) or CheckpointStore(store.url, approval_ttl=approval_ttl)
-    options["checkpoints"] = checkpoints
+    options, checkpoints = _one_checkpoint_store(orchestrator_options or {}, agents)
+    if checkpoints is None:  # one store for every agent's runs, in the server's own database: any replica resumes
+        checkpoints = options["checkpoints"] = CheckpointStore(store.url, approval_ttl=approval_ttl)
     catalog = Catalog(
         load_model(model) if agents is None else None,
         tools=tools,
@@ -170,14 +171,50 @@ def routes(service: Service) -> list[Route]:
         asked = question or ""  # question_of read it: a body without a plan has one
         return stream_run(service, agent, asked, run_id, lambda emit: orch.arun(asked, on_event=emit, run_id=run_id))
 
+    async def resumable_runs(_: Request) -> Response:
+        return JSONResponse({"runs": await asyncio.to_thread(service.checkpoints.resumable)})
+
+    async def resume_run(request: Request) -> Response:
+        store, run_id = service.checkpoints, request.path_params["run_id"]
+        body = await read_json(request, service.max_body_bytes, example='{"agent": "customer-service"} or nothing')
+        agent, orch = service.catalog.get(optional_str(body, "agent"))
+        if orch.checkpoints is not store:
+            raise ApiError(409, f"agent {agent!r} writes no checkpoints here", "resume with the agent that ran it")
+        saved = await asyncio.to_thread(store.load, run_id)
+        if saved is None:
+            raise ApiError(404, f"no run {run_id!r} in the checkpoint store", "list them: GET /v1/runs/resumable")
+        if not store.can_resume(saved.status, saved.owner):
+            if saved.status == AWAITING:
+                raise ApiError(409, f"run {run_id} waits for approval", f"decide it: POST /v1/runs/{run_id}/decisions")
+            said = "is still running" if saved.status == RUNNING else saved.status
+            raise ApiError(409, f"run {run_id} {said}; nothing to resume", "list them: GET /v1/runs/resumable")
+        return stream_run(service, agent, saved.question, run_id, lambda emit: orch.aresume(run_id, on_event=emit))
+
     return [
         Route("/v1/agents", list_agents, methods=["GET"]),
         Route("/v1/runs", start_run, methods=["POST"]),
+        Route("/v1/runs/resumable", resumable_runs, methods=["GET"]),
+        Route("/v1/runs/{run_id}/resume", resume_run, methods=["POST"]),
         *reviews.routes(service),
         *approvals_routes(service),
         *conversations.routes(service),
         *openai_compat.routes(service),
     ]
+
+
+def _one_checkpoint_store(
+    options: Mapping[str, Any], agents: Mapping[str, Orchestrator] | None
+) -> tuple[dict[str, Any], CheckpointStore | None]:
+    """The orchestrator options with their `checkpoints` opened once (every agent shares the store, so a run in
+    flight is this server's whichever agent runs it), and that store: the options', else the given agents'."""
+    options = dict(options)
+    if options.get("checkpoints") is not None:
+        from decompose.checkpoints import open_store
+
+        options["checkpoints"] = open_store(options["checkpoints"])
+        return options, options["checkpoints"]
+    given = (getattr(agent, "checkpoints", None) for agent in (agents or {}).values())
+    return options, next((store for store in given if store is not None), None)
 
 
 class WebPage:

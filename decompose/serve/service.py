@@ -20,7 +20,9 @@ log = logging.getLogger("decompose.serve")
 class Service:
     catalog: Catalog
     store: Store
-    checkpoints: CheckpointStore  # the agents' runs, in the server's database: a run waiting for approval is here
+    # The agents' runs (in the server's database unless given): a run waiting for approval is here, and so are
+    # the runs a dead server left.
+    checkpoints: CheckpointStore
     max_body_bytes: int
     max_history_tokens: int
     shutdown_timeout: float
