@@ -24,6 +24,7 @@ import os
 import socket
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -204,6 +205,8 @@ class CheckpointStore:
         self.on_event = on_event or (lambda e: log.warning("%s", e.to_dict()))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.engine, self.where = _engine(self.url, busy_timeout, create=create)
+        # A store dropped without close() still closes its connections (a server's would otherwise be cut off).
+        self._dispose = weakref.finalize(self, self.engine.dispose)
         self._purged_at = float("-inf")
         self._open()
 
@@ -615,7 +618,7 @@ class CheckpointStore:
         self._write(lambda db: db.execute(delete(ledger).where(ledger.c.run_id == run_id, ledger.c.step_id == step_id)))
 
     def close(self) -> None:
-        self.engine.dispose()
+        self._dispose()
 
 
 def _end_waiting(db: Connection, run_id: str, status: str, reason: str, now: float) -> None:
