@@ -1,4 +1,9 @@
+import gc
+import os
 import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fault_server import FaultServer
@@ -69,3 +74,27 @@ def cache_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DECOMPOSE_CACHE", str(root))
         yield root
+
+
+# A SQLAlchemy URL for a store under test: a SQLite file and, where DECOMPOSE_TEST_POSTGRES names a PostgreSQL
+# server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/), a fresh PostgreSQL database of the test's own.
+POSTGRES = os.environ.get("DECOMPOSE_TEST_POSTGRES")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    if not POSTGRES:
+        pytest.skip("set DECOMPOSE_TEST_POSTGRES to a PostgreSQL server URL to run the stores on PostgreSQL too")
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    name = f"decompose_{uuid.uuid4().hex[:12]}"
+    server = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with server.connect() as db:
+        db.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    yield POSTGRES.rstrip("/") + f"/{name}"
+    gc.collect()  # the test's stores, dropped: each closes its connections as it goes
+    with server.connect() as db:
+        db.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    server.dispose()

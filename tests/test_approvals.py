@@ -3,12 +3,8 @@ resumed run goes on with the decision; scripted models, a refund tool that recor
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 import sqlite3
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,29 +82,10 @@ def shop(tmp_path: Path) -> Shop:
     return Shop(tmp_path / "shop.sqlite3")
 
 
-# A PostgreSQL server to run the store's tests on as well, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/
-# (each test gets a database of its own); unset: SQLite files only.
-POSTGRES = os.environ.get("DECOMPOSE_TEST_POSTGRES")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ck(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The checkpoint store's location: a SQLite file, and a fresh PostgreSQL database where one is given."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "ck.sqlite3")
-        return
-    if not POSTGRES:
-        pytest.skip("set DECOMPOSE_TEST_POSTGRES to a PostgreSQL server URL to run the store on PostgreSQL too")
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    name = f"decompose_{uuid.uuid4().hex[:12]}"
-    server = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    with server.connect() as db:
-        db.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    yield POSTGRES.rstrip("/") + f"/{name}"
-    gc.collect()  # the test's stores, dropped: each closes its connections as it goes
-    with server.connect() as db:
-        db.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    server.dispose()
+@pytest.fixture
+def ck(database: str) -> str:
+    """The checkpoint store: a SQLite file, and a PostgreSQL database too where one is given (conftest.py)."""
+    return database
 
 
 def waiting(shop: Shop, ck: str, run_id: str = "r1") -> Orchestrator:

@@ -47,8 +47,8 @@ def clock():
 
 
 @pytest.fixture
-def app(tmp_path, shop, clock):
-    app = create_app(shop_model(), db=f"sqlite:///{tmp_path / 'serve.sqlite3'}")
+def app(database, shop, clock):
+    app = create_app(shop_model(), db=database)  # a SQLite file, and PostgreSQL where given (conftest.py)
     app.state.service.store.clock = app.state.service.checkpoints.clock = clock  # a day passes in no time
     return app
 
