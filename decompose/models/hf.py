@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
@@ -26,9 +26,11 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from decompose.errors import ConfigError, ModelError
 from decompose.models.adapter import adapter_info, merge_adapter
-from decompose.models.batcher import Batcher, Generated, Request
 from decompose.models.decoding import HELP, OPTIONS, DecodingFields, check_grammar, fold_options, refuse_unknown
-from decompose.models.grammar import structured_runnable
+from decompose.models.structured import structured_runnable
+
+if TYPE_CHECKING:  # the batcher imports torch, xgrammar and Transformers: not before a model is built
+    from decompose.models.batcher import Batcher, Generated, Request
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 _HINT = "pass a folder holding config.json and the weights (what save_pretrained writes), or a .gguf file"
@@ -87,6 +89,8 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         return values
 
     def model_post_init(self, context: Any) -> None:
+        from decompose.models.batcher import Batcher
+
         self._batcher = Batcher(
             self.hf_model, self.tokenizer, max_batch_size=self.max_batch_size, wait_ms=self.batch_wait_ms
         )
@@ -133,6 +137,8 @@ class ChatTransformers(DecodingFields, BaseChatModel):
 
     # --- generation ---------------------------------------------------------------------------------------
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Request:
+        from decompose.models.batcher import Request
+
         refuse_unknown(kwargs, _CALL_OPTIONS, "a ChatTransformers call", hint=_CALL_HINT)
         decoding = self.decoding.with_options(kwargs).resolved()  # a call's options beat the model's
         if kwargs.get("json_schema"):
@@ -287,7 +293,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         dict (parsed into a dict), or a `BaseTool` (its arguments, as a dict). Every `method` decodes the same
         way, and `strict` changes nothing: a grammar holds the output to the schema more strictly than tool
         calling, JSON mode or a server's strict mode. `kwargs`: `max_string_length`, `max_items` and
-        `max_properties` bound what the schema leaves open (see `grammar.bound_schema`); decoding options
+        `max_properties` bound what the schema leaves open (see `structured.bound_schema`); decoding options
         (`temperature`, ...) apply to these calls; beam search cannot run under a grammar, so the model's
         `num_beams` default is not used here, and asking for `num_beams > 1` is a `ConfigError`.
         """
