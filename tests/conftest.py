@@ -6,10 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_server import FaultServer
 from helpers import plan_json
-
-from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
 
 # A shell starts a background job (`bash .ci/run &`) with SIGINT ignored, and every child inherits that: the
 # tests that press Ctrl-C on a command would see it run to the end. They test the command, not the launcher.
@@ -32,6 +29,9 @@ def hub_offline(monkeypatch):
 
 @pytest.fixture
 def titanic_model():
+    # Imports in the fixtures: the xdist controller loads this file too, runs no test, and starts the workers after.
+    from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
+
     return ScriptedChatModel(
         rules=[
             (
@@ -55,6 +55,8 @@ def titanic_model():
 @pytest.fixture(scope="module")
 def server():
     """A real fault-injecting OpenAI-compatible server on 127.0.0.1, one per test module."""
+    from fault_server import FaultServer
+
     with FaultServer() as srv:
         yield srv
 

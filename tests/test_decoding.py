@@ -9,7 +9,6 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-import torch
 from langchain_core.messages import convert_to_messages
 
 from decompose.cli.app import build_parser, main
@@ -26,6 +25,8 @@ CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required"
 
 @pytest.fixture(scope="module")
 def model():
+    import torch  # here, not at the top: there every xdist worker would pay seconds to collect this module
+
     # One thread: on a machine shared with other jobs, torch's threads fight over the cores and beam search
     # slows tenfold. Restored afterwards, for the other test modules.
     threads = torch.get_num_threads()
@@ -127,6 +128,8 @@ def test_cli_flag_parses_and_a_bad_one_is_a_usage_error(capsys):
 
 def hf_generate(model: ChatTransformers, prompt: str, max_new_tokens: int = 10, **options) -> str:
     """What transformers' own `generate` writes for `prompt`: the reference for our decoding."""
+    import torch
+
     ids = model._prompt_ids(convert_to_messages([("human", prompt)]))
     out = model.hf_model.generate(
         torch.tensor([ids]),

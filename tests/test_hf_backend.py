@@ -95,6 +95,10 @@ def test_bad_path_is_a_config_error(spec):
 def test_folder_without_a_model_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=str(tmp_path)):
         load_hf(str(tmp_path))
+
+
+@pytest.mark.slow  # Transformers tries to load it: torch and Transformers are imported, seconds
+def test_a_folder_transformers_cannot_load_is_a_config_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a loadable causal LM"):
         load_hf(str(tmp_path))

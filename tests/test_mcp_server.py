@@ -12,9 +12,6 @@ import anyio
 import httpx
 import pytest
 from helpers import REPO, cli
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
 from servers import free_port, wait_for_port
 
 from decompose import Orchestrator, ScriptedChatModel
@@ -100,6 +97,10 @@ def check_finance_reply(listed, result, progress):
 
 
 def test_decompose_mcp_over_stdio_with_the_official_client(work):
+    # The client here, not at the top: every test process collects this module, also where slow tests are left out.
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
     async def main():
         params = StdioServerParameters(command=sys.executable, args=serve_command()[1:], env=env(), cwd=str(work))
         async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
@@ -129,6 +130,9 @@ def http_mcp(work):
 
 @pytest.mark.server
 def test_decompose_mcp_over_http_needs_the_key_and_plugs_into_another_orchestrator(http_mcp):
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
     async def main(headers):
         async with (
             httpx.AsyncClient(headers=headers, timeout=60) as http,

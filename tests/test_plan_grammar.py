@@ -7,17 +7,15 @@ import json
 from typing import Any, ClassVar
 
 import pytest
-import xgrammar as xgr
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
-from xgrammar.testing import _is_grammar_accept_string
 
 from decompose import Orchestrator
 from decompose.agents import get_agent
 from decompose.chains.decompose import plan_schema_for
 from decompose.chains.plan_grammar import decodes_under_grammar, typed_plan_schema
-from decompose.models.grammar import bound_schema
 from decompose.models.scripted import ScriptedChatModel
+from decompose.models.structured import bound_schema
 from decompose.tools.calculator import calculator_tools
 
 CALCULATOR = calculator_tools()
@@ -26,6 +24,9 @@ SHOP = get_agent("customer-service").make_tools(dry_run=True)
 
 
 def accepts(tools, *steps: dict[str, Any]) -> bool:
+    import xgrammar as xgr  # with torch and Transformers: seconds, paid by the tests that compile a grammar
+    from xgrammar.testing import _is_grammar_accept_string
+
     schema = bound_schema(typed_plan_schema(tools, max_steps=5))  # bounded, as the local model compiles it
     grammar = xgr.Grammar.from_json_schema(json.dumps(schema))
     return _is_grammar_accept_string(grammar, json.dumps({"steps": list(steps)}))
@@ -106,6 +107,8 @@ def test_the_held_out_scorer_asks_for_plans_as_the_decomposer_does():
 def test_every_pack_compiles(tools):
     schema = typed_plan_schema(tools, max_steps=10)
     assert len(schema["properties"]["steps"]["items"]["anyOf"]) == len(tools) + 1
+    import xgrammar as xgr
+
     xgr.Grammar.from_json_schema(json.dumps(bound_schema(schema)))
 
 

@@ -11,11 +11,12 @@ import copy
 import os
 import queue
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
@@ -26,9 +27,11 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from decompose.errors import ConfigError, ModelError
 from decompose.models.adapter import adapter_info, merge_adapter
-from decompose.models.batcher import Batcher, Generated, Request
 from decompose.models.decoding import HELP, OPTIONS, DecodingFields, check_grammar, fold_options, refuse_unknown
-from decompose.models.grammar import structured_runnable
+from decompose.models.structured import structured_runnable
+
+if TYPE_CHECKING:  # the batcher imports torch, xgrammar and Transformers: not before a model generates
+    from decompose.models.batcher import Batcher, Generated, Request
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 _HINT = "pass a folder holding config.json and the weights (what save_pretrained writes), or a .gguf file"
@@ -70,7 +73,8 @@ class ChatTransformers(DecodingFields, BaseChatModel):
     planner: Any = Field(default=None, exclude=True, repr=False)  # with an adapter: the model the Decomposer asks
     hf_model: Any = Field(exclude=True, repr=False)
     tokenizer: Any = Field(exclude=True, repr=False)
-    _batcher: Batcher = PrivateAttr()
+    _batcher: Batcher | None = PrivateAttr(default=None)
+    _batcher_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="before")
     @classmethod
@@ -86,10 +90,17 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         refuse_unknown(values, _known_options(), "ChatTransformers", hint=f"use {_options_help()}")
         return values
 
-    def model_post_init(self, context: Any) -> None:
-        self._batcher = Batcher(
-            self.hf_model, self.tokenizer, max_batch_size=self.max_batch_size, wait_ms=self.batch_wait_ms
-        )
+    def _started_batcher(self) -> Batcher:
+        """The model's one batcher, made on the first call: building a model, or refusing a call's options,
+        does not import torch, xgrammar and Transformers."""
+        with self._batcher_lock:  # concurrent first calls must share one batcher, as all calls do
+            if self._batcher is None:
+                from decompose.models.batcher import Batcher
+
+                self._batcher = Batcher(
+                    self.hf_model, self.tokenizer, max_batch_size=self.max_batch_size, wait_ms=self.batch_wait_ms
+                )
+            return self._batcher
 
     @property
     def _llm_type(self) -> str:
@@ -115,7 +126,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
     @property
     def batch_sizes(self) -> Counter[int]:
         """How many `generate` calls ran at each batch size so far (a copy)."""
-        return Counter(self._batcher.batch_sizes)
+        return Counter(self._started_batcher().batch_sizes)
 
     # --- tokens -------------------------------------------------------------------------------------------
     def get_token_ids(self, text: str) -> list[int]:
@@ -140,6 +151,8 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         prompt_ids = self._prompt_ids(messages)
         max_new_tokens = _one_limit(kwargs.get("max_tokens"), kwargs.get("max_new_tokens")) or self.max_new_tokens
         self._check_context(len(prompt_ids), max_new_tokens)
+        from decompose.models.batcher import Request  # after the checks: a refused call imports no torch
+
         return Request(
             prompt_ids=prompt_ids,
             max_new_tokens=max_new_tokens,
@@ -176,7 +189,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
     ) -> ChatResult:
         request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
         try:
-            return self._result(self._batcher.submit(request).result(timeout=timeout))
+            return self._result(self._started_batcher().submit(request).result(timeout=timeout))
         except TimeoutError:
             raise _timed_out(timeout) from None
         finally:
@@ -191,7 +204,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
     ) -> ChatResult:
         request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
         try:
-            waiter = asyncio.wrap_future(self._batcher.submit(request))
+            waiter = asyncio.wrap_future(self._started_batcher().submit(request))
             return self._result(await (waiter if timeout is None else asyncio.wait_for(waiter, timeout)))
         except TimeoutError:
             raise _timed_out(timeout) from None
@@ -209,7 +222,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
         deadline = None if timeout is None else time.monotonic() + timeout
         request.on_text = pieces.put
-        future = self._batcher.submit(request)
+        future = self._started_batcher().submit(request)
         future.add_done_callback(lambda _: pieces.put(None))
 
         def next_piece() -> str | None:
@@ -245,7 +258,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         request, timeout = self._request(messages, stop, kwargs), self._timeout(kwargs)
         deadline = None if timeout is None else time.monotonic() + timeout
         request.on_text = put
-        future = self._batcher.submit(request)
+        future = self._started_batcher().submit(request)
         future.add_done_callback(lambda _: put(None))
 
         async def next_piece() -> str | None:
@@ -287,7 +300,7 @@ class ChatTransformers(DecodingFields, BaseChatModel):
         dict (parsed into a dict), or a `BaseTool` (its arguments, as a dict). Every `method` decodes the same
         way, and `strict` changes nothing: a grammar holds the output to the schema more strictly than tool
         calling, JSON mode or a server's strict mode. `kwargs`: `max_string_length`, `max_items` and
-        `max_properties` bound what the schema leaves open (see `grammar.bound_schema`); decoding options
+        `max_properties` bound what the schema leaves open (see `structured.bound_schema`); decoding options
         (`temperature`, ...) apply to these calls; beam search cannot run under a grammar, so the model's
         `num_beams` default is not used here, and asking for `num_beams > 1` is a `ConfigError`.
         """
