@@ -374,10 +374,11 @@ class Orchestrator:
                 result = await self._execute(plan, question, run, started, deadline, answered=answered, replans=replans)
                 return _finished(run, result)
 
-    async def aplan(self, question: str, *, usage: Usage | None = None) -> Plan:
-        """The plan alone, nothing run (to review it, then `aexecute` it). `usage`, when given, counts the
-        planning's model calls and tokens (a server adds them to the run that executes the plan)."""
-        run = self._new_run(None)
+    async def aplan(self, question: str, *, history: Sequence[BaseMessage] = (), usage: Usage | None = None) -> Plan:
+        """The plan alone, nothing run (to review it, then `aexecute` it). `history`: the conversation's earlier
+        turns, as for `arun`. `usage`, when given, counts the planning's model calls and tokens (a server adds them
+        to the run that executes the plan)."""
+        run = self._new_run(None, history=history)
         if usage is not None:
             run.caller.usage = usage
         return await self._plan(check_question(question), run)
@@ -390,15 +391,17 @@ class Orchestrator:
         run_id: str | None = None,
         on_event: Callable[[Event], None] | None = None,
         limits: Limits | None = None,
+        history: Sequence[BaseMessage] = (),
     ) -> Result:
         """Run exactly this plan (e.g. one a person reviewed or edited). Re-running with the same `run_id`
-        never repeats a side-effecting tool call that already succeeded."""
+        never repeats a side-effecting tool call that already succeeded. `history`: the conversation's earlier
+        turns, which the synthesis sees (as for `arun`)."""
         plan = _as_plan(plan, self.max_steps)
         self.decomposer.check_tools(plan)
         question = check_question(question or plan.question or _plan_as_question(plan))
-        run = self._new_run(on_event, run_id, limits=limits)
+        run = self._new_run(on_event, run_id, history=history, limits=limits)
         if run.checkpoint is not None:
-            run.checkpoint.begin(question, [], given_plan=True)
+            run.checkpoint.begin(question, run.history, given_plan=True)
 
         async def execute() -> Result:
             started = time.monotonic()

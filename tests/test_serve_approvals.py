@@ -311,3 +311,31 @@ def test_a_plan_still_in_review_has_nothing_to_decide(url, shop):
     assert "never ran (a plan still awaiting review?)" in error(
         decide(url, plan["run_id"], {"2": {"decision": "approve"}}), 404
     )
+
+
+def test_a_reviewed_turn_is_planned_and_answered_with_the_conversations_earlier_turns(tmp_path, shop):
+    seen: dict[str, list[str]] = {"plan": [], "answer": []}
+
+    def said(kind: str, reply: str):
+        def answer(messages):
+            seen[kind].append("\n".join(str(m.content) for m in messages))
+            return reply
+
+        return answer
+
+    plan = {"steps": [{"id": 1, "question": "Which order was it?"}]}
+    model = ScriptedChatModel(
+        rules=[(asks_for_plan, said("plan", json.dumps(plan))), (asks_to_combine, said("answer", "Order A1023."))],
+        default="A1023",
+    )
+    with serving(create_app(model, db=f"sqlite:///{tmp_path / 'serve.sqlite3'}")) as url:
+        cid = httpx.post(f"{url}/v1/conversations", json={"agent": "customer-service"}).json()["id"]
+        first = httpx.post(f"{url}/v1/conversations/{cid}/messages", json={"question": "My tent is torn."}, timeout=30)
+        assert first.status_code == 200
+        seen["plan"].clear()
+        review = {"question": "Which order was that?", "conversation_id": cid}
+        reviewed = httpx.post(f"{url}/v1/runs?review=true", json=review).json()
+        assert "My tent is torn." in seen["plan"][-1]  # the plan is made knowing the first turn
+        seen["answer"].clear()
+        assert result_of(httpx.post(f"{url}{reviewed['approve']}", timeout=30))["ok"]
+        assert "My tent is torn." in seen["answer"][-1]  # and so is the answer

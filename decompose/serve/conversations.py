@@ -58,9 +58,7 @@ def routes(service: Service) -> list[Route]:
             seq, earlier = await asyncio.to_thread(store.begin_turn, conversation_id, question)
         except TurnBusy:
             raise busy(conversation_id) from None
-        chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
-        chat.history = [history_turn(t) for t in earlier]
-        chat.state = ConversationState.from_dict(next((t["state"] for t in reversed(earlier) if t["state"]), None))
+        chat = conversation_of(service, orch, earlier)
         return stream_turn(
             service,
             agent,
@@ -166,6 +164,14 @@ async def _with_approvals(service: Service, conversation_id: str, turn: dict[str
     ended, error = status if status is not None and status[0] in (CANCELLED, EXPIRED) else (EXPIRED, "expired")
     await asyncio.to_thread(service.store.end_turn, conversation_id, turn["seq"], status=ended, error=error)
     turn.update(status=ended, error=error)
+
+
+def conversation_of(service: Service, orch: Orchestrator, earlier: list[dict[str, Any]]) -> Conversation:
+    """A `Conversation` with `orch` that remembers the stored turns `earlier` and the state the last one left."""
+    chat = Conversation(orch, max_history_tokens=service.max_history_tokens)
+    chat.history = [history_turn(t) for t in earlier]
+    chat.state = ConversationState.from_dict(next((t["state"] for t in reversed(earlier) if t["state"]), None))
+    return chat
 
 
 def history_turn(turn: dict[str, Any]) -> Turn:

@@ -21,7 +21,7 @@ from decompose.plan import Plan
 from decompose.result import Result
 from decompose.serve.approvals import stream_run
 from decompose.serve.bodies import optional_str, read_json
-from decompose.serve.conversations import busy, no_conversation, stream_turn
+from decompose.serve.conversations import busy, conversation_of, no_conversation, stream_turn
 from decompose.serve.errors import ApiError, api_error_of
 from decompose.serve.service import Service
 from decompose.serve.store import FAILED, TurnBusy
@@ -45,8 +45,13 @@ async def for_review(
 ) -> Response:
     usage = Usage()
     if plan is None:
+        history: list[Any] = []
+        if conversation_id is not None:  # planned as the conversation's next turn: "can I return it?" needs it
+            found = await asyncio.to_thread(service.store.conversation, conversation_id)
+            history = conversation_of(service, orch, found["turns"] if found else []).history_messages()
         try:
-            plan = await orch.aplan(question or "", usage=usage)  # question_of read it: a body without a plan has one
+            # question_of read it: a body without a plan has one
+            plan = await orch.aplan(question or "", history=history, usage=usage)
         except DecomposeError as exc:
             raise api_error_of(exc) from None
     run_id = uuid.uuid4().hex
@@ -100,15 +105,17 @@ def routes(service: Service) -> list[Route]:
                 await asyncio.to_thread(store.end_turn, conversation_id, seq, status=FAILED, error=error.message)
             raise error
 
+        history = conversation_of(service, orch, earlier).history_messages() if conversation_id is not None else []
+
         async def executed(emit: Any) -> Result:
-            result = await orch.aexecute(plan, question=question, run_id=run_id, on_event=emit)
+            result = await orch.aexecute(plan, question=question, run_id=run_id, on_event=emit, history=history)
             _add_planning(result.usage, link.get("planning"))
             return result
 
         if conversation_id is None or seq is None:
             return stream_run(service, agent, question, run_id, executed)
         await asyncio.to_thread(store.link_run, run_id, agent, question, conversation_id, seq)
-        state = ConversationState.from_dict(next((t["state"] for t in reversed(earlier) if t["state"]), None))
+        state = conversation_of(service, orch, earlier).state
 
         def learned(result: Result) -> ConversationState:
             state.learn(result.plan, question, None, result.answer or "")

@@ -577,8 +577,8 @@
       state.conversation = created.id;
     }
     if (review) {
-      // Plan only; the run starts when the plan is approved, as this conversation's next turn (its plan does not
-      // see the chat's history).
+      // Plan only, with the chat's earlier turns; the run starts when the plan is approved, as this
+      // conversation's next turn.
       const reply = await api("POST", "v1/runs?review=true", { question, conversation_id: state.conversation });
       new ReviewView(turn, await reply.json());
       return;
