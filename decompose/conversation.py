@@ -4,13 +4,15 @@ synthesizer (as chat history), bounded by a token budget, so "and when will it a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
 
+from decompose.approvals import Decision
 from decompose.conversation_state import ConversationState
-from decompose.errors import DecomposeError
+from decompose.errors import DecomposeError, InputError
 from decompose.events import Event
 from decompose.orchestrator import Orchestrator
 from decompose.result import Result
@@ -23,11 +25,20 @@ from decompose.tokens import count_message_tokens
 class Turn:
     question: str
     answer: str
+    run_id: str | None = None  # its run's: a turn that waited for approval is answered by resuming it
 
     @classmethod
-    def remembered(cls, question: str, answer: str | None, why_not: object) -> Turn:
+    def remembered(cls, question: str, answer: str | None, why_not: object, run_id: str | None = None) -> Turn:
         """A turn as the next turns see it: one without an answer says why, so they know it was not answered."""
-        return cls(question=question, answer=answer or f"(no answer: {why_not})")
+        return cls(question=question, answer=answer or f"(no answer: {why_not})", run_id=run_id)
+
+    @classmethod
+    def of(cls, result: Result) -> Turn:
+        why_not: object = result.error
+        if result.awaiting_approval:  # the next turn knows the call was not made (yet)
+            waiting = ", ".join(f"{a.tool} {a.args}" for a in result.approvals)
+            why_not = f"waiting for a person to approve {waiting}"
+        return cls.remembered(result.question, result.answer, why_not, result.run_id)
 
 
 class Conversation:
@@ -75,12 +86,39 @@ class Conversation:
         if detected is not None:
             result.events.insert(0, detected)  # the run's own events begin after it
         self.last_result = result
-        why_not = result.error
-        if result.awaiting_approval:  # the next turn knows the call was not made (yet)
-            waiting = ", ".join(f"{a.tool} {a.args}" for a in result.approvals)
-            why_not = f"waiting for a person to approve {waiting}"
-        self.history.append(Turn.remembered(result.question, result.answer, why_not))  # a failed turn too
+        self.history.append(Turn.of(result))  # a failed turn too
         self.state.learn(result.plan, text, detected.intent if detected else None, result.answer or "")
+        return result
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        decisions: Mapping[int, Decision | dict[str, Any]] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> Result:
+        return run_sync(self.aresume(run_id, decisions=decisions, on_event=on_event))
+
+    async def aresume(
+        self,
+        run_id: str,
+        *,
+        decisions: Mapping[int, Decision | dict[str, Any]] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> Result:
+        """Go on with one of this conversation's turns that stopped (waiting for approval, or its process died),
+        with `decisions` as for `Orchestrator.aresume`: its answer becomes that turn's, so the next turns know
+        what was done. Resumed with `orchestrator` (a routed turn's tools are among the agent's)."""
+        turn = next((t for t in self.history if t.run_id == run_id), None)
+        if turn is None:
+            raise InputError(
+                f"run {run_id!r} is not a turn of this conversation",
+                hint="resume it with Orchestrator.resume, or give the run id of one of this conversation's turns",
+            )
+        result = await self.orchestrator.aresume(run_id, decisions=decisions, on_event=on_event)
+        self.last_result = result
+        turn.answer = Turn.of(result).answer
+        self.state.learn(result.plan, turn.question, None, result.answer or "")
         return result
 
     def reset(self) -> None:

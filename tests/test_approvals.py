@@ -275,3 +275,15 @@ def test_a_conversation_remembers_a_turn_that_waits_for_approval(shop, ck):
     assert result.awaiting_approval
     assert conversation.history[-1].answer == "(no answer: waiting for a person to approve refund {'order': '7', " \
         "'amount': '142'})"  # fmt: skip
+
+
+def test_a_conversation_resumes_its_waiting_turn_and_remembers_the_answer(shop, ck):
+    from decompose.conversation import Conversation
+
+    conversation = Conversation(agent(shop, ck))
+    waited = conversation.send(QUESTION)
+    resumed = conversation.resume(waited.run_id, decisions={2: Approve()})
+    assert resumed.ok and shop.refunds() == [("7", "142")]
+    assert [(t.question, t.answer) for t in conversation.history] == [(QUESTION, "order 7 was refunded.")]
+    with pytest.raises(InputError, match="is not a turn of this conversation"):
+        conversation.resume("another-run", decisions={2: Approve()})
