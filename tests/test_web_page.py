@@ -554,7 +554,7 @@ def test_a_refund_waits_for_approval_across_a_server_restart_and_is_made_once(br
         card = ask_for_the_refund(page)
         assert [status for _, status, _ in steps(card)] == ["done", "awaiting"]
         waiting = card.locator('.step[data-step-id="2"]')
-        assert waiting.locator(".status").inner_text().startswith("⏸")
+        assert waiting.locator(".status").inner_text().startswith("‖")
         request = card.locator('.approval[data-step-id="2"]')
         assert request.locator(".tool-name").inner_text() == "issue_refund"
         assert json.loads(request.locator(".tool-args").inner_text()) == REFUND_ARGS

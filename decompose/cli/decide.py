@@ -40,7 +40,7 @@ class TerminalApprover:
 
     def __call__(self, request: ApprovalRequest) -> Decision | None:
         with self.out.paused():
-            asking = f"⏸ step {request.step_id} wants to call {request.tool}: {request.reason}"
+            asking = f"‖ step {request.step_id} wants to call {request.tool}: {request.reason}"
             self.out.say(asking, style="bold magenta")
             self.out.say(f"  arguments: {_json(request.args)}", style="cyan")
             while True:

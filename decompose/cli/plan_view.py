@@ -42,7 +42,7 @@ STATES = {  # the word shown for a step: (terminal icon, style)
     "done": ("✓", "green"),
     "failed": ("✗", "red"),
     "skipped": ("–", "dim"),
-    "awaiting": ("⏸", "bold magenta"),
+    "awaiting": ("‖", "bold magenta"),
 }
 FINISHED = ("done", "failed", "skipped", "awaiting")
 SETS_ANSWER = re.compile(r"answer\s*[-+*/]?=[^=]")

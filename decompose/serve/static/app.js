@@ -6,7 +6,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const KEY_STORE = "decompose.apiKey";  // per tab: sessionStorage is gone when the tab closes
-  const STATUS_ICON = { pending: "○", running: "◔", done: "✓", failed: "✕", skipped: "↷", awaiting: "⏸" };
+  const STATUS_ICON = { pending: "○", running: "◔", done: "✓", failed: "✕", skipped: "↷", awaiting: "‖" };
 
   const state = {
     agents: [],
