@@ -33,10 +33,10 @@ def serve_command(args: argparse.Namespace) -> int:
     from decompose.serve import logs
     from decompose.serve.security import parse_rate, read_keys
 
-    logs.configure(args.log_level, args.log_format)
     keys = read_keys(args.api_key_file) if args.api_key_file else None
     per_minute = parse_rate(args.rate_limit) if args.rate_limit else None
     sock = listen(args.host, args.port)  # before the model loads: a busy port fails at once
+    logs.configure(args.log_level, args.log_format)  # once the flags are good: a refused command changes nothing
     app = create_app(
         load_model_from_flags(args),
         db=args.db,
