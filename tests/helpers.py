@@ -214,3 +214,24 @@ def env_for(**extra):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.update(TERM="xterm-256color", COLUMNS="120", LINES="40", **extra)
     return env
+
+
+# ----- a two-step run to serve: who directed Titanic, and when was that person born ---------------------------
+
+DIRECTOR_ANSWER = "James Cameron, born 1954."
+
+
+def director_model(latency=0.0):
+    """A scripted model whose plan asks who directed Titanic, then when {1} was born; `latency` per call."""
+    from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine
+
+    return ScriptedChatModel(
+        rules=[
+            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
+            (asks_to_combine, DIRECTOR_ANSWER),
+            (r"Question: Who directed Titanic", "James Cameron"),
+            (r"Question: When was James Cameron born", "1954"),
+        ],
+        default="I do not know",
+        latency=latency,
+    )

@@ -3,27 +3,15 @@
 import json
 
 import pytest
-from helpers import TITANIC, Clock, plan_json
+from helpers import TITANIC, Clock, director_model
 
 pytest.importorskip("sqlalchemy")
 from starlette.testclient import TestClient  # noqa: E402
 
 from decompose.events import Event  # noqa: E402
-from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
+from decompose.models.scripted import ScriptedChatModel, asks_for_plan  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
 from decompose.serve.store import INTERRUPTED, RUNNING, Store, TurnBusy  # noqa: E402
-
-
-def titanic_model():
-    return ScriptedChatModel(
-        rules=[
-            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
-            (asks_to_combine, "James Cameron, born 1954."),
-            (r"Question: Who directed Titanic", "James Cameron"),
-            (r"Question: When was James Cameron born", "1954"),
-        ],
-        default="I do not know",
-    )
 
 
 def sse(text):
@@ -45,7 +33,7 @@ def db(tmp_path):
 
 @pytest.fixture
 def model():
-    return titanic_model()
+    return director_model()
 
 
 @pytest.fixture
@@ -204,7 +192,7 @@ def test_conversation_turns_are_stored_and_the_next_turn_sees_them(client, model
 
 
 def test_a_conversation_is_shared_by_replicas_on_one_database(db):
-    model_a, model_b = titanic_model(), titanic_model()
+    model_a, model_b = director_model(), director_model()
     with TestClient(create_app(model_a, db=db)) as replica_a, TestClient(create_app(model_b, db=db)) as replica_b:
         cid = replica_a.post("/v1/conversations", json={}).json()["id"]
         replica_a.post(f"/v1/conversations/{cid}/messages", json={"question": TITANIC})

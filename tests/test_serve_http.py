@@ -6,35 +6,22 @@ import time
 
 import httpx
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import DIRECTOR_ANSWER, TITANIC, director_model
 from servers import serving
 
 pytest.importorskip("sqlalchemy")
 import openai  # noqa: E402
 
-from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
+from decompose.models.scripted import ScriptedChatModel, asks_for_plan  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
 
 pytestmark = pytest.mark.server
-ANSWER = "James Cameron, born 1954."
-
-
-def titanic_model(latency=0.0):
-    return ScriptedChatModel(
-        rules=[
-            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
-            (asks_to_combine, ANSWER),
-            (r"Question: Who directed Titanic", "James Cameron"),
-            (r"Question: When was James Cameron born", "1954"),
-        ],
-        default="I do not know",
-        latency=latency,
-    )
+ANSWER = DIRECTOR_ANSWER
 
 
 @pytest.fixture
 def model():
-    return titanic_model()
+    return director_model()
 
 
 @pytest.fixture
@@ -115,7 +102,7 @@ def test_langchain_chat_openai_talks_to_an_agent(url):
 @pytest.mark.slow  # a real server and a model that takes its time, to tell streaming from buffering
 def test_the_event_stream_arrives_as_it_happens(tmp_path):
     """Each event is sent when it happens, not when the run ends: the plan arrives before the answer exists."""
-    model = titanic_model(latency=0.15)
+    model = director_model(latency=0.15)
     with (
         serving(create_app(model, db=f"sqlite:///{tmp_path / 's.sqlite3'}")) as base,
         httpx.stream("POST", f"{base}/v1/runs", json={"question": TITANIC}, timeout=30) as reply,
@@ -144,7 +131,7 @@ def test_a_conversation_over_http(url):
 
 @pytest.mark.slow
 def test_a_turn_longer_than_the_lease_stays_running_while_its_server_lives(tmp_path):
-    model = titanic_model(latency=0.25)  # four calls, one after another: about 1 s, over three leases
+    model = director_model(latency=0.25)  # four calls, one after another: about 1 s, over three leases
     with serving(create_app(model, db=f"sqlite:///{tmp_path / 's.sqlite3'}", lease=0.3)) as base:
         cid = httpx.post(f"{base}/v1/conversations", json={}).json()["id"]
         seen = []

@@ -8,29 +8,15 @@ import json
 
 import httpx
 import pytest
-from helpers import TITANIC, plan_json
+from helpers import DIRECTOR_ANSWER, TITANIC, director_model
 from servers import serving
 
 pytest.importorskip("sqlalchemy")
 from decompose.checkpoints import STOPPED, CheckpointStore  # noqa: E402
-from decompose.models.scripted import ScriptedChatModel, asks_for_plan, asks_to_combine  # noqa: E402
 from decompose.serve import create_app  # noqa: E402
 
 pytestmark = pytest.mark.server
-ANSWER = "James Cameron, born 1954."
-
-
-def titanic_model(latency=0.0):
-    return ScriptedChatModel(
-        rules=[
-            (asks_for_plan, plan_json("Who directed Titanic?", "When was {1} born?")),
-            (asks_to_combine, ANSWER),
-            (r"Question: Who directed Titanic", "James Cameron"),
-            (r"Question: When was James Cameron born", "1954"),
-        ],
-        default="I do not know",
-        latency=latency,
-    )
+ANSWER = DIRECTOR_ANSWER
 
 
 def result_of(body: str) -> dict:
@@ -42,7 +28,7 @@ def test_without_checkpoints_given_the_runs_are_kept_in_the_servers_own_database
     earlier = CheckpointStore(db)  # a stopped server's run, in the database the server keeps its conversations in
     earlier.begin("left-behind", TITANIC, history=[], given_plan=False)
     earlier.end("left-behind", STOPPED, error="the server stopped")
-    with serving(create_app(titanic_model(), db=db)) as url:
+    with serving(create_app(director_model(), db=db)) as url:
         [offered] = httpx.get(f"{url}/v1/runs/resumable").json()["runs"]
         assert offered["id"] == "left-behind"
         resumed = result_of(httpx.post(f"{url}/v1/runs/left-behind/resume", json={}, timeout=30).text)
@@ -55,7 +41,7 @@ def test_a_stopped_run_is_offered_and_resumed_and_the_others_say_why_not(tmp_pat
     earlier.begin("left-behind", TITANIC, history=[], given_plan=False)
     earlier.end("left-behind", STOPPED, error="the server stopped")
     app = create_app(
-        titanic_model(latency=0.3),
+        director_model(latency=0.3),
         db=f"sqlite:///{tmp_path / 'serve.sqlite3'}",
         orchestrator_options={"checkpoints": str(ck)},
     )
