@@ -110,7 +110,13 @@ def approval_reason(tool: BaseTool, args: Mapping[str, Any], policy: ApprovalPol
         return f"every {tool.name} call is approved by a person"
     if policy is None:
         return None
-    reason = policy(tool, args)
+    try:
+        reason = policy(tool, args)
+    except Exception as exc:  # fail closed: the call is not made
+        raise ToolError(
+            f"the approval policy failed on {tool.name}: {type(exc).__name__}: {exc}; the call was not made",
+            hint="fix the policy given to ToolRunner(approval=...)",
+        ) from exc
     return str(reason) if reason else None
 
 

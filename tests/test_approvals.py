@@ -287,3 +287,13 @@ def test_a_conversation_resumes_its_waiting_turn_and_remembers_the_answer(shop, 
     assert [(t.question, t.answer) for t in conversation.history] == [(QUESTION, "order 7 was refunded.")]
     with pytest.raises(InputError, match="is not a turn of this conversation"):
         conversation.resume("another-run", decisions={2: Approve()})
+
+
+def test_a_policy_that_raises_fails_the_step_and_makes_no_call(shop, ck):
+    def broken(tool: Any, args: Any) -> str | None:
+        raise KeyError("limit")
+
+    result = agent(shop, ck, approval=broken).run(QUESTION)
+    assert result.plan.steps[1].status == "failed" and shop.refunds() == []
+    error = result.plan.steps[1].error
+    assert "the approval policy failed on refund: KeyError: 'limit'; the call was not made" in error
