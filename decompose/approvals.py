@@ -144,9 +144,16 @@ def amount_over(limit: float, *, tools: tuple[str, ...] = (), arg: str = "amount
 
 
 async def ask(approver: Approver, request: ApprovalRequest) -> Decision | None:
-    decision = approver(request)
-    if inspect.isawaitable(decision):
-        decision = await decision
+    try:
+        decision = approver(request)
+        if inspect.isawaitable(decision):
+            decision = await decision
+    except Exception as exc:  # fail closed: the call is not made
+        raise ToolError(
+            f"the approver failed on step {request.step_id} ({request.tool}): {type(exc).__name__}: {exc}; "
+            "the call was not made",
+            hint="fix the approver given to ToolRunner(approver=...)",
+        ) from exc
     if decision is not None and not isinstance(decision, (Approve, Edit, Reject)):
         raise ToolError(
             f"the approver returned {type(decision).__name__}, not Approve(), Edit(args), Reject(reason) or None",

@@ -297,3 +297,14 @@ def test_a_policy_that_raises_fails_the_step_and_makes_no_call(shop, ck):
     assert result.plan.steps[1].status == "failed" and shop.refunds() == []
     error = result.plan.steps[1].error
     assert "the approval policy failed on refund: KeyError: 'limit'; the call was not made" in error
+
+
+def test_an_approver_that_raises_fails_the_step_and_makes_no_call(shop):
+    async def down(request: Any) -> Any:
+        raise ConnectionError("review queue unreachable")
+
+    result = agent(shop, None, approver=down).run(QUESTION)
+    assert result.plan.steps[1].status == "failed" and shop.refunds() == []
+    assert "the approver failed on step 2 (refund): ConnectionError: review queue unreachable" in (
+        result.plan.steps[1].error
+    )
