@@ -498,7 +498,6 @@ class Orchestrator:
     def _decide(self, run_id: str, status: str, decisions: Mapping[int, Decision | dict[str, Any]]) -> None:
         """Check a resumed run's decisions against what waits, and save them (all or none) before it goes on."""
         from decompose.checkpoints import AWAITING
-        from decompose.tools.runner import validate_args
 
         store = self._store("decide")
         pending = {a.step_id: a for a in store.approvals(run_id)}
@@ -525,11 +524,8 @@ class Orchestrator:
                     hint="decide only the steps that wait; a decision is made once",
                 )
             decision = decision_from(given)
-            if isinstance(decision, Edit):
-                tool = self.tool_runner.tools.get(request.tool)
-                problem = None if tool is None else validate_args(tool, decision.args)
-                if problem is not None:
-                    raise InputError(f"the edited arguments of step {step_id} do not fit: {problem}")
+            if isinstance(decision, Edit) and (problem := self.tool_runner.edit_problem(request, decision.args)):
+                raise InputError(problem)
             chosen[step_id] = decision_dict(decision)
         store.decide(run_id, chosen)
 

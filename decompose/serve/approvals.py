@@ -26,7 +26,6 @@ from decompose.serve.errors import ApiError
 from decompose.serve.running import Ended, RunFeed, settle
 from decompose.serve.service import Service
 from decompose.serve.sse import event_stream, run_frames
-from decompose.tools.runner import validate_args
 
 DECISIONS_EXAMPLE = '{"decisions": {"2": {"decision": "approve"}}}'
 DECISION_FORMS = (
@@ -215,15 +214,10 @@ def _checked(
         decision = decision_from(given)
     except InputError as exc:
         raise ApiError(422, f"step {step}: {exc.args[0]}", _forms()) from None
-    if isinstance(decision, Edit):
-        tool = orch.tool_runner.tools.get(request.tool)
-        problem = None if tool is None else validate_args(tool, decision.args)
-        if problem is not None:
-            raise ApiError(
-                422,
-                f"the edited arguments of step {step} do not fit: {problem}",
-                f"edit the arguments of {request.tool}, e.g. {json.dumps(request.args, default=str)}",
-            )
+    if isinstance(decision, Edit) and (problem := orch.tool_runner.edit_problem(request, decision.args)):
+        raise ApiError(
+            422, problem, f"edit the arguments of {request.tool}, e.g. {json.dumps(request.args, default=str)}"
+        )
     return step, decision
 
 

@@ -281,11 +281,18 @@ class ToolRunner:
             case Reject(reason=why):
                 raise ApprovalRejected(tool.name, why)
             case Edit(args=edited):
-                problem = validate_args(tool, edited)
+                problem = self.edit_problem(request, edited)
                 if problem is not None:
-                    raise ToolError(f"the edited arguments do not fit: {problem}", hint="the call was not made")
+                    raise ToolError(problem, hint="the call was not made")
                 return dict(edited)
         return args
+
+    def edit_problem(self, request: ApprovalRequest, args: dict[str, Any]) -> str | None:
+        """Why a person's edited arguments for a waiting call do not fit its tool's schema, or None (also when
+        the tool is not this runner's: `check_tools` refuses that run before anything runs)."""
+        tool = self.tools.get(request.tool)
+        problem = None if tool is None else validate_args(tool, args)
+        return None if problem is None else f"the edited arguments of step {request.step_id} do not fit: {problem}"
 
     async def _valid_args(
         self, tool: BaseTool, step: Step, args: dict[str, Any], caller: ModelCaller | None, emit: Emit
